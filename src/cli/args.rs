@@ -1,0 +1,101 @@
+//! Flag groups shared by several commands, each flag with a `K8S_UPGRADE_*` env fallback.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use super::CliError;
+use crate::catalog::{Catalog, Date, MAX_FILE_BYTES, SourceFile};
+use crate::version::Version;
+
+/// Where the upgrade-paths data comes from.
+#[derive(Debug, Clone, Args)]
+pub struct CatalogArgs {
+    /// Read upgrade-paths data from DIR instead of the copy built into the binary.
+    #[arg(long = "paths", value_name = "DIR", env = "K8S_UPGRADE_PATHS")]
+    pub paths: Option<PathBuf>,
+
+    /// Evaluate support dates as of this day (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE", env = "K8S_UPGRADE_TODAY", hide = true)]
+    pub today: Option<String>,
+}
+
+impl CatalogArgs {
+    pub fn load(&self) -> Result<Catalog, CliError> {
+        match &self.paths {
+            None => Ok(Catalog::embedded()?),
+            Some(dir) => Ok(Catalog::from_sources(&dir.display().to_string(), read_catalog_dir(dir)?)?),
+        }
+    }
+
+    pub fn today(&self) -> Result<Date, CliError> {
+        match &self.today {
+            Some(s) => s.parse().map_err(|e| CliError::usage(format!("--today: {e}"))),
+            None => Ok(today_utc()),
+        }
+    }
+}
+
+/// Today's date in UTC from the system clock.
+pub fn today_utc() -> Date {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    Date::from_days_since_epoch(days).unwrap_or(Date { year: 1970, month: 1, day: 1 })
+}
+
+fn read_file_bounded(path: &Path, name: &str) -> Result<String, CliError> {
+    let io_err = |e: std::io::Error| CliError::error(format!("cannot read catalog file {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(CliError::error(format!(
+            "catalog file {name} is {} bytes, more than the {MAX_FILE_BYTES} allowed",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io_err)?;
+    String::from_utf8(bytes).map_err(|_| CliError::error(format!("catalog file {} is not UTF-8", path.display())))
+}
+
+/// Reads `kubernetes.yaml`, `skew.yaml`, `apis.yaml`, `addons.yaml` and `distros/*.yaml`.
+fn read_catalog_dir(dir: &Path) -> Result<Vec<SourceFile>, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::error(format!(
+            "--paths {}: not a directory; point it at a copy of upgrade-paths/",
+            dir.display()
+        )));
+    }
+    let mut files = Vec::new();
+    for name in crate::catalog::CORE_FILES {
+        let path = dir.join(name);
+        if path.exists() {
+            files.push(SourceFile { name: name.to_string(), text: read_file_bounded(&path, name)? });
+        }
+    }
+    let distros = dir.join("distros");
+    if let Ok(entries) = std::fs::read_dir(&distros) {
+        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")).take(256) {
+            let Some(file) = path.file_name().and_then(|f| f.to_str()) else { continue };
+            let name = format!("distros/{file}");
+            let text = read_file_bounded(&path, &name)?;
+            files.push(SourceFile { name, text });
+        }
+    }
+    Ok(files)
+}
+
+/// `-o/--output` for documents that can also be drawn as a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+    Dot,
+    Mermaid,
+}
+
+/// Parses a version flag value, naming the flag and the value on failure (exit 2).
+pub fn parse_version_flag(flag: &str, value: &str) -> Result<Version, CliError> {
+    value.parse().map_err(|e| CliError::usage(format!("{flag}: {e}")))
+}

@@ -1,0 +1,118 @@
+//! The command line: clap types, command handlers, renderers and exit codes.
+//!
+//! `main.rs` hands the parsed [`Cli`] to [`run`], which converts raw arguments into validated
+//! requests, calls the pure library, renders the answer on stdout and turns every error into one
+//! line on stderr with the documented exit code (`docs/exit-codes.md`). This is the only module
+//! that reads the clock, the environment or user-given directories.
+
+mod args;
+mod paths;
+pub mod render;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use args::{CatalogArgs, OutputFormat};
+
+/// Documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Error = 1,
+    Usage = 2,
+    Blockers = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// An error as the user sees it: one line, and the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self { exit: Exit::Usage, message: message.into() }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { exit: Exit::Error, message: message.into() }
+    }
+}
+
+impl From<crate::catalog::CatalogError> for CliError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        CliError::error(e.to_string())
+    }
+}
+
+impl From<crate::graph::PathError> for CliError {
+    fn from(e: crate::graph::PathError) -> Self {
+        CliError::error(e.to_string())
+    }
+}
+
+/// Plan and perform Kubernetes cluster upgrades.
+///
+/// k8s-upgrade knows which version hops each distribution supports, which APIs disappear on the
+/// way, which add-ons must move first and where node rolls belong.
+#[derive(Debug, Parser)]
+#[command(name = "k8s-upgrade", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find the supported upgrade path between two versions on a distribution.
+    ///
+    /// Control-plane hops go one minor at a time (or as the distribution allows) and land on the
+    /// newest patch of each minor; node rolls are placed so that kubelets stay inside the skew
+    /// window with as few rolls as possible.
+    Paths(paths::PathsArgs),
+}
+
+/// Runs a parsed command line and returns the exit code. Errors are printed here, as one line.
+pub fn run(cli: Cli) -> Exit {
+    let result = match cli.command {
+        Command::Paths(args) => paths::run(args),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {}", e.message);
+            e.exit
+        }
+    }
+}
+
+/// Writes a rendered document to stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::error(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,10 @@
+//! k8s-upgrade: plan and perform Kubernetes cluster upgrades.
+//!
+//! The library holds everything but argument parsing and process exit: the version model, the
+//! upgrade-paths catalog, the hop graph, and the command handlers in `cli`. `main.rs` only parses,
+//! runs and exits.
+
+pub mod catalog;
+pub mod cli;
+pub mod graph;
+pub mod version;

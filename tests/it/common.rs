@@ -1,0 +1,26 @@
+//! Helpers shared by the integration tests.
+
+use std::process::{Command, Output};
+
+/// The day every test evaluates support dates on, so snapshots do not age.
+pub const TODAY: &str = "2026-11-26";
+
+/// Runs the built binary with `args`, a fixed "today" and no inherited K8S_UPGRADE_* settings.
+pub fn run(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("K8S_UPGRADE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("K8S_UPGRADE_TODAY", TODAY).env("NO_COLOR", "1").args(args);
+    cmd.output().expect("run k8s-upgrade")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,4 @@
+//! Integration tests: one binary (faster to link), one module per area.
+
+mod common;
+mod paths;
