@@ -202,6 +202,9 @@ pub enum Matcher {
     ComponentBelow { component: String, version: Version },
     /// Some node's `status.nodeInfo.<field>` starts with `prefix`.
     NodeInfoPrefix { field: NodeInfoField, prefix: String },
+    /// Some node's `status.nodeInfo.<field>` is exactly `value` (when a prefix would also match
+    /// a newer value, as `Amazon Linux 2` does `Amazon Linux 2023`).
+    NodeInfoEquals { field: NodeInfoField, value: String },
     /// The add-on is installed.
     AddonPresent { addon: String },
     /// Objects or requests of this group/version (and kind) exist.

@@ -279,8 +279,10 @@ fn distro(c: &Catalog, name: &str) -> Result<(), CatalogError> {
                             format!("'{component}' is neither etcd, coredns nor an add-on in addons.yaml"),
                         ));
                     }
-                    Matcher::NodeInfoPrefix { prefix, .. } if prefix.is_empty() => {
-                        return Err(cx.err(&entry, "condition.anyOf.prefix", "must not be empty"));
+                    Matcher::NodeInfoPrefix { prefix: text, .. } | Matcher::NodeInfoEquals { value: text, .. }
+                        if text.is_empty() =>
+                    {
+                        return Err(cx.err(&entry, "condition.anyOf", "a node-info match must not be empty"));
                     }
                     _ => {}
                 }

@@ -51,6 +51,16 @@ pub struct NodeInfoFacts {
     pub kernel_version: String,
 }
 
+impl NodeInfoFacts {
+    fn field(&self, f: NodeInfoField) -> &str {
+        match f {
+            NodeInfoField::ContainerRuntimeVersion => &self.container_runtime_version,
+            NodeInfoField::OsImage => &self.os_image,
+            NodeInfoField::KernelVersion => &self.kernel_version,
+        }
+    }
+}
+
 /// What is known about the cluster when a path is searched. `None` means unknown: conditions
 /// that need an unknown fact neither block nor clear a hop, they warn.
 #[derive(Debug, Clone, Default)]
@@ -230,6 +240,7 @@ fn describe(m: &Matcher) -> String {
         Matcher::KubeletBelow { version } => format!("a kubelet is older than {version}"),
         Matcher::ComponentBelow { component, version } => format!("{component} is older than {version}"),
         Matcher::NodeInfoPrefix { field, prefix } => format!("a node's {} starts with '{prefix}'", field_name(*field)),
+        Matcher::NodeInfoEquals { field, value } => format!("a node's {} is '{value}'", field_name(*field)),
         Matcher::AddonPresent { addon } => format!("{addon} is installed"),
         Matcher::ApiInUse { group, version, kind } => {
             let gv = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
@@ -257,16 +268,12 @@ fn evaluate_matcher(m: &Matcher, facts: &Facts) -> Option<bool> {
         Matcher::ComponentBelow { component, version } => {
             facts.components.as_ref().map(|c| c.get(component).is_some_and(|v| v.to_semver() < version.to_semver()))
         }
-        Matcher::NodeInfoPrefix { field, prefix } => facts.node_infos.as_ref().map(|nodes| {
-            nodes.iter().any(|n| {
-                let value = match field {
-                    NodeInfoField::ContainerRuntimeVersion => &n.container_runtime_version,
-                    NodeInfoField::OsImage => &n.os_image,
-                    NodeInfoField::KernelVersion => &n.kernel_version,
-                };
-                value.starts_with(prefix.as_str())
-            })
-        }),
+        Matcher::NodeInfoPrefix { field, prefix } => {
+            facts.node_infos.as_ref().map(|nodes| nodes.iter().any(|n| n.field(*field).starts_with(prefix.as_str())))
+        }
+        Matcher::NodeInfoEquals { field, value } => {
+            facts.node_infos.as_ref().map(|nodes| nodes.iter().any(|n| n.field(*field) == value))
+        }
         Matcher::AddonPresent { addon } => facts.addons.as_ref().map(|a| a.contains(addon)),
         Matcher::ApiInUse { group, version, kind } => facts.apis_in_use.as_ref().map(|apis| {
             apis.iter().any(|(g, v, k)| g == group && v == version && kind.as_ref().is_none_or(|want| want == k))

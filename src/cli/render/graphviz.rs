@@ -129,3 +129,39 @@ pub fn path_mermaid(p: &UpgradePath) -> String {
     out.push_str(&format!("  style {} fill:#e8e8e8\n", mermaid_id(&p.from)));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{BlockedEdge, Catalog};
+    use crate::graph::{Facts, PathRequest, find_path};
+
+    #[test]
+    fn blocked_edges_are_dashed_with_their_name() {
+        let mut c = Catalog::embedded().unwrap();
+        c.distros.get_mut("generic").unwrap().blocked_edges.push(BlockedEdge {
+            name: "EarlyPatch\"Regression".into(),
+            from: "<1.28.5".into(),
+            to: "1.29".parse().unwrap(),
+            reason: "breaks \"things\"".into(),
+            source: "https://example.org".into(),
+            condition: None,
+        });
+        let req = PathRequest {
+            distro: "generic".into(),
+            from: "1.28.1".parse().unwrap(),
+            to: "1.29".parse().unwrap(),
+            via: vec![],
+            kubelets: vec![],
+            facts: Facts::default(),
+            today: "2026-11-26".parse().unwrap(),
+        };
+        let p = find_path(&c, &req).unwrap();
+        let dot = path_dot(&p);
+        assert!(dot.contains("\"1.28.1\" -> \"1.29.14\" [style=dashed"), "{dot}");
+        assert!(dot.contains(r#"label="blocked: EarlyPatch\"Regression""#), "quotes escaped: {dot}");
+        let mermaid = path_mermaid(&p);
+        assert!(mermaid.contains("v1_28_1 -. \"blocked: EarlyPatch#quot;Regression\" .-> v1_29_14"), "{mermaid}");
+        assert!(mermaid.contains("stroke-dasharray"));
+    }
+}
