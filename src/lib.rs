@@ -7,4 +7,5 @@
 pub mod catalog;
 pub mod cli;
 pub mod graph;
+pub mod sim;
 pub mod version;

@@ -8,6 +8,7 @@
 mod args;
 mod paths;
 pub mod render;
+mod simulate;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -79,12 +80,19 @@ pub enum Command {
     /// newest patch of each minor; node rolls are placed so that kubelets stay inside the skew
     /// window with as few rolls as possible.
     Paths(paths::PathsArgs),
+
+    /// Serve a simulated Kubernetes cluster on loopback (real kubectl works against it).
+    ///
+    /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
+    /// never allows a disruption) and large (5,000 nodes, 150,000 pods).
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs a parsed command line and returns the exit code. Errors are printed here, as one line.
 pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(exit) => exit,

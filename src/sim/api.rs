@@ -1,0 +1,798 @@
+//! The HTTP face of the simulator: routing, content negotiation and the REST verbs.
+//!
+//! One handler parses every path (`/api/v1/...`, `/apis/G/V/...`, discovery, health, metrics and
+//! the `/sim/...` control endpoints) so that core, grouped, deprecated and generic resources share
+//! one code path. JSON answers always carry `Content-Type: application/json`; errors are `Status`
+//! bodies; Table answers are built when the client asks for them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::clock::now_rfc3339;
+use super::registry::ResourceDef;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{Change, EventType, StorageKey, Stored};
+use super::{Sim, patch, pdb, tables};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Largest page a list returns regardless of `limit`.
+const MAX_PAGE: usize = 100_000;
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new().fallback(handle).with_state(sim)
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    bytes_response(code, Bytes::from(serde_json::to_vec(body).unwrap_or_default()), "application/json")
+}
+
+fn bytes_response(code: u16, body: Bytes, content_type: &'static str) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let mut r = json_response(e.code, &e.status_json());
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn text_response(code: u16, text: String) -> Response {
+    bytes_response(code, Bytes::from(text), "text/plain; charset=utf-8")
+}
+
+/// A parsed resource path.
+#[derive(Debug, Clone, Default)]
+struct Target {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    resource: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let mut t = Target { group: group.into(), version: version.into(), ..Default::default() };
+    let namespaced =
+        rest.first() == Some(&"namespaces") && rest.len() >= 3 && !matches!(rest[2], "status" | "finalize");
+    let rest = if namespaced {
+        t.namespace = Some(rest[1].to_string());
+        &rest[2..]
+    } else {
+        rest
+    };
+    t.resource = rest.first()?.to_string();
+    t.name = rest.get(1).map(|s| s.to_string());
+    t.sub = rest.get(2).map(|s| s.to_string());
+    if rest.len() > 3 {
+        return None;
+    }
+    Some(t)
+}
+
+fn query_map(q: Option<&str>) -> HashMap<String, String> {
+    form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+fn accepts(headers: &HeaderMap, needle: &str) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(needle))
+}
+
+async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = query_map(parts.uri.query());
+    let method = parts.method.clone();
+    let headers = parts.headers.clone();
+
+    if path.starts_with("/sim/") {
+        let body = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => return error_response(&ApiError::bad_request("request body too large")),
+        };
+        return control(&sim, &method, &path, &body);
+    }
+    let faults = sim.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+    }
+    match path.as_str() {
+        "/version" => return version(&sim),
+        "/healthz" | "/livez" => return text_response(200, "ok".into()),
+        "/readyz" => {
+            return if sim.in_blip() {
+                text_response(503, "[-]etcd failed: apiserver restarting\nreadyz check failed".into())
+            } else {
+                text_response(200, "ok".into())
+            };
+        }
+        "/metrics" => {
+            return bytes_response(
+                200,
+                Bytes::from(sim.stats.metrics_text()),
+                "text/plain; version=0.0.4; charset=utf-8",
+            );
+        }
+        _ => {}
+    }
+    if sim.in_blip() {
+        return error_response(&ApiError::unavailable("apiserver is restarting").with_retry_after(1));
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let registry = sim.registry();
+    let target = match segs.as_slice() {
+        ["api"] => return discovery_root(&sim, &headers, true),
+        ["apis"] => return discovery_root(&sim, &headers, false),
+        ["api", v] => return group_version(&registry, "", v),
+        ["apis", g, v] => return group_version(&registry, g, v),
+        ["apis", g] => {
+            return match registry.api_group_list()["groups"]
+                .as_array()
+                .and_then(|gs| gs.iter().find(|x| x["name"] == *g))
+            {
+                Some(group) => {
+                    let mut g = group.clone();
+                    g["kind"] = json!("APIGroup");
+                    g["apiVersion"] = json!("v1");
+                    json_response(200, &g)
+                }
+                None => error_response(&ApiError::not_found_path(&path)),
+            };
+        }
+        ["api", v, rest @ ..] => parse_target("", v, rest),
+        ["apis", g, v, rest @ ..] => parse_target(g, v, rest),
+        _ => None,
+    };
+    let Some(target) = target else {
+        return error_response(&ApiError::not_found_path(&path));
+    };
+    let Some(def) = registry.find(&target.group, &target.version, &target.resource).cloned() else {
+        return error_response(&ApiError::not_found_path(&path));
+    };
+    let sub = target.sub.clone().unwrap_or_default();
+    if let Some(removed) = &def.deprecated {
+        sim.stats.deprecated_request(&def.group, &def.version, &def.resource, &sub, removed);
+    }
+    let verb = verb_of(&method, &target, &query, &sub);
+    sim.stats.request(verb, &def.resource);
+    if let Some(rule) = faults.pick_error(verb, &def.resource, &sim.fault_counter) {
+        sim.stats.injected(rule.code);
+        if rule.code == 429 {
+            sim.stats.sent_429(false);
+        }
+        let mut e = match rule.code {
+            429 => ApiError::too_many_requests(
+                "the server has received too many requests and has asked us to try again later".into(),
+                json!({}),
+            ),
+            503 => ApiError::unavailable("the server is currently unable to handle the request"),
+            _ => ApiError::internal(
+                "an error on the server (\"injected fault\") has prevented the request from succeeding".into(),
+            ),
+        };
+        if let Some(secs) = rule.retry_after {
+            e = e.with_retry_after(secs);
+        }
+        return error_response(&e);
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return error_response(&ApiError::bad_request(&format!("request body larger than {MAX_BODY} bytes"))),
+    };
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let result = match (&method, target.name.is_some(), sub.as_str()) {
+        (&Method::GET, false, _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => {
+            return watch(sim.clone(), def, target, query).await;
+        }
+        (&Method::GET, false, _) => list(&sim, &def, &target, &query, &headers),
+        (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &headers),
+        (&Method::POST, false, _) => create(&sim, &def, &target, &body, dry_run),
+        (&Method::POST, true, "eviction") if def.resource == "pods" => {
+            pdb::evict(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body)
+        }
+        (&Method::PUT, true, "" | "status") => update(&sim, &def, &target, &body, dry_run, &sub),
+        (&Method::PATCH, true, "" | "status") => patch_object(&sim, &def, &target, &headers, &body, dry_run, &sub),
+        (&Method::DELETE, true, "") => delete(&sim, &def, &target, &query, &body, dry_run),
+        (&Method::DELETE, false, _) => delete_collection(&sim, &def, &target, &query, dry_run),
+        (&Method::GET | &Method::PUT | &Method::PATCH, true, "scale") => {
+            scale(&sim, &def, &target, &method, &body, &headers, dry_run)
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn target_ns(t: &Target) -> String {
+    t.namespace.clone().unwrap_or_default()
+}
+
+fn verb_of(method: &Method, t: &Target, query: &HashMap<String, String>, sub: &str) -> &'static str {
+    match (method, t.name.is_some()) {
+        (&Method::GET, false) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, true) if sub == "eviction" => "evict",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "other",
+    }
+}
+
+fn version(sim: &Sim) -> Response {
+    let v = sim.server_version();
+    json_response(
+        200,
+        &json!({
+            "major": v.major.to_string(),
+            "minor": v.minor.to_string(),
+            "gitVersion": format!("v{}.{}.{}{}", v.major, v.minor, v.patch.unwrap_or(0), v.suffix),
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.24.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }),
+    )
+}
+
+fn discovery_root(sim: &Sim, headers: &HeaderMap, core: bool) -> Response {
+    let reg = sim.registry();
+    for (v, ct) in [
+        ("v2", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+        ("v2beta1", "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"),
+    ] {
+        if accepts(headers, &format!("g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList")) {
+            let body = reg.aggregated(core, &format!("apidiscovery.k8s.io/{v}"));
+            return bytes_response(200, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()), ct);
+        }
+    }
+    json_response(200, &if core { reg.api_versions() } else { reg.api_group_list() })
+}
+
+fn group_version(reg: &super::registry::Registry, group: &str, version: &str) -> Response {
+    match reg.resource_list(group, version) {
+        Some(list) => json_response(200, &list),
+        None => error_response(&ApiError::not_found_path(&if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        })),
+    }
+}
+
+/// Stored objects keep the apiVersion they were written with; an alias version rewrites it.
+fn as_served(def: &ResourceDef, obj: &Stored) -> Bytes {
+    let want = def.api_version();
+    if obj.value.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
+        return obj.json.clone();
+    }
+    let mut v = obj.value.clone();
+    v["apiVersion"] = json!(want);
+    v["kind"] = json!(def.kind);
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+}
+
+struct ListQuery {
+    labels: LabelSelector,
+    fields: FieldSelector,
+    limit: Option<usize>,
+    continue_token: Option<String>,
+}
+
+fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(&e))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(&e))?;
+    let limit = match q.get("limit") {
+        Some(l) => {
+            Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(&format!("invalid limit '{l}'")))?.min(MAX_PAGE))
+        }
+        None => None,
+    };
+    Ok(ListQuery { labels, fields, limit, continue_token: q.get("continue").cloned() })
+}
+
+fn list(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let lq = list_query(q)?;
+    let node = if def.resource == "pods" { lq.fields.node_name().map(str::to_string) } else { None };
+    let page = sim.store.list(
+        &def.storage,
+        t.namespace.as_deref(),
+        node.as_deref(),
+        lq.limit,
+        lq.continue_token.as_deref(),
+        |o| lq.labels.matches_value(&o.value) && lq.fields.matches(&o.value),
+    )?;
+    if accepts(headers, "as=Table") {
+        let table = tables::table(def, &page.items, page.resource_version, page.continue_token.as_deref());
+        return Ok(json_response(200, &table));
+    }
+    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = page.remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let mut out = Vec::with_capacity(page.items.iter().map(|i| i.json.len() + 1).sum::<usize>() + 256);
+    out.extend_from_slice(
+        format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", def.kind, def.api_version()).as_bytes(),
+    );
+    out.extend_from_slice(&serde_json::to_vec(&meta).unwrap_or_default());
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&as_served(def, item));
+    }
+    out.extend_from_slice(b"]}");
+    Ok(bytes_response(200, Bytes::from(out), "application/json"))
+}
+
+fn get(sim: &Sim, def: &ResourceDef, t: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let name = t.name.as_deref().unwrap_or_default();
+    let obj =
+        sim.store.get(&def.storage, &target_ns(t), name).ok_or_else(|| ApiError::not_found(&def.resource, name))?;
+    if accepts(headers, "as=Table") {
+        return Ok(json_response(200, &tables::table(def, std::slice::from_ref(&obj), obj.resource_version(), None)));
+    }
+    Ok(bytes_response(200, as_served(def, &obj), "application/json"))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(&format!("the request body is not valid JSON: {e}")))
+}
+
+fn ensure_namespace(sim: &Sim, def: &ResourceDef, ns: &str) -> Result<(), ApiError> {
+    if def.namespaced && sim.store.get(&StorageKey::core("namespaces"), "", ns).is_none() {
+        return Err(ApiError::not_found("namespaces", ns));
+    }
+    Ok(())
+}
+
+fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool) -> Result<Response, ApiError> {
+    let mut obj = parse_body(body)?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+        && kind != def.kind
+    {
+        return Err(ApiError::bad_request(&format!(
+            "the kind '{kind}' does not match the resource {} ({})",
+            def.resource, def.kind
+        )));
+    }
+    obj["kind"] = json!(def.kind);
+    obj["apiVersion"] = json!(def.api_version());
+    if def.namespaced {
+        let ns = target_ns(t);
+        match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(given) if !given.is_empty() && given != ns => {
+                return Err(ApiError::bad_request(&format!(
+                    "the namespace of the object ({given}) does not match the namespace on the request ({ns})"
+                )));
+            }
+            _ => {}
+        }
+        ensure_namespace(sim, def, &ns)?;
+        if !obj.get("metadata").is_some_and(Value::is_object) {
+            obj["metadata"] = json!({});
+        }
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+    let stored = sim.store.create(&def.storage, obj, dry_run)?;
+    if !dry_run {
+        sim.changed.notify_waiters();
+    }
+    Ok(bytes_response(201, as_served(def, &stored), "application/json"))
+}
+
+/// Keeps the parts a verb may not change: the main resource keeps status, `/status` keeps the rest.
+fn restrict(def: &ResourceDef, old: &Value, new: &mut Value, sub: &str) {
+    let has_status = def.subresources.iter().any(|s| s.name == "status");
+    if sub == "status" {
+        let status = new.get("status").cloned();
+        *new = old.clone();
+        match status {
+            Some(s) => new["status"] = s,
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    } else if has_status {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    new["kind"] = json!(def.kind);
+    new["apiVersion"] = old.get("apiVersion").cloned().unwrap_or_else(|| json!(def.api_version()));
+}
+
+fn update(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    body: &Bytes,
+    dry_run: bool,
+    sub: &str,
+) -> Result<Response, ApiError> {
+    let obj = parse_body(body)?;
+    let name = t.name.clone().unwrap_or_default();
+    if obj.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+    }
+    let expect = obj
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
+    let ns = target_ns(t);
+    let stored = sim.store.mutate(&def.storage, &ns, &name, expect, dry_run, |cur| {
+        let mut next = obj.clone();
+        restrict(def, cur, &mut next, sub);
+        *cur = next;
+        Ok(())
+    });
+    let stored = match stored {
+        Err(e) if e.code == 404 && sub.is_empty() && def.resource == "leases" => {
+            // Create-on-update is how Lease clients acquire a missing lock.
+            return create(sim, def, t, body, dry_run);
+        }
+        other => other?,
+    };
+    if !dry_run {
+        sim.changed.notify_waiters();
+    }
+    Ok(bytes_response(200, as_served(def, &stored), "application/json"))
+}
+
+fn patch_object(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    headers: &HeaderMap,
+    body: &Bytes,
+    dry_run: bool,
+    sub: &str,
+) -> Result<Response, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let p = parse_body(body)?;
+    let name = t.name.clone().unwrap_or_default();
+    let ns = target_ns(t);
+    let stored = sim.store.mutate(&def.storage, &ns, &name, None, dry_run, |cur| {
+        let mut next = cur.clone();
+        if ct.starts_with("application/merge-patch+json") {
+            patch::merge_patch(&mut next, &p);
+        } else if ct.starts_with("application/strategic-merge-patch+json") {
+            patch::strategic_merge_patch(&mut next, &p);
+        } else if ct.starts_with("application/json-patch+json") {
+            patch::json_patch(&mut next, &p).map_err(|e| ApiError::invalid(&def.resource, &name, &e))?;
+        } else {
+            return Err(ApiError::unsupported_media(&ct));
+        }
+        if let Some(rv) = p.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            && cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
+        {
+            return Err(ApiError::conflict(&def.resource, &name));
+        }
+        restrict(def, cur, &mut next, sub);
+        *cur = next;
+        Ok(())
+    })?;
+    if !dry_run {
+        sim.changed.notify_waiters();
+    }
+    Ok(bytes_response(200, as_served(def, &stored), "application/json"))
+}
+
+fn grace_from(query: &HashMap<String, String>, body: &Bytes) -> (Option<i64>, bool) {
+    let opts: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let grace = query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| opts.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let dry = opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+    (grace, dry)
+}
+
+fn delete(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let ns = target_ns(t);
+    let (grace, body_dry) = grace_from(query, body);
+    let dry_run = dry_run || body_dry;
+    if def.storage == StorageKey::core("pods") {
+        if !dry_run {
+            pdb::account_direct_delete(sim, &ns, &name);
+        }
+        let stored = pdb::delete_pod(sim, &ns, &name, grace, dry_run)?;
+        return Ok(bytes_response(200, stored.json.clone(), "application/json"));
+    }
+    let stored = sim.store.delete(&def.storage, &ns, &name, dry_run)?;
+    if !dry_run {
+        if def.storage == StorageKey::core("namespaces") {
+            for key in sim.store.keys() {
+                for obj in sim.store.in_namespace(&key, &name) {
+                    let _ = sim.store.delete(&key, &name, obj.name(), false);
+                }
+            }
+        }
+        sim.changed.notify_waiters();
+    }
+    Ok(bytes_response(200, as_served(def, &stored), "application/json"))
+}
+
+fn delete_collection(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    query: &HashMap<String, String>,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let lq = list_query(query)?;
+    let page = sim.store.list(&def.storage, t.namespace.as_deref(), None, None, None, |o| {
+        lq.labels.matches_value(&o.value) && lq.fields.matches(&o.value)
+    })?;
+    for item in &page.items {
+        let (ns, name) = (item.namespace().to_string(), item.name().to_string());
+        if def.storage == StorageKey::core("pods") {
+            if !dry_run {
+                pdb::account_direct_delete(sim, &ns, &name);
+            }
+            let _ = pdb::delete_pod(sim, &ns, &name, None, dry_run);
+        } else {
+            let _ = sim.store.delete(&def.storage, &ns, &name, dry_run);
+        }
+    }
+    sim.changed.notify_waiters();
+    Ok(json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+}
+
+fn scale(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    method: &Method,
+    body: &Bytes,
+    headers: &HeaderMap,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let ns = target_ns(t);
+    if !matches!(def.resource.as_str(), "deployments" | "replicasets" | "statefulsets") {
+        return Err(ApiError::not_found_path(&format!("{}/{name}/scale", def.resource)));
+    }
+    let obj = if *method == Method::GET {
+        sim.store.get(&def.storage, &ns, &name).ok_or_else(|| ApiError::not_found(&def.resource, &name))?
+    } else {
+        let p = parse_body(body)?;
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let replicas = if *method == Method::PUT || ct.contains("merge-patch") {
+            p.pointer("/spec/replicas").and_then(Value::as_i64)
+        } else {
+            None
+        }
+        .ok_or_else(|| ApiError::bad_request("scale needs spec.replicas"))?;
+        let s = sim.store.mutate(&def.storage, &ns, &name, None, dry_run, |cur| {
+            cur["spec"]["replicas"] = json!(replicas);
+            Ok(())
+        })?;
+        sim.changed.notify_waiters();
+        s
+    };
+    let replicas = obj.value.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let status_replicas = obj.value.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0);
+    Ok(json_response(
+        200,
+        &json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": ns, "resourceVersion": obj.resource_version().to_string(), "uid": obj.value.pointer("/metadata/uid")},
+               "spec": {"replicas": replicas}, "status": {"replicas": status_replicas}}),
+    ))
+}
+
+fn watch_event(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(format!("{{\"type\":\"{kind}\",\"object\":").as_bytes());
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+fn bookmark(def: &ResourceDef, rv: u64) -> Bytes {
+    let obj = json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
+    watch_event("BOOKMARK", &serde_json::to_vec(&obj).unwrap_or_default())
+}
+
+async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, String>) -> Response {
+    let lq = match list_query(&q) {
+        Ok(lq) => lq,
+        Err(e) => return error_response(&e),
+    };
+    sim.stats.watch_opened();
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
+    let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(std::time::Duration::from_secs);
+    let drop_after = sim.faults().drop_watches_every_seconds.map(|s| sim.scaled(s));
+    let mut rx = sim.store.subscribe();
+    let ns = t.namespace.clone();
+    let matches = move |c: &Change, def: &ResourceDef| -> bool {
+        c.key == def.storage
+            && ns.as_deref().is_none_or(|n| c.object.namespace() == n)
+            && lq.labels.matches_value(&c.object.value)
+            && lq.fields.matches(&c.object.value)
+    };
+    let start_rv: Option<u64> =
+        q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0").and_then(|s| s.parse().ok());
+    let (tx, out_rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
+    let mut initial: Vec<Bytes> = Vec::new();
+    let mut last_rv = sim.store.current_rv();
+    match start_rv {
+        Some(rv) => match sim.store.changes_since(rv) {
+            Ok(changes) => {
+                for c in changes.iter().filter(|c| matches(c, &def)) {
+                    initial.push(watch_event(c.kind.as_str(), &as_served(&def, &c.object)));
+                }
+                last_rv = changes.last().map_or(rv.max(last_rv), |c| c.rv.max(last_rv));
+            }
+            Err(e) => {
+                let gone = watch_event("ERROR", &serde_json::to_vec(&e.status_json()).unwrap_or_default());
+                return stream_response(vec![gone], None);
+            }
+        },
+        None => {
+            let page = sim.store.list(&def.storage, t.namespace.as_deref(), None, None, None, |_| true);
+            if let Ok(page) = page {
+                for item in &page.items {
+                    let c = Change { rv: 0, key: def.storage.clone(), kind: EventType::Added, object: item.clone() };
+                    if matches(&c, &def) {
+                        initial.push(watch_event("ADDED", &as_served(&def, item)));
+                    }
+                }
+                last_rv = page.resource_version;
+            }
+        }
+    }
+    let bookmark_every = sim.scaled(sim.timings.bookmark_seconds).max(std::time::Duration::from_millis(50));
+    let def2 = def.clone();
+    tokio::spawn(async move {
+        for b in initial {
+            if tx.send(b).await.is_err() {
+                return;
+            }
+        }
+        if bookmarks && tx.send(bookmark(&def2, last_rv)).await.is_err() {
+            return;
+        }
+        let deadline = [timeout, drop_after].into_iter().flatten().min().map(|d| tokio::time::Instant::now() + d);
+        let mut ticker = tokio::time::interval(bookmark_every);
+        ticker.tick().await;
+        loop {
+            let sleep_until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(86_400));
+            tokio::select! {
+                _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(bookmark(&def2, last_rv)).await.is_err() { return; }
+                }
+                msg = rx.recv() => match msg {
+                    Ok(c) => {
+                        if c.rv <= last_rv { continue; }
+                        last_rv = c.rv;
+                        if matches(&c, &def2) && tx.send(watch_event(c.kind.as_str(), &as_served(&def2, &c.object))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let gone = ApiError::gone(last_rv);
+                        let _ = tx.send(watch_event("ERROR", &serde_json::to_vec(&gone.status_json()).unwrap_or_default())).await;
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    stream_response(vec![], Some(out_rx))
+}
+
+fn stream_response(first: Vec<Bytes>, rx: Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Response {
+    let head = tokio_stream::iter(first.into_iter().map(Ok::<Bytes, std::io::Error>));
+    let body = match rx {
+        Some(rx) => Body::from_stream(head.chain(ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>))),
+        None => Body::from_stream(head),
+    };
+    let mut r = Response::new(body);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r
+}
+
+/// `/sim/stats`, `/sim/faults`, `/sim/compact`, `/sim/control-plane`.
+fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
+    match (method, path) {
+        (&Method::GET, "/sim/stats") => json_response(200, &super::controllers::stats_document(sim)),
+        (&Method::GET, "/sim/faults") => json_response(200, &serde_json::to_value(sim.faults()).unwrap_or_default()),
+        (&Method::PUT | &Method::PATCH, "/sim/faults") => {
+            let mut current = serde_json::to_value(sim.faults()).unwrap_or_default();
+            let given: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => return error_response(&ApiError::bad_request(&format!("faults: {e}"))),
+            };
+            if *method == Method::PUT {
+                current = given;
+            } else {
+                patch::merge_patch(&mut current, &given);
+            }
+            match serde_json::from_value::<super::Faults>(current) {
+                Ok(f) => match f.validate() {
+                    Ok(()) => {
+                        *sim.faults.write().unwrap_or_else(|p| p.into_inner()) = f.clone();
+                        json_response(200, &serde_json::to_value(f).unwrap_or_default())
+                    }
+                    Err(e) => error_response(&ApiError::bad_request(&e)),
+                },
+                Err(e) => error_response(&ApiError::bad_request(&format!("faults: {e}"))),
+            }
+        }
+        (&Method::POST, "/sim/compact") => json_response(200, &json!({"compactedTo": sim.store.compact().to_string()})),
+        (&Method::PUT, "/sim/control-plane") => {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let Some(version) =
+                v.get("version").and_then(Value::as_str).and_then(|s| s.parse::<crate::version::Version>().ok())
+            else {
+                return error_response(&ApiError::bad_request("control-plane: expected {\"version\": \"1.30.4\"}"));
+            };
+            *sim.managed_version.write().unwrap_or_else(|p| p.into_inner()) = version;
+            sim.start_blip();
+            sim.refresh_registry();
+            json_response(200, &json!({"version": sim.server_version().to_string(), "at": now_rfc3339()}))
+        }
+        _ => error_response(&ApiError::not_found_path(path)),
+    }
+}

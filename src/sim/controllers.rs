@@ -1,0 +1,982 @@
+//! Controllers and kubelets: what makes the store behave like a cluster.
+//!
+//! One loop reconciles whenever the store changed or a timer fell due: deployments roll replica
+//! sets, replica sets, stateful sets, daemon sets and jobs keep their pods, a scheduler binds
+//! pending pods to Ready, schedulable nodes with room, kubelets start pods, finish graceful
+//! deletions and restart themselves at a new version when a node carries the upgrade annotation
+//! (refusing to come back when that would break the skew policy), and budgets get fresh status.
+//! All delays are scaled by the simulator's time scale.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::clock::now_rfc3339;
+use super::pdb::{self, is_ready, is_terminating, pods_key};
+use super::store::{StorageKey, Stored, name_suffix};
+use super::{Sim, UPGRADE_ANNOTATION};
+use crate::version::Version;
+
+const NODES: &str = "nodes";
+
+fn apps(resource: &str) -> StorageKey {
+    StorageKey::new("apps", resource)
+}
+
+fn nodes_key() -> StorageKey {
+    StorageKey::core(NODES)
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn int_at(v: &Value, p: &str, default: i64) -> i64 {
+    v.pointer(p).and_then(Value::as_i64).unwrap_or(default)
+}
+
+fn controller_of(pod: &Value) -> Option<(&str, &str, &str)> {
+    let o = pod.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["controller"] == true)?;
+    Some((o["kind"].as_str()?, o["name"].as_str()?, o["uid"].as_str()?))
+}
+
+fn owner_ref(obj: &Value, kind: &str, api_version: &str) -> Value {
+    json!([{"apiVersion": api_version, "kind": kind, "name": str_at(obj, "/metadata/name"), "uid": str_at(obj, "/metadata/uid"), "controller": true, "blockOwnerDeletion": true}])
+}
+
+pub fn node_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn image_version(image: &str) -> Option<Version> {
+    image.rsplit_once(':').and_then(|(_, tag)| tag.parse().ok())
+}
+
+/// The oldest kube-apiserver among control-plane mirror pods, if the cluster runs its own.
+pub fn oldest_apiserver(sim: &Sim) -> Option<Version> {
+    sim.store
+        .in_namespace(&pods_key(), "kube-system")
+        .iter()
+        .filter(|p| str_at(&p.value, "/metadata/labels/component") == "kube-apiserver")
+        .filter_map(|p| image_version(str_at(&p.value, "/spec/containers/0/image")))
+        .min()
+}
+
+fn apiserver_on(sim: &Sim, node: &str) -> Option<Version> {
+    sim.store
+        .pods_on_node(node)
+        .iter()
+        .filter(|p| str_at(&p.value, "/metadata/labels/component") == "kube-apiserver")
+        .filter_map(|p| image_version(str_at(&p.value, "/spec/containers/0/image")))
+        .min()
+}
+
+#[derive(Default)]
+struct Timers {
+    /// Pod uid → when it becomes Running and Ready.
+    pod_ready_at: HashMap<String, Instant>,
+    /// Pod uid → when its graceful deletion completes.
+    pod_gone_at: HashMap<String, Instant>,
+    /// Node name → when its kubelet restart completes.
+    node_back_at: HashMap<String, Instant>,
+    /// Job pod uid → when it succeeds.
+    job_done_at: HashMap<String, Instant>,
+}
+
+impl Timers {
+    fn next_due(&self) -> Option<Instant> {
+        [&self.pod_ready_at, &self.pod_gone_at, &self.node_back_at, &self.job_done_at]
+            .iter()
+            .flat_map(|m| m.values())
+            .min()
+            .copied()
+    }
+}
+
+/// Runs until the task is aborted.
+pub async fn run(sim: Arc<Sim>) {
+    let mut timers = Timers::default();
+    let mut seen_rv = 0u64;
+    let idle = Duration::from_millis(500);
+    loop {
+        let notified = sim.changed.notified();
+        let rv = sim.store.current_rv();
+        let due = timers.next_due().is_some_and(|t| t <= Instant::now());
+        if rv != seen_rv || due {
+            // Remember the version seen *before* reconciling: if this pass wrote anything, the
+            // next pass runs too, until one pass changes nothing.
+            seen_rv = rv;
+            reconcile(&sim, &mut timers);
+            observe(&sim);
+        }
+        let wait = timers
+            .next_due()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(idle)
+            .clamp(Duration::from_millis(5), idle);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = notified => {
+                // Let a burst of writes land before reconciling.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+fn reconcile(sim: &Sim, timers: &mut Timers) {
+    kubelets(sim, timers);
+    deployments(sim);
+    replica_sets(sim);
+    stateful_sets(sim);
+    daemon_sets(sim);
+    jobs(sim, timers);
+    garbage_collect(sim);
+    schedule(sim);
+    pod_lifecycle(sim, timers);
+    pdb::refresh_all(sim);
+    workload_status(sim);
+}
+
+fn set_condition(conds: &mut Vec<Value>, ty: &str, status: bool, reason: &str, message: &str) {
+    let now = now_rfc3339();
+    let st = if status { "True" } else { "False" };
+    match conds.iter_mut().find(|c| c["type"] == ty) {
+        Some(c) => {
+            if c["status"] != st {
+                c["lastTransitionTime"] = json!(now);
+            }
+            c["status"] = json!(st);
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+            c["lastHeartbeatTime"] = json!(now);
+        }
+        None => conds.push(json!({"type": ty, "status": st, "reason": reason, "message": message, "lastTransitionTime": now, "lastHeartbeatTime": now})),
+    }
+}
+
+fn set_node_ready(sim: &Sim, name: &str, ready: bool, reason: &str, message: &str, f: impl FnOnce(&mut Value)) {
+    let _ = sim.store.mutate(&nodes_key(), "", name, None, false, |n| {
+        let mut conds: Vec<Value> =
+            n.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        set_condition(&mut conds, "Ready", ready, reason, message);
+        n["status"]["conditions"] = Value::Array(conds);
+        f(n);
+        Ok(())
+    });
+}
+
+/// The kubelet side of upgrades: restart, then come back at the new version (or refuse).
+fn kubelets(sim: &Sim, timers: &mut Timers) {
+    let now = Instant::now();
+    for node in sim.store.all(&nodes_key()) {
+        let name = node.name().to_string();
+        let Some(target) = node
+            .value
+            .pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1")))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let Ok(target) = target.parse::<Version>() else { continue };
+        let current = str_at(&node.value, "/status/nodeInfo/kubeletVersion").parse::<Version>().ok();
+        let target_tag = format!("v{}", target.without_suffix().core());
+        if current.as_ref().is_some_and(|c| c.without_suffix().core() == target.without_suffix().core())
+            && node_ready(&node.value)
+        {
+            timers.node_back_at.remove(&name);
+            continue;
+        }
+        let control_plane = node.value.pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
+        match timers.node_back_at.get(&name).copied() {
+            None => {
+                timers.node_back_at.insert(name.clone(), now + sim.scaled(sim.timings.node_restart_seconds));
+                set_node_ready(
+                    sim,
+                    &name,
+                    false,
+                    "KubeletNotReady",
+                    &format!("kubelet is restarting to upgrade to {target_tag}"),
+                    |_| {},
+                );
+                if control_plane {
+                    sim.start_blip();
+                }
+            }
+            Some(back) if back <= now => {
+                if sim.faults().nodes_never_ready.contains(&name) {
+                    set_node_ready(
+                        sim,
+                        &name,
+                        false,
+                        "KubeletNotReady",
+                        "kubelet stopped posting node status (simulated fault: this node never comes back)",
+                        |_| {},
+                    );
+                    timers.node_back_at.insert(name.clone(), now + Duration::from_secs(86_400 * 365));
+                    continue;
+                }
+                if control_plane {
+                    upgrade_static_pods(sim, &name, &target_tag);
+                    sim.refresh_registry();
+                }
+                let reference = if control_plane {
+                    apiserver_on(sim, &name).or_else(|| oldest_apiserver(sim))
+                } else {
+                    oldest_apiserver(sim)
+                }
+                .unwrap_or_else(|| sim.server_version());
+                match skew_problem(sim, &target, &reference) {
+                    Some(problem) => {
+                        set_node_ready(sim, &name, false, "KubeletVersionSkew", &problem, |_| {});
+                        // Check again later: the apiserver may catch up.
+                        timers.node_back_at.insert(name.clone(), now + sim.scaled(sim.timings.node_restart_seconds));
+                    }
+                    None => {
+                        timers.node_back_at.remove(&name);
+                        set_node_ready(sim, &name, true, "KubeletReady", "kubelet is posting ready status", |n| {
+                            n["status"]["nodeInfo"]["kubeletVersion"] = json!(target_tag);
+                            n["status"]["nodeInfo"]["kubeProxyVersion"] = json!(target_tag);
+                        });
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Why a kubelet at `kubelet` may not run against an apiserver at `apiserver`, per the catalog.
+fn skew_problem(sim: &Sim, kubelet: &Version, apiserver: &Version) -> Option<String> {
+    let lag = apiserver.minor_version().minors_since(kubelet.minor_version());
+    if lag < 0 {
+        return Some(format!(
+            "kubelet v{} is newer than the oldest kube-apiserver v{}; the version skew policy never allows that: upgrade the control plane first",
+            kubelet.core(),
+            apiserver.core()
+        ));
+    }
+    let rule = sim.catalog.component_skew("kubelet")?;
+    let allowed = match rule.older_than {
+        Some(o) if kubelet.minor_version() < o.version => o.max_older,
+        _ => rule.max_older,
+    };
+    (lag > i64::from(allowed)).then(|| {
+        format!(
+            "kubelet v{} is {lag} minors older than kube-apiserver v{} (at most {allowed} allowed)",
+            kubelet.core(),
+            apiserver.core()
+        )
+    })
+}
+
+fn upgrade_static_pods(sim: &Sim, node: &str, tag: &str) {
+    let minor = tag.trim_start_matches('v').parse::<Version>().ok().map(|v| v.minor_version());
+    let etcd = minor.and_then(|m| {
+        sim.catalog
+            .distro(&sim.distro)
+            .and_then(|d| d.component_versions.iter().find(|c| c.minor == m))
+            .and_then(|c| c.etcd.clone())
+    });
+    for pod in sim.store.pods_on_node(node) {
+        let component = str_at(&pod.value, "/metadata/labels/component").to_string();
+        let image = str_at(&pod.value, "/spec/containers/0/image").to_string();
+        let new_image = match component.as_str() {
+            "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" => {
+                format!("{}:{tag}", image.rsplit_once(':').map_or(image.as_str(), |(repo, _)| repo))
+            }
+            "etcd" => match &etcd {
+                Some(e) => format!("{}:{e}", image.rsplit_once(':').map_or(image.as_str(), |(repo, _)| repo)),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if new_image != image {
+            let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                p["spec"]["containers"][0]["image"] = json!(new_image);
+                Ok(())
+            });
+        }
+    }
+    // kubeadm moves CoreDNS with the first control-plane node of a minor.
+    if let Some(coredns) = minor.and_then(|m| {
+        sim.catalog
+            .distro(&sim.distro)
+            .and_then(|d| d.component_versions.iter().find(|c| c.minor == m))
+            .and_then(|c| c.coredns.clone())
+    }) && let Some(dep) = sim.store.get(&apps("deployments"), "kube-system", "coredns")
+    {
+        let image = str_at(&dep.value, "/spec/template/spec/containers/0/image").to_string();
+        if let Some((repo, _)) = image.rsplit_once(':') {
+            let new_image = format!("{repo}:{coredns}");
+            if new_image != image {
+                let _ = sim.store.mutate(&apps("deployments"), "kube-system", "coredns", None, false, |d| {
+                    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(new_image);
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+pub(crate) fn template_hash(template: &Value) -> String {
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    name_suffix(h).chars().chain(name_suffix(h >> 20).chars()).take(10).collect()
+}
+
+/// Pods by the uid of their controller.
+fn pods_by_owner(sim: &Sim) -> HashMap<String, Vec<Arc<Stored>>> {
+    let mut map: HashMap<String, Vec<Arc<Stored>>> = HashMap::new();
+    for p in sim.store.all(&pods_key()) {
+        if let Some((_, _, uid)) = controller_of(&p.value) {
+            map.entry(uid.to_string()).or_default().push(p.clone());
+        }
+    }
+    map
+}
+
+fn deployments(sim: &Sim) {
+    let rs_all = sim.store.all(&apps("replicasets"));
+    let pods = pods_by_owner(sim);
+    for dep in sim.store.all(&apps("deployments")) {
+        let ns = dep.namespace().to_string();
+        let uid = str_at(&dep.value, "/metadata/uid");
+        let desired = int_at(&dep.value, "/spec/replicas", 1);
+        let template = dep.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&template);
+        let owned: Vec<&Arc<Stored>> =
+            rs_all.iter().filter(|rs| controller_of(&rs.value).is_some_and(|(_, _, u)| u == uid)).collect();
+        let current = owned.iter().find(|rs| str_at(&rs.value, "/metadata/labels/pod-template-hash") == hash);
+        let rs_name = format!("{}-{hash}", dep.name());
+        if current.is_none() {
+            let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+            labels["pod-template-hash"] = json!(hash);
+            let mut tpl = template.clone();
+            tpl["metadata"]["labels"] = labels.clone();
+            let mut selector = dep.value.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            let rs = json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": rs_name, "namespace": ns, "labels": labels, "ownerReferences": owner_ref(&dep.value, "Deployment", "apps/v1")},
+                "spec": {"replicas": if owned.is_empty() { desired } else { 0 }, "selector": selector, "template": tpl},
+            });
+            let _ = sim.store.create(&apps("replicasets"), rs, false);
+            continue;
+        }
+        // Rolling: the new set grows to the desired count; old sets shrink as new pods get ready.
+        let new_ready = current
+            .and_then(|rs| pods.get(str_at(&rs.value, "/metadata/uid")))
+            .map_or(0, |ps| ps.iter().filter(|p| is_ready(&p.value) && !is_terminating(&p.value)).count() as i64);
+        for rs in &owned {
+            let is_new = str_at(&rs.value, "/metadata/labels/pod-template-hash") == hash;
+            let want = if is_new {
+                desired
+            } else {
+                let old_total: i64 = owned
+                    .iter()
+                    .filter(|r| str_at(&r.value, "/metadata/labels/pod-template-hash") != hash)
+                    .map(|r| int_at(&r.value, "/spec/replicas", 0))
+                    .sum();
+                (int_at(&rs.value, "/spec/replicas", 0) - (old_total + new_ready - desired).max(0)).max(0)
+            };
+            if int_at(&rs.value, "/spec/replicas", -1) != want {
+                let _ = sim.store.mutate(&apps("replicasets"), &ns, rs.name(), None, false, |r| {
+                    r["spec"]["replicas"] = json!(want);
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+fn new_pod(owner: &Value, owner_kind: &str, name: &str, template: &Value) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": str_at(owner, "/metadata/namespace"), "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                     "ownerReferences": owner_ref(owner, owner_kind, if owner_kind == "Job" { "batch/v1" } else { "apps/v1" })},
+        "spec": template.get("spec").cloned().unwrap_or(json!({})),
+        "status": {"phase": "Pending"},
+    });
+    if let Some(a) = template.pointer("/metadata/annotations") {
+        pod["metadata"]["annotations"] = a.clone();
+    }
+    pod
+}
+
+fn replica_sets(sim: &Sim) {
+    let pods = pods_by_owner(sim);
+    for rs in sim.store.all(&apps("replicasets")) {
+        let desired = int_at(&rs.value, "/spec/replicas", 1);
+        let uid = str_at(&rs.value, "/metadata/uid");
+        let mut active: Vec<&Arc<Stored>> =
+            pods.get(uid).map(|v| v.iter().filter(|p| !is_terminating(&p.value)).collect()).unwrap_or_default();
+        let have = active.len() as i64;
+        let template = rs.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        for i in have..desired {
+            let seed = sim.store.current_rv().wrapping_add(i as u64).wrapping_mul(31);
+            let name = format!("{}-{}", rs.name(), name_suffix(seed ^ uid.len() as u64 ^ (i as u64) << 40));
+            let _ = sim.store.create(&pods_key(), new_pod(&rs.value, "ReplicaSet", &name, &template), false);
+        }
+        if have > desired {
+            // Scale down: not-ready and unscheduled pods go first, like the real controller.
+            active.sort_by_key(|p| (is_ready(&p.value), !str_at(&p.value, "/spec/nodeName").is_empty()));
+            for p in active.iter().take((have - desired) as usize) {
+                let _ = pdb::delete_pod(sim, p.namespace(), p.name(), None, false);
+            }
+        }
+    }
+}
+
+fn stateful_sets(sim: &Sim) {
+    for sts in sim.store.all(&apps("statefulsets")) {
+        let ns = sts.namespace().to_string();
+        let desired = int_at(&sts.value, "/spec/replicas", 1);
+        let template = sts.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        for i in 0..desired {
+            let name = format!("{}-{i}", sts.name());
+            if sim.store.get(&pods_key(), &ns, &name).is_none() {
+                let mut pod = new_pod(&sts.value, "StatefulSet", &name, &template);
+                pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(name);
+                let _ = sim.store.create(&pods_key(), pod, false);
+            }
+        }
+        for p in sim.store.in_namespace(&pods_key(), &ns) {
+            if let Some((kind, owner, _)) = controller_of(&p.value) {
+                let ordinal = p.name().rsplit_once('-').and_then(|(_, o)| o.parse::<i64>().ok());
+                if kind == "StatefulSet"
+                    && owner == sts.name()
+                    && ordinal.is_some_and(|o| o >= desired)
+                    && !is_terminating(&p.value)
+                {
+                    let _ = pdb::delete_pod(sim, &ns, p.name(), None, false);
+                }
+            }
+        }
+    }
+}
+
+fn tolerates(pod_spec: &Value, taint: &Value) -> bool {
+    pod_spec.get("tolerations").and_then(Value::as_array).is_some_and(|ts| {
+        ts.iter().any(|t| {
+            let key_ok = t.get("key").is_none() || t["key"] == taint["key"] || str_at(t, "/key").is_empty();
+            let effect_ok =
+                t.get("effect").is_none() || t["effect"] == taint["effect"] || str_at(t, "/effect").is_empty();
+            let op = str_at(t, "/operator");
+            let value_ok = op == "Exists"
+                || t.get("value") == taint.get("value")
+                || (t.get("value").is_none() && taint.get("value").is_none());
+            key_ok && effect_ok && value_ok
+        })
+    })
+}
+
+fn node_selector_ok(pod_spec: &Value, node: &Value) -> bool {
+    let labels = super::selectors::labels_of(node);
+    pod_spec
+        .get("nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()))
+}
+
+fn daemon_sets(sim: &Sim) {
+    let nodes = sim.store.all(&nodes_key());
+    let pods = pods_by_owner(sim);
+    for ds in sim.store.all(&apps("daemonsets")) {
+        let uid = str_at(&ds.value, "/metadata/uid");
+        let template = ds.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let spec = template.get("spec").cloned().unwrap_or(json!({}));
+        let owned = pods.get(uid).cloned().unwrap_or_default();
+        let mut wanted = HashSet::new();
+        for node in &nodes {
+            let taints = node.value.pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default();
+            let fits = node_selector_ok(&spec, &node.value)
+                && taints
+                    .iter()
+                    .filter(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute"))
+                    .all(|t| tolerates(&spec, t));
+            if !fits {
+                continue;
+            }
+            wanted.insert(node.name().to_string());
+            if owned.iter().any(|p| str_at(&p.value, "/spec/nodeName") == node.name() && !is_terminating(&p.value)) {
+                continue;
+            }
+            let seed = (node.name().len() as u64) << 32 ^ sim.store.current_rv();
+            let name = format!(
+                "{}-{}",
+                ds.name(),
+                name_suffix(
+                    seed ^ u64::from(
+                        node.name().bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
+                    )
+                )
+            );
+            let mut pod = new_pod(&ds.value, "DaemonSet", &name, &template);
+            pod["spec"]["nodeName"] = json!(node.name());
+            let _ = sim.store.create(&pods_key(), pod, false);
+        }
+        for p in
+            owned.iter().filter(|p| !wanted.contains(str_at(&p.value, "/spec/nodeName")) && !is_terminating(&p.value))
+        {
+            let _ = pdb::delete_pod(sim, p.namespace(), p.name(), Some(0), false);
+        }
+    }
+}
+
+fn jobs(sim: &Sim, timers: &mut Timers) {
+    let key = StorageKey::new("batch", "jobs");
+    let pods = pods_by_owner(sim);
+    for job in sim.store.all(&key) {
+        let uid = str_at(&job.value, "/metadata/uid");
+        let owned = pods.get(uid).cloned().unwrap_or_default();
+        let succeeded = owned.iter().filter(|p| str_at(&p.value, "/status/phase") == "Succeeded").count() as i64;
+        let active = owned
+            .iter()
+            .filter(|p| {
+                !matches!(str_at(&p.value, "/status/phase"), "Succeeded" | "Failed") && !is_terminating(&p.value)
+            })
+            .count() as i64;
+        let completions = int_at(&job.value, "/spec/completions", 1);
+        if succeeded + active < completions && active == 0 {
+            let template = job.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let name = format!("{}-{}", job.name(), name_suffix(sim.store.current_rv()));
+            let _ = sim.store.create(&pods_key(), new_pod(&job.value, "Job", &name, &template), false);
+        }
+        if int_at(&job.value, "/status/succeeded", -1) != succeeded
+            || int_at(&job.value, "/status/active", -1) != active
+        {
+            let _ = sim.store.mutate(&key, job.namespace(), job.name(), None, false, |j| {
+                j["status"]["succeeded"] = json!(succeeded);
+                j["status"]["active"] = json!(active);
+                Ok(())
+            });
+        }
+        for p in owned.iter().filter(|p| str_at(&p.value, "/status/phase") == "Running") {
+            let uid = str_at(&p.value, "/metadata/uid").to_string();
+            let run = p
+                .value
+                .pointer("/metadata/annotations/sim.k8s-upgrade.dev~1run-seconds")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(5.0);
+            let at = *timers.job_done_at.entry(uid.clone()).or_insert_with(|| Instant::now() + sim.scaled(run));
+            if at <= Instant::now() {
+                timers.job_done_at.remove(&uid);
+                let _ = sim.store.mutate(&pods_key(), p.namespace(), p.name(), None, false, |pod| {
+                    pod["status"]["phase"] = json!("Succeeded");
+                    if let Some(cs) = pod.pointer_mut("/status/containerStatuses").and_then(Value::as_array_mut) {
+                        for c in cs {
+                            c["ready"] = json!(false);
+                            c["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now_rfc3339()}});
+                        }
+                    }
+                    let mut conds: Vec<Value> = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+                    set_condition(&mut conds, "Ready", false, "PodCompleted", "");
+                    pod["status"]["conditions"] = Value::Array(conds);
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+/// Deletes pods and replica sets whose controller is gone.
+fn garbage_collect(sim: &Sim) {
+    let mut live: HashSet<String> = HashSet::new();
+    for key in [
+        apps("replicasets"),
+        apps("deployments"),
+        apps("statefulsets"),
+        apps("daemonsets"),
+        StorageKey::new("batch", "jobs"),
+        nodes_key(),
+    ] {
+        for o in sim.store.all(&key) {
+            live.insert(str_at(&o.value, "/metadata/uid").to_string());
+        }
+    }
+    for rs in sim.store.all(&apps("replicasets")) {
+        if let Some(("Deployment", _, uid)) = controller_of(&rs.value)
+            && !live.contains(uid)
+        {
+            let _ = sim.store.delete(&apps("replicasets"), rs.namespace(), rs.name(), false);
+        }
+    }
+    for p in sim.store.all(&pods_key()) {
+        if let Some((kind, _, uid)) = controller_of(&p.value)
+            && matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+            && !live.contains(uid)
+            && !is_terminating(&p.value)
+        {
+            let _ = pdb::delete_pod(sim, p.namespace(), p.name(), None, false);
+        }
+    }
+}
+
+fn parse_quantity(q: &str) -> f64 {
+    let q = q.trim();
+    let (num, mult) = [
+        ("Ki", 1024.0),
+        ("Mi", 1024.0 * 1024.0),
+        ("Gi", 1024.0_f64.powi(3)),
+        ("Ti", 1024.0_f64.powi(4)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("m", 1e-3),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| q.strip_suffix(suffix).map(|n| (n, *m)))
+    .unwrap_or((q, 1.0));
+    num.parse::<f64>().unwrap_or(0.0) * mult
+}
+
+fn quantity_at(v: &Value, p: &str) -> f64 {
+    match v.pointer(p) {
+        Some(Value::String(s)) => parse_quantity(s),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn requests(pod: &Value) -> (f64, f64) {
+    pod.pointer("/spec/containers").and_then(Value::as_array).map_or((0.0, 0.0), |cs| {
+        cs.iter().fold((0.0, 0.0), |(c, m), ctr| {
+            (c + quantity_at(ctr, "/resources/requests/cpu"), m + quantity_at(ctr, "/resources/requests/memory"))
+        })
+    })
+}
+
+/// Binds pending pods to Ready, schedulable nodes that tolerate, select and fit them.
+fn schedule(sim: &Sim) {
+    let pending: Vec<Arc<Stored>> = sim
+        .store
+        .all(&pods_key())
+        .into_iter()
+        .filter(|p| {
+            str_at(&p.value, "/spec/nodeName").is_empty()
+                && !is_terminating(&p.value)
+                && str_at(&p.value, "/status/phase") != "Succeeded"
+        })
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    struct Room {
+        pods: f64,
+        cpu: f64,
+        mem: f64,
+    }
+    let nodes = sim.store.all(&nodes_key());
+    let mut room: BTreeMap<String, Room> = BTreeMap::new();
+    for n in
+        nodes.iter().filter(|n| node_ready(&n.value) && n.value.pointer("/spec/unschedulable") != Some(&json!(true)))
+    {
+        let mut r = Room {
+            pods: quantity_at(&n.value, "/status/allocatable/pods").max(1.0),
+            cpu: quantity_at(&n.value, "/status/allocatable/cpu"),
+            mem: quantity_at(&n.value, "/status/allocatable/memory"),
+        };
+        for p in sim
+            .store
+            .pods_on_node(n.name())
+            .iter()
+            .filter(|p| !matches!(str_at(&p.value, "/status/phase"), "Succeeded" | "Failed"))
+        {
+            let (c, m) = requests(&p.value);
+            r.pods -= 1.0;
+            r.cpu -= c;
+            r.mem -= m;
+        }
+        room.insert(n.name().to_string(), r);
+    }
+    for pod in pending {
+        let spec = pod.value.get("spec").cloned().unwrap_or(json!({}));
+        let (cpu, mem) = requests(&pod.value);
+        let best = nodes
+            .iter()
+            .filter(|n| {
+                room.get(n.name()).is_some_and(|r| r.pods >= 1.0 && r.cpu >= cpu && r.mem >= mem)
+                    && node_selector_ok(&spec, &n.value)
+                    && n.value.pointer("/spec/taints").and_then(Value::as_array).is_none_or(|ts| {
+                        ts.iter()
+                            .filter(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute"))
+                            .all(|t| tolerates(&spec, t))
+                    })
+            })
+            .max_by(|a, b| {
+                let (ra, rb) = (&room[a.name()], &room[b.name()]);
+                ra.pods.partial_cmp(&rb.pods).unwrap_or(std::cmp::Ordering::Equal).then_with(|| b.name().cmp(a.name()))
+            })
+            .map(|n| n.name().to_string());
+        match best {
+            Some(node) => {
+                if let Some(r) = room.get_mut(&node) {
+                    r.pods -= 1.0;
+                    r.cpu -= cpu;
+                    r.mem -= mem;
+                }
+                let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                    p["spec"]["nodeName"] = json!(node);
+                    let mut conds: Vec<Value> =
+                        p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+                    set_condition(&mut conds, "PodScheduled", true, "", "");
+                    p["status"]["conditions"] = Value::Array(conds);
+                    Ok(())
+                });
+            }
+            None => {
+                let msg =
+                    format!("0/{} nodes are available: no Ready, schedulable node has room for this pod.", nodes.len());
+                if str_at(&pod.value, "/status/conditions/0/message") != msg {
+                    let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                        p["status"]["phase"] = json!("Pending");
+                        p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now_rfc3339()}]);
+                        Ok(())
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn set_pod_running(p: &mut Value, ready: bool, node_ip: &str) {
+    p["status"]["phase"] = json!("Running");
+    if p.pointer("/status/startTime").is_none() {
+        p["status"]["startTime"] = json!(now_rfc3339());
+    }
+    if p.pointer("/status/podIP").is_none() {
+        let n = p
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map_or(0, |u| u.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b))));
+        p["status"]["podIP"] = json!(format!("10.{}.{}.{}", 64 + (n >> 16) % 64, (n >> 8) % 256, n % 254 + 1));
+        p["status"]["hostIP"] = json!(node_ip);
+    }
+    let never_ready =
+        p.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str) == Some("true");
+    let ready = ready && !never_ready;
+    let mut conds: Vec<Value> = p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    set_condition(&mut conds, "PodScheduled", true, "", "");
+    set_condition(&mut conds, "Initialized", true, "", "");
+    set_condition(&mut conds, "ContainersReady", ready, if ready { "" } else { "ContainersNotReady" }, "");
+    set_condition(&mut conds, "Ready", ready, if ready { "" } else { "ContainersNotReady" }, "");
+    p["status"]["conditions"] = Value::Array(conds);
+    let statuses: Vec<Value> = p
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| json!({"name": c["name"], "image": c["image"], "ready": ready, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now_rfc3339()}}}))
+                .collect()
+        })
+        .unwrap_or_default();
+    p["status"]["containerStatuses"] = Value::Array(statuses);
+}
+
+/// Kubelet work on pods: start bound pods, follow node readiness, finish graceful deletions.
+fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
+    let now = Instant::now();
+    let faults = sim.faults();
+    let nodes: HashMap<String, Arc<Stored>> =
+        sim.store.all(&nodes_key()).into_iter().map(|n| (n.name().to_string(), n)).collect();
+    let mut alive: HashSet<String> = HashSet::new();
+    for pod in sim.store.all(&pods_key()) {
+        let uid = str_at(&pod.value, "/metadata/uid").to_string();
+        alive.insert(uid.clone());
+        let node_name = str_at(&pod.value, "/spec/nodeName");
+        if is_terminating(&pod.value) {
+            if faults.pod_stuck(pod.namespace(), pod.name()) {
+                continue;
+            }
+            // A pod that set no grace period of its own uses the simulator's default (real 30 s
+            // would make every demo drag); none waits longer than the cap.
+            let given = int_at(&pod.value, "/metadata/deletionGracePeriodSeconds", 30) as f64;
+            let explicit = pod.value.pointer("/spec/terminationGracePeriodSeconds").is_some();
+            let grace = if explicit || given != 30.0 { given } else { sim.timings.default_grace_seconds }
+                .min(sim.timings.max_grace_seconds);
+            let at = *timers.pod_gone_at.entry(uid.clone()).or_insert_with(|| now + sim.scaled(grace));
+            if at <= now {
+                timers.pod_gone_at.remove(&uid);
+                let _ = sim.store.delete(&pods_key(), pod.namespace(), pod.name(), false);
+            }
+            continue;
+        }
+        let Some(node) = nodes.get(node_name) else { continue };
+        let phase = str_at(&pod.value, "/status/phase");
+        if matches!(phase, "Succeeded" | "Failed") {
+            continue;
+        }
+        let node_up = node_ready(&node.value);
+        let node_ip = node
+            .value
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+            .map(|x| str_at(x, "/address").to_string())
+            .unwrap_or_default();
+        if phase != "Running" {
+            if !node_up {
+                continue;
+            }
+            let at = *timers
+                .pod_ready_at
+                .entry(uid.clone())
+                .or_insert_with(|| now + sim.scaled(sim.timings.pod_start_seconds));
+            if at <= now {
+                timers.pod_ready_at.remove(&uid);
+                let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                    set_pod_running(p, true, &node_ip);
+                    Ok(())
+                });
+            }
+            continue;
+        }
+        // Running pods follow their node's readiness (a restarting kubelet reports none ready).
+        let never_ready =
+            pod.value.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str)
+                == Some("true");
+        if is_ready(&pod.value) != (node_up && !never_ready) {
+            let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                set_pod_running(p, node_up, &node_ip);
+                Ok(())
+            });
+        }
+    }
+    timers.pod_ready_at.retain(|k, _| alive.contains(k));
+    timers.pod_gone_at.retain(|k, _| alive.contains(k));
+    timers.job_done_at.retain(|k, _| alive.contains(k));
+}
+
+fn workload_status(sim: &Sim) {
+    let pods = pods_by_owner(sim);
+    let count = |uid: &str| -> (i64, i64) {
+        pods.get(uid).map_or((0, 0), |ps| {
+            let active: Vec<_> = ps.iter().filter(|p| !is_terminating(&p.value)).collect();
+            (active.len() as i64, active.iter().filter(|p| is_ready(&p.value)).count() as i64)
+        })
+    };
+    let rs_all = sim.store.all(&apps("replicasets"));
+    for rs in &rs_all {
+        let (n, ready) = count(str_at(&rs.value, "/metadata/uid"));
+        update_status(
+            sim,
+            &apps("replicasets"),
+            rs,
+            json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "fullyLabeledReplicas": n, "observedGeneration": rs.value.pointer("/metadata/generation")}),
+        );
+    }
+    for dep in sim.store.all(&apps("deployments")) {
+        let uid = str_at(&dep.value, "/metadata/uid");
+        let tpl_hash = template_hash(&dep.value.pointer("/spec/template").cloned().unwrap_or(json!({})));
+        let (mut n, mut ready, mut updated) = (0, 0, 0);
+        for rs in rs_all.iter().filter(|rs| controller_of(&rs.value).is_some_and(|(_, _, u)| u == uid)) {
+            let (rn, rr) = count(str_at(&rs.value, "/metadata/uid"));
+            n += rn;
+            ready += rr;
+            if str_at(&rs.value, "/metadata/labels/pod-template-hash") == tpl_hash {
+                updated += rn;
+            }
+        }
+        let desired = int_at(&dep.value, "/spec/replicas", 1);
+        update_status(
+            sim,
+            &apps("deployments"),
+            &dep,
+            json!({
+                "replicas": n, "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": updated,
+                "unavailableReplicas": (desired - ready).max(0), "observedGeneration": dep.value.pointer("/metadata/generation"),
+            }),
+        );
+    }
+    for sts in sim.store.all(&apps("statefulsets")) {
+        let (n, ready) = count(str_at(&sts.value, "/metadata/uid"));
+        update_status(
+            sim,
+            &apps("statefulsets"),
+            &sts,
+            json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": n, "updatedReplicas": n, "observedGeneration": sts.value.pointer("/metadata/generation")}),
+        );
+    }
+    for ds in sim.store.all(&apps("daemonsets")) {
+        let (n, ready) = count(str_at(&ds.value, "/metadata/uid"));
+        update_status(
+            sim,
+            &apps("daemonsets"),
+            &ds,
+            json!({"desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": n, "numberMisscheduled": 0, "observedGeneration": ds.value.pointer("/metadata/generation")}),
+        );
+    }
+}
+
+fn update_status(sim: &Sim, key: &StorageKey, obj: &Stored, status: Value) {
+    if obj.value.get("status") != Some(&status) {
+        let _ = sim.store.mutate(key, obj.namespace(), obj.name(), None, false, |o| {
+            o["status"] = status;
+            Ok(())
+        });
+    }
+}
+
+/// Records each workload's ready replicas for the availability oracle.
+fn observe(sim: &Sim) {
+    for (key, kind) in [(apps("deployments"), "Deployment"), (apps("statefulsets"), "StatefulSet")] {
+        for w in sim.store.all(&key) {
+            let desired = int_at(&w.value, "/spec/replicas", 1);
+            let ready = int_at(&w.value, "/status/readyReplicas", 0);
+            // Only once the workload first came up, so start-up does not count as a dip.
+            if w.value.pointer("/status/readyReplicas").is_some() {
+                sim.stats.observe_availability(&format!("{}/{kind}/{}", w.namespace(), w.name()), desired, ready);
+            }
+        }
+    }
+}
+
+/// `GET /sim/stats`: request accounting plus the cluster's safety facts now.
+pub fn stats_document(sim: &Sim) -> Value {
+    let mut doc = sim.stats.snapshot();
+    let nodes: Vec<Value> = sim
+        .store
+        .all(&nodes_key())
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name(),
+                "kubeletVersion": str_at(&n.value, "/status/nodeInfo/kubeletVersion"),
+                "ready": node_ready(&n.value),
+                "schedulable": n.value.pointer("/spec/unschedulable") != Some(&json!(true)),
+            })
+        })
+        .collect();
+    let mut lost = Vec::new();
+    for (key, kind) in [(apps("deployments"), "Deployment"), (apps("statefulsets"), "StatefulSet")] {
+        for w in sim.store.all(&key) {
+            let desired = int_at(&w.value, "/spec/replicas", 1);
+            let have = int_at(&w.value, "/status/replicas", 0);
+            if have < desired {
+                lost.push(json!({"workload": format!("{}/{kind}/{}", w.namespace(), w.name()), "desired": desired, "replicas": have}));
+            }
+        }
+    }
+    let pods_lost: i64 = lost.iter().map(|l| int_at(l, "/desired", 0) - int_at(l, "/replicas", 0)).sum();
+    doc["nodes"] = Value::Array(nodes);
+    doc["podsLost"] = json!(pods_lost);
+    doc["podsLostDetails"] = Value::Array(lost);
+    doc["serverVersion"] = json!(sim.server_version().to_string());
+    doc["objects"] = json!({
+        "nodes": sim.store.count(&nodes_key()),
+        "pods": sim.store.count(&pods_key()),
+        "deployments": sim.store.count(&apps("deployments")),
+        "poddisruptionbudgets": sim.store.count(&pdb::pdb_key()),
+    });
+    doc
+}

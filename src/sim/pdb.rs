@@ -1,0 +1,272 @@
+//! PodDisruptionBudgets and the Eviction subresource, with the apiserver's semantics.
+//!
+//! An eviction is refused with exactly the 429 kubectl expects (no `Retry-After`) when it would
+//! take a budget below its desired healthy count, fails with 500 when more than one budget covers
+//! the pod, and otherwise starts a graceful deletion. A plain DELETE bypasses budgets, as in a
+//! real cluster, but is counted as a violation in `/sim/stats` when the budget allowed none.
+
+use serde_json::{Value, json};
+
+use super::Sim;
+use super::clock::now_rfc3339;
+use super::selectors::LabelSelector;
+use super::stats::Violation;
+use super::status::ApiError;
+use super::store::{StorageKey, Stored};
+use axum::body::Bytes;
+use axum::response::Response;
+
+pub fn pods_key() -> StorageKey {
+    StorageKey::core("pods")
+}
+
+pub fn pdb_key() -> StorageKey {
+    StorageKey::new("policy", "poddisruptionbudgets")
+}
+
+pub fn is_terminating(pod: &Value) -> bool {
+    pod.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+pub fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+pub fn is_healthy(pod: &Value) -> bool {
+    is_ready(pod) && !is_terminating(pod)
+}
+
+/// The computed status of one budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdbStatus {
+    pub expected: i64,
+    pub current_healthy: i64,
+    pub desired_healthy: i64,
+    pub disruptions_allowed: i64,
+}
+
+fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => {
+            let pct: f64 = s.strip_suffix('%')?.parse().ok()?;
+            let x = pct / 100.0 * total as f64;
+            Some(if round_up { x.ceil() } else { x.floor() } as i64)
+        }
+        _ => None,
+    }
+}
+
+/// Desired replicas of the controller that owns `pod` (ReplicaSet or StatefulSet), if any.
+fn owner_replicas(sim: &Sim, pod: &Value) -> Option<(String, i64)> {
+    let owner = pod.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["controller"] == true)?;
+    let kind = owner["kind"].as_str()?;
+    let name = owner["name"].as_str()?;
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let resource = match kind {
+        "ReplicaSet" => "replicasets",
+        "StatefulSet" => "statefulsets",
+        _ => return None,
+    };
+    let obj = sim.store.get(&StorageKey::new("apps", resource), ns, name)?;
+    Some((format!("{kind}/{name}"), obj.value.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)))
+}
+
+pub fn compute(sim: &Sim, pdb: &Value) -> PdbStatus {
+    let ns = pdb.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let selector = pdb.pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
+    let pods: Vec<std::sync::Arc<Stored>> = match &selector {
+        // policy/v1: an empty selector matches every pod in the namespace.
+        Some(sel) => {
+            sim.store.in_namespace(&pods_key(), ns).into_iter().filter(|p| sel.matches_value(&p.value)).collect()
+        }
+        None => vec![],
+    };
+    let mut owners = std::collections::BTreeMap::new();
+    let mut bare = 0i64;
+    for p in &pods {
+        match owner_replicas(sim, &p.value) {
+            Some((k, r)) => {
+                owners.insert(k, r);
+            }
+            None => {
+                if !is_terminating(&p.value) {
+                    bare += 1;
+                }
+            }
+        }
+    }
+    let expected = owners.values().sum::<i64>() + bare;
+    let current_healthy = pods.iter().filter(|p| is_healthy(&p.value)).count() as i64;
+    let desired_healthy = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+        int_or_percent(min, expected, true).unwrap_or(0)
+    } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+        (expected - int_or_percent(max, expected, true).unwrap_or(0)).max(0)
+    } else {
+        0
+    };
+    let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let never = sim.faults().pdbs_never_allow.iter().any(|p| *p == format!("{ns}/{name}"));
+    let allowed = if never { 0 } else { (current_healthy - desired_healthy).max(0) };
+    PdbStatus { expected, current_healthy, desired_healthy, disruptions_allowed: allowed }
+}
+
+/// Writes computed status into every budget whose numbers changed.
+pub fn refresh_all(sim: &Sim) {
+    for pdb in sim.store.all(&pdb_key()) {
+        let s = compute(sim, &pdb.value);
+        write_status(sim, &pdb, s);
+    }
+}
+
+fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) {
+    let status = json!({
+        "observedGeneration": pdb.value.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        "disruptionsAllowed": s.disruptions_allowed,
+        "currentHealthy": s.current_healthy,
+        "desiredHealthy": s.desired_healthy,
+        "expectedPods": s.expected,
+        "conditions": [{
+            "type": "DisruptionAllowed",
+            "status": if s.disruptions_allowed > 0 { "True" } else { "False" },
+            "reason": if s.disruptions_allowed > 0 { "SufficientPods" } else { "InsufficientPods" },
+            "message": "",
+            "lastTransitionTime": now_rfc3339(),
+            "observedGeneration": pdb.value.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        }],
+    });
+    let same = ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"]
+        .iter()
+        .all(|k| pdb.value.pointer(&format!("/status/{k}")) == status.get(*k));
+    if !same {
+        let _ = sim.store.mutate(&pdb_key(), pdb.namespace(), pdb.name(), None, false, |v| {
+            v["status"] = status;
+            Ok(())
+        });
+    }
+}
+
+/// The budgets that select `pod`.
+pub fn covering(sim: &Sim, pod: &Value) -> Vec<std::sync::Arc<Stored>> {
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    sim.store
+        .in_namespace(&pdb_key(), ns)
+        .into_iter()
+        .filter(|pdb| {
+            pdb.value
+                .pointer("/spec/selector")
+                .map(LabelSelector::from_json)
+                .and_then(Result::ok)
+                .is_some_and(|sel| sel.matches_value(pod))
+        })
+        .collect()
+}
+
+fn created_status() -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    let mut r = Response::new(axum::body::Body::from(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
+    *r.status_mut() = axum::http::StatusCode::CREATED;
+    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `POST .../pods/NAME/eviction`.
+pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes) -> Result<Response, ApiError> {
+    let eviction: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let opts = eviction.get("deleteOptions").cloned().unwrap_or(Value::Null);
+    let dry_run = opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+    let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
+    let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
+    if is_terminating(&pod.value) {
+        return Ok(created_status());
+    }
+    let pdbs = covering(sim, &pod.value);
+    if pdbs.len() > 1 {
+        return Err(ApiError::internal(
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+        ));
+    }
+    if let Some(pdb) = pdbs.first() {
+        let s = compute(sim, &pdb.value);
+        let healthy = is_healthy(&pod.value);
+        let policy =
+            pdb.value.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str).unwrap_or("IfHealthyBudget");
+        let allowed = if healthy {
+            s.disruptions_allowed > 0
+        } else {
+            // IfHealthyBudget: an unhealthy pod may go while the application is healthy.
+            policy == "AlwaysAllow" || s.current_healthy >= s.desired_healthy
+        };
+        if !allowed {
+            sim.stats.sent_429(true);
+            write_status(sim, pdb, s);
+            return Err(ApiError::too_many_requests(
+                "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+                json!({"causes": [{"reason": "DisruptionBudget", "message": format!(
+                    "The disruption budget {} needs {} healthy pods and has {} currently", pdb.name(), s.desired_healthy, s.current_healthy)}]}),
+            ));
+        }
+        if !dry_run {
+            let after = PdbStatus {
+                current_healthy: s.current_healthy - i64::from(healthy),
+                disruptions_allowed: (s.disruptions_allowed - i64::from(healthy)).max(0),
+                ..s
+            };
+            write_status(sim, pdb, after);
+        }
+    }
+    delete_pod(sim, ns, name, grace, dry_run)?;
+    if !dry_run {
+        sim.stats.evicted();
+    }
+    Ok(created_status())
+}
+
+/// Counts a plain DELETE of a healthy pod whose budget allows no disruption.
+pub fn account_direct_delete(sim: &Sim, ns: &str, name: &str) {
+    let Some(pod) = sim.store.get(&pods_key(), ns, name) else { return };
+    if !is_healthy(&pod.value) {
+        return;
+    }
+    for pdb in covering(sim, &pod.value) {
+        if compute(sim, &pdb.value).disruptions_allowed <= 0 {
+            sim.stats.violation(Violation { pod: format!("{ns}/{name}"), pdb: format!("{ns}/{}", pdb.name()) });
+        }
+    }
+}
+
+/// Starts a graceful deletion (the kubelet finishes it), or removes the pod at once with grace 0
+/// or when it is not bound to a node.
+pub fn delete_pod(
+    sim: &Sim,
+    ns: &str,
+    name: &str,
+    grace: Option<i64>,
+    dry_run: bool,
+) -> Result<std::sync::Arc<Stored>, ApiError> {
+    let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
+    let bound = pod.value.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let grace = grace
+        .or_else(|| pod.value.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30);
+    if grace <= 0 || !bound {
+        let gone = sim.store.delete(&pods_key(), ns, name, dry_run)?;
+        if !dry_run {
+            sim.changed.notify_waiters();
+        }
+        return Ok(gone);
+    }
+    let stored = sim.store.mutate(&pods_key(), ns, name, None, dry_run, |p| {
+        if p.pointer("/metadata/deletionTimestamp").is_none() {
+            p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            p["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        }
+        Ok(())
+    })?;
+    if !dry_run {
+        sim.changed.notify_waiters();
+    }
+    Ok(stored)
+}

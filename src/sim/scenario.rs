@@ -1,0 +1,1140 @@
+//! Scenarios: a documented YAML description of a cluster (`docs/scenarios.md`), the built-in
+//! ones (`demo`, `blocked`, `large`), and building a settled simulated cluster from one.
+//!
+//! A scenario names the cluster version and distro, node pools, workloads (with budgets and
+//! volumes), add-ons (as the Deployments and DaemonSets a real install creates, with real image
+//! names), raw manifests, Helm releases (stored as real Helm v3 release Secrets), timings and
+//! faults. Building places every pod up front so the cluster starts settled; the controllers keep
+//! it that way.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::controllers::template_hash;
+use super::faults::Faults;
+use super::registry::{ExtraKind, Registry, plural_of};
+use super::store::{StorageKey, Store, name_suffix};
+use super::{Sim, Timings};
+use crate::catalog::Catalog;
+use crate::version::Version;
+
+/// Largest scenario file accepted.
+pub const MAX_SCENARIO_BYTES: usize = 16 * 1024 * 1024;
+/// Largest generated cluster (nodes) a scenario may ask for.
+pub const MAX_NODES: u32 = 20_000;
+/// Largest number of pods a scenario may ask for.
+pub const MAX_PODS: u64 = 500_000;
+
+const DEMO: &str = include_str!("../../scenarios/demo.yaml");
+const BLOCKED: &str = include_str!("../../scenarios/blocked.yaml");
+
+/// Names of the built-in scenarios.
+pub const BUILTIN: [&str; 3] = ["demo", "blocked", "large"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("scenario {file}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub timings: Option<Timings>,
+    #[serde(default)]
+    pub faults: Option<Faults>,
+    pub node_pools: Vec<NodePool>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub workloads: Vec<Workload>,
+    #[serde(default)]
+    pub addons: Vec<AddonSpec>,
+    /// Raw multi-document YAML, created as given.
+    #[serde(default)]
+    pub manifests: Option<String>,
+    #[serde(default)]
+    pub helm_releases: Vec<HelmRelease>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// The apiserver version, e.g. `1.24.17`.
+    pub version: String,
+    pub distro: String,
+    /// etcd image tag on control-plane nodes (kubeadm-style clusters).
+    #[serde(default)]
+    pub etcd_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodePool {
+    pub name: String,
+    pub count: u32,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Kubelet version; defaults to the cluster version.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub capacity: Capacity,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+    #[serde(default = "default_os")]
+    pub os_image: String,
+    #[serde(default = "default_runtime")]
+    pub container_runtime: String,
+    #[serde(default = "default_kernel")]
+    pub kernel_version: String,
+    /// Start cordoned.
+    #[serde(default)]
+    pub unschedulable: bool,
+}
+
+fn default_os() -> String {
+    "Ubuntu 22.04.4 LTS".into()
+}
+fn default_runtime() -> String {
+    "containerd://1.7.13".into()
+}
+fn default_kernel() -> String {
+    "5.15.0-105-generic".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Capacity {
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity { cpu: "8".into(), memory: "32Gi".into(), pods: 110 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    Pod,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub requests: Option<Requests>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub empty_dir: bool,
+    #[serde(default)]
+    pub local_volume: bool,
+    #[serde(default)]
+    pub pdb: Option<PdbSpec>,
+    /// Pods run but never become Ready.
+    #[serde(default)]
+    pub never_ready: bool,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerate_all: bool,
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Requests {
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PdbSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub min_available: Option<Value>,
+    #[serde(default)]
+    pub max_unavailable: Option<Value>,
+    /// `policy/v1` (default) or `policy/v1beta1` on clusters that still serve it.
+    #[serde(default)]
+    pub api_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddonSpec {
+    /// An add-on name from the catalog's addons.yaml (coredns, ingress-nginx, ...).
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// Full image repository, to override the built-in one.
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub pdb: Option<PdbSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelmRelease {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    pub chart: String,
+    pub chart_version: String,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    #[serde(default = "one")]
+    pub revision: u32,
+    #[serde(default = "deployed")]
+    pub status: String,
+    /// The rendered manifest Helm stored for the release.
+    pub manifest: String,
+}
+
+fn deployed() -> String {
+    "deployed".into()
+}
+
+/// How an add-on is installed: kind, namespace, name, image repository, labels.
+struct AddonInstall {
+    kind: WorkloadKind,
+    namespace: &'static str,
+    name: &'static str,
+    image: &'static str,
+    tag_prefix: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    replicas: u32,
+}
+
+fn addon_install(name: &str) -> Option<AddonInstall> {
+    use WorkloadKind::*;
+    let a = |kind, namespace, name, image, tag_prefix, labels, replicas| AddonInstall {
+        kind,
+        namespace,
+        name,
+        image,
+        tag_prefix,
+        labels,
+        replicas,
+    };
+    Some(match name {
+        "coredns" => a(
+            Deployment,
+            "kube-system",
+            "coredns",
+            "registry.k8s.io/coredns/coredns",
+            "v",
+            &[("k8s-app", "kube-dns")][..],
+            2,
+        ),
+        "kube-proxy" => a(
+            DaemonSet,
+            "kube-system",
+            "kube-proxy",
+            "registry.k8s.io/kube-proxy",
+            "v",
+            &[("k8s-app", "kube-proxy")][..],
+            1,
+        ),
+        "metrics-server" => a(
+            Deployment,
+            "kube-system",
+            "metrics-server",
+            "registry.k8s.io/metrics-server/metrics-server",
+            "v",
+            &[("k8s-app", "metrics-server")][..],
+            1,
+        ),
+        "ingress-nginx" => a(
+            Deployment,
+            "ingress-nginx",
+            "ingress-nginx-controller",
+            "registry.k8s.io/ingress-nginx/controller",
+            "v",
+            &[("app.kubernetes.io/name", "ingress-nginx"), ("app.kubernetes.io/component", "controller")][..],
+            2,
+        ),
+        "cert-manager" => a(
+            Deployment,
+            "cert-manager",
+            "cert-manager",
+            "quay.io/jetstack/cert-manager-controller",
+            "v",
+            &[("app.kubernetes.io/name", "cert-manager"), ("app.kubernetes.io/component", "controller")][..],
+            1,
+        ),
+        "cluster-autoscaler" => a(
+            Deployment,
+            "kube-system",
+            "cluster-autoscaler",
+            "registry.k8s.io/autoscaling/cluster-autoscaler",
+            "v",
+            &[("app", "cluster-autoscaler")][..],
+            1,
+        ),
+        "calico" => a(
+            DaemonSet,
+            "kube-system",
+            "calico-node",
+            "docker.io/calico/node",
+            "v",
+            &[("k8s-app", "calico-node")][..],
+            1,
+        ),
+        "cilium" => {
+            a(DaemonSet, "kube-system", "cilium", "quay.io/cilium/cilium", "v", &[("k8s-app", "cilium")][..], 1)
+        }
+        "flannel" => a(
+            DaemonSet,
+            "kube-flannel",
+            "kube-flannel-ds",
+            "docker.io/flannel/flannel",
+            "v",
+            &[("app", "flannel")][..],
+            1,
+        ),
+        "aws-vpc-cni" => a(
+            DaemonSet,
+            "kube-system",
+            "aws-node",
+            "602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon-k8s-cni",
+            "v",
+            &[("k8s-app", "aws-node")][..],
+            1,
+        ),
+        "kube-state-metrics" => a(
+            Deployment,
+            "kube-system",
+            "kube-state-metrics",
+            "registry.k8s.io/kube-state-metrics/kube-state-metrics",
+            "v",
+            &[("app.kubernetes.io/name", "kube-state-metrics")][..],
+            1,
+        ),
+        "istio" => a(Deployment, "istio-system", "istiod", "docker.io/istio/pilot", "", &[("app", "istiod")][..], 1),
+        "argo-cd" => a(
+            Deployment,
+            "argocd",
+            "argocd-server",
+            "quay.io/argoproj/argocd",
+            "v",
+            &[("app.kubernetes.io/part-of", "argocd"), ("app.kubernetes.io/name", "argocd-server")][..],
+            1,
+        ),
+        "aws-load-balancer-controller" => a(
+            Deployment,
+            "kube-system",
+            "aws-load-balancer-controller",
+            "public.ecr.aws/eks/aws-load-balancer-controller",
+            "v",
+            &[("app.kubernetes.io/name", "aws-load-balancer-controller")][..],
+            2,
+        ),
+        _ => return None,
+    })
+}
+
+impl Scenario {
+    /// A built-in scenario by name, or a scenario file.
+    pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        match name_or_path {
+            "demo" => Scenario::parse("demo (built in)", DEMO),
+            "blocked" => Scenario::parse("blocked (built in)", BLOCKED),
+            "large" => Ok(large()),
+            path => {
+                let err = |m: String| ScenarioError { file: path.to_string(), message: m };
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| err(format!("{e}; built-in scenarios are {}", BUILTIN.join(", "))))?;
+                if meta.len() > MAX_SCENARIO_BYTES as u64 {
+                    return Err(err(format!("{} bytes is more than the {MAX_SCENARIO_BYTES} allowed", meta.len())));
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+                Scenario::parse(path, &text)
+            }
+        }
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let options = serde_saphyr::options! { with_snippet: false };
+        let s: Scenario = serde_saphyr::from_str_with_options(text, options).map_err(|e| ScenarioError {
+            file: file.to_string(),
+            message: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
+        })?;
+        s.validate(file)?;
+        Ok(s)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ScenarioError> {
+        let err =
+            |field: &str, m: String| ScenarioError { file: file.to_string(), message: format!("field '{field}': {m}") };
+        self.cluster.version.parse::<Version>().map_err(|e| err("cluster.version", e.to_string()))?;
+        let mut nodes: u64 = 0;
+        for (i, p) in self.node_pools.iter().enumerate() {
+            if let Some(v) = &p.version {
+                v.parse::<Version>().map_err(|e| err(&format!("nodePools[{i}].version"), e.to_string()))?;
+            }
+            nodes += u64::from(p.count);
+            for t in &p.taints {
+                if !matches!(t.effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+                    return Err(err(
+                        &format!("nodePools[{i}].taints.effect"),
+                        format!("'{}' is not NoSchedule, PreferNoSchedule or NoExecute", t.effect),
+                    ));
+                }
+            }
+        }
+        if nodes == 0 {
+            return Err(err("nodePools", "a cluster needs at least one node".into()));
+        }
+        if nodes > u64::from(MAX_NODES) {
+            return Err(err("nodePools", format!("{nodes} nodes is more than the {MAX_NODES} allowed")));
+        }
+        let pods: u64 = self.workloads.iter().map(|w| u64::from(w.replicas)).sum();
+        if pods > MAX_PODS {
+            return Err(err("workloads", format!("{pods} replicas is more than the {MAX_PODS} allowed")));
+        }
+        for (i, a) in self.addons.iter().enumerate() {
+            if addon_install(&a.name).is_none() && a.image.is_none() {
+                return Err(err(
+                    &format!("addons[{i}].name"),
+                    format!(
+                        "unknown add-on '{}'; give its image or use one of coredns, kube-proxy, metrics-server, ingress-nginx, cert-manager, cluster-autoscaler, calico, cilium, flannel, aws-vpc-cni, kube-state-metrics, istio, argo-cd, aws-load-balancer-controller",
+                        a.name
+                    ),
+                ));
+            }
+        }
+        if let Some(f) = &self.faults {
+            f.validate().map_err(|m| err("faults", m))?;
+        }
+        Ok(())
+    }
+}
+
+fn obj(api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> Value {
+    let mut v = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
+    if let Some(ns) = ns {
+        v["metadata"]["namespace"] = json!(ns);
+    }
+    v
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    registry: Registry,
+    /// Free pod slots (pods, milli-CPU, bytes) per schedulable node, in placement order.
+    room: Vec<(String, Value, i64, f64, f64)>,
+    next_node: usize,
+    seq: u64,
+    node_ips: BTreeMap<String, String>,
+}
+
+fn quantity(q: &str) -> f64 {
+    let q = q.trim();
+    for (suffix, m) in [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("m", 0.001),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+    ] {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<f64>().unwrap_or(0.0) * m;
+        }
+    }
+    q.parse().unwrap_or(0.0)
+}
+
+impl Builder<'_> {
+    fn load(&mut self, key: &StorageKey, v: Value) {
+        self.store.load(key, v);
+    }
+
+    fn uid_of(&self, key: &StorageKey, ns: &str, name: &str) -> String {
+        self.store
+            .get(key, ns, name)
+            .and_then(|o| o.value.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Picks a node for a pod with these requests and selector, round-robin over nodes with room.
+    fn place(&mut self, cpu: f64, mem: f64, selector: &BTreeMap<String, String>, tolerate_all: bool) -> Option<String> {
+        let n = self.room.len();
+        for i in 0..n {
+            let idx = (self.next_node + i) % n;
+            let (name, labels, pods, c, m) = &mut self.room[idx];
+            let tainted = labels.get("__tainted").is_some();
+            let selected = selector.iter().all(|(k, v)| labels.get(k).and_then(Value::as_str) == Some(v.as_str()));
+            if *pods > 0 && *c >= cpu && *m >= mem && selected && (!tainted || tolerate_all) {
+                *pods -= 1;
+                *c -= cpu;
+                *m -= mem;
+                self.next_node = (idx + 1) % n;
+                return Some(name.clone());
+            }
+        }
+        None
+    }
+}
+
+fn running_status() -> Value {
+    let now = super::clock::now_rfc3339();
+    json!({
+        "phase": "Running",
+        "hostIP": "",
+        "startTime": now,
+        "conditions": [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        ],
+    })
+}
+
+fn pod_template(w: &Workload, labels: &BTreeMap<String, String>, image: &str) -> Value {
+    let mut container = json!({"name": w.name.chars().take(63).collect::<String>(), "image": image});
+    if let Some(r) = &w.requests {
+        let mut req = json!({});
+        if let Some(c) = &r.cpu {
+            req["cpu"] = json!(c);
+        }
+        if let Some(m) = &r.memory {
+            req["memory"] = json!(m);
+        }
+        container["resources"] = json!({"requests": req});
+    }
+    let mut spec = json!({"containers": [container]});
+    let mut volumes = Vec::new();
+    if w.empty_dir {
+        volumes.push(json!({"name": "scratch", "emptyDir": {}}));
+    }
+    if w.local_volume {
+        volumes.push(json!({"name": "local-data", "hostPath": {"path": format!("/var/lib/{}", w.name), "type": "DirectoryOrCreate"}}));
+    }
+    if !volumes.is_empty() {
+        spec["volumes"] = Value::Array(volumes);
+    }
+    if !w.node_selector.is_empty() {
+        spec["nodeSelector"] = json!(w.node_selector);
+    }
+    if w.tolerate_all {
+        spec["tolerations"] = json!([{"operator": "Exists"}]);
+    }
+    if let Some(g) = w.termination_grace_period_seconds {
+        spec["terminationGracePeriodSeconds"] = json!(g);
+    }
+    let mut tpl = json!({"metadata": {"labels": labels}, "spec": spec});
+    if w.never_ready {
+        tpl["metadata"]["annotations"] = json!({"sim.k8s-upgrade.dev/never-ready": "true"});
+    }
+    tpl
+}
+
+fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), String> {
+    let ns = w.namespace.as_str();
+    let mut labels = w.labels.clone();
+    labels.entry("app".into()).or_insert_with(|| w.name.clone());
+    let selector_labels: BTreeMap<String, String> = labels.clone();
+    let tpl = pod_template(w, &labels, image);
+    let (cpu, mem) = w.requests.as_ref().map_or((0.0, 0.0), |r| {
+        (r.cpu.as_deref().map(quantity).unwrap_or(0.0), r.memory.as_deref().map(quantity).unwrap_or(0.0))
+    });
+    let make_pod = |b: &mut Builder<'_>,
+                    name: String,
+                    owner: Option<(&str, &str, &str, &str)>,
+                    node: Option<String>,
+                    extra_labels: &[(&str, String)]| {
+        let mut pod = obj("v1", "Pod", Some(ns), &name);
+        let mut pl = tpl["metadata"]["labels"].clone();
+        for (k, v) in extra_labels {
+            pl[*k] = json!(v);
+        }
+        pod["metadata"]["labels"] = pl;
+        if let Some(a) = tpl.pointer("/metadata/annotations") {
+            pod["metadata"]["annotations"] = a.clone();
+        }
+        if let Some((api, kind, oname, uid)) = owner {
+            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": api, "kind": kind, "name": oname, "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
+        }
+        pod["spec"] = tpl["spec"].clone();
+        match node {
+            Some(n) => {
+                pod["spec"]["nodeName"] = json!(n);
+                let mut st = running_status();
+                b.seq += 1;
+                st["podIP"] =
+                    json!(format!("10.{}.{}.{}", 64 + (b.seq >> 16) % 64, (b.seq >> 8) % 256, b.seq % 254 + 1));
+                if let Some(ip) = b.node_ips.get(&n) {
+                    st["hostIP"] = json!(ip);
+                }
+                if w.never_ready {
+                    st["conditions"][1]["status"] = json!("False");
+                    st["conditions"][2]["status"] = json!("False");
+                }
+                let ready = !w.never_ready;
+                st["containerStatuses"] = json!([{"name": tpl["spec"]["containers"][0]["name"], "image": image, "ready": ready, "restartCount": 0, "started": true, "state": {"running": {"startedAt": super::clock::now_rfc3339()}}}]);
+                pod["status"] = st;
+            }
+            None => pod["status"] = json!({"phase": "Pending"}),
+        }
+        b.seq += 1;
+        b.load(&StorageKey::core("pods"), pod);
+    };
+    match w.kind {
+        WorkloadKind::Deployment => {
+            let mut dep = obj("apps/v1", "Deployment", Some(ns), &w.name);
+            dep["metadata"]["labels"] = json!(labels);
+            dep["spec"] =
+                json!({"replicas": w.replicas, "selector": {"matchLabels": selector_labels}, "template": tpl});
+            b.load(&StorageKey::new("apps", "deployments"), dep);
+            let dep_uid = b.uid_of(&StorageKey::new("apps", "deployments"), ns, &w.name);
+            let hash = template_hash(&tpl);
+            let rs_name = format!("{}-{hash}", w.name);
+            let mut rs_tpl = tpl.clone();
+            rs_tpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+            let mut rs = obj("apps/v1", "ReplicaSet", Some(ns), &rs_name);
+            rs["metadata"]["labels"] = rs_tpl["metadata"]["labels"].clone();
+            rs["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": w.name, "uid": dep_uid, "controller": true, "blockOwnerDeletion": true}]);
+            let mut sel = selector_labels.clone();
+            sel.insert("pod-template-hash".into(), hash.clone());
+            rs["spec"] = json!({"replicas": w.replicas, "selector": {"matchLabels": sel}, "template": rs_tpl});
+            b.load(&StorageKey::new("apps", "replicasets"), rs);
+            let rs_uid = b.uid_of(&StorageKey::new("apps", "replicasets"), ns, &rs_name);
+            for i in 0..w.replicas {
+                let node = b.place(cpu, mem, &w.node_selector, w.tolerate_all);
+                let name = format!("{rs_name}-{}", name_suffix(b.seq.wrapping_mul(7919) ^ u64::from(i)));
+                make_pod(
+                    b,
+                    name,
+                    Some(("apps/v1", "ReplicaSet", &rs_name, &rs_uid)),
+                    node,
+                    &[("pod-template-hash", hash.clone())],
+                );
+            }
+        }
+        WorkloadKind::StatefulSet => {
+            let mut sts = obj("apps/v1", "StatefulSet", Some(ns), &w.name);
+            sts["metadata"]["labels"] = json!(labels);
+            sts["spec"] = json!({"replicas": w.replicas, "serviceName": w.name, "selector": {"matchLabels": selector_labels}, "template": tpl});
+            b.load(&StorageKey::new("apps", "statefulsets"), sts);
+            let uid = b.uid_of(&StorageKey::new("apps", "statefulsets"), ns, &w.name);
+            for i in 0..w.replicas {
+                let node = b.place(cpu, mem, &w.node_selector, w.tolerate_all);
+                let name = format!("{}-{i}", w.name);
+                make_pod(
+                    b,
+                    name.clone(),
+                    Some(("apps/v1", "StatefulSet", &w.name, &uid)),
+                    node,
+                    &[("statefulset.kubernetes.io/pod-name", name)],
+                );
+            }
+        }
+        WorkloadKind::DaemonSet => {
+            let mut ds = obj("apps/v1", "DaemonSet", Some(ns), &w.name);
+            ds["metadata"]["labels"] = json!(labels);
+            let mut dtpl = tpl.clone();
+            if w.tolerate_all || dtpl.pointer("/spec/tolerations").is_none() {
+                dtpl["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+            }
+            ds["spec"] = json!({"selector": {"matchLabels": selector_labels}, "template": dtpl});
+            b.load(&StorageKey::new("apps", "daemonsets"), ds);
+            let uid = b.uid_of(&StorageKey::new("apps", "daemonsets"), ns, &w.name);
+            let nodes: Vec<String> =
+                b.store.all(&StorageKey::core("nodes")).iter().map(|n| n.name().to_string()).collect();
+            for node in nodes {
+                let name = format!("{}-{}", w.name, name_suffix(b.seq.wrapping_mul(104_729)));
+                make_pod(b, name, Some(("apps/v1", "DaemonSet", &w.name, &uid)), Some(node), &[]);
+            }
+        }
+        WorkloadKind::Job => {
+            let mut job = obj("batch/v1", "Job", Some(ns), &w.name);
+            let mut jtpl = tpl.clone();
+            jtpl["spec"]["restartPolicy"] = json!("Never");
+            job["spec"] = json!({"completions": w.replicas, "template": jtpl});
+            b.load(&StorageKey::new("batch", "jobs"), job);
+        }
+        WorkloadKind::Pod => {
+            for i in 0..w.replicas {
+                let node = b.place(cpu, mem, &w.node_selector, w.tolerate_all);
+                let name = if w.replicas == 1 { w.name.clone() } else { format!("{}-{i}", w.name) };
+                make_pod(b, name, None, node, &[]);
+            }
+        }
+    }
+    if let Some(p) = &w.pdb {
+        let api = p.api_version.clone().unwrap_or_else(|| "policy/v1".into());
+        if b.registry.find_kind(&api, "PodDisruptionBudget").is_none() {
+            return Err(format!(
+                "workload {}: {api} PodDisruptionBudget is not served by Kubernetes {}",
+                w.name, b.registry.minor
+            ));
+        }
+        let name = p.name.clone().unwrap_or_else(|| format!("{}-pdb", w.name));
+        let mut pdb = obj(&api, "PodDisruptionBudget", Some(ns), &name);
+        let mut spec = json!({"selector": {"matchLabels": selector_labels}});
+        if let Some(m) = &p.min_available {
+            spec["minAvailable"] = m.clone();
+        }
+        if let Some(m) = &p.max_unavailable {
+            spec["maxUnavailable"] = m.clone();
+        }
+        pdb["spec"] = spec;
+        b.load(&StorageKey::new("policy", "poddisruptionbudgets"), pdb);
+    }
+    Ok(())
+}
+
+fn ensure_namespace(b: &mut Builder<'_>, ns: &str) {
+    if b.store.get(&StorageKey::core("namespaces"), "", ns).is_none() {
+        let mut n = obj("v1", "Namespace", None, ns);
+        n["metadata"]["labels"] = json!({"kubernetes.io/metadata.name": ns});
+        n["spec"] = json!({"finalizers": ["kubernetes"]});
+        n["status"] = json!({"phase": "Active"});
+        b.load(&StorageKey::core("namespaces"), n);
+    }
+}
+
+fn helm_secret(r: &HelmRelease) -> Result<Value, String> {
+    let release = json!({
+        "name": r.name,
+        "namespace": r.namespace,
+        "version": r.revision,
+        "info": {"first_deployed": super::clock::now_rfc3339(), "last_deployed": super::clock::now_rfc3339(), "deleted": "", "description": "Install complete", "status": r.status},
+        "chart": {"metadata": {"name": r.chart, "version": r.chart_version, "appVersion": r.app_version, "apiVersion": "v2"}, "templates": [], "values": {}},
+        "config": {},
+        "manifest": r.manifest,
+        "hooks": [],
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&serde_json::to_vec(&release).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let gzipped = gz.finish().map_err(|e| e.to_string())?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // Helm stores base64(gzip(json)) as the Secret value; the API carries Secret data in base64.
+    let helm_value = b64.encode(gzipped);
+    let name = format!("sh.helm.release.v1.{}.v{}", r.name, r.revision);
+    let mut s = obj("v1", "Secret", Some(&r.namespace), &name);
+    s["type"] = json!("helm.sh/release.v1");
+    s["metadata"]["labels"] =
+        json!({"owner": "helm", "name": r.name, "status": r.status, "version": r.revision.to_string()});
+    s["data"] = json!({"release": b64.encode(helm_value.as_bytes())});
+    Ok(s)
+}
+
+/// Builds the simulator state for a scenario.
+pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim, ScenarioError> {
+    let file = s.name.clone();
+    let err = |m: String| ScenarioError { file: file.clone(), message: m };
+    if catalog.distro(&s.cluster.distro).is_none() {
+        return Err(err(format!(
+            "field 'cluster.distro': unknown distro '{}'; known: {}",
+            s.cluster.distro,
+            catalog.distro_names().join(", ")
+        )));
+    }
+    let version: Version = s.cluster.version.parse().map_err(|e: crate::version::VersionError| err(e.to_string()))?;
+    let minor = version.minor_version();
+    let docs: Vec<Value> = match &s.manifests {
+        Some(text) => {
+            let options = serde_saphyr::options! { with_snippet: false };
+            serde_saphyr::from_multiple_with_options::<Value>(text, options)
+                .map_err(|e| err(format!("field 'manifests': {}", e.to_string().lines().next().unwrap_or_default())))?
+                .into_iter()
+                .filter(|d| !d.is_null())
+                .collect()
+        }
+        None => vec![],
+    };
+    // Kinds the manifests bring that Kubernetes itself does not serve (CRDs, add-on APIs).
+    let base = Registry::for_version(minor, &catalog, &[]);
+    let mut extras = Vec::new();
+    for d in &docs {
+        if d["kind"] == "CustomResourceDefinition" {
+            let group = d.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+            let plural = d.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+            let kind = d.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default();
+            let namespaced = d.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+            for v in d.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(version) = v.get("name").and_then(Value::as_str) {
+                    extras.push(ExtraKind {
+                        group: group.into(),
+                        version: version.into(),
+                        kind: kind.into(),
+                        resource: plural.into(),
+                        namespaced,
+                    });
+                }
+            }
+        }
+    }
+    for (i, d) in docs.iter().enumerate() {
+        let api = d.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = d.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if api.is_empty() || kind.is_empty() {
+            return Err(err(format!("field 'manifests': document {} has no apiVersion or kind", i + 1)));
+        }
+        if base.find_kind(api, kind).is_some()
+            || extras.iter().any(|x| format!("{}/{}", x.group, x.version) == api && x.kind == kind)
+        {
+            continue;
+        }
+        let (group, ver) = api.split_once('/').unwrap_or(("", api));
+        let known_group = base.defs.iter().any(|d| d.group == group)
+            || catalog.apis.apis.iter().any(|a| a.group == group && a.version == ver);
+        if known_group {
+            return Err(err(format!(
+                "field 'manifests': document {} ({api} {kind}) is not served by Kubernetes {minor}",
+                i + 1
+            )));
+        }
+        extras.push(ExtraKind {
+            group: group.into(),
+            version: ver.into(),
+            kind: kind.into(),
+            resource: plural_of(kind),
+            namespaced: d.pointer("/metadata/namespace").is_some(),
+        });
+    }
+    let registry = Registry::for_version(minor, &catalog, &extras);
+    let store = Store::new(200_000);
+    let mut b = Builder {
+        store: &store,
+        registry: registry.clone(),
+        room: Vec::new(),
+        next_node: 0,
+        seq: 0,
+        node_ips: BTreeMap::new(),
+    };
+
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(s.namespaces.iter().cloned())
+    {
+        ensure_namespace(&mut b, &ns);
+    }
+    let mut node_index = 0u32;
+    for pool in &s.node_pools {
+        let kubelet: Version = pool
+            .version
+            .as_deref()
+            .unwrap_or(&s.cluster.version)
+            .parse()
+            .map_err(|e: crate::version::VersionError| err(e.to_string()))?;
+        for i in 0..pool.count {
+            node_index += 1;
+            let name = if pool.count == 1 { pool.name.clone() } else { format!("{}-{}", pool.name, i + 1) };
+            let mut labels: BTreeMap<String, String> = pool.labels.clone();
+            labels.insert("kubernetes.io/hostname".into(), name.clone());
+            labels.insert("kubernetes.io/os".into(), "linux".into());
+            labels.insert("kubernetes.io/arch".into(), "amd64".into());
+            labels.insert("sim.k8s-upgrade.dev/pool".into(), pool.name.clone());
+            for r in &pool.roles {
+                labels.insert(format!("node-role.kubernetes.io/{r}"), String::new());
+            }
+            let ip = format!("10.{}.{}.{}", (node_index >> 16) & 0xff, (node_index >> 8) & 0xff, node_index & 0xff);
+            let mut node = obj("v1", "Node", None, &name);
+            node["metadata"]["labels"] = json!(labels);
+            node["spec"] = json!({"podCIDR": format!("10.244.{}.0/24", node_index % 256)});
+            if !pool.taints.is_empty() {
+                node["spec"]["taints"] = Value::Array(
+                    pool.taints
+                        .iter()
+                        .map(|t| {
+                            let mut v = json!({"key": t.key, "effect": t.effect});
+                            if let Some(val) = &t.value {
+                                v["value"] = json!(val);
+                            }
+                            v
+                        })
+                        .collect(),
+                );
+            }
+            if pool.unschedulable {
+                node["spec"]["unschedulable"] = json!(true);
+            }
+            let tag = format!("v{}", kubelet.core());
+            let now = super::clock::now_rfc3339();
+            node["status"] = json!({
+                "capacity": {"cpu": pool.capacity.cpu, "memory": pool.capacity.memory, "pods": pool.capacity.pods.to_string()},
+                "allocatable": {"cpu": pool.capacity.cpu, "memory": pool.capacity.memory, "pods": pool.capacity.pods.to_string()},
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                    {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                    {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                    {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                ],
+                "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+                "nodeInfo": {
+                    "kubeletVersion": tag, "kubeProxyVersion": tag, "osImage": pool.os_image, "containerRuntimeVersion": pool.container_runtime,
+                    "kernelVersion": pool.kernel_version, "operatingSystem": "linux", "architecture": "amd64",
+                    "machineID": format!("{:032x}", u128::from(node_index) * 0x9e37_79b9), "systemUUID": format!("{:032x}", u128::from(node_index) * 0x7f4a_7c15), "bootID": format!("{:032x}", u128::from(node_index) * 0x2545_f491),
+                },
+            });
+            b.load(&StorageKey::core("nodes"), node);
+            b.node_ips.insert(name.clone(), ip.clone());
+            let mut placement_labels = json!(labels);
+            let tainted = pool.taints.iter().any(|t| t.effect != "PreferNoSchedule");
+            if tainted {
+                placement_labels["__tainted"] = json!("yes");
+            }
+            if !pool.unschedulable {
+                b.room.push((
+                    name.clone(),
+                    placement_labels,
+                    i64::from(pool.capacity.pods),
+                    quantity(&pool.capacity.cpu),
+                    quantity(&pool.capacity.memory),
+                ));
+            }
+            if pool.roles.iter().any(|r| r == "control-plane") {
+                let node_uid = b.uid_of(&StorageKey::core("nodes"), "", &name);
+                let api_tag = format!("v{}", version.core());
+                let etcd = s.cluster.etcd_version.clone().unwrap_or_else(|| "3.5.16-0".into());
+                for (component, image) in [
+                    ("kube-apiserver", format!("registry.k8s.io/kube-apiserver:{api_tag}")),
+                    ("kube-controller-manager", format!("registry.k8s.io/kube-controller-manager:{api_tag}")),
+                    ("kube-scheduler", format!("registry.k8s.io/kube-scheduler:{api_tag}")),
+                    ("etcd", format!("registry.k8s.io/etcd:{etcd}")),
+                ] {
+                    let pod_name = format!("{component}-{name}");
+                    let mut pod = obj("v1", "Pod", Some("kube-system"), &pod_name);
+                    pod["metadata"]["labels"] = json!({"component": component, "tier": "control-plane"});
+                    pod["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": format!("{:x}", node_index * 7919 + component.len() as u32), "kubernetes.io/config.source": "file"});
+                    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid, "controller": true}]);
+                    pod["spec"] = json!({"nodeName": name, "priorityClassName": "system-node-critical", "containers": [{"name": component, "image": image}], "tolerations": [{"operator": "Exists", "effect": "NoExecute"}]});
+                    let mut st = running_status();
+                    st["podIP"] = json!(ip);
+                    st["hostIP"] = json!(ip);
+                    st["containerStatuses"] =
+                        json!([{"name": component, "image": image, "ready": true, "restartCount": 0, "started": true}]);
+                    pod["status"] = st;
+                    b.load(&StorageKey::core("pods"), pod);
+                }
+            }
+        }
+    }
+    for a in &s.addons {
+        let install = addon_install(&a.name);
+        let (kind, ns, name, repo, prefix, labels, replicas) = match &install {
+            Some(i) => (
+                i.kind,
+                i.namespace.to_string(),
+                i.name.to_string(),
+                i.image.to_string(),
+                i.tag_prefix,
+                i.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+                i.replicas,
+            ),
+            None => (
+                WorkloadKind::Deployment,
+                "default".into(),
+                a.name.clone(),
+                String::new(),
+                "v",
+                BTreeMap::from([("app".to_string(), a.name.clone())]),
+                1,
+            ),
+        };
+        let ns = a.namespace.clone().unwrap_or(ns);
+        ensure_namespace(&mut b, &ns);
+        let repo = a.image.clone().unwrap_or(repo);
+        let version = a.version.trim_start_matches('v');
+        let image = format!("{repo}:{prefix}{version}");
+        let w = Workload {
+            kind,
+            name,
+            namespace: ns,
+            replicas: a.replicas.unwrap_or(replicas),
+            image: Some(image.clone()),
+            requests: Some(Requests { cpu: Some("100m".into()), memory: Some("128Mi".into()) }),
+            labels,
+            empty_dir: false,
+            local_volume: false,
+            pdb: a.pdb.clone(),
+            never_ready: false,
+            node_selector: BTreeMap::new(),
+            tolerate_all: kind == WorkloadKind::DaemonSet || (kind == WorkloadKind::Deployment && a.name == "coredns"),
+            termination_grace_period_seconds: None,
+        };
+        add_workload(&mut b, &w, &image).map_err(err)?;
+    }
+    for w in &s.workloads {
+        ensure_namespace(&mut b, &w.namespace);
+        let image = w.image.clone().unwrap_or_else(|| "registry.k8s.io/pause:3.9".into());
+        add_workload(&mut b, w, &image).map_err(err)?;
+    }
+    for (i, d) in docs.iter().enumerate() {
+        let api = d["apiVersion"].as_str().unwrap_or_default();
+        let kind = d["kind"].as_str().unwrap_or_default();
+        let def = registry
+            .find_kind(api, kind)
+            .ok_or_else(|| err(format!("field 'manifests': document {}: {api} {kind} is not served", i + 1)))?;
+        let mut v = d.clone();
+        if def.namespaced {
+            let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+            ensure_namespace(&mut b, &ns);
+            v["metadata"]["namespace"] = json!(ns);
+        } else if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("namespace");
+        }
+        if v.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(err(format!("field 'manifests': document {} ({api} {kind}) has no metadata.name", i + 1)));
+        }
+        let storage = def.storage.clone();
+        b.load(&storage, v);
+    }
+    for r in &s.helm_releases {
+        ensure_namespace(&mut b, &r.namespace);
+        let secret = helm_secret(r).map_err(|e| err(format!("helm release {}: {e}", r.name)))?;
+        b.load(&StorageKey::core("secrets"), secret);
+    }
+    let timings = s.timings.unwrap_or_default();
+    let managed_version = version;
+    Ok(Sim {
+        store,
+        catalog,
+        registry: std::sync::RwLock::new(Arc::new(registry)),
+        extras,
+        stats: Default::default(),
+        faults: std::sync::RwLock::new(s.faults.unwrap_or_default()),
+        timings,
+        time_scale,
+        distro: s.cluster.distro.clone(),
+        managed_version: std::sync::RwLock::new(managed_version),
+        blip_until: std::sync::Mutex::new(None),
+        fault_counter: std::sync::atomic::AtomicU64::new(0),
+        changed: tokio::sync::Notify::new(),
+        started: std::time::Instant::now(),
+    })
+}
+
+/// The generated `large` scenario: 5,000 nodes, 150,000 pods, 2,000 deployments, 1,500 PDBs.
+pub fn large() -> Scenario {
+    let mut workloads = Vec::with_capacity(2_000);
+    for i in 0..2_000u32 {
+        workloads.push(Workload {
+            kind: WorkloadKind::Deployment,
+            name: format!("app-{i:04}"),
+            namespace: format!("team-{:02}", i % 50),
+            replicas: 75,
+            image: Some("registry.k8s.io/pause:3.9".into()),
+            requests: Some(Requests { cpu: Some("10m".into()), memory: Some("16Mi".into()) }),
+            labels: BTreeMap::new(),
+            empty_dir: false,
+            local_volume: false,
+            pdb: (i < 1_500).then(|| PdbSpec {
+                name: None,
+                min_available: None,
+                max_unavailable: Some(json!(1)),
+                api_version: None,
+            }),
+            never_ready: false,
+            node_selector: BTreeMap::new(),
+            tolerate_all: false,
+            termination_grace_period_seconds: None,
+        });
+    }
+    Scenario {
+        name: "large (built in)".into(),
+        description: "Generated: 5,000 nodes, 150,000 pods, 2,000 deployments, 1,500 PDBs".into(),
+        cluster: ClusterSpec { version: "1.31.14".into(), distro: "generic".into(), etcd_version: None },
+        timings: None,
+        faults: None,
+        node_pools: vec![
+            NodePool {
+                name: "cp".into(),
+                count: 3,
+                roles: vec!["control-plane".into()],
+                version: None,
+                capacity: Capacity::default(),
+                labels: BTreeMap::new(),
+                taints: vec![Taint {
+                    key: "node-role.kubernetes.io/control-plane".into(),
+                    value: None,
+                    effect: "NoSchedule".into(),
+                }],
+                os_image: default_os(),
+                container_runtime: default_runtime(),
+                kernel_version: default_kernel(),
+                unschedulable: false,
+            },
+            NodePool {
+                name: "worker".into(),
+                count: 4_997,
+                roles: vec![],
+                version: None,
+                capacity: Capacity { cpu: "16".into(), memory: "64Gi".into(), pods: 110 },
+                labels: BTreeMap::new(),
+                taints: vec![],
+                os_image: default_os(),
+                container_runtime: default_runtime(),
+                kernel_version: default_kernel(),
+                unschedulable: false,
+            },
+        ],
+        namespaces: (0..50).map(|i| format!("team-{i:02}")).collect(),
+        workloads,
+        addons: vec![],
+        manifests: None,
+        helm_releases: vec![],
+    }
+}

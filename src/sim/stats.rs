@@ -1,0 +1,133 @@
+//! The oracle: request accounting and the safety facts tests assert on (`GET /sim/stats`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// A pod removed by a plain DELETE while a PodDisruptionBudget allowed no disruption.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    pub pod: String,
+    pub pdb: String,
+}
+
+/// The least ready replicas a workload had while the simulator ran.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    pub desired: i64,
+    pub min_ready: i64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<String, u64>,
+    watches_opened: u64,
+    sent_429: u64,
+    pdb_429: u64,
+    injected: BTreeMap<u16, u64>,
+    evictions: u64,
+    violations: Vec<Violation>,
+    deprecated: BTreeSet<(String, String, String, String, String)>,
+    availability: BTreeMap<String, Availability>,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+impl Stats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn request(&self, verb: &str, resource: &str) {
+        *self.lock().requests.entry(format!("{verb} {resource}")).or_default() += 1;
+    }
+
+    pub fn watch_opened(&self) {
+        self.lock().watches_opened += 1;
+    }
+
+    pub fn sent_429(&self, pdb: bool) {
+        let mut s = self.lock();
+        s.sent_429 += 1;
+        if pdb {
+            s.pdb_429 += 1;
+        }
+    }
+
+    pub fn injected(&self, code: u16) {
+        *self.lock().injected.entry(code).or_default() += 1;
+    }
+
+    pub fn evicted(&self) {
+        self.lock().evictions += 1;
+    }
+
+    pub fn violation(&self, v: Violation) {
+        self.lock().violations.push(v);
+    }
+
+    pub fn deprecated_request(&self, group: &str, version: &str, resource: &str, sub: &str, removed: &str) {
+        self.lock().deprecated.insert((group.into(), version.into(), resource.into(), sub.into(), removed.into()));
+    }
+
+    /// Records a workload's ready replicas; keeps the minimum seen.
+    pub fn observe_availability(&self, workload: &str, desired: i64, ready: i64) {
+        let mut s = self.lock();
+        let e = s.availability.entry(workload.to_string()).or_insert(Availability { desired, min_ready: ready });
+        e.desired = desired;
+        e.min_ready = e.min_ready.min(ready);
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.lock().requests.values().sum()
+    }
+
+    pub fn violations(&self) -> Vec<Violation> {
+        self.lock().violations.clone()
+    }
+
+    /// Prometheus text for `apiserver_requested_deprecated_apis`.
+    pub fn metrics_text(&self) -> String {
+        let s = self.lock();
+        let mut out = String::from(
+            "# HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.\n# TYPE apiserver_requested_deprecated_apis gauge\n",
+        );
+        for (g, v, r, sub, removed) in &s.deprecated {
+            out.push_str(&format!(
+                "apiserver_requested_deprecated_apis{{group=\"{g}\",removed_release=\"{removed}\",resource=\"{r}\",subresource=\"{sub}\",version=\"{v}\"}} 1\n"
+            ));
+        }
+        out.push_str("# HELP apiserver_request_total [STABLE] Counter of apiserver requests.\n# TYPE apiserver_request_total counter\n");
+        for (k, n) in &s.requests {
+            let (verb, resource) = k.split_once(' ').unwrap_or((k, ""));
+            out.push_str(&format!(
+                "apiserver_request_total{{resource=\"{resource}\",verb=\"{}\"}} {n}\n",
+                verb.to_uppercase()
+            ));
+        }
+        out
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let s = self.lock();
+        serde_json::json!({
+            "requests": s.requests,
+            "totalRequests": s.requests.values().sum::<u64>(),
+            "watchesOpened": s.watches_opened,
+            "sent429": s.sent_429,
+            "pdb429": s.pdb_429,
+            "injectedErrors": s.injected.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<String, u64>>(),
+            "evictions": s.evictions,
+            "pdbViolations": s.violations.len(),
+            "pdbViolationDetails": s.violations,
+            "deprecatedApisRequested": s.deprecated.iter().map(|(g, v, r, sub, rm)| serde_json::json!({"group": g, "version": v, "resource": r, "subresource": sub, "removedRelease": rm})).collect::<Vec<_>>(),
+            "minAvailable": s.availability,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! API errors as the apiserver sends them: an HTTP code and a `Status` body.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Value,
+    /// Seconds for a `Retry-After` header (never set on PDB 429s: kubectl must see them).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: String, details: Value) -> Self {
+        Self { code, reason, message, details, retry_after: None }
+    }
+
+    pub fn not_found(resource: &str, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"), json!({"name": name, "kind": resource}))
+    }
+
+    pub fn not_found_path(path: &str) -> Self {
+        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}))
+    }
+
+    pub fn already_exists(resource: &str, name: &str) -> Self {
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{resource} \"{name}\" already exists"),
+            json!({"name": name, "kind": resource}),
+        )
+    }
+
+    pub fn conflict(resource: &str, name: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            json!({"name": name, "kind": resource}),
+        )
+    }
+
+    pub fn invalid(resource: &str, name: &str, message: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!("{resource} \"{name}\" is invalid: {message}"),
+            json!({"name": name, "kind": resource}),
+        )
+    }
+
+    pub fn bad_request(message: &str) -> Self {
+        Self::new(400, "BadRequest", message.to_string(), json!({}))
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(405, "MethodNotAllowed", format!("the server does not allow method {method} on {path}"), json!({}))
+    }
+
+    pub fn unsupported_media(ct: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
+            ),
+            json!({}),
+        )
+    }
+
+    pub fn gone(rv: u64) -> Self {
+        Self::new(410, "Expired", format!("too old resource version: {rv}"), json!({}))
+    }
+
+    pub fn too_many_requests(message: String, details: Value) -> Self {
+        Self::new(429, "TooManyRequests", message, details)
+    }
+
+    pub fn internal(message: String) -> Self {
+        Self::new(500, "InternalError", message, json!({}))
+    }
+
+    pub fn unavailable(message: &str) -> Self {
+        Self::new(503, "ServiceUnavailable", message.to_string(), json!({}))
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn status_json(&self) -> Value {
+        let mut v = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if self.details.as_object().is_some_and(|d| !d.is_empty()) {
+            v["details"] = self.details.clone();
+        }
+        v
+    }
+}

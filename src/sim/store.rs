@@ -1,0 +1,540 @@
+//! The simulator's object store: every object of every resource, versioned like etcd.
+//!
+//! Objects are JSON values keyed by storage key (group + resource, independent of the served
+//! version), namespace and name, each kept together with its serialized bytes so that large
+//! lists are a concatenation rather than a re-serialization. Every write bumps one global
+//! `resourceVersion`, is appended to a bounded history (watches resume from it; older resource
+//! versions are `410 Gone`) and is broadcast to live watches. Pods are indexed by node for the
+//! `spec.nodeName` field selector that drains use. All locking is short and synchronous; no
+//! lock is held across an await.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::clock::now_rfc3339;
+use super::status::ApiError;
+
+/// Where objects of one resource live, whatever version they are served as.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey {
+    pub group: String,
+    pub resource: String,
+}
+
+impl StorageKey {
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self { group: group.to_string(), resource: resource.to_string() }
+    }
+    pub fn core(resource: &str) -> Self {
+        Self::new("", resource)
+    }
+}
+
+/// One stored object: the value and its JSON bytes.
+#[derive(Debug)]
+pub struct Stored {
+    pub value: Value,
+    pub json: Bytes,
+}
+
+impl Stored {
+    fn new(value: Value) -> Arc<Self> {
+        let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        Arc::new(Stored { value, json })
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.value
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it.
+#[derive(Debug)]
+pub struct Change {
+    pub rv: u64,
+    pub key: StorageKey,
+    pub kind: EventType,
+    pub object: Arc<Stored>,
+}
+
+type ObjKey = (String, String);
+
+#[derive(Default)]
+struct Bucket {
+    objects: BTreeMap<ObjKey, Arc<Stored>>,
+    /// Pods by `spec.nodeName` (only filled for pods).
+    by_node: HashMap<String, BTreeSet<ObjKey>>,
+}
+
+impl Bucket {
+    fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Value, add: bool) {
+        if key.group.is_empty()
+            && key.resource == "pods"
+            && let Some(node) = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+        {
+            let set = self.by_node.entry(node.to_string()).or_default();
+            if add {
+                set.insert(k.clone());
+            } else {
+                set.remove(k);
+            }
+        }
+    }
+}
+
+struct State {
+    rv: u64,
+    buckets: HashMap<StorageKey, Bucket>,
+    history: VecDeque<Arc<Change>>,
+    history_cap: usize,
+    /// Changes up to this version are no longer in history.
+    compacted_rv: u64,
+}
+
+/// The store. Cheap to share behind an `Arc`.
+pub struct Store {
+    state: RwLock<State>,
+    tx: broadcast::Sender<Arc<Change>>,
+    uid: AtomicU64,
+}
+
+/// A page of a list.
+pub struct ListPage {
+    pub items: Vec<Arc<Stored>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+fn obj_key(ns: &str, name: &str) -> ObjKey {
+    (ns.to_string(), name.to_string())
+}
+
+fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
+    v.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or_default()
+}
+
+impl Store {
+    pub fn new(history_cap: usize) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(65_536);
+        Arc::new(Store {
+            state: RwLock::new(State {
+                rv: 1,
+                buckets: HashMap::new(),
+                history: VecDeque::new(),
+                history_cap,
+                compacted_rv: 0,
+            }),
+            tx,
+            uid: AtomicU64::new(1),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh UID in the usual 8-4-4-4-12 form.
+    pub fn new_uid(&self) -> String {
+        let n = self.uid.fetch_add(1, Ordering::Relaxed);
+        let salt = 0x6b38_7375_7067_u64; // fixed, so runs are reproducible
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (n >> 16) as u32 ^ 0x5eed_0000,
+            n & 0xffff,
+            (n >> 8) & 0xfff,
+            n & 0xfff,
+            (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt) & 0xffff_ffff_ffff
+        )
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.read().rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.tx.subscribe()
+    }
+
+    /// Changes after `rv` from history, or `Err` when `rv` is older than what history holds.
+    pub fn changes_since(&self, rv: u64) -> Result<Vec<Arc<Change>>, ApiError> {
+        let st = self.read();
+        if rv < st.compacted_rv {
+            return Err(ApiError::gone(rv));
+        }
+        Ok(st.history.iter().filter(|c| c.rv > rv).cloned().collect())
+    }
+
+    /// Drops all history, like an etcd compaction: watches resuming from before now get 410.
+    pub fn compact(&self) -> u64 {
+        let mut st = self.write();
+        st.history.clear();
+        st.compacted_rv = st.rv;
+        st.rv
+    }
+
+    fn commit(&self, st: &mut State, key: &StorageKey, kind: EventType, object: Arc<Stored>) {
+        let change = Arc::new(Change { rv: st.rv, key: key.clone(), kind, object });
+        st.history.push_back(change.clone());
+        while st.history.len() > st.history_cap {
+            if let Some(dropped) = st.history.pop_front() {
+                st.compacted_rv = dropped.rv;
+            }
+        }
+        let _ = self.tx.send(change);
+    }
+
+    fn stamp(&self, st: &mut State, v: &mut Value) {
+        st.rv += 1;
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(st.rv.to_string()));
+        }
+    }
+
+    /// Creates an object; fills uid, creationTimestamp, generation and resourceVersion.
+    pub fn create(&self, key: &StorageKey, mut obj: Value, dry_run: bool) -> Result<Arc<Stored>, ApiError> {
+        if !obj.get("metadata").is_some_and(Value::is_object) {
+            obj["metadata"] = json!({});
+        }
+        let generate = meta_str(&obj, "generateName").to_string();
+        if meta_str(&obj, "name").is_empty() {
+            if generate.is_empty() {
+                return Err(ApiError::invalid(
+                    &key.resource,
+                    "",
+                    "metadata.name: Required value: name or generateName is required",
+                ));
+            }
+            let suffix = self.uid.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            obj["metadata"]["name"] = Value::String(format!("{generate}{}", short_suffix(suffix)));
+        }
+        let name = meta_str(&obj, "name").to_string();
+        validate_name(&key.resource, &name)?;
+        let ns = meta_str(&obj, "namespace").to_string();
+        let k = obj_key(&ns, &name);
+        let mut st = self.write();
+        if st.buckets.get(key).is_some_and(|b| b.objects.contains_key(&k)) {
+            return Err(ApiError::already_exists(&key.resource, &name));
+        }
+        {
+            let m = obj["metadata"].as_object_mut().expect("metadata is an object");
+            m.insert("uid".into(), Value::String(self.new_uid()));
+            m.entry("creationTimestamp").or_insert_with(|| Value::String(now_rfc3339()));
+            if !matches!(
+                key.resource.as_str(),
+                "pods" | "nodes" | "namespaces" | "events" | "secrets" | "configmaps" | "leases"
+            ) {
+                m.insert("generation".into(), json!(1));
+            }
+        }
+        if dry_run {
+            let mut preview = obj;
+            preview["metadata"]["resourceVersion"] = Value::String(String::new());
+            return Ok(Stored::new(preview));
+        }
+        self.stamp(&mut st, &mut obj);
+        let stored = Stored::new(obj);
+        let bucket = st.buckets.entry(key.clone()).or_default();
+        bucket.index(key, &k, &stored.value, true);
+        bucket.objects.insert(k, stored.clone());
+        self.commit(&mut st, key, EventType::Added, stored.clone());
+        Ok(stored)
+    }
+
+    pub fn get(&self, key: &StorageKey, ns: &str, name: &str) -> Option<Arc<Stored>> {
+        self.read().buckets.get(key).and_then(|b| b.objects.get(&obj_key(ns, name)).cloned())
+    }
+
+    /// Read-modify-write under the store lock. `expect_rv` enforces optimistic concurrency
+    /// (409 Conflict when the stored version moved on).
+    pub fn mutate(
+        &self,
+        key: &StorageKey,
+        ns: &str,
+        name: &str,
+        expect_rv: Option<u64>,
+        dry_run: bool,
+        f: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Arc<Stored>, ApiError> {
+        let k = obj_key(ns, name);
+        let mut st = self.write();
+        let current = st
+            .buckets
+            .get(key)
+            .and_then(|b| b.objects.get(&k).cloned())
+            .ok_or_else(|| ApiError::not_found(&key.resource, name))?;
+        if let Some(rv) = expect_rv
+            && rv != current.resource_version()
+        {
+            return Err(ApiError::conflict(&key.resource, name));
+        }
+        let mut next = current.value.clone();
+        f(&mut next)?;
+        // Identity fields are immutable.
+        for field in ["uid", "creationTimestamp", "name", "namespace"] {
+            if let Some(v) = current.value.pointer(&format!("/metadata/{field}")) {
+                next["metadata"][field] = v.clone();
+            }
+        }
+        if next == current.value {
+            return Ok(current);
+        }
+        if current.value.get("spec") != next.get("spec")
+            && let Some(g) = current.value.pointer("/metadata/generation").and_then(Value::as_i64)
+        {
+            next["metadata"]["generation"] = json!(g + 1);
+        }
+        if dry_run {
+            return Ok(Stored::new(next));
+        }
+        self.stamp(&mut st, &mut next);
+        let stored = Stored::new(next);
+        let bucket = st.buckets.entry(key.clone()).or_default();
+        bucket.index(key, &k, &current.value, false);
+        bucket.index(key, &k, &stored.value, true);
+        bucket.objects.insert(k, stored.clone());
+        self.commit(&mut st, key, EventType::Modified, stored.clone());
+        Ok(stored)
+    }
+
+    /// Removes an object now (graceful pod deletion is the kubelet's business).
+    pub fn delete(&self, key: &StorageKey, ns: &str, name: &str, dry_run: bool) -> Result<Arc<Stored>, ApiError> {
+        let k = obj_key(ns, name);
+        let mut st = self.write();
+        let current = st
+            .buckets
+            .get(key)
+            .and_then(|b| b.objects.get(&k).cloned())
+            .ok_or_else(|| ApiError::not_found(&key.resource, name))?;
+        if dry_run {
+            return Ok(current);
+        }
+        let mut gone = current.value.clone();
+        self.stamp(&mut st, &mut gone);
+        let stored = Stored::new(gone);
+        if let Some(bucket) = st.buckets.get_mut(key) {
+            bucket.index(key, &k, &current.value, false);
+            bucket.objects.remove(&k);
+        }
+        self.commit(&mut st, key, EventType::Deleted, stored.clone());
+        Ok(stored)
+    }
+
+    /// All objects of a resource (optionally one namespace), in key order, filtered, paginated.
+    /// `continue` tokens carry the last key returned.
+    pub fn list(
+        &self,
+        key: &StorageKey,
+        namespace: Option<&str>,
+        node: Option<&str>,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+        filter: impl Fn(&Stored) -> bool,
+    ) -> Result<ListPage, ApiError> {
+        let after = match continue_token {
+            Some(t) if !t.is_empty() => Some(decode_continue(t)?),
+            _ => None,
+        };
+        let st = self.read();
+        let rv = st.rv;
+        let Some(bucket) = st.buckets.get(key) else {
+            return Ok(ListPage { items: vec![], resource_version: rv, continue_token: None, remaining: None });
+        };
+        let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        let mut remaining = 0u64;
+        let lower = match &after {
+            Some(k) => std::ops::Bound::Excluded(k.clone()),
+            None => match namespace {
+                Some(ns) => std::ops::Bound::Included((ns.to_string(), String::new())),
+                None => std::ops::Bound::Unbounded,
+            },
+        };
+        let mut visit = |k: &ObjKey, obj: &Arc<Stored>| -> bool {
+            if let Some(ns) = namespace
+                && k.0 != ns
+            {
+                return k.0.as_str() < ns;
+            }
+            if !filter(obj) {
+                return true;
+            }
+            if items.len() < limit {
+                items.push(obj.clone());
+                last = Some(k.clone());
+            } else {
+                more = true;
+                remaining += 1;
+            }
+            true
+        };
+        match node {
+            Some(n) => {
+                if let Some(keys) = bucket.by_node.get(n) {
+                    for k in keys.range((lower, std::ops::Bound::Unbounded)) {
+                        if let Some(obj) = bucket.objects.get(k)
+                            && !visit(k, obj)
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                for (k, obj) in bucket.objects.range((lower, std::ops::Bound::Unbounded)) {
+                    if !visit(k, obj) {
+                        break;
+                    }
+                }
+            }
+        }
+        let continue_token = if more { last.map(|k| encode_continue(&k)) } else { None };
+        Ok(ListPage { items, resource_version: rv, continue_token, remaining: more.then_some(remaining) })
+    }
+
+    /// Every object of a resource, for controllers (no copies of values, just `Arc`s).
+    pub fn all(&self, key: &StorageKey) -> Vec<Arc<Stored>> {
+        self.read().buckets.get(key).map(|b| b.objects.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Objects of a resource in one namespace.
+    pub fn in_namespace(&self, key: &StorageKey, ns: &str) -> Vec<Arc<Stored>> {
+        let st = self.read();
+        let Some(b) = st.buckets.get(key) else { return vec![] };
+        b.objects
+            .range((ns.to_string(), String::new())..)
+            .take_while(|(k, _)| k.0 == ns)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Pods bound to a node.
+    pub fn pods_on_node(&self, node: &str) -> Vec<Arc<Stored>> {
+        let st = self.read();
+        let Some(b) = st.buckets.get(&StorageKey::core("pods")) else { return vec![] };
+        b.by_node
+            .get(node)
+            .map(|keys| keys.iter().filter_map(|k| b.objects.get(k).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many objects a resource holds.
+    pub fn count(&self, key: &StorageKey) -> usize {
+        self.read().buckets.get(key).map_or(0, |b| b.objects.len())
+    }
+
+    /// Storage keys that hold at least one object.
+    pub fn keys(&self) -> Vec<StorageKey> {
+        let st = self.read();
+        let mut keys: Vec<StorageKey> =
+            st.buckets.iter().filter(|(_, b)| !b.objects.is_empty()).map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Bulk load without history or broadcast (scenario start-up of large clusters).
+    pub fn load(&self, key: &StorageKey, mut obj: Value) {
+        let mut st = self.write();
+        if obj.pointer("/metadata/uid").is_none() {
+            obj["metadata"]["uid"] = Value::String(self.new_uid());
+        }
+        if obj.pointer("/metadata/creationTimestamp").is_none() {
+            obj["metadata"]["creationTimestamp"] = Value::String(now_rfc3339());
+        }
+        st.rv += 1;
+        // Loaded objects never enter history, so nothing before them can be resumed from.
+        st.compacted_rv = st.rv;
+        obj["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
+        let k = obj_key(meta_str(&obj, "namespace"), meta_str(&obj, "name"));
+        let stored = Stored::new(obj);
+        let bucket = st.buckets.entry(key.clone()).or_default();
+        bucket.index(key, &k, &stored.value, true);
+        bucket.objects.insert(k, stored);
+    }
+}
+
+fn short_suffix(mut n: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut s = String::with_capacity(5);
+    for _ in 0..5 {
+        s.push(ALPHABET[(n % ALPHABET.len() as u64) as usize] as char);
+        n /= ALPHABET.len() as u64;
+    }
+    s
+}
+
+/// A random-looking 5-character suffix for generated names.
+pub fn name_suffix(seed: u64) -> String {
+    short_suffix(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x9e37_79b9)
+}
+
+fn validate_name(resource: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            resource,
+            name,
+            "metadata.name: Invalid value: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
+        ))
+    }
+}
+
+fn encode_continue(k: &ObjKey) -> String {
+    use base64::Engine;
+    let raw = serde_json::to_vec(&json!([k.0, k.1])).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(t: &str) -> Result<ObjKey, ApiError> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request(&format!("invalid continue token '{}'", t.chars().take(64).collect::<String>()));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
+    let v: (String, String) = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok(v)
+}
