@@ -657,7 +657,6 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
     sim.stats.watch_opened();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
     let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(std::time::Duration::from_secs);
-    let drop_after = sim.faults().drop_watches_every_seconds.map(|s| sim.scaled(s));
     let mut rx = sim.store.subscribe();
     let ns = t.namespace.clone();
     let matches = move |c: &Change, def: &ResourceDef| -> bool {
@@ -699,7 +698,9 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
     }
     let bookmark_every = sim.scaled(sim.timings.bookmark_seconds).max(std::time::Duration::from_millis(50));
     let def2 = def.clone();
+    let sim2 = sim.clone();
     tokio::spawn(async move {
+        let opened = tokio::time::Instant::now();
         for b in initial {
             if tx.send(b).await.is_err() {
                 return;
@@ -708,14 +709,22 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
         if bookmarks && tx.send(bookmark(&def2, last_rv)).await.is_err() {
             return;
         }
-        let deadline = [timeout, drop_after].into_iter().flatten().min().map(|d| tokio::time::Instant::now() + d);
+        let deadline = timeout.map(|d| opened + d);
         let mut ticker = tokio::time::interval(bookmark_every);
         ticker.tick().await;
+        // Faults can change while a stream is open, so the drop rule is checked as it goes.
+        let mut fault_check = tokio::time::interval(std::time::Duration::from_millis(50));
         loop {
             let sleep_until =
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(86_400));
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = fault_check.tick() => {
+                    if let Some(every) = sim2.faults().drop_watches_every_seconds
+                        && opened.elapsed() >= sim2.scaled(every) {
+                            return;
+                        }
+                }
                 _ = ticker.tick(), if bookmarks => {
                     if tx.send(bookmark(&def2, last_rv)).await.is_err() { return; }
                 }
@@ -782,6 +791,11 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
         }
         (&Method::POST, "/sim/compact") => json_response(200, &json!({"compactedTo": sim.store.compact().to_string()})),
         (&Method::PUT, "/sim/control-plane") => {
+            if super::controllers::oldest_apiserver(sim).is_some() {
+                return error_response(&ApiError::bad_request(
+                    "control-plane: this cluster runs its own control plane; upgrade its nodes with the sim.k8s-upgrade.dev/upgrade-to annotation",
+                ));
+            }
             let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let Some(version) =
                 v.get("version").and_then(Value::as_str).and_then(|s| s.parse::<crate::version::Version>().ok())

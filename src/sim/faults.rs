@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorRule {
-    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `evict`; absent = any.
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`,
+    /// `evict`; absent = any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verb: Option<String>,
     /// Plural resource name (`pods`, `nodes`); absent = any.
@@ -33,7 +34,7 @@ pub struct Faults {
     /// Added to every API request.
     #[serde(default)]
     pub latency_ms: u64,
-    /// Close every watch stream after this many (unscaled) seconds.
+    /// Close every watch stream after this many simulated seconds (scaled like every delay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_watches_every_seconds: Option<f64>,
     /// Nodes that go NotReady when upgraded and never come back.

@@ -181,7 +181,12 @@ impl Running {
             c.abort();
         }
         if let Some(s) = self.server.take() {
-            let _ = s.await;
+            // Long-lived watch streams would hold a graceful shutdown for minutes: give open
+            // requests a moment, then cut them.
+            let abort = s.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_millis(500), s).await.is_err() {
+                abort.abort();
+            }
         }
     }
 

@@ -66,6 +66,9 @@ pub struct Scenario {
     pub manifests: Option<String>,
     #[serde(default)]
     pub helm_releases: Vec<HelmRelease>,
+    /// Where the scenario came from (file path or built-in name), for error messages.
+    #[serde(skip)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -415,7 +418,7 @@ impl Scenario {
             message: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
         })?;
         s.validate(file)?;
-        Ok(s)
+        Ok(Scenario { source: file.to_string(), ..s })
     }
 
     fn validate(&self, file: &str) -> Result<(), ScenarioError> {
@@ -781,7 +784,7 @@ fn helm_secret(r: &HelmRelease) -> Result<Value, String> {
 
 /// Builds the simulator state for a scenario.
 pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim, ScenarioError> {
-    let file = s.name.clone();
+    let file = if s.source.is_empty() { s.name.clone() } else { s.source.clone() };
     let err = |m: String| ScenarioError { file: file.clone(), message: m };
     if catalog.distro(&s.cluster.distro).is_none() {
         return Err(err(format!(
@@ -1094,7 +1097,7 @@ pub fn large() -> Scenario {
         });
     }
     Scenario {
-        name: "large (built in)".into(),
+        name: "large".into(),
         description: "Generated: 5,000 nodes, 150,000 pods, 2,000 deployments, 1,500 PDBs".into(),
         cluster: ClusterSpec { version: "1.31.14".into(), distro: "generic".into(), etcd_version: None },
         timings: None,
@@ -1136,5 +1139,6 @@ pub fn large() -> Scenario {
         addons: vec![],
         manifests: None,
         helm_releases: vec![],
+        source: "large (built in)".into(),
     }
 }
