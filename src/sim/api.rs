@@ -288,10 +288,10 @@ fn group_version(reg: &super::registry::Registry, group: &str, version: &str) ->
 /// Stored objects keep the apiVersion they were written with; an alias version rewrites it.
 fn as_served(def: &ResourceDef, obj: &Stored) -> Bytes {
     let want = def.api_version();
-    if obj.value.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
+    if *obj.meta.api_version == *want {
         return obj.json.clone();
     }
-    let mut v = obj.value.clone();
+    let mut v = obj.value().into_owned();
     v["apiVersion"] = json!(want);
     v["kind"] = json!(def.kind);
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
@@ -333,7 +333,7 @@ fn list(
         node.as_deref(),
         lq.limit,
         lq.continue_token.as_deref(),
-        |o| lq.labels.matches_value(&o.value) && lq.fields.matches(&o.value),
+        |o| lq.labels.matches_labels(&o.meta.labels) && lq.fields.matches_stored(o),
     )?;
     if accepts(headers, "as=Table") {
         let table = tables::table(def, &page.items, page.resource_version, page.continue_token.as_deref());
@@ -578,7 +578,7 @@ fn delete_collection(
 ) -> Result<Response, ApiError> {
     let lq = list_query(query)?;
     let page = sim.store.list(&def.storage, t.namespace.as_deref(), None, None, None, |o| {
-        lq.labels.matches_value(&o.value) && lq.fields.matches(&o.value)
+        lq.labels.matches_labels(&o.meta.labels) && lq.fields.matches_stored(o)
     })?;
     for item in &page.items {
         let (ns, name) = (item.namespace().to_string(), item.name().to_string());
@@ -627,11 +627,11 @@ fn scale(
         sim.changed.notify_waiters();
         s
     };
-    let replicas = obj.value.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-    let status_replicas = obj.value.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0);
+    let replicas = obj.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let status_replicas = obj.value().pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0);
     Ok(json_response(
         200,
-        &json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": ns, "resourceVersion": obj.resource_version().to_string(), "uid": obj.value.pointer("/metadata/uid")},
+        &json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": ns, "resourceVersion": obj.resource_version().to_string(), "uid": obj.value().pointer("/metadata/uid")},
                "spec": {"replicas": replicas}, "status": {"replicas": status_replicas}}),
     ))
 }
@@ -662,8 +662,8 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
     let matches = move |c: &Change, def: &ResourceDef| -> bool {
         c.key == def.storage
             && ns.as_deref().is_none_or(|n| c.object.namespace() == n)
-            && lq.labels.matches_value(&c.object.value)
-            && lq.fields.matches(&c.object.value)
+            && lq.labels.matches_labels(&c.object.meta.labels)
+            && lq.fields.matches_stored(&c.object)
     };
     let start_rv: Option<u64> =
         q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0").and_then(|s| s.parse().ok());

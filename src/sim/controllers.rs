@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::clock::now_rfc3339;
-use super::pdb::{self, is_ready, is_terminating, pods_key};
+use super::pdb::{self, pods_key};
 use super::store::{StorageKey, Stored, name_suffix};
 use super::{Sim, UPGRADE_ANNOTATION};
 use crate::version::Version;
@@ -37,11 +37,6 @@ fn int_at(v: &Value, p: &str, default: i64) -> i64 {
     v.pointer(p).and_then(Value::as_i64).unwrap_or(default)
 }
 
-fn controller_of(pod: &Value) -> Option<(&str, &str, &str)> {
-    let o = pod.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["controller"] == true)?;
-    Some((o["kind"].as_str()?, o["name"].as_str()?, o["uid"].as_str()?))
-}
-
 fn owner_ref(obj: &Value, kind: &str, api_version: &str) -> Value {
     json!([{"apiVersion": api_version, "kind": kind, "name": str_at(obj, "/metadata/name"), "uid": str_at(obj, "/metadata/uid"), "controller": true, "blockOwnerDeletion": true}])
 }
@@ -61,8 +56,8 @@ pub fn oldest_apiserver(sim: &Sim) -> Option<Version> {
     sim.store
         .in_namespace(&pods_key(), "kube-system")
         .iter()
-        .filter(|p| str_at(&p.value, "/metadata/labels/component") == "kube-apiserver")
-        .filter_map(|p| image_version(str_at(&p.value, "/spec/containers/0/image")))
+        .filter(|p| p.meta.label("component").unwrap_or_default() == "kube-apiserver")
+        .filter_map(|p| image_version(str_at(&p.value(), "/spec/containers/0/image")))
         .min()
 }
 
@@ -70,8 +65,8 @@ fn apiserver_on(sim: &Sim, node: &str) -> Option<Version> {
     sim.store
         .pods_on_node(node)
         .iter()
-        .filter(|p| str_at(&p.value, "/metadata/labels/component") == "kube-apiserver")
-        .filter_map(|p| image_version(str_at(&p.value, "/spec/containers/0/image")))
+        .filter(|p| p.meta.label("component").unwrap_or_default() == "kube-apiserver")
+        .filter_map(|p| image_version(str_at(&p.value(), "/spec/containers/0/image")))
         .min()
 }
 
@@ -176,22 +171,23 @@ fn kubelets(sim: &Sim, timers: &mut Timers) {
     for node in sim.store.all(&nodes_key()) {
         let name = node.name().to_string();
         let Some(target) = node
-            .value
+            .value()
             .pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1")))
             .and_then(Value::as_str)
+            .map(str::to_string)
         else {
             continue;
         };
         let Ok(target) = target.parse::<Version>() else { continue };
-        let current = str_at(&node.value, "/status/nodeInfo/kubeletVersion").parse::<Version>().ok();
+        let current = str_at(&node.value(), "/status/nodeInfo/kubeletVersion").parse::<Version>().ok();
         let target_tag = format!("v{}", target.without_suffix().core());
         if current.as_ref().is_some_and(|c| c.without_suffix().core() == target.without_suffix().core())
-            && node_ready(&node.value)
+            && node_ready(&node.value())
         {
             timers.node_back_at.remove(&name);
             continue;
         }
-        let control_plane = node.value.pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
+        let control_plane = node.value().pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
         match timers.node_back_at.get(&name).copied() {
             None => {
                 timers.node_back_at.insert(name.clone(), now + sim.scaled(sim.timings.node_restart_seconds));
@@ -283,8 +279,8 @@ fn upgrade_static_pods(sim: &Sim, node: &str, tag: &str) {
             .and_then(|c| c.etcd.clone())
     });
     for pod in sim.store.pods_on_node(node) {
-        let component = str_at(&pod.value, "/metadata/labels/component").to_string();
-        let image = str_at(&pod.value, "/spec/containers/0/image").to_string();
+        let component = pod.meta.label("component").unwrap_or_default().to_string();
+        let image = str_at(&pod.value(), "/spec/containers/0/image").to_string();
         let new_image = match component.as_str() {
             "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" => {
                 format!("{}:{tag}", image.rsplit_once(':').map_or(image.as_str(), |(repo, _)| repo))
@@ -310,7 +306,7 @@ fn upgrade_static_pods(sim: &Sim, node: &str, tag: &str) {
             .and_then(|c| c.coredns.clone())
     }) && let Some(dep) = sim.store.get(&apps("deployments"), "kube-system", "coredns")
     {
-        let image = str_at(&dep.value, "/spec/template/spec/containers/0/image").to_string();
+        let image = str_at(&dep.value(), "/spec/template/spec/containers/0/image").to_string();
         if let Some((repo, _)) = image.rsplit_once(':') {
             let new_image = format!("{repo}:{coredns}");
             if new_image != image {
@@ -335,38 +331,42 @@ pub(crate) fn template_hash(template: &Value) -> String {
 
 /// Pods by the uid of their controller.
 fn pods_by_owner(sim: &Sim) -> HashMap<String, Vec<Arc<Stored>>> {
+    by_owner(sim, &pods_key())
+}
+
+/// Objects of `key` by the uid of their controller.
+fn by_owner(sim: &Sim, key: &StorageKey) -> HashMap<String, Vec<Arc<Stored>>> {
     let mut map: HashMap<String, Vec<Arc<Stored>>> = HashMap::new();
-    for p in sim.store.all(&pods_key()) {
-        if let Some((_, _, uid)) = controller_of(&p.value) {
-            map.entry(uid.to_string()).or_default().push(p.clone());
+    for o in sim.store.all(key) {
+        if let Some((_, _, uid)) = o.owner() {
+            map.entry(uid.to_string()).or_default().push(o.clone());
         }
     }
     map
 }
 
 fn deployments(sim: &Sim) {
-    let rs_all = sim.store.all(&apps("replicasets"));
+    let rs_by_owner = by_owner(sim, &apps("replicasets"));
     let pods = pods_by_owner(sim);
     for dep in sim.store.all(&apps("deployments")) {
         let ns = dep.namespace().to_string();
-        let uid = str_at(&dep.value, "/metadata/uid");
-        let desired = int_at(&dep.value, "/spec/replicas", 1);
-        let template = dep.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let uid = &*dep.meta.uid;
+        let desired = int_at(&dep.value(), "/spec/replicas", 1);
+        let template = dep.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
-        let owned: Vec<&Arc<Stored>> =
-            rs_all.iter().filter(|rs| controller_of(&rs.value).is_some_and(|(_, _, u)| u == uid)).collect();
-        let current = owned.iter().find(|rs| str_at(&rs.value, "/metadata/labels/pod-template-hash") == hash);
+        let owned: Vec<&Arc<Stored>> = rs_by_owner.get(uid).map(|v| v.iter().collect()).unwrap_or_default();
+        let current = owned.iter().find(|rs| rs.meta.label("pod-template-hash").unwrap_or_default() == hash);
         let rs_name = format!("{}-{hash}", dep.name());
         if current.is_none() {
             let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
             labels["pod-template-hash"] = json!(hash);
             let mut tpl = template.clone();
             tpl["metadata"]["labels"] = labels.clone();
-            let mut selector = dep.value.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+            let mut selector = dep.value().pointer("/spec/selector").cloned().unwrap_or(json!({}));
             selector["matchLabels"]["pod-template-hash"] = json!(hash);
             let rs = json!({
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": rs_name, "namespace": ns, "labels": labels, "ownerReferences": owner_ref(&dep.value, "Deployment", "apps/v1")},
+                "metadata": {"name": rs_name, "namespace": ns, "labels": labels, "ownerReferences": owner_ref(&dep.value(), "Deployment", "apps/v1")},
                 "spec": {"replicas": if owned.is_empty() { desired } else { 0 }, "selector": selector, "template": tpl},
             });
             let _ = sim.store.create(&apps("replicasets"), rs, false);
@@ -374,21 +374,21 @@ fn deployments(sim: &Sim) {
         }
         // Rolling: the new set grows to the desired count; old sets shrink as new pods get ready.
         let new_ready = current
-            .and_then(|rs| pods.get(str_at(&rs.value, "/metadata/uid")))
-            .map_or(0, |ps| ps.iter().filter(|p| is_ready(&p.value) && !is_terminating(&p.value)).count() as i64);
+            .and_then(|rs| pods.get(&*rs.meta.uid))
+            .map_or(0, |ps| ps.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64);
         for rs in &owned {
-            let is_new = str_at(&rs.value, "/metadata/labels/pod-template-hash") == hash;
+            let is_new = rs.meta.label("pod-template-hash").unwrap_or_default() == hash;
             let want = if is_new {
                 desired
             } else {
                 let old_total: i64 = owned
                     .iter()
-                    .filter(|r| str_at(&r.value, "/metadata/labels/pod-template-hash") != hash)
-                    .map(|r| int_at(&r.value, "/spec/replicas", 0))
+                    .filter(|r| r.meta.label("pod-template-hash").unwrap_or_default() != hash)
+                    .map(|r| int_at(&r.value(), "/spec/replicas", 0))
                     .sum();
-                (int_at(&rs.value, "/spec/replicas", 0) - (old_total + new_ready - desired).max(0)).max(0)
+                (int_at(&rs.value(), "/spec/replicas", 0) - (old_total + new_ready - desired).max(0)).max(0)
             };
-            if int_at(&rs.value, "/spec/replicas", -1) != want {
+            if int_at(&rs.value(), "/spec/replicas", -1) != want {
                 let _ = sim.store.mutate(&apps("replicasets"), &ns, rs.name(), None, false, |r| {
                     r["spec"]["replicas"] = json!(want);
                     Ok(())
@@ -415,20 +415,20 @@ fn new_pod(owner: &Value, owner_kind: &str, name: &str, template: &Value) -> Val
 fn replica_sets(sim: &Sim) {
     let pods = pods_by_owner(sim);
     for rs in sim.store.all(&apps("replicasets")) {
-        let desired = int_at(&rs.value, "/spec/replicas", 1);
-        let uid = str_at(&rs.value, "/metadata/uid");
+        let desired = int_at(&rs.value(), "/spec/replicas", 1);
+        let uid = &*rs.meta.uid;
         let mut active: Vec<&Arc<Stored>> =
-            pods.get(uid).map(|v| v.iter().filter(|p| !is_terminating(&p.value)).collect()).unwrap_or_default();
+            pods.get(uid).map(|v| v.iter().filter(|p| !p.meta.terminating).collect()).unwrap_or_default();
         let have = active.len() as i64;
-        let template = rs.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let template = rs.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         for i in have..desired {
             let seed = sim.store.current_rv().wrapping_add(i as u64).wrapping_mul(31);
             let name = format!("{}-{}", rs.name(), name_suffix(seed ^ uid.len() as u64 ^ (i as u64) << 40));
-            let _ = sim.store.create(&pods_key(), new_pod(&rs.value, "ReplicaSet", &name, &template), false);
+            let _ = sim.store.create(&pods_key(), new_pod(&rs.value(), "ReplicaSet", &name, &template), false);
         }
         if have > desired {
             // Scale down: not-ready and unscheduled pods go first, like the real controller.
-            active.sort_by_key(|p| (is_ready(&p.value), !str_at(&p.value, "/spec/nodeName").is_empty()));
+            active.sort_by_key(|p| (p.meta.ready, !p.meta.node_name.is_empty()));
             for p in active.iter().take((have - desired) as usize) {
                 let _ = pdb::delete_pod(sim, p.namespace(), p.name(), None, false);
             }
@@ -439,23 +439,23 @@ fn replica_sets(sim: &Sim) {
 fn stateful_sets(sim: &Sim) {
     for sts in sim.store.all(&apps("statefulsets")) {
         let ns = sts.namespace().to_string();
-        let desired = int_at(&sts.value, "/spec/replicas", 1);
-        let template = sts.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let desired = int_at(&sts.value(), "/spec/replicas", 1);
+        let template = sts.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         for i in 0..desired {
             let name = format!("{}-{i}", sts.name());
             if sim.store.get(&pods_key(), &ns, &name).is_none() {
-                let mut pod = new_pod(&sts.value, "StatefulSet", &name, &template);
+                let mut pod = new_pod(&sts.value(), "StatefulSet", &name, &template);
                 pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(name);
                 let _ = sim.store.create(&pods_key(), pod, false);
             }
         }
         for p in sim.store.in_namespace(&pods_key(), &ns) {
-            if let Some((kind, owner, _)) = controller_of(&p.value) {
+            if let Some((kind, owner, _)) = p.owner() {
                 let ordinal = p.name().rsplit_once('-').and_then(|(_, o)| o.parse::<i64>().ok());
                 if kind == "StatefulSet"
                     && owner == sts.name()
                     && ordinal.is_some_and(|o| o >= desired)
-                    && !is_terminating(&p.value)
+                    && !p.meta.terminating
                 {
                     let _ = pdb::delete_pod(sim, &ns, p.name(), None, false);
                 }
@@ -491,14 +491,14 @@ fn daemon_sets(sim: &Sim) {
     let nodes = sim.store.all(&nodes_key());
     let pods = pods_by_owner(sim);
     for ds in sim.store.all(&apps("daemonsets")) {
-        let uid = str_at(&ds.value, "/metadata/uid");
-        let template = ds.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let uid = &*ds.meta.uid;
+        let template = ds.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         let spec = template.get("spec").cloned().unwrap_or(json!({}));
         let owned = pods.get(uid).cloned().unwrap_or_default();
         let mut wanted = HashSet::new();
         for node in &nodes {
-            let taints = node.value.pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default();
-            let fits = node_selector_ok(&spec, &node.value)
+            let taints = node.value().pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default();
+            let fits = node_selector_ok(&spec, &node.value())
                 && taints
                     .iter()
                     .filter(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute"))
@@ -507,7 +507,7 @@ fn daemon_sets(sim: &Sim) {
                 continue;
             }
             wanted.insert(node.name().to_string());
-            if owned.iter().any(|p| str_at(&p.value, "/spec/nodeName") == node.name() && !is_terminating(&p.value)) {
+            if owned.iter().any(|p| &*p.meta.node_name == node.name() && !p.meta.terminating) {
                 continue;
             }
             let seed = (node.name().len() as u64) << 32 ^ sim.store.current_rv();
@@ -520,13 +520,11 @@ fn daemon_sets(sim: &Sim) {
                     )
                 )
             );
-            let mut pod = new_pod(&ds.value, "DaemonSet", &name, &template);
+            let mut pod = new_pod(&ds.value(), "DaemonSet", &name, &template);
             pod["spec"]["nodeName"] = json!(node.name());
             let _ = sim.store.create(&pods_key(), pod, false);
         }
-        for p in
-            owned.iter().filter(|p| !wanted.contains(str_at(&p.value, "/spec/nodeName")) && !is_terminating(&p.value))
-        {
+        for p in owned.iter().filter(|p| !wanted.contains(&*p.meta.node_name) && !p.meta.terminating) {
             let _ = pdb::delete_pod(sim, p.namespace(), p.name(), Some(0), false);
         }
     }
@@ -536,23 +534,20 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
     let key = StorageKey::new("batch", "jobs");
     let pods = pods_by_owner(sim);
     for job in sim.store.all(&key) {
-        let uid = str_at(&job.value, "/metadata/uid");
+        let uid = &*job.meta.uid;
         let owned = pods.get(uid).cloned().unwrap_or_default();
-        let succeeded = owned.iter().filter(|p| str_at(&p.value, "/status/phase") == "Succeeded").count() as i64;
-        let active = owned
-            .iter()
-            .filter(|p| {
-                !matches!(str_at(&p.value, "/status/phase"), "Succeeded" | "Failed") && !is_terminating(&p.value)
-            })
-            .count() as i64;
-        let completions = int_at(&job.value, "/spec/completions", 1);
+        let succeeded = owned.iter().filter(|p| &*p.meta.phase == "Succeeded").count() as i64;
+        let active =
+            owned.iter().filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed") && !p.meta.terminating).count()
+                as i64;
+        let completions = int_at(&job.value(), "/spec/completions", 1);
         if succeeded + active < completions && active == 0 {
-            let template = job.value.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let template = job.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
             let name = format!("{}-{}", job.name(), name_suffix(sim.store.current_rv()));
-            let _ = sim.store.create(&pods_key(), new_pod(&job.value, "Job", &name, &template), false);
+            let _ = sim.store.create(&pods_key(), new_pod(&job.value(), "Job", &name, &template), false);
         }
-        if int_at(&job.value, "/status/succeeded", -1) != succeeded
-            || int_at(&job.value, "/status/active", -1) != active
+        if int_at(&job.value(), "/status/succeeded", -1) != succeeded
+            || int_at(&job.value(), "/status/active", -1) != active
         {
             let _ = sim.store.mutate(&key, job.namespace(), job.name(), None, false, |j| {
                 j["status"]["succeeded"] = json!(succeeded);
@@ -560,10 +555,10 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
                 Ok(())
             });
         }
-        for p in owned.iter().filter(|p| str_at(&p.value, "/status/phase") == "Running") {
-            let uid = str_at(&p.value, "/metadata/uid").to_string();
+        for p in owned.iter().filter(|p| &*p.meta.phase == "Running") {
+            let uid = p.meta.uid.to_string();
             let run = p
-                .value
+                .value()
                 .pointer("/metadata/annotations/sim.k8s-upgrade.dev~1run-seconds")
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse().ok())
@@ -601,59 +596,33 @@ fn garbage_collect(sim: &Sim) {
         nodes_key(),
     ] {
         for o in sim.store.all(&key) {
-            live.insert(str_at(&o.value, "/metadata/uid").to_string());
+            live.insert(o.meta.uid.to_string());
         }
     }
     for rs in sim.store.all(&apps("replicasets")) {
-        if let Some(("Deployment", _, uid)) = controller_of(&rs.value)
+        if let Some(("Deployment", _, uid)) = rs.owner()
             && !live.contains(uid)
         {
             let _ = sim.store.delete(&apps("replicasets"), rs.namespace(), rs.name(), false);
         }
     }
     for p in sim.store.all(&pods_key()) {
-        if let Some((kind, _, uid)) = controller_of(&p.value)
+        if let Some((kind, _, uid)) = p.owner()
             && matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
             && !live.contains(uid)
-            && !is_terminating(&p.value)
+            && !p.meta.terminating
         {
             let _ = pdb::delete_pod(sim, p.namespace(), p.name(), None, false);
         }
     }
 }
 
-fn parse_quantity(q: &str) -> f64 {
-    let q = q.trim();
-    let (num, mult) = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0_f64.powi(3)),
-        ("Ti", 1024.0_f64.powi(4)),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("m", 1e-3),
-    ]
-    .iter()
-    .find_map(|(suffix, m)| q.strip_suffix(suffix).map(|n| (n, *m)))
-    .unwrap_or((q, 1.0));
-    num.parse::<f64>().unwrap_or(0.0) * mult
-}
-
 fn quantity_at(v: &Value, p: &str) -> f64 {
     match v.pointer(p) {
-        Some(Value::String(s)) => parse_quantity(s),
+        Some(Value::String(s)) => super::store::parse_quantity(s),
         Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
         _ => 0.0,
     }
-}
-
-fn requests(pod: &Value) -> (f64, f64) {
-    pod.pointer("/spec/containers").and_then(Value::as_array).map_or((0.0, 0.0), |cs| {
-        cs.iter().fold((0.0, 0.0), |(c, m), ctr| {
-            (c + quantity_at(ctr, "/resources/requests/cpu"), m + quantity_at(ctr, "/resources/requests/memory"))
-        })
-    })
 }
 
 /// Binds pending pods to Ready, schedulable nodes that tolerate, select and fit them.
@@ -662,11 +631,7 @@ fn schedule(sim: &Sim) {
         .store
         .all(&pods_key())
         .into_iter()
-        .filter(|p| {
-            str_at(&p.value, "/spec/nodeName").is_empty()
-                && !is_terminating(&p.value)
-                && str_at(&p.value, "/status/phase") != "Succeeded"
-        })
+        .filter(|p| p.meta.node_name.is_empty() && !p.meta.terminating && &*p.meta.phase != "Succeeded")
         .collect();
     if pending.is_empty() {
         return;
@@ -678,21 +643,17 @@ fn schedule(sim: &Sim) {
     }
     let nodes = sim.store.all(&nodes_key());
     let mut room: BTreeMap<String, Room> = BTreeMap::new();
-    for n in
-        nodes.iter().filter(|n| node_ready(&n.value) && n.value.pointer("/spec/unschedulable") != Some(&json!(true)))
+    for n in nodes
+        .iter()
+        .filter(|n| node_ready(&n.value()) && n.value().pointer("/spec/unschedulable") != Some(&json!(true)))
     {
         let mut r = Room {
-            pods: quantity_at(&n.value, "/status/allocatable/pods").max(1.0),
-            cpu: quantity_at(&n.value, "/status/allocatable/cpu"),
-            mem: quantity_at(&n.value, "/status/allocatable/memory"),
+            pods: quantity_at(&n.value(), "/status/allocatable/pods").max(1.0),
+            cpu: quantity_at(&n.value(), "/status/allocatable/cpu"),
+            mem: quantity_at(&n.value(), "/status/allocatable/memory"),
         };
-        for p in sim
-            .store
-            .pods_on_node(n.name())
-            .iter()
-            .filter(|p| !matches!(str_at(&p.value, "/status/phase"), "Succeeded" | "Failed"))
-        {
-            let (c, m) = requests(&p.value);
+        for p in sim.store.pods_on_node(n.name()).iter().filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed")) {
+            let (c, m) = p.meta.requests;
             r.pods -= 1.0;
             r.cpu -= c;
             r.mem -= m;
@@ -700,14 +661,14 @@ fn schedule(sim: &Sim) {
         room.insert(n.name().to_string(), r);
     }
     for pod in pending {
-        let spec = pod.value.get("spec").cloned().unwrap_or(json!({}));
-        let (cpu, mem) = requests(&pod.value);
+        let spec = pod.value().get("spec").cloned().unwrap_or(json!({}));
+        let (cpu, mem) = pod.meta.requests;
         let best = nodes
             .iter()
             .filter(|n| {
                 room.get(n.name()).is_some_and(|r| r.pods >= 1.0 && r.cpu >= cpu && r.mem >= mem)
-                    && node_selector_ok(&spec, &n.value)
-                    && n.value.pointer("/spec/taints").and_then(Value::as_array).is_none_or(|ts| {
+                    && node_selector_ok(&spec, &n.value())
+                    && n.value().pointer("/spec/taints").and_then(Value::as_array).is_none_or(|ts| {
                         ts.iter()
                             .filter(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute"))
                             .all(|t| tolerates(&spec, t))
@@ -737,7 +698,7 @@ fn schedule(sim: &Sim) {
             None => {
                 let msg =
                     format!("0/{} nodes are available: no Ready, schedulable node has room for this pod.", nodes.len());
-                if str_at(&pod.value, "/status/conditions/0/message") != msg {
+                if str_at(&pod.value(), "/status/conditions/0/message") != msg {
                     let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                         p["status"]["phase"] = json!("Pending");
                         p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now_rfc3339()}]);
@@ -791,17 +752,17 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
         sim.store.all(&nodes_key()).into_iter().map(|n| (n.name().to_string(), n)).collect();
     let mut alive: HashSet<String> = HashSet::new();
     for pod in sim.store.all(&pods_key()) {
-        let uid = str_at(&pod.value, "/metadata/uid").to_string();
+        let uid = pod.meta.uid.to_string();
         alive.insert(uid.clone());
-        let node_name = str_at(&pod.value, "/spec/nodeName");
-        if is_terminating(&pod.value) {
+        let node_name = &*pod.meta.node_name;
+        if pod.meta.terminating {
             if faults.pod_stuck(pod.namespace(), pod.name()) {
                 continue;
             }
             // A pod that set no grace period of its own uses the simulator's default (real 30 s
             // would make every demo drag); none waits longer than the cap.
-            let given = int_at(&pod.value, "/metadata/deletionGracePeriodSeconds", 30) as f64;
-            let explicit = pod.value.pointer("/spec/terminationGracePeriodSeconds").is_some();
+            let given = int_at(&pod.value(), "/metadata/deletionGracePeriodSeconds", 30) as f64;
+            let explicit = pod.value().pointer("/spec/terminationGracePeriodSeconds").is_some();
             let grace = if explicit || given != 30.0 { given } else { sim.timings.default_grace_seconds }
                 .min(sim.timings.max_grace_seconds);
             let at = *timers.pod_gone_at.entry(uid.clone()).or_insert_with(|| now + sim.scaled(grace));
@@ -812,13 +773,13 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             continue;
         }
         let Some(node) = nodes.get(node_name) else { continue };
-        let phase = str_at(&pod.value, "/status/phase");
+        let phase = &*pod.meta.phase;
         if matches!(phase, "Succeeded" | "Failed") {
             continue;
         }
-        let node_up = node_ready(&node.value);
+        let node_up = node_ready(&node.value());
         let node_ip = node
-            .value
+            .value()
             .pointer("/status/addresses")
             .and_then(Value::as_array)
             .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
@@ -842,10 +803,8 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             continue;
         }
         // Running pods follow their node's readiness (a restarting kubelet reports none ready).
-        let never_ready =
-            pod.value.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str)
-                == Some("true");
-        if is_ready(&pod.value) != (node_up && !never_ready) {
+        let never_ready = pod.meta.never_ready;
+        if pod.meta.ready != (node_up && !never_ready) {
             let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                 set_pod_running(p, node_up, &node_ip);
                 Ok(())
@@ -861,65 +820,66 @@ fn workload_status(sim: &Sim) {
     let pods = pods_by_owner(sim);
     let count = |uid: &str| -> (i64, i64) {
         pods.get(uid).map_or((0, 0), |ps| {
-            let active: Vec<_> = ps.iter().filter(|p| !is_terminating(&p.value)).collect();
-            (active.len() as i64, active.iter().filter(|p| is_ready(&p.value)).count() as i64)
+            let active: Vec<_> = ps.iter().filter(|p| !p.meta.terminating).collect();
+            (active.len() as i64, active.iter().filter(|p| p.meta.ready).count() as i64)
         })
     };
     let rs_all = sim.store.all(&apps("replicasets"));
+    let rs_by_owner = by_owner(sim, &apps("replicasets"));
     for rs in &rs_all {
-        let (n, ready) = count(str_at(&rs.value, "/metadata/uid"));
+        let (n, ready) = count(&rs.meta.uid);
         update_status(
             sim,
             &apps("replicasets"),
             rs,
-            json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "fullyLabeledReplicas": n, "observedGeneration": rs.value.pointer("/metadata/generation")}),
+            json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "fullyLabeledReplicas": n, "observedGeneration": rs.value().pointer("/metadata/generation")}),
         );
     }
     for dep in sim.store.all(&apps("deployments")) {
-        let uid = str_at(&dep.value, "/metadata/uid");
-        let tpl_hash = template_hash(&dep.value.pointer("/spec/template").cloned().unwrap_or(json!({})));
+        let uid = &*dep.meta.uid;
+        let tpl_hash = template_hash(&dep.value().pointer("/spec/template").cloned().unwrap_or(json!({})));
         let (mut n, mut ready, mut updated) = (0, 0, 0);
-        for rs in rs_all.iter().filter(|rs| controller_of(&rs.value).is_some_and(|(_, _, u)| u == uid)) {
-            let (rn, rr) = count(str_at(&rs.value, "/metadata/uid"));
+        for rs in rs_by_owner.get(uid).into_iter().flatten() {
+            let (rn, rr) = count(&rs.meta.uid);
             n += rn;
             ready += rr;
-            if str_at(&rs.value, "/metadata/labels/pod-template-hash") == tpl_hash {
+            if rs.meta.label("pod-template-hash").unwrap_or_default() == tpl_hash {
                 updated += rn;
             }
         }
-        let desired = int_at(&dep.value, "/spec/replicas", 1);
+        let desired = int_at(&dep.value(), "/spec/replicas", 1);
         update_status(
             sim,
             &apps("deployments"),
             &dep,
             json!({
                 "replicas": n, "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": updated,
-                "unavailableReplicas": (desired - ready).max(0), "observedGeneration": dep.value.pointer("/metadata/generation"),
+                "unavailableReplicas": (desired - ready).max(0), "observedGeneration": dep.value().pointer("/metadata/generation"),
             }),
         );
     }
     for sts in sim.store.all(&apps("statefulsets")) {
-        let (n, ready) = count(str_at(&sts.value, "/metadata/uid"));
+        let (n, ready) = count(&sts.meta.uid);
         update_status(
             sim,
             &apps("statefulsets"),
             &sts,
-            json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": n, "updatedReplicas": n, "observedGeneration": sts.value.pointer("/metadata/generation")}),
+            json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": n, "updatedReplicas": n, "observedGeneration": sts.value().pointer("/metadata/generation")}),
         );
     }
     for ds in sim.store.all(&apps("daemonsets")) {
-        let (n, ready) = count(str_at(&ds.value, "/metadata/uid"));
+        let (n, ready) = count(&ds.meta.uid);
         update_status(
             sim,
             &apps("daemonsets"),
             &ds,
-            json!({"desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": n, "numberMisscheduled": 0, "observedGeneration": ds.value.pointer("/metadata/generation")}),
+            json!({"desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": n, "numberMisscheduled": 0, "observedGeneration": ds.value().pointer("/metadata/generation")}),
         );
     }
 }
 
 fn update_status(sim: &Sim, key: &StorageKey, obj: &Stored, status: Value) {
-    if obj.value.get("status") != Some(&status) {
+    if obj.value().get("status") != Some(&status) {
         let _ = sim.store.mutate(key, obj.namespace(), obj.name(), None, false, |o| {
             o["status"] = status;
             Ok(())
@@ -931,10 +891,10 @@ fn update_status(sim: &Sim, key: &StorageKey, obj: &Stored, status: Value) {
 fn observe(sim: &Sim) {
     for (key, kind) in [(apps("deployments"), "Deployment"), (apps("statefulsets"), "StatefulSet")] {
         for w in sim.store.all(&key) {
-            let desired = int_at(&w.value, "/spec/replicas", 1);
-            let ready = int_at(&w.value, "/status/readyReplicas", 0);
+            let desired = int_at(&w.value(), "/spec/replicas", 1);
+            let ready = int_at(&w.value(), "/status/readyReplicas", 0);
             // Only once the workload first came up, so start-up does not count as a dip.
-            if w.value.pointer("/status/readyReplicas").is_some() {
+            if w.value().pointer("/status/readyReplicas").is_some() {
                 sim.stats.observe_availability(&format!("{}/{kind}/{}", w.namespace(), w.name()), desired, ready);
             }
         }
@@ -951,17 +911,17 @@ pub fn stats_document(sim: &Sim) -> Value {
         .map(|n| {
             json!({
                 "name": n.name(),
-                "kubeletVersion": str_at(&n.value, "/status/nodeInfo/kubeletVersion"),
-                "ready": node_ready(&n.value),
-                "schedulable": n.value.pointer("/spec/unschedulable") != Some(&json!(true)),
+                "kubeletVersion": str_at(&n.value(), "/status/nodeInfo/kubeletVersion"),
+                "ready": node_ready(&n.value()),
+                "schedulable": n.value().pointer("/spec/unschedulable") != Some(&json!(true)),
             })
         })
         .collect();
     let mut lost = Vec::new();
     for (key, kind) in [(apps("deployments"), "Deployment"), (apps("statefulsets"), "StatefulSet")] {
         for w in sim.store.all(&key) {
-            let desired = int_at(&w.value, "/spec/replicas", 1);
-            let have = int_at(&w.value, "/status/replicas", 0);
+            let desired = int_at(&w.value(), "/spec/replicas", 1);
+            let have = int_at(&w.value(), "/status/replicas", 0);
             if have < desired {
                 lost.push(json!({"workload": format!("{}/{kind}/{}", w.namespace(), w.name()), "desired": desired, "replicas": have}));
             }

@@ -59,71 +59,71 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
     }
 }
 
-/// Desired replicas of the controller that owns `pod` (ReplicaSet or StatefulSet), if any.
-fn owner_replicas(sim: &Sim, pod: &Value) -> Option<(String, i64)> {
-    let owner = pod.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["controller"] == true)?;
-    let kind = owner["kind"].as_str()?;
-    let name = owner["name"].as_str()?;
-    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-    let resource = match kind {
-        "ReplicaSet" => "replicasets",
-        "StatefulSet" => "statefulsets",
-        _ => return None,
-    };
-    let obj = sim.store.get(&StorageKey::new("apps", resource), ns, name)?;
-    Some((format!("{kind}/{name}"), obj.value.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)))
+pub fn compute(sim: &Sim, pdb: &Stored) -> PdbStatus {
+    compute_with(sim, pdb, &sim.store.in_namespace(&pods_key(), pdb.namespace()))
 }
 
-pub fn compute(sim: &Sim, pdb: &Value) -> PdbStatus {
-    let ns = pdb.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-    let selector = pdb.pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
-    let pods: Vec<std::sync::Arc<Stored>> = match &selector {
+/// Status of `pdb` given the pods of its namespace (so a pass over many budgets reads each
+/// namespace once). Works on extracted pod fields only: no pod is parsed.
+fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored>]) -> PdbStatus {
+    let spec = pdb.value();
+    let ns = pdb.namespace();
+    let selector = spec.pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
+    let pods: Vec<&std::sync::Arc<Stored>> = match &selector {
         // policy/v1: an empty selector matches every pod in the namespace.
-        Some(sel) => {
-            sim.store.in_namespace(&pods_key(), ns).into_iter().filter(|p| sel.matches_value(&p.value)).collect()
-        }
+        Some(sel) => namespace_pods.iter().filter(|p| sel.matches_labels(&p.meta.labels)).collect(),
         None => vec![],
     };
-    let mut owners = std::collections::BTreeMap::new();
+    // Expected pods come from the controllers' desired replicas; each owner is read once.
+    let mut owners: std::collections::BTreeMap<(&str, &str), i64> = std::collections::BTreeMap::new();
     let mut bare = 0i64;
     for p in &pods {
-        match owner_replicas(sim, &p.value) {
-            Some((k, r)) => {
-                owners.insert(k, r);
+        match p.owner() {
+            Some((kind @ ("ReplicaSet" | "StatefulSet"), name, _)) => {
+                owners.entry((kind, name)).or_insert(0);
             }
-            None => {
-                if !is_terminating(&p.value) {
-                    bare += 1;
-                }
-            }
+            _ => bare += i64::from(!p.meta.terminating),
         }
     }
+    for ((kind, name), replicas) in owners.iter_mut() {
+        let resource = if *kind == "ReplicaSet" { "replicasets" } else { "statefulsets" };
+        *replicas = sim
+            .store
+            .get(&StorageKey::new("apps", resource), ns, name)
+            .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1));
+    }
     let expected = owners.values().sum::<i64>() + bare;
-    let current_healthy = pods.iter().filter(|p| is_healthy(&p.value)).count() as i64;
-    let desired_healthy = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+    let current_healthy = pods.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64;
+    let desired_healthy = if let Some(min) = spec.pointer("/spec/minAvailable") {
         int_or_percent(min, expected, true).unwrap_or(0)
-    } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+    } else if let Some(max) = spec.pointer("/spec/maxUnavailable") {
         (expected - int_or_percent(max, expected, true).unwrap_or(0)).max(0)
     } else {
         0
     };
-    let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let never = sim.faults().pdbs_never_allow.iter().any(|p| *p == format!("{ns}/{name}"));
+    let never = sim.faults().pdbs_never_allow.iter().any(|p| *p == format!("{ns}/{}", pdb.name()));
     let allowed = if never { 0 } else { (current_healthy - desired_healthy).max(0) };
     PdbStatus { expected, current_healthy, desired_healthy, disruptions_allowed: allowed }
 }
 
 /// Writes computed status into every budget whose numbers changed.
 pub fn refresh_all(sim: &Sim) {
+    let mut by_ns: std::collections::BTreeMap<String, Vec<std::sync::Arc<Stored>>> = std::collections::BTreeMap::new();
     for pdb in sim.store.all(&pdb_key()) {
-        let s = compute(sim, &pdb.value);
-        write_status(sim, &pdb, s);
+        by_ns.entry(pdb.namespace().to_string()).or_default().push(pdb);
+    }
+    for (ns, pdbs) in by_ns {
+        let pods = sim.store.in_namespace(&pods_key(), &ns);
+        for pdb in pdbs {
+            let s = compute_with(sim, &pdb, &pods);
+            write_status(sim, &pdb, s);
+        }
     }
 }
 
 fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) {
     let status = json!({
-        "observedGeneration": pdb.value.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        "observedGeneration": pdb.value().pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         "disruptionsAllowed": s.disruptions_allowed,
         "currentHealthy": s.current_healthy,
         "desiredHealthy": s.desired_healthy,
@@ -134,12 +134,12 @@ fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) {
             "reason": if s.disruptions_allowed > 0 { "SufficientPods" } else { "InsufficientPods" },
             "message": "",
             "lastTransitionTime": now_rfc3339(),
-            "observedGeneration": pdb.value.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "observedGeneration": pdb.value().pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         }],
     });
     let same = ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"]
         .iter()
-        .all(|k| pdb.value.pointer(&format!("/status/{k}")) == status.get(*k));
+        .all(|k| pdb.value().pointer(&format!("/status/{k}")) == status.get(*k));
     if !same {
         let _ = sim.store.mutate(&pdb_key(), pdb.namespace(), pdb.name(), None, false, |v| {
             v["status"] = status;
@@ -155,7 +155,7 @@ pub fn covering(sim: &Sim, pod: &Value) -> Vec<std::sync::Arc<Stored>> {
         .in_namespace(&pdb_key(), ns)
         .into_iter()
         .filter(|pdb| {
-            pdb.value
+            pdb.value()
                 .pointer("/spec/selector")
                 .map(LabelSelector::from_json)
                 .and_then(Result::ok)
@@ -179,20 +179,24 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes) -> Result<Response, 
     let dry_run = opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
     let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
-    if is_terminating(&pod.value) {
+    if pod.meta.terminating {
         return Ok(created_status());
     }
-    let pdbs = covering(sim, &pod.value);
+    let pdbs = covering(sim, &pod.value());
     if pdbs.len() > 1 {
         return Err(ApiError::internal(
             "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
         ));
     }
     if let Some(pdb) = pdbs.first() {
-        let s = compute(sim, &pdb.value);
-        let healthy = is_healthy(&pod.value);
-        let policy =
-            pdb.value.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str).unwrap_or("IfHealthyBudget");
+        let s = compute(sim, pdb);
+        let healthy = is_healthy(&pod.value());
+        let policy = pdb
+            .value()
+            .pointer("/spec/unhealthyPodEvictionPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("IfHealthyBudget")
+            .to_string();
         let allowed = if healthy {
             s.disruptions_allowed > 0
         } else {
@@ -227,11 +231,11 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes) -> Result<Response, 
 /// Counts a plain DELETE of a healthy pod whose budget allows no disruption.
 pub fn account_direct_delete(sim: &Sim, ns: &str, name: &str) {
     let Some(pod) = sim.store.get(&pods_key(), ns, name) else { return };
-    if !is_healthy(&pod.value) {
+    if !is_healthy(&pod.value()) {
         return;
     }
-    for pdb in covering(sim, &pod.value) {
-        if compute(sim, &pdb.value).disruptions_allowed <= 0 {
+    for pdb in covering(sim, &pod.value()) {
+        if compute(sim, &pdb).disruptions_allowed <= 0 {
             sim.stats.violation(Violation { pod: format!("{ns}/{name}"), pdb: format!("{ns}/{}", pdb.name()) });
         }
     }
@@ -247,9 +251,9 @@ pub fn delete_pod(
     dry_run: bool,
 ) -> Result<std::sync::Arc<Stored>, ApiError> {
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
-    let bound = pod.value.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let bound = pod.value().pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
     let grace = grace
-        .or_else(|| pod.value.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| pod.value().pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
         .unwrap_or(30);
     if grace <= 0 || !bound {
         let gone = sim.store.delete(&pods_key(), ns, name, dry_run)?;

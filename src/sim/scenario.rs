@@ -513,7 +513,7 @@ impl Builder<'_> {
     fn uid_of(&self, key: &StorageKey, ns: &str, name: &str) -> String {
         self.store
             .get(key, ns, name)
-            .and_then(|o| o.value.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string))
+            .and_then(|o| o.value().pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default()
     }
 
@@ -639,6 +639,17 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
             None => pod["status"] = json!({"phase": "Pending"}),
         }
         b.seq += 1;
+        // Generated suffixes can collide; a pod must never overwrite another.
+        let mut name = name;
+        while b.store.get(&StorageKey::core("pods"), ns, &name).is_some() {
+            b.seq += 1;
+            name = format!(
+                "{}-{}",
+                name.rsplit_once('-').map_or(name.as_str(), |(stem, _)| stem),
+                name_suffix(b.seq.wrapping_mul(6_700_417))
+            );
+        }
+        pod["metadata"]["name"] = json!(name);
         b.load(&StorageKey::core("pods"), pod);
     };
     match w.kind {

@@ -120,19 +120,35 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// Matches extracted labels (see `store::Meta`).
+    pub fn matches_labels(&self, labels: &[(Box<str>, Box<str>)]) -> bool {
+        let get = |k: &str| labels.iter().find(|(lk, _)| &**lk == k).map(|(_, v)| &**v);
         self.0.iter().all(|r| match r {
-            LabelReq::Eq(k, v) => labels.get(k) == Some(v),
-            LabelReq::NotEq(k, v) => labels.get(k) != Some(v),
-            LabelReq::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
-            LabelReq::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
-            LabelReq::Exists(k) => labels.contains_key(k),
-            LabelReq::NotExists(k) => !labels.contains_key(k),
+            LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
+            LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
+            LabelReq::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            LabelReq::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            LabelReq::Exists(k) => get(k).is_some(),
+            LabelReq::NotExists(k) => get(k).is_none(),
         })
     }
 
+    /// Matches an object's `metadata.labels` in place (no copies: this runs per pod per budget).
     pub fn matches_value(&self, obj: &Value) -> bool {
-        self.is_empty() || self.matches(&labels_of(obj))
+        if self.is_empty() {
+            return true;
+        }
+        let empty = serde_json::Map::new();
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
+        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
+            LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
+            LabelReq::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            LabelReq::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            LabelReq::Exists(k) => labels.contains_key(k),
+            LabelReq::NotExists(k) => !labels.contains_key(k),
+        })
     }
 }
 
@@ -175,6 +191,29 @@ impl FieldSelector {
         self.0.iter().find(|(f, eq, _)| f == "spec.nodeName" && *eq).map(|(_, _, v)| v.as_str())
     }
 
+    /// Matches a stored object, from its extracted fields where possible.
+    pub fn matches_stored(&self, obj: &super::store::Stored) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let m = &obj.meta;
+        let fast = self.0.iter().all(|(f, _, _)| {
+            matches!(f.as_str(), "metadata.name" | "metadata.namespace" | "spec.nodeName" | "status.phase")
+        });
+        if !fast {
+            return self.matches(&obj.value());
+        }
+        self.0.iter().all(|(field, eq, want)| {
+            let got: &str = match field.as_str() {
+                "metadata.name" => &m.name,
+                "metadata.namespace" => &m.namespace,
+                "spec.nodeName" => &m.node_name,
+                _ => &m.phase,
+            };
+            (got == want) == *eq
+        })
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, want)| {
             let pointer = format!("/{}", field.replace('.', "/"));
@@ -194,6 +233,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn obj(labels: &BTreeMap<String, String>) -> Value {
+        json!({"metadata": {"labels": labels}})
+    }
+
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
@@ -212,7 +255,7 @@ mod tests {
             ("!missing,app in (web)", true),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&l), want, "{sel}");
+            assert_eq!(LabelSelector::parse(sel).unwrap().matches_value(&obj(&l)), want, "{sel}");
         }
         assert!(LabelSelector::parse("a in x").is_err());
         assert!(LabelSelector::parse("a b=c").is_err());
@@ -221,8 +264,8 @@ mod tests {
     #[test]
     fn from_json_selector() {
         let s = LabelSelector::from_json(&json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]})).unwrap();
-        assert!(s.matches(&labels(&[("app", "web"), ("tier", "front")])));
-        assert!(!s.matches(&labels(&[("app", "web")])));
+        assert!(s.matches_value(&obj(&labels(&[("app", "web"), ("tier", "front")]))));
+        assert!(!s.matches_value(&obj(&labels(&[("app", "web")]))));
     }
 
     #[test]

@@ -7,14 +7,14 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Value,
+    pub details: Box<Value>,
     /// Seconds for a `Retry-After` header (never set on PDB 429s: kubectl must see them).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: String, details: Value) -> Self {
-        Self { code, reason, message, details, retry_after: None }
+        Self { code, reason, message, details: Box::new(details), retry_after: None }
     }
 
     pub fn not_found(resource: &str, name: &str) -> Self {
@@ -105,7 +105,7 @@ impl ApiError {
             "code": self.code,
         });
         if self.details.as_object().is_some_and(|d| !d.is_empty()) {
-            v["details"] = self.details.clone();
+            v["details"] = (*self.details).clone();
         }
         v
     }

@@ -8,6 +8,7 @@
 //! `spec.nodeName` field selector that drains use. All locking is short and synchronous; no
 //! lock is held across an await.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -35,33 +36,163 @@ impl StorageKey {
     }
 }
 
-/// One stored object: the value and its JSON bytes.
+/// The controller owner of an object, from `metadata.ownerReferences`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: Box<str>,
+    pub name: Box<str>,
+    pub uid: Box<str>,
+}
+
+/// What controllers, selectors and indexes read, extracted once per write so that scans over
+/// 150,000 pods never parse JSON.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub api_version: Box<str>,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub uid: Box<str>,
+    pub rv: u64,
+    pub labels: Box<[(Box<str>, Box<str>)]>,
+    pub owner: Option<Owner>,
+    /// `spec.nodeName` (pods).
+    pub node_name: Box<str>,
+    /// `status.phase` (pods).
+    pub phase: Box<str>,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// The simulator's never-ready annotation is set (pods).
+    pub never_ready: bool,
+    /// Summed container requests: CPU cores and memory bytes (pods).
+    pub requests: (f64, f64),
+}
+
+/// A Kubernetes quantity (`100m`, `2`, `512Mi`, `1G`) as a number.
+pub fn parse_quantity(q: &str) -> f64 {
+    let q = q.trim();
+    for (suffix, m) in [
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("m", 0.001),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ] {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<f64>().unwrap_or(0.0) * m;
+        }
+    }
+    q.parse().unwrap_or(0.0)
+}
+
+fn quantity(v: Option<&Value>) -> f64 {
+    match v {
+        Some(Value::String(s)) => parse_quantity(s),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn boxed(v: &Value, p: &str) -> Box<str> {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default().into()
+}
+
+impl Meta {
+    fn of(v: &Value) -> Meta {
+        let labels: Box<[(Box<str>, Box<str>)]> = v
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter().map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str().unwrap_or_default()))).collect()
+            })
+            .unwrap_or_default();
+        let owner = v
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|os| os.iter().find(|o| o["controller"] == true))
+            .map(|o| Owner { kind: boxed(o, "/kind"), name: boxed(o, "/name"), uid: boxed(o, "/uid") });
+        Meta {
+            api_version: boxed(v, "/apiVersion"),
+            namespace: boxed(v, "/metadata/namespace"),
+            name: boxed(v, "/metadata/name"),
+            uid: boxed(v, "/metadata/uid"),
+            rv: v
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            labels,
+            owner,
+            node_name: boxed(v, "/spec/nodeName"),
+            phase: boxed(v, "/status/phase"),
+            ready: v
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")),
+            terminating: v.pointer("/metadata/deletionTimestamp").is_some(),
+            never_ready: v.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str)
+                == Some("true"),
+            requests: v.pointer("/spec/containers").and_then(Value::as_array).map_or((0.0, 0.0), |cs| {
+                cs.iter().fold((0.0, 0.0), |(c, m), ctr| {
+                    (
+                        c + quantity(ctr.pointer("/resources/requests/cpu")),
+                        m + quantity(ctr.pointer("/resources/requests/memory")),
+                    )
+                })
+            }),
+        }
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+}
+
+/// One stored object: its JSON bytes, its extracted [`Meta`], and for everything but pods the
+/// parsed value (pods are parsed on demand: they are most of the objects and most of the memory).
 #[derive(Debug)]
 pub struct Stored {
-    pub value: Value,
     pub json: Bytes,
+    pub meta: Meta,
+    cached: Option<Value>,
 }
 
 impl Stored {
-    fn new(value: Value) -> Arc<Self> {
+    /// The controller owner as (kind, name, uid).
+    pub fn owner(&self) -> Option<(&str, &str, &str)> {
+        self.meta.owner.as_ref().map(|o| (&*o.kind, &*o.name, &*o.uid))
+    }
+
+    fn new(key: &StorageKey, value: Value) -> Arc<Self> {
         let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        Arc::new(Stored { value, json })
+        let meta = Meta::of(&value);
+        let is_pod = key.group.is_empty() && key.resource == "pods";
+        Arc::new(Stored { json, meta, cached: (!is_pod).then_some(value) })
+    }
+
+    /// The object as JSON (borrowed when cached, parsed otherwise).
+    pub fn value(&self) -> Cow<'_, Value> {
+        match &self.cached {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(serde_json::from_slice(&self.json).unwrap_or(Value::Null)),
+        }
     }
 
     pub fn namespace(&self) -> &str {
-        self.value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
+        &self.meta.namespace
     }
 
     pub fn name(&self) -> &str {
-        self.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+        &self.meta.name
     }
 
     pub fn resource_version(&self) -> u64 {
-        self.value
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        self.meta.rv
     }
 }
 
@@ -101,12 +232,9 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Value, add: bool) {
-        if key.group.is_empty()
-            && key.resource == "pods"
-            && let Some(node) = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
-        {
-            let set = self.by_node.entry(node.to_string()).or_default();
+    fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Stored, add: bool) {
+        if key.group.is_empty() && key.resource == "pods" && !obj.meta.node_name.is_empty() {
+            let set = self.by_node.entry(obj.meta.node_name.to_string()).or_default();
             if add {
                 set.insert(k.clone());
             } else {
@@ -268,12 +396,12 @@ impl Store {
         if dry_run {
             let mut preview = obj;
             preview["metadata"]["resourceVersion"] = Value::String(String::new());
-            return Ok(Stored::new(preview));
+            return Ok(Stored::new(key, preview));
         }
         self.stamp(&mut st, &mut obj);
-        let stored = Stored::new(obj);
+        let stored = Stored::new(key, obj);
         let bucket = st.buckets.entry(key.clone()).or_default();
-        bucket.index(key, &k, &stored.value, true);
+        bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored.clone());
         self.commit(&mut st, key, EventType::Added, stored.clone());
         Ok(stored)
@@ -306,30 +434,32 @@ impl Store {
         {
             return Err(ApiError::conflict(&key.resource, name));
         }
-        let mut next = current.value.clone();
+        let old = current.value();
+        let mut next = old.clone().into_owned();
         f(&mut next)?;
         // Identity fields are immutable.
         for field in ["uid", "creationTimestamp", "name", "namespace"] {
-            if let Some(v) = current.value.pointer(&format!("/metadata/{field}")) {
+            if let Some(v) = old.pointer(&format!("/metadata/{field}")) {
                 next["metadata"][field] = v.clone();
             }
         }
-        if next == current.value {
+        if next == *old {
             return Ok(current);
         }
-        if current.value.get("spec") != next.get("spec")
-            && let Some(g) = current.value.pointer("/metadata/generation").and_then(Value::as_i64)
+        if old.get("spec") != next.get("spec")
+            && let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64)
         {
             next["metadata"]["generation"] = json!(g + 1);
         }
+        drop(old);
         if dry_run {
-            return Ok(Stored::new(next));
+            return Ok(Stored::new(key, next));
         }
         self.stamp(&mut st, &mut next);
-        let stored = Stored::new(next);
+        let stored = Stored::new(key, next);
         let bucket = st.buckets.entry(key.clone()).or_default();
-        bucket.index(key, &k, &current.value, false);
-        bucket.index(key, &k, &stored.value, true);
+        bucket.index(key, &k, &current, false);
+        bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored.clone());
         self.commit(&mut st, key, EventType::Modified, stored.clone());
         Ok(stored)
@@ -347,11 +477,11 @@ impl Store {
         if dry_run {
             return Ok(current);
         }
-        let mut gone = current.value.clone();
+        let mut gone = current.value().into_owned();
         self.stamp(&mut st, &mut gone);
-        let stored = Stored::new(gone);
+        let stored = Stored::new(key, gone);
         if let Some(bucket) = st.buckets.get_mut(key) {
-            bucket.index(key, &k, &current.value, false);
+            bucket.index(key, &k, &current, false);
             bucket.objects.remove(&k);
         }
         self.commit(&mut st, key, EventType::Deleted, stored.clone());
@@ -486,9 +616,9 @@ impl Store {
         st.compacted_rv = st.rv;
         obj["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
         let k = obj_key(meta_str(&obj, "namespace"), meta_str(&obj, "name"));
-        let stored = Stored::new(obj);
+        let stored = Stored::new(key, obj);
         let bucket = st.buckets.entry(key.clone()).or_default();
-        bucket.index(key, &k, &stored.value, true);
+        bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored);
     }
 }

@@ -223,11 +223,11 @@ pub fn table(def: &ResourceDef, items: &[Arc<Stored>], rv: u64, continue_token: 
     let mut columns = None;
     let mut rows = Vec::with_capacity(items.len());
     for item in items {
-        let (cols, cells) = columns_and_cells(def, &item.value, now);
+        let (cols, cells) = columns_and_cells(def, &item.value(), now);
         columns.get_or_insert(cols);
         rows.push(json!({
             "cells": cells,
-            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item.value.get("metadata").cloned().unwrap_or(json!({}))},
+            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item.value().get("metadata").cloned().unwrap_or(json!({}))},
         }));
     }
     let columns = columns.unwrap_or_else(|| columns_and_cells(def, &json!({}), now).0);
