@@ -21,15 +21,30 @@ fn get(addr: SocketAddr, path: &str) -> Vec<u8> {
     raw.split_off(split)
 }
 
+#[derive(serde::Deserialize)]
+struct Page {
+    kind: String,
+    metadata: PageMeta,
+    items: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageMeta {
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+}
+
 fn list_all_pods(addr: SocketAddr) -> usize {
     let mut total = 0;
     let mut cont = String::new();
     loop {
         let body = get(addr, &format!("/api/v1/pods?limit=500&continue={cont}"));
-        let page: serde_json::Value = serde_json::from_slice(&body).expect("a PodList");
-        total += page["items"].as_array().map_or(0, Vec::len);
-        match page["metadata"]["continue"].as_str() {
-            Some(c) => cont = c.to_string(),
+        // Check the page is a well-formed PodList and count its items without building values.
+        let page: Page = serde_json::from_slice(&body).expect("a PodList");
+        assert_eq!(page.kind, "PodList");
+        total += page.items.len();
+        match page.metadata.continue_token {
+            Some(c) => cont = c,
             None => return total,
         }
     }

@@ -343,9 +343,6 @@ fn list(
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
     }
-    if let Some(r) = page.remaining {
-        meta["remainingItemCount"] = json!(r);
-    }
     let mut out = Vec::with_capacity(page.items.iter().map(|i| i.json.len() + 1).sum::<usize>() + 256);
     out.extend_from_slice(
         format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", def.kind, def.api_version()).as_bytes(),
@@ -782,6 +779,8 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
                 Ok(f) => match f.validate() {
                     Ok(()) => {
                         *sim.faults.write().unwrap_or_else(|p| p.into_inner()) = f.clone();
+                        sim.fault_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        sim.changed.notify_waiters();
                         json_response(200, &serde_json::to_value(f).unwrap_or_default())
                     }
                     Err(e) => error_response(&ApiError::bad_request(&e)),

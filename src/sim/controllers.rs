@@ -96,12 +96,15 @@ impl Timers {
 pub async fn run(sim: Arc<Sim>) {
     let mut timers = Timers::default();
     let mut seen_rv = 0u64;
+    let mut seen_epoch = 0u64;
     let idle = Duration::from_millis(500);
     loop {
         let notified = sim.changed.notified();
         let rv = sim.store.current_rv();
+        let epoch = sim.fault_epoch.load(std::sync::atomic::Ordering::Relaxed);
         let due = timers.next_due().is_some_and(|t| t <= Instant::now());
-        if rv != seen_rv || due {
+        if rv != seen_rv || due || epoch != seen_epoch {
+            seen_epoch = epoch;
             // Remember the version seen *before* reconciling: if this pass wrote anything, the
             // next pass runs too, until one pass changes nothing.
             seen_rv = rv;

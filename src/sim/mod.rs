@@ -103,6 +103,8 @@ pub struct Sim {
     pub managed_version: RwLock<Version>,
     pub blip_until: Mutex<Option<Instant>>,
     pub fault_counter: AtomicU64,
+    /// Bumped when faults change, so controllers re-evaluate (a cleared fault frees stuck work).
+    pub fault_epoch: AtomicU64,
     pub changed: Notify,
     pub started: Instant,
 }

@@ -1076,6 +1076,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         managed_version: std::sync::RwLock::new(managed_version),
         blip_until: std::sync::Mutex::new(None),
         fault_counter: std::sync::atomic::AtomicU64::new(0),
+        fault_epoch: std::sync::atomic::AtomicU64::new(0),
         changed: tokio::sync::Notify::new(),
         started: std::time::Instant::now(),
     })

@@ -265,7 +265,6 @@ pub struct ListPage {
     pub items: Vec<Arc<Stored>>,
     pub resource_version: u64,
     pub continue_token: Option<String>,
-    pub remaining: Option<u64>,
 }
 
 fn obj_key(ns: &str, name: &str) -> ObjKey {
@@ -506,13 +505,12 @@ impl Store {
         let st = self.read();
         let rv = st.rv;
         let Some(bucket) = st.buckets.get(key) else {
-            return Ok(ListPage { items: vec![], resource_version: rv, continue_token: None, remaining: None });
+            return Ok(ListPage { items: vec![], resource_version: rv, continue_token: None });
         };
         let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut last = None;
         let mut more = false;
-        let mut remaining = 0u64;
         let lower = match &after {
             Some(k) => std::ops::Bound::Excluded(k.clone()),
             None => match namespace {
@@ -532,11 +530,14 @@ impl Store {
             if items.len() < limit {
                 items.push(obj.clone());
                 last = Some(k.clone());
+                true
             } else {
+                // One more match is enough to know there is a next page; counting the rest
+                // would make paging through a large list quadratic (so, like the apiserver with
+                // selectors, no remainingItemCount).
                 more = true;
-                remaining += 1;
+                false
             }
-            true
         };
         match node {
             Some(n) => {
@@ -559,7 +560,7 @@ impl Store {
             }
         }
         let continue_token = if more { last.map(|k| encode_continue(&k)) } else { None };
-        Ok(ListPage { items, resource_version: rv, continue_token, remaining: more.then_some(remaining) })
+        Ok(ListPage { items, resource_version: rv, continue_token })
     }
 
     /// Every object of a resource, for controllers (no copies of values, just `Arc`s).

@@ -141,3 +141,59 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn simulate_command_serves_loopback_and_refuses_other_addresses() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempdir();
+    let kubeconfig = dir.join("kc");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
+        .args([
+            "simulate",
+            "--scenario",
+            "blocked",
+            "--time-scale",
+            "0.1",
+            "--kubeconfig-out",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on http://127.0.0.1:") && line.contains("Kubernetes v1.30.14"), "{line}");
+    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let config = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(config.contains(&format!("server: http://{addr}")), "{config}");
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "GET /version HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.contains(r#""gitVersion":"v1.30.14""#), "{raw}");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let o = run(&["simulate", "--listen", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
+    let o = run(&["simulate", "--scenario", "no-such-scenario"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no-such-scenario") && stderr(&o).contains("demo, blocked, large"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_scenario_files_name_file_line_and_field() {
+    let dir = tempdir();
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, "name: bad\ncluster:\n  version: \"1.30.1\"\n  distro: kubeadm\nnodePools:\n  - name: w\n    count: 2\n    flavour: large\n").unwrap();
+    let o = run(&["simulate", "--scenario", file.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.yaml") && err.contains("flavour") && err.contains("line 8"), "{err}");
+    std::fs::write(&file, "name: bad\ncluster:\n  version: \"1.x\"\n  distro: kubeadm\nnodePools: []\n").unwrap();
+    let err = stderr(&run(&["simulate", "--scenario", file.to_str().unwrap()]));
+    assert!(err.contains("bad.yaml") && err.contains("cluster.version") && err.contains("'1.x'"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -658,3 +658,103 @@ fn kubelet_upgrade_annotation_and_skew_refusal() {
     let api = c.get_json("/api/v1/namespaces/kube-system/pods/kube-apiserver-cp");
     assert_eq!(api["spec"]["containers"][0]["image"], "registry.k8s.io/kube-apiserver:v1.31.14");
 }
+
+#[test]
+fn faults_inject_errors_latency_stuck_pods_and_dead_nodes() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    let set = |body: &str| assert_eq!(c.http("PUT", "/sim/faults", "application/json", body).0, 200);
+    // Every pod list fails with 503 and a Retry-After; other resources are untouched.
+    set(r#"{"errors": [{"verb": "list", "resource": "pods", "code": 503, "rate": 1.0, "retryAfter": 2}]}"#);
+    let mut s = TcpStream::connect(c.addr()).unwrap();
+    write!(s, "GET /api/v1/pods HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.0 503") || raw.starts_with("HTTP/1.1 503"), "{raw}");
+    assert!(raw.to_lowercase().contains("retry-after: 2"), "{raw}");
+    assert_eq!(c.http("GET", "/api/v1/nodes", "application/json", "").0, 200);
+    // A bad fault document is refused and names the problem.
+    let (status, body) =
+        c.http("PUT", "/sim/faults", "application/json", r#"{"errors": [{"code": 404, "rate": 1.0}]}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("404"), "{body}");
+    // Latency is added to every API request.
+    set(r#"{"latencyMs": 150}"#);
+    let t = Instant::now();
+    c.get_json("/api/v1/nodes");
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    // A pod stuck terminating stays; a node that never comes back stays NotReady.
+    set(r#"{"podsStuckTerminating": ["default/web-*"], "nodesNeverReady": ["w-3"]}"#);
+    let web = c.get_json("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(c.http("DELETE", &format!("/api/v1/namespaces/default/pods/{web}"), "application/json", "").0, 200);
+    let body = json!({"metadata": {"annotations": {"sim.k8s-upgrade.dev/upgrade-to": "1.30.15"}}}).to_string();
+    assert_eq!(c.http("PATCH", "/api/v1/nodes/w-3", "application/merge-patch+json", &body).0, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pod = c.get_json(&format!("/api/v1/namespaces/default/pods/{web}"));
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "still terminating: {pod}");
+    let node = c.get_json("/api/v1/nodes/w-3");
+    let ready = node["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!(ready["status"], "False");
+    assert!(ready["message"].as_str().unwrap().contains("never comes back"), "{ready}");
+    // Clearing the faults lets the pod finish terminating.
+    set("{}");
+    c.wait_for("stuck pod gone", Duration::from_secs(10), || {
+        c.http("GET", &format!("/api/v1/namespaces/default/pods/{web}"), "application/json", "").0 == 404
+    });
+    let stats = c.stats();
+    assert!(stats["injectedErrors"]["503"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+#[test]
+fn availability_oracle_tracks_dips_and_lost_pods() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    c.wait_for("first observation", Duration::from_secs(10), || {
+        c.stats()["minAvailable"]["default/Deployment/web"]["desired"] == 3
+    });
+    // Deleting a pod directly dips availability until its replacement is ready.
+    let web = c.get_json("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.http("DELETE", &format!("/api/v1/namespaces/default/pods/{web}?gracePeriodSeconds=0"), "application/json", "");
+    c.wait_for("dip recorded", Duration::from_secs(10), || {
+        c.stats()["minAvailable"]["default/Deployment/web"]["minReady"] == 2
+    });
+    c.wait_for("replacement ready", Duration::from_secs(10), || {
+        c.get_json("/apis/apps/v1/namespaces/default/deployments/web")["status"]["readyReplicas"] == 3
+    });
+    assert_eq!(c.stats()["podsLost"], 0);
+    // With every worker cordoned, a deleted pod cannot come back: it is lost.
+    for n in ["w-1", "w-2", "w-3"] {
+        c.http(
+            "PATCH",
+            &format!("/api/v1/nodes/{n}"),
+            "application/merge-patch+json",
+            r#"{"spec":{"unschedulable":true}}"#,
+        );
+    }
+    let web = c.get_json("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.http("DELETE", &format!("/api/v1/namespaces/default/pods/{web}?gracePeriodSeconds=0"), "application/json", "");
+    c.wait_for("a pending replacement", Duration::from_secs(10), || {
+        c.get_json("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending")["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    });
+    let pending = c.get_json("/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending");
+    assert!(
+        pending["items"][0]["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no Ready, schedulable node"),
+        "{pending}"
+    );
+    let stats = c.stats();
+    assert!(stats["nodes"].as_array().unwrap().iter().filter(|n| n["schedulable"] == false).count() == 3, "{stats}");
+}
