@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::controllers::template_hash;
 use super::faults::Faults;
 use super::registry::{ExtraKind, Registry, plural_of};
-use super::store::{StorageKey, Store, name_suffix};
+use super::store::{StorageKey, Store, name_suffix, parse_quantity as quantity};
 use super::{Sim, Timings};
 use crate::catalog::Catalog;
 use crate::version::Version;
@@ -484,25 +484,6 @@ struct Builder<'a> {
     next_node: usize,
     seq: u64,
     node_ips: BTreeMap<String, String>,
-}
-
-fn quantity(q: &str) -> f64 {
-    let q = q.trim();
-    for (suffix, m) in [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("m", 0.001),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-    ] {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<f64>().unwrap_or(0.0) * m;
-        }
-    }
-    q.parse().unwrap_or(0.0)
 }
 
 impl Builder<'_> {

@@ -423,11 +423,7 @@ impl Store {
     ) -> Result<Arc<Stored>, ApiError> {
         let k = obj_key(ns, name);
         let mut st = self.write();
-        let current = st
-            .buckets
-            .get(key)
-            .and_then(|b| b.objects.get(&k).cloned())
-            .ok_or_else(|| ApiError::not_found(&key.resource, name))?;
+        let current = existing(&st, key, &k)?;
         if let Some(rv) = expect_rv
             && rv != current.resource_version()
         {
@@ -468,11 +464,7 @@ impl Store {
     pub fn delete(&self, key: &StorageKey, ns: &str, name: &str, dry_run: bool) -> Result<Arc<Stored>, ApiError> {
         let k = obj_key(ns, name);
         let mut st = self.write();
-        let current = st
-            .buckets
-            .get(key)
-            .and_then(|b| b.objects.get(&k).cloned())
-            .ok_or_else(|| ApiError::not_found(&key.resource, name))?;
+        let current = existing(&st, key, &k)?;
         if dry_run {
             return Ok(current);
         }
@@ -622,6 +614,10 @@ impl Store {
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored);
     }
+}
+
+fn existing(st: &State, key: &StorageKey, k: &ObjKey) -> Result<Arc<Stored>, ApiError> {
+    st.buckets.get(key).and_then(|b| b.objects.get(k).cloned()).ok_or_else(|| ApiError::not_found(&key.resource, &k.1))
 }
 
 fn short_suffix(mut n: u64) -> String {
