@@ -279,6 +279,11 @@ fn api_versions_follow_the_simulated_version() {
     }
     let resources = old.kubectl_ok(&["api-resources"]);
     assert!(resources.contains("poddisruptionbudgets") && resources.contains("pdb"), "{resources}");
+    // api-resources shows each group's preferred version: on 1.24 flowcontrol's is v1beta2.
+    assert!(
+        resources.lines().any(|l| l.starts_with("flowschemas") && l.contains("flowcontrol.apiserver.k8s.io/v1beta2")),
+        "{resources}"
+    );
     // A request to a deprecated version shows up in the apiserver metric.
     old.kubectl_ok(&["get", "--raw", "/apis/policy/v1beta1/poddisruptionbudgets"]);
     let metrics = old.kubectl_ok(&["get", "--raw", "/metrics"]);
@@ -296,6 +301,15 @@ fn api_versions_follow_the_simulated_version() {
     assert!(versions.lines().any(|l| l == "autoscaling/v2beta2"), "removed only in 1.26: {versions}");
     let o = new.kubectl(&["get", "--raw", "/apis/policy/v1beta1/poddisruptionbudgets"]);
     assert!(!o.status.success());
+
+    // At 1.29 flowcontrol v1beta2 is gone and v1 is preferred.
+    let newer = Cluster::start(small("1.29.14"), 0.05);
+    let resources = newer.kubectl_ok(&["api-resources"]);
+    assert!(
+        resources.lines().any(|l| l.starts_with("flowschemas") && l.contains("flowcontrol.apiserver.k8s.io/v1 ")),
+        "{resources}"
+    );
+    assert!(!newer.kubectl_ok(&["api-versions"]).lines().any(|l| l == "flowcontrol.apiserver.k8s.io/v1beta2"));
 }
 
 #[test]
