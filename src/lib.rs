@@ -5,7 +5,10 @@
 //! runs and exits.
 
 pub mod catalog;
+pub mod checks;
 pub mod cli;
 pub mod graph;
+pub mod inventory;
+pub mod plan;
 pub mod sim;
 pub mod version;

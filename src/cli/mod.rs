@@ -7,6 +7,7 @@
 
 mod args;
 mod paths;
+mod plan;
 pub mod render;
 mod simulate;
 
@@ -81,6 +82,11 @@ pub enum Command {
     /// window with as few rolls as possible.
     Paths(paths::PathsArgs),
 
+    /// Plan an upgrade: the path, removed APIs per hop, and each fix placed before its hop.
+    ///
+    /// Works offline from versions and manifests (--manifests); exits 3 when something blocks.
+    Plan(plan::PlanArgs),
+
     /// Serve a simulated Kubernetes cluster on loopback (real kubectl works against it).
     ///
     /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
@@ -92,6 +98,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Simulate(args) => simulate::run(args),
     };
     match result {

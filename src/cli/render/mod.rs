@@ -2,9 +2,11 @@
 //! DOT and Mermaid for pictures). Pure string building; no I/O.
 
 mod graphviz;
+mod plan;
 mod table;
 
 pub use graphviz::{path_dot, path_mermaid};
+pub use plan::{plan_markdown, plan_table};
 pub use table::{path_table, versions_table};
 
 use serde::Serialize;

@@ -1,0 +1,94 @@
+//! `k8s-upgrade plan`: the upgrade plan for a path, with every finding placed on its hop.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::args::{CatalogArgs, parse_version_flag};
+use super::{CliError, Exit, print_stdout, render};
+use crate::graph::{Facts, PathRequest, Target};
+use crate::inventory::{Inventory, manifests};
+use crate::version::Version;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+    Yaml,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Exit codes: 0 nothing blocking, 1 error, 2 usage, 3 blockers found.\n\nExamples:\n  k8s-upgrade plan --distro kubeadm --from 1.21.5 --to 1.33 --manifests ./deploy\n  helm template ./chart | k8s-upgrade plan --distro eks --from 1.24 --to 1.29 --manifests - -o json"
+)]
+pub struct PlanArgs {
+    /// Distribution whose rules apply: generic, kubeadm, eks, gke, aks, k3s, rke2.
+    #[arg(long, value_name = "DISTRO", env = "K8S_UPGRADE_DISTRO")]
+    pub distro: String,
+
+    /// Version the cluster runs now.
+    #[arg(long, value_name = "VERSION")]
+    pub from: String,
+
+    /// Version to reach, or `latest`.
+    #[arg(long, value_name = "VERSION|latest")]
+    pub to: String,
+
+    /// Current kubelet version of a node pool (repeatable); default: --from.
+    #[arg(long = "kubelet", value_name = "VERSION", value_delimiter = ',')]
+    pub kubelets: Vec<String>,
+
+    /// Pass through this version on the way (repeatable).
+    #[arg(long, value_name = "VERSION", value_delimiter = ',')]
+    pub via: Vec<String>,
+
+    /// Manifest file or directory to check (repeatable; `-` reads stdin).
+    #[arg(long = "manifests", value_name = "DIR|FILE|-")]
+    pub manifests: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = PlanFormat::Table, env = "K8S_UPGRADE_OUTPUT")]
+    pub output: PlanFormat,
+
+    /// Also write the plan document (YAML) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
+    let catalog = args.catalog.load()?;
+    let today = args.catalog.today()?;
+    let from = parse_version_flag("--from", &args.from)?;
+    let to = args.to.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
+    let kubelets =
+        args.kubelets.iter().map(|k| parse_version_flag("--kubelet", k)).collect::<Result<Vec<Version>, _>>()?;
+    let via = args.via.iter().map(|v| parse_version_flag("--via", v)).collect::<Result<Vec<Version>, _>>()?;
+    let mut inv = Inventory::default();
+    for m in &args.manifests {
+        manifests::scan(m, &mut inv).map_err(|e| CliError::error(e.to_string()))?;
+    }
+    for w in &inv.warnings {
+        eprintln!("warning: {w}");
+    }
+    let req = PathRequest { distro: args.distro.clone(), from, to, via, kubelets, facts: Facts::default(), today };
+    let plan = crate::plan::plan(&inv, &catalog, &req)?;
+    if let Some(path) = &args.save {
+        let text = render::yaml(&plan)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| CliError::error(format!("cannot save the plan to {}: {e}", path.display())))?;
+    }
+    let text = match args.output {
+        PlanFormat::Table => render::plan_table(&plan),
+        PlanFormat::Json => render::json(&plan)?,
+        PlanFormat::Yaml => render::yaml(&plan)?,
+        PlanFormat::Markdown => render::plan_markdown(&plan),
+    };
+    print_stdout(&text)?;
+    Ok(if plan.has_blockers() { Exit::Blockers } else { Exit::Success })
+}

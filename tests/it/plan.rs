@@ -1,0 +1,141 @@
+//! `k8s-upgrade plan` offline: removed APIs from manifests, per hop, with exit codes.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{TODAY, stderr, stdout};
+
+fn plan_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
+        .arg("plan")
+        .args(args)
+        .current_dir(dir)
+        .env("K8S_UPGRADE_TODAY", TODAY)
+        .env_remove("K8S_UPGRADE_OUTPUT")
+        .output()
+        .unwrap()
+}
+
+fn manifests_tree(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("k8s-upgrade-plan-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("deploy/sub")).unwrap();
+    std::fs::write(
+        dir.join("deploy/app.yaml"),
+        "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata:\n  name: shop\n  namespace: web\n---\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n  namespace: web\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("deploy/sub/jobs.yml"),
+        "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata:\n  name: report\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Values.name }}\n  labels: [oops\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("deploy/sub/list.json"), r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"flowcontrol.apiserver.k8s.io/v1beta3","kind":"FlowSchema","metadata":{"name":"fs"}}]}"#).unwrap();
+    std::fs::write(dir.join("deploy/README.md"), "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\n").unwrap();
+    dir
+}
+
+#[test]
+fn offline_plan_reports_every_removed_api_object_and_exits_3() {
+    let dir = manifests_tree("removed");
+    let o = plan_in(
+        &dir,
+        &["--distro", "kubeadm", "--from", "1.21.5", "--to", "1.33", "--manifests", "deploy", "-o", "json"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(doc["kind"], "UpgradePlan");
+    let removed: Vec<&serde_json::Value> =
+        doc["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "API_REMOVED").collect();
+    let mut got: Vec<String> = removed
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {} {} {}",
+                f["evidence"]["file"].as_str().unwrap(),
+                f["evidence"]["document"],
+                f["details"]["kind"].as_str().unwrap(),
+                f["details"]["name"].as_str().unwrap(),
+                f["details"]["removedIn"].as_str().unwrap(),
+                f["details"]["replacement"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "deploy/app.yaml 1 Ingress shop 1.22 networking.k8s.io/v1",
+            "deploy/app.yaml 2 PodDisruptionBudget web 1.25 policy/v1",
+            "deploy/sub/jobs.yml 1 CronJob report 1.25 batch/v1",
+            "deploy/sub/list.json 1 FlowSchema fs 1.32 flowcontrol.apiserver.k8s.io/v1",
+        ]
+    );
+    assert!(removed.iter().all(|f| f["severity"] == "blocker" && f["evidence"]["source"] == "manifest"));
+    // The README is not a manifest; the Helm template is a warning naming file and document.
+    assert!(!stdout(&o).contains("PodSecurityPolicy"));
+    let err = stderr(&o);
+    assert!(err.contains("deploy/sub/jobs.yml: document 2 is not valid YAML"), "{err}");
+    // Every hop without removals says so.
+    assert!(
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "API_REMOVALS_AT_HOP" && f["message"] == "no API removals at the hop to 1.23")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn offline_plan_with_current_apis_exits_0_and_renders() {
+    let dir = manifests_tree("current");
+    std::fs::remove_dir_all(dir.join("deploy")).unwrap();
+    std::fs::create_dir_all(dir.join("ok")).unwrap();
+    std::fs::write(dir.join("ok/app.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n").unwrap();
+    let o = plan_in(
+        &dir,
+        &[
+            "--distro",
+            "kubeadm",
+            "--from",
+            "1.29.3",
+            "--to",
+            "1.31",
+            "--kubelet",
+            "1.29.3",
+            "--manifests",
+            "ok",
+            "--save",
+            "plan.yaml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("plan_kubeadm_1_29_to_1_31_table", stdout(&o));
+    let saved = std::fs::read_to_string(dir.join("plan.yaml")).unwrap();
+    assert!(saved.contains("kind: UpgradePlan"), "{saved}");
+    let o = plan_in(
+        &dir,
+        &[
+            "--distro",
+            "kubeadm",
+            "--from",
+            "1.29.3",
+            "--to",
+            "1.31",
+            "--kubelet",
+            "1.29.3",
+            "--manifests",
+            "ok",
+            "-o",
+            "markdown",
+        ],
+    );
+    insta::assert_snapshot!("plan_kubeadm_1_29_to_1_31_markdown", stdout(&o));
+    // An unreadable manifest path is one clear line and exit 1.
+    let o = plan_in(&dir, &["--distro", "kubeadm", "--from", "1.29.3", "--to", "1.31", "--manifests", "missing-dir"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("error: cannot read manifests at missing-dir"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim_end().lines().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
