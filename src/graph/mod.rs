@@ -357,7 +357,13 @@ impl<'c> HopGraph<'c> {
                 && *u < latest
                 && (offered.contains(&mu) || u == from)
             {
+                // A minor the distro no longer lists still has an upstream newest patch to go to.
+                hg.node(latest.clone());
                 hg.edge(u, &latest, EdgeKind::Patch, req);
+            }
+            // A chosen patch of the same minor (a target or waypoint below the newest patch).
+            for v in extra.iter().filter(|v| v.minor_version() == mu && *v > u) {
+                hg.edge(u, v, EdgeKind::Patch, req);
             }
             for v in &nodes {
                 let d = v.minor_version().minors_since(mu);
@@ -430,7 +436,7 @@ impl<'c> HopGraph<'c> {
         self.g.add_edge(a, b, EdgeInfo { kind, blocked, unverified });
     }
 
-    fn cost(kind: EdgeKind) -> u32 {
+    fn cost(kind: EdgeKind) -> u64 {
         match kind {
             EdgeKind::Patch => 1,
             EdgeKind::Minor | EdgeKind::Jump => 1000,
@@ -444,7 +450,8 @@ impl<'c> HopGraph<'c> {
             &self.g,
             a,
             |n| n == b,
-            |e| if e.weight().blocked.is_some() && !ignore_blocks { u32::MAX / 4 } else { Self::cost(e.weight().kind) },
+            // Large enough to avoid any blocked edge, small enough that no route sum overflows.
+            |e| if e.weight().blocked.is_some() && !ignore_blocks { 1 << 40 } else { Self::cost(e.weight().kind) },
             |_| 0,
         )?;
         let versions: Vec<Version> = path.iter().map(|i| self.g[*i].clone()).collect();

@@ -351,3 +351,15 @@ proptest! {
         prop_assert_eq!(p.summary.node_rolls, brute_force_rolls(&route, &ks, rule));
     }
 }
+
+#[test]
+fn minors_the_distro_no_longer_lists_and_chosen_patches() {
+    let c = catalog();
+    // 1.26 is not in AKS's list: the path still starts there instead of panicking.
+    let r = find_path(&c, &request("aks", "1.26.3", "latest", &[]));
+    assert!(r.is_ok() || matches!(r, Err(PathError::NoRoute { .. })), "{r:?}");
+    // A patch below the newest is a valid target.
+    let p = find_path(&c, &request("kubeadm", "1.30.2", "1.30.5", &[])).unwrap();
+    assert_eq!(p.to, v("1.30.5"));
+    assert_eq!(shape(&p), ["control-plane 1.30", "nodes 1.30"]);
+}

@@ -411,6 +411,7 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         }
         obj["metadata"]["namespace"] = json!(ns);
     }
+    check_shape(def, obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(), &obj)?;
     let stored = sim.store.create(&def.storage, obj, dry_run)?;
     if !dry_run {
         sim.changed.notify_waiters();
@@ -419,6 +420,29 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
 }
 
 /// Keeps the parts a verb may not change: the main resource keeps status, `/status` keeps the rest.
+/// Refuses objects whose shape no controller could read: the object, its metadata and (when
+/// present) spec and status must be JSON objects, as in every Kubernetes API type.
+fn check_shape(def: &ResourceDef, name: &str, v: &Value) -> Result<(), ApiError> {
+    let bad = |what: &str| Err(ApiError::invalid(&def.resource, name, &format!("{what} must be an object")));
+    if !v.is_object() {
+        return bad("the object");
+    }
+    if v.get("metadata").is_some_and(|m| !m.is_object()) {
+        return bad("metadata");
+    }
+    for field in ["spec", "status"] {
+        if v.get(field).is_some_and(|x| !x.is_object() && !x.is_null()) {
+            return bad(field);
+        }
+    }
+    for field in ["labels", "annotations"] {
+        if v.pointer(&format!("/metadata/{field}")).is_some_and(|m| !m.is_object() && !m.is_null()) {
+            return bad(&format!("metadata.{field}"));
+        }
+    }
+    Ok(())
+}
+
 fn restrict(def: &ResourceDef, old: &Value, new: &mut Value, sub: &str) {
     let has_status = def.subresources.iter().any(|s| s.name == "status");
     if sub == "status" {
@@ -466,6 +490,7 @@ fn update(
         .map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
     let ns = target_ns(t);
     let stored = sim.store.mutate(&def.storage, &ns, &name, expect, dry_run, |cur| {
+        check_shape(def, &name, &obj)?;
         let mut next = obj.clone();
         restrict(def, cur, &mut next, sub);
         *cur = next;
@@ -513,6 +538,7 @@ fn patch_object(
         {
             return Err(ApiError::conflict(&def.resource, &name));
         }
+        check_shape(def, &name, &next)?;
         restrict(def, cur, &mut next, sub);
         *cur = next;
         Ok(())
@@ -617,6 +643,13 @@ fn scale(
             None
         }
         .ok_or_else(|| ApiError::bad_request("scale needs spec.replicas"))?;
+        if !(0..=100_000).contains(&replicas) {
+            return Err(ApiError::invalid(
+                &def.resource,
+                &name,
+                &format!("spec.replicas: Invalid value: {replicas}: must be between 0 and 100000"),
+            ));
+        }
         let s = sim.store.mutate(&def.storage, &ns, &name, None, dry_run, |cur| {
             cur["spec"]["replicas"] = json!(replicas);
             Ok(())

@@ -108,8 +108,15 @@ pub async fn run(sim: Arc<Sim>) {
             // Remember the version seen *before* reconciling: if this pass wrote anything, the
             // next pass runs too, until one pass changes nothing.
             seen_rv = rv;
-            reconcile(&sim, &mut timers);
-            observe(&sim);
+            // A pass that trips over an object it cannot handle must not stop the cluster:
+            // report it and keep going (the next change or timer runs another pass).
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                reconcile(&sim, &mut timers);
+                observe(&sim);
+            }));
+            if pass.is_err() {
+                eprintln!("simulator: a controller pass failed on an object it could not handle; continuing");
+            }
         }
         let wait = timers
             .next_due()
@@ -171,6 +178,22 @@ fn set_node_ready(sim: &Sim, name: &str, ready: bool, reason: &str, message: &st
 /// The kubelet side of upgrades: restart, then come back at the new version (or refuse).
 fn kubelets(sim: &Sim, timers: &mut Timers) {
     let now = Instant::now();
+    // A restart whose node is gone, or whose upgrade annotation was withdrawn, is over: the
+    // kubelet comes back at the version it runs.
+    let annotated: std::collections::HashSet<String> = sim
+        .store
+        .all(&nodes_key())
+        .iter()
+        .filter(|n| {
+            n.value().pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1"))).is_some()
+        })
+        .map(|n| n.name().to_string())
+        .collect();
+    let withdrawn: Vec<String> = timers.node_back_at.keys().filter(|n| !annotated.contains(*n)).cloned().collect();
+    for name in withdrawn {
+        timers.node_back_at.remove(&name);
+        set_node_ready(sim, &name, true, "KubeletReady", "kubelet is posting ready status", |_| {});
+    }
     for node in sim.store.all(&nodes_key()) {
         let name = node.name().to_string();
         let Some(target) = node
@@ -379,17 +402,23 @@ fn deployments(sim: &Sim) {
         let new_ready = current
             .and_then(|rs| pods.get(&*rs.meta.uid))
             .map_or(0, |ps| ps.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64);
+        // Old sets give up, in turn, as many replicas as new ones became ready beyond the
+        // desired count, so availability never drops below what the rollout can serve.
+        let old_total: i64 = owned
+            .iter()
+            .filter(|r| r.meta.label("pod-template-hash") != Some(hash.as_str()))
+            .map(|r| int_at(&r.value(), "/spec/replicas", 0))
+            .sum();
+        let mut excess = (old_total + new_ready - desired).max(0);
         for rs in &owned {
-            let is_new = rs.meta.label("pod-template-hash").unwrap_or_default() == hash;
+            let is_new = rs.meta.label("pod-template-hash") == Some(hash.as_str());
+            let current = int_at(&rs.value(), "/spec/replicas", 0);
             let want = if is_new {
                 desired
             } else {
-                let old_total: i64 = owned
-                    .iter()
-                    .filter(|r| r.meta.label("pod-template-hash").unwrap_or_default() != hash)
-                    .map(|r| int_at(&r.value(), "/spec/replicas", 0))
-                    .sum();
-                (int_at(&rs.value(), "/spec/replicas", 0) - (old_total + new_ready - desired).max(0)).max(0)
+                let give = excess.min(current);
+                excess -= give;
+                current - give
             };
             if int_at(&rs.value(), "/spec/replicas", -1) != want {
                 let _ = sim.store.mutate(&apps("replicasets"), &ns, rs.name(), None, false, |r| {
@@ -424,7 +453,8 @@ fn replica_sets(sim: &Sim) {
             pods.get(uid).map(|v| v.iter().filter(|p| !p.meta.terminating).collect()).unwrap_or_default();
         let have = active.len() as i64;
         let template = rs.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
-        for i in have..desired {
+        // Like the real controller's burst limit: at most 500 new pods per pass.
+        for i in have..desired.min(have + 500) {
             let seed = sim.store.current_rv().wrapping_add(i as u64).wrapping_mul(31);
             let name = format!("{}-{}", rs.name(), name_suffix(seed ^ uid.len() as u64 ^ (i as u64) << 40));
             let _ = sim.store.create(&pods_key(), new_pod(&rs.value(), "ReplicaSet", &name, &template), false);
@@ -760,6 +790,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
         let node_name = &*pod.meta.node_name;
         if pod.meta.terminating {
             if faults.pod_stuck(pod.namespace(), pod.name()) {
+                timers.pod_gone_at.remove(&uid);
                 continue;
             }
             // A pod that set no grace period of its own uses the simulator's default (real 30 s
@@ -790,6 +821,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             .unwrap_or_default();
         if phase != "Running" {
             if !node_up {
+                timers.pod_ready_at.remove(&uid);
                 continue;
             }
             let at = *timers

@@ -106,13 +106,16 @@ pub struct Sim {
     /// Bumped when faults change, so controllers re-evaluate (a cleared fault frees stuck work).
     pub fault_epoch: AtomicU64,
     pub changed: Notify,
+    /// Serialises evictions, so two concurrent evictions cannot both spend one disruption.
+    pub eviction_lock: Mutex<()>,
     pub started: Instant,
 }
 
 impl Sim {
     /// A simulated duration scaled to wall time.
     pub fn scaled(&self, secs: f64) -> Duration {
-        Duration::from_secs_f64((secs * self.time_scale).max(0.0))
+        // Bounded so that no configured delay can overflow an Instant (ten years is "never").
+        Duration::from_secs_f64((secs * self.time_scale).clamp(0.0, 315_360_000.0))
     }
 
     pub fn faults(&self) -> Faults {

@@ -6,16 +6,12 @@ use serde_json::{Map, Value};
 /// Lists that strategic merge merges by a key instead of replacing (the common core ones).
 fn merge_key(field: &str) -> Option<&'static str> {
     match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "volumeMounts"
-        | "imagePullSecrets" => Some("name"),
+        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => {
+            Some("name")
+        }
+        "volumeMounts" => Some("mountPath"),
         "conditions" => Some("type"),
         "ports" => Some("containerPort"),
-        "taints" => Some("key"),
         "ownerReferences" => Some("uid"),
         _ => None,
     }

@@ -178,8 +178,18 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes) -> Result<Response, 
     let opts = eviction.get("deleteOptions").cloned().unwrap_or(Value::Null);
     let dry_run = opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
     let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
+    let _one_at_a_time = sim.eviction_lock.lock().unwrap_or_else(|p| p.into_inner());
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
     if pod.meta.terminating {
+        return Ok(created_status());
+    }
+    // Like the apiserver, pods that are not running (Pending, Succeeded, Failed) go without
+    // consulting any budget.
+    if matches!(&*pod.meta.phase, "Pending" | "Succeeded" | "Failed") {
+        delete_pod(sim, ns, name, grace, dry_run)?;
+        if !dry_run {
+            sim.stats.evicted();
+        }
         return Ok(created_status());
     }
     let pdbs = covering(sim, &pod.value());

@@ -446,7 +446,15 @@ impl Scenario {
         if nodes > u64::from(MAX_NODES) {
             return Err(err("nodePools", format!("{nodes} nodes is more than the {MAX_NODES} allowed")));
         }
-        let pods: u64 = self.workloads.iter().map(|w| u64::from(w.replicas)).sum();
+        let pods: u64 = self
+            .workloads
+            .iter()
+            .map(|w| if w.kind == WorkloadKind::DaemonSet { nodes } else { u64::from(w.replicas) })
+            .chain(self.addons.iter().map(|a| match addon_install(&a.name).map(|i| i.kind) {
+                Some(WorkloadKind::DaemonSet) => nodes,
+                _ => u64::from(a.replicas.unwrap_or(2)),
+            }))
+            .sum();
         if pods > MAX_PODS {
             return Err(err("workloads", format!("{pods} replicas is more than the {MAX_PODS} allowed")));
         }
@@ -459,6 +467,20 @@ impl Scenario {
                         a.name
                     ),
                 ));
+            }
+        }
+        if let Some(t) = &self.timings {
+            for (field, v) in [
+                ("podStartSeconds", t.pod_start_seconds),
+                ("nodeRestartSeconds", t.node_restart_seconds),
+                ("apiserverRestartSeconds", t.apiserver_restart_seconds),
+                ("defaultGraceSeconds", t.default_grace_seconds),
+                ("maxGraceSeconds", t.max_grace_seconds),
+                ("bookmarkSeconds", t.bookmark_seconds),
+            ] {
+                if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+                    return Err(err(&format!("timings.{field}"), format!("{v} is not between 0 and 86400 seconds")));
+                }
             }
         }
         if let Some(f) = &self.faults {
@@ -1059,6 +1081,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         fault_counter: std::sync::atomic::AtomicU64::new(0),
         fault_epoch: std::sync::atomic::AtomicU64::new(0),
         changed: tokio::sync::Notify::new(),
+        eviction_lock: std::sync::Mutex::new(()),
         started: std::time::Instant::now(),
     })
 }

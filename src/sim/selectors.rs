@@ -188,7 +188,8 @@ impl FieldSelector {
 
     /// The value a `spec.nodeName=X` requirement asks for, for index lookups.
     pub fn node_name(&self) -> Option<&str> {
-        self.0.iter().find(|(f, eq, _)| f == "spec.nodeName" && *eq).map(|(_, _, v)| v.as_str())
+        // The index holds bound pods only; `spec.nodeName=` (unbound) is a plain filter.
+        self.0.iter().find(|(f, eq, v)| f == "spec.nodeName" && *eq && !v.is_empty()).map(|(_, _, v)| v.as_str())
     }
 
     /// Matches a stored object, from its extracted fields where possible.

@@ -77,6 +77,15 @@ impl ApiError {
         Self::new(410, "Expired", format!("too old resource version: {rv}"), json!({}))
     }
 
+    pub fn gone_continue() -> Self {
+        Self::new(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+            json!({}),
+        )
+    }
+
     pub fn too_many_requests(message: String, details: Value) -> Self {
         Self::new(429, "TooManyRequests", message, details)
     }

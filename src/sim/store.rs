@@ -490,12 +490,18 @@ impl Store {
         continue_token: Option<&str>,
         filter: impl Fn(&Stored) -> bool,
     ) -> Result<ListPage, ApiError> {
-        let after = match continue_token {
-            Some(t) if !t.is_empty() => Some(decode_continue(t)?),
-            _ => None,
+        let (after, snapshot) = match continue_token {
+            Some(t) if !t.is_empty() => {
+                let (k, rv) = decode_continue(t)?;
+                (Some(k), Some(rv))
+            }
+            _ => (None, None),
         };
         let st = self.read();
-        let rv = st.rv;
+        if snapshot.is_some_and(|rv| rv < st.compacted_rv) {
+            return Err(ApiError::gone_continue());
+        }
+        let rv = snapshot.unwrap_or(st.rv);
         let Some(bucket) = st.buckets.get(key) else {
             return Ok(ListPage { items: vec![], resource_version: rv, continue_token: None });
         };
@@ -551,7 +557,7 @@ impl Store {
                 }
             }
         }
-        let continue_token = if more { last.map(|k| encode_continue(&k)) } else { None };
+        let continue_token = if more { last.map(|k| encode_continue(&k, rv)) } else { None };
         Ok(ListPage { items, resource_version: rv, continue_token })
     }
 
@@ -652,16 +658,18 @@ fn validate_name(resource: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn encode_continue(k: &ObjKey) -> String {
+/// A continue token carries the last key returned and the resourceVersion of the first page,
+/// so every page of one list reports the same version (a watch started from it misses nothing).
+fn encode_continue(k: &ObjKey, rv: u64) -> String {
     use base64::Engine;
-    let raw = serde_json::to_vec(&json!([k.0, k.1])).unwrap_or_default();
+    let raw = serde_json::to_vec(&json!([k.0, k.1, rv])).unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(t: &str) -> Result<ObjKey, ApiError> {
+fn decode_continue(t: &str) -> Result<(ObjKey, u64), ApiError> {
     use base64::Engine;
     let bad = || ApiError::bad_request(&format!("invalid continue token '{}'", t.chars().take(64).collect::<String>()));
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
-    let v: (String, String) = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok(v)
+    let (ns, name, rv): (String, String, u64) = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok(((ns, name), rv))
 }

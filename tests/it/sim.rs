@@ -772,3 +772,49 @@ fn availability_oracle_tracks_dips_and_lost_pods() {
     let stats = c.stats();
     assert!(stats["nodes"].as_array().unwrap().iter().filter(|n| n["schedulable"] == false).count() == 3, "{stats}");
 }
+
+#[test]
+fn malformed_bodies_are_refused_and_concurrent_evictions_cannot_overspend_a_budget() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    for (ct, body) in [
+        ("application/merge-patch+json", "[]"),
+        ("application/merge-patch+json", r#"{"metadata":1}"#),
+        ("application/json-patch+json", r#"[{"op":"replace","path":"","value":5}]"#),
+    ] {
+        let (status, body) = c.http("PATCH", "/api/v1/nodes/w-1", ct, body);
+        assert!(status == 422 || status == 400, "{status} {body}");
+    }
+    let (status, _) = c.http(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        r#"{"metadata":{"name":"p"},"status":"Pending"}"#,
+    );
+    assert_eq!(status, 422);
+    // The simulator still works after all that.
+    assert_eq!(c.get_json("/api/v1/nodes/w-1")["kind"], "Node");
+    // web has 3 replicas and maxUnavailable 1: of three evictions sent at once, exactly one passes.
+    let pods: Vec<String> = c.get_json("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                let c = &c;
+                s.spawn(move || {
+                    let body = json!({"kind": "Eviction", "apiVersion": "policy/v1", "metadata": {"name": p, "namespace": "default"}}).to_string();
+                    c.http("POST", &format!("/api/v1/namespaces/default/pods/{p}/eviction"), "application/json", &body).0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
+    // `spec.nodeName=` selects unbound pods (none here), not an error or everything.
+    assert_eq!(c.get_json("/api/v1/pods?fieldSelector=spec.nodeName%3D")["items"].as_array().unwrap().len(), 0);
+}
