@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cli;
 pub mod graph;
 pub mod inventory;
+pub mod labels;
 pub mod plan;
 pub mod sim;
 pub mod version;

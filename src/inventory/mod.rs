@@ -72,10 +72,134 @@ impl ObservedObject {
 }
 
 /// Everything the planner reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Inventory {
+    /// Facts about a running cluster, when one was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterFacts>,
     pub objects: Vec<ObservedObject>,
     /// Problems met while collecting (unparsable documents, unreadable files), each naming where.
     pub warnings: Vec<String>,
+}
+
+/// What the live collector (or an inventory file) knows about a running cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterFacts {
+    /// The apiserver's version (`/version`; the oldest apiserver in an HA control plane).
+    pub server_version: Option<crate::version::Version>,
+    pub nodes: Vec<NodeFacts>,
+    /// Control-plane components seen as static (mirror) pods, one entry per node and component.
+    pub control_plane: Vec<ComponentFacts>,
+    pub addons: Vec<AddonFacts>,
+    pub workloads: Vec<WorkloadFacts>,
+    pub pods: Vec<PodFacts>,
+    pub pdbs: Vec<PdbFacts>,
+    /// Group-versions the apiserver serves (`v1`, `apps/v1`, `policy/v1beta1`, ...).
+    pub served_group_versions: Vec<String>,
+    pub helm_releases: Vec<HelmReleaseFacts>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFacts {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub kubelet: Option<crate::version::Version>,
+    pub kube_proxy: Option<crate::version::Version>,
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// `key=value:effect` of each taint.
+    pub taints: Vec<String>,
+    pub node_info: crate::graph::NodeInfoFacts,
+    /// Allocatable pods, CPU cores and memory bytes.
+    pub allocatable: (f64, f64, f64),
+}
+
+impl NodeFacts {
+    pub fn is_control_plane(&self) -> bool {
+        self.roles.iter().any(|r| r == "control-plane" || r == "master")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentFacts {
+    pub node: String,
+    /// `kube-apiserver`, `kube-controller-manager`, `kube-scheduler`, `etcd`.
+    pub component: String,
+    pub image: String,
+    pub version: Option<crate::version::Version>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonFacts {
+    /// The catalog's add-on name.
+    pub name: String,
+    /// The version from the image tag, as written there (`v1.10.1`, `1.9.1-eksbuild.2`).
+    pub version: String,
+    pub image: String,
+    /// `Kind namespace/name` of the workload that runs it.
+    pub workload: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadFacts {
+    /// Deployment, StatefulSet, DaemonSet, ReplicaSet, Job.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub replicas: i64,
+    pub ready: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFacts {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    /// Kind and name of the controller (`ReplicaSet/web-7d9f`), if any.
+    pub controller: Option<String>,
+    /// The top-level workload (`Deployment/web` for a ReplicaSet's pod).
+    pub workload: Option<String>,
+    pub phase: String,
+    pub ready: bool,
+    pub mirror: bool,
+    pub daemonset: bool,
+    pub empty_dir: bool,
+    pub local_volume: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Requested CPU cores and memory bytes.
+    pub requests: (f64, f64),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbFacts {
+    pub namespace: String,
+    pub name: String,
+    /// The `spec.selector` as JSON (`matchLabels` / `matchExpressions`).
+    pub selector: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<serde_json::Value>,
+    pub current_healthy: i64,
+    pub desired_healthy: i64,
+    pub disruptions_allowed: i64,
+    pub expected_pods: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmReleaseFacts {
+    pub name: String,
+    pub namespace: String,
+    pub revision: u32,
+    pub status: String,
+    pub chart: String,
 }

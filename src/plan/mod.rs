@@ -189,6 +189,7 @@ mod tests {
     fn removed_apis_block_and_their_migration_precedes_the_hop() {
         let c = Catalog::embedded().unwrap();
         let inv = Inventory {
+            cluster: None,
             objects: vec![
                 obj("policy/v1beta1", "PodDisruptionBudget", "web"),
                 obj("batch/v1beta1", "CronJob", "nightly"),
@@ -248,6 +249,7 @@ mod tests {
     fn current_apis_only_means_no_blockers() {
         let c = Catalog::embedded().unwrap();
         let inv = Inventory {
+            cluster: None,
             objects: vec![obj("apps/v1", "Deployment", "web"), obj("policy/v1", "PodDisruptionBudget", "web")],
             warnings: vec![],
         };

@@ -513,7 +513,7 @@ fn tolerates(pod_spec: &Value, taint: &Value) -> bool {
 }
 
 fn node_selector_ok(pod_spec: &Value, node: &Value) -> bool {
-    let labels = super::selectors::labels_of(node);
+    let labels = crate::labels::labels_of(node);
     pod_spec
         .get("nodeSelector")
         .and_then(Value::as_object)
