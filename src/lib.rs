@@ -11,5 +11,6 @@ pub mod graph;
 pub mod inventory;
 pub mod labels;
 pub mod plan;
+pub mod quantity;
 pub mod sim;
 pub mod version;

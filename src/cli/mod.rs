@@ -6,10 +6,12 @@
 //! that reads the clock, the environment or user-given directories.
 
 mod args;
+mod inventory;
 mod paths;
 mod plan;
 pub mod render;
 mod simulate;
+mod source;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -87,6 +89,9 @@ pub enum Command {
     /// Works offline from versions and manifests (--manifests); exits 3 when something blocks.
     Plan(plan::PlanArgs),
 
+    /// Read a cluster once and print what the planner knows about it (for offline planning).
+    Inventory(inventory::InventoryArgs),
+
     /// Serve a simulated Kubernetes cluster on loopback (real kubectl works against it).
     ///
     /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
@@ -100,6 +105,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Inventory(args) => inventory::run(args),
     };
     match result {
         Ok(exit) => exit,

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::args::{CatalogArgs, parse_version_flag};
+use super::source::{SourceArgs, infer_distro};
 use super::{CliError, Exit, print_stdout, render};
 use crate::graph::{Facts, PathRequest, Target};
-use crate::inventory::{Inventory, manifests};
 use crate::version::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,13 +23,14 @@ pub enum PlanFormat {
     after_help = "Exit codes: 0 nothing blocking, 1 error, 2 usage, 3 blockers found.\n\nExamples:\n  k8s-upgrade plan --distro kubeadm --from 1.21.5 --to 1.33 --manifests ./deploy\n  helm template ./chart | k8s-upgrade plan --distro eks --from 1.24 --to 1.29 --manifests - -o json"
 )]
 pub struct PlanArgs {
-    /// Distribution whose rules apply: generic, kubeadm, eks, gke, aks, k3s, rke2.
+    /// Distribution whose rules apply: generic, kubeadm, eks, gke, aks, k3s, rke2 (default: from
+    /// the cluster's version string).
     #[arg(long, value_name = "DISTRO", env = "K8S_UPGRADE_DISTRO")]
-    pub distro: String,
+    pub distro: Option<String>,
 
-    /// Version the cluster runs now.
+    /// Version the cluster runs now (default: read from the cluster).
     #[arg(long, value_name = "VERSION")]
-    pub from: String,
+    pub from: Option<String>,
 
     /// Version to reach, or `latest`.
     #[arg(long, value_name = "VERSION|latest")]
@@ -43,10 +44,6 @@ pub struct PlanArgs {
     #[arg(long, value_name = "VERSION", value_delimiter = ',')]
     pub via: Vec<String>,
 
-    /// Manifest file or directory to check (repeatable; `-` reads stdin).
-    #[arg(long = "manifests", value_name = "DIR|FILE|-")]
-    pub manifests: Vec<PathBuf>,
-
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = PlanFormat::Table, env = "K8S_UPGRADE_OUTPUT")]
     pub output: PlanFormat,
@@ -56,25 +53,41 @@ pub struct PlanArgs {
     pub save: Option<PathBuf>,
 
     #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
     pub catalog: CatalogArgs,
 }
 
 pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
     let catalog = args.catalog.load()?;
     let today = args.catalog.today()?;
-    let from = parse_version_flag("--from", &args.from)?;
     let to = args.to.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
     let kubelets =
         args.kubelets.iter().map(|k| parse_version_flag("--kubelet", k)).collect::<Result<Vec<Version>, _>>()?;
     let via = args.via.iter().map(|v| parse_version_flag("--via", v)).collect::<Result<Vec<Version>, _>>()?;
-    let mut inv = Inventory::default();
-    for m in &args.manifests {
-        manifests::scan(m, &mut inv).map_err(|e| CliError::error(e.to_string()))?;
-    }
+    let given_from = args.from.as_deref().map(|f| parse_version_flag("--from", f)).transpose()?;
+    let inv = args.source.collect(&catalog, args.source.wants_cluster(given_from.is_some()))?;
     for w in &inv.warnings {
         eprintln!("warning: {w}");
     }
-    let req = PathRequest { distro: args.distro.clone(), from, to, via, kubelets, facts: Facts::default(), today };
+    let from = match given_from.or_else(|| inv.cluster.as_ref().and_then(|c| c.server_version.clone())) {
+        Some(v) => v,
+        None => {
+            return Err(CliError::usage(
+                "no --from given and no cluster read; pass --from VERSION or point at a cluster",
+            ));
+        }
+    };
+    let distro = match args.distro.clone().or_else(|| infer_distro(&inv).map(str::to_string)) {
+        Some(d) => d,
+        None => {
+            return Err(CliError::usage(
+                "no --distro given; pass --distro (generic, kubeadm, eks, gke, aks, k3s, rke2)",
+            ));
+        }
+    };
+    let req = PathRequest { distro, from, to, via, kubelets, facts: Facts::default(), today };
     let plan = crate::plan::plan(&inv, &catalog, &req)?;
     if let Some(path) = &args.save {
         let text = render::yaml(&plan)?;

@@ -126,7 +126,7 @@ fn documents(text: &str) -> Vec<String> {
     docs
 }
 
-fn parse_text(file: &str, text: &str, inv: &mut Inventory) -> usize {
+pub(crate) fn parse_text(file: &str, text: &str, inv: &mut Inventory) -> usize {
     let mut found = 0;
     let docs = documents(text);
     if docs.len() > MAX_DOCUMENTS {

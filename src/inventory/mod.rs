@@ -6,6 +6,7 @@
 //! know: a manifest file and document, a Helm release, a last-applied annotation, objects served
 //! at a deprecated version, or the apiserver's request metric.
 
+pub mod live;
 pub mod manifests;
 
 use serde::{Deserialize, Serialize};

@@ -72,7 +72,8 @@ impl Plan {
 /// Builds the plan. Fails only when there is no path at all.
 #[allow(clippy::result_large_err)] // built once per run; the path error carries its evidence
 pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Plan, PathError> {
-    let path = graph::find_path(catalog, req)?;
+    let req = with_cluster_facts(inv, req);
+    let path = graph::find_path(catalog, &req)?;
     let cp_hops: Vec<(Version, Version)> = path
         .hops
         .iter()
@@ -155,6 +156,50 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
         notes: path.notes,
         inventory_warnings: inv.warnings.clone(),
     })
+}
+
+/// Fills what the graph needs from a read cluster: kubelet versions and the facts blocked-edge
+/// conditions test (node info, component and add-on versions, APIs in use).
+fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
+    let mut req = req.clone();
+    let apis: std::collections::BTreeSet<(String, String, String)> = inv
+        .objects
+        .iter()
+        .map(|o| {
+            let (g, v) = o.group_version();
+            (g.to_string(), v.to_string(), o.kind.clone())
+        })
+        .collect();
+    req.facts.apis_in_use.get_or_insert(apis);
+    let Some(c) = &inv.cluster else { return req };
+    if req.kubelets.is_empty() {
+        req.kubelets = c.nodes.iter().filter_map(|n| n.kubelet.clone()).collect();
+    }
+    req.facts.kubelets.get_or_insert_with(|| req.kubelets.clone());
+    req.facts.node_infos.get_or_insert_with(|| c.nodes.iter().map(|n| n.node_info.clone()).collect());
+    req.facts.addons.get_or_insert_with(|| c.addons.iter().map(|a| a.name.clone()).collect());
+    req.facts.components.get_or_insert_with(|| {
+        let mut m = std::collections::BTreeMap::new();
+        for a in &c.addons {
+            if let Ok(v) = a.version.trim_start_matches('v').parse::<Version>() {
+                let e = m.entry(a.name.clone()).or_insert(v.clone());
+                if v < *e {
+                    *e = v;
+                }
+            }
+        }
+        for p in c.control_plane.iter().filter(|p| p.component == "etcd") {
+            let (_, tag) = crate::inventory::live::split_image(&p.image);
+            if let Ok(v) = tag.trim_start_matches('v').parse::<Version>() {
+                let e = m.entry("etcd".to_string()).or_insert(v.clone());
+                if v < *e {
+                    *e = v;
+                }
+            }
+        }
+        m
+    });
+    req
 }
 
 #[cfg(test)]

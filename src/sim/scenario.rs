@@ -66,6 +66,10 @@ pub struct Scenario {
     pub manifests: Option<String>,
     #[serde(default)]
     pub helm_releases: Vec<HelmRelease>,
+    /// Requests clients already made, as `group/version/resource` (`/v1/pods` for core), so the
+    /// apiserver's deprecated-API metric starts with them (real clusters have history).
+    #[serde(default)]
+    pub past_requests: Vec<String>,
     /// Where the scenario came from (file path or built-in name), for error messages.
     #[serde(skip)]
     pub source: String,
@@ -1064,6 +1068,22 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         let secret = helm_secret(r).map_err(|e| err(format!("helm release {}: {e}", r.name)))?;
         b.load(&StorageKey::core("secrets"), secret);
     }
+    let stats = super::stats::Stats::default();
+    for r in &s.past_requests {
+        let parts: Vec<&str> = r.trim_matches('/').split('/').collect();
+        let (group, version, resource) = match parts.as_slice() {
+            [v, res] => ("", *v, *res),
+            [g, v, res] => (*g, *v, *res),
+            _ => return Err(err(format!("field 'pastRequests': '{r}' is not group/version/resource"))),
+        };
+        let def = registry
+            .find(group, version, resource)
+            .ok_or_else(|| err(format!("field 'pastRequests': {r} is not served by Kubernetes {minor}")))?;
+        stats.request("list", resource);
+        if let Some(removed) = &def.deprecated {
+            stats.deprecated_request(group, version, resource, "", removed);
+        }
+    }
     let timings = s.timings.unwrap_or_default();
     let managed_version = version;
     Ok(Sim {
@@ -1071,7 +1091,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         catalog,
         registry: std::sync::RwLock::new(Arc::new(registry)),
         extras,
-        stats: Default::default(),
+        stats,
         faults: std::sync::RwLock::new(s.faults.unwrap_or_default()),
         timings,
         time_scale,
@@ -1155,6 +1175,7 @@ pub fn large() -> Scenario {
         addons: vec![],
         manifests: None,
         helm_releases: vec![],
+        past_requests: vec![],
         source: "large (built in)".into(),
     }
 }

@@ -1,0 +1,145 @@
+//! Where the inventory comes from: a live cluster (kubeconfig/context), the built-in simulator
+//! (`--simulate`), an inventory file, or nothing (offline), plus manifests. Shared by `plan` and
+//! `inventory`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::CliError;
+use crate::catalog::Catalog;
+use crate::inventory::{Inventory, live, manifests};
+
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Kubeconfig file (default: KUBECONFIG, merged, or ~/.kube/config).
+    #[arg(long, value_name = "FILE", env = "K8S_UPGRADE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME", env = "K8S_UPGRADE_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Run against the built-in simulator (scenario demo, blocked, large or a file).
+    #[arg(long, value_name = "SCENARIO", num_args = 0..=1, default_missing_value = "demo", conflicts_with_all = ["kubeconfig", "context", "inventory"])]
+    pub simulate: Option<String>,
+
+    /// Read an inventory saved with `k8s-upgrade inventory -o yaml` instead of a cluster.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "context"])]
+    pub inventory: Option<PathBuf>,
+
+    /// Manifest file or directory to check too (repeatable; `-` reads stdin).
+    #[arg(long = "manifests", value_name = "DIR|FILE|-")]
+    pub manifests: Vec<PathBuf>,
+}
+
+/// Largest inventory file read.
+const MAX_INVENTORY_BYTES: u64 = 512 * 1024 * 1024;
+
+impl SourceArgs {
+    /// True when a cluster (real or simulated) or an inventory file should be read even without
+    /// `--from`.
+    pub fn wants_cluster(&self, have_from: bool) -> bool {
+        self.simulate.is_some()
+            || self.kubeconfig.is_some()
+            || self.context.is_some()
+            || (!have_from && self.inventory.is_none())
+    }
+
+    /// Collects the inventory; `cluster` says whether to read a cluster at all.
+    pub fn collect(&self, catalog: &Catalog, cluster: bool) -> Result<Inventory, CliError> {
+        let mut inv = if let Some(path) = &self.inventory {
+            let meta = std::fs::metadata(path)
+                .map_err(|e| CliError::error(format!("cannot read --inventory {}: {e}", path.display())))?;
+            if meta.len() > MAX_INVENTORY_BYTES {
+                return Err(CliError::error(format!(
+                    "--inventory {}: larger than {MAX_INVENTORY_BYTES} bytes",
+                    path.display()
+                )));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::error(format!("cannot read --inventory {}: {e}", path.display())))?;
+            serde_saphyr::from_str::<Inventory>(&text).map_err(|e| {
+                CliError::error(format!(
+                    "--inventory {}: {}",
+                    path.display(),
+                    e.to_string().lines().next().unwrap_or_default()
+                ))
+            })?
+        } else if cluster {
+            self.collect_cluster(catalog)?
+        } else {
+            Inventory::default()
+        };
+        for m in &self.manifests {
+            manifests::scan(m, &mut inv).map_err(|e| CliError::error(e.to_string()))?;
+        }
+        Ok(inv)
+    }
+
+    fn collect_cluster(&self, catalog: &Catalog) -> Result<Inventory, CliError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(async {
+            if let Some(scenario) = &self.simulate {
+                let scenario = crate::sim::Scenario::load(scenario).map_err(|e| CliError::error(e.to_string()))?;
+                let running = crate::sim::start(scenario, Arc::new(catalog.clone()), crate::sim::SimOptions::default())
+                    .await
+                    .map_err(|e| CliError::error(e.to_string()))?;
+                let dir = std::env::temp_dir().join(format!("k8s-upgrade-plan-sim-{}", std::process::id()));
+                let kubeconfig = dir.join("kubeconfig");
+                running.write_kubeconfig(&kubeconfig).map_err(|e| CliError::error(e.to_string()))?;
+                let result = async {
+                    let (client, _) =
+                        live::client(Some(&kubeconfig), None).await.map_err(|e| CliError::error(e.to_string()))?;
+                    live::collect(&client, catalog).await.map_err(|e| CliError::error(first_line(&e.to_string())))
+                }
+                .await;
+                running.shutdown().await;
+                let _ = std::fs::remove_dir_all(&dir);
+                return result;
+            }
+            let (client, server) = live::client(self.kubeconfig.as_deref(), self.context.as_deref())
+                .await
+                .map_err(|e| CliError::error(first_line(&e.to_string())))?;
+            let deadline = std::time::Duration::from_secs(300);
+            match tokio::time::timeout(deadline, live::collect(&client, catalog)).await {
+                Ok(Ok(inv)) => Ok(inv),
+                Ok(Err(live::LiveError::Unreachable { message, .. })) => {
+                    Err(CliError::error(format!("cannot reach the cluster at {server}: {}", first_line(&message))))
+                }
+                Ok(Err(e)) => Err(CliError::error(first_line(&e.to_string()))),
+                Err(_) => {
+                    Err(CliError::error(format!("reading the cluster at {server} took longer than {deadline:?}")))
+                }
+            }
+        })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// The distro a cluster's version string points to (`-eks-`, `-gke.`, `+k3s`, `+rke2`), or
+/// kubeadm when control-plane static pods are visible, else generic.
+pub fn infer_distro(inv: &Inventory) -> Option<&'static str> {
+    let c = inv.cluster.as_ref()?;
+    let suffix = c.server_version.as_ref().map(|v| v.suffix.clone()).unwrap_or_default();
+    Some(if suffix.contains("-eks-") {
+        "eks"
+    } else if suffix.contains("-gke.") {
+        "gke"
+    } else if suffix.contains("+k3s") {
+        "k3s"
+    } else if suffix.contains("+rke2") {
+        "rke2"
+    } else if c.control_plane.iter().any(|p| p.component == "kube-apiserver") {
+        "kubeadm"
+    } else {
+        "generic"
+    })
+}

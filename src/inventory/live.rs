@@ -1,0 +1,498 @@
+//! The live collector: reads a running cluster through kube-rs into an [`Inventory`].
+//!
+//! Independent reads run in parallel; every list is paginated (`limit`/`continue`). It collects
+//! the apiserver version and served group-versions, nodes (kubelet, kube-proxy, roles, taints,
+//! node info), control-plane components from mirror pods, add-ons recognised by the catalog's
+//! image patterns, workloads, pods and budgets, Helm v3 release Secrets decoded in memory
+//! (size-bounded; only manifests are kept, never values), objects served at deprecated
+//! group-versions with their last-applied apiVersion, and the
+//! `apiserver_requested_deprecated_apis` metric. Cluster data is untrusted: sizes are bounded
+//! and nothing from it reaches a shell.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use base64::Engine;
+use futures::future::try_join5;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, ObjectList};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{
+    AddonFacts, ClusterFacts, ComponentFacts, Evidence, HelmReleaseFacts, Inventory, NodeFacts, ObservedObject,
+    PdbFacts, PodFacts, WorkloadFacts,
+};
+use crate::catalog::Catalog;
+use crate::graph::NodeInfoFacts;
+use crate::version::Version;
+
+/// Largest Helm release payload decoded (compressed), and its decompressed bound.
+pub const MAX_HELM_COMPRESSED: usize = 8 * 1024 * 1024;
+pub const MAX_HELM_DECOMPRESSED: u64 = 64 * 1024 * 1024;
+/// Page size of every list.
+const PAGE: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("cannot load kubeconfig{}: {message}; check --kubeconfig / KUBECONFIG", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
+    Kubeconfig { path: Option<String>, message: String },
+    #[error("cannot reach the cluster at {server}: {message}")]
+    Unreachable { server: String, message: String },
+    #[error("reading {what} from the cluster failed: {message}")]
+    Read { what: String, message: String },
+}
+
+/// Builds a client from an explicit kubeconfig file or the usual lookup (KUBECONFIG, merged, or
+/// ~/.kube/config), with an optional context.
+pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(Client, String), LiveError> {
+    let path = kubeconfig.map(|p| p.display().to_string());
+    let kerr = |m: String| LiveError::Kubeconfig { path: path.clone(), message: m };
+    let kc = match kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p).map_err(|e| kerr(e.to_string()))?,
+        None => kube::config::Kubeconfig::read().map_err(|e| kerr(e.to_string()))?,
+    };
+    if let Some(ctx) = context
+        && !kc.contexts.iter().any(|c| c.name == ctx)
+    {
+        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+        return Err(kerr(format!("context '{ctx}' is not in the kubeconfig (contexts: {})", known.join(", "))));
+    }
+    let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let config = kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| kerr(e.to_string()))?;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| kerr(e.to_string()))?;
+    Ok((client, server))
+}
+
+async fn list_all<K>(api: Api<K>, what: &str) -> Result<Vec<K>, LiveError>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        let page: ObjectList<K> =
+            api.list(&lp).await.map_err(|e| LiveError::Read { what: what.into(), message: e.to_string() })?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        out.extend(page.items);
+        match next {
+            Some(c) => lp.continue_token = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn parse_version(s: &str) -> Option<Version> {
+    s.parse().ok()
+}
+
+/// `registry/path/name:tag` → (`path/name` without registry, tag).
+pub fn split_image(image: &str) -> (String, String) {
+    let (repo, tag) = match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (image, ""),
+    };
+    let repo = repo.split('@').next().unwrap_or(repo);
+    (repo.to_string(), tag.to_string())
+}
+
+/// The catalog add-on whose image patterns match `image`, if any.
+pub fn recognise_addon<'c>(catalog: &'c Catalog, image: &str) -> Option<&'c str> {
+    let (repo, _) = split_image(image);
+    catalog.addons.addons.iter().find_map(|a| {
+        a.detect.images.iter().any(|pat| repo == *pat || repo.ends_with(&format!("/{pat}"))).then_some(a.name.as_str())
+    })
+}
+
+fn node_facts(n: &Node) -> NodeFacts {
+    let labels = n.metadata.labels.clone().unwrap_or_default();
+    let mut roles: Vec<String> =
+        labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string)).collect();
+    roles.sort();
+    let status = n.status.clone().unwrap_or_default();
+    let info = status.node_info.clone().unwrap_or_default();
+    let q = |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
+        m.as_ref().and_then(|m| m.get(k)).map_or(0.0, |q| crate::quantity::parse_quantity(&q.0))
+    };
+    NodeFacts {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        roles,
+        kubelet: parse_version(&info.kubelet_version),
+        kube_proxy: parse_version(&info.kube_proxy_version),
+        ready: status.conditions.as_ref().is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        taints: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| format!("{}={}:{}", t.key, t.value.clone().unwrap_or_default(), t.effect))
+            .collect(),
+        node_info: NodeInfoFacts {
+            container_runtime_version: info.container_runtime_version.clone(),
+            os_image: info.os_image.clone(),
+            kernel_version: info.kernel_version.clone(),
+        },
+        allocatable: (q(&status.allocatable, "pods"), q(&status.allocatable, "cpu"), q(&status.allocatable, "memory")),
+    }
+}
+
+fn pod_facts(p: &Pod, rs_owner: &BTreeMap<(String, String), String>) -> PodFacts {
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let owner = p.metadata.owner_references.as_ref().and_then(|os| os.iter().find(|o| o.controller == Some(true)));
+    let controller = owner.map(|o| format!("{}/{}", o.kind, o.name));
+    let workload = owner.map(|o| match o.kind.as_str() {
+        "ReplicaSet" => {
+            rs_owner.get(&(ns.clone(), o.name.clone())).cloned().unwrap_or_else(|| format!("ReplicaSet/{}", o.name))
+        }
+        _ => format!("{}/{}", o.kind, o.name),
+    });
+    let spec = p.spec.clone().unwrap_or_default();
+    let volumes = spec.volumes.clone().unwrap_or_default();
+    let status = p.status.clone().unwrap_or_default();
+    let requests = spec.containers.iter().fold((0.0, 0.0), |(c, m), ctr| {
+        let r = ctr.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+        (
+            c + r.get("cpu").map_or(0.0, |q| crate::quantity::parse_quantity(&q.0)),
+            m + r.get("memory").map_or(0.0, |q| crate::quantity::parse_quantity(&q.0)),
+        )
+    });
+    PodFacts {
+        namespace: ns,
+        name: p.metadata.name.clone().unwrap_or_default(),
+        node: spec.node_name.clone().unwrap_or_default(),
+        controller,
+        workload,
+        phase: status.phase.clone().unwrap_or_default(),
+        ready: status.conditions.as_ref().is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            && p.metadata.deletion_timestamp.is_none(),
+        mirror: p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror")),
+        daemonset: owner.is_some_and(|o| o.kind == "DaemonSet"),
+        empty_dir: volumes.iter().any(|v| v.empty_dir.is_some()),
+        local_volume: volumes.iter().any(|v| v.host_path.is_some()),
+        labels: p.metadata.labels.clone().unwrap_or_default(),
+        requests,
+    }
+}
+
+fn decode_helm(secret: &Secret) -> Option<Value> {
+    let raw = secret.data.as_ref()?.get("release")?;
+    if raw.0.len() > MAX_HELM_COMPRESSED {
+        return None;
+    }
+    let gz = base64::engine::general_purpose::STANDARD.decode(&raw.0).ok()?;
+    let mut json = Vec::new();
+    if gz.starts_with(&[0x1f, 0x8b, 0x08]) {
+        flate2::read::GzDecoder::new(&gz[..]).take(MAX_HELM_DECOMPRESSED).read_to_end(&mut json).ok()?;
+    } else {
+        json = gz;
+    }
+    serde_json::from_slice(&json).ok()
+}
+
+fn manifest_objects(manifest: &str, evidence: &Evidence, inv: &mut Inventory) {
+    let mut scratch = Inventory::default();
+    super::manifests::parse_text("helm", manifest, &mut scratch);
+    for mut o in scratch.objects {
+        o.evidence = evidence.clone();
+        inv.objects.push(o);
+    }
+}
+
+/// Reads the cluster.
+pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, LiveError> {
+    let server = client.apiserver_version().await.map_err(|e| LiveError::Unreachable {
+        server: client.default_namespace().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut facts = ClusterFacts { server_version: parse_version(&server.git_version), ..Default::default() };
+    let (core, groups) = futures::try_join!(client.list_core_api_versions(), client.list_api_groups())
+        .map_err(|e| LiveError::Read { what: "discovery".into(), message: e.to_string() })?;
+    facts.served_group_versions = core.versions.clone();
+    for g in &groups.groups {
+        facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));
+    }
+    let (nodes, pods, deployments, replicasets, pdbs) = try_join5(
+        list_all(Api::<Node>::all(client.clone()), "nodes"),
+        list_all(Api::<Pod>::all(client.clone()), "pods"),
+        list_all(Api::<Deployment>::all(client.clone()), "deployments"),
+        list_all(Api::<ReplicaSet>::all(client.clone()), "replicasets"),
+        list_all(Api::<PodDisruptionBudget>::all(client.clone()), "poddisruptionbudgets"),
+    )
+    .await?;
+    let (statefulsets, daemonsets) = futures::try_join!(
+        list_all(Api::<StatefulSet>::all(client.clone()), "statefulsets"),
+        list_all(Api::<DaemonSet>::all(client.clone()), "daemonsets")
+    )?;
+    let helm_api: Api<Secret> = Api::all(client.clone());
+    let helm_secrets = {
+        let mut out = Vec::new();
+        let mut lp = ListParams::default().labels("owner=helm").fields("type=helm.sh/release.v1").limit(50);
+        loop {
+            let page = helm_api
+                .list(&lp)
+                .await
+                .map_err(|e| LiveError::Read { what: "Helm release secrets".into(), message: e.to_string() })?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            out.extend(page.items);
+            match next {
+                Some(c) => lp.continue_token = Some(c),
+                None => break out,
+            }
+        }
+    };
+
+    let mut inv = Inventory::default();
+    facts.nodes = nodes.iter().map(node_facts).collect();
+    let rs_owner: BTreeMap<(String, String), String> = replicasets
+        .iter()
+        .filter_map(|rs| {
+            let o = rs.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))?;
+            Some(((rs.metadata.namespace.clone()?, rs.metadata.name.clone()?), format!("{}/{}", o.kind, o.name)))
+        })
+        .collect();
+    facts.pods = pods.iter().map(|p| pod_facts(p, &rs_owner)).collect();
+    for p in &pods {
+        let is_mirror = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+        let component = p.metadata.labels.as_ref().and_then(|l| l.get("component")).cloned().unwrap_or_default();
+        if is_mirror
+            && matches!(component.as_str(), "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "etcd")
+        {
+            let image =
+                p.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+            let (_, tag) = split_image(&image);
+            facts.control_plane.push(ComponentFacts {
+                node: p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+                component,
+                version: parse_version(tag.trim_start_matches('v')).or_else(|| parse_version(&tag)),
+                image,
+            });
+        }
+    }
+    let mut push_workload =
+        |kind: &str, meta: &kube::core::ObjectMeta, replicas: i64, ready: i64, images: Vec<String>| {
+            let ns = meta.namespace.clone().unwrap_or_default();
+            let name = meta.name.clone().unwrap_or_default();
+            facts.workloads.push(WorkloadFacts {
+                kind: kind.into(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                replicas,
+                ready,
+            });
+            for image in images {
+                if let Some(addon) = recognise_addon(catalog, &image) {
+                    let (_, tag) = split_image(&image);
+                    facts.addons.push(AddonFacts {
+                        name: addon.into(),
+                        version: tag,
+                        image,
+                        workload: format!("{kind} {ns}/{name}"),
+                    });
+                }
+            }
+        };
+    let images = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| -> Vec<String> {
+        spec.map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect()).unwrap_or_default()
+    };
+    for d in &deployments {
+        let spec = d.spec.as_ref();
+        push_workload(
+            "Deployment",
+            &d.metadata,
+            spec.and_then(|s| s.replicas).map_or(1, i64::from),
+            d.status.as_ref().and_then(|s| s.ready_replicas).map_or(0, i64::from),
+            images(spec.and_then(|s| s.template.spec.as_ref())),
+        );
+    }
+    for s in &statefulsets {
+        let spec = s.spec.as_ref();
+        push_workload(
+            "StatefulSet",
+            &s.metadata,
+            spec.and_then(|s| s.replicas).map_or(1, i64::from),
+            s.status.as_ref().and_then(|s| s.ready_replicas).map_or(0, i64::from),
+            images(spec.and_then(|s| s.template.spec.as_ref())),
+        );
+    }
+    for d in &daemonsets {
+        let status = d.status.as_ref();
+        push_workload(
+            "DaemonSet",
+            &d.metadata,
+            status.map_or(0, |s| i64::from(s.desired_number_scheduled)),
+            status.map_or(0, |s| i64::from(s.number_ready)),
+            images(d.spec.as_ref().and_then(|s| s.template.spec.as_ref())),
+        );
+    }
+    facts.pdbs = pdbs
+        .iter()
+        .map(|p| {
+            let spec = p.spec.clone().unwrap_or_default();
+            let status = p.status.clone().unwrap_or_default();
+            let ios = |v: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>| {
+                v.map(|v| match v {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => Value::from(i),
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => Value::from(s),
+                })
+            };
+            PdbFacts {
+                namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                name: p.metadata.name.clone().unwrap_or_default(),
+                selector: serde_json::to_value(&spec.selector).unwrap_or(Value::Null),
+                min_available: ios(spec.min_available),
+                max_unavailable: ios(spec.max_unavailable),
+                current_healthy: i64::from(status.current_healthy),
+                desired_healthy: i64::from(status.desired_healthy),
+                disruptions_allowed: i64::from(status.disruptions_allowed),
+                expected_pods: i64::from(status.expected_pods),
+            }
+        })
+        .collect();
+
+    // Helm: deployed releases only; manifests (and hook manifests) become evidence, values never leave.
+    for s in &helm_secrets {
+        let labels = s.metadata.labels.clone().unwrap_or_default();
+        let status = labels.get("status").cloned().unwrap_or_default();
+        let Some(release) = decode_helm(s) else {
+            inv.warnings.push(format!(
+                "Helm release secret {}/{} could not be decoded (or is larger than allowed)",
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default()
+            ));
+            continue;
+        };
+        let name = release.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let namespace = release.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+        let revision = release.get("version").and_then(Value::as_u64).unwrap_or(0) as u32;
+        let chart = release.pointer("/chart/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        facts.helm_releases.push(HelmReleaseFacts {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            revision,
+            status: status.clone(),
+            chart,
+        });
+        if status != "deployed" {
+            continue;
+        }
+        let evidence = Evidence::HelmRelease { release: name, namespace, revision };
+        if let Some(m) = release.get("manifest").and_then(Value::as_str) {
+            manifest_objects(m, &evidence, &mut inv);
+        }
+        for hook in release.get("hooks").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(m) = hook.get("manifest").and_then(Value::as_str) {
+                manifest_objects(m, &evidence, &mut inv);
+            }
+        }
+    }
+
+    // Who requested deprecated APIs, per the apiserver: read before our own reads of deprecated
+    // versions below, which would otherwise show up in the metric themselves.
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .map_err(|e| LiveError::Read { what: "metrics".into(), message: e.to_string() })?;
+    match client.request_text(request).await {
+        Ok(text) => {
+            for line in text.lines().filter(|l| l.starts_with("apiserver_requested_deprecated_apis{")) {
+                let label = |k: &str| {
+                    line.split(&format!("{k}=\""))
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let (group, version, resource) = (label("group"), label("version"), label("resource"));
+                let api_version = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
+                let kind = catalog
+                    .apis
+                    .apis
+                    .iter()
+                    .find(|a| a.group == group && a.version == version && a.resource == resource)
+                    .map(|a| a.kind.clone())
+                    .unwrap_or_else(|| resource.clone());
+                inv.objects.push(ObservedObject {
+                    api_version,
+                    kind,
+                    name: "(requests)".into(),
+                    namespace: None,
+                    evidence: Evidence::RequestMetric { resource: resource.clone() },
+                });
+            }
+        }
+        Err(e) => inv.warnings.push(format!("apiserver metrics not readable ({e}); request evidence is missing")),
+    }
+    // Deprecated group-versions still served: what they hold, and how it was last applied.
+    for api in &catalog.apis.apis {
+        let gv = api.api_version();
+        if !facts.served_group_versions.contains(&gv) {
+            continue;
+        }
+        // Reading through an old version says nothing about how an object was written when the
+        // replacement is served too (the apiserver converts); only then is it evidence.
+        let replacement_served = api.replacement.as_ref().is_some_and(|r| {
+            let rgv = if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) };
+            facts.served_group_versions.contains(&rgv)
+        });
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(&api.group, &api.version, &api.kind),
+            &api.resource,
+        );
+        let objects = match list_all(
+            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            &format!("{gv} {}", api.resource),
+        )
+        .await
+        {
+            Ok(o) => o,
+            // The group-version is served but not this kind at it (e.g. storage.k8s.io/v1beta1
+            // still serving CSIStorageCapacity after CSIDriver moved on).
+            Err(LiveError::Read { message, .. }) if message.contains("NotFound") => continue,
+            Err(e) => {
+                inv.warnings.push(e.to_string());
+                continue;
+            }
+        };
+        for o in objects {
+            let name = o.metadata.name.clone().unwrap_or_default();
+            let ns = o.metadata.namespace.clone();
+            let reference = match &ns {
+                Some(ns) => format!("{} {ns}/{name}", api.kind),
+                None => format!("{} {name}", api.kind),
+            };
+            if !replacement_served {
+                inv.objects.push(ObservedObject {
+                    api_version: gv.clone(),
+                    kind: api.kind.clone(),
+                    name: name.clone(),
+                    namespace: ns.clone(),
+                    evidence: Evidence::ServedObjects { object: reference.clone() },
+                });
+            }
+            if let Some(applied) =
+                o.metadata.annotations.as_ref().and_then(|a| a.get("kubectl.kubernetes.io/last-applied-configuration"))
+                && applied.len() <= 1024 * 1024
+                && let Ok(v) = serde_json::from_str::<Value>(applied)
+                && let Some(av) = v.get("apiVersion").and_then(Value::as_str)
+            {
+                inv.objects.push(ObservedObject {
+                    api_version: av.to_string(),
+                    kind: v.get("kind").and_then(Value::as_str).unwrap_or(&api.kind).to_string(),
+                    name,
+                    namespace: ns,
+                    evidence: Evidence::LastApplied { object: reference },
+                });
+            }
+        }
+    }
+
+    inv.cluster = Some(facts);
+    Ok(inv)
+}
