@@ -5,9 +5,17 @@
 //! removed-API check; add-on, skew, drainability and support-calendar checks follow the same
 //! shape.
 
+mod addons;
+mod calendar;
+mod drain;
 mod removed_apis;
+mod skew;
 
+pub use addons::addons;
+pub use calendar::support_calendar;
+pub use drain::drainability;
 pub use removed_apis::removed_apis;
+pub use skew::skew;
 
 use serde::Serialize;
 

@@ -493,6 +493,11 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
         }
     }
 
+    // One object read through several aliases of the same storage is one piece of evidence.
+    let mut seen = std::collections::HashSet::new();
+    inv.objects.retain(|o| {
+        seen.insert((o.api_version.clone(), o.kind.clone(), o.namespace.clone(), o.name.clone(), o.evidence.clone()))
+    });
     inv.cluster = Some(facts);
     Ok(inv)
 }

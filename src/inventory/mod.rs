@@ -12,7 +12,7 @@ pub mod manifests;
 use serde::{Deserialize, Serialize};
 
 /// How we know an object uses an API version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "kebab-case")]
 pub enum Evidence {
     /// A document in a manifest file (`document` counts from 1).

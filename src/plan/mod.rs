@@ -74,6 +74,9 @@ impl Plan {
 pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Plan, PathError> {
     let req = with_cluster_facts(inv, req);
     let path = graph::find_path(catalog, &req)?;
+    let Some(distro) = catalog.distro(&path.distro) else {
+        return Err(PathError::UnknownDistro { name: path.distro.clone(), known: catalog.distro_names().join(", ") });
+    };
     let cp_hops: Vec<(Version, Version)> = path
         .hops
         .iter()
@@ -81,25 +84,79 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
         .map(|h| (h.from.clone(), h.to.clone()))
         .collect();
     let mut findings = checks::removed_apis(inv, catalog, &path.from, &cp_hops);
+    findings.extend(checks::addons(inv, catalog, &path.from, &cp_hops));
+    findings.extend(checks::skew(inv, catalog, distro));
+    findings.extend(checks::drainability(inv));
+    findings.extend(checks::support_calendar(catalog, distro, &cp_hops, req.today));
     // Blockers first, then warnings, then information; stable within each.
     findings.sort_by_key(|f| f.severity);
 
-    // Migration steps, grouped by the hop they must precede and the API they replace.
+    // Migration steps, grouped by the hop they must precede and the API they replace; Helm
+    // releases get their own step, since their stored manifest must be rewritten too.
     let mut migrations: BTreeMap<(usize, String, String), Vec<usize>> = BTreeMap::new();
+    let mut helm: BTreeMap<(usize, String, String, u32), Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
         if f.code != "API_REMOVED" {
             continue;
         }
         let hop_index =
             f.hop.as_ref().and_then(|h| cp_hops.iter().position(|c| c.0 == h.from && c.1 == h.to)).unwrap_or(0);
+        if let Some(crate::inventory::Evidence::HelmRelease { release, namespace, revision }) = &f.evidence {
+            helm.entry((hop_index, namespace.clone(), release.clone(), *revision)).or_default().push(i);
+            continue;
+        }
         let api = f.details.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let kind = f.details.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         migrations.entry((hop_index, api, kind)).or_default().push(i);
     }
+    // Add-on upgrades, placed before (or, for version-locked add-ons, right after) their hop.
+    let mut addon_before: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut addon_after: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, f) in findings.iter().enumerate() {
+        if !f.code.starts_with("ADDON_UPGRADE") && f.code != "ADDON_NO_BRIDGE" {
+            continue;
+        }
+        if let Some(h) = f.details.get("beforeHop").and_then(|v| v.as_u64()) {
+            addon_before.entry(h as usize).or_default().push(i);
+        } else if let Some(h) = f.details.get("afterHop").and_then(|v| v.as_u64()) {
+            addon_after.entry(h as usize).or_default().push(i);
+        }
+    }
+    let addon_step = |i: usize| Step {
+        order: 0,
+        kind: StepKind::Addon,
+        target: None,
+        description: findings[i].remediation.clone(),
+        resolves: vec![i],
+    };
     let mut steps = Vec::new();
     let mut cp_index = 0;
     for hop in &path.hops {
         if hop.component == Component::ControlPlane {
+            for i in addon_before.get(&cp_index).into_iter().flatten() {
+                steps.push(addon_step(*i));
+            }
+            for ((i, ns, release, revision), idx) in helm.iter().filter(|((i, ..), _)| *i == cp_index) {
+                let apis: std::collections::BTreeSet<String> = idx
+                    .iter()
+                    .map(|f| {
+                        let d = &findings[*f].details;
+                        let get = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                        format!("{} {}", get("apiVersion"), get("kind"))
+                    })
+                    .collect();
+                steps.push(Step {
+                    order: 0,
+                    kind: StepKind::HelmRelease,
+                    target: None,
+                    description: format!(
+                        "Helm release {ns}/{release} (revision {revision}) stores {}: upgrade the chart to current APIs or rewrite the stored release (helm mapkubeapis) before the control plane moves to {}, or helm upgrade fails afterwards",
+                        apis.into_iter().collect::<Vec<_>>().join(", "),
+                        cp_hops.get(*i).map(|h| h.1.minor_version().to_string()).unwrap_or_default()
+                    ),
+                    resolves: idx.clone(),
+                });
+            }
             for ((i, api, kind), idx) in migrations.iter().filter(|((i, _, _), _)| *i == cp_index) {
                 let f = &findings[idx[0]];
                 let replacement = f
@@ -133,6 +190,11 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
             description: format!("{} {} → {}: {}", hop.component, hop.from, hop.to, hop.reason),
             resolves: vec![],
         });
+        if hop.component == Component::ControlPlane {
+            for i in addon_after.get(&(cp_index - 1)).into_iter().flatten() {
+                steps.push(addon_step(*i));
+            }
+        }
     }
     for (i, s) in steps.iter_mut().enumerate() {
         s.order = i + 1;

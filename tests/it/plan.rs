@@ -139,3 +139,68 @@ fn offline_plan_with_current_apis_exits_0_and_renders() {
     assert_eq!(stderr(&o).trim_end().lines().count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn plan_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
+        .arg("plan")
+        .args(args)
+        .env("K8S_UPGRADE_TODAY", TODAY)
+        .env_remove("K8S_UPGRADE_OUTPUT")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn plan_against_the_simulated_demo_shows_every_evidence_kind() {
+    let o = plan_cmd(&["--simulate", "--to", "1.27", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["distro"], "kubeadm", "inferred from the control-plane static pods");
+    assert_eq!(doc["from"], "1.24.17");
+    let sources: std::collections::BTreeSet<String> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "API_REMOVED")
+        .filter_map(|f| f["evidence"]["source"].as_str().map(str::to_string))
+        .collect();
+    for s in ["helm-release", "last-applied", "served-objects", "request-metric"] {
+        assert!(sources.contains(s), "evidence {s} missing: {sources:?}");
+    }
+    // The Helm release is named, never its values.
+    let text = stdout(&o);
+    assert!(text.contains(r#""release": "reports""#), "{text}");
+    insta::assert_snapshot!("plan_simulate_demo_json", text);
+    let o = plan_cmd(&["--simulate", "--to", "1.27"]);
+    insta::assert_snapshot!("plan_simulate_demo_table", stdout(&o));
+    let o = plan_cmd(&["--simulate", "--to", "1.27", "-o", "markdown"]);
+    insta::assert_snapshot!("plan_simulate_demo_markdown", stdout(&o));
+}
+
+#[test]
+fn cluster_errors_are_one_line_and_exit_1() {
+    let dir = std::env::temp_dir().join(format!("k8s-upgrade-plan-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage");
+    std::fs::write(&garbage, "this: [is not a kubeconfig").unwrap();
+    let unreachable = dir.join("unreachable");
+    std::fs::write(
+        &unreachable,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n",
+    )
+    .unwrap();
+    for (args, needle) in [
+        (vec!["--kubeconfig", garbage.to_str().unwrap(), "--to", "1.30"], "kubeconfig"),
+        (vec!["--kubeconfig", unreachable.to_str().unwrap(), "--context", "nope", "--to", "1.30"], "context 'nope'"),
+        (vec!["--kubeconfig", unreachable.to_str().unwrap(), "--to", "1.30"], "127.0.0.1:1"),
+    ] {
+        let o = plan_cmd(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+        assert!(!err.contains("panicked"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

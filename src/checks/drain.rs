@@ -1,0 +1,613 @@
+//! Drainability: what will make a node drain stall, fail or lose data when nodes roll. It reads
+//! the cluster facts of the inventory only: PodDisruptionBudgets that allow no disruption now or
+//! stay blocked because their pods are unhealthy, budgets over single-replica workloads, pods
+//! without a controller, pods with emptyDir or node-local storage, and whether the busiest
+//! worker's pods fit on the other nodes while it is drained. The findings are about the cluster
+//! as it is, so they carry no hop and no evidence; their details name the namespace, the object
+//! and the node.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::{Finding, Severity};
+use crate::inventory::{ClusterFacts, Inventory, NodeFacts, PdbFacts, PodFacts, WorkloadFacts};
+use crate::labels::LabelSelector;
+
+/// Pods that no longer run: drains delete them without eviction or PDB checks.
+fn finished(p: &PodFacts) -> bool {
+    p.phase == "Succeeded" || p.phase == "Failed"
+}
+
+/// Pods a drain evicts: running, not a mirror pod, not owned by a DaemonSet.
+fn evicted_by_drain(p: &PodFacts) -> bool {
+    !finished(p) && !p.mirror && !p.daemonset && !p.node.is_empty()
+}
+
+/// The pods a budget selects (same namespace; a budget without a selector selects nothing).
+fn selected<'a>(pdb: &PdbFacts, pods: &'a [PodFacts]) -> Vec<&'a PodFacts> {
+    if pdb.selector.is_null() {
+        return Vec::new();
+    }
+    let Ok(sel) = LabelSelector::from_json(&pdb.selector) else { return Vec::new() };
+    pods.iter()
+        .filter(|p| p.namespace == pdb.namespace && !finished(p))
+        .filter(|p| {
+            let labels: Vec<(Box<str>, Box<str>)> =
+                p.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+            sel.matches_labels(&labels)
+        })
+        .collect()
+}
+
+/// The workload a pod belongs to, from the inventory's workload list.
+fn workload_of<'a>(pod: &PodFacts, workloads: &'a [WorkloadFacts]) -> Option<&'a WorkloadFacts> {
+    let owner = pod.workload.as_deref().or(pod.controller.as_deref())?;
+    let (kind, name) = owner.split_once('/')?;
+    workloads.iter().find(|w| w.kind == kind && w.name == name && w.namespace == pod.namespace)
+}
+
+fn nodes_of(pods: &[&PodFacts]) -> Vec<String> {
+    pods.iter().map(|p| p.node.clone()).filter(|n| !n.is_empty()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+fn pdb_details(pdb: &PdbFacts, pods: &[&PodFacts]) -> serde_json::Map<String, serde_json::Value> {
+    let mut d = serde_json::Map::new();
+    d.insert("namespace".into(), json!(pdb.namespace));
+    d.insert("name".into(), json!(pdb.name));
+    d.insert("nodes".into(), json!(nodes_of(pods)));
+    d.insert("currentHealthy".into(), json!(pdb.current_healthy));
+    d.insert("desiredHealthy".into(), json!(pdb.desired_healthy));
+    d.insert("disruptionsAllowed".into(), json!(pdb.disruptions_allowed));
+    d.insert("expectedPods".into(), json!(pdb.expected_pods));
+    if let Some(m) = &pdb.min_available {
+        d.insert("minAvailable".into(), m.clone());
+    }
+    if let Some(m) = &pdb.max_unavailable {
+        d.insert("maxUnavailable".into(), m.clone());
+    }
+    d
+}
+
+fn pod_details(p: &PodFacts) -> serde_json::Map<String, serde_json::Value> {
+    let mut d = serde_json::Map::new();
+    d.insert("namespace".into(), json!(p.namespace));
+    d.insert("name".into(), json!(p.name));
+    d.insert("node".into(), json!(p.node));
+    if let Some(w) = p.workload.as_deref().or(p.controller.as_deref()) {
+        d.insert("workload".into(), json!(w));
+    }
+    d
+}
+
+fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+    for pdb in &cluster.pdbs {
+        let pods = selected(pdb, &cluster.pods);
+        let subject = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
+        let single: Vec<&WorkloadFacts> = {
+            let mut ws: Vec<&WorkloadFacts> =
+                pods.iter().filter_map(|p| workload_of(p, &cluster.workloads)).filter(|w| w.replicas <= 1).collect();
+            ws.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+            ws.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+            ws
+        };
+        let workload_names: Vec<String> = single.iter().map(|w| format!("{}/{}", w.kind, w.name)).collect();
+        if pdb.current_healthy < pdb.desired_healthy {
+            let unready: Vec<&PodFacts> = pods.iter().copied().filter(|p| !p.ready).collect();
+            let mut details = pdb_details(pdb, &pods);
+            details.insert(
+                "unreadyPods".into(),
+                json!(unready.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect::<Vec<_>>()),
+            );
+            let why = if unready.is_empty() {
+                "fewer of its pods exist than the budget wants".to_string()
+            } else {
+                format!(
+                    "{} of its pods {} not ready ({})",
+                    unready.len(),
+                    if unready.len() == 1 { "is" } else { "are" },
+                    unready.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            };
+            out.push(Finding {
+                code: "PDB_UNHEALTHY",
+                severity: Severity::Blocker,
+                hop: None,
+                subject,
+                message: format!(
+                    "{} has currentHealthy {} below desiredHealthy {} because {why}: the budget allows no eviction until they recover, so drains of their nodes wait",
+                    pdb.name, pdb.current_healthy, pdb.desired_healthy
+                ),
+                evidence: None,
+                remediation: format!(
+                    "make the pods of {}/{} ready (or fix what keeps them from starting) before the nodes roll",
+                    pdb.namespace, pdb.name
+                ),
+                details,
+            });
+            continue;
+        }
+        if pdb.disruptions_allowed <= 0 && pdb.expected_pods > 0 {
+            let mut details = pdb_details(pdb, &pods);
+            if !workload_names.is_empty() {
+                details.insert("singleReplicaWorkloads".into(), json!(workload_names));
+            }
+            let single_note = if workload_names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} runs a single replica)", workload_names.join(", "))
+            };
+            out.push(Finding {
+                code: "PDB_BLOCKS_DRAIN",
+                severity: Severity::Blocker,
+                hop: None,
+                subject,
+                message: format!(
+                    "{} allows 0 disruptions with its pods healthy (currentHealthy {}, desiredHealthy {}){single_note}: every eviction of its pods is refused and the drain of their nodes never finishes",
+                    pdb.name, pdb.current_healthy, pdb.desired_healthy
+                ),
+                evidence: None,
+                remediation: format!(
+                    "scale up the workload behind {}/{} or relax the budget (lower minAvailable or raise maxUnavailable) before the node rolls",
+                    pdb.namespace, pdb.name
+                ),
+                details,
+            });
+            continue;
+        }
+        if !single.is_empty() {
+            let mut details = pdb_details(pdb, &pods);
+            details.insert("singleReplicaWorkloads".into(), json!(workload_names));
+            out.push(Finding {
+                code: "PDB_SINGLE_REPLICA",
+                severity: Severity::Warning,
+                hop: None,
+                subject,
+                message: format!(
+                    "{} guards {}, which runs a single replica: draining its node means downtime, or a stuck drain when the budget leaves no room",
+                    pdb.name,
+                    workload_names.join(", ")
+                ),
+                evidence: None,
+                remediation: format!(
+                    "run at least two replicas of {} (spread over nodes) before the nodes roll, or accept the downtime",
+                    workload_names.join(", ")
+                ),
+                details,
+            });
+        }
+    }
+}
+
+fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+    for p in &cluster.pods {
+        if finished(p) || p.mirror || p.node.is_empty() {
+            continue;
+        }
+        let subject = format!("Pod {}/{}", p.namespace, p.name);
+        if p.controller.is_none() {
+            out.push(Finding {
+                code: "POD_NO_CONTROLLER",
+                severity: Severity::Warning,
+                hop: None,
+                subject: subject.clone(),
+                message: format!(
+                    "{}/{} on node {} has no controller: draining the node deletes it for good, and the drain needs --force",
+                    p.namespace, p.name, p.node
+                ),
+                evidence: None,
+                remediation: format!(
+                    "run {} under a Deployment, StatefulSet or Job, or save what it does and accept that it is deleted when {} drains",
+                    p.name, p.node
+                ),
+                details: pod_details(p),
+            });
+        }
+        if p.daemonset {
+            continue;
+        }
+        if p.empty_dir {
+            out.push(Finding {
+                code: "POD_EMPTYDIR",
+                severity: Severity::Warning,
+                hop: None,
+                subject: subject.clone(),
+                message: format!(
+                    "{}/{} on node {} uses an emptyDir volume: its data is lost when the node drains (the drain needs --delete-emptydir-data)",
+                    p.namespace, p.name, p.node
+                ),
+                evidence: None,
+                remediation: "move data that must survive to a PersistentVolume, or confirm it is scratch space".into(),
+                details: pod_details(p),
+            });
+        }
+        if p.local_volume {
+            out.push(Finding {
+                code: "POD_LOCAL_VOLUME",
+                severity: Severity::Warning,
+                hop: None,
+                subject,
+                message: format!(
+                    "{}/{} uses storage local to node {}: once evicted it cannot run elsewhere and stays Pending until that node is back, and the data is gone if the node is replaced",
+                    p.namespace, p.name, p.node
+                ),
+                evidence: None,
+                remediation: format!(
+                    "back up its data and plan downtime for {}, or move it to network-attached storage before {} rolls",
+                    p.name, p.node
+                ),
+                details: pod_details(p),
+            });
+        }
+    }
+}
+
+/// Free pods, CPU and memory on a node after the pods it runs now.
+fn free_room(node: &NodeFacts, pods: &[PodFacts]) -> (f64, f64, f64) {
+    let on: Vec<&PodFacts> = pods.iter().filter(|p| p.node == node.name && !finished(p)).collect();
+    let cpu: f64 = on.iter().map(|p| p.requests.0).sum();
+    let mem: f64 = on.iter().map(|p| p.requests.1).sum();
+    (node.allocatable.0 - on.len() as f64, node.allocatable.1 - cpu, node.allocatable.2 - mem)
+}
+
+fn blocks_scheduling(taint: &str) -> bool {
+    taint.ends_with(":NoSchedule") || taint.ends_with(":NoExecute")
+}
+
+pub(crate) fn fmt_cpu(cores: f64) -> String {
+    if cores.abs() < 1.0 { format!("{}m", (cores * 1000.0).round()) } else { format!("{:.2}", cores) }
+}
+
+pub(crate) fn fmt_bytes(b: f64) -> String {
+    const GI: f64 = 1024.0 * 1024.0 * 1024.0;
+    const MI: f64 = 1024.0 * 1024.0;
+    if b.abs() >= GI { format!("{:.1}Gi", b / GI) } else { format!("{:.0}Mi", b / MI) }
+}
+
+/// Whether the pods of `node` can be placed on `others`, each pod on the node with the most free
+/// CPU that has room for it (as the scheduler's least-allocated scoring would). Returns the
+/// first pod that does not fit.
+fn place<'a>(movable: &[&'a PodFacts], others: &[(f64, f64, f64)]) -> Option<&'a PodFacts> {
+    let mut room = others.to_vec();
+    let mut order = movable.to_vec();
+    order.sort_by(|a, b| b.requests.0.total_cmp(&a.requests.0).then(b.requests.1.total_cmp(&a.requests.1)));
+    for p in order {
+        let slot = room
+            .iter_mut()
+            .filter(|r| r.0 >= 1.0 && r.1 >= p.requests.0 && r.2 >= p.requests.1)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match slot {
+            Some(r) => {
+                r.0 -= 1.0;
+                r.1 -= p.requests.0;
+                r.2 -= p.requests.1;
+            }
+            None => return Some(p),
+        }
+    }
+    None
+}
+
+fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
+    if cluster.nodes.iter().all(|n| n.allocatable == (0.0, 0.0, 0.0)) {
+        return None; // allocatable unknown: nothing to compute with
+    }
+    let movable_on = |n: &NodeFacts| -> Vec<&PodFacts> {
+        cluster.pods.iter().filter(|p| p.node == n.name && evicted_by_drain(p)).collect()
+    };
+    let totals = |ps: &[&PodFacts]| ps.iter().fold((0.0, 0.0), |acc, p| (acc.0 + p.requests.0, acc.1 + p.requests.1));
+    let mut workers: Vec<(&NodeFacts, Vec<&PodFacts>)> = cluster
+        .nodes
+        .iter()
+        .filter(|n| !n.is_control_plane() && !n.unschedulable)
+        .map(|n| (n, movable_on(n)))
+        .collect();
+    // Busiest first: most requested CPU, then memory, then pods.
+    workers.sort_by(|a, b| {
+        let (ta, tb) = (totals(&a.1), totals(&b.1));
+        tb.0.total_cmp(&ta.0).then(tb.1.total_cmp(&ta.1)).then(b.1.len().cmp(&a.1.len()))
+    });
+    let mut failing: Vec<(&NodeFacts, Vec<&PodFacts>, Vec<&NodeFacts>, &PodFacts)> = Vec::new();
+    for (node, movable) in &workers {
+        if movable.is_empty() {
+            continue;
+        }
+        let others: Vec<&NodeFacts> = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.name != node.name && n.ready && !n.unschedulable)
+            .filter(|n| !n.taints.iter().any(|t| blocks_scheduling(t)))
+            .collect();
+        let room: Vec<(f64, f64, f64)> = others.iter().map(|n| free_room(n, &cluster.pods)).collect();
+        if let Some(stuck) = place(movable, &room) {
+            failing.push((node, movable.clone(), others, stuck));
+        }
+    }
+    let (node, movable, others, stuck) = failing.first()?;
+    let (cpu, mem) = totals(movable);
+    let free = others
+        .iter()
+        .map(|n| free_room(n, &cluster.pods))
+        .fold((0.0, 0.0, 0.0), |acc, r| (acc.0 + r.0.max(0.0), acc.1 + r.1.max(0.0), acc.2 + r.2.max(0.0)));
+    let mut details = serde_json::Map::new();
+    details.insert("node".into(), json!(node.name));
+    details.insert("pods".into(), json!(movable.len()));
+    details.insert("cpuRequests".into(), json!(cpu));
+    details.insert("memoryRequests".into(), json!(mem));
+    details.insert("otherNodes".into(), json!(others.iter().map(|n| n.name.clone()).collect::<Vec<_>>()));
+    details.insert("freePods".into(), json!(free.0));
+    details.insert("freeCpu".into(), json!(free.1));
+    details.insert("freeMemory".into(), json!(free.2));
+    details.insert("unplaced".into(), json!({"namespace": stuck.namespace, "name": stuck.name}));
+    details.insert("nodesWithoutRoom".into(), json!(failing.iter().map(|f| f.0.name.clone()).collect::<Vec<_>>()));
+    Some(Finding {
+        code: "NO_SPARE_CAPACITY",
+        severity: Severity::Blocker,
+        hop: None,
+        subject: format!("Node {}", node.name),
+        message: format!(
+            "draining {} must move {} pods requesting {} CPU and {} memory, but the other {} Ready schedulable untainted node(s) have room for {} pods, {} CPU and {} memory in all; {}/{} ({} CPU, {} memory) would not fit anywhere",
+            node.name,
+            movable.len(),
+            fmt_cpu(cpu),
+            fmt_bytes(mem),
+            others.len(),
+            free.0,
+            fmt_cpu(free.1),
+            fmt_bytes(free.2),
+            stuck.namespace,
+            stuck.name,
+            fmt_cpu(stuck.requests.0),
+            fmt_bytes(stuck.requests.1)
+        ),
+        evidence: None,
+        remediation:
+            "add a node (or use surge upgrades that add one before draining) or lower requests before the nodes roll"
+                .into(),
+        details,
+    })
+}
+
+/// Drain blockers and risks in the cluster facts (none without a cluster).
+pub fn drainability(inv: &Inventory) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(cluster) = &inv.cluster else { return out };
+    pdb_findings(cluster, &mut out);
+    pod_findings(cluster, &mut out);
+    out.extend(capacity_finding(cluster));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GI: f64 = 1024.0 * 1024.0 * 1024.0;
+
+    fn node(name: &str, pods: f64, cpu: f64, mem_gi: f64) -> NodeFacts {
+        NodeFacts {
+            name: name.into(),
+            roles: vec!["worker".into()],
+            ready: true,
+            allocatable: (pods, cpu, mem_gi * GI),
+            ..Default::default()
+        }
+    }
+
+    fn pod(ns: &str, name: &str, node: &str, workload: Option<&str>, labels: &[(&str, &str)]) -> PodFacts {
+        PodFacts {
+            namespace: ns.into(),
+            name: name.into(),
+            node: node.into(),
+            controller: workload.map(|w| w.replace("Deployment/", "ReplicaSet/") + "-7d9f"),
+            workload: workload.map(str::to_string),
+            phase: "Running".into(),
+            ready: true,
+            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            requests: (0.1, 0.1 * GI),
+            ..Default::default()
+        }
+    }
+
+    fn pdb(ns: &str, name: &str, app: &str, healthy: (i64, i64), allowed: i64, expected: i64) -> PdbFacts {
+        PdbFacts {
+            namespace: ns.into(),
+            name: name.into(),
+            selector: json!({"matchLabels": {"app": app}}),
+            min_available: Some(json!(healthy.1)),
+            max_unavailable: None,
+            current_healthy: healthy.0,
+            desired_healthy: healthy.1,
+            disruptions_allowed: allowed,
+            expected_pods: expected,
+        }
+    }
+
+    fn deploy(ns: &str, name: &str, replicas: i64) -> WorkloadFacts {
+        WorkloadFacts { kind: "Deployment".into(), namespace: ns.into(), name: name.into(), replicas, ready: replicas }
+    }
+
+    fn cluster(nodes: Vec<NodeFacts>, pods: Vec<PodFacts>, pdbs: Vec<PdbFacts>, wl: Vec<WorkloadFacts>) -> Inventory {
+        Inventory {
+            cluster: Some(ClusterFacts { nodes, pods, pdbs, workloads: wl, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    fn codes(f: &[Finding]) -> Vec<&'static str> {
+        f.iter().map(|x| x.code).collect()
+    }
+
+    fn roomy_nodes() -> Vec<NodeFacts> {
+        vec![node("n1", 110.0, 8.0, 32.0), node("n2", 110.0, 8.0, 32.0), node("n3", 110.0, 8.0, 32.0)]
+    }
+
+    #[test]
+    fn no_cluster_no_findings() {
+        assert!(drainability(&Inventory::default()).is_empty());
+    }
+
+    #[test]
+    fn healthy_cluster_has_no_findings() {
+        let pods = vec![
+            pod("shop", "web-1", "n1", Some("Deployment/web"), &[("app", "web")]),
+            pod("shop", "web-2", "n2", Some("Deployment/web"), &[("app", "web")]),
+        ];
+        let inv =
+            cluster(roomy_nodes(), pods, vec![pdb("shop", "web", "web", (2, 1), 1, 2)], vec![deploy("shop", "web", 2)]);
+        assert!(drainability(&inv).is_empty(), "{:#?}", drainability(&inv));
+    }
+
+    #[test]
+    fn budget_with_zero_disruptions_blocks_the_drain() {
+        let pods = vec![
+            pod("shop", "db-0", "n1", Some("Deployment/db"), &[("app", "db")]),
+            pod("shop", "db-1", "n2", Some("Deployment/db"), &[("app", "db")]),
+        ];
+        let inv =
+            cluster(roomy_nodes(), pods, vec![pdb("shop", "db", "db", (2, 2), 0, 2)], vec![deploy("shop", "db", 2)]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN"]);
+        let x = &f[0];
+        assert_eq!(x.severity, Severity::Blocker);
+        assert_eq!(x.subject, "PodDisruptionBudget shop/db");
+        assert!(x.message.contains("currentHealthy 2, desiredHealthy 2"), "{}", x.message);
+        assert!(x.remediation.contains("scale up") && x.remediation.contains("relax the budget"));
+        assert!(x.remediation.contains("before the node rolls"));
+        assert_eq!(x.details["nodes"], json!(["n1", "n2"]));
+        assert_eq!(x.details["namespace"], json!("shop"));
+        assert!(x.evidence.is_none() && x.hop.is_none());
+    }
+
+    #[test]
+    fn budget_over_unready_pods_is_unhealthy() {
+        let mut sick = pod("shop", "api-2", "n2", Some("Deployment/api"), &[("app", "api")]);
+        sick.ready = false;
+        let pods = vec![pod("shop", "api-1", "n1", Some("Deployment/api"), &[("app", "api")]), sick];
+        let inv =
+            cluster(roomy_nodes(), pods, vec![pdb("shop", "api", "api", (1, 2), 0, 2)], vec![deploy("shop", "api", 2)]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_UNHEALTHY"]);
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].details["unreadyPods"], json!(["shop/api-2"]));
+        assert!(f[0].message.contains("api-2"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn budget_over_a_single_replica_warns() {
+        let pods = vec![pod("shop", "cache-0", "n1", Some("Deployment/cache"), &[("app", "cache")])];
+        // maxUnavailable 1 over one replica: evictions pass, but the service goes down.
+        let mut b = pdb("shop", "cache", "cache", (1, 0), 1, 1);
+        b.min_available = None;
+        b.max_unavailable = Some(json!(1));
+        let inv = cluster(roomy_nodes(), pods, vec![b], vec![deploy("shop", "cache", 1)]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_SINGLE_REPLICA"]);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].details["singleReplicaWorkloads"], json!(["Deployment/cache"]));
+        assert!(f[0].message.contains("downtime"));
+    }
+
+    #[test]
+    fn selector_only_matches_pods_in_the_budget_namespace() {
+        let pods = vec![pod("other", "web-1", "n1", Some("Deployment/web"), &[("app", "web")])];
+        let inv = cluster(
+            roomy_nodes(),
+            pods,
+            vec![pdb("shop", "web", "web", (0, 0), 1, 0)],
+            vec![deploy("other", "web", 1)],
+        );
+        assert!(drainability(&inv).is_empty(), "{:#?}", drainability(&inv));
+    }
+
+    #[test]
+    fn bare_emptydir_and_local_volume_pods_warn() {
+        let mut bare = pod("dev", "debug", "n1", None, &[]);
+        bare.controller = None;
+        let mut mirror = pod("kube-system", "kube-apiserver-cp1", "n1", None, &[]);
+        mirror.mirror = true;
+        let mut scratch = pod("shop", "web-1", "n2", Some("Deployment/web"), &[]);
+        scratch.empty_dir = true;
+        let mut local = pod("data", "pg-0", "n3", Some("StatefulSet/pg"), &[]);
+        local.local_volume = true;
+        let mut ds = pod("kube-system", "fluentd-x", "n3", Some("DaemonSet/fluentd"), &[]);
+        ds.daemonset = true;
+        ds.empty_dir = true;
+        let mut done = pod("dev", "job-done", "n3", None, &[]);
+        done.phase = "Succeeded".into();
+        let inv = cluster(roomy_nodes(), vec![bare, mirror, scratch, local, ds, done], vec![], vec![]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["POD_NO_CONTROLLER", "POD_EMPTYDIR", "POD_LOCAL_VOLUME"]);
+        assert!(f.iter().all(|x| x.severity == Severity::Warning));
+        assert!(f[0].message.contains("--force"));
+        assert_eq!(f[0].details["node"], json!("n1"));
+        assert_eq!(f[1].details["name"], json!("web-1"));
+        assert_eq!(f[2].details["namespace"], json!("data"));
+    }
+
+    #[test]
+    fn busiest_worker_that_does_not_fit_elsewhere_is_a_blocker() {
+        let mut nodes = vec![node("big", 110.0, 8.0, 32.0), node("small", 110.0, 2.0, 8.0)];
+        let mut cp = node("cp1", 110.0, 8.0, 32.0);
+        cp.roles = vec!["control-plane".into()];
+        cp.taints = vec!["node-role.kubernetes.io/control-plane=:NoSchedule".into()];
+        nodes.push(cp);
+        let mut pods = Vec::new();
+        for i in 0..6 {
+            let mut p = pod("shop", &format!("worker-{i}"), "big", Some("Deployment/worker"), &[]);
+            p.requests = (1.0, 2.0 * GI);
+            pods.push(p);
+        }
+        // DaemonSet pods stay on the node and do not need room elsewhere.
+        let mut ds = pod("kube-system", "proxy-big", "big", Some("DaemonSet/proxy"), &[]);
+        ds.daemonset = true;
+        ds.requests = (4.0, 0.0);
+        pods.push(ds);
+        let inv = cluster(nodes, pods, vec![], vec![deploy("shop", "worker", 6)]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["NO_SPARE_CAPACITY"], "{f:#?}");
+        let x = &f[0];
+        assert_eq!(x.severity, Severity::Blocker);
+        assert_eq!(x.details["node"], json!("big"));
+        assert_eq!(x.details["pods"], json!(6));
+        assert_eq!(x.details["otherNodes"], json!(["small"]), "the tainted control plane takes no pods");
+        assert!(x.message.contains("6 pods requesting 6.00 CPU and 12.0Gi memory"), "{}", x.message);
+        assert!(x.message.contains("2.00 CPU"), "{}", x.message);
+    }
+
+    #[test]
+    fn enough_room_elsewhere_passes_and_pod_count_limits_count() {
+        let nodes = vec![node("a", 110.0, 8.0, 32.0), node("b", 110.0, 8.0, 32.0)];
+        let mut pods: Vec<PodFacts> =
+            (0..4).map(|i| pod("shop", &format!("w-{i}"), "a", Some("Deployment/w"), &[])).collect();
+        let inv = cluster(nodes.clone(), pods.clone(), vec![], vec![]);
+        assert!(drainability(&inv).is_empty());
+        // Node b can take only 2 more pods.
+        let mut nodes = nodes;
+        nodes[1].allocatable.0 = 2.0;
+        pods.truncate(3);
+        let inv = cluster(nodes, pods, vec![], vec![]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["NO_SPARE_CAPACITY"]);
+        assert_eq!(f[0].details["freePods"], json!(2.0));
+    }
+
+    #[test]
+    fn not_ready_and_cordoned_nodes_give_no_room() {
+        let mut nodes = vec![node("a", 110.0, 8.0, 32.0), node("b", 110.0, 8.0, 32.0), node("c", 110.0, 8.0, 32.0)];
+        nodes[1].ready = false;
+        nodes[2].unschedulable = true;
+        let pods = vec![pod("shop", "w-0", "a", Some("Deployment/w"), &[])];
+        let f = drainability(&cluster(nodes, pods, vec![], vec![]));
+        assert_eq!(codes(&f), vec!["NO_SPARE_CAPACITY"]);
+        assert_eq!(f[0].details["otherNodes"], json!([]));
+    }
+
+    #[test]
+    fn formats_quantities() {
+        assert_eq!(fmt_cpu(0.25), "250m");
+        assert_eq!(fmt_cpu(1.5), "1.50");
+        assert_eq!(fmt_bytes(512.0 * 1024.0 * 1024.0), "512Mi");
+        assert_eq!(fmt_bytes(3.0 * GI), "3.0Gi");
+    }
+}
