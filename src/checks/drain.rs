@@ -6,7 +6,7 @@
 //! as it is, so they carry no hop and no evidence; their details name the namespace, the object
 //! and the node.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
 
@@ -25,26 +25,28 @@ fn evicted_by_drain(p: &PodFacts) -> bool {
 }
 
 /// The pods a budget selects (same namespace; a budget without a selector selects nothing).
-fn selected<'a>(pdb: &PdbFacts, pods: &'a [PodFacts]) -> Vec<&'a PodFacts> {
+fn selected<'a>(pdb: &PdbFacts, by_namespace: &HashMap<&str, Vec<&'a PodFacts>>) -> Vec<&'a PodFacts> {
     if pdb.selector.is_null() {
         return Vec::new();
     }
     let Ok(sel) = LabelSelector::from_json(&pdb.selector) else { return Vec::new() };
-    pods.iter()
-        .filter(|p| p.namespace == pdb.namespace && !finished(p))
-        .filter(|p| {
-            let labels: Vec<(Box<str>, Box<str>)> =
-                p.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
-            sel.matches_labels(&labels)
-        })
+    by_namespace
+        .get(pdb.namespace.as_str())
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|p| !finished(p))
+        .filter(|p| sel.matches_map(&p.labels))
         .collect()
 }
 
 /// The workload a pod belongs to, from the inventory's workload list.
-fn workload_of<'a>(pod: &PodFacts, workloads: &'a [WorkloadFacts]) -> Option<&'a WorkloadFacts> {
+type WorkloadIndex<'a> = HashMap<(&'a str, &'a str, &'a str), &'a WorkloadFacts>;
+
+fn workload_of<'a>(pod: &PodFacts, workloads: &WorkloadIndex<'a>) -> Option<&'a WorkloadFacts> {
     let owner = pod.workload.as_deref().or(pod.controller.as_deref())?;
     let (kind, name) = owner.split_once('/')?;
-    workloads.iter().find(|w| w.kind == kind && w.name == name && w.namespace == pod.namespace)
+    workloads.get(&(pod.namespace.as_str(), kind, name)).copied()
 }
 
 fn nodes_of(pods: &[&PodFacts]) -> Vec<String> {
@@ -81,12 +83,19 @@ fn pod_details(p: &PodFacts) -> serde_json::Map<String, serde_json::Value> {
 }
 
 fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+    // Indexes first: budgets, pods and workloads run to the thousands on large clusters.
+    let mut by_namespace: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
+    for p in &cluster.pods {
+        by_namespace.entry(p.namespace.as_str()).or_default().push(p);
+    }
+    let workloads: WorkloadIndex<'_> =
+        cluster.workloads.iter().map(|w| ((w.namespace.as_str(), w.kind.as_str(), w.name.as_str()), w)).collect();
     for pdb in &cluster.pdbs {
-        let pods = selected(pdb, &cluster.pods);
+        let pods = selected(pdb, &by_namespace);
         let subject = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
         let single: Vec<&WorkloadFacts> = {
             let mut ws: Vec<&WorkloadFacts> =
-                pods.iter().filter_map(|p| workload_of(p, &cluster.workloads)).filter(|w| w.replicas <= 1).collect();
+                pods.iter().filter_map(|p| workload_of(p, &workloads)).filter(|w| w.replicas <= 1).collect();
             ws.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
             ws.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
             ws
@@ -243,11 +252,21 @@ fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
 }
 
 /// Free pods, CPU and memory on a node after the pods it runs now.
-fn free_room(node: &NodeFacts, pods: &[PodFacts]) -> (f64, f64, f64) {
-    let on: Vec<&PodFacts> = pods.iter().filter(|p| p.node == node.name && !finished(p)).collect();
-    let cpu: f64 = on.iter().map(|p| p.requests.0).sum();
-    let mem: f64 = on.iter().map(|p| p.requests.1).sum();
-    (node.allocatable.0 - on.len() as f64, node.allocatable.1 - cpu, node.allocatable.2 - mem)
+fn free_room(node: &NodeFacts, usage: &HashMap<&str, (f64, f64, f64)>) -> (f64, f64, f64) {
+    let (pods, cpu, mem) = usage.get(node.name.as_str()).copied().unwrap_or_default();
+    (node.allocatable.0 - pods, node.allocatable.1 - cpu, node.allocatable.2 - mem)
+}
+
+/// Pods, CPU and memory in use per node (running pods only), in one pass.
+fn usage(pods: &[PodFacts]) -> HashMap<&str, (f64, f64, f64)> {
+    let mut m: HashMap<&str, (f64, f64, f64)> = HashMap::new();
+    for p in pods.iter().filter(|p| !finished(p) && !p.node.is_empty()) {
+        let e = m.entry(p.node.as_str()).or_default();
+        e.0 += 1.0;
+        e.1 += p.requests.0;
+        e.2 += p.requests.1;
+    }
+    m
 }
 
 fn blocks_scheduling(taint: &str) -> bool {
@@ -292,9 +311,18 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
     if cluster.nodes.iter().all(|n| n.allocatable == (0.0, 0.0, 0.0)) {
         return None; // allocatable unknown: nothing to compute with
     }
-    let movable_on = |n: &NodeFacts| -> Vec<&PodFacts> {
-        cluster.pods.iter().filter(|p| p.node == n.name && evicted_by_drain(p)).collect()
-    };
+    let used = usage(&cluster.pods);
+    let mut by_node: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
+    for p in cluster.pods.iter().filter(|p| evicted_by_drain(p)) {
+        by_node.entry(p.node.as_str()).or_default().push(p);
+    }
+    let movable_on = |n: &NodeFacts| -> Vec<&PodFacts> { by_node.get(n.name.as_str()).cloned().unwrap_or_default() };
+    let eligible: Vec<&NodeFacts> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.ready && !n.unschedulable)
+        .filter(|n| !n.taints.iter().any(|t| blocks_scheduling(t)))
+        .collect();
     let totals = |ps: &[&PodFacts]| ps.iter().fold((0.0, 0.0), |acc, p| (acc.0 + p.requests.0, acc.1 + p.requests.1));
     let mut workers: Vec<(&NodeFacts, Vec<&PodFacts>)> = cluster
         .nodes
@@ -308,17 +336,13 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
         tb.0.total_cmp(&ta.0).then(tb.1.total_cmp(&ta.1)).then(b.1.len().cmp(&a.1.len()))
     });
     let mut failing: Vec<(&NodeFacts, Vec<&PodFacts>, Vec<&NodeFacts>, &PodFacts)> = Vec::new();
-    for (node, movable) in &workers {
+    // The busiest workers are the ones that can fail; checking a few keeps large clusters fast.
+    for (node, movable) in workers.iter().take(8) {
         if movable.is_empty() {
             continue;
         }
-        let others: Vec<&NodeFacts> = cluster
-            .nodes
-            .iter()
-            .filter(|n| n.name != node.name && n.ready && !n.unschedulable)
-            .filter(|n| !n.taints.iter().any(|t| blocks_scheduling(t)))
-            .collect();
-        let room: Vec<(f64, f64, f64)> = others.iter().map(|n| free_room(n, &cluster.pods)).collect();
+        let others: Vec<&NodeFacts> = eligible.iter().copied().filter(|n| n.name != node.name).collect();
+        let room: Vec<(f64, f64, f64)> = others.iter().map(|n| free_room(n, &used)).collect();
         if let Some(stuck) = place(movable, &room) {
             failing.push((node, movable.clone(), others, stuck));
         }
@@ -327,7 +351,7 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
     let (cpu, mem) = totals(movable);
     let free = others
         .iter()
-        .map(|n| free_room(n, &cluster.pods))
+        .map(|n| free_room(n, &used))
         .fold((0.0, 0.0, 0.0), |acc, r| (acc.0 + r.0.max(0.0), acc.1 + r.1.max(0.0), acc.2 + r.2.max(0.0)));
     let mut details = serde_json::Map::new();
     details.insert("node".into(), json!(node.name));

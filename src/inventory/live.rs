@@ -74,18 +74,59 @@ async fn list_all<K>(api: Api<K>, what: &str) -> Result<Vec<K>, LiveError>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
+    list_map(api, what, |k: K| k).await
+}
+
+/// Lists page by page and keeps only what `f` extracts, so a 150,000-pod cluster never sits in
+/// memory as typed objects.
+async fn list_map<K, T>(api: Api<K>, what: &str, mut f: impl FnMut(K) -> T) -> Result<Vec<T>, LiveError>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
     let mut out = Vec::new();
     let mut lp = ListParams::default().limit(PAGE);
     loop {
         let page: ObjectList<K> =
             api.list(&lp).await.map_err(|e| LiveError::Read { what: what.into(), message: e.to_string() })?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-        out.extend(page.items);
+        out.extend(page.items.into_iter().map(&mut f));
         match next {
             Some(c) => lp.continue_token = Some(c),
             None => return Ok(out),
         }
     }
+}
+
+/// The compact view of a pod the collector keeps (plus its control-plane component, if any).
+struct PodRecord {
+    facts: PodFacts,
+    owner_rs: Option<String>,
+    component: Option<ComponentFacts>,
+}
+
+fn pod_record(p: Pod) -> PodRecord {
+    let facts = pod_facts(&p, &BTreeMap::new());
+    let owner_rs = p
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|os| os.iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet"))
+        .map(|o| o.name.clone());
+    let component = p.metadata.labels.as_ref().and_then(|l| l.get("component")).cloned().filter(|c| {
+        facts.mirror && matches!(c.as_str(), "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "etcd")
+    });
+    let component = component.map(|component| {
+        let image =
+            p.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let (_, tag) = split_image(&image);
+        ComponentFacts {
+            node: facts.node.clone(),
+            component,
+            version: parse_version(tag.trim_start_matches('v')).or_else(|| parse_version(&tag)),
+            image,
+        }
+    });
+    PodRecord { facts, owner_rs, component }
 }
 
 fn parse_version(s: &str) -> Option<Version> {
@@ -221,7 +262,7 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
     }
     let (nodes, pods, deployments, replicasets, pdbs) = try_join5(
         list_all(Api::<Node>::all(client.clone()), "nodes"),
-        list_all(Api::<Pod>::all(client.clone()), "pods"),
+        list_map(Api::<Pod>::all(client.clone()), "pods", pod_record),
         list_all(Api::<Deployment>::all(client.clone()), "deployments"),
         list_all(Api::<ReplicaSet>::all(client.clone()), "replicasets"),
         list_all(Api::<PodDisruptionBudget>::all(client.clone()), "poddisruptionbudgets"),
@@ -258,23 +299,16 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
             Some(((rs.metadata.namespace.clone()?, rs.metadata.name.clone()?), format!("{}/{}", o.kind, o.name)))
         })
         .collect();
-    facts.pods = pods.iter().map(|p| pod_facts(p, &rs_owner)).collect();
-    for p in &pods {
-        let is_mirror = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
-        let component = p.metadata.labels.as_ref().and_then(|l| l.get("component")).cloned().unwrap_or_default();
-        if is_mirror
-            && matches!(component.as_str(), "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "etcd")
+    for mut r in pods {
+        if let Some(rs) = &r.owner_rs
+            && let Some(w) = rs_owner.get(&(r.facts.namespace.clone(), rs.clone()))
         {
-            let image =
-                p.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
-            let (_, tag) = split_image(&image);
-            facts.control_plane.push(ComponentFacts {
-                node: p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
-                component,
-                version: parse_version(tag.trim_start_matches('v')).or_else(|| parse_version(&tag)),
-                image,
-            });
+            r.facts.workload = Some(w.clone());
         }
+        if let Some(c) = r.component {
+            facts.control_plane.push(c);
+        }
+        facts.pods.push(r.facts);
     }
     let mut push_workload =
         |kind: &str, meta: &kube::core::ObjectMeta, replicas: i64, ready: i64, images: Vec<String>| {
@@ -441,8 +475,14 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
             let rgv = if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) };
             facts.served_group_versions.contains(&rgv)
         });
+        // Read through the replacement when it is served: a read at the deprecated version would
+        // itself land in the apiserver's deprecated-API metric (and in our next plan).
+        let (read_group, read_version, read_kind) = match (&api.replacement, replacement_served) {
+            (Some(r), true) => (r.group.as_str(), r.version.as_str(), r.kind.as_str()),
+            _ => (api.group.as_str(), api.version.as_str(), api.kind.as_str()),
+        };
         let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(&api.group, &api.version, &api.kind),
+            &GroupVersionKind::gvk(read_group, read_version, read_kind),
             &api.resource,
         );
         let objects = match list_all(
