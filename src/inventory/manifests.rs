@@ -9,6 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Evidence, Inventory, ObservedObject};
@@ -104,25 +105,28 @@ fn read_file(path: &Path, inv: &mut Inventory) -> Result<usize, ScanError> {
     Ok(parse_text(&shown, &text, inv))
 }
 
-/// Splits YAML text into documents at `---` lines (JSON files are one document).
-fn documents(text: &str) -> Vec<String> {
+/// Splits YAML text into documents at `---` lines (JSON files are one document), as slices of
+/// the text (no copies: a large tree is mostly bytes to skip).
+fn documents(text: &str) -> Vec<&str> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return vec![text.to_string()];
+        return vec![text];
     }
-    let mut docs = vec![String::new()];
-    for line in text.lines() {
-        if line.starts_with("---") && line[3..].trim().is_empty() || line.starts_with("--- ") {
-            docs.push(String::new());
-            continue;
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end_matches(['\n', '\r']);
+        let marker = (l.starts_with("---")
+            && (l.len() == 3 || l[3..].starts_with([' ', '\t']) || l[3..].trim().is_empty()))
+            || (l.starts_with("...") && l[3..].trim().is_empty());
+        if marker {
+            docs.push(&text[start..pos]);
+            start = pos + line.len();
         }
-        if line.starts_with("...") && line[3..].trim().is_empty() {
-            continue;
-        }
-        let d = docs.last_mut().expect("one document at least");
-        d.push_str(line);
-        d.push('\n');
+        pos += line.len();
     }
+    docs.push(&text[start..]);
     docs
 }
 
@@ -137,9 +141,22 @@ pub(crate) fn parse_text(file: &str, text: &str, inv: &mut Inventory) -> usize {
         if doc.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
             continue;
         }
+        if let Some((api_version, kind, name, namespace)) = quick_identity(doc) {
+            inv.objects.push(ObservedObject {
+                api_version,
+                kind,
+                name: name.unwrap_or_else(|| "<unnamed>".into()),
+                namespace,
+                evidence: Evidence::Manifest { file: file.to_string(), document },
+            });
+            found += 1;
+            continue;
+        }
         let options = serde_saphyr::options! { with_snippet: false };
-        let value: Value = match serde_saphyr::from_str_with_options(doc, options) {
-            Ok(v) => v,
+        // The rest are parsed: identity fields only (the parser still checks the whole
+        // document, but builds no values). Lists are read whole.
+        let head: Head = match serde_saphyr::from_str_with_options(doc, options) {
+            Ok(h) => h,
             Err(e) => {
                 let why = e.to_string();
                 inv.warnings.push(format!(
@@ -149,9 +166,127 @@ pub(crate) fn parse_text(file: &str, text: &str, inv: &mut Inventory) -> usize {
                 continue;
             }
         };
+        if head.kind.as_deref().is_some_and(|k| k.ends_with("List")) && head.has_items {
+            let options = serde_saphyr::options! { with_snippet: false };
+            if let Ok(value) = serde_saphyr::from_str_with_options::<Value>(doc, options) {
+                found += add_object(file, document, &value, inv, 0);
+            }
+            continue;
+        }
+        let value = serde_json::json!({
+            "apiVersion": head.api_version,
+            "kind": head.kind,
+            "metadata": {"name": head.metadata.as_ref().and_then(|m| m.name.clone()), "namespace": head.metadata.as_ref().and_then(|m| m.namespace.clone())},
+        });
         found += add_object(file, document, &value, inv, 0);
     }
     found
+}
+
+/// A plain scalar value of a `key: value` line, or `None` when it needs a real YAML parser
+/// (quotes with escapes, anchors, tags, block scalars, flow collections, templates).
+fn plain_value(raw: &str) -> Option<String> {
+    let v = match raw.find(" #") {
+        Some(i) => &raw[..i],
+        None => raw,
+    }
+    .trim();
+    let v = if let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+        if inner.contains('\\') {
+            return None;
+        }
+        inner
+    } else if let Some(inner) = v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
+        if inner.contains('\'') {
+            return None;
+        }
+        inner
+    } else {
+        v
+    };
+    let special = v.is_empty() || v.starts_with(['&', '*', '!', '|', '>', '{', '[', '%', '@', '`']);
+    (!special).then(|| v.to_string())
+}
+
+/// Reads apiVersion, kind, metadata.name and metadata.namespace by scanning lines, for the
+/// common block-style document. Returns `None` (parse it properly) on anything unusual: flow
+/// style, templates, anchors, tabs, or a missing apiVersion or kind. This is what makes a scan
+/// of a large tree fast; documents it declines are parsed and validated in full.
+fn quick_identity(doc: &str) -> Option<(String, String, Option<String>, Option<String>)> {
+    if doc.contains("{{") || doc.contains('\t') {
+        return None;
+    }
+    let (mut api, mut kind, mut name, mut ns) = (None, None, None, None);
+    let mut in_meta = false;
+    let mut meta_indent: Option<usize> = None;
+    for line in doc.lines() {
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() || trimmed.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = trimmed.len() - trimmed.trim_start().len();
+        if indent == 0 {
+            in_meta = false;
+            if trimmed.starts_with('-') || trimmed.starts_with('{') || trimmed.starts_with('[') {
+                return None;
+            }
+            let (key, rest) = trimmed.split_once(':')?;
+            match key {
+                "apiVersion" => api = Some(plain_value(rest)?),
+                "kind" => kind = Some(plain_value(rest)?),
+                "metadata" => {
+                    if !rest.trim().is_empty() {
+                        return None;
+                    }
+                    in_meta = true;
+                    meta_indent = None;
+                }
+                _ => {}
+            }
+        } else if in_meta {
+            let level = *meta_indent.get_or_insert(indent);
+            if indent != level {
+                continue;
+            }
+            let Some((key, rest)) = trimmed.trim_start().split_once(':') else { continue };
+            match key {
+                "name" => name = Some(plain_value(rest)?),
+                "namespace" => ns = Some(plain_value(rest)?),
+                _ => {}
+            }
+        }
+    }
+    let kind = kind?;
+    // Lists carry their objects in items: parse those properly.
+    if kind.ends_with("List") {
+        return None;
+    }
+    Some((api?, kind, name, ns))
+}
+
+/// The identity of a document; every other field is skipped without building values.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<HeadMeta>,
+    #[serde(rename = "items", default, deserialize_with = "present")]
+    has_items: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 fn add_object(file: &str, document: usize, v: &Value, inv: &mut Inventory, depth: usize) -> usize {
@@ -204,5 +339,28 @@ mod tests {
             ),
             1
         );
+    }
+}
+
+#[cfg(test)]
+mod quick_tests {
+    use super::*;
+
+    #[test]
+    fn quick_identity_reads_block_documents_and_declines_the_unusual() {
+        let doc = "# c\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  labels:\n    name: not-this\n  name: \"web\"\n  namespace: shop # comment\nspec:\n  name: nope\n";
+        assert_eq!(
+            quick_identity(doc),
+            Some(("policy/v1beta1".into(), "PodDisruptionBudget".into(), Some("web".into()), Some("shop".into())))
+        );
+        for unusual in [
+            "apiVersion: v1\nkind: List\nitems: []\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Values.name }}\n",
+            "apiVersion: &a apps/v1\nkind: Deployment\n",
+            "{\"apiVersion\": \"v1\", \"kind\": \"Pod\"}\n",
+            "kind: Deployment\n",
+        ] {
+            assert_eq!(quick_identity(unusual), None, "{unusual}");
+        }
     }
 }
