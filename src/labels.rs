@@ -119,22 +119,8 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    /// Matches a label map.
-    pub fn matches_map(&self, labels: &BTreeMap<String, String>) -> bool {
-        let get = |k: &str| labels.get(k).map(String::as_str);
-        self.0.iter().all(|r| match r {
-            LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
-            LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
-            LabelReq::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
-            LabelReq::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
-            LabelReq::Exists(k) => labels.contains_key(k),
-            LabelReq::NotExists(k) => !labels.contains_key(k),
-        })
-    }
-
-    /// Matches extracted labels (see `store::Meta`).
-    pub fn matches_labels(&self, labels: &[(Box<str>, Box<str>)]) -> bool {
-        let get = |k: &str| labels.iter().find(|(lk, _)| &**lk == k).map(|(_, v)| &**v);
+    /// Matches labels looked up through `get` (one rule for every label representation).
+    fn matches_by<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
             LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
@@ -145,22 +131,20 @@ impl LabelSelector {
         })
     }
 
+    /// Matches a label map.
+    pub fn matches_map(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_by(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Matches extracted labels (see `sim::store::Meta`).
+    pub fn matches_labels(&self, labels: &[(Box<str>, Box<str>)]) -> bool {
+        self.matches_by(|k| labels.iter().find(|(lk, _)| &**lk == k).map(|(_, v)| &**v))
+    }
+
     /// Matches an object's `metadata.labels` in place (no copies: this runs per pod per budget).
     pub fn matches_value(&self, obj: &Value) -> bool {
-        if self.is_empty() {
-            return true;
-        }
-        let empty = serde_json::Map::new();
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
-        let get = |k: &str| labels.get(k).and_then(Value::as_str);
-        self.0.iter().all(|r| match r {
-            LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
-            LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
-            LabelReq::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
-            LabelReq::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
-            LabelReq::Exists(k) => labels.contains_key(k),
-            LabelReq::NotExists(k) => !labels.contains_key(k),
-        })
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        self.matches_by(|k| labels.and_then(|m| m.get(k)).and_then(Value::as_str))
     }
 }
 
