@@ -176,6 +176,9 @@ fn plan_against_the_simulated_demo_shows_every_evidence_kind() {
     insta::assert_snapshot!("plan_simulate_demo_table", stdout(&o));
     let o = plan_cmd(&["--simulate", "--to", "1.27", "-o", "markdown"]);
     insta::assert_snapshot!("plan_simulate_demo_markdown", stdout(&o));
+    let o = plan_cmd(&["--simulate", "--to", "1.27", "-o", "yaml"]);
+    assert!(stdout(&o).starts_with("apiVersion: k8s-upgrade.dev/v1alpha1\nkind: UpgradePlan\n"), "{}", stdout(&o));
+    insta::assert_snapshot!("plan_simulate_demo_yaml", stdout(&o));
 }
 
 #[test]
