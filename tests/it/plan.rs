@@ -5,6 +5,7 @@ use std::process::Command;
 
 use crate::common::{TODAY, stderr, stdout};
 
+/// Runs `k8s-upgrade plan` in `dir`, with a fixed today and no inherited output or kubeconfig.
 fn plan_in(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
         .arg("plan")
@@ -12,6 +13,7 @@ fn plan_in(dir: &Path, args: &[&str]) -> std::process::Output {
         .current_dir(dir)
         .env("K8S_UPGRADE_TODAY", TODAY)
         .env_remove("K8S_UPGRADE_OUTPUT")
+        .env_remove("KUBECONFIG")
         .output()
         .unwrap()
 }
@@ -141,14 +143,7 @@ fn offline_plan_with_current_apis_exits_0_and_renders() {
 }
 
 fn plan_cmd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
-        .arg("plan")
-        .args(args)
-        .env("K8S_UPGRADE_TODAY", TODAY)
-        .env_remove("K8S_UPGRADE_OUTPUT")
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap()
+    plan_in(&std::env::temp_dir(), args)
 }
 
 #[test]
