@@ -102,6 +102,19 @@ fn best<'a>(candidates: &'a [Window], need: &[Minor], targets: &[Minor], start: 
         .max_by_key(|w| (reach(w, targets, start), w.range.max.is_none(), w.range.max, w.order))
 }
 
+/// A finding about an add-on at one hop (they all name the hop and carry no object evidence).
+fn addon_finding(
+    code: &'static str,
+    severity: Severity,
+    h: &(Version, Version),
+    subject: String,
+    message: String,
+    remediation: String,
+    details: serde_json::Map<String, serde_json::Value>,
+) -> Finding {
+    Finding { code, severity, hop: Some(hop_ref(h)), subject, message, evidence: None, remediation, details }
+}
+
 fn hop_ref(h: &(Version, Version)) -> HopRef {
     HopRef { from: h.0.clone(), to: h.1.clone() }
 }
@@ -234,19 +247,18 @@ fn rule_findings(
                 let next = rule_window(kind, meaning, skew, b).unwrap_or_else(|| current.clone());
                 details.insert("line".into(), json!(next.versions));
                 details.insert("afterHop".into(), json!(i));
-                out.push(Finding {
-                    code: "ADDON_UPGRADE",
-                    severity: severity_of(std::slice::from_ref(&current)),
-                    hop: Some(hop_ref(h)),
-                    subject: format!("addon {}", addon.name),
+                out.push(addon_finding(
+                    "ADDON_UPGRADE",
+                    severity_of(std::slice::from_ref(&current)),
+                    h,
+                    format!("addon {}", addon.name),
                     message,
-                    evidence: None,
-                    remediation: format!(
+                    format!(
                         "upgrade {} to {} right after the control plane moves to {b} (its minor follows Kubernetes)",
                         addon.name, next.versions
                     ),
                     details,
-                });
+                ));
                 current_label = next.versions.clone();
                 current = next;
             }
@@ -259,19 +271,18 @@ fn rule_findings(
                     Some(next) => {
                         details.insert("line".into(), json!(next.versions));
                         details.insert("beforeHop".into(), json!(i));
-                        out.push(Finding {
-                            code: "ADDON_UPGRADE",
-                            severity: severity_of(std::slice::from_ref(&current)),
-                            hop: Some(hop_ref(h)),
-                            subject: format!("addon {}", addon.name),
+                        out.push(addon_finding(
+                            "ADDON_UPGRADE",
+                            severity_of(std::slice::from_ref(&current)),
+                            h,
+                            format!("addon {}", addon.name),
                             message,
-                            evidence: None,
-                            remediation: format!(
+                            format!(
                                 "upgrade {} to {} (covers {a} and {b}) before the control plane moves to {b}",
                                 addon.name, next.versions
                             ),
                             details,
-                        });
+                        ));
                         current_label = next.versions.clone();
                         current = next.clone();
                     }
@@ -338,19 +349,18 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
             }
             details.insert("beforeHop".into(), json!(i));
             let latest = next.latest.as_deref().map(|l| format!(", newest known {l}")).unwrap_or_default();
-            out.push(Finding {
-                code: "ADDON_UPGRADE",
-                severity: severity_of(&current),
-                hop: Some(hop_ref(h)),
+            out.push(addon_finding(
+                "ADDON_UPGRADE",
+                severity_of(&current),
+                h,
                 subject,
-                message: format!("{message_head}; the hop to {b} leaves that window"),
-                evidence: None,
-                remediation: format!(
+                format!("{message_head}; the hop to {b} leaves that window"),
+                format!(
                     "upgrade {} to {}{latest} (covers {a} and {b}) before the control plane moves to {b}",
                     addon.name, next.versions
                 ),
                 details,
-            });
+            ));
             current_label = next.versions.clone();
             current = vec![next.clone()];
             continue;
@@ -358,22 +368,21 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
         let Some(second) = best(&candidates, &[b], targets, i) else {
             // The catalog knows no line for b at all: a gap in the data, not a known conflict.
             details.insert("beforeHop".into(), json!(i));
-            out.push(Finding {
-                code: "ADDON_UNCOVERED",
-                severity: Severity::Warning,
-                hop: Some(hop_ref(h)),
+            out.push(addon_finding(
+                "ADDON_UNCOVERED",
+                Severity::Warning,
+                h,
                 subject,
-                message: format!(
+                format!(
                     "{message_head}; the catalog lists no {} version for Kubernetes {b}",
                     spec.display_name
                 ),
-                evidence: None,
-                remediation: format!(
+                format!(
                     "check the {} release notes for a version that covers {a} and {b} before the control plane moves to {b}",
                     spec.display_name
                 ),
                 details,
-            });
+            ));
             return;
         };
         let first = candidates
@@ -393,22 +402,21 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
         steps.push(format!("then to {} (covers {b}) right after the control plane reaches {b}", second.versions));
         details.insert("beforeHop".into(), json!(i));
         details.insert("bridge".into(), json!(bridge));
-        out.push(Finding {
-            code: "ADDON_NO_BRIDGE",
-            severity: Severity::Blocker,
-            hop: Some(hop_ref(h)),
+        out.push(addon_finding(
+            "ADDON_NO_BRIDGE",
+            Severity::Blocker,
+            h,
             subject,
-            message: format!(
+            format!(
                 "{message_head}; no {} line covers both {a} and {b}, so it runs outside its window during the hop to {b} whatever the order",
                 spec.display_name
             ),
-            evidence: None,
-            remediation: format!(
+            format!(
                 "{}; keep the time between the two short, or check with the vendor whether a newer release spans both",
                 steps.join(", ")
             ),
             details,
-        });
+        ));
         current_label = second.versions.clone();
         current = vec![second.clone()];
     }
