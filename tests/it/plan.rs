@@ -95,44 +95,13 @@ fn offline_plan_with_current_apis_exits_0_and_renders() {
     std::fs::remove_dir_all(dir.join("deploy")).unwrap();
     std::fs::create_dir_all(dir.join("ok")).unwrap();
     std::fs::write(dir.join("ok/app.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n").unwrap();
-    let o = plan_in(
-        &dir,
-        &[
-            "--distro",
-            "kubeadm",
-            "--from",
-            "1.29.3",
-            "--to",
-            "1.31",
-            "--kubelet",
-            "1.29.3",
-            "--manifests",
-            "ok",
-            "--save",
-            "plan.yaml",
-        ],
-    );
+    let base = ["--distro", "kubeadm", "--from", "1.29.3", "--to", "1.31", "--kubelet", "1.29.3", "--manifests", "ok"];
+    let o = plan_in(&dir, &[&base[..], &["--save", "plan.yaml"]].concat());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     insta::assert_snapshot!("plan_kubeadm_1_29_to_1_31_table", stdout(&o));
     let saved = std::fs::read_to_string(dir.join("plan.yaml")).unwrap();
     assert!(saved.contains("kind: UpgradePlan"), "{saved}");
-    let o = plan_in(
-        &dir,
-        &[
-            "--distro",
-            "kubeadm",
-            "--from",
-            "1.29.3",
-            "--to",
-            "1.31",
-            "--kubelet",
-            "1.29.3",
-            "--manifests",
-            "ok",
-            "-o",
-            "markdown",
-        ],
-    );
+    let o = plan_in(&dir, &[&base[..], &["-o", "markdown"]].concat());
     insta::assert_snapshot!("plan_kubeadm_1_29_to_1_31_markdown", stdout(&o));
     // An unreadable manifest path is one clear line and exit 1.
     let o = plan_in(&dir, &["--distro", "kubeadm", "--from", "1.29.3", "--to", "1.31", "--manifests", "missing-dir"]);
