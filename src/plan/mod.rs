@@ -224,14 +224,17 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
 /// conditions test (node info, component and add-on versions, APIs in use).
 fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
     let mut req = req.clone();
-    let apis: std::collections::BTreeSet<(String, String, String)> = inv
+    // Borrowed first: a manifest tree has hundreds of thousands of objects and a few dozen APIs.
+    let distinct: std::collections::HashSet<(&str, &str, &str)> = inv
         .objects
         .iter()
         .map(|o| {
             let (g, v) = o.group_version();
-            (g.to_string(), v.to_string(), o.kind.clone())
+            (g, v, o.kind.as_str())
         })
         .collect();
+    let apis: std::collections::BTreeSet<(String, String, String)> =
+        distinct.into_iter().map(|(g, v, k)| (g.to_string(), v.to_string(), k.to_string())).collect();
     req.facts.apis_in_use.get_or_insert(apis);
     let Some(c) = &inv.cluster else { return req };
     if req.kubelets.is_empty() {
