@@ -103,7 +103,7 @@ fn object_findings(
         let Some(&api_index) = index.get(&(group, version, obj.kind.as_str())) else { continue };
         let text = &texts[api_index];
         let api = &catalog.apis.apis[text.api];
-        if text.removed_on_hop.is_none() && !api.deprecated_in.is_some_and(|d| d <= target) {
+        if text.removed_on_hop.is_none() && api.deprecated_in.is_none_or(|d| d > target) {
             continue;
         }
         // apiVersion, kind, name, namespace, then what the catalog says: the order people read.
