@@ -59,13 +59,47 @@ fn oldest_allowed_kubelet(distro: &DistroFile, api: Minor) -> Minor {
 fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, out: &mut Vec<Finding>) {
     // (kubelet version, newer?) → nodes
     let mut groups: BTreeMap<(Version, bool), Vec<String>> = BTreeMap::new();
+    let mut lagging: BTreeMap<Version, Vec<String>> = BTreeMap::new();
     for n in &cluster.nodes {
         let Some(k) = &n.kubelet else { continue };
         let lag = api.minor_version().minors_since(k.minor_version());
         let newer = lag < 0;
         if newer || lag > i64::from(allowed_lag(&distro.nodes, k.minor_version())) {
             groups.entry((k.clone(), newer)).or_default().push(n.name.clone());
+        } else if lag > 0 {
+            lagging.entry(k.clone()).or_default().push(n.name.clone());
         }
+    }
+    // Inside the window today, but the room left decides how early the node rolls must start.
+    for (k, nodes) in lagging {
+        let km = k.minor_version();
+        let am = api.minor_version();
+        let lag = am.minors_since(km);
+        let allowed = allowed_lag(&distro.nodes, km);
+        let mut details = serde_json::Map::new();
+        details.insert("kubelet".into(), json!(k.to_string()));
+        details.insert("apiserver".into(), json!(api.to_string()));
+        details.insert("nodes".into(), json!(nodes));
+        details.insert("lag".into(), json!(lag));
+        details.insert("allowedLag".into(), json!(allowed));
+        details.insert("source".into(), json!(distro.nodes.source));
+        let on = format!("{} ({})", plural(nodes.len(), "node", "nodes"), nodes.join(", "));
+        let room = i64::from(allowed) - lag;
+        out.push(Finding {
+            code: "SKEW_KUBELET_BEHIND",
+            severity: Severity::Info,
+            hop: None,
+            subject: format!("kubelet {k}"),
+            message: format!(
+                "kubelet {k} on {on} is {} behind the apiserver {api}; {} allows {allowed}, so the control plane can move {} before they must roll",
+                plural(lag as usize, "minor", "minors"),
+                distro.display_name,
+                if room > 0 { plural(room as usize, "more minor", "more minors") } else { "no further minor".into() },
+            ),
+            evidence: None,
+            remediation: "the plan's node rolls bring them up in time; nothing to do before the first hop".into(),
+            details,
+        });
     }
     for ((k, newer), nodes) in groups {
         let km = k.minor_version();
@@ -269,6 +303,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Everything but the informational findings.
+    fn blocking(f: Vec<Finding>) -> Vec<Finding> {
+        f.into_iter().filter(|x| x.severity != Severity::Info).collect()
+    }
+
     fn node(name: &str, kubelet: &str, kube_proxy: Option<&str>) -> NodeFacts {
         NodeFacts {
             name: name.into(),
@@ -320,7 +359,14 @@ mod tests {
             ],
         );
         let f = skew(&i, &c, kubeadm);
-        assert!(f.is_empty(), "{f:#?}");
+        assert_eq!(codes(&f), vec!["SKEW_KUBELET_BEHIND"], "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Info);
+        assert_eq!(f[0].details["nodes"], json!(["a"]));
+        assert!(
+            f[0].message.contains("3 minors behind") && f[0].message.contains("no further minor"),
+            "{}",
+            f[0].message
+        );
         assert!(skew(&Inventory::default(), &c, kubeadm).is_empty());
     }
 
@@ -338,7 +384,7 @@ mod tests {
             ],
             vec![],
         );
-        let f = skew(&i, &c, kubeadm);
+        let f = blocking(skew(&i, &c, kubeadm));
         assert_eq!(codes(&f), vec!["SKEW_KUBELET", "SKEW_KUBELET"]);
         assert!(f.iter().all(|x| x.severity == Severity::Blocker));
         assert_eq!(f[0].details["nodes"], json!(["old-1", "old-2"]));
@@ -353,8 +399,8 @@ mod tests {
         let c = Catalog::embedded().unwrap();
         // GKE allows two minors, kubeadm three.
         let i = inv("v1.30.4", vec![node("a", "v1.27.9", None)], vec![]);
-        assert!(skew(&i, &c, c.distro("kubeadm").unwrap()).is_empty());
-        let f = skew(&i, &c, c.distro("gke").unwrap());
+        assert!(blocking(skew(&i, &c, c.distro("kubeadm").unwrap())).is_empty());
+        let f = blocking(skew(&i, &c, c.distro("gke").unwrap()));
         assert_eq!(codes(&f), vec!["SKEW_KUBELET"]);
         assert_eq!(f[0].details["allowedLag"], json!(2));
         // Kubelets older than 1.25 get only two minors.
@@ -388,14 +434,14 @@ mod tests {
         let kubeadm = c.distro("kubeadm").unwrap();
         // kube-proxy 1.26 next to kubelet 1.30: four minors apart (three allowed).
         let i = inv("v1.30.4", vec![node("a", "v1.30.4", Some("v1.26.0"))], vec![]);
-        let f = skew(&i, &c, kubeadm);
+        let f = blocking(skew(&i, &c, kubeadm));
         assert_eq!(codes(&f), vec!["SKEW_KUBE_PROXY", "SKEW_KUBE_PROXY"], "{f:#?}");
         assert!(f.iter().all(|x| x.severity == Severity::Warning));
         let against: Vec<_> = f.iter().map(|x| x.details["against"].clone()).collect();
         assert!(against.contains(&json!("kubelet")) && against.contains(&json!("kube-apiserver")));
         // kube-proxy newer than an old kubelet, but not newer than the apiserver.
         let i = inv("v1.30.4", vec![node("a", "v1.27.0", Some("v1.30.4"))], vec![]);
-        assert!(skew(&i, &c, kubeadm).is_empty());
+        assert!(blocking(skew(&i, &c, kubeadm)).is_empty());
         // kube-proxy < 1.25 gets only two minors either way.
         let i = inv("v1.26.4", vec![node("a", "v1.26.0", Some("v1.23.0"))], vec![]);
         let f = skew(&i, &c, kubeadm);

@@ -112,6 +112,17 @@ pub struct Hop {
     pub component: Component,
     /// Why this hop is here, in one sentence.
     pub reason: String,
+    /// For a node roll: which kubelet versions move where (each node moves from its version to
+    /// the paired one; nodes on other versions stay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<KubeletMove>,
+}
+
+/// Kubelets on `from` are upgraded to `to` in a node roll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeletMove {
+    pub from: Version,
+    pub to: Version,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -657,6 +668,7 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
                         distro.name
                     ),
                 },
+                moves: Vec::new(),
             }
         })
         .collect();
@@ -670,6 +682,7 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
                 to: r.to.clone(),
                 component: Component::Nodes,
                 reason: r.reason.clone(),
+                moves: r.moves.clone(),
             });
         }
         if i < cp_hops.len() {
@@ -745,6 +758,7 @@ struct Roll {
     from: Version,
     to: Version,
     reason: String,
+    moves: Vec<KubeletMove>,
 }
 
 /// Places node rolls along a control-plane route: least rolls, then latest rolls.
@@ -757,25 +771,20 @@ fn place_node_rolls(
     type State = (usize, Vec<Version>);
     let last = route.len() - 1;
     let target = &route[last];
-    let roll = |i: usize, ks: &[Version]| -> Vec<Version> {
+    // Where one kubelet goes in a roll after control-plane hop `i`.
+    let step = |i: usize, k: &Version| -> Version {
         let cp = &route[i];
-        let mut out: Vec<Version> = ks
-            .iter()
-            .map(|k| {
-                if k >= cp {
-                    return k.clone();
-                }
-                let reach = match rule.max_minor_step {
-                    Some(step) => k.minor_version().plus(step),
-                    None => cp.minor_version(),
-                };
-                if reach >= cp.minor_version() {
-                    cp.clone()
-                } else {
-                    latest(reach).unwrap_or_else(|| reach.with_patch(0))
-                }
-            })
-            .collect();
+        if k >= cp {
+            return k.clone();
+        }
+        let reach = match rule.max_minor_step {
+            Some(step) => k.minor_version().plus(step),
+            None => cp.minor_version(),
+        };
+        if reach >= cp.minor_version() { cp.clone() } else { latest(reach).unwrap_or_else(|| reach.with_patch(0)) }
+    };
+    let roll = |i: usize, ks: &[Version]| -> Vec<Version> {
+        let mut out: Vec<Version> = ks.iter().map(|k| step(i, k)).collect();
         out.sort();
         out.dedup();
         out
@@ -853,7 +862,15 @@ fn place_node_rolls(
             } else {
                 "bring kubelets to the target version".into()
             };
-            rolls.push(Roll { at: i, from: oldest, to, reason });
+            let moves: Vec<KubeletMove> = before
+                .iter()
+                .filter_map(|k| {
+                    let to = step(i, k);
+                    (to != *k).then(|| KubeletMove { from: k.clone(), to })
+                })
+                .collect();
+            let from = moves.first().map_or(oldest, |m| m.from.clone());
+            rolls.push(Roll { at: i, from, to, reason, moves });
         }
         cur = p.clone();
     }

@@ -33,6 +33,9 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Version>,
     pub description: String,
+    /// For a node roll: which kubelet versions move to which.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<graph::KubeletMove>,
     /// Indexes into `findings` that this step resolves.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolves: Vec<usize>,
@@ -127,6 +130,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
         kind: StepKind::Addon,
         target: None,
         description: findings[i].remediation.clone(),
+        moves: vec![],
         resolves: vec![i],
     };
     let mut steps = Vec::new();
@@ -154,6 +158,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
                         apis.into_iter().collect::<Vec<_>>().join(", "),
                         cp_hops.get(*i).map(|h| h.1.minor_version().to_string()).unwrap_or_default()
                     ),
+                    moves: vec![],
                     resolves: idx.clone(),
                 });
             }
@@ -175,6 +180,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
                         if idx.len() == 1 { "" } else { "s" },
                         cp_hops.get(*i).map(|h| h.1.minor_version().to_string()).unwrap_or_default()
                     ),
+                    moves: vec![],
                     resolves: idx.clone(),
                 });
             }
@@ -187,7 +193,15 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
                 Component::Nodes => StepKind::Nodes,
             },
             target: Some(hop.to.clone()),
-            description: format!("{} {} → {}: {}", hop.component, hop.from, hop.to, hop.reason),
+            description: match hop.moves.as_slice() {
+                [_, _, ..] => format!(
+                    "nodes {}: {}",
+                    hop.moves.iter().map(|m| format!("{} → {}", m.from, m.to)).collect::<Vec<_>>().join(", "),
+                    hop.reason
+                ),
+                _ => format!("{} {} → {}: {}", hop.component, hop.from, hop.to, hop.reason),
+            },
+            moves: hop.moves.clone(),
             resolves: vec![],
         });
         if hop.component == Component::ControlPlane {
