@@ -397,9 +397,100 @@ pub fn drainability(inv: &Inventory) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(cluster) = &inv.cluster else { return out };
     pdb_findings(cluster, &mut out);
+    probe_findings(cluster, &mut out);
     pod_findings(cluster, &mut out);
     out.extend(capacity_finding(cluster));
     out
+}
+
+/// Folds the server's dry-run eviction answers into the budget findings: a refusal confirms a
+/// predicted blocker (or becomes one), an acceptance where a blocker was predicted is said, and
+/// a probe that could not run is a warning, so a missing answer is never read as a yes.
+fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+    use crate::inventory::ProbeOutcome;
+    let mut allowed = Vec::new();
+    for probe in &cluster.eviction_probes {
+        let subject = format!("PodDisruptionBudget {}", probe.pdb);
+        let pod = format!("{}/{}", probe.namespace, probe.pod);
+        let predicted =
+            out.iter_mut().find(|f| f.subject == subject && matches!(f.code, "PDB_BLOCKS_DRAIN" | "PDB_UNHEALTHY"));
+        let answer = match &probe.outcome {
+            ProbeOutcome::Allowed => json!({"pod": pod, "result": "allowed"}),
+            ProbeOutcome::Refused { status, message } => {
+                json!({"pod": pod, "result": "refused", "status": status, "message": message})
+            }
+            ProbeOutcome::Failed { message } => json!({"pod": pod, "result": "failed", "message": message}),
+        };
+        match (&probe.outcome, predicted) {
+            (ProbeOutcome::Refused { .. }, Some(f)) => {
+                f.message.push_str(&format!(". Confirmed: the apiserver refused a dry-run eviction of {pod}"));
+                f.details.insert("dryRunEviction".into(), answer);
+            }
+            (ProbeOutcome::Allowed, Some(f)) => {
+                f.message.push_str(&format!(
+                    ". Yet the apiserver accepted a dry-run eviction of {pod} just now: the budget may be recovering, check it again before the window"
+                ));
+                f.details.insert("dryRunEviction".into(), answer);
+            }
+            (ProbeOutcome::Allowed, None) => allowed.push(probe.pdb.clone()),
+            (ProbeOutcome::Refused { status, message }, None) => {
+                let multiple = *status == 500;
+                out.push(Finding {
+                    code: if multiple { "EVICTION_MULTIPLE_PDBS" } else { "EVICTION_REFUSED" },
+                    severity: Severity::Blocker,
+                    hop: None,
+                    subject,
+                    message: if multiple {
+                        format!(
+                            "the apiserver refused a dry-run eviction of {pod} on {} ({status}: {message}): a pod under more than one budget can never be evicted",
+                            probe.node
+                        )
+                    } else {
+                        format!(
+                            "the apiserver refused a dry-run eviction of {pod} on {} ({status}: {message}): draining that node would stall on it",
+                            probe.node
+                        )
+                    },
+                    evidence: None,
+                    remediation: if multiple {
+                        "make the budgets' selectors disjoint so each pod has one budget".into()
+                    } else {
+                        format!("scale up the workload behind {} or relax the budget before the node rolls", probe.pdb)
+                    },
+                    details: answer.as_object().cloned().unwrap_or_default(),
+                });
+            }
+            (ProbeOutcome::Failed { message }, _) => out.push(Finding {
+                code: "EVICTION_PROBE_FAILED",
+                severity: Severity::Warning,
+                hop: None,
+                subject,
+                message: format!(
+                    "the dry-run eviction of {pod} could not be made ({message}); this budget is unconfirmed"
+                ),
+                evidence: None,
+                remediation: "check that your credentials may create pods/eviction, or drop --dry-run-evictions".into(),
+                details: answer.as_object().cloned().unwrap_or_default(),
+            }),
+        }
+    }
+    if !allowed.is_empty() {
+        out.push(Finding {
+            code: "EVICTIONS_CONFIRMED",
+            severity: Severity::Info,
+            hop: None,
+            subject: "PodDisruptionBudgets".into(),
+            message: format!(
+                "the apiserver accepted a dry-run eviction under {} of {} budgets probed ({})",
+                allowed.len(),
+                cluster.eviction_probes.len(),
+                allowed.join(", ")
+            ),
+            evidence: None,
+            remediation: "nothing to do".into(),
+            details: serde_json::Map::from_iter([("allowed".to_string(), json!(allowed))]),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -633,5 +724,56 @@ mod tests {
         assert_eq!(fmt_cpu(1.5), "1.50");
         assert_eq!(fmt_bytes(512.0 * 1024.0 * 1024.0), "512Mi");
         assert_eq!(fmt_bytes(3.0 * GI), "3.0Gi");
+    }
+
+    #[test]
+    fn dry_run_answers_confirm_add_or_question_budget_findings() {
+        use crate::inventory::{EvictionProbe, ProbeOutcome};
+        let pods = vec![
+            pod("shop", "db-0", "n1", Some("Deployment/db"), &[("app", "db")]),
+            pod("shop", "db-1", "n2", Some("Deployment/db"), &[("app", "db")]),
+            pod("shop", "web-0", "n1", Some("Deployment/web"), &[("app", "web")]),
+            pod("shop", "web-1", "n2", Some("Deployment/web"), &[("app", "web")]),
+        ];
+        let mut inv = cluster(
+            roomy_nodes(),
+            pods,
+            vec![pdb("shop", "db", "db", (2, 2), 0, 2), pdb("shop", "web", "web", (2, 1), 1, 2)],
+            vec![deploy("shop", "db", 2), deploy("shop", "web", 2)],
+        );
+        let probe = |pdb: &str, pod: &str, outcome| EvictionProbe {
+            namespace: "shop".into(),
+            pod: pod.into(),
+            node: "n1".into(),
+            pdb: format!("shop/{pdb}"),
+            outcome,
+        };
+        let refused = ProbeOutcome::Refused { status: 429, message: "Cannot evict pod".into() };
+        inv.cluster.as_mut().unwrap().eviction_probes = vec![probe("db", "db-0", refused.clone())];
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN"]);
+        assert!(f[0].message.contains("Confirmed: the apiserver refused a dry-run eviction of shop/db-0"));
+        assert_eq!(f[0].details["dryRunEviction"]["status"], json!(429));
+
+        // The server refuses where nothing was predicted: a blocker of its own.
+        inv.cluster.as_mut().unwrap().eviction_probes = vec![probe("web", "web-0", refused)];
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN", "EVICTION_REFUSED"]);
+        assert_eq!(f[1].severity, Severity::Blocker);
+
+        // Accepted where a blocker was predicted: said, not hidden; accepted elsewhere: summarised.
+        inv.cluster.as_mut().unwrap().eviction_probes =
+            vec![probe("db", "db-0", ProbeOutcome::Allowed), probe("web", "web-0", ProbeOutcome::Allowed)];
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN", "EVICTIONS_CONFIRMED"]);
+        assert!(f[0].message.contains("may be recovering"), "{}", f[0].message);
+        assert_eq!(f[1].details["allowed"], json!(["shop/web"]));
+
+        // A probe that could not run never reads as a yes.
+        inv.cluster.as_mut().unwrap().eviction_probes =
+            vec![probe("web", "web-0", ProbeOutcome::Failed { message: "forbidden".into() })];
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN", "EVICTION_PROBE_FAILED"]);
+        assert_eq!(f[1].severity, Severity::Warning);
     }
 }

@@ -2,6 +2,7 @@
 //! (`--simulate`), an inventory file, or nothing (offline), plus manifests. Shared by `plan` and
 //! `inventory`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,6 +33,11 @@ pub struct SourceArgs {
     /// Manifest file or directory to check too (repeatable; `-` reads stdin).
     #[arg(long = "manifests", value_name = "DIR|FILE|-")]
     pub manifests: Vec<PathBuf>,
+
+    /// Confirm drain blockers with the apiserver: one server dry-run eviction per
+    /// PodDisruptionBudget (nothing is evicted; needs create on pods/eviction).
+    #[arg(long)]
+    pub dry_run_evictions: bool,
 }
 
 /// Largest inventory file read.
@@ -83,7 +89,8 @@ impl SourceArgs {
             .enable_all()
             .build()
             .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(async {
+        let (options, bar) = self.collect_options();
+        let result = runtime.block_on(async {
             if let Some(scenario) = &self.simulate {
                 let scenario = crate::sim::Scenario::load(scenario).map_err(|e| CliError::error(e.to_string()))?;
                 let running = crate::sim::start(scenario, Arc::new(catalog.clone()), crate::sim::SimOptions::default())
@@ -95,7 +102,9 @@ impl SourceArgs {
                 let result = async {
                     let (client, _) =
                         live::client(Some(&kubeconfig), None).await.map_err(|e| CliError::error(e.to_string()))?;
-                    live::collect(&client, catalog).await.map_err(|e| CliError::error(first_line(&e.to_string())))
+                    live::collect(&client, catalog, &options)
+                        .await
+                        .map_err(|e| CliError::error(first_line(&e.to_string())))
                 }
                 .await;
                 running.shutdown().await;
@@ -106,7 +115,7 @@ impl SourceArgs {
                 .await
                 .map_err(|e| CliError::error(first_line(&e.to_string())))?;
             let deadline = std::time::Duration::from_secs(300);
-            match tokio::time::timeout(deadline, live::collect(&client, catalog)).await {
+            match tokio::time::timeout(deadline, live::collect(&client, catalog, &options)).await {
                 Ok(Ok(inv)) => Ok(inv),
                 Ok(Err(live::LiveError::Unreachable { message, .. })) => {
                     Err(CliError::error(format!("cannot reach the cluster at {server}: {}", first_line(&message))))
@@ -116,7 +125,35 @@ impl SourceArgs {
                     Err(CliError::error(format!("reading the cluster at {server} took longer than {deadline:?}")))
                 }
             }
-        })
+        });
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        result
+    }
+
+    /// Collector options, with a spinner that counts what has been listed when stderr is a
+    /// terminal (nothing otherwise, so logs and pipes stay clean).
+    fn collect_options(&self) -> (live::CollectOptions, Option<indicatif::ProgressBar>) {
+        let mut options = live::CollectOptions { dry_run_evictions: self.dry_run_evictions, progress: None };
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return (options, None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} reading the cluster ({elapsed}): {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let counts = std::sync::Mutex::new(BTreeMap::<String, usize>::new());
+        let shown = bar.clone();
+        options.progress = Some(Arc::new(move |what: &str, n: usize| {
+            let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts.insert(what.to_string(), n);
+            let msg = counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(" · ");
+            shown.set_message(msg);
+        }));
+        (options, Some(bar))
     }
 }
 

@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    AddonFacts, ClusterFacts, ComponentFacts, Evidence, HelmReleaseFacts, Inventory, NodeFacts, ObservedObject,
-    PdbFacts, PodFacts, WorkloadFacts,
+    AddonFacts, ClusterFacts, ComponentFacts, EvictionProbe, Evidence, HelmReleaseFacts, Inventory, NodeFacts,
+    ObservedObject, PdbFacts, PodFacts, ProbeOutcome, WorkloadFacts,
 };
 use crate::catalog::Catalog;
 use crate::graph::NodeInfoFacts;
@@ -37,6 +37,20 @@ pub const MAX_HELM_COMPRESSED: usize = 8 * 1024 * 1024;
 pub const MAX_HELM_DECOMPRESSED: u64 = 64 * 1024 * 1024;
 /// Page size of every list.
 const PAGE: u32 = 500;
+/// Most disruption budgets probed with a dry-run eviction, and how many probes run at once.
+pub const MAX_EVICTION_PROBES: usize = 500;
+const PROBES_AT_ONCE: usize = 8;
+
+/// Told after every page: what is being listed and how many items so far.
+pub type Progress = std::sync::Arc<dyn Fn(&str, usize) + Send + Sync>;
+
+/// How the collector reads the cluster.
+#[derive(Clone, Default)]
+pub struct CollectOptions {
+    /// Ask the apiserver, with server dry-run evictions, whether each budget would let a pod go.
+    pub dry_run_evictions: bool,
+    pub progress: Option<Progress>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -64,37 +78,85 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
         return Err(kerr(format!("context '{ctx}' is not in the kubeconfig (contexts: {})", known.join(", "))));
     }
     let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
-    let config = kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| kerr(e.to_string()))?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| kerr(e.to_string()))?;
+    // Retries are ours to decide: a 429 from the Eviction API is a budget's answer to report and
+    // back off from with the budget named, not a transient error to retry blindly for minutes.
+    config.default_retry = false;
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| kerr(e.to_string()))?;
     Ok((client, server))
 }
 
-async fn list_all<K>(api: Api<K>, what: &str) -> Result<Vec<K>, LiveError>
+async fn list_all<K>(api: Api<K>, what: &str, progress: Option<&Progress>) -> Result<Vec<K>, LiveError>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
-    list_map(api, what, |k: K| k).await
+    list_map(api, what, progress, |k: K| k).await
 }
 
 /// Lists page by page and keeps only what `f` extracts, so a 150,000-pod cluster never sits in
 /// memory as typed objects.
-async fn list_map<K, T>(api: Api<K>, what: &str, mut f: impl FnMut(K) -> T) -> Result<Vec<T>, LiveError>
+async fn list_map<K, T>(
+    api: Api<K>,
+    what: &str,
+    progress: Option<&Progress>,
+    mut f: impl FnMut(K) -> T,
+) -> Result<Vec<T>, LiveError>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
     let mut out = Vec::new();
     let mut lp = ListParams::default().limit(PAGE);
     loop {
-        let page: ObjectList<K> =
-            api.list(&lp).await.map_err(|e| LiveError::Read { what: what.into(), message: e.to_string() })?;
+        let page: ObjectList<K> = with_retries(|| api.list(&lp))
+            .await
+            .map_err(|e| LiveError::Read { what: what.into(), message: e.to_string() })?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
         out.extend(page.items.into_iter().map(&mut f));
+        if let Some(p) = progress {
+            p(what, out.len());
+        }
         match next {
             Some(c) => lp.continue_token = Some(c),
             None => return Ok(out),
         }
     }
+}
+
+/// Retries a read on the answers that mean "try again" (429, 503, 504, and connection errors),
+/// with exponential backoff and jitter: 5 attempts over about 3 seconds.
+pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if attempt < 5 && transient(&e) => {
+                tokio::time::sleep(delay + jitter(delay)).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// True for errors worth another attempt.
+pub fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Up to half of `d`, from the clock's low bits: enough to spread clients apart.
+pub fn jitter(d: std::time::Duration) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(f64::from(nanos % 1000) / 2000.0)
 }
 
 /// The compact view of a pod the collector keeps (plus its control-plane component, if any).
@@ -248,7 +310,8 @@ fn manifest_objects(manifest: &str, evidence: &Evidence, inv: &mut Inventory) {
 }
 
 /// Reads the cluster.
-pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, LiveError> {
+pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOptions) -> Result<Inventory, LiveError> {
+    let progress = options.progress.as_ref();
     let server = client.apiserver_version().await.map_err(|e| LiveError::Unreachable {
         server: client.default_namespace().to_string(),
         message: e.to_string(),
@@ -261,24 +324,23 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
         facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));
     }
     let (nodes, pods, deployments, replicasets, pdbs) = try_join5(
-        list_all(Api::<Node>::all(client.clone()), "nodes"),
-        list_map(Api::<Pod>::all(client.clone()), "pods", pod_record),
-        list_all(Api::<Deployment>::all(client.clone()), "deployments"),
-        list_all(Api::<ReplicaSet>::all(client.clone()), "replicasets"),
-        list_all(Api::<PodDisruptionBudget>::all(client.clone()), "poddisruptionbudgets"),
+        list_all(Api::<Node>::all(client.clone()), "nodes", progress),
+        list_map(Api::<Pod>::all(client.clone()), "pods", progress, pod_record),
+        list_all(Api::<Deployment>::all(client.clone()), "deployments", progress),
+        list_all(Api::<ReplicaSet>::all(client.clone()), "replicasets", progress),
+        list_all(Api::<PodDisruptionBudget>::all(client.clone()), "poddisruptionbudgets", progress),
     )
     .await?;
     let (statefulsets, daemonsets) = futures::try_join!(
-        list_all(Api::<StatefulSet>::all(client.clone()), "statefulsets"),
-        list_all(Api::<DaemonSet>::all(client.clone()), "daemonsets")
+        list_all(Api::<StatefulSet>::all(client.clone()), "statefulsets", progress),
+        list_all(Api::<DaemonSet>::all(client.clone()), "daemonsets", progress)
     )?;
     let helm_api: Api<Secret> = Api::all(client.clone());
     let helm_secrets = {
         let mut out = Vec::new();
         let mut lp = ListParams::default().labels("owner=helm").fields("type=helm.sh/release.v1").limit(50);
         loop {
-            let page = helm_api
-                .list(&lp)
+            let page = with_retries(|| helm_api.list(&lp))
                 .await
                 .map_err(|e| LiveError::Read { what: "Helm release secrets".into(), message: e.to_string() })?;
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
@@ -488,6 +550,7 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
         let objects = match list_all(
             Api::<DynamicObject>::all_with(client.clone(), &ar),
             &format!("{gv} {}", api.resource),
+            progress,
         )
         .await
         {
@@ -538,6 +601,79 @@ pub async fn collect(client: &Client, catalog: &Catalog) -> Result<Inventory, Li
     inv.objects.retain(|o| {
         seen.insert((o.api_version.clone(), o.kind.clone(), o.namespace.clone(), o.name.clone(), o.evidence.clone()))
     });
+    if options.dry_run_evictions {
+        facts.eviction_probes = probe_evictions(client, &facts, &mut inv.warnings).await;
+    }
     inv.cluster = Some(facts);
     Ok(inv)
+}
+
+/// One server dry-run eviction per disruption budget, on a pod the budget covers that a drain
+/// would evict (not a mirror or DaemonSet pod). Nothing is evicted: the apiserver runs its
+/// admission and budget checks and answers as it would for a real drain.
+async fn probe_evictions(client: &Client, facts: &ClusterFacts, warnings: &mut Vec<String>) -> Vec<EvictionProbe> {
+    use futures::StreamExt;
+    let mut chosen = Vec::new();
+    for pdb in &facts.pdbs {
+        // An unset selector selects no pods.
+        if pdb.selector.is_null() {
+            continue;
+        }
+        let Ok(selector) = crate::labels::LabelSelector::from_json(&pdb.selector) else { continue };
+        let pod = facts.pods.iter().find(|p| {
+            p.namespace == pdb.namespace
+                && !p.mirror
+                && !p.daemonset
+                && !p.node.is_empty()
+                && selector.matches_map(&p.labels)
+        });
+        if let Some(pod) = pod {
+            chosen.push((pdb, pod));
+        }
+    }
+    if chosen.len() > MAX_EVICTION_PROBES {
+        warnings.push(format!(
+            "{} disruption budgets: only the first {MAX_EVICTION_PROBES} were checked with a dry-run eviction",
+            chosen.len()
+        ));
+        chosen.truncate(MAX_EVICTION_PROBES);
+    }
+    // Dry run asked both ways (query and deleteOptions), as kubectl drain --dry-run=server does.
+    let params = kube::api::EvictParams {
+        post_options: kube::api::PostParams { dry_run: true, field_manager: None },
+        delete_options: Some(kube::api::DeleteParams { dry_run: true, ..Default::default() }),
+    };
+    futures::stream::iter(chosen)
+        .map(|(pdb, pod)| {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+            let params = &params;
+            async move {
+                let outcome = match api.evict(&pod.name, params).await {
+                    Ok(_) => ProbeOutcome::Allowed,
+                    Err(kube::Error::Api(status)) if matches!(status.code, 429 | 500) => {
+                        ProbeOutcome::Refused { status: status.code, message: bounded(&status.message) }
+                    }
+                    Err(e) => ProbeOutcome::Failed { message: bounded(&e.to_string()) },
+                };
+                EvictionProbe {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    node: pod.node.clone(),
+                    pdb: format!("{}/{}", pdb.namespace, pdb.name),
+                    outcome,
+                }
+            }
+        })
+        .buffered(PROBES_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// A message from the cluster, cut to a length a terminal line can hold.
+fn bounded(message: &str) -> String {
+    const MAX: usize = 300;
+    match message.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &message[..i]),
+        None => message.to_string(),
+    }
 }

@@ -100,6 +100,33 @@ pub struct ClusterFacts {
     /// Group-versions the apiserver serves (`v1`, `apps/v1`, `policy/v1beta1`, ...).
     pub served_group_versions: Vec<String>,
     pub helm_releases: Vec<HelmReleaseFacts>,
+    /// Server dry-run evictions made at collection time (`--dry-run-evictions`): one pod per
+    /// disruption budget, asking the apiserver whether it would evict it now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eviction_probes: Vec<EvictionProbe>,
+}
+
+/// The answer to one server dry-run eviction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvictionProbe {
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    /// `namespace/name` of the budget the pod was chosen for.
+    pub pdb: String,
+    pub outcome: ProbeOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum ProbeOutcome {
+    /// The apiserver would evict it.
+    Allowed,
+    /// Refused (429: a budget allows no disruption now; 500: more than one budget covers it).
+    Refused { status: u16, message: String },
+    /// Something else went wrong (not found, forbidden, network).
+    Failed { message: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -206,7 +206,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &headers),
         (&Method::POST, false, _) => create(&sim, &def, &target, &body, dry_run),
         (&Method::POST, true, "eviction") if def.resource == "pods" => {
-            pdb::evict(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body)
+            pdb::evict(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body, dry_run)
         }
         (&Method::PUT, true, "" | "status") => update(&sim, &def, &target, &body, dry_run, &sub),
         (&Method::PATCH, true, "" | "status") => patch_object(&sim, &def, &target, &headers, &body, dry_run, &sub),

@@ -173,10 +173,12 @@ fn created_status() -> Response {
 }
 
 /// `POST .../pods/NAME/eviction`.
-pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes) -> Result<Response, ApiError> {
+/// Dry run when either the `dryRun=All` query or the eviction's `deleteOptions.dryRun` asks.
+pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool) -> Result<Response, ApiError> {
     let eviction: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let opts = eviction.get("deleteOptions").cloned().unwrap_or(Value::Null);
-    let dry_run = opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+    let dry_run =
+        query_dry_run || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
     let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
     let _one_at_a_time = sim.eviction_lock.lock().unwrap_or_else(|p| p.into_inner());
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;

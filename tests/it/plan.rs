@@ -171,3 +171,32 @@ fn cluster_errors_are_one_line_and_exit_1() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dry_run_evictions_confirm_budgets_without_evicting_anything() {
+    let c = crate::sim::Cluster::builtin("blocked", 50.0);
+    let pods_before = c.stats()["objects"]["pods"].clone();
+    let kubeconfig = c.kubeconfig.to_str().unwrap().to_string();
+    let o = plan_cmd(&["--kubeconfig", &kubeconfig, "--to", "1.31", "--dry-run-evictions", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let blocker = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "PDB_BLOCKS_DRAIN")
+        .expect("the strict budget blocks");
+    assert_eq!(blocker["details"]["dryRunEviction"]["result"], "refused", "{blocker}");
+    assert_eq!(blocker["details"]["dryRunEviction"]["status"], 429, "{blocker}");
+    assert!(blocker["message"].as_str().unwrap().contains("Confirmed: the apiserver refused"), "{blocker}");
+    // Dry run: nothing was evicted.
+    let stats = c.stats();
+    assert_eq!(stats["objects"]["pods"], pods_before, "{stats}");
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    // Without the flag, no eviction request reaches the server at all.
+    let before = c.stats()["evictions"].clone();
+    let o = plan_cmd(&["--kubeconfig", &kubeconfig, "--to", "1.31", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("dryRunEviction"));
+    assert_eq!(c.stats()["evictions"], before);
+}
