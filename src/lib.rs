@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod checks;
 pub mod cli;
+pub mod exec;
 pub mod graph;
 pub mod inventory;
 pub mod labels;

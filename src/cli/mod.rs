@@ -5,6 +5,7 @@
 //! line on stderr with the documented exit code (`docs/exit-codes.md`). This is the only module
 //! that reads the clock, the environment or user-given directories.
 
+mod apply;
 mod args;
 mod inventory;
 mod paths;
@@ -27,6 +28,10 @@ pub enum Exit {
     Error = 1,
     Usage = 2,
     Blockers = 3,
+    /// `apply` stopped because the maintenance window would close.
+    Window = 4,
+    /// `apply` stopped on Ctrl-C at a safe point.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
@@ -89,6 +94,13 @@ pub enum Command {
     /// Works offline from versions and manifests (--manifests); exits 3 when something blocks.
     Plan(plan::PlanArgs),
 
+    /// Perform an upgrade: control plane first, then rolling node batches, with gates, a
+    /// journal, resume and a cluster lock.
+    ///
+    /// Plans first (or reads --plan), shows the plan and asks before it starts; --yes runs
+    /// unattended. Ctrl-C stops at the next safe point; `apply --resume` continues.
+    Apply(apply::ApplyArgs),
+
     /// Read a cluster once and print what the planner knows about it (for offline planning).
     Inventory(inventory::InventoryArgs),
 
@@ -104,6 +116,7 @@ pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Apply(args) => apply::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Inventory(args) => inventory::run(args),
     };

@@ -119,7 +119,7 @@ pub struct Hop {
 }
 
 /// Kubelets on `from` are upgraded to `to` in a node roll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct KubeletMove {
     pub from: Version,
     pub to: Version,

@@ -15,7 +15,7 @@ use crate::graph::{self, Component, Note, PathError, PathRequest};
 use crate::inventory::Inventory;
 use crate::version::Version;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepKind {
     ControlPlane,
@@ -25,19 +25,19 @@ pub enum StepKind {
     HelmRelease,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     pub order: usize,
     pub kind: StepKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Version>,
     pub description: String,
     /// For a node roll: which kubelet versions move to which.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moves: Vec<graph::KubeletMove>,
     /// Indexes into `findings` that this step resolves.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolves: Vec<usize>,
 }
 

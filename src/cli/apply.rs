@@ -1,0 +1,552 @@
+//! `k8s-upgrade apply`: plan (or read a saved plan and check it against the cluster), take the
+//! cluster lock, and run the executor with a journal, confirmations, Ctrl-C handling and a
+//! final summary that says exactly how to continue.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, ValueEnum};
+
+use super::args::CatalogArgs;
+use super::{CliError, Exit, render};
+use crate::exec::drain::{DrainPolicy, Stop};
+use crate::exec::journal::{self, Journal, NodePhase, StepStatus};
+use crate::exec::upgrader::Upgrader;
+use crate::exec::{self as ex, ExecPlan, Executor, Halt, Options, Ui};
+use crate::graph::{Facts, PathRequest, Target};
+use crate::inventory::live;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpgraderKind {
+    /// Run --upgrade-command per node (argv template, no shell).
+    Command,
+    /// Tell the operator what to do on which node, and wait for the node to report the target.
+    Manual,
+    /// Set the simulator's upgrade annotation (the default with --simulate).
+    Sim,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Exit codes: 0 done, 1 error, 2 usage, 3 stopped at a blocker or gate, 4 maintenance window closing, 130 Ctrl-C.\n\nExamples:\n  k8s-upgrade apply --simulate --to 1.33 --yes\n  k8s-upgrade apply --plan plan.yaml --upgrader command --upgrade-command 'ssh-upgrade {node} {version}'\n  k8s-upgrade apply --resume"
+)]
+pub struct ApplyArgs {
+    /// Version to reach (plans first and shows the plan).
+    #[arg(long, value_name = "VERSION|latest", required_unless_present_any = ["plan", "resume"])]
+    pub to: Option<String>,
+
+    /// Run a plan saved with `plan --save` (refused when the cluster drifted from it).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "resume"])]
+    pub plan: Option<PathBuf>,
+
+    /// Continue the run recorded in the journal.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Distribution (default: from the cluster).
+    #[arg(long, value_name = "DISTRO")]
+    pub distro: Option<String>,
+
+    /// Kubeconfig file (default: KUBECONFIG, merged, or ~/.kube/config).
+    #[arg(long, value_name = "FILE", env = "K8S_UPGRADE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context.
+    #[arg(long, value_name = "NAME", env = "K8S_UPGRADE_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Run against the built-in simulator (scenario demo, blocked, large or a file).
+    #[arg(long, value_name = "SCENARIO", num_args = 0..=1, default_missing_value = "demo", conflicts_with_all = ["kubeconfig", "context", "resume"])]
+    pub simulate: Option<String>,
+
+    /// With --simulate: multiply every simulated delay by F.
+    #[arg(long, value_name = "F", default_value_t = 0.02)]
+    pub time_scale: f64,
+
+    /// What upgrades a node (default: sim with --simulate, manual otherwise).
+    #[arg(long, value_enum)]
+    pub upgrader: Option<UpgraderKind>,
+
+    /// Argv template for --upgrader command, split on spaces (no shell); {node} {role} {phase}
+    /// {version} are replaced inside arguments. K8S_UPGRADE_NODE/ROLE/PHASE/VERSION are set too.
+    #[arg(long, value_name = "ARGV")]
+    pub upgrade_command: Option<String>,
+
+    /// Kill an upgrade command after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub upgrade_timeout: Duration,
+
+    /// Argv template run for each Helm-release step ({node} is the release); otherwise asked.
+    #[arg(long, value_name = "ARGV")]
+    pub release_command: Option<String>,
+
+    /// Nodes upgraded at once after the canary.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_unavailable: u16,
+
+    /// Give up on a node's drain after this long.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Wait this long for an upgraded node to come back Ready at its target.
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
+    pub node_timeout: Duration,
+
+    /// Delete pods that use emptyDir (their data is lost).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+
+    /// Delete pods that no controller manages (they are gone for good).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Consecutive passes each health gate needs.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gate_passes: u32,
+
+    /// Give up on a health gate after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub gate_timeout: Duration,
+
+    /// An extra gate: argv (split on spaces, no shell) that must exit 0.
+    #[arg(long, value_name = "ARGV")]
+    pub gate_command: Option<String>,
+
+    /// Soak after each batch.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub pause: Duration,
+
+    /// Do not start a node that cannot finish before this time (RFC 3339, e.g. 2026-11-27T04:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub window_end: Option<String>,
+
+    /// Walk the whole run with server dry-run evictions and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Answer yes to every confirmation (required without a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Start even though the plan has blockers no step resolves.
+    #[arg(long)]
+    pub ignore_blockers: bool,
+
+    /// Take the cluster lock even from a live holder (asks first).
+    #[arg(long)]
+    pub break_lock: bool,
+
+    /// Journal file (default: under the user's state directory, named by cluster).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+
+    /// Also write every event as a JSON line to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// Test hook: stop (as Ctrl-C would) after N nodes are done.
+    #[arg(long, hide = true, value_name = "N")]
+    pub stop_after_nodes: Option<usize>,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// `90s`, `5m`, `1h`, `500ms`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (use 90s, 5m, 1h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    if !(0.0..=7.0 * 86400.0).contains(&secs) {
+        return Err(format!("'{s}' is out of range (0 to 7 days)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn argv(flag: &str, s: &Option<String>) -> Result<Option<Vec<String>>, CliError> {
+    match s {
+        None => Ok(None),
+        Some(t) => {
+            let v: Vec<String> = t.split_whitespace().map(str::to_string).collect();
+            if v.is_empty() { Err(CliError::usage(format!("{flag} is empty"))) } else { Ok(Some(v)) }
+        }
+    }
+}
+
+fn identity(run_id: &str) -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{user}@{host}/{run_id}")
+}
+
+fn new_run_id() -> String {
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{:x}", t.as_secs(), std::process::id() ^ t.subsec_nanos())
+}
+
+pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
+    let catalog = args.catalog.load()?;
+    let today = args.catalog.today()?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !args.yes && !interactive && !args.dry_run {
+        return Err(CliError::usage(
+            "apply asks for confirmation and there is no terminal: pass --yes to run unattended",
+        ));
+    }
+    let upgrader = match (args.upgrader, args.simulate.is_some()) {
+        (Some(UpgraderKind::Command), _) => Upgrader::Command {
+            argv: argv("--upgrade-command", &args.upgrade_command)?
+                .ok_or_else(|| CliError::usage("--upgrader command needs --upgrade-command ARGV"))?,
+            timeout: args.upgrade_timeout,
+        },
+        (Some(UpgraderKind::Sim), _) | (None, true) => Upgrader::Sim,
+        (Some(UpgraderKind::Manual), _) | (None, false) => Upgrader::Manual,
+    };
+    let window_end = match &args.window_end {
+        None => None,
+        Some(t) => {
+            let ts: k8s_openapi::jiff::Timestamp = t.parse().map_err(|e| {
+                CliError::usage(format!("--window-end {t}: {e} (use RFC 3339, e.g. 2026-11-27T04:00:00Z)"))
+            })?;
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(ts.as_second().max(0) as u64))
+        }
+    };
+    let time_scale = super::simulate::parse_time_scale(args.time_scale)?;
+    let sim_scale = args.simulate.as_ref().map(|_| time_scale);
+    let poll = Duration::from_secs_f64(sim_scale.map_or(2.0, |s| (s * 10.0).clamp(0.05, 2.0)));
+    let options = Options {
+        upgrader,
+        max_unavailable: usize::from(args.max_unavailable),
+        drain: DrainPolicy {
+            delete_emptydir_data: args.delete_emptydir_data,
+            force: args.force,
+            timeout: args.drain_timeout,
+            dry_run: args.dry_run,
+            max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 50.0).clamp(0.1, 5.0))),
+        },
+        gates: crate::exec::gates::GateOptions {
+            passes: args.gate_passes,
+            timeout: args.gate_timeout,
+            interval: poll,
+            command: argv("--gate-command", &args.gate_command)?,
+        },
+        pause: args.pause,
+        yes: args.yes,
+        dry_run: args.dry_run,
+        window_end,
+        node_timeout: args.node_timeout,
+        poll: poll / 4,
+        release_command: argv("--release-command", &args.release_command)?,
+        stop_after_nodes: args.stop_after_nodes,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let mut simulator = None;
+        let (client, server) = if let Some(scenario) = &args.simulate {
+            let scenario = crate::sim::Scenario::load(scenario).map_err(|e| CliError::error(e.to_string()))?;
+            let running = crate::sim::start(
+                scenario,
+                Arc::new(catalog.clone()),
+                crate::sim::SimOptions { time_scale, ..Default::default() },
+            )
+            .await
+            .map_err(|e| CliError::error(e.to_string()))?;
+            let dir = std::env::temp_dir().join(format!("k8s-upgrade-apply-sim-{}", std::process::id()));
+            let kubeconfig = dir.join("kubeconfig");
+            running.write_kubeconfig(&kubeconfig).map_err(|e| CliError::error(e.to_string()))?;
+            let c = live::client(Some(&kubeconfig), None).await.map_err(|e| CliError::error(e.to_string()));
+            let _ = std::fs::remove_dir_all(&dir);
+            simulator = Some(running);
+            c?
+        } else {
+            live::client(args.kubeconfig.as_deref(), args.context.as_deref())
+                .await
+                .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?
+        };
+        let result = apply(&args, &catalog, today, client.clone(), &server, options, interactive, simulator.is_some()).await;
+        if let Some(running) = simulator {
+            if let Ok(req) = http::Request::get("/sim/stats").body(Vec::new())
+                && let Ok(text) = client.request_text(req).await
+                && let Ok(stats) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                println!(
+                    "simulator: {} PDB violations, {} pods lost, {} evictions ({} refused by a budget), {} API requests",
+                    stats["pdbViolations"], stats["podsLost"], stats["evictions"], stats["pdb429"], stats["requests"]["total"]
+                );
+            }
+            running.shutdown().await;
+        }
+        result
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    args: &ApplyArgs,
+    catalog: &crate::catalog::Catalog,
+    today: crate::catalog::Date,
+    client: kube::Client,
+    server: &str,
+    options: Options,
+    interactive: bool,
+    simulated: bool,
+) -> Result<Exit, CliError> {
+    let journal_path = args.journal.clone().unwrap_or_else(|| journal::default_path(server));
+    let journal = if args.resume {
+        let j = Journal::load(&journal_path)
+            .map_err(|e| CliError::error(format!("{e}; pass --journal FILE if the run used another journal")))?;
+        if j.cluster != server {
+            return Err(CliError::error(format!(
+                "the journal {} belongs to the cluster at {}, not {server}",
+                journal_path.display(),
+                j.cluster
+            )));
+        }
+        if j.finished {
+            println!("the run {} already finished; nothing to resume", j.run_id);
+            return Ok(Exit::Success);
+        }
+        j
+    } else {
+        let inv = live::collect(&client, catalog, &live::CollectOptions::default())
+            .await
+            .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+        let live_plan = |to: Target, distro: Option<String>| {
+            let from = inv.cluster.as_ref().and_then(|c| c.server_version.clone());
+            let distro = distro
+                .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
+                .unwrap_or_else(|| "generic".into());
+            let from = from.ok_or_else(|| CliError::error("the cluster did not report its version"))?;
+            let req = PathRequest { distro, from, to, via: vec![], kubelets: vec![], facts: Facts::default(), today };
+            crate::plan::plan(&inv, catalog, &req).map_err(CliError::from)
+        };
+        let plan = if let Some(file) = &args.plan {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| CliError::error(format!("cannot read --plan {}: {e}", file.display())))?;
+            let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+                CliError::error(format!(
+                    "--plan {}: {}",
+                    file.display(),
+                    e.to_string().lines().next().unwrap_or_default()
+                ))
+            })?;
+            let saved = ExecPlan::from_document(&doc)
+                .map_err(|e| CliError::error(format!("--plan {}: {e}", file.display())))?;
+            let now = live_plan(Target::Version(saved.to.clone()), Some(saved.distro.clone()))?;
+            let now = ExecPlan::from_document(&serde_json::to_value(&now).map_err(|e| CliError::error(e.to_string()))?)
+                .map_err(CliError::error)?;
+            let drift = saved.drift(&now);
+            if !drift.is_empty() {
+                return Err(CliError {
+                    exit: Exit::Blockers,
+                    message: format!(
+                        "the cluster drifted from {}; plan again. Differences: {}",
+                        file.display(),
+                        drift.join("; ")
+                    ),
+                });
+            }
+            saved
+        } else {
+            let to_text = args.to.as_deref().unwrap_or("latest");
+            let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
+            let plan = live_plan(to, args.distro.clone())?;
+            super::print_stdout(&render::plan_table(&plan))?;
+            ExecPlan::from_document(&serde_json::to_value(&plan).map_err(|e| CliError::error(e.to_string()))?)
+                .map_err(CliError::error)?
+        };
+        if !plan.unresolved.is_empty() && !args.ignore_blockers {
+            return Err(CliError {
+                exit: Exit::Blockers,
+                message: format!(
+                    "{} blocker(s) that no step resolves, so apply does not start (fix them, or pass --ignore-blockers to stop where they bite): {}",
+                    plan.unresolved.len(),
+                    plan.unresolved.join(" | ")
+                ),
+            });
+        }
+        let run_id = new_run_id();
+        ex::new_journal(journal_path.clone(), &run_id, server, &plan)
+    };
+    if !args.yes
+        && interactive
+        && !args.dry_run
+        && !ex::confirm(&format!("Start {} steps on {server}?", journal.steps.len())).await
+    {
+        return Err(CliError { exit: Exit::Interrupted, message: "not started".into() });
+    }
+    if args.break_lock && !args.yes && interactive && !ex::confirm("Break the cluster lock held by another run?").await
+    {
+        return Err(CliError { exit: Exit::Interrupted, message: "lock left alone".into() });
+    }
+    let run_id = journal.run_id.clone();
+    let lock = if args.dry_run {
+        None
+    } else {
+        Some(
+            crate::exec::lock::acquire(&client, &identity(&run_id), args.break_lock)
+                .await
+                .map_err(|e| CliError { exit: Exit::Error, message: e.to_string() })?,
+        )
+    };
+    if !args.dry_run {
+        journal.save().map_err(|e| CliError::error(e.to_string()))?;
+    }
+    let ui = Arc::new(Ui::new(args.events.as_deref(), journal.steps.len(), interactive).map_err(CliError::error)?);
+    ui.say(&format!(
+        "run {run_id} on {server}: {} → {}, journal {}{}",
+        journal.from,
+        journal.to,
+        journal_path.display(),
+        if args.dry_run { " (dry run: nothing changes)" } else { "" }
+    ));
+    ui.event("run-start", serde_json::json!({"run": run_id, "cluster": server, "dryRun": args.dry_run}));
+    let stop = Stop::default();
+    let signals = {
+        let stop = stop.clone();
+        let ui = ui.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if stop.raise() == 1 {
+                    ui.say("Ctrl-C: stopping at the next safe point (press again to stop now)");
+                } else {
+                    ui.say("Ctrl-C again: stopping now; the journal is kept");
+                }
+            }
+        })
+    };
+    let executor = Executor::new(client.clone(), journal, options, ui.clone(), stop);
+    let started = std::time::Instant::now();
+    let outcome = executor.run().await;
+    signals.abort();
+    ui.finish();
+    if let Some(l) = lock {
+        l.release().await;
+    }
+    let report = executor.take_report();
+    let j = executor.journal.lock().await.clone();
+    summary(&j, &report, &outcome, started.elapsed(), args, simulated);
+    ui.event("run-end", serde_json::json!({"code": outcome.as_ref().err().map_or(0, |h| h.code)}));
+    Ok(match outcome {
+        Ok(()) => Exit::Success,
+        Err(Halt { code: 4, .. }) => Exit::Window,
+        Err(Halt { code: 130, .. }) => Exit::Interrupted,
+        Err(Halt { code: 3, .. }) => Exit::Blockers,
+        Err(_) => Exit::Error,
+    })
+}
+
+fn summary(
+    j: &Journal,
+    report: &ex::Report,
+    outcome: &Result<(), Halt>,
+    took: Duration,
+    args: &ApplyArgs,
+    simulated: bool,
+) {
+    let done = j.steps.iter().filter(|s| s.status == StepStatus::Done).count();
+    let skipped: Vec<&journal::JournalStep> = j.steps.iter().filter(|s| s.status == StepStatus::Skipped).collect();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\n{} {} → {} in {:.1}s: {done} of {} steps done, {} left to the operator, {} nodes upgraded\n",
+        match outcome {
+            Ok(()) => "Finished",
+            Err(_) => "Stopped",
+        },
+        j.from,
+        j.to,
+        took.as_secs_f64(),
+        j.steps.len(),
+        skipped.len(),
+        report.nodes_done.len()
+    ));
+    if !report.nodes_done.is_empty() {
+        let mut secs: Vec<f64> = report.nodes_done.iter().map(|(_, s)| *s).collect();
+        secs.sort_by(f64::total_cmp);
+        out.push_str(&format!(
+            "  node durations: median {:.1}s, longest {:.1}s\n",
+            secs[secs.len() / 2],
+            secs.last().copied().unwrap_or(0.0)
+        ));
+    }
+    for s in &skipped {
+        out.push_str(&format!(
+            "  skipped step {}: {} ({})\n",
+            s.step.order,
+            s.step.description,
+            s.note.as_deref().unwrap_or("")
+        ));
+    }
+    for s in &report.skipped {
+        if s.starts_with("operator step") {
+            continue;
+        }
+        out.push_str(&format!("  {s}\n"));
+    }
+    let cordoned: Vec<String> = j
+        .nodes
+        .iter()
+        .filter(|(_, r)| {
+            matches!(
+                r.phase,
+                NodePhase::Cordoned
+                    | NodePhase::Drained
+                    | NodePhase::Upgrading
+                    | NodePhase::Upgraded
+                    | NodePhase::Quarantined
+            )
+        })
+        .map(|(k, r)| format!("{} ({:?})", k.split_once('/').map_or(k.as_str(), |x| x.1), r.phase))
+        .collect();
+    if !cordoned.is_empty() {
+        out.push_str(&format!("  left cordoned: {}\n", cordoned.join(", ")));
+    }
+    if let Err(h) = outcome {
+        out.push_str(&format!("  why it stopped: {}\n", h.message));
+        if simulated {
+            out.push_str("  (the simulator's state ends with this process, so this run cannot be resumed)\n");
+        } else if !args.dry_run {
+            let mut cmd = format!("k8s-upgrade apply --resume --journal {}", j.path.display());
+            if let Some(k) = &args.kubeconfig {
+                cmd.push_str(&format!(" --kubeconfig {}", k.display()));
+            }
+            if let Some(c) = &args.context {
+                cmd.push_str(&format!(" --context {c}"));
+            }
+            out.push_str(&format!("  to continue: {cmd}\n"));
+        }
+    }
+    print!("{out}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_garbage() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").unwrap_err().contains("'soon'"));
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("9999h").is_err());
+    }
+}

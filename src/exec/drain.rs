@@ -1,0 +1,329 @@
+//! Cordon and drain through the Eviction API (policy/v1). Every evictable pod of a node is
+//! evicted concurrently; mirror and DaemonSet pods are skipped; emptyDir pods need
+//! `--delete-emptydir-data` and bare pods `--force`, and a node that needs either is refused
+//! before it is cordoned, with every reason at once. A 429 is retried with capped exponential
+//! backoff and jitter while naming the budget and its health; a budget that can never allow a
+//! disruption is reported at once; a 500 (a pod under two budgets) is an error; a 404 means gone.
+//! Deletion is observed by watch (a new UID counts as gone), not by polling.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::labels::LabelSelector;
+
+/// Annotation and label keys this tool writes on nodes.
+pub const ANNOTATION_CORDONED_BY: &str = "k8s-upgrade.dev/cordoned-by";
+pub const ANNOTATION_PHASE: &str = "k8s-upgrade.dev/phase";
+pub const LABEL_QUARANTINED: &str = "k8s-upgrade.dev/quarantined";
+
+/// 0 running, 1 stop at the next safe point, 2 stop now.
+#[derive(Clone, Default)]
+pub struct Stop(Arc<AtomicU8>);
+
+impl Stop {
+    pub fn graceful(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= 1
+    }
+    pub fn now(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= 2
+    }
+    /// Raises the level by one; returns the new level.
+    pub fn raise(&self) -> u8 {
+        self.0.fetch_add(1, Ordering::SeqCst).saturating_add(1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DrainPolicy {
+    pub delete_emptydir_data: bool,
+    pub force: bool,
+    pub timeout: Duration,
+    pub dry_run: bool,
+    /// Longest pause between eviction retries.
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DrainError {
+    #[error("{node} cannot be drained as asked: {}", reasons.join("; "))]
+    Refused { node: String, reasons: Vec<String> },
+    #[error(
+        "PodDisruptionBudget {pdb} can never allow evicting {pod} (currentHealthy {current}, desiredHealthy {desired}, expectedPods {expected}): scale the workload up or relax the budget"
+    )]
+    NeverAllowed { pod: String, pdb: String, current: i32, desired: i32, expected: i32 },
+    #[error("{pod} is covered by more than one PodDisruptionBudget; the Eviction API refuses it (500): {message}")]
+    MultipleBudgets { pod: String, message: String },
+    #[error("the drain of {node} did not finish within {timeout:?}; still waiting on: {}", waiting.join(", "))]
+    Timeout { node: String, timeout: Duration, waiting: Vec<String> },
+    #[error("stopped by Ctrl-C during the drain of {node}")]
+    Interrupted { node: String },
+    #[error("{0}")]
+    Api(String),
+}
+
+/// Something worth telling the operator while a drain runs.
+pub type Say = Arc<dyn Fn(String) + Send + Sync>;
+
+fn is_mirror(p: &Pod) -> bool {
+    p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+}
+
+fn is_daemonset(p: &Pod) -> bool {
+    p.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet" && r.controller == Some(true)))
+}
+
+fn finished(p: &Pod) -> bool {
+    matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+fn pod_ref(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or_default(),
+        p.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The pods a drain of `node` evicts, or every reason it cannot (checked before cordoning).
+pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -> Result<Vec<Pod>, DrainError> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let list = crate::inventory::live::with_retries(|| pods.list(&lp))
+        .await
+        .map_err(|e| DrainError::Api(format!("cannot list the pods of {node}: {e}")))?;
+    let mut out = Vec::new();
+    let mut reasons = Vec::new();
+    for p in list.items {
+        if is_mirror(&p) || is_daemonset(&p) {
+            continue;
+        }
+        let spec = p.spec.as_ref();
+        let empty_dir = spec.and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.empty_dir.is_some()));
+        let bare = p.metadata.owner_references.as_ref().is_none_or(|o| !o.iter().any(|r| r.controller == Some(true)));
+        if bare && !policy.force && !finished(&p) {
+            reasons.push(format!("{} has no controller (pass --force to delete it for good)", pod_ref(&p)));
+        }
+        if empty_dir && !policy.delete_emptydir_data && !finished(&p) {
+            reasons.push(format!("{} uses emptyDir (pass --delete-emptydir-data to lose its data)", pod_ref(&p)));
+        }
+        out.push(p);
+    }
+    if reasons.is_empty() { Ok(out) } else { Err(DrainError::Refused { node: node.to_string(), reasons }) }
+}
+
+/// Cordons `node` (and notes it on the node); returns whether it was already cordoned.
+pub async fn cordon(client: &Client, node: &str, run_id: &str) -> Result<bool, String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let n = crate::inventory::live::with_retries(|| nodes.get(node))
+        .await
+        .map_err(|e| format!("cannot read node {node}: {e}"))?;
+    let already = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    if already {
+        return Ok(true);
+    }
+    let patch = json!({
+        "metadata": {"annotations": {ANNOTATION_CORDONED_BY: run_id, ANNOTATION_PHASE: "cordoned"}},
+        "spec": {"unschedulable": true}
+    });
+    patch_node(&nodes, node, &patch).await.map_err(|e| format!("cannot cordon {node}: {e}"))?;
+    Ok(false)
+}
+
+/// Uncordons `node` and removes our notes from it.
+pub async fn uncordon(client: &Client, node: &str) -> Result<(), String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = json!({
+        "metadata": {"annotations": {ANNOTATION_CORDONED_BY: null, ANNOTATION_PHASE: null}},
+        "spec": {"unschedulable": null}
+    });
+    patch_node(&nodes, node, &patch).await.map(|_| ()).map_err(|e| format!("cannot uncordon {node}: {e}"))
+}
+
+/// Notes a phase on the node, so that anyone looking at it knows what the run is doing.
+pub async fn note_phase(client: &Client, node: &str, phase: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_PHASE: phase}}});
+    let _ = nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await;
+}
+
+/// Leaves the node cordoned and labelled as quarantined, with the reason as an annotation.
+pub async fn quarantine(client: &Client, node: &str, why: &str) -> Result<(), String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let why: String = why.chars().take(1000).collect();
+    let patch = json!({
+        "metadata": {"labels": {LABEL_QUARANTINED: "true"}, "annotations": {ANNOTATION_PHASE: "quarantined", "k8s-upgrade.dev/quarantine-reason": why}},
+        "spec": {"unschedulable": true}
+    });
+    patch_node(&nodes, node, &patch).await.map(|_| ()).map_err(|e| format!("cannot label {node} as quarantined: {e}"))
+}
+
+/// Evicts `pods` concurrently and waits for each to be gone.
+pub async fn drain(
+    client: &Client,
+    node: &str,
+    pods: Vec<Pod>,
+    policy: &DrainPolicy,
+    stop: &Stop,
+    say: &Say,
+) -> Result<usize, DrainError> {
+    let deadline = Instant::now() + policy.timeout;
+    let left: Arc<std::sync::Mutex<BTreeMap<String, String>>> =
+        Arc::new(std::sync::Mutex::new(pods.iter().map(|p| (pod_ref(p), "evicting".to_string())).collect()));
+    let count = pods.len();
+    let tasks = pods.into_iter().map(|p| {
+        let left = left.clone();
+        async move {
+            let r = evict_one(client, &p, policy, deadline, stop, say, &left).await;
+            if r.is_ok() {
+                left.lock().unwrap_or_else(|e| e.into_inner()).remove(&pod_ref(&p));
+            }
+            r
+        }
+    });
+    let results = futures::future::join_all(tasks).await;
+    // Report the most telling failure: a budget that never allows beats a timeout.
+    let mut errors: Vec<DrainError> = results.into_iter().filter_map(Result::err).collect();
+    errors.sort_by_key(|e| match e {
+        DrainError::NeverAllowed { .. } => 0,
+        DrainError::MultipleBudgets { .. } => 1,
+        DrainError::Api(_) => 2,
+        DrainError::Interrupted { .. } => 3,
+        _ => 4,
+    });
+    match errors.into_iter().next() {
+        None => Ok(count),
+        Some(DrainError::Timeout { .. }) => {
+            let waiting =
+                left.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(p, why)| format!("{p} ({why})")).collect();
+            Err(DrainError::Timeout { node: node.to_string(), timeout: policy.timeout, waiting })
+        }
+        Some(e) => Err(e),
+    }
+}
+
+/// The budgets covering a pod.
+async fn budgets_of(client: &Client, pod: &Pod) -> Vec<PodDisruptionBudget> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let Ok(list) = api.list(&ListParams::default()).await else { return vec![] };
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    list.items
+        .into_iter()
+        .filter(|b| {
+            let Some(sel) = b.spec.as_ref().and_then(|s| s.selector.as_ref()) else { return false };
+            let Ok(v) = serde_json::to_value(sel) else { return false };
+            LabelSelector::from_json(&v).is_ok_and(|s| s.matches_map(&labels))
+        })
+        .collect()
+}
+
+async fn evict_one(
+    client: &Client,
+    pod: &Pod,
+    policy: &DrainPolicy,
+    deadline: Instant,
+    stop: &Stop,
+    say: &Say,
+    left: &std::sync::Mutex<BTreeMap<String, String>>,
+) -> Result<(), DrainError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let reference = pod_ref(pod);
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut params = EvictParams::default();
+    if policy.dry_run {
+        params.post_options.dry_run = true;
+        params.delete_options = Some(kube::api::DeleteParams { dry_run: true, ..Default::default() });
+    }
+    let mut backoff = Duration::from_millis(250);
+    let mut last_said = String::new();
+    loop {
+        if stop.now() {
+            return Err(DrainError::Interrupted { node: reference });
+        }
+        if Instant::now() >= deadline {
+            return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
+        }
+        match api.evict(&name, &params).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 429 => {
+                let budgets = budgets_of(client, pod).await;
+                let mut why = format!("429: {}", s.message);
+                if let Some(b) = budgets.first() {
+                    let st = b.status.clone().unwrap_or_default();
+                    let pdb = format!("{ns}/{}", b.metadata.name.as_deref().unwrap_or_default());
+                    // desiredHealthy >= expectedPods with no disruption allowed: the budget
+                    // forbids every eviction however long we wait.
+                    if st.disruptions_allowed == 0 && st.expected_pods > 0 && st.desired_healthy >= st.expected_pods {
+                        return Err(DrainError::NeverAllowed {
+                            pod: reference,
+                            pdb,
+                            current: st.current_healthy,
+                            desired: st.desired_healthy,
+                            expected: st.expected_pods,
+                        });
+                    }
+                    why = format!(
+                        "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
+                        st.current_healthy, st.desired_healthy
+                    );
+                }
+                if why != last_said {
+                    say(format!("waiting to evict {reference}: {why}"));
+                    last_said = why.clone();
+                }
+                left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), why);
+            }
+            Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
+                return Err(DrainError::MultipleBudgets { pod: reference, message: s.message });
+            }
+            Err(e) if crate::inventory::live::transient(&e) || matches!(&e, kube::Error::Api(s) if s.code >= 500) => {
+                left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), format!("retrying: {e}"));
+            }
+            Err(e) => return Err(DrainError::Api(format!("cannot evict {reference}: {e}"))),
+        }
+        let pause = (backoff + crate::inventory::live::jitter(backoff)).min(policy.max_backoff);
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        backoff = (backoff * 2).min(policy.max_backoff);
+    }
+    if policy.dry_run {
+        return Ok(());
+    }
+    left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), "terminating".into());
+    // Gone is seen through a watch; a dropped watch is simply watched again.
+    loop {
+        if stop.now() {
+            return Err(DrainError::Interrupted { node: reference });
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
+        }
+        let wait =
+            kube::runtime::wait::await_condition(api.clone(), &name, kube::runtime::wait::conditions::is_deleted(&uid));
+        match tokio::time::timeout(remaining.min(Duration::from_secs(30)), wait).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => {}
+        }
+    }
+}
+
+/// A merge patch on a node, retried on transient errors.
+async fn patch_node(nodes: &Api<Node>, node: &str, patch: &serde_json::Value) -> Result<Node, kube::Error> {
+    let (pp, merge) = (PatchParams::default(), Patch::Merge(patch));
+    crate::inventory::live::with_retries(|| nodes.patch(node, &pp, &merge)).await
+}

@@ -1,0 +1,192 @@
+//! Health gates between steps. A baseline is taken before the run; a gate passes when every node
+//! is Ready, the apiserver's `/readyz` answers ok, every workload is back to at least the
+//! available replicas it had in the baseline, no more pods are Pending than before, every
+//! budget is back to its baseline health, and the operator's `--gate-command` exits 0. Gates
+//! need `passes` consecutive passes (pre-existing breakage does not block; regressions do).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
+use kube::api::{Api, ListParams};
+
+use super::drain::Stop;
+
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    /// `Kind ns/name` → available replicas.
+    pub workloads: BTreeMap<String, i64>,
+    /// `ns/name` → currentHealthy.
+    pub budgets: BTreeMap<String, i64>,
+    pub pending: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub passes: u32,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub command: Option<Vec<String>>,
+}
+
+async fn list<K>(client: &Client, what: &str) -> Result<Vec<K>, String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    {
+        let lp = ListParams::default();
+        crate::inventory::live::with_retries(|| api.list(&lp)).await
+    }
+    .map(|l| l.items)
+    .map_err(|e| format!("cannot list {what}: {e}"))
+}
+
+fn key(kind: &str, meta: &kube::core::ObjectMeta) -> String {
+    format!("{kind} {}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+}
+
+/// Observes the cluster as it is now.
+pub async fn observe(client: &Client) -> Result<Baseline, String> {
+    let (deployments, statefulsets, budgets, pods) = futures::try_join!(
+        list::<Deployment>(client, "deployments"),
+        list::<StatefulSet>(client, "statefulsets"),
+        list::<PodDisruptionBudget>(client, "poddisruptionbudgets"),
+        list::<Pod>(client, "pods"),
+    )?;
+    let mut b = Baseline::default();
+    for d in &deployments {
+        b.workloads.insert(
+            key("Deployment", &d.metadata),
+            d.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
+        );
+    }
+    for s in &statefulsets {
+        b.workloads.insert(
+            key("StatefulSet", &s.metadata),
+            s.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
+        );
+    }
+    for p in &budgets {
+        let k = format!(
+            "{}/{}",
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.metadata.name.as_deref().unwrap_or_default()
+        );
+        b.budgets.insert(k, p.status.as_ref().map_or(0, |s| i64::from(s.current_healthy)));
+    }
+    b.pending = pods.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")).count();
+    Ok(b)
+}
+
+/// What fails now, compared with the baseline; empty when the gate passes.
+pub async fn check(client: &Client, baseline: &Baseline, options: &GateOptions) -> Vec<String> {
+    let mut failures = Vec::new();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let lp = ListParams::default();
+    let listed = crate::inventory::live::with_retries(|| nodes.list(&lp)).await;
+    match listed {
+        Ok(list) => {
+            for n in list.items {
+                let ready = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                if !ready {
+                    failures.push(format!("node {} is not Ready", n.metadata.name.unwrap_or_default()));
+                }
+            }
+        }
+        Err(e) => failures.push(format!("cannot list nodes: {e}")),
+    }
+    let readyz = http::Request::get("/readyz").body(Vec::new());
+    match readyz {
+        Ok(req) => {
+            if let Err(e) = client.request_text(req).await {
+                failures.push(format!("apiserver /readyz: {}", e.to_string().lines().next().unwrap_or_default()));
+            }
+        }
+        Err(e) => failures.push(e.to_string()),
+    }
+    match observe(client).await {
+        Ok(now) => {
+            for (w, before) in &baseline.workloads {
+                let have = now.workloads.get(w).copied().unwrap_or(0);
+                if have < *before {
+                    failures.push(format!("{w} has {have} available replicas (was {before})"));
+                }
+            }
+            for (b, before) in &baseline.budgets {
+                let have = now.budgets.get(b).copied().unwrap_or(0);
+                if have < *before {
+                    failures.push(format!("PodDisruptionBudget {b} has {have} healthy pods (was {before})"));
+                }
+            }
+            if now.pending > baseline.pending {
+                failures.push(format!("{} pods are Pending (were {})", now.pending, baseline.pending));
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+    if let Some(argv) = &options.command
+        && let Some((program, args)) = argv.split_first()
+    {
+        let run = tokio::process::Command::new(program).args(args).kill_on_drop(true).output();
+        match tokio::time::timeout(Duration::from_secs(300), run).await {
+            Ok(Ok(o)) if o.status.success() => {}
+            Ok(Ok(o)) => failures.push(format!(
+                "--gate-command {program} exited {}: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            )),
+            Ok(Err(e)) => failures.push(format!("--gate-command {program}: {e}")),
+            Err(_) => failures.push(format!("--gate-command {program} took longer than 300s")),
+        }
+    }
+    failures
+}
+
+/// Waits for `passes` consecutive passes; on timeout returns the last failures.
+pub async fn wait(
+    client: &Client,
+    baseline: &Baseline,
+    options: &GateOptions,
+    stop: &Stop,
+) -> Result<u32, Vec<String>> {
+    let deadline = Instant::now() + options.timeout;
+    let mut streak = 0;
+    let mut checks = 0;
+    loop {
+        let failures = check(client, baseline, options).await;
+        checks += 1;
+        if failures.is_empty() {
+            streak += 1;
+            if streak >= options.passes {
+                return Ok(checks);
+            }
+        } else {
+            streak = 0;
+            if Instant::now() >= deadline {
+                return Err(failures);
+            }
+        }
+        if stop.now() {
+            return Err(vec!["stopped by Ctrl-C".into()]);
+        }
+        tokio::time::sleep(options.interval).await;
+    }
+}

@@ -1,0 +1,241 @@
+//! The crash-safe journal of an `apply` run: which step and which node phase were reached, and
+//! whether we cordoned each node, written atomically (temp file, fsync, rename, fsync of the
+//! directory) before and after every action so that `apply --resume` continues at the exact
+//! step after a crash, a kill or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Step;
+use crate::version::Version;
+
+pub const JOURNAL_API_VERSION: &str = "k8s-upgrade.dev/v1alpha1";
+/// Largest journal read back.
+const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    /// Left for the operator (a manual step acknowledged with --yes, or a quarantined node).
+    Skipped,
+    Failed,
+}
+
+/// Where a node is in its roll; each phase is written before the next action starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodePhase {
+    Started,
+    Cordoned,
+    Drained,
+    Upgrading,
+    Upgraded,
+    Done,
+    /// Drain could not finish: left cordoned and labelled for the operator.
+    Quarantined,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRecord {
+    /// The plan step (order) this record belongs to.
+    pub step: usize,
+    pub target: Version,
+    pub phase: NodePhase,
+    /// True only when this run set `spec.unschedulable`; only then does it uncordon.
+    pub we_cordoned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Seconds the node took from start to done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalStep {
+    pub step: Step,
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journal {
+    pub api_version: String,
+    pub kind: String,
+    pub run_id: String,
+    /// The apiserver URL the run talks to.
+    pub cluster: String,
+    pub distro: String,
+    pub from: Version,
+    pub to: Version,
+    pub steps: Vec<JournalStep>,
+    /// Per node and step: `"<step>/<node>"`.
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// Add-on steps' targets, by step order.
+    #[serde(default)]
+    pub addons: BTreeMap<usize, super::AddonTarget>,
+    /// Output of upgrade commands, last lines only.
+    #[serde(default)]
+    pub log: Vec<String>,
+    pub finished: bool,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot write the journal {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("cannot read the journal {path}: {message}")]
+    Read { path: String, message: String },
+}
+
+impl Journal {
+    pub fn key(step: usize, node: &str) -> String {
+        format!("{step}/{node}")
+    }
+
+    pub fn node(&self, step: usize, node: &str) -> Option<&NodeRecord> {
+        self.nodes.get(&Self::key(step, node))
+    }
+
+    /// Records a node's phase and saves.
+    pub fn set_node(&mut self, step: usize, node: &str, record: NodeRecord) -> Result<(), JournalError> {
+        self.nodes.insert(Self::key(step, node), record);
+        self.save()
+    }
+
+    pub fn set_step(&mut self, index: usize, status: StepStatus, note: Option<String>) -> Result<(), JournalError> {
+        if let Some(s) = self.steps.get_mut(index) {
+            s.status = status;
+            if note.is_some() {
+                s.note = note;
+            }
+        }
+        self.save()
+    }
+
+    /// Keeps the last lines of command output (bounded: the journal is rewritten often).
+    pub fn push_log(&mut self, line: String) {
+        const KEEP: usize = 500;
+        self.log.push(line.chars().take(500).collect());
+        if self.log.len() > KEEP {
+            let extra = self.log.len() - KEEP;
+            self.log.drain(..extra);
+        }
+    }
+
+    /// Writes the whole journal to a temp file, syncs it, renames it over the old one and syncs
+    /// the directory: a crash leaves either the old or the new journal, never half of one.
+    pub fn save(&self) -> Result<(), JournalError> {
+        let werr =
+            |e: std::io::Error| JournalError::Write { path: self.path.display().to_string(), message: e.to_string() };
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| JournalError::Write { path: self.path.display().to_string(), message: e.to_string() })?;
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(werr)?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+            f.write_all(&text).map_err(werr)?;
+            f.sync_all().map_err(werr)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(werr)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> Result<Journal, JournalError> {
+        let rerr = |m: String| JournalError::Read { path: path.display().to_string(), message: m };
+        let meta = std::fs::metadata(path).map_err(|e| rerr(e.to_string()))?;
+        if meta.len() > MAX_JOURNAL_BYTES {
+            return Err(rerr(format!("larger than {MAX_JOURNAL_BYTES} bytes")));
+        }
+        let text = std::fs::read(path).map_err(|e| rerr(e.to_string()))?;
+        let mut j: Journal = serde_json::from_slice(&text).map_err(|e| rerr(e.to_string()))?;
+        if j.api_version != JOURNAL_API_VERSION || j.kind != "ApplyJournal" {
+            return Err(rerr(format!("not an apply journal ({} {})", j.api_version, j.kind)));
+        }
+        j.path = path.to_path_buf();
+        Ok(j)
+    }
+
+    /// The first step not done or skipped.
+    pub fn next_step(&self) -> Option<usize> {
+        self.steps.iter().position(|s| !matches!(s.status, StepStatus::Done | StepStatus::Skipped))
+    }
+}
+
+/// The default journal path: under the user's state directory, named after the cluster.
+pub fn default_path(cluster: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let name: String = cluster
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .take(120)
+        .collect();
+    base.join("k8s-upgrade").join(format!("{name}.journal.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_is_atomic_and_round_trips() {
+        let dir = std::env::temp_dir().join(format!("k8s-upgrade-journal-{}", std::process::id()));
+        let path = dir.join("c.journal.json");
+        let mut j = Journal {
+            api_version: JOURNAL_API_VERSION.into(),
+            kind: "ApplyJournal".into(),
+            run_id: "r1".into(),
+            cluster: "http://127.0.0.1:1".into(),
+            distro: "kubeadm".into(),
+            from: "1.30.1".parse().unwrap(),
+            to: "1.31.2".parse().unwrap(),
+            steps: vec![],
+            nodes: BTreeMap::new(),
+            addons: BTreeMap::new(),
+            log: vec![],
+            finished: false,
+            path: path.clone(),
+        };
+        j.set_node(
+            3,
+            "n;rm -rf /",
+            NodeRecord {
+                step: 3,
+                target: "1.31.2".parse().unwrap(),
+                phase: NodePhase::Drained,
+                we_cordoned: true,
+                note: None,
+                seconds: None,
+            },
+        )
+        .unwrap();
+        assert!(!path.with_extension("json.tmp").exists());
+        let back = Journal::load(&path).unwrap();
+        assert_eq!(back, j);
+        assert_eq!(back.node(3, "n;rm -rf /").unwrap().phase, NodePhase::Drained);
+        std::fs::write(&path, "{\"apiVersion\": \"x\"").unwrap();
+        assert!(Journal::load(&path).unwrap_err().to_string().contains("cannot read the journal"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(default_path("https://10.0.0.1:6443/").ends_with("k8s-upgrade/10.0.0.1_6443_.journal.json"));
+    }
+}
