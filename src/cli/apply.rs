@@ -287,7 +287,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             {
                 println!(
                     "simulator: {} PDB violations, {} pods lost, {} evictions ({} refused by a budget), {} API requests",
-                    stats["pdbViolations"], stats["podsLost"], stats["evictions"], stats["pdb429"], stats["requests"]["total"]
+                    stats["pdbViolations"], stats["podsLost"], stats["evictions"], stats["pdb429"], stats["totalRequests"]
                 );
             }
             running.shutdown().await;
@@ -522,17 +522,45 @@ fn summary(
         if simulated {
             out.push_str("  (the simulator's state ends with this process, so this run cannot be resumed)\n");
         } else if !args.dry_run {
-            let mut cmd = format!("k8s-upgrade apply --resume --journal {}", j.path.display());
-            if let Some(k) = &args.kubeconfig {
-                cmd.push_str(&format!(" --kubeconfig {}", k.display()));
-            }
-            if let Some(c) = &args.context {
-                cmd.push_str(&format!(" --context {c}"));
-            }
-            out.push_str(&format!("  to continue: {cmd}\n"));
+            out.push_str(&format!("  to continue: {}\n", resume_command(&j.path)));
         }
     }
     print!("{out}");
+}
+
+/// The command that continues this run: the same flags, with --resume in place of --to/--plan.
+fn resume_command(journal: &std::path::Path) -> String {
+    let mut out = vec!["k8s-upgrade".to_string(), "apply".into(), "--resume".into()];
+    let mut args = std::env::args().skip(2).peekable();
+    let mut has_journal = false;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--to" | "--plan" | "--events" => {
+                args.next();
+            }
+            "--resume" => {}
+            _ if a.starts_with("--to=") || a.starts_with("--plan=") || a.starts_with("--events=") => {}
+            _ => {
+                has_journal |= a == "--journal" || a.starts_with("--journal=");
+                out.push(a);
+            }
+        }
+    }
+    if !has_journal {
+        out.push("--journal".into());
+        out.push(journal.display().to_string());
+    }
+    // Shown for copying: quote what a shell would split or expand.
+    out.iter()
+        .map(|a| {
+            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

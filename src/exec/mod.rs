@@ -421,6 +421,9 @@ impl Executor {
         }
         for n in cps {
             let name = n.metadata.name.clone().unwrap_or_default();
+            if self.stop.graceful() {
+                return Err(Halt { code: 130, message: format!("stopped by Ctrl-C before control-plane node {name}") });
+            }
             self.window_check(&name).await?;
             self.roll_one(step.order, &name, &target, "control-plane").await?;
             self.gate(&format!("control-plane node {name}")).await?;

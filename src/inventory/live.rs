@@ -123,7 +123,7 @@ where
     }
 }
 
-/// Retries a read on the answers that mean "try again" (429, 503, 504, and connection errors),
+/// Retries a call on the answers that mean "try again" (429, 5xx, and connection errors),
 /// with exponential backoff and jitter: 5 attempts over about 3 seconds.
 pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
 where
@@ -144,10 +144,11 @@ where
     }
 }
 
-/// True for errors worth another attempt.
+/// True for errors worth another attempt (every call retried with it is idempotent: reads and
+/// merge patches; evictions decide for themselves).
 pub fn transient(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => matches!(s.code, 429 | 503 | 504),
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }

@@ -1,0 +1,332 @@
+//! `k8s-upgrade apply` against the simulator: the whole demo path, and each fault the executor
+//! must survive (budgets, dead nodes, API errors, dropped watches, SIGKILL, Ctrl-C, the lock).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{TODAY, stderr, stdout};
+use crate::sim::Cluster;
+
+/// An apply command against the harness cluster: isolated HOME, journal and events in its dir.
+fn apply_cmd(c: &Cluster, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("K8S_UPGRADE_TODAY", TODAY)
+        .env("HOME", c.dir.join("home"))
+        .arg("apply")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .arg("--journal")
+        .arg(journal(c))
+        .arg("--events")
+        .arg(events(c))
+        .args(["--yes", "--gate-passes", "1"])
+        .args(args)
+        .args(if args.contains(&"--upgrader") { &[][..] } else { &["--upgrader", "sim"][..] })
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn journal(c: &Cluster) -> PathBuf {
+    c.dir.join("journal.json")
+}
+
+fn events(c: &Cluster) -> PathBuf {
+    c.dir.join("events.jsonl")
+}
+
+fn apply(c: &Cluster, args: &[&str]) -> Output {
+    apply_cmd(c, args).output().expect("run apply")
+}
+
+fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn node_doc(c: &Cluster, name: &str) -> Value {
+    c.get_json(&format!("/api/v1/nodes/{name}"))
+}
+
+#[test]
+fn the_demo_path_runs_end_to_end_with_no_budget_violated_and_no_pod_lost() {
+    let c = Cluster::builtin("demo", 0.02);
+    let o = apply(&c, &["--to", "1.27", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    for n in stats["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.27."), "{n}");
+        assert_eq!(n["schedulable"], true, "{n}");
+        assert_eq!(n["ready"], true, "{n}");
+    }
+    // Control plane before nodes at every hop, add-on steps before the hop that needs them.
+    let ev = read_events(&events(&c));
+    let steps: Vec<(String, String)> = ev
+        .iter()
+        .filter(|e| e["event"] == "step-start")
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["description"].as_str().unwrap().to_string()))
+        .collect();
+    let first_cp = steps.iter().position(|s| s.0 == "control-plane").unwrap();
+    let first_nodes = steps.iter().position(|s| s.0 == "nodes").unwrap();
+    assert!(first_cp < first_nodes, "{steps:?}");
+    let kube_proxy = steps.iter().position(|s| s.0 == "addon" && s.1.contains("kube-proxy")).unwrap();
+    let cp_127 = steps.iter().position(|s| s.0 == "control-plane" && s.1.contains("→ 1.27")).unwrap();
+    assert!(kube_proxy < cp_127, "{steps:?}");
+    // The node phases in order for one worker, and a journal that says finished.
+    let phases: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "node" && e["node"] == "pool-a-1" && e["step"] == ev_step(&ev, "nodes"))
+        .map(|e| e["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["cordoned", "drained", "upgrading", "upgraded", "done"]);
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
+    assert_eq!(j["finished"], true);
+    assert!(stdout(&o).contains("Finished 1.24.17 → 1.27.16"), "{}", stdout(&o));
+    // The lock is released.
+    let (status, _) =
+        c.http("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/k8s-upgrade-lock", "", "");
+    assert_eq!(status, 404);
+}
+
+/// The order of the first step of `kind`.
+fn ev_step(ev: &[Value], kind: &str) -> Value {
+    ev.iter().find(|e| e["event"] == "step-start" && e["kind"] == kind).map(|e| e["step"].clone()).unwrap()
+}
+
+#[test]
+fn a_budget_that_never_allows_stops_with_the_budget_named_and_the_node_quarantined() {
+    let c = Cluster::builtin("blocked", 0.02);
+    // The plan already sees it: apply does not start.
+    let o = apply(&c, &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PDB_BLOCKS_DRAIN") && stderr(&o).contains("--ignore-blockers"), "{}", stderr(&o));
+    // Told to go on anyway, it stops at the node, names the budget, leaves the node cordoned.
+    let o = apply(&c, &["--to", "1.31", "--ignore-blockers", "--drain-timeout", "20s"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("PodDisruptionBudget payments/ledger-strict can never allow"), "{out}");
+    assert!(out.contains("to continue: k8s-upgrade apply --resume"), "{out}");
+    let quarantined: Vec<Value> =
+        c.stats()["nodes"].as_array().unwrap().iter().filter(|n| n["schedulable"] == false).cloned().collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let name = quarantined[0]["name"].as_str().unwrap().to_string();
+    let doc = node_doc(&c, &name);
+    assert_eq!(doc["metadata"]["labels"]["k8s-upgrade.dev/quarantined"], "true", "{doc}");
+    assert_eq!(c.stats()["pdbViolations"], 0);
+}
+
+#[test]
+fn a_node_that_never_comes_back_stops_the_run_with_the_journal_intact() {
+    let c = Cluster::builtin("demo", 0.02);
+    let (status, body) = c.http("PATCH", "/sim/faults", "application/json", r#"{"nodesNeverReady": ["cp-2"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force", "--node-timeout", "3s"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("cp-2 did not come back Ready at 1.25"), "{}", stdout(&o));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
+    assert_eq!(j["finished"], false);
+    let stuck: Vec<&Value> = j["nodes"].as_object().unwrap().values().filter(|r| r["phase"] == "upgrading").collect();
+    assert_eq!(stuck.len(), 1, "{j}");
+    assert_eq!(stuck[0]["weCordoned"], true);
+}
+
+#[test]
+fn transient_errors_429_storms_and_dropped_watches_are_ridden_out() {
+    let c = Cluster::builtin("demo", 0.02);
+    let faults = r#"{"errors": [
+        {"verb": "evict", "code": 429, "rate": 0.5},
+        {"verb": "list", "resource": "pods", "code": 503, "rate": 0.2},
+        {"verb": "patch", "resource": "nodes", "code": 500, "rate": 0.1},
+        {"verb": "get", "resource": "nodes", "code": 503, "rate": 0.1}
+    ], "dropWatchesEverySeconds": 0.3}"#;
+    let (status, body) = c.http("PUT", "/sim/faults", "application/json", faults);
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    let injected: u64 = stats["injectedErrors"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(injected > 10, "{stats}");
+}
+
+fn spawn_apply(c: &Cluster, args: &[&str]) -> Child {
+    apply_cmd(c, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn apply")
+}
+
+/// Waits until the events file shows `pred`, or panics after `limit`.
+fn wait_event(c: &Cluster, limit: Duration, pred: impl Fn(&Value) -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if read_events(&events(c)).iter().any(&pred) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("event not seen within {limit:?}: {:?}", read_events(&events(c)).last());
+}
+
+#[test]
+fn sigkill_mid_drain_then_resume_finishes_without_draining_a_node_twice() {
+    let c = Cluster::builtin("demo", 0.02);
+    // Slow terminations so the kill lands while a drain waits.
+    let (status, _) = c.http("PATCH", "/sim/faults", "application/json", r#"{"latencyMs": 5}"#);
+    assert_eq!(status, 200);
+    let mut child = spawn_apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    wait_event(&c, Duration::from_secs(60), |e| {
+        e["event"] == "node"
+            && e["phase"] == "cordoned"
+            && e["kind"].is_null()
+            && e["node"].as_str().is_some_and(|n| n.starts_with("pool-"))
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = read_events(&events(&c));
+    let done_before: Vec<String> = before
+        .iter()
+        .filter(|e| e["event"] == "node" && e["phase"] == "done")
+        .map(|e| format!("{}/{}", e["step"], e["node"]))
+        .collect();
+    std::fs::remove_file(events(&c)).unwrap();
+    let o = apply(&c, &["--resume", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let after = read_events(&events(&c));
+    for e in after.iter().filter(|e| e["event"] == "node" && e["phase"] == "cordoned") {
+        let key = format!("{}/{}", e["step"], e["node"]);
+        assert!(!done_before.contains(&key), "{key} was finished before the kill and drained again");
+    }
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    for n in stats["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
+        assert_eq!(n["schedulable"], true, "{n}");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_at_a_safe_point_with_exit_130_and_resumes() {
+    let c = Cluster::builtin("demo", 0.02);
+    let child = spawn_apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    wait_event(&c, Duration::from_secs(60), |e| e["event"] == "node" && e["phase"] == "drained");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("to continue: k8s-upgrade apply --resume"), "{}", stdout(&o));
+    let o = apply(&c, &["--resume", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let stats = c.stats();
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    assert!(stats["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true), "{stats}");
+}
+
+#[test]
+fn a_second_apply_is_refused_by_the_lock_and_names_the_holder() {
+    let c = Cluster::builtin("demo", 0.02);
+    let lease = r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"k8s-upgrade-lock","namespace":"kube-system"},"spec":{"holderIdentity":"alice@bastion/run-1","leaseDurationSeconds":600,"renewTime":"2099-01-01T00:00:00.000000Z"}}"#;
+    let (status, body) =
+        c.http("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases", "application/json", lease);
+    assert!(status < 300, "{status} {body}");
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("alice@bastion/run-1") && stderr(&o).contains("--break-lock"), "{}", stderr(&o));
+    assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+}
+
+#[test]
+fn the_command_upgrader_passes_hostile_names_as_single_arguments() {
+    let c = Cluster::builtin("demo", 0.02);
+    let script = c.dir.join("upgrade.sh");
+    let record = c.dir.join("argv.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|' \"$@\" >> {rec}\necho >> {rec}\nprintf 'env %s %s\\n' \"$K8S_UPGRADE_NODE\" \"$K8S_UPGRADE_VERSION\" >> {rec}\n",
+            rec = record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // A node name full of shell metacharacters reaches the script as one argument, unexpanded.
+    let hostile = "n1;touch pwned`id`$(id)";
+    let action = k8s_upgrade::exec::upgrader::Action {
+        subject: hostile.into(),
+        role: "worker",
+        phase: "nodes",
+        target: "1.25.16".into(),
+        workload: None,
+    };
+    let up = k8s_upgrade::exec::upgrader::Upgrader::Command {
+        argv: vec![script.display().to_string(), "--node".into(), "{node}".into(), "{version}".into()],
+        timeout: Duration::from_secs(10),
+    };
+    let client = c.kube_client();
+    let mut log = Vec::new();
+    c.rt.block_on(up.run(&client, &action, &mut log)).map_err(|e| e.to_string()).unwrap();
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(text, format!("--node|{hostile}|1.25.16|\nenv {hostile} 1.25.16\n"));
+    assert!(!c.dir.join("pwned").exists() && !Path::new("pwned").exists());
+    // And through apply, the command upgrader drives real nodes (the sim annotation is set by
+    // the script through kubectl-free HTTP here: it only records, so the node never upgrades).
+    let o = apply(
+        &c,
+        &[
+            "--to",
+            "1.25",
+            "--upgrader",
+            "command",
+            "--upgrade-command",
+            &format!("{} {{node}} {{version}}", script.display()),
+            "--node-timeout",
+            "1s",
+            "--delete-emptydir-data",
+            "--force",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(
+        std::fs::read_to_string(&record).unwrap().contains("cp-1|1.25.16|"),
+        "{}",
+        std::fs::read_to_string(&record).unwrap()
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let c = Cluster::builtin("demo", 0.02);
+    let o = apply(&c, &["--to", "1.25", "--dry-run", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("dry run: would evict"), "{}", stderr(&o));
+    let stats = c.stats();
+    assert_eq!(stats["evictions"], 0, "dry-run evictions are not counted as evictions: {stats}");
+    assert!(
+        stats["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["schedulable"] == true && n["kubeletVersion"].as_str().unwrap().starts_with("v1.2"))
+    );
+    assert!(!journal(&c).exists());
+}
+
+#[test]
+fn apply_without_a_terminal_needs_yes_and_bad_flags_are_named() {
+    let o = crate::common::run(&["apply", "--simulate", "--to", "1.25"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    let o = crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--drain-timeout", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("'soon'"), "{}", stderr(&o));
+    let o = crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--window-end", "tomorrow"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--window-end tomorrow"), "{}", stderr(&o));
+}
