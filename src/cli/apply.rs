@@ -226,7 +226,9 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     };
     let time_scale = super::simulate::parse_time_scale(args.time_scale)?;
     let sim_scale = args.simulate.as_ref().map(|_| time_scale);
-    let poll = Duration::from_secs_f64(sim_scale.map_or(2.0, |s| (s * 10.0).clamp(0.05, 2.0)));
+    // Gate and poll intervals follow the simulator's clock, so a fast simulation is not slowed
+    // by waits sized for real nodes.
+    let poll = Duration::from_secs_f64(sim_scale.map_or(2.0, |s| (s * 0.5).clamp(0.01, 2.0)));
     let options = Options {
         upgrader,
         max_unavailable: usize::from(args.max_unavailable),

@@ -873,13 +873,28 @@ impl Executor {
                 }
                 Err(e) => last = e.to_string(),
             }
-            if Instant::now() > deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
                 return Err(Halt::blocked(format!(
                     "{node} did not come back Ready at {target} within {:?} (last seen: {last}); it stays cordoned and the journal is intact: fix the node, then run apply --resume",
                     self.options.node_timeout
                 )));
             }
-            tokio::time::sleep(self.options.poll).await;
+            if last.starts_with("static pods") {
+                tokio::time::sleep(self.options.poll).await;
+                continue;
+            }
+            // Watch the node rather than poll it: one request for the whole restart.
+            let wanted = target.clone();
+            let cond = move |n: Option<&Node>| {
+                n.is_some_and(|n| node_ready(n) && kubelet_of(n).is_some_and(|k| same_version(&k, &wanted)))
+            };
+            let watch = kube::runtime::wait::await_condition(api.clone(), node, cond);
+            match tokio::time::timeout(remaining.min(Duration::from_secs(30)), watch).await {
+                Ok(Ok(_)) | Err(_) => {}
+                // A dropped or refused watch: look again shortly.
+                Ok(Err(_)) => tokio::time::sleep(self.options.poll).await,
+            }
         }
     }
 

@@ -330,3 +330,39 @@ fn apply_without_a_terminal_needs_yes_and_bad_flags_are_named() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--window-end tomorrow"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_saved_plan_runs_only_while_the_cluster_matches_it() {
+    let c = Cluster::builtin("demo", 0.02);
+    let saved = c.dir.join("plan.yaml");
+    let kubeconfig = c.kubeconfig.to_str().unwrap().to_string();
+    let o =
+        crate::common::run(&["plan", "--kubeconfig", &kubeconfig, "--to", "1.25", "--save", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // A plan made when the cluster was elsewhere no longer matches it: refused with the difference.
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("\nfrom: \"1.24.17\"\n"), "{text}");
+    let stale = c.dir.join("stale.yaml");
+    std::fs::write(&stale, text.replacen("\nfrom: \"1.24.17\"\n", "\nfrom: \"1.24.10\"\n", 1)).unwrap();
+    let o = apply(&c, &["--plan", stale.to_str().unwrap(), "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("drifted") && stderr(&o).contains("from: plan 1.24.10 / cluster now 1.24.17"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!journal(&c).exists());
+    // The saved plan itself runs.
+    let o = apply(&c, &["--plan", saved.to_str().unwrap(), "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn a_closing_window_stops_before_a_node_with_exit_4() {
+    let c = Cluster::builtin("demo", 0.02);
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force", "--window-end", "2000-01-01T00:00:00Z"]);
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("maintenance window closes before cp-1"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("to continue: k8s-upgrade apply --resume"), "{}", stdout(&o));
+    assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+}
