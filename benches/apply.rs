@@ -8,6 +8,9 @@
 //! and orchestration overhead per node: wall time minus the simulated delays a node cannot
 //! avoid (kubelet restart + the longest termination grace + pod start, at the time scale).
 //!
+//! apply runs with its default gates (2 consecutive passes) checked every 100 ms, the pace of a
+//! cluster at this time scale; the kubectl loop has no gates at all.
+//!
 //! Run with `cargo bench --bench apply`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -109,6 +112,8 @@ fn main() {
                 "1",
                 "--delete-emptydir-data",
                 "--force",
+                "--gate-interval",
+                "100ms",
             ])
             .arg("--journal")
             .arg(dir.join("journal.json"))

@@ -109,6 +109,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub gate_timeout: Duration,
 
+    /// Time between gate checks (default 2s; with --simulate it follows --time-scale).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub gate_interval: Option<Duration>,
+
     /// An extra gate: argv (split on spaces, no shell) that must exit 0.
     #[arg(long, value_name = "ARGV")]
     pub gate_command: Option<String>,
@@ -237,12 +241,12 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             force: args.force,
             timeout: args.drain_timeout,
             dry_run: args.dry_run,
-            max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 50.0).clamp(0.1, 5.0))),
+            max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 5.0).clamp(0.05, 5.0))),
         },
         gates: crate::exec::gates::GateOptions {
             passes: args.gate_passes,
             timeout: args.gate_timeout,
-            interval: poll,
+            interval: args.gate_interval.unwrap_or(poll),
             command: argv("--gate-command", &args.gate_command)?,
         },
         pause: args.pause,
