@@ -353,10 +353,10 @@ impl Executor {
                 return Err(Halt { code: 130, message: "stopped by Ctrl-C before the next step".into() });
             }
             self.ui.progress(index, &step.description);
-            self.say(&format!("step {}/{total} {}: {}", step.order, kind_name(step.kind), step.description));
+            self.say(&format!("step {}/{total} {}: {}", step.order, step.kind.as_str(), step.description));
             self.ui.event(
                 "step-start",
-                json!({"step": step.order, "kind": kind_name(step.kind), "description": step.description}),
+                json!({"step": step.order, "kind": step.kind.as_str(), "description": step.description}),
             );
             self.save(|j| j.steps[index].status = StepStatus::Running).await?;
             let started = Instant::now();
@@ -441,8 +441,7 @@ impl Executor {
             workload: None,
         };
         if !self.options.dry_run {
-            let mut log = Vec::new();
-            match self.options.upgrader.run(&self.client, &action, &mut log).await.map_err(Halt::error)? {
+            match self.run_upgrader(&self.options.upgrader, &action).await?.map_err(Halt::error)? {
                 Done::Manual(text) => self.say(&text),
                 Done::Started => {}
             }
@@ -765,14 +764,7 @@ impl Executor {
                 target: target.to_string(),
                 workload: None,
             };
-            let mut log = Vec::new();
-            let result = self.options.upgrader.run(&self.client, &action, &mut log).await;
-            self.save(|j| {
-                for l in log {
-                    j.push_log(l);
-                }
-            })
-            .await?;
+            let result = self.run_upgrader(&self.options.upgrader, &action).await?;
             match result {
                 Ok(Done::Manual(text)) => say(text),
                 Ok(Done::Started) => say(format!("upgrading to {target} ({} upgrader)", self.options.upgrader.name())),
@@ -794,6 +786,19 @@ impl Executor {
         say(format!("Ready at {target}"));
         event("upgraded");
         Ok(())
+    }
+
+    /// Runs an upgrader action and keeps its output in the journal's log.
+    async fn run_upgrader(&self, upgrader: &Upgrader, action: &Action) -> Result<Result<Done, String>, Halt> {
+        let mut log = Vec::new();
+        let result = upgrader.run(&self.client, action, &mut log).await;
+        self.save(|j| {
+            for l in log {
+                j.push_log(l);
+            }
+        })
+        .await?;
+        Ok(result)
     }
 
     async fn cordoned_by(&self, node: &str) -> Option<String> {
@@ -949,14 +954,7 @@ impl Executor {
             target: t.line.clone(),
             workload: Some(t.workload.clone()),
         };
-        let mut log = Vec::new();
-        let result = self.options.upgrader.run(&self.client, &action, &mut log).await;
-        self.save(|j| {
-            for l in log {
-                j.push_log(l);
-            }
-        })
-        .await?;
+        let result = self.run_upgrader(&self.options.upgrader, &action).await?;
         match result.map_err(|e| Halt::blocked(format!("add-on {}: {e}", t.addon)))? {
             Done::Manual(text) => return self.manual_text(&text).await,
             Done::Started => self.say(&format!("{} ({}) set to {}", t.addon, t.workload, t.line)),
@@ -978,15 +976,8 @@ impl Executor {
                 target: self.journal.lock().await.to.to_string(),
                 workload: None,
             };
-            let mut log = Vec::new();
             let cmd = Upgrader::Command { argv: argv.clone(), timeout: Duration::from_secs(1800) };
-            let r = cmd.run(&self.client, &action, &mut log).await;
-            self.save(|j| {
-                for l in log {
-                    j.push_log(l);
-                }
-            })
-            .await?;
+            let r = self.run_upgrader(&cmd, &action).await?;
             r.map_err(|e| Halt::blocked(format!("step {}: {e}", index + 1)))?;
             return Ok(None);
         }
@@ -1013,16 +1004,6 @@ impl Executor {
         } else {
             Err(Halt { code: 130, message: format!("waiting for the operator: {what}") })
         }
-    }
-}
-
-pub fn kind_name(k: StepKind) -> &'static str {
-    match k {
-        StepKind::ControlPlane => "control-plane",
-        StepKind::Nodes => "nodes",
-        StepKind::MigrateApi => "migrate-api",
-        StepKind::Addon => "addon",
-        StepKind::HelmRelease => "helm-release",
     }
 }
 

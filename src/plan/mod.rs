@@ -25,6 +25,19 @@ pub enum StepKind {
     HelmRelease,
 }
 
+impl StepKind {
+    /// The name the plan document uses (kebab-case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::ControlPlane => "control-plane",
+            StepKind::Nodes => "nodes",
+            StepKind::MigrateApi => "migrate-api",
+            StepKind::Addon => "addon",
+            StepKind::HelmRelease => "helm-release",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {

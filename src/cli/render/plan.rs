@@ -2,23 +2,13 @@
 
 use super::columns;
 use crate::checks::{Finding, Severity};
-use crate::plan::{Plan, StepKind};
+use crate::plan::Plan;
 
 fn sev(s: Severity) -> &'static str {
     match s {
         Severity::Blocker => "BLOCKER",
         Severity::Warning => "warning",
         Severity::Info => "info",
-    }
-}
-
-fn kind(k: StepKind) -> &'static str {
-    match k {
-        StepKind::ControlPlane => "control-plane",
-        StepKind::Nodes => "nodes",
-        StepKind::MigrateApi => "migrate-api",
-        StepKind::Addon => "addon",
-        StepKind::HelmRelease => "helm-release",
     }
 }
 
@@ -44,7 +34,7 @@ pub fn plan_table(p: &Plan) -> String {
     for s in &p.steps {
         rows.push(vec![
             s.order.to_string(),
-            kind(s.kind).into(),
+            s.kind.as_str().into(),
             s.target.as_ref().map_or_else(|| "-".into(), ToString::to_string),
             s.description.clone(),
         ]);
@@ -74,7 +64,7 @@ pub fn plan_markdown(p: &Plan) -> String {
     let mut out = format!("# Upgrade plan: {} {} → {}\n\n", p.distro, p.from, p.to);
     out.push_str(&format!("**{} blocker(s), {} warning(s).**\n\n## Steps\n\n", p.summary.blockers, p.summary.warnings));
     for s in &p.steps {
-        out.push_str(&format!("{}. **{}** {}\n", s.order, kind(s.kind), s.description.replace('|', "\\|")));
+        out.push_str(&format!("{}. **{}** {}\n", s.order, s.kind.as_str(), s.description.replace('|', "\\|")));
     }
     let findings: Vec<&Finding> = actionable(p).collect();
     if !findings.is_empty() {
