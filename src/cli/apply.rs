@@ -314,6 +314,13 @@ async fn apply(
     simulated: bool,
 ) -> Result<Exit, CliError> {
     let journal_path = args.journal.clone().unwrap_or_else(|| journal::default_path(server));
+    // The run's watches start while the plan is collected; they only read.
+    let watches = {
+        let client = client.clone();
+        tokio::spawn(
+            async move { crate::exec::cache::Cache::start(&client, std::time::Duration::from_secs(120)).await },
+        )
+    };
     let journal = if args.resume {
         let j = Journal::load(&journal_path)
             .map_err(|e| CliError::error(format!("{e}; pass --journal FILE if the run used another journal")))?;
@@ -401,6 +408,10 @@ async fn apply(
     {
         return Err(CliError { exit: Exit::Interrupted, message: "lock left alone".into() });
     }
+    let cache = watches
+        .await
+        .map_err(|e| CliError::error(format!("the cluster watches stopped: {e}")))?
+        .map_err(CliError::error)?;
     let run_id = journal.run_id.clone();
     let lock = if args.dry_run {
         None
@@ -437,7 +448,7 @@ async fn apply(
             }
         })
     };
-    let executor = Executor::new(client.clone(), journal, options, ui.clone(), stop);
+    let executor = Executor::new(client.clone(), cache, journal, options, ui.clone(), stop);
     let started = std::time::Instant::now();
     let outcome = executor.run().await;
     signals.abort();

@@ -4,7 +4,7 @@
 //! before it is cordoned, with every reason at once. A 429 is retried with capped exponential
 //! backoff and jitter while naming the budget and its health; a budget that can never allow a
 //! disruption is reported at once; a 500 (a pod under two budgets) is an error; a 404 means gone.
-//! Deletion is observed by watch (a new UID counts as gone), not by polling.
+//! Deletion is observed through the run's pod watch (a new UID counts as gone), not by polling.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use kube::Client;
 use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
+use super::cache::Cache;
 use crate::labels::LabelSelector;
 
 /// Annotation and label keys this tool writes on nodes.
@@ -69,8 +70,13 @@ pub enum DrainError {
     Api(String),
 }
 
-/// Something worth telling the operator while a drain runs.
-pub type Say = Arc<dyn Fn(String) + Send + Sync>;
+/// How a drain reports while it runs: lines worth telling the operator, and (left, total) pods
+/// each time one is gone.
+#[derive(Clone)]
+pub struct Tell {
+    pub say: Arc<dyn Fn(String) + Send + Sync>,
+    pub pods_left: Arc<dyn Fn(usize, usize) + Send + Sync>,
+}
 
 fn is_mirror(p: &Pod) -> bool {
     p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
@@ -95,16 +101,12 @@ fn pod_ref(p: &Pod) -> String {
     )
 }
 
-/// The pods a drain of `node` evicts, or every reason it cannot (checked before cordoning).
-pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -> Result<Vec<Pod>, DrainError> {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-    let list = crate::inventory::live::with_retries(|| pods.list(&lp))
-        .await
-        .map_err(|e| DrainError::Api(format!("cannot list the pods of {node}: {e}")))?;
+/// The pods a drain of `node` evicts out of `pods` (the pods bound to it), or every reason it
+/// cannot.
+pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<Pod>, DrainError> {
     let mut out = Vec::new();
     let mut reasons = Vec::new();
-    for p in list.items {
+    for p in pods {
         if is_mirror(&p) || is_daemonset(&p) {
             continue;
         }
@@ -122,22 +124,66 @@ pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -
     if reasons.is_empty() { Ok(out) } else { Err(DrainError::Refused { node: node.to_string(), reasons }) }
 }
 
-/// Cordons `node` (and notes it on the node); returns whether it was already cordoned.
-pub async fn cordon(client: &Client, node: &str, run_id: &str) -> Result<bool, String> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let n = crate::inventory::live::with_retries(|| nodes.get(node))
+/// The pods a drain of `node` evicts, listed fresh from the API server (the drain itself works
+/// from this list, as `kubectl drain` does after cordoning).
+pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -> Result<Vec<Pod>, DrainError> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let list = crate::inventory::live::with_retries(|| pods.list(&lp))
         .await
-        .map_err(|e| format!("cannot read node {node}: {e}"))?;
-    let already = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-    if already {
-        return Ok(true);
+        .map_err(|e| DrainError::Api(format!("cannot list the pods of {node}: {e}")))?;
+    classify(node, list.items, policy)
+}
+
+/// The same check from the run's watch, for the preflight before cordoning.
+pub async fn preflight(client: &Client, cache: &Cache, node: &str, policy: &DrainPolicy) -> Result<(), DrainError> {
+    if cache.is_stale("pods") {
+        return evictable_pods(client, node, policy).await.map(drop);
     }
-    let patch = json!({
-        "metadata": {"annotations": {ANNOTATION_CORDONED_BY: run_id, ANNOTATION_PHASE: "cordoned"}},
-        "spec": {"unschedulable": true}
-    });
-    patch_node(&nodes, node, &patch).await.map_err(|e| format!("cannot cordon {node}: {e}"))?;
-    Ok(false)
+    let pods = cache.pods_on(node).iter().map(|p| Pod::clone(p)).collect();
+    classify(node, pods, policy).map(drop)
+}
+
+/// What cordoning found on the node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cordon {
+    /// It was unschedulable before this call.
+    pub already: bool,
+    /// The run id in our `cordoned-by` annotation, if any.
+    pub by: Option<String>,
+}
+
+/// Cordons `node` (and notes it on the node). The node is read from the run's watch and the
+/// patch carries its resourceVersion, so a change made since (someone else cordoning it)
+/// makes the server refuse with 409 and the node is read again: one request when nothing raced.
+pub async fn cordon(client: &Client, cache: &Cache, node: &str, run_id: &str) -> Result<Cordon, String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut seen = if cache.is_stale("nodes") { None } else { cache.node(node).map(|n| Node::clone(&n)) };
+    for _ in 0..5 {
+        let n = match seen.take() {
+            Some(n) => n,
+            None => crate::inventory::live::with_retries(|| nodes.get(node))
+                .await
+                .map_err(|e| format!("cannot read node {node}: {e}"))?,
+        };
+        let by = n.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CORDONED_BY)).cloned();
+        if n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+            return Ok(Cordon { already: true, by });
+        }
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": n.metadata.resource_version,
+                "annotations": {ANNOTATION_CORDONED_BY: run_id, ANNOTATION_PHASE: "cordoned"}
+            },
+            "spec": {"unschedulable": true}
+        });
+        match patch_node(&nodes, node, &patch).await {
+            Ok(_) => return Ok(Cordon { already: false, by: Some(run_id.to_string()) }),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(format!("cannot cordon {node}: {e}")),
+        }
+    }
+    Err(format!("cannot cordon {node}: it kept changing under us (5 conflicts in a row)"))
 }
 
 /// Uncordons `node` and removes our notes from it.
@@ -171,11 +217,12 @@ pub async fn quarantine(client: &Client, node: &str, why: &str) -> Result<(), St
 /// Evicts `pods` concurrently and waits for each to be gone.
 pub async fn drain(
     client: &Client,
+    cache: &Cache,
     node: &str,
     pods: Vec<Pod>,
     policy: &DrainPolicy,
     stop: &Stop,
-    say: &Say,
+    tell: &Tell,
 ) -> Result<usize, DrainError> {
     let deadline = Instant::now() + policy.timeout;
     let left: Arc<std::sync::Mutex<BTreeMap<String, String>>> =
@@ -184,9 +231,14 @@ pub async fn drain(
     let tasks = pods.into_iter().map(|p| {
         let left = left.clone();
         async move {
-            let r = evict_one(client, &p, policy, deadline, stop, say, &left).await;
+            let r = evict_one(client, cache, &p, policy, deadline, stop, &tell.say, &left).await;
             if r.is_ok() {
-                left.lock().unwrap_or_else(|e| e.into_inner()).remove(&pod_ref(&p));
+                let n = {
+                    let mut l = left.lock().unwrap_or_else(|e| e.into_inner());
+                    l.remove(&pod_ref(&p));
+                    l.len()
+                };
+                (tell.pods_left)(n, count);
             }
             r
         }
@@ -212,14 +264,18 @@ pub async fn drain(
     }
 }
 
-/// The budgets covering a pod.
-async fn budgets_of(client: &Client, pod: &Pod) -> Vec<PodDisruptionBudget> {
+/// The budgets covering a pod (from the run's watch while it is healthy).
+async fn budgets_of(client: &Client, cache: &Cache, pod: &Pod) -> Vec<PodDisruptionBudget> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-    let Ok(list) = api.list(&ListParams::default()).await else { return vec![] };
+    let all: Vec<PodDisruptionBudget> = if cache.is_stale("poddisruptionbudgets") {
+        let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+        let Ok(list) = api.list(&ListParams::default()).await else { return vec![] };
+        list.items
+    } else {
+        cache.budgets_in(&ns).iter().map(|b| PodDisruptionBudget::clone(b)).collect()
+    };
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    list.items
-        .into_iter()
+    all.into_iter()
         .filter(|b| {
             let Some(sel) = b.spec.as_ref().and_then(|s| s.selector.as_ref()) else { return false };
             let Ok(v) = serde_json::to_value(sel) else { return false };
@@ -228,13 +284,15 @@ async fn budgets_of(client: &Client, pod: &Pod) -> Vec<PodDisruptionBudget> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn evict_one(
     client: &Client,
+    cache: &Cache,
     pod: &Pod,
     policy: &DrainPolicy,
     deadline: Instant,
     stop: &Stop,
-    say: &Say,
+    say: &Arc<dyn Fn(String) + Send + Sync>,
     left: &std::sync::Mutex<BTreeMap<String, String>>,
 ) -> Result<(), DrainError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -256,11 +314,13 @@ async fn evict_one(
         if Instant::now() >= deadline {
             return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
         }
+        // The budget that refused this round, as the watch saw it then.
+        let mut refused_by: Option<(String, Option<String>)> = None;
         match api.evict(&name, &params).await {
             Ok(_) => break,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 429 => {
-                let budgets = budgets_of(client, pod).await;
+                let budgets = budgets_of(client, cache, pod).await;
                 let mut why = format!("429: {}", s.message);
                 if let Some(b) = budgets.first() {
                     let st = b.status.clone().unwrap_or_default();
@@ -280,6 +340,7 @@ async fn evict_one(
                         "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
                         st.current_healthy, st.desired_healthy
                     );
+                    refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                 }
                 if why != last_said {
                     say(format!("waiting to evict {reference}: {why}"));
@@ -296,14 +357,40 @@ async fn evict_one(
             Err(e) => return Err(DrainError::Api(format!("cannot evict {reference}: {e}"))),
         }
         let pause = (backoff + crate::inventory::live::jitter(backoff)).min(policy.max_backoff);
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        let until = Instant::now() + pause.min(deadline.saturating_duration_since(Instant::now()));
+        match refused_by {
+            // Backoff is the longest wait; the budget's own status, once it changes to allow a
+            // disruption, is the signal to try again at once.
+            Some((pdb, seen)) if !cache.is_stale("poddisruptionbudgets") => {
+                let mut changes = cache.changes();
+                loop {
+                    changes.borrow_and_update();
+                    let allows = cache.budget(&ns, &pdb).is_some_and(|b| {
+                        b.metadata.resource_version != seen
+                            && b.status.as_ref().is_some_and(|s| s.disruptions_allowed > 0)
+                    });
+                    let now = Instant::now();
+                    if allows || now >= until || stop.now() {
+                        break;
+                    }
+                    Cache::next_change(&mut changes, until - now).await;
+                }
+            }
+            _ => tokio::time::sleep(until.saturating_duration_since(Instant::now())).await,
+        }
         backoff = (backoff * 2).min(policy.max_backoff);
     }
     if policy.dry_run {
         return Ok(());
     }
     left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), "terminating".into());
-    // Gone is seen through a watch; a dropped watch is simply watched again.
+    // Gone is seen through the run's pod watch (a new UID under the same name counts as gone);
+    // while that watch cannot be trusted, the pod is read directly.
+    let mut changes = cache.changes();
+    let same_pod = |p: &Pod| p.metadata.uid.as_deref() == Some(uid.as_str());
+    // A pod the watch never showed (created just before the drain listed it) is not taken as
+    // gone on the watch's word alone.
+    let mut watched = cache.pod(&ns, &name).is_some_and(|p| same_pod(&p));
     loop {
         if stop.now() {
             return Err(DrainError::Interrupted { node: reference });
@@ -312,12 +399,19 @@ async fn evict_one(
         if remaining.is_zero() {
             return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
         }
-        let wait =
-            kube::runtime::wait::await_condition(api.clone(), &name, kube::runtime::wait::conditions::is_deleted(&uid));
-        match tokio::time::timeout(remaining.min(Duration::from_secs(30)), wait).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(_) => {}
+        changes.borrow_and_update();
+        if cache.is_stale("pods") || !watched {
+            match api.get_opt(&name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(p)) if !same_pod(&p) => return Ok(()),
+                _ => tokio::time::sleep(Duration::from_secs(1).min(remaining)).await,
+            }
+            watched = cache.pod(&ns, &name).is_some_and(|p| same_pod(&p));
+            continue;
+        }
+        match cache.pod(&ns, &name) {
+            Some(p) if same_pod(&p) => Cache::next_change(&mut changes, remaining.min(Duration::from_secs(5))).await,
+            _ => return Ok(()),
         }
     }
 }

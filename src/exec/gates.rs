@@ -1,4 +1,4 @@
-//! Health gates between steps. A baseline is taken before the run; a gate passes when every node
+//! Health gates between steps, read from the run's watches ([`Cache`]). A baseline is taken before the run; a gate passes when every node
 //! is Ready, the apiserver's `/readyz` answers ok, every workload is back to at least the
 //! available replicas it had in the baseline, no more pods are Pending than before, every
 //! budget is back to its baseline health, and the operator's `--gate-command` exits 0. Gates
@@ -13,6 +13,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+use super::cache::Cache;
 use super::drain::Stop;
 
 #[derive(Debug, Clone, Default)]
@@ -53,59 +54,116 @@ fn key(kind: &str, meta: &kube::core::ObjectMeta) -> String {
     format!("{kind} {}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
-/// Observes the cluster as it is now.
-pub async fn observe(client: &Client) -> Result<Baseline, String> {
-    let (deployments, statefulsets, budgets, pods) = futures::try_join!(
+fn ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl Baseline {
+    /// The health figures of a set of objects.
+    pub fn of<'a>(
+        deployments: impl IntoIterator<Item = &'a Deployment>,
+        statefulsets: impl IntoIterator<Item = &'a StatefulSet>,
+        budgets: impl IntoIterator<Item = &'a PodDisruptionBudget>,
+        pods: impl IntoIterator<Item = &'a Pod>,
+    ) -> Baseline {
+        let mut b = Baseline::default();
+        for d in deployments {
+            b.workloads.insert(
+                key("Deployment", &d.metadata),
+                d.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
+            );
+        }
+        for s in statefulsets {
+            b.workloads.insert(
+                key("StatefulSet", &s.metadata),
+                s.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
+            );
+        }
+        for p in budgets {
+            let k = format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            );
+            b.budgets.insert(k, p.status.as_ref().map_or(0, |s| i64::from(s.current_healthy)));
+        }
+        b.pending =
+            pods.into_iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")).count();
+        b
+    }
+
+    /// The cluster as the run's watches see it now.
+    pub fn from_cache(cache: &Cache) -> Baseline {
+        let (d, s, b, p) =
+            (cache.deployments.state(), cache.statefulsets.state(), cache.budgets.state(), cache.pods.state());
+        Baseline::of(d.iter().map(|x| &**x), s.iter().map(|x| &**x), b.iter().map(|x| &**x), p.iter().map(|x| &**x))
+    }
+
+    /// What got worse than `self` in `now`, with nodes that are not Ready.
+    fn regressions<'a>(&self, now: &Baseline, nodes: impl IntoIterator<Item = &'a Node>) -> Vec<String> {
+        let mut failures: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| !ready(n))
+            .map(|n| format!("node {} is not Ready", n.metadata.name.as_deref().unwrap_or_default()))
+            .collect();
+        for (w, before) in &self.workloads {
+            let have = now.workloads.get(w).copied().unwrap_or(0);
+            if have < *before {
+                failures.push(format!("{w} has {have} available replicas (was {before})"));
+            }
+        }
+        for (b, before) in &self.budgets {
+            let have = now.budgets.get(b).copied().unwrap_or(0);
+            if have < *before {
+                failures.push(format!("PodDisruptionBudget {b} has {have} healthy pods (was {before})"));
+            }
+        }
+        if now.pending > self.pending {
+            failures.push(format!("{} pods are Pending (were {})", now.pending, self.pending));
+        }
+        failures
+    }
+}
+
+/// Observes the cluster by listing it (used while a watch cannot be trusted).
+pub async fn observe(client: &Client) -> Result<(Baseline, Vec<Node>), String> {
+    let (deployments, statefulsets, budgets, pods, nodes) = futures::try_join!(
         list::<Deployment>(client, "deployments"),
         list::<StatefulSet>(client, "statefulsets"),
         list::<PodDisruptionBudget>(client, "poddisruptionbudgets"),
         list::<Pod>(client, "pods"),
+        async {
+            let api: Api<Node> = Api::all(client.clone());
+            let lp = ListParams::default();
+            crate::inventory::live::with_retries(|| api.list(&lp))
+                .await
+                .map(|l| l.items)
+                .map_err(|e| format!("cannot list nodes: {e}"))
+        },
     )?;
-    let mut b = Baseline::default();
-    for d in &deployments {
-        b.workloads.insert(
-            key("Deployment", &d.metadata),
-            d.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
-        );
-    }
-    for s in &statefulsets {
-        b.workloads.insert(
-            key("StatefulSet", &s.metadata),
-            s.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
-        );
-    }
-    for p in &budgets {
-        let k = format!(
-            "{}/{}",
-            p.metadata.namespace.as_deref().unwrap_or_default(),
-            p.metadata.name.as_deref().unwrap_or_default()
-        );
-        b.budgets.insert(k, p.status.as_ref().map_or(0, |s| i64::from(s.current_healthy)));
-    }
-    b.pending = pods.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")).count();
-    Ok(b)
+    Ok((Baseline::of(&deployments, &statefulsets, &budgets, &pods), nodes))
 }
 
-/// What fails now, compared with the baseline; empty when the gate passes.
-pub async fn check(client: &Client, baseline: &Baseline, options: &GateOptions) -> Vec<String> {
-    let mut failures = Vec::new();
-    let nodes: Api<Node> = Api::all(client.clone());
-    let lp = ListParams::default();
-    let listed = crate::inventory::live::with_retries(|| nodes.list(&lp)).await;
-    match listed {
-        Ok(list) => {
-            for n in list.items {
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                if !ready {
-                    failures.push(format!("node {} is not Ready", n.metadata.name.unwrap_or_default()));
-                }
-            }
-        }
-        Err(e) => failures.push(format!("cannot list nodes: {e}")),
+/// The checks that need no request: from the watches when they are healthy, else by listing.
+async fn check_objects(client: &Client, cache: &Cache, baseline: &Baseline) -> Vec<String> {
+    if cache.stale().is_empty() {
+        return baseline.regressions(&Baseline::from_cache(cache), cache.nodes.state().iter().map(|n| &**n));
+    }
+    match observe(client).await {
+        Ok((now, nodes)) => baseline.regressions(&now, &nodes),
+        Err(e) => vec![e],
+    }
+}
+
+/// What fails now, compared with the baseline; empty when the gate passes. The apiserver and
+/// the operator's command are asked only once the cluster's objects look healthy.
+pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options: &GateOptions) -> Vec<String> {
+    let mut failures = check_objects(client, cache, baseline).await;
+    if !failures.is_empty() {
+        return failures;
     }
     let readyz = http::Request::get("/readyz").body(Vec::new());
     match readyz {
@@ -115,26 +173,6 @@ pub async fn check(client: &Client, baseline: &Baseline, options: &GateOptions) 
             }
         }
         Err(e) => failures.push(e.to_string()),
-    }
-    match observe(client).await {
-        Ok(now) => {
-            for (w, before) in &baseline.workloads {
-                let have = now.workloads.get(w).copied().unwrap_or(0);
-                if have < *before {
-                    failures.push(format!("{w} has {have} available replicas (was {before})"));
-                }
-            }
-            for (b, before) in &baseline.budgets {
-                let have = now.budgets.get(b).copied().unwrap_or(0);
-                if have < *before {
-                    failures.push(format!("PodDisruptionBudget {b} has {have} healthy pods (was {before})"));
-                }
-            }
-            if now.pending > baseline.pending {
-                failures.push(format!("{} pods are Pending (were {})", now.pending, baseline.pending));
-            }
-        }
-        Err(e) => failures.push(e),
     }
     if let Some(argv) = &options.command
         && let Some((program, args)) = argv.split_first()
@@ -163,6 +201,7 @@ pub async fn check(client: &Client, baseline: &Baseline, options: &GateOptions) 
 /// Waits for `passes` consecutive passes; on timeout returns the last failures.
 pub async fn wait(
     client: &Client,
+    cache: &Cache,
     baseline: &Baseline,
     options: &GateOptions,
     stop: &Stop,
@@ -170,8 +209,10 @@ pub async fn wait(
     let deadline = Instant::now() + options.timeout;
     let mut streak = 0;
     let mut checks = 0;
+    let mut changes = cache.changes();
     loop {
-        let failures = check(client, baseline, options).await;
+        changes.borrow_and_update();
+        let failures = check(client, cache, baseline, options).await;
         checks += 1;
         if failures.is_empty() {
             streak += 1;
@@ -187,6 +228,14 @@ pub async fn wait(
         if stop.now() {
             return Err(vec!["stopped by Ctrl-C".into()]);
         }
-        tokio::time::sleep(options.interval).await;
+        if streak == 0 {
+            // Failing: look again as soon as something changes (a failing check sends no
+            // request), letting a burst of changes settle first.
+            Cache::next_change(&mut changes, options.interval).await;
+            tokio::time::sleep(options.interval.min(Duration::from_millis(20))).await;
+        } else {
+            // Passing: the next pass must be a separate look, `interval` later.
+            tokio::time::sleep(options.interval).await;
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! steps are prompted for. Every phase is written to the journal before the next action, so a
 //! run stopped anywhere (Ctrl-C, window end, crash, SIGKILL) resumes at the exact point.
 
+pub mod cache;
 pub mod drain;
 pub mod gates;
 pub mod journal;
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::plan::{Step, StepKind};
 use crate::version::Version;
-use drain::{DrainError, DrainPolicy, Say, Stop};
+use drain::{DrainError, DrainPolicy, Stop};
 use journal::{Journal, JournalStep, NodePhase, NodeRecord, StepStatus};
 use upgrader::{Action, Done, Upgrader};
 
@@ -161,12 +162,25 @@ impl ExecPlan {
     }
 }
 
-/// Where the run talks and prints.
+/// Where the run talks and prints. On a terminal: log lines above indicatif bars (the whole
+/// run, the current batch, and one per node in flight showing its step and the pods left to
+/// evict). Otherwise plain lines on stderr. `--events` gets a JSON line per event either way.
 pub struct Ui {
     events: Option<std::sync::Mutex<std::fs::File>>,
-    bars: Option<(indicatif::MultiProgress, indicatif::ProgressBar)>,
+    bars: Option<Bars>,
     started: Instant,
     pub interactive: bool,
+}
+
+struct Bars {
+    multi: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    batch: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    nodes: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+fn style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
 
 impl Ui {
@@ -184,11 +198,8 @@ impl Ui {
         let bars = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
             let multi = indicatif::MultiProgress::new();
             let overall = multi.add(indicatif::ProgressBar::new(steps as u64));
-            overall.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {elapsed_precise} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            (multi, overall)
+            overall.set_style(style("{bar:30} step {pos}/{len} {elapsed_precise} {msg}"));
+            Bars { multi, overall, batch: std::sync::Mutex::new(None), nodes: std::sync::Mutex::new(BTreeMap::new()) }
         });
         Ok(Ui { events, bars, started: Instant::now(), interactive })
     }
@@ -198,8 +209,8 @@ impl Ui {
         let t = self.started.elapsed().as_secs_f64();
         let text = format!("[{t:7.1}s] {line}");
         match &self.bars {
-            Some((multi, _)) => {
-                let _ = multi.println(text);
+            Some(b) => {
+                let _ = b.multi.println(text);
             }
             None => eprintln!("{text}"),
         }
@@ -216,15 +227,84 @@ impl Ui {
     }
 
     fn progress(&self, pos: usize, msg: &str) {
-        if let Some((_, bar)) = &self.bars {
-            bar.set_position(pos as u64);
+        if let Some(b) = &self.bars {
+            b.overall.set_position(pos as u64);
+            b.overall.set_message(msg.to_string());
+        }
+    }
+
+    /// A new batch bar (`label` e.g. "canary" or "batch 2/4") over `nodes` nodes.
+    fn batch_started(&self, label: &str, nodes: usize) {
+        let Some(b) = &self.bars else { return };
+        let bar = b.multi.add(indicatif::ProgressBar::new(nodes as u64));
+        bar.set_style(style("{prefix:>12} {bar:20} {pos}/{len} nodes {msg}"));
+        bar.set_prefix(label.to_string());
+        if let Some(old) = b.batch.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn batch_message(&self, msg: &str) {
+        let Some(b) = &self.bars else { return };
+        if let Some(bar) = &*b.batch.lock().unwrap_or_else(|e| e.into_inner()) {
             bar.set_message(msg.to_string());
         }
     }
 
-    pub fn finish(&self) {
-        if let Some((_, bar)) = &self.bars {
+    fn batch_node_done(&self) {
+        let Some(b) = &self.bars else { return };
+        if let Some(bar) = &*b.batch.lock().unwrap_or_else(|e| e.into_inner()) {
+            bar.inc(1);
+        }
+    }
+
+    fn node_bar(&self, node: &str) -> Option<indicatif::ProgressBar> {
+        let b = self.bars.as_ref()?;
+        let mut nodes = b.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = nodes.entry(node.to_string()).or_insert_with(|| {
+            let bar = b.multi.add(indicatif::ProgressBar::new(0));
+            bar.set_style(style("{spinner} {prefix:>12} {msg}"));
+            bar.set_prefix(node.chars().take(40).collect::<String>());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Some(bar.clone())
+    }
+
+    /// What `node` is doing now.
+    fn node_step(&self, node: &str, step: &str) {
+        if let Some(bar) = self.node_bar(node) {
+            bar.set_style(style("{spinner} {prefix:>12} {msg}"));
+            bar.set_message(step.to_string());
+        }
+    }
+
+    /// Pods still to evict from `node`.
+    fn node_pods_left(&self, node: &str, left: usize, total: usize) {
+        if let Some(bar) = self.node_bar(node) {
+            bar.set_style(style("{spinner} {prefix:>12} draining {bar:20} {msg}"));
+            bar.set_length(total as u64);
+            bar.set_position((total - left.min(total)) as u64);
+            bar.set_message(format!("{left} of {total} pods left"));
+        }
+    }
+
+    fn node_finished(&self, node: &str) {
+        let Some(b) = &self.bars else { return };
+        if let Some(bar) = b.nodes.lock().unwrap_or_else(|e| e.into_inner()).remove(node) {
             bar.finish_and_clear();
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bars {
+            for (_, bar) in std::mem::take(&mut *b.nodes.lock().unwrap_or_else(|e| e.into_inner())) {
+                bar.finish_and_clear();
+            }
+            if let Some(bar) = b.batch.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                bar.finish_and_clear();
+            }
+            b.overall.finish_and_clear();
         }
     }
 }
@@ -266,6 +346,7 @@ pub struct Report {
 
 pub struct Executor {
     pub client: Client,
+    pub cache: cache::Cache,
     pub journal: tokio::sync::Mutex<Journal>,
     pub options: Options,
     pub ui: Arc<Ui>,
@@ -298,10 +379,18 @@ fn is_control_plane(n: &Node) -> bool {
 }
 
 impl Executor {
-    pub fn new(client: Client, journal: Journal, options: Options, ui: Arc<Ui>, stop: Stop) -> Self {
+    pub fn new(
+        client: Client,
+        cache: cache::Cache,
+        journal: Journal,
+        options: Options,
+        ui: Arc<Ui>,
+        stop: Stop,
+    ) -> Self {
         let addons = journal.addons.clone();
         Executor {
             client,
+            cache,
             journal: tokio::sync::Mutex::new(journal),
             options,
             ui,
@@ -332,7 +421,11 @@ impl Executor {
 
     /// Runs every step not yet done.
     pub async fn run(&self) -> Result<(), Halt> {
-        let baseline = gates::observe(&self.client).await.map_err(Halt::error)?;
+        let baseline = if self.cache.stale().is_empty() {
+            gates::Baseline::from_cache(&self.cache)
+        } else {
+            gates::observe(&self.client).await.map_err(Halt::error)?.0
+        };
         self.say(&format!(
             "baseline: {} workloads, {} disruption budgets, {} pods Pending",
             baseline.workloads.len(),
@@ -396,6 +489,9 @@ impl Executor {
     }
 
     async fn nodes(&self) -> Result<Vec<Node>, Halt> {
+        if !self.cache.is_stale("nodes") {
+            return Ok(self.cache.nodes.state().iter().map(|n| Node::clone(n)).collect());
+        }
         let api: Api<Node> = Api::all(self.client.clone());
         {
             let lp = ListParams::default();
@@ -419,6 +515,7 @@ impl Executor {
             // A managed control plane: the provider upgrades it; wait for the apiserver version.
             return self.managed_control_plane(&target).await;
         }
+        self.ui.batch_started("control plane", cps.len());
         for n in cps {
             let name = n.metadata.name.clone().unwrap_or_default();
             if self.stop.graceful() {
@@ -426,6 +523,7 @@ impl Executor {
             }
             self.window_check(&name).await?;
             self.roll_one(step.order, &name, &target, "control-plane").await?;
+            self.ui.batch_message("health gates");
             self.gate(&format!("control-plane node {name}")).await?;
             self.finish_node(step.order, &name).await?;
         }
@@ -507,6 +605,10 @@ impl Executor {
             }
             let names: Vec<&str> = batch.iter().map(|(n, _)| n.as_str()).collect();
             self.say(&format!("{} {}", if i == 0 { "canary" } else { "batch" }, names.join(", ")));
+            self.ui.batch_started(
+                &if i == 0 { "canary".to_string() } else { format!("batch {i}/{}", batches.len() - 1) },
+                batch.len(),
+            );
             let rolls = batch.iter().map(|(name, target)| self.roll_one(step.order, name, target, "worker"));
             let results = futures::future::join_all(rolls).await;
             // Finish what rolled before reporting what did not: no node is left half-done.
@@ -523,7 +625,9 @@ impl Executor {
             if let Some(h) = first_error {
                 return Err(h);
             }
+            self.ui.batch_message("health gates");
             self.gate(&format!("batch {}", names.join(", "))).await?;
+            self.ui.batch_message("");
             for (name, _) in batch {
                 let phase = self.journal.lock().await.node(step.order, name).map(|r| r.phase);
                 if phase == Some(NodePhase::Upgraded) {
@@ -585,14 +689,8 @@ impl Executor {
 
     async fn budgets_per_node(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = Api::all(self.client.clone());
-        let (Ok(pods), Ok(pdbs)) = (pods.list(&ListParams::default()).await, pdbs.list(&ListParams::default()).await)
-        else {
-            return out;
-        };
+        let (pods, pdbs) = (self.cache.pods.state(), self.cache.budgets.state());
         let selectors: Vec<(String, String, crate::labels::LabelSelector)> = pdbs
-            .items
             .iter()
             .filter_map(|b| {
                 let sel = serde_json::to_value(b.spec.as_ref()?.selector.as_ref()?).ok()?;
@@ -604,15 +702,15 @@ impl Executor {
                 ))
             })
             .collect();
-        for p in pods.items {
+        for p in pods.iter() {
             let (Some(node), Some(ns)) =
                 (p.spec.as_ref().and_then(|s| s.node_name.clone()), p.metadata.namespace.clone())
             else {
                 continue;
             };
-            let labels = p.metadata.labels.clone().unwrap_or_default();
+            let Some(labels) = &p.metadata.labels else { continue };
             for (bns, key, sel) in &selectors {
-                if *bns == ns && sel.matches_map(&labels) {
+                if *bns == ns && sel.matches_map(labels) {
                     out.entry(node.clone()).or_default().insert(key.clone());
                 }
             }
@@ -652,11 +750,19 @@ impl Executor {
         if matches!(record.phase, NodePhase::Done | NodePhase::Quarantined | NodePhase::Upgraded) {
             return Ok(());
         }
-        let say: Say = {
-            let ui = self.ui.clone();
-            let node = node.to_string();
-            Arc::new(move |line: String| ui.say(&format!("{node}: {line}")))
+        let tell = drain::Tell {
+            say: {
+                let ui = self.ui.clone();
+                let node = node.to_string();
+                Arc::new(move |line: String| ui.say(&format!("{node}: {line}")))
+            },
+            pods_left: {
+                let ui = self.ui.clone();
+                let node = node.to_string();
+                Arc::new(move |left, total| ui.node_pods_left(&node, left, total))
+            },
         };
+        let say = |line: String| (tell.say)(line);
         let event = |phase: &str| {
             self.ui.event("node", json!({"step": step, "node": node, "phase": phase, "target": target.to_string()}))
         };
@@ -664,9 +770,10 @@ impl Executor {
 
         if record.phase < NodePhase::Cordoned {
             // Every reason a drain would refuse, before the node is touched.
-            if let Err(e) = drain::evictable_pods(&self.client, node, &self.options.drain).await {
+            if let Err(e) = drain::preflight(&self.client, &self.cache, node, &self.options.drain).await {
                 return Err(Halt::blocked(format!("{e}; the node was not cordoned")));
             }
+            self.ui.node_step(node, "cordoning");
             if self.options.dry_run {
                 say("dry run: would cordon".into());
             } else {
@@ -674,9 +781,10 @@ impl Executor {
                     j.nodes.insert(Journal::key(step, node), record.clone());
                 })
                 .await?;
-                let already = drain::cordon(&self.client, node, &run_id).await.map_err(Halt::error)?;
+                let found = drain::cordon(&self.client, &self.cache, node, &run_id).await.map_err(Halt::error)?;
+                let already = found.already;
                 // Cordoned before a crash by this run: the node's annotation says so.
-                let ours_before = already && self.cordoned_by(node).await.as_deref() == Some(run_id.as_str());
+                let ours_before = already && found.by.as_deref() == Some(run_id.as_str());
                 record.we_cordoned = !already || ours_before || record.we_cordoned;
                 record.phase = NodePhase::Cordoned;
                 self.save(|j| {
@@ -697,7 +805,9 @@ impl Executor {
                     .await
                     .map_err(|e| Halt::blocked(e.to_string()))?;
                 let count = pods.len();
-                match drain::drain(&self.client, node, pods, &self.options.drain, &self.stop, &say).await {
+                self.ui.node_pods_left(node, count, count);
+                match drain::drain(&self.client, &self.cache, node, pods, &self.options.drain, &self.stop, &tell).await
+                {
                     Ok(n) => {
                         say(format!(
                             "{} {n} pods",
@@ -756,6 +866,7 @@ impl Executor {
                 j.nodes.insert(Journal::key(step, node), record.clone());
             })
             .await?;
+            self.ui.node_step(node, &format!("upgrading to {target}"));
             drain::note_phase(&self.client, node, "upgrading").await;
             let action = Action {
                 subject: node.into(),
@@ -776,7 +887,9 @@ impl Executor {
             }
             event("upgrading");
         }
+        self.ui.node_step(node, &format!("waiting for Ready at {target}"));
         self.wait_node(node, target, role == "control-plane").await?;
+        self.ui.node_step(node, &format!("Ready at {target}; health gates"));
         record.phase = NodePhase::Upgraded;
         record.seconds = Some(started.elapsed().as_secs_f64() + existing.and_then(|e| e.seconds).unwrap_or(0.0));
         self.save(|j| {
@@ -801,11 +914,6 @@ impl Executor {
         Ok(result)
     }
 
-    async fn cordoned_by(&self, node: &str) -> Option<String> {
-        let api: Api<Node> = Api::all(self.client.clone());
-        api.get(node).await.ok()?.metadata.annotations?.get(drain::ANNOTATION_CORDONED_BY).cloned()
-    }
-
     async fn quarantine(&self, step: usize, node: &str, record: &mut NodeRecord, why: &str) -> Result<(), Halt> {
         let labelled = drain::quarantine(&self.client, node, why).await;
         record.phase = NodePhase::Quarantined;
@@ -815,6 +923,7 @@ impl Executor {
         })
         .await?;
         self.report.lock().unwrap_or_else(|e| e.into_inner()).skipped.push(format!("{node}: quarantined ({why})"));
+        self.ui.node_finished(node);
         self.ui.event("node", json!({"step": step, "node": node, "phase": "quarantined", "why": why}));
         labelled.map_err(Halt::error)
     }
@@ -843,14 +952,18 @@ impl Executor {
             if record.we_cordoned { ", uncordoned" } else { " (left cordoned: it was cordoned before the run)" }
         ));
         self.ui.event("node", json!({"step": step, "node": node, "phase": "done", "seconds": seconds}));
+        self.ui.node_finished(node);
+        self.ui.batch_node_done();
         Ok(())
     }
 
     /// Waits until the node is Ready at the target (and, for a control-plane node, its
-    /// apiserver static pod runs the target and `/readyz` is ok).
+    /// apiserver static pod runs the target and `/readyz` is ok). Read from the run's node
+    /// watch; read directly while that watch cannot be trusted.
     async fn wait_node(&self, node: &str, target: &Version, control_plane: bool) -> Result<(), Halt> {
         let api: Api<Node> = Api::all(self.client.clone());
         let deadline = Instant::now() + self.options.node_timeout;
+        let mut changes = self.cache.changes();
         let mut last;
         loop {
             if self.stop.now() {
@@ -859,7 +972,14 @@ impl Executor {
                     message: format!("stopped while waiting for {node}; it stays cordoned"),
                 });
             }
-            match api.get(node).await {
+            changes.borrow_and_update();
+            let stale = self.cache.is_stale("nodes");
+            let seen = if stale {
+                api.get(node).await.map_err(|e| e.to_string())
+            } else {
+                self.cache.node(node).map(|n| Node::clone(&n)).ok_or_else(|| format!("node {node} is gone"))
+            };
+            match seen {
                 Ok(n) => {
                     let ready = node_ready(&n);
                     let kubelet = kubelet_of(&n);
@@ -876,7 +996,7 @@ impl Executor {
                         );
                     }
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e,
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -885,45 +1005,45 @@ impl Executor {
                     self.options.node_timeout
                 )));
             }
-            if last.starts_with("static pods") {
-                tokio::time::sleep(self.options.poll).await;
-                continue;
-            }
-            // Watch the node rather than poll it: one request for the whole restart.
-            let wanted = target.clone();
-            let cond = move |n: Option<&Node>| {
-                n.is_some_and(|n| node_ready(n) && kubelet_of(n).is_some_and(|k| same_version(&k, &wanted)))
-            };
-            let watch = kube::runtime::wait::await_condition(api.clone(), node, cond);
-            match tokio::time::timeout(remaining.min(Duration::from_secs(30)), watch).await {
-                Ok(Ok(_)) | Err(_) => {}
-                // A dropped or refused watch: look again shortly.
-                Ok(Err(_)) => tokio::time::sleep(self.options.poll).await,
+            if stale {
+                tokio::time::sleep(self.options.poll.min(remaining)).await;
+            } else {
+                // Static pods and /readyz are asked about at most once per poll interval.
+                let pace = if last.starts_with("static pods") { self.options.poll } else { Duration::from_secs(5) };
+                cache::Cache::next_change(&mut changes, pace.min(remaining)).await;
             }
         }
     }
 
     async fn control_plane_ready(&self, node: &str, target: &Version) -> bool {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
-        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-        let Ok(list) = pods.list(&lp).await else { return false };
+        let pods: Vec<Pod> = if self.cache.is_stale("pods") {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
+            let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+            let Ok(list) = api.list(&lp).await else { return false };
+            list.items
+        } else {
+            self.cache.pods_on(node).iter().map(|p| Pod::clone(p)).collect()
+        };
         let tag = format!("v{}", target.without_suffix().core());
-        let apiserver_ok = list
-            .items
+        let apiserver_ok = pods
             .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some("kube-system"))
             .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("kube-apiserver")))
             .all(|p| {
                 p.spec
                     .as_ref()
                     .is_some_and(|s| s.containers.iter().all(|c| c.image.as_deref().is_some_and(|i| i.ends_with(&tag))))
             });
+        if !apiserver_ok {
+            return false;
+        }
         let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else { return false };
-        apiserver_ok && self.client.request_text(req).await.is_ok()
+        self.client.request_text(req).await.is_ok()
     }
 
     async fn gate(&self, after: &str) -> Result<(), Halt> {
         let baseline = self.baseline.lock().await.clone();
-        match gates::wait(&self.client, &baseline, &self.options.gates, &self.stop).await {
+        match gates::wait(&self.client, &self.cache, &baseline, &self.options.gates, &self.stop).await {
             Ok(checks) => {
                 self.ui.event("gate", json!({"after": after, "passed": true, "checks": checks}));
                 Ok(())

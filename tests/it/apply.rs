@@ -12,6 +12,11 @@ use crate::sim::Cluster;
 
 /// An apply command against the harness cluster: isolated HOME, journal and events in its dir.
 fn apply_cmd(c: &Cluster, args: &[&str]) -> Command {
+    apply_cmd_at(c, &journal(c), &events(c), args)
+}
+
+/// The same with its own journal and events files (for a second run on the same cluster).
+fn apply_cmd_at(c: &Cluster, journal: &Path, events: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
     for (k, _) in std::env::vars() {
         if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" {
@@ -24,9 +29,9 @@ fn apply_cmd(c: &Cluster, args: &[&str]) -> Command {
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
         .arg("--journal")
-        .arg(journal(c))
+        .arg(journal)
         .arg("--events")
-        .arg(events(c))
+        .arg(events)
         .args(["--yes", "--gate-passes", "1"])
         .args(args)
         .args(if args.contains(&"--upgrader") { &[][..] } else { &["--upgrader", "sim"][..] })
@@ -240,6 +245,32 @@ fn a_second_apply_is_refused_by_the_lock_and_names_the_holder() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("alice@bastion/run-1") && stderr(&o).contains("--break-lock"), "{}", stderr(&o));
     assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+}
+
+#[test]
+fn two_applies_started_together_one_runs_and_the_other_is_refused_naming_it() {
+    let c = Cluster::builtin("demo", 0.02);
+    let args = ["--to", "1.25", "--delete-emptydir-data", "--force"];
+    let (ja, jb) = (c.dir.join("a.json"), c.dir.join("b.json"));
+    let piped = |mut cmd: Command| cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn apply");
+    let a = piped(apply_cmd_at(&c, &ja, &c.dir.join("a.jsonl"), &args));
+    let b = piped(apply_cmd_at(&c, &jb, &c.dir.join("b.jsonl"), &args));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(codes, [Some(0), Some(1)], "a: {}\nb: {}", stderr(&a), stderr(&b));
+    let (winner, loser) = if a.status.success() { (&ja, &b) } else { (&jb, &a) };
+    let run_id = serde_json::from_str::<Value>(&std::fs::read_to_string(winner).unwrap()).unwrap()["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stderr(loser).contains(&run_id) && stderr(loser).contains("--break-lock"), "{}", stderr(loser));
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    for n in stats["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
+        assert_eq!(n["schedulable"], true, "{n}");
+    }
 }
 
 #[test]

@@ -1,0 +1,159 @@
+//! The run's view of the cluster: one watch each on nodes, pods, Deployments, StatefulSets and
+//! PodDisruptionBudgets, kept in reflector stores for the whole run. Gates, the drain's "is this
+//! pod gone yet", the wait for a node to come back and the batch planner read these stores
+//! instead of listing again, so a roll costs a handful of requests per node and notices a change
+//! as soon as the API server sends it.
+//!
+//! A store is only trusted while its watch is healthy: a watch that failed or is relisting marks
+//! its kind stale until the next event, and callers then read the API directly instead
+//! ([`Cache::stale`]). Managed fields are dropped on the way in to keep memory down.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::reflector::{ObjectRef, Store, store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+/// Kinds whose watch is failing or relisting, with the last error.
+type Health = Arc<Mutex<BTreeMap<&'static str, String>>>;
+
+pub struct Cache {
+    pub nodes: Store<Node>,
+    pub pods: Store<Pod>,
+    pub deployments: Store<Deployment>,
+    pub statefulsets: Store<StatefulSet>,
+    pub budgets: Store<PodDisruptionBudget>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    health: Health,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn spawn_watch<K>(
+    client: &Client,
+    kind: &'static str,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+    health: Health,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = store::<K>();
+    let api: Api<K> = Api::all(client.clone());
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect(writer);
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            {
+                let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+                match &event {
+                    Err(e) => {
+                        h.insert(kind, e.to_string());
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {
+                        h.entry(kind).or_insert_with(|| "relisting".into());
+                    }
+                    Ok(_) => {
+                        h.remove(kind);
+                    }
+                }
+            }
+            if matches!(event, Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) {
+                changed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    });
+    (reader, task)
+}
+
+impl Cache {
+    /// Starts the watches and waits until every store holds a full list.
+    pub async fn start(client: &Client, timeout: Duration) -> Result<Cache, String> {
+        let (tx, changes) = tokio::sync::watch::channel(0u64);
+        let tx = Arc::new(tx);
+        let health: Health = Arc::default();
+        let (nodes, t1) = spawn_watch::<Node>(client, "nodes", tx.clone(), health.clone());
+        let (pods, t2) = spawn_watch::<Pod>(client, "pods", tx.clone(), health.clone());
+        let (deployments, t3) = spawn_watch::<Deployment>(client, "deployments", tx.clone(), health.clone());
+        let (statefulsets, t4) = spawn_watch::<StatefulSet>(client, "statefulsets", tx.clone(), health.clone());
+        let (budgets, t5) = spawn_watch::<PodDisruptionBudget>(client, "poddisruptionbudgets", tx, health.clone());
+        let cache =
+            Cache { nodes, pods, deployments, statefulsets, budgets, changes, health, tasks: vec![t1, t2, t3, t4, t5] };
+        let ready = async {
+            let _ = futures::join!(
+                cache.nodes.wait_until_ready(),
+                cache.pods.wait_until_ready(),
+                cache.deployments.wait_until_ready(),
+                cache.statefulsets.wait_until_ready(),
+                cache.budgets.wait_until_ready(),
+            );
+        };
+        if tokio::time::timeout(timeout, ready).await.is_err() {
+            let failing = cache.stale();
+            return Err(format!(
+                "cannot watch the cluster within {timeout:?}{}",
+                if failing.is_empty() { String::new() } else { format!(": {}", failing.join("; ")) }
+            ));
+        }
+        Ok(cache)
+    }
+
+    /// `kind: last error` for every watch that cannot be trusted right now.
+    pub fn stale(&self) -> Vec<String> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, e)| format!("{k}: {e}")).collect()
+    }
+
+    pub fn is_stale(&self, kind: &str) -> bool {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).contains_key(kind)
+    }
+
+    /// A receiver that wakes on every change to any store.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(&ObjectRef::new(name))
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.pods.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn budget(&self, namespace: &str, name: &str) -> Option<Arc<PodDisruptionBudget>> {
+        self.budgets.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The pods bound to `node`.
+    pub fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
+        self.pods.state_filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+    }
+
+    pub fn budgets_in(&self, namespace: &str) -> Vec<Arc<PodDisruptionBudget>> {
+        self.budgets.state_filter(|b| b.namespace().as_deref() == Some(namespace))
+    }
+
+    /// Waits for the next change to any store, or `max`, whichever comes first.
+    pub async fn next_change(rx: &mut tokio::sync::watch::Receiver<u64>, max: Duration) {
+        if let Ok(Err(_)) = tokio::time::timeout(max, rx.changed()).await {
+            // Every watch has ended (the run is shutting down): do not spin.
+            tokio::time::sleep(max).await;
+        }
+    }
+}
