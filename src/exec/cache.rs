@@ -6,7 +6,8 @@
 //!
 //! A store is only trusted while its watch is healthy: a watch that failed or is relisting marks
 //! its kind stale until the next event, and callers then read the API directly instead
-//! ([`Cache::stale`]). Managed fields are dropped on the way in to keep memory down.
+//! ([`Cache::stale`]). Managed fields, and the parts of pods and nodes the run never reads, are
+//! dropped on the way in to keep memory down.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -42,9 +43,49 @@ impl Drop for Cache {
     }
 }
 
+/// Keeps only what the run reads from a pod: identity, labels, owners, the mirror annotation,
+/// its node, emptyDir volumes, phase, and container images of kube-system pods (the static
+/// control-plane pods). Pods are most of a cluster's objects; the rest of each is dropped.
+fn trim_pod(p: &mut Pod) {
+    let kube_system = p.metadata.namespace.as_deref() == Some("kube-system");
+    if let Some(a) = &mut p.metadata.annotations {
+        a.retain(|k, _| k == "kubernetes.io/config.mirror");
+    }
+    if let Some(spec) = &mut p.spec {
+        if let Some(v) = &mut spec.volumes {
+            v.retain(|v| v.empty_dir.is_some());
+        }
+        spec.init_containers = None;
+        if kube_system {
+            for c in &mut spec.containers {
+                *c = k8s_openapi::api::core::v1::Container {
+                    name: std::mem::take(&mut c.name),
+                    image: c.image.take(),
+                    ..Default::default()
+                };
+            }
+        } else {
+            spec.containers.clear();
+        }
+        spec.affinity = None;
+        spec.tolerations = None;
+    }
+    if let Some(status) = &mut p.status {
+        *status = k8s_openapi::api::core::v1::PodStatus { phase: status.phase.take(), ..Default::default() };
+    }
+}
+
+/// Node images lists are long and never read here.
+fn trim_node(n: &mut Node) {
+    if let Some(s) = &mut n.status {
+        s.images = None;
+    }
+}
+
 fn spawn_watch<K>(
     client: &Client,
     kind: &'static str,
+    trim: fn(&mut K),
     changed: Arc<tokio::sync::watch::Sender<u64>>,
     health: Health,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
@@ -55,7 +96,10 @@ where
     let api: Api<K> = Api::all(client.clone());
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .reflect(writer);
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -88,11 +132,14 @@ impl Cache {
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let tx = Arc::new(tx);
         let health: Health = Arc::default();
-        let (nodes, t1) = spawn_watch::<Node>(client, "nodes", tx.clone(), health.clone());
-        let (pods, t2) = spawn_watch::<Pod>(client, "pods", tx.clone(), health.clone());
-        let (deployments, t3) = spawn_watch::<Deployment>(client, "deployments", tx.clone(), health.clone());
-        let (statefulsets, t4) = spawn_watch::<StatefulSet>(client, "statefulsets", tx.clone(), health.clone());
-        let (budgets, t5) = spawn_watch::<PodDisruptionBudget>(client, "poddisruptionbudgets", tx, health.clone());
+        let (nodes, t1) = spawn_watch::<Node>(client, "nodes", trim_node, tx.clone(), health.clone());
+        let (pods, t2) = spawn_watch::<Pod>(client, "pods", trim_pod, tx.clone(), health.clone());
+        let (deployments, t3) =
+            spawn_watch::<Deployment>(client, "deployments", |d| d.spec = None, tx.clone(), health.clone());
+        let (statefulsets, t4) =
+            spawn_watch::<StatefulSet>(client, "statefulsets", |s| s.spec = None, tx.clone(), health.clone());
+        let (budgets, t5) =
+            spawn_watch::<PodDisruptionBudget>(client, "poddisruptionbudgets", |_| {}, tx, health.clone());
         let cache =
             Cache { nodes, pods, deployments, statefulsets, budgets, changes, health, tasks: vec![t1, t2, t3, t4, t5] };
         let ready = async {

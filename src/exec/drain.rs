@@ -196,6 +196,13 @@ pub async fn uncordon(client: &Client, node: &str) -> Result<(), String> {
     patch_node(&nodes, node, &patch).await.map(|_| ()).map_err(|e| format!("cannot uncordon {node}: {e}"))
 }
 
+/// Removes our notes from a node this run did not cordon (it stays cordoned).
+pub async fn clear_notes(client: &Client, node: &str) -> Result<(), String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_PHASE: null}}});
+    patch_node(&nodes, node, &patch).await.map(|_| ()).map_err(|e| format!("cannot update {node}: {e}"))
+}
+
 /// Notes a phase on the node, so that anyone looking at it knows what the run is doing.
 pub async fn note_phase(client: &Client, node: &str, phase: &str) {
     let nodes: Api<Node> = Api::all(client.clone());

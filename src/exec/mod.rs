@@ -937,7 +937,7 @@ impl Executor {
         if record.we_cordoned {
             drain::uncordon(&self.client, node).await.map_err(Halt::error)?;
         } else {
-            drain::note_phase(&self.client, node, "upgraded").await;
+            drain::clear_notes(&self.client, node).await.map_err(Halt::error)?;
         }
         record.phase = NodePhase::Done;
         let seconds = record.seconds.unwrap_or(0.0);

@@ -98,6 +98,7 @@ pub async fn run(sim: Arc<Sim>) {
     let mut seen_rv = 0u64;
     let mut seen_epoch = 0u64;
     let idle = Duration::from_millis(500);
+    let mut settling = 0u32;
     loop {
         let notified = sim.changed.notified();
         let rv = sim.store.current_rv();
@@ -117,6 +118,15 @@ pub async fn run(sim: Arc<Sim>) {
             if pass.is_err() {
                 eprintln!("simulator: a controller pass failed on an object it could not handle; continuing");
             }
+            // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
+            // once, the way a real controller reacts to its own writes; bounded so that a
+            // controller that never settles cannot spin.
+            if sim.store.current_rv() != seen_rv && settling < 50 {
+                settling += 1;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            settling = 0;
         }
         let wait = timers
             .next_due()

@@ -274,6 +274,50 @@ fn two_applies_started_together_one_runs_and_the_other_is_refused_naming_it() {
 }
 
 #[test]
+fn a_node_cordoned_before_the_run_is_upgraded_and_left_cordoned() {
+    let c = Cluster::builtin("demo", 0.02);
+    let (status, body) =
+        c.http("PATCH", "/api/v1/nodes/pool-a-2", "application/merge-patch+json", r#"{"spec":{"unschedulable":true}}"#);
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("pool-a-2: was already cordoned; it will stay cordoned"), "{}", stderr(&o));
+    for n in c.stats()["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
+        assert_eq!(n["schedulable"], n["name"] != "pool-a-2", "{n}");
+    }
+    // Our notes are not left on a node we did not cordon.
+    let annotations = node_doc(&c, "pool-a-2")["metadata"]["annotations"].clone();
+    assert!(
+        annotations.get("k8s-upgrade.dev/cordoned-by").is_none() && annotations.get("k8s-upgrade.dev/phase").is_none(),
+        "{annotations}"
+    );
+}
+
+#[test]
+fn cordon_does_not_trust_a_lagging_view_of_the_node() {
+    let c = Cluster::builtin("demo", 0.02);
+    let client = c.kube_client();
+    let cache =
+        c.rt.block_on(k8s_upgrade::exec::cache::Cache::start(&client, Duration::from_secs(30))).expect("watches start");
+    // Someone cordons the node; whether or not the watch has seen it yet, cordon must find out.
+    let (status, body) = c.http(
+        "PATCH",
+        "/api/v1/nodes/pool-b-1",
+        "application/merge-patch+json",
+        r#"{"spec":{"unschedulable":true},"metadata":{"annotations":{"k8s-upgrade.dev/cordoned-by":"other-run"}}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let found = c.rt.block_on(k8s_upgrade::exec::drain::cordon(&client, &cache, "pool-b-1", "this-run")).unwrap();
+    assert_eq!(found, k8s_upgrade::exec::drain::Cordon { already: true, by: Some("other-run".into()) });
+    let fresh = c.rt.block_on(k8s_upgrade::exec::drain::cordon(&client, &cache, "pool-b-2", "this-run")).unwrap();
+    assert_eq!(fresh, k8s_upgrade::exec::drain::Cordon { already: false, by: Some("this-run".into()) });
+    let doc = node_doc(&c, "pool-b-2");
+    assert_eq!(doc["spec"]["unschedulable"], true);
+    assert_eq!(doc["metadata"]["annotations"]["k8s-upgrade.dev/cordoned-by"], "this-run");
+}
+
+#[test]
 fn the_command_upgrader_passes_hostile_names_as_single_arguments() {
     let c = Cluster::builtin("demo", 0.02);
     let script = c.dir.join("upgrade.sh");
