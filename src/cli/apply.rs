@@ -484,6 +484,7 @@ fn summary(
         "\n{} {} → {} in {:.1}s: {done} of {} steps done, {} left to the operator, {} nodes upgraded\n",
         match outcome {
             Ok(()) => "Finished",
+            Err(_) if j.finished => "Finished (with nodes skipped)",
             Err(_) => "Stopped",
         },
         j.from,
@@ -536,7 +537,9 @@ fn summary(
     }
     if let Err(h) = outcome {
         out.push_str(&format!("  why it stopped: {}\n", h.message));
-        if simulated {
+        if j.finished {
+            // Every step ran; there is nothing to resume, only the nodes named above.
+        } else if simulated {
             out.push_str("  (the simulator's state ends with this process, so this run cannot be resumed)\n");
         } else if !args.dry_run {
             out.push_str(&format!("  to continue: {}\n", resume_command(&j.path)));

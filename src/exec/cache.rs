@@ -82,6 +82,21 @@ fn trim_node(n: &mut Node) {
     }
 }
 
+/// Workloads: the replicas asked for and the status; templates are never read here.
+fn trim_deployment(d: &mut Deployment) {
+    d.spec = d
+        .spec
+        .take()
+        .map(|s| k8s_openapi::api::apps::v1::DeploymentSpec { replicas: s.replicas, ..Default::default() });
+}
+
+fn trim_statefulset(d: &mut StatefulSet) {
+    d.spec = d
+        .spec
+        .take()
+        .map(|s| k8s_openapi::api::apps::v1::StatefulSetSpec { replicas: s.replicas, ..Default::default() });
+}
+
 fn spawn_watch<K>(
     client: &Client,
     kind: &'static str,
@@ -135,9 +150,9 @@ impl Cache {
         let (nodes, t1) = spawn_watch::<Node>(client, "nodes", trim_node, tx.clone(), health.clone());
         let (pods, t2) = spawn_watch::<Pod>(client, "pods", trim_pod, tx.clone(), health.clone());
         let (deployments, t3) =
-            spawn_watch::<Deployment>(client, "deployments", |d| d.spec = None, tx.clone(), health.clone());
+            spawn_watch::<Deployment>(client, "deployments", trim_deployment, tx.clone(), health.clone());
         let (statefulsets, t4) =
-            spawn_watch::<StatefulSet>(client, "statefulsets", |s| s.spec = None, tx.clone(), health.clone());
+            spawn_watch::<StatefulSet>(client, "statefulsets", trim_statefulset, tx.clone(), health.clone());
         let (budgets, t5) =
             spawn_watch::<PodDisruptionBudget>(client, "poddisruptionbudgets", |_| {}, tx, health.clone());
         let cache =

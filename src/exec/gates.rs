@@ -16,10 +16,15 @@ use kube::api::{Api, ListParams};
 use super::cache::Cache;
 use super::drain::Stop;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Baseline {
     /// `Kind ns/name` → available replicas.
     pub workloads: BTreeMap<String, i64>,
+    /// `Kind ns/name` → replicas asked for now (a workload scaled down since the baseline is
+    /// held to its new size, not its old one).
+    #[serde(default, skip_serializing)]
+    pub desired: BTreeMap<String, i64>,
     /// `ns/name` → currentHealthy.
     pub budgets: BTreeMap<String, i64>,
     pub pending: usize,
@@ -71,16 +76,18 @@ impl Baseline {
     ) -> Baseline {
         let mut b = Baseline::default();
         for d in deployments {
-            b.workloads.insert(
-                key("Deployment", &d.metadata),
-                d.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
-            );
+            let k = key("Deployment", &d.metadata);
+            if let Some(spec) = &d.spec {
+                b.desired.insert(k.clone(), spec.replicas.map_or(1, i64::from));
+            }
+            b.workloads.insert(k, d.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from));
         }
         for s in statefulsets {
-            b.workloads.insert(
-                key("StatefulSet", &s.metadata),
-                s.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from),
-            );
+            let k = key("StatefulSet", &s.metadata);
+            if let Some(spec) = &s.spec {
+                b.desired.insert(k.clone(), spec.replicas.map_or(1, i64::from));
+            }
+            b.workloads.insert(k, s.status.as_ref().and_then(|s| s.available_replicas).map_or(0, i64::from));
         }
         for p in budgets {
             let k = format!(
@@ -109,14 +116,16 @@ impl Baseline {
             .filter(|n| !ready(n))
             .map(|n| format!("node {} is not Ready", n.metadata.name.as_deref().unwrap_or_default()))
             .collect();
+        // Workloads and budgets deleted since the baseline are not waited for.
         for (w, before) in &self.workloads {
-            let have = now.workloads.get(w).copied().unwrap_or(0);
-            if have < *before {
+            let Some(&have) = now.workloads.get(w) else { continue };
+            let want = now.desired.get(w).map_or(*before, |d| (*d).min(*before));
+            if have < want {
                 failures.push(format!("{w} has {have} available replicas (was {before})"));
             }
         }
         for (b, before) in &self.budgets {
-            let have = now.budgets.get(b).copied().unwrap_or(0);
+            let Some(&have) = now.budgets.get(b) else { continue };
             if have < *before {
                 failures.push(format!("PodDisruptionBudget {b} has {have} healthy pods (was {before})"));
             }
@@ -237,5 +246,67 @@ pub async fn wait(
             // Passing: the next pass must be a separate look, `interval` later.
             tokio::time::sleep(options.interval).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn baseline(
+        workloads: &[(&str, i64)],
+        desired: &[(&str, i64)],
+        budgets: &[(&str, i64)],
+        pending: usize,
+    ) -> Baseline {
+        let map = |v: &[(&str, i64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        Baseline { workloads: map(workloads), desired: map(desired), budgets: map(budgets), pending }
+    }
+
+    #[test]
+    fn regressions_are_against_the_baseline_not_perfection() {
+        // web was already short of its 3 replicas before the run: 2 available is not a regression.
+        let before = baseline(&[("Deployment shop/web", 2), ("StatefulSet data/db", 3)], &[], &[("data/db-pdb", 3)], 1);
+        let same = baseline(
+            &[("Deployment shop/web", 2), ("StatefulSet data/db", 3)],
+            &[("Deployment shop/web", 3), ("StatefulSet data/db", 3)],
+            &[("data/db-pdb", 3)],
+            1,
+        );
+        assert!(before.regressions(&same, []).is_empty());
+        let worse = baseline(
+            &[("Deployment shop/web", 1), ("StatefulSet data/db", 3)],
+            &[("Deployment shop/web", 3), ("StatefulSet data/db", 3)],
+            &[("data/db-pdb", 2)],
+            2,
+        );
+        let f = before.regressions(&worse, []);
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[0].contains("Deployment shop/web has 1 available replicas (was 2)"), "{f:?}");
+        assert!(f[1].contains("PodDisruptionBudget data/db-pdb has 2 healthy pods (was 3)"), "{f:?}");
+        assert!(f[2].contains("2 pods are Pending (were 1)"), "{f:?}");
+    }
+
+    #[test]
+    fn a_workload_scaled_down_or_deleted_since_the_baseline_does_not_hold_the_gate() {
+        let before =
+            baseline(&[("Deployment shop/web", 3), ("Deployment shop/old", 2)], &[], &[("shop/old-pdb", 2)], 0);
+        let now = baseline(&[("Deployment shop/web", 1)], &[("Deployment shop/web", 1)], &[], 0);
+        assert!(before.regressions(&now, []).is_empty(), "{:?}", before.regressions(&now, []));
+    }
+
+    #[test]
+    fn a_node_not_ready_fails_the_gate_and_the_baseline_survives_the_journal() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pool-a-1"},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}
+        }))
+        .unwrap();
+        let b = baseline(&[("Deployment shop/web", 3)], &[("Deployment shop/web", 3)], &[], 0);
+        assert_eq!(b.regressions(&b.clone(), [&node]), vec!["node pool-a-1 is not Ready".to_string()]);
+        // What a resumed run reads back: the figures, without the momentary desired sizes.
+        let back: Baseline = serde_json::from_value(serde_json::to_value(&b).unwrap()).unwrap();
+        assert_eq!(back.workloads, b.workloads);
+        assert!(back.desired.is_empty());
     }
 }

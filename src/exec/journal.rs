@@ -86,6 +86,9 @@ pub struct Journal {
     /// Output of upgrade commands, last lines only.
     #[serde(default)]
     pub log: Vec<String>,
+    /// The cluster's health when the run first started; a resumed run gates against it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::gates::Baseline>,
     pub finished: bool,
     #[serde(skip)]
     pub path: PathBuf,
@@ -213,6 +216,7 @@ mod tests {
             nodes: BTreeMap::new(),
             addons: BTreeMap::new(),
             log: vec![],
+            baseline: None,
             finished: false,
             path: path.clone(),
         };

@@ -170,6 +170,8 @@ pub struct Ui {
     bars: Option<Bars>,
     started: Instant,
     pub interactive: bool,
+    /// One question at a time: two nodes stuck at once must not read the same answer.
+    asking: tokio::sync::Mutex<()>,
 }
 
 struct Bars {
@@ -201,7 +203,7 @@ impl Ui {
             overall.set_style(style("{bar:30} step {pos}/{len} {elapsed_precise} {msg}"));
             Bars { multi, overall, batch: std::sync::Mutex::new(None), nodes: std::sync::Mutex::new(BTreeMap::new()) }
         });
-        Ok(Ui { events, bars, started: Instant::now(), interactive })
+        Ok(Ui { events, bars, started: Instant::now(), interactive, asking: tokio::sync::Mutex::new(()) })
     }
 
     /// A log line (above the bars on a terminal).
@@ -230,6 +232,37 @@ impl Ui {
         if let Some(b) = &self.bars {
             b.overall.set_position(pos as u64);
             b.overall.set_message(msg.to_string());
+        }
+    }
+
+    /// Asks a yes/no question with the bars out of the way.
+    pub async fn confirm(&self, question: &str) -> bool {
+        let _one = self.asking.lock().await;
+        self.hide_bars();
+        let answer = confirm(question).await;
+        self.show_bars();
+        answer
+    }
+
+    /// Asks for one letter (the first of the answer, lowercased) with the bars out of the way.
+    async fn choose(&self, question: &str) -> char {
+        let _one = self.asking.lock().await;
+        self.hide_bars();
+        let answer = choose(question).await;
+        self.show_bars();
+        answer
+    }
+
+    fn hide_bars(&self) {
+        if let Some(b) = &self.bars {
+            let _ = b.multi.clear();
+            b.multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+    }
+
+    fn show_bars(&self) {
+        if let Some(b) = &self.bars {
+            b.multi.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
     }
 
@@ -421,17 +454,26 @@ impl Executor {
 
     /// Runs every step not yet done.
     pub async fn run(&self) -> Result<(), Halt> {
-        let baseline = if self.cache.stale().is_empty() {
-            gates::Baseline::from_cache(&self.cache)
-        } else {
-            gates::observe(&self.client).await.map_err(Halt::error)?.0
+        // A resumed run holds the cluster to the health it had before the run began, not to
+        // whatever the interruption left behind.
+        let kept = self.journal.lock().await.baseline.clone();
+        let baseline = match kept {
+            Some(b) => b,
+            None if self.cache.stale().is_empty() => gates::Baseline::from_cache(&self.cache),
+            None => gates::observe(&self.client).await.map_err(Halt::error)?.0,
         };
         self.say(&format!(
-            "baseline: {} workloads, {} disruption budgets, {} pods Pending",
+            "baseline{}: {} workloads, {} disruption budgets, {} pods Pending",
+            if self.journal.lock().await.baseline.is_some() {
+                " (from the journal, taken when the run began)"
+            } else {
+                ""
+            },
             baseline.workloads.len(),
             baseline.budgets.len(),
             baseline.pending
         ));
+        self.save(|j| j.baseline = Some(baseline.clone())).await?;
         *self.baseline.lock().await = baseline;
         let total = self.journal.lock().await.steps.len();
         loop {
@@ -485,7 +527,25 @@ impl Executor {
             }
         }
         self.ui.progress(total, "done");
-        self.save(|j| j.finished = true).await
+        self.save(|j| j.finished = true).await?;
+        // Every step ran, but a node the operator chose to skip is still on its old version.
+        let quarantined: Vec<String> = {
+            let j = self.journal.lock().await;
+            j.nodes
+                .iter()
+                .filter(|(_, r)| r.phase == NodePhase::Quarantined)
+                .map(|(k, _)| k.split_once('/').map_or(k.as_str(), |x| x.1).to_string())
+                .collect()
+        };
+        if !quarantined.is_empty() {
+            return Err(Halt::blocked(format!(
+                "{} skipped and left cordoned with the label {}=true: {}. Look at why, then `kubectl uncordon` it, remove the label, and run apply again to upgrade it",
+                if quarantined.len() == 1 { "a node was" } else { "nodes were" },
+                drain::LABEL_QUARANTINED,
+                quarantined.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     async fn nodes(&self) -> Result<Vec<Node>, Halt> {
@@ -505,7 +565,7 @@ impl Executor {
         let target = step.target.clone().ok_or_else(|| Halt::error("control-plane step without a target"))?;
         if !self.options.yes && self.ui.interactive && !self.options.dry_run {
             let done = self.journal.lock().await.nodes.keys().any(|k| k.starts_with(&format!("{}/", step.order)));
-            if !done && !confirm(&format!("Upgrade the control plane to {target}?")).await {
+            if !done && !self.ui.confirm(&format!("Upgrade the control plane to {target}?")).await {
                 return Err(Halt { code: 130, message: "the operator declined the control-plane hop".into() });
             }
         }
@@ -613,10 +673,14 @@ impl Executor {
             let results = futures::future::join_all(rolls).await;
             // Finish what rolled before reporting what did not: no node is left half-done.
             let mut first_error = None;
+            let mut skipped = Vec::new();
             for ((name, _), r) in batch.iter().zip(results) {
                 match r {
                     Ok(()) => {}
-                    Err(h) if h.code == 0 => self.say(&format!("{name}: {}", h.message)),
+                    Err(h) if h.code == 0 => {
+                        self.say(&format!("{name}: {}", h.message));
+                        skipped.push(name.as_str());
+                    }
                     Err(h) => {
                         first_error.get_or_insert(h);
                     }
@@ -641,7 +705,16 @@ impl Executor {
             }
             if i == 0 && widen && !self.options.yes && self.ui.interactive && !self.options.dry_run {
                 let n = self.options.max_unavailable;
-                if !confirm(&format!("Canary {} is done and healthy. Continue with batches of {n}?", names.join(", ")))
+                if !self
+                    .ui
+                    .confirm(&if skipped.is_empty() {
+                        format!("Canary {} is done and healthy. Continue with batches of {n}?", names.join(", "))
+                    } else {
+                        format!(
+                            "Canary {} was skipped and quarantined, not upgraded. Continue with batches of {n} anyway?",
+                            skipped.join(", ")
+                        )
+                    })
                     .await
                 {
                     return Err(Halt { code: 130, message: "the operator stopped after the canary".into() });
@@ -825,8 +898,9 @@ impl Executor {
                     Err(e) => {
                         let retryable = matches!(e, DrainError::Timeout { .. });
                         if self.ui.interactive && !self.options.yes {
-                            let c = choose(&format!(
-                                "{e}\nDrain of {node} is stuck ({count} pods). [w]ait again, [s]kip this node (it stays cordoned and is labelled {}), or [a]bort?",
+                            let c = self.ui.choose(&format!(
+                                "{e}\nDrain of {node} is stuck ({count} pod{}). [w]ait again, [s]kip this node (it stays cordoned and is labelled {}), or [a]bort?",
+                                if count == 1 { "" } else { "s" },
                                 drain::LABEL_QUARANTINED
                             ))
                             .await;
@@ -1119,7 +1193,7 @@ impl Executor {
                 .push(format!("operator step assumed done: {what}"));
             return Ok(Some("acknowledged by --yes; not performed by this tool".into()));
         }
-        if confirm(&format!("Operator step: {what}\nIs it done?")).await {
+        if self.ui.confirm(&format!("Operator step: {what}\nIs it done?")).await {
             Ok(None)
         } else {
             Err(Halt { code: 130, message: format!("waiting for the operator: {what}") })
@@ -1145,6 +1219,7 @@ pub fn new_journal(path: std::path::PathBuf, run_id: &str, cluster: &str, plan: 
         nodes: BTreeMap::new(),
         addons: plan.addons.clone(),
         log: vec![],
+        baseline: None,
         finished: false,
         path,
     }

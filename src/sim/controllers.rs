@@ -579,7 +579,13 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
     for job in sim.store.all(&key) {
         let uid = &*job.meta.uid;
         let owned = pods.get(uid).cloned().unwrap_or_default();
-        let succeeded = owned.iter().filter(|p| &*p.meta.phase == "Succeeded").count() as i64;
+        // A Job remembers its completions (tracked with finalizers since 1.26): deleting a
+        // finished pod, as a drain does, must not run the Job again.
+        let succeeded = (owned.iter().filter(|p| &*p.meta.phase == "Succeeded").count() as i64).max(int_at(
+            &job.value(),
+            "/status/succeeded",
+            0,
+        ));
         let active =
             owned.iter().filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed") && !p.meta.terminating).count()
                 as i64;

@@ -203,6 +203,8 @@ fn sigkill_mid_drain_then_resume_finishes_without_draining_a_node_twice() {
     std::fs::remove_file(events(&c)).unwrap();
     let o = apply(&c, &["--resume", "--delete-emptydir-data", "--force"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    // Gated against the health from before the run, not what the kill left behind.
+    assert!(stderr(&o).contains("baseline (from the journal, taken when the run began)"), "{}", stderr(&o));
     let after = read_events(&events(&c));
     for e in after.iter().filter(|e| e["event"] == "node" && e["phase"] == "cordoned") {
         let key = format!("{}/{}", e["step"], e["node"]);
@@ -440,4 +442,171 @@ fn a_closing_window_stops_before_a_node_with_exit_4() {
     assert!(stdout(&o).contains("maintenance window closes before cp-1"), "{}", stdout(&o));
     assert!(stdout(&o).contains("to continue: k8s-upgrade apply --resume"), "{}", stdout(&o));
     assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+}
+
+/// `'…'` for sh: the harness's own paths, never cluster data.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What an apply on a terminal printed, and the prompts it asked in order.
+struct TerminalRun {
+    code: Option<i32>,
+    output: String,
+    prompts: Vec<String>,
+}
+
+/// Runs apply on a pseudo-terminal (through util-linux `script`), answering each prompt with
+/// `answer(prompt)`. `None` (with the reason printed) when `script` is not installed.
+fn apply_on_terminal(c: &Cluster, args: &[&str], answer: impl Fn(&str) -> &'static str) -> Option<TerminalRun> {
+    use std::io::{Read, Write};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal for the prompts");
+        return None;
+    }
+    let cmd = apply_cmd(c, args);
+    let mut line: Vec<String> = vec![sh_quote(&cmd.get_program().to_string_lossy())];
+    line.extend(cmd.get_args().filter(|a| *a != "--yes").map(|a| sh_quote(&a.to_string_lossy())));
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let mut child = script.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let mut prompts = Vec::new();
+    let mut answered = 0;
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        let text = strip_ansi(&String::from_utf8_lossy(&seen.lock().unwrap()));
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let tail: String = text.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("apply on a terminal did not finish; prompts {prompts:#?}; output ends: {tail}");
+        }
+        let asked: Vec<usize> =
+            text.match_indices("[y/N] ").chain(text.match_indices("[a]bort? ")).map(|(i, m)| i + m.len()).collect();
+        let mut asked = asked;
+        asked.sort();
+        if let Some(&end) = asked.get(answered) {
+            // The question's last two lines (a stuck drain says why on the line before).
+            let since = if answered == 0 { 0 } else { asked[answered - 1] };
+            let lines: Vec<&str> =
+                text[since..end].split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect();
+            let prompt = lines[lines.len().saturating_sub(2)..].join("\n");
+            writeln!(stdin, "{}", answer(&prompt)).unwrap();
+            prompts.push(prompt);
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    let output = strip_ansi(&String::from_utf8_lossy(&seen.lock().unwrap()));
+    Some(TerminalRun { code, output, prompts })
+}
+
+#[test]
+fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_the_canary() {
+    let c = Cluster::builtin("demo", 0.02);
+    let Some(run) = apply_on_terminal(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"], |_| "y") else {
+        return;
+    };
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let p = &run.prompts;
+    assert!(p[0].contains("Start 8 steps on"), "{p:#?}");
+    let at = |needle: &str| p.iter().position(|q| q.contains(needle)).unwrap_or_else(|| panic!("{needle}: {p:#?}"));
+    assert!(at("Upgrade the control plane to 1.25") < at("Canary pool-"), "{p:#?}");
+    assert!(at("Continue with batches of 1?") > 0, "{p:#?}");
+    assert!(p.iter().any(|q| q.contains("Is it done?")), "operator steps are asked: {p:#?}");
+    for n in c.stats()["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
+        assert_eq!(n["schedulable"], true, "{n}");
+    }
+}
+
+#[test]
+fn on_a_terminal_declining_to_start_changes_nothing() {
+    let c = Cluster::builtin("demo", 0.02);
+    let Some(run) = apply_on_terminal(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"], |_| "n") else {
+        return;
+    };
+    assert_eq!(run.code, Some(130), "{}", run.output);
+    assert_eq!(run.prompts.len(), 1, "{:#?}", run.prompts);
+    assert!(run.output.contains("not started"), "{}", run.output);
+    let stats = c.stats();
+    assert_eq!(stats["evictions"], 0, "{stats}");
+    assert!(stats["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true), "{stats}");
+    let (status, _) =
+        c.http("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/k8s-upgrade-lock", "", "");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn on_a_terminal_a_stuck_drain_offers_wait_skip_abort_and_skip_quarantines_the_node_and_goes_on() {
+    let c = Cluster::builtin("demo", 0.02);
+    let (status, body) =
+        c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["tools/debug-shell"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let args = ["--to", "1.25", "--delete-emptydir-data", "--force", "--drain-timeout", "3s"];
+    let Some(run) = apply_on_terminal(&c, &args, |q| if q.contains("[s]kip this node") { "s" } else { "y" }) else {
+        return;
+    };
+    let stuck: Vec<&String> = run.prompts.iter().filter(|q| q.contains("[w]ait again")).collect();
+    assert!(!stuck.is_empty(), "{:#?}", run.prompts);
+    assert!(stuck.iter().all(|q| q.contains("tools/debug-shell")), "{stuck:#?}");
+    // Every step ran; the skipped node makes the exit 3 and is named with what to do, and
+    // there is nothing to resume.
+    assert_eq!(run.code, Some(3), "{}", run.output);
+    assert!(run.output.contains("skipped and left cordoned"), "{}", run.output);
+    assert!(!run.output.contains("apply --resume"), "{}", run.output);
+    let nodes = c.stats()["nodes"].as_array().unwrap().clone();
+    let held: Vec<&Value> = nodes.iter().filter(|n| n["schedulable"] == false).collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let name = held[0]["name"].as_str().unwrap();
+    assert_eq!(node_doc(&c, name)["metadata"]["labels"]["k8s-upgrade.dev/quarantined"], "true");
+    for n in nodes.iter().filter(|n| n["name"] != name) {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
+    }
+    assert_eq!(c.stats()["pdbViolations"], 0);
 }
