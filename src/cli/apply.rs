@@ -427,9 +427,12 @@ async fn apply(
     }
     let ui = Arc::new(Ui::new(args.events.as_deref(), journal.steps.len(), interactive).map_err(CliError::error)?);
     ui.say(&format!(
-        "run {run_id} on {server}: {} → {}, journal {}{}",
-        journal.from,
-        journal.to,
+        "run {run_id} on {server}: {}, journal {}{}",
+        if journal.from == journal.to {
+            format!("control plane stays at {}, nodes catch up", journal.to)
+        } else {
+            format!("{} → {}", journal.from, journal.to)
+        },
         journal_path.display(),
         if args.dry_run { " (dry run: nothing changes)" } else { "" }
     ));

@@ -59,19 +59,25 @@ fn node_doc(c: &Cluster, name: &str) -> Value {
     c.get_json(&format!("/api/v1/nodes/{name}"))
 }
 
+/// After a finished run: no budget violated, no pod lost, every node Ready and schedulable at
+/// the `minor` kubelet (e.g. "1.25").
+fn assert_finished_clean(c: &Cluster, minor: &str) {
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    for n in stats["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with(&format!("v{minor}.")), "{n}");
+        assert_eq!(n["schedulable"], true, "{n}");
+        assert_eq!(n["ready"], true, "{n}");
+    }
+}
+
 #[test]
 fn the_demo_path_runs_end_to_end_with_no_budget_violated_and_no_pod_lost() {
     let c = Cluster::builtin("demo", 0.02);
     let o = apply(&c, &["--to", "1.27", "--delete-emptydir-data", "--force"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    let stats = c.stats();
-    assert_eq!(stats["pdbViolations"], 0, "{stats}");
-    assert_eq!(stats["podsLost"], 0, "{stats}");
-    for n in stats["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.27."), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-        assert_eq!(n["ready"], true, "{n}");
-    }
+    assert_finished_clean(&c, "1.27");
     // Control plane before nodes at every hop, add-on steps before the hop that needs them.
     let ev = read_events(&events(&c));
     let steps: Vec<(String, String)> = ev
@@ -210,13 +216,7 @@ fn sigkill_mid_drain_then_resume_finishes_without_draining_a_node_twice() {
         let key = format!("{}/{}", e["step"], e["node"]);
         assert!(!done_before.contains(&key), "{key} was finished before the kill and drained again");
     }
-    let stats = c.stats();
-    assert_eq!(stats["pdbViolations"], 0, "{stats}");
-    assert_eq!(stats["podsLost"], 0, "{stats}");
-    for n in stats["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-    }
+    assert_finished_clean(&c, "1.25");
 }
 
 #[test]
@@ -267,12 +267,7 @@ fn two_applies_started_together_one_runs_and_the_other_is_refused_naming_it() {
         .unwrap()
         .to_string();
     assert!(stderr(loser).contains(&run_id) && stderr(loser).contains("--break-lock"), "{}", stderr(loser));
-    let stats = c.stats();
-    assert_eq!(stats["pdbViolations"], 0, "{stats}");
-    for n in stats["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-    }
+    assert_finished_clean(&c, "1.25");
 }
 
 #[test]
@@ -559,10 +554,7 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
     assert!(at("Upgrade the control plane to 1.25") < at("Canary pool-"), "{p:#?}");
     assert!(at("Continue with batches of 1?") > 0, "{p:#?}");
     assert!(p.iter().any(|q| q.contains("Is it done?")), "operator steps are asked: {p:#?}");
-    for n in c.stats()["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-    }
+    assert_finished_clean(&c, "1.25");
 }
 
 #[test]
