@@ -602,3 +602,29 @@ fn on_a_terminal_a_stuck_drain_offers_wait_skip_abort_and_skip_quarantines_the_n
     }
     assert_eq!(c.stats()["pdbViolations"], 0);
 }
+
+#[test]
+fn on_a_terminal_waiting_again_on_a_stuck_drain_finishes_once_the_cause_is_fixed() {
+    let c = Cluster::builtin("demo", 0.02);
+    let (status, body) =
+        c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["tools/debug-shell"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let args = ["--to", "1.25", "--delete-emptydir-data", "--force", "--drain-timeout", "3s"];
+    // The operator fixes the stuck pod, then asks to wait again.
+    let answer = |q: &str| {
+        if q.contains("[w]ait again") {
+            let (status, body) = c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": []}"#);
+            assert_eq!(status, 200, "{body}");
+            "w"
+        } else {
+            "y"
+        }
+    };
+    let Some(run) = apply_on_terminal(&c, &args, answer) else {
+        return;
+    };
+    let stuck = run.prompts.iter().filter(|q| q.contains("[w]ait again")).count();
+    assert_eq!(stuck, 1, "{:#?}", run.prompts);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    assert_finished_clean(&c, "1.25");
+}
