@@ -332,6 +332,23 @@ async fn apply(
             )));
         }
         if j.finished {
+            let quarantined: Vec<&str> = j
+                .nodes
+                .iter()
+                .filter(|(_, r)| r.phase == NodePhase::Quarantined)
+                .map(|(k, _)| k.split_once('/').map_or(k.as_str(), |x| x.1))
+                .collect();
+            if !quarantined.is_empty() {
+                return Err(CliError {
+                    exit: Exit::Blockers,
+                    message: format!(
+                        "the run {} finished, but skipped and quarantined {}: there is nothing to resume; look at why, `kubectl uncordon` them, remove the label {}, and run apply again to upgrade them",
+                        j.run_id,
+                        quarantined.join(", "),
+                        crate::exec::drain::LABEL_QUARANTINED
+                    ),
+                });
+            }
             println!("the run {} already finished; nothing to resume", j.run_id);
             return Ok(Exit::Success);
         }

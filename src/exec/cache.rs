@@ -107,35 +107,51 @@ fn spawn_watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    let (reader, writer) = store::<K>();
+    let (reader, mut writer) = store::<K>();
     let api: Api<K> = Api::all(client.clone());
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(move |o: &mut K| {
-            o.managed_fields_mut().clear();
-            trim(o);
-        })
-        .reflect(writer);
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            // A watch that failed is started over with a fresh list rather than resumed in
+            // place: resuming says nothing when it succeeds, so the store could never be known
+            // to be current again; a list ends in InitDone, which says so.
+            let stream = watcher(api.clone(), watcher::Config::default()).modify(move |o: &mut K| {
+                o.managed_fields_mut().clear();
+                trim(o);
+            });
+            let mut stream = std::pin::pin!(stream);
+            let mut failed = None;
+            while let Some(event) = stream.next().await {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                };
+                writer.apply_watcher_event(&event);
                 let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
                 match &event {
-                    Err(e) => {
-                        h.insert(kind, e.to_string());
-                    }
-                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {
+                    watcher::Event::Init | watcher::Event::InitApply(_) => {
                         h.entry(kind).or_insert_with(|| "relisting".into());
                     }
-                    Ok(_) => {
+                    watcher::Event::InitDone => {
                         h.remove(kind);
+                        backoff = Duration::from_millis(250);
                     }
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
+                }
+                drop(h);
+                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                    changed.send_modify(|n| *n = n.wrapping_add(1));
                 }
             }
-            if matches!(event, Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) {
-                changed.send_modify(|n| *n = n.wrapping_add(1));
-            }
+            health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(kind, failed.unwrap_or_else(|| "the watch ended".into()));
+            tokio::time::sleep(backoff + crate::inventory::live::jitter(backoff)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
     (reader, task)

@@ -153,12 +153,22 @@ pub struct Cordon {
     pub by: Option<String>,
 }
 
-/// Cordons `node` (and notes it on the node). The node is read from the run's watch and the
-/// patch carries its resourceVersion, so a change made since (someone else cordoning it)
-/// makes the server refuse with 409 and the node is read again: one request when nothing raced.
+/// Cordons `node` (and notes it on the node). A schedulable node is taken from the run's watch
+/// and the patch carries its resourceVersion, so a change made since (someone else cordoning
+/// it) makes the server refuse with 409 and the node is read again: one request when nothing
+/// raced. A node the watch shows cordoned is read fresh before that is believed.
 pub async fn cordon(client: &Client, cache: &Cache, node: &str, run_id: &str) -> Result<Cordon, String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut seen = if cache.is_stale("nodes") { None } else { cache.node(node).map(|n| Node::clone(&n)) };
+    // The watch is trusted only to say "not cordoned" (the patch's precondition checks that);
+    // "already cordoned" decides whether we uncordon later, so it is read fresh.
+    let mut seen = if cache.is_stale("nodes") {
+        None
+    } else {
+        cache
+            .node(node)
+            .filter(|n| !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false))
+            .map(|n| Node::clone(&n))
+    };
     for _ in 0..5 {
         let n = match seen.take() {
             Some(n) => n,

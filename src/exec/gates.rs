@@ -157,22 +157,30 @@ pub async fn observe(client: &Client) -> Result<(Baseline, Vec<Node>), String> {
 }
 
 /// The checks that need no request: from the watches when they are healthy, else by listing.
-async fn check_objects(client: &Client, cache: &Cache, baseline: &Baseline) -> Vec<String> {
+/// The flag says whether the answer came from the watches (free to ask again).
+async fn check_objects(client: &Client, cache: &Cache, baseline: &Baseline) -> (Vec<String>, bool) {
     if cache.stale().is_empty() {
-        return baseline.regressions(&Baseline::from_cache(cache), cache.nodes.state().iter().map(|n| &**n));
+        return (baseline.regressions(&Baseline::from_cache(cache), cache.nodes.state().iter().map(|n| &**n)), true);
     }
     match observe(client).await {
-        Ok((now, nodes)) => baseline.regressions(&now, &nodes),
-        Err(e) => vec![e],
+        Ok((now, nodes)) => (baseline.regressions(&now, &nodes), false),
+        Err(e) => (vec![e], false),
     }
+}
+
+/// What a gate check found, and whether asking again costs nothing.
+pub struct Checked {
+    pub failures: Vec<String>,
+    /// The failures came from the watched objects alone: no request, no command was run.
+    pub free: bool,
 }
 
 /// What fails now, compared with the baseline; empty when the gate passes. The apiserver and
 /// the operator's command are asked only once the cluster's objects look healthy.
-pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options: &GateOptions) -> Vec<String> {
-    let mut failures = check_objects(client, cache, baseline).await;
+pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options: &GateOptions) -> Checked {
+    let (mut failures, free) = check_objects(client, cache, baseline).await;
     if !failures.is_empty() {
-        return failures;
+        return Checked { failures, free };
     }
     let readyz = http::Request::get("/readyz").body(Vec::new());
     match readyz {
@@ -204,7 +212,7 @@ pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options:
             Err(_) => failures.push(format!("--gate-command {program} took longer than 300s")),
         }
     }
-    failures
+    Checked { failures, free: false }
 }
 
 /// Waits for `passes` consecutive passes; on timeout returns the last failures.
@@ -221,7 +229,7 @@ pub async fn wait(
     let mut changes = cache.changes();
     loop {
         changes.borrow_and_update();
-        let failures = check(client, cache, baseline, options).await;
+        let Checked { failures, free } = check(client, cache, baseline, options).await;
         checks += 1;
         if failures.is_empty() {
             streak += 1;
@@ -237,11 +245,14 @@ pub async fn wait(
         if stop.now() {
             return Err(vec!["stopped by Ctrl-C".into()]);
         }
-        if streak == 0 {
-            // Failing: look again as soon as something changes (a failing check sends no
-            // request), letting a burst of changes settle first.
+        if streak == 0 && free {
+            // Failing on the watched objects: look again as soon as something changes (that
+            // look sends no request), letting a burst of changes settle first.
             Cache::next_change(&mut changes, options.interval).await;
             tokio::time::sleep(options.interval.min(Duration::from_millis(20))).await;
+        } else if streak == 0 {
+            // Failing on /readyz, the operator's command, or a direct list: once per interval.
+            tokio::time::sleep(options.interval).await;
         } else {
             // Passing: the next pass must be a separate look, `interval` later.
             tokio::time::sleep(options.interval).await;

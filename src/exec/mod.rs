@@ -176,6 +176,9 @@ pub struct Ui {
 
 struct Bars {
     multi: indicatif::MultiProgress,
+    /// While a question is on screen the bars are hidden, and log lines go straight to stderr
+    /// (a hidden MultiProgress drops what it is asked to print).
+    hidden: std::sync::atomic::AtomicBool,
     overall: indicatif::ProgressBar,
     batch: std::sync::Mutex<Option<indicatif::ProgressBar>>,
     nodes: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>>,
@@ -201,7 +204,13 @@ impl Ui {
             let multi = indicatif::MultiProgress::new();
             let overall = multi.add(indicatif::ProgressBar::new(steps as u64));
             overall.set_style(style("{bar:30} step {pos}/{len} {elapsed_precise} {msg}"));
-            Bars { multi, overall, batch: std::sync::Mutex::new(None), nodes: std::sync::Mutex::new(BTreeMap::new()) }
+            Bars {
+                multi,
+                hidden: std::sync::atomic::AtomicBool::new(false),
+                overall,
+                batch: std::sync::Mutex::new(None),
+                nodes: std::sync::Mutex::new(BTreeMap::new()),
+            }
         });
         Ok(Ui { events, bars, started: Instant::now(), interactive, asking: tokio::sync::Mutex::new(()) })
     }
@@ -211,10 +220,10 @@ impl Ui {
         let t = self.started.elapsed().as_secs_f64();
         let text = format!("[{t:7.1}s] {line}");
         match &self.bars {
-            Some(b) => {
+            Some(b) if !b.hidden.load(std::sync::atomic::Ordering::SeqCst) => {
                 let _ = b.multi.println(text);
             }
-            None => eprintln!("{text}"),
+            _ => eprintln!("{text}"),
         }
     }
 
@@ -257,11 +266,13 @@ impl Ui {
         if let Some(b) = &self.bars {
             let _ = b.multi.clear();
             b.multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            b.hidden.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
     fn show_bars(&self) {
         if let Some(b) = &self.bars {
+            b.hidden.store(false, std::sync::atomic::Ordering::SeqCst);
             b.multi.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
     }
@@ -874,9 +885,31 @@ impl Executor {
         }
         if record.phase < NodePhase::Drained {
             loop {
-                let pods = drain::evictable_pods(&self.client, node, &self.options.drain)
-                    .await
-                    .map_err(|e| Halt::blocked(e.to_string()))?;
+                let pods = match drain::evictable_pods(&self.client, node, &self.options.drain).await {
+                    Ok(pods) => pods,
+                    // A pod that arrived since the preflight: hand the node back as it was.
+                    Err(e @ DrainError::Refused { .. }) if record.we_cordoned && !self.options.dry_run => {
+                        drain::uncordon(&self.client, node).await.map_err(|u| {
+                            Halt::blocked(format!("{e}; and the node could not be uncordoned again: {u}"))
+                        })?;
+                        self.save(|j| {
+                            j.nodes.remove(&Journal::key(step, node));
+                        })
+                        .await?;
+                        return Err(Halt::blocked(format!("{e}; the node was uncordoned again")));
+                    }
+                    Err(e @ DrainError::Refused { .. }) if self.options.dry_run => {
+                        return Err(Halt::blocked(format!("dry run: {e}")));
+                    }
+                    Err(e @ DrainError::Refused { .. }) => {
+                        return Err(Halt::blocked(format!("{e}; it stays cordoned (it was cordoned before this run)")));
+                    }
+                    Err(e) => {
+                        return Err(Halt::blocked(format!(
+                            "{e}; {node} stays cordoned (journal kept: apply --resume)"
+                        )));
+                    }
+                };
                 let count = pods.len();
                 self.ui.node_pods_left(node, count, count);
                 match drain::drain(&self.client, &self.cache, node, pods, &self.options.drain, &self.stop, &tell).await
@@ -1011,7 +1044,9 @@ impl Executor {
         if record.we_cordoned {
             drain::uncordon(&self.client, node).await.map_err(Halt::error)?;
         } else {
-            drain::clear_notes(&self.client, node).await.map_err(Halt::error)?;
+            if let Err(e) = drain::clear_notes(&self.client, node).await {
+                self.say(&format!("{node}: warning: {e} (the {} annotation stays)", drain::ANNOTATION_PHASE));
+            }
         }
         record.phase = NodePhase::Done;
         let seconds = record.seconds.unwrap_or(0.0);
@@ -1079,12 +1114,11 @@ impl Executor {
                     self.options.node_timeout
                 )));
             }
-            if stale {
+            if stale || last.starts_with("static pods") {
+                // Direct reads, static pods and /readyz: at most once per poll interval.
                 tokio::time::sleep(self.options.poll.min(remaining)).await;
             } else {
-                // Static pods and /readyz are asked about at most once per poll interval.
-                let pace = if last.starts_with("static pods") { self.options.poll } else { Duration::from_secs(5) };
-                cache::Cache::next_change(&mut changes, pace.min(remaining)).await;
+                cache::Cache::next_change(&mut changes, Duration::from_secs(5).min(remaining)).await;
             }
         }
     }

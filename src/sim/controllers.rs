@@ -121,12 +121,13 @@ pub async fn run(sim: Arc<Sim>) {
             // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
             // once, the way a real controller reacts to its own writes; bounded so that a
             // controller that never settles cannot spin.
-            if sim.store.current_rv() != seen_rv && settling < 50 {
+            if sim.store.current_rv() == seen_rv {
+                settling = 0;
+            } else if settling < 50 {
                 settling += 1;
                 tokio::task::yield_now().await;
                 continue;
             }
-            settling = 0;
         }
         let wait = timers
             .next_due()

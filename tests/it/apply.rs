@@ -601,6 +601,10 @@ fn on_a_terminal_a_stuck_drain_offers_wait_skip_abort_and_skip_quarantines_the_n
         assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
     }
     assert_eq!(c.stats()["pdbViolations"], 0);
+    // Resuming the finished run does not turn that into a success.
+    let o = apply(&c, &["--resume", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to resume") && stderr(&o).contains(name), "{}", stderr(&o));
 }
 
 #[test]
