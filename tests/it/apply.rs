@@ -541,12 +541,16 @@ fn apply_on_terminal(c: &Cluster, args: &[&str], answer: impl Fn(&str) -> &'stat
     Some(TerminalRun { code, output, prompts })
 }
 
+/// `apply --to 1.25` on a fresh demo cluster on a terminal, every question answered `answer`.
+fn demo_on_terminal(answer: &'static str) -> Option<(Cluster, TerminalRun)> {
+    let c = Cluster::builtin("demo", 0.02);
+    let run = apply_on_terminal(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"], |_| answer)?;
+    Some((c, run))
+}
+
 #[test]
 fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_the_canary() {
-    let c = Cluster::builtin("demo", 0.02);
-    let Some(run) = apply_on_terminal(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"], |_| "y") else {
-        return;
-    };
+    let Some((c, run)) = demo_on_terminal("y") else { return };
     assert_eq!(run.code, Some(0), "{}", run.output);
     let p = &run.prompts;
     assert!(p[0].contains("Start 8 steps on"), "{p:#?}");
@@ -559,10 +563,7 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
 
 #[test]
 fn on_a_terminal_declining_to_start_changes_nothing() {
-    let c = Cluster::builtin("demo", 0.02);
-    let Some(run) = apply_on_terminal(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"], |_| "n") else {
-        return;
-    };
+    let Some((c, run)) = demo_on_terminal("n") else { return };
     assert_eq!(run.code, Some(130), "{}", run.output);
     assert_eq!(run.prompts.len(), 1, "{:#?}", run.prompts);
     assert!(run.output.contains("not started"), "{}", run.output);
