@@ -575,13 +575,22 @@ fn on_a_terminal_declining_to_start_changes_nothing() {
     assert_eq!(status, 404);
 }
 
-#[test]
-fn on_a_terminal_a_stuck_drain_offers_wait_skip_abort_and_skip_quarantines_the_node_and_goes_on() {
+/// The demo with the bare pod `tools/debug-shell` never finishing its termination.
+fn demo_with_a_pod_stuck_terminating() -> Cluster {
     let c = Cluster::builtin("demo", 0.02);
     let (status, body) =
         c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["tools/debug-shell"]}"#);
     assert_eq!(status, 200, "{body}");
-    let args = ["--to", "1.25", "--delete-emptydir-data", "--force", "--drain-timeout", "3s"];
+    c
+}
+
+/// Its drain gives up after 3 s.
+const STUCK_ARGS: [&str; 6] = ["--to", "1.25", "--delete-emptydir-data", "--force", "--drain-timeout", "3s"];
+
+#[test]
+fn on_a_terminal_a_stuck_drain_offers_wait_skip_abort_and_skip_quarantines_the_node_and_goes_on() {
+    let c = demo_with_a_pod_stuck_terminating();
+    let args = STUCK_ARGS;
     let Some(run) = apply_on_terminal(&c, &args, |q| if q.contains("[s]kip this node") { "s" } else { "y" }) else {
         return;
     };
@@ -610,11 +619,8 @@ fn on_a_terminal_a_stuck_drain_offers_wait_skip_abort_and_skip_quarantines_the_n
 
 #[test]
 fn on_a_terminal_waiting_again_on_a_stuck_drain_finishes_once_the_cause_is_fixed() {
-    let c = Cluster::builtin("demo", 0.02);
-    let (status, body) =
-        c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["tools/debug-shell"]}"#);
-    assert_eq!(status, 200, "{body}");
-    let args = ["--to", "1.25", "--delete-emptydir-data", "--force", "--drain-timeout", "3s"];
+    let c = demo_with_a_pod_stuck_terminating();
+    let args = STUCK_ARGS;
     // The operator fixes the stuck pod, then asks to wait again.
     let answer = |q: &str| {
         if q.contains("[w]ait again") {
