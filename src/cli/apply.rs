@@ -332,12 +332,7 @@ async fn apply(
             )));
         }
         if j.finished {
-            let quarantined: Vec<&str> = j
-                .nodes
-                .iter()
-                .filter(|(_, r)| r.phase == NodePhase::Quarantined)
-                .map(|(k, _)| k.split_once('/').map_or(k.as_str(), |x| x.1))
-                .collect();
+            let quarantined = j.quarantined();
             if !quarantined.is_empty() {
                 return Err(CliError {
                     exit: Exit::Blockers,
@@ -550,7 +545,7 @@ fn summary(
                     | NodePhase::Quarantined
             )
         })
-        .map(|(k, r)| format!("{} ({:?})", k.split_once('/').map_or(k.as_str(), |x| x.1), r.phase))
+        .map(|(k, r)| format!("{} ({:?})", Journal::node_of(k), r.phase))
         .collect();
     if !cordoned.is_empty() {
         out.push_str(&format!("  left cordoned: {}\n", cordoned.join(", ")));

@@ -111,6 +111,16 @@ impl Journal {
         self.nodes.get(&Self::key(step, node))
     }
 
+    /// The node name in a `"<step>/<node>"` key.
+    pub fn node_of(key: &str) -> &str {
+        key.split_once('/').map_or(key, |(_, node)| node)
+    }
+
+    /// Nodes the run skipped and left quarantined.
+    pub fn quarantined(&self) -> Vec<&str> {
+        self.nodes.iter().filter(|(_, r)| r.phase == NodePhase::Quarantined).map(|(k, _)| Self::node_of(k)).collect()
+    }
+
     /// Records a node's phase and saves.
     pub fn set_node(&mut self, step: usize, node: &str, record: NodeRecord) -> Result<(), JournalError> {
         self.nodes.insert(Self::key(step, node), record);

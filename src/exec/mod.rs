@@ -355,29 +355,25 @@ impl Ui {
 
 /// Asks a yes/no question on the terminal.
 pub async fn confirm(question: &str) -> bool {
-    let q = question.to_string();
-    tokio::task::spawn_blocking(move || {
-        eprint!("{q} [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes")
-    })
-    .await
-    .unwrap_or(false)
+    matches!(read_answer(format!("{question} [y/N]")).await.trim(), "y" | "Y" | "yes")
 }
 
+/// Asks for one letter: the first of the answer, lowercased (`a` when there is none).
 async fn choose(question: &str) -> char {
-    let q = question.to_string();
+    read_answer(question.to_string()).await.trim().chars().next().unwrap_or('a').to_ascii_lowercase()
+}
+
+/// Prints `prompt` and reads one line from stdin on a blocking thread (empty when it cannot).
+async fn read_answer(prompt: String) -> String {
     tokio::task::spawn_blocking(move || {
-        eprint!("{q} ");
+        eprint!("{prompt} ");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
-        answer.trim().chars().next().unwrap_or('a').to_ascii_lowercase()
+        answer
     })
     .await
-    .unwrap_or('a')
+    .unwrap_or_default()
 }
 
 /// What a finished (or stopped) run did, for the summary.
@@ -468,6 +464,7 @@ impl Executor {
         // A resumed run holds the cluster to the health it had before the run began, not to
         // whatever the interruption left behind.
         let kept = self.journal.lock().await.baseline.clone();
+        let from_journal = kept.is_some();
         let baseline = match kept {
             Some(b) => b,
             None if self.cache.stale().is_empty() => gates::Baseline::from_cache(&self.cache),
@@ -475,11 +472,7 @@ impl Executor {
         };
         self.say(&format!(
             "baseline{}: {} workloads, {} disruption budgets, {} pods Pending",
-            if self.journal.lock().await.baseline.is_some() {
-                " (from the journal, taken when the run began)"
-            } else {
-                ""
-            },
+            if from_journal { " (from the journal, taken when the run began)" } else { "" },
             baseline.workloads.len(),
             baseline.budgets.len(),
             baseline.pending
@@ -540,14 +533,8 @@ impl Executor {
         self.ui.progress(total, "done");
         self.save(|j| j.finished = true).await?;
         // Every step ran, but a node the operator chose to skip is still on its old version.
-        let quarantined: Vec<String> = {
-            let j = self.journal.lock().await;
-            j.nodes
-                .iter()
-                .filter(|(_, r)| r.phase == NodePhase::Quarantined)
-                .map(|(k, _)| k.split_once('/').map_or(k.as_str(), |x| x.1).to_string())
-                .collect()
-        };
+        let quarantined: Vec<String> =
+            self.journal.lock().await.quarantined().into_iter().map(str::to_string).collect();
         if !quarantined.is_empty() {
             return Err(Halt::blocked(format!(
                 "{} skipped and left cordoned with the label {}=true: {}. Look at why, then `kubectl uncordon` it, remove the label, and run apply again to upgrade it",
