@@ -60,43 +60,55 @@ fn lease_body(holder: &str, resource_version: Option<String>) -> Lease {
 /// Takes the lock for `holder`. `break_lock` takes it even from a live holder.
 pub async fn acquire(client: &Client, holder: &str, break_lock: bool) -> Result<Held, LockError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let existing = api.get_opt(LEASE_NAME).await.map_err(|e| LockError::Api(e.to_string()))?;
-    match existing {
-        None => {
-            api.create(&PostParams::default(), &lease_body(holder, None)).await.map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 409 => {
-                    LockError::Held { holder: "another run (it took the lock a moment ago)".into(), age: 0 }
+    // A 409 means another run took the lease between our read and our write: read it again,
+    // so that the refusal names that run.
+    let mut taken = false;
+    for _ in 0..3 {
+        let existing = api.get_opt(LEASE_NAME).await.map_err(|e| LockError::Api(e.to_string()))?;
+        let written = match existing {
+            None => api.create(&PostParams::default(), &lease_body(holder, None)).await,
+            Some(lease) => {
+                let spec = lease.spec.clone().unwrap_or_default();
+                let other = spec.holder_identity.clone().unwrap_or_default();
+                let renewed = spec.renew_time.as_ref().map(|t| t.0);
+                let age = renewed.map_or(i64::MAX, |t| jiff_now().duration_since(t).as_secs());
+                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+                let live = !other.is_empty() && age <= duration;
+                if live && other != holder && !break_lock {
+                    return Err(LockError::Held { holder: other, age });
                 }
-                e => LockError::Api(e.to_string()),
-            })?;
-        }
-        Some(lease) => {
-            let spec = lease.spec.clone().unwrap_or_default();
-            let other = spec.holder_identity.clone().unwrap_or_default();
-            let renewed = spec.renew_time.as_ref().map(|t| t.0);
-            let age = renewed.map_or(i64::MAX, |t| jiff_now().duration_since(t).as_secs());
-            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-            let live = !other.is_empty() && age <= duration;
-            if live && other != holder && !break_lock {
-                return Err(LockError::Held { holder: other, age });
+                // Replace with our holder; the resourceVersion makes a race with another taker fail.
+                let body = lease_body(holder, lease.metadata.resource_version);
+                api.replace(LEASE_NAME, &PostParams::default(), &body).await
             }
-            // Replace with our holder; the resourceVersion makes a race with another taker fail.
-            api.replace(LEASE_NAME, &PostParams::default(), &lease_body(holder, lease.metadata.resource_version))
-                .await
-                .map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => {
-                        LockError::Held { holder: "another run (it took the lock a moment ago)".into(), age: 0 }
-                    }
-                    e => LockError::Api(e.to_string()),
-                })?;
+        };
+        match written {
+            Ok(_) => {
+                taken = true;
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(LockError::Api(e.to_string())),
         }
+    }
+    if !taken {
+        return Err(LockError::Held { holder: "another run (the lease kept changing under us)".into(), age: 0 });
     }
     let renew_api = api.clone();
     let renew_holder = holder.to_string();
     let renewer = tokio::spawn(async move {
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
-            let patch = json!({"spec": {"renewTime": now(), "holderIdentity": renew_holder}});
+            // Renew only while the lease is still ours, and only the version we read: a lease
+            // taken with --break-lock is not taken back.
+            let Ok(Some(lease)) = renew_api.get_opt(LEASE_NAME).await else { continue };
+            if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(renew_holder.as_str()) {
+                break;
+            }
+            let patch = json!({
+                "metadata": {"resourceVersion": lease.metadata.resource_version},
+                "spec": {"renewTime": now(), "holderIdentity": renew_holder}
+            });
             let _ =
                 renew_api.patch(LEASE_NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await;
         }
