@@ -10,6 +10,7 @@ pub mod cli;
 pub mod exec;
 pub mod graph;
 pub mod inventory;
+pub mod kubeapi;
 pub mod labels;
 pub mod plan;
 pub mod quantity;

@@ -48,13 +48,8 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DISTRO")]
     pub distro: Option<String>,
 
-    /// Kubeconfig file (default: KUBECONFIG, merged, or ~/.kube/config).
-    #[arg(long, value_name = "FILE", env = "K8S_UPGRADE_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Kubeconfig context.
-    #[arg(long, value_name = "NAME", env = "K8S_UPGRADE_CONTEXT")]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub kube: super::args::KubeArgs,
 
     /// Run against the built-in simulator (scenario demo, blocked, large or a file).
     #[arg(long, value_name = "SCENARIO", num_args = 0..=1, default_missing_value = "demo", conflicts_with_all = ["kubeconfig", "context", "resume"])]
@@ -264,7 +259,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let mut simulator = None;
-        let (client, server) = if let Some(scenario) = &args.simulate {
+        let conn = if let Some(scenario) = &args.simulate {
             let scenario = crate::sim::Scenario::load(scenario).map_err(|e| CliError::error(e.to_string()))?;
             let running = crate::sim::start(
                 scenario,
@@ -273,18 +268,13 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             )
             .await
             .map_err(|e| CliError::error(e.to_string()))?;
-            let dir = std::env::temp_dir().join(format!("k8s-upgrade-apply-sim-{}", std::process::id()));
-            let kubeconfig = dir.join("kubeconfig");
-            running.write_kubeconfig(&kubeconfig).map_err(|e| CliError::error(e.to_string()))?;
-            let c = live::client(Some(&kubeconfig), None).await.map_err(|e| CliError::error(e.to_string()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let c = super::args::connect_simulator(&running).await;
             simulator = Some(running);
             c?
         } else {
-            live::client(args.kubeconfig.as_deref(), args.context.as_deref())
-                .await
-                .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?
+            args.kube.connect().await?
         };
+        let (client, server) = (conn.client, conn.server);
         let result = apply(&args, &catalog, today, client.clone(), &server, options, interactive, simulator.is_some()).await;
         if let Some(running) = simulator {
             if let Ok(req) = http::Request::get("/sim/stats").body(Vec::new())

@@ -8,6 +8,46 @@ use super::CliError;
 use crate::catalog::{Catalog, Date, MAX_FILE_BYTES, SourceFile};
 use crate::version::Version;
 
+/// How to reach a cluster, as kubectl's flags say it.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Kubeconfig file (default: KUBECONFIG, merged, or ~/.kube/config).
+    #[arg(long, value_name = "FILE", env = "K8S_UPGRADE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use (default: its current-context).
+    #[arg(long, value_name = "NAME", env = "K8S_UPGRADE_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Longest a kubeconfig `exec` credential plugin may run before it is killed (default 60s,
+    /// 5m when it may prompt on a terminal).
+    #[arg(long, value_name = "DURATION", env = "K8S_UPGRADE_EXEC_TIMEOUT", value_parser = super::apply::parse_duration)]
+    pub exec_timeout: Option<std::time::Duration>,
+}
+
+impl KubeArgs {
+    /// Connects as these flags say, checking the server once; errors are one line.
+    pub async fn connect(&self) -> Result<crate::kubeapi::Connection, CliError> {
+        let opts =
+            crate::kubeapi::ConnectOptions { context: self.context.clone(), exec_timeout: self.exec_timeout };
+        crate::kubeapi::connect(crate::kubeapi::KubeconfigSource::from_flag(self.kubeconfig.as_deref()), &opts)
+            .await
+            .map_err(|e| CliError::error(e.to_string()))
+    }
+}
+
+/// Connects to a simulator started in this process, with the credential its scenario names,
+/// handing the kubeconfig over in memory.
+pub async fn connect_simulator(running: &crate::sim::Running) -> Result<crate::kubeapi::Connection, CliError> {
+    let kubeconfig = running.kubeconfig(&running.default_credential()).map_err(|e| CliError::error(e.to_string()))?;
+    crate::kubeapi::connect(
+        crate::kubeapi::KubeconfigSource::Inline(Box::new(kubeconfig)),
+        &crate::kubeapi::ConnectOptions::default(),
+    )
+    .await
+    .map_err(|e| CliError::error(e.to_string()))
+}
+
 /// Where the upgrade-paths data comes from.
 #[derive(Debug, Clone, Args)]
 pub struct CatalogArgs {

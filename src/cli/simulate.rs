@@ -12,7 +12,7 @@ use crate::sim::{self, Scenario, SimOptions};
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Examples:\n  k8s-upgrade simulate\n  k8s-upgrade simulate --scenario blocked --kubeconfig-out /tmp/sim.kubeconfig\n  KUBECONFIG=/tmp/sim.kubeconfig kubectl get nodes"
+    after_help = "The simulator serves HTTPS with a CA of its own and writes a kubeconfig (mode 0600) with that CA\nand a client certificate for the scenario's user (default: the admin kubernetes-admin).\n\nExamples:\n  k8s-upgrade simulate\n  k8s-upgrade simulate --scenario blocked --kubeconfig-out /tmp/sim.kubeconfig\n  KUBECONFIG=/tmp/sim.kubeconfig kubectl get nodes"
 )]
 pub struct SimulateArgs {
     /// A built-in scenario (demo, blocked, large) or a scenario file (docs/scenarios.md).
@@ -26,6 +26,11 @@ pub struct SimulateArgs {
     /// Where to write a kubeconfig for kubectl and k8s-upgrade (default: in the temp directory).
     #[arg(long, value_name = "FILE", env = "K8S_UPGRADE_KUBECONFIG_OUT")]
     pub kubeconfig_out: Option<PathBuf>,
+
+    /// Serve plain HTTP instead of HTTPS, for debugging with tools that cannot speak TLS.
+    /// Authentication and RBAC still apply (use a scenario token, or act as system:anonymous).
+    #[arg(long)]
+    pub insecure_http: bool,
 
     /// Multiply every simulated delay by F (0.1 makes the cluster ten times faster).
     #[arg(long, value_name = "F", default_value_t = 1.0, env = "K8S_UPGRADE_TIME_SCALE")]
@@ -59,7 +64,8 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
         .build()
         .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
-        let running = sim::start(scenario, catalog, SimOptions { listen: args.listen, time_scale })
+        let transport = if args.insecure_http { sim::Transport::PlainHttp } else { sim::Transport::default() };
+        let running = sim::start(scenario, catalog, SimOptions { listen: args.listen, time_scale, transport })
             .await
             .map_err(|e| CliError::error(e.to_string()))?;
         let path = args
@@ -71,11 +77,12 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
         let nodes = running.sim.store.count(&sim::StorageKey::core("nodes"));
         let pods = running.sim.store.count(&sim::StorageKey::core("pods"));
         super::print_stdout(&format!(
-            "simulator '{name}' listening on {} (Kubernetes {version}, {}, {nodes} nodes, {pods} pods)\nkubeconfig: {}\ntry: KUBECONFIG={} kubectl get nodes\nstats: curl {}/sim/stats\nCtrl-C stops it.\n",
+            "simulator '{name}' listening on {} (Kubernetes {version}, {}, {nodes} nodes, {pods} pods)\nkubeconfig: {}\ntry: KUBECONFIG={} kubectl get nodes\nstats: curl {}{}/sim/stats\nCtrl-C stops it.\n",
             running.url(),
             running.sim.distro,
             path.display(),
             path.display(),
+            if args.insecure_http { "" } else { "-k " },
             running.url(),
         ))?;
         let _ = tokio::signal::ctrl_c().await;

@@ -9,18 +9,14 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::CliError;
+use super::args::{KubeArgs, connect_simulator};
 use crate::catalog::Catalog;
 use crate::inventory::{Inventory, live, manifests};
 
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
-    /// Kubeconfig file (default: KUBECONFIG, merged, or ~/.kube/config).
-    #[arg(long, value_name = "FILE", env = "K8S_UPGRADE_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Kubeconfig context to use.
-    #[arg(long, value_name = "NAME", env = "K8S_UPGRADE_CONTEXT")]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 
     /// Run against the built-in simulator (scenario demo, blocked, large or a file).
     #[arg(long, value_name = "SCENARIO", num_args = 0..=1, default_missing_value = "demo", conflicts_with_all = ["kubeconfig", "context", "inventory"])]
@@ -48,8 +44,8 @@ impl SourceArgs {
     /// `--from`.
     pub fn wants_cluster(&self, have_from: bool) -> bool {
         self.simulate.is_some()
-            || self.kubeconfig.is_some()
-            || self.context.is_some()
+            || self.kube.kubeconfig.is_some()
+            || self.kube.context.is_some()
             || (!have_from && self.inventory.is_none())
     }
 
@@ -96,24 +92,18 @@ impl SourceArgs {
                 let running = crate::sim::start(scenario, Arc::new(catalog.clone()), crate::sim::SimOptions::default())
                     .await
                     .map_err(|e| CliError::error(e.to_string()))?;
-                let dir = std::env::temp_dir().join(format!("k8s-upgrade-plan-sim-{}", std::process::id()));
-                let kubeconfig = dir.join("kubeconfig");
-                running.write_kubeconfig(&kubeconfig).map_err(|e| CliError::error(e.to_string()))?;
                 let result = async {
-                    let (client, _) =
-                        live::client(Some(&kubeconfig), None).await.map_err(|e| CliError::error(e.to_string()))?;
-                    live::collect(&client, catalog, &options)
+                    let conn = connect_simulator(&running).await?;
+                    live::collect(&conn.client, catalog, &options)
                         .await
                         .map_err(|e| CliError::error(first_line(&e.to_string())))
                 }
                 .await;
                 running.shutdown().await;
-                let _ = std::fs::remove_dir_all(&dir);
                 return result;
             }
-            let (client, server) = live::client(self.kubeconfig.as_deref(), self.context.as_deref())
-                .await
-                .map_err(|e| CliError::error(first_line(&e.to_string())))?;
+            let conn = self.kube.connect().await?;
+            let (client, server) = (conn.client, conn.server);
             let deadline = std::time::Duration::from_secs(300);
             match tokio::time::timeout(deadline, live::collect(&client, catalog, &options)).await {
                 Ok(Ok(inv)) => Ok(inv),

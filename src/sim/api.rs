@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::authn::{self, ConnInfo};
 use super::clock::now_rfc3339;
+use super::rbac::{self, Attributes, UserInfo};
 use super::registry::ResourceDef;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
@@ -114,6 +116,30 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     if faults.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
     }
+    // Authentication, then authorization, before anything else looks at the request: an
+    // unauthorized client learns nothing, not even whether a resource exists.
+    let conn = parts.extensions.get::<Arc<ConnInfo>>().cloned();
+    let Ok(user) = authn::authenticate(conn.as_deref(), &headers, &sim.tokens) else {
+        sim.stats.unauthorized();
+        return error_response(&ApiError::unauthorized());
+    };
+    let authorizer = sim.authorizer();
+    let user = match authn::impersonate(user, &headers, &authorizer) {
+        Ok(u) => u,
+        Err(authn::ImpersonationRefused(message)) => {
+            return error_response(&ApiError::forbidden(message, "", "", ""));
+        }
+    };
+    let attrs = request_attributes(&method, &path, &query);
+    let decision = authorizer.authorize(&user, &attrs);
+    sim.stats.authorization(&user.name, &attrs, decision.allowed);
+    if !decision.allowed {
+        let message = rbac::forbidden_message(&user, &attrs);
+        return error_response(&match &attrs {
+            Attributes::Resource { group, resource, name, .. } => ApiError::forbidden(message, group, resource, name),
+            Attributes::NonResource { .. } => ApiError::forbidden(message, "", "", ""),
+        });
+    }
     match path.as_str() {
         "/version" => return version(&sim),
         "/healthz" | "/livez" => return text_response(200, "ok".into()),
@@ -198,6 +224,15 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         Err(_) => return error_response(&ApiError::bad_request(&format!("request body larger than {MAX_BODY} bytes"))),
     };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    if def.review {
+        return match (&method, target.name.is_some()) {
+            (&Method::POST, false) => match review(&def, &headers, &body, &user, &authorizer) {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            },
+            _ => error_response(&ApiError::method_not_allowed(method.as_str(), &path)),
+        };
+    }
     let result = match (&method, target.name.is_some(), sub.as_str()) {
         (&Method::GET, false, _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => {
             return watch(sim.clone(), def, target, query).await;
@@ -217,10 +252,146 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         }
         _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
     };
+    if def.group == "rbac.authorization.k8s.io" && method != Method::GET && !dry_run && result.is_ok() {
+        sim.rbac_dirty.store(true, std::sync::atomic::Ordering::Release);
+    }
     match result {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+/// What the request asks for, as kube-apiserver's RequestInfo resolves it for the authorizer:
+/// discovery, health, version and metrics are non-resource paths; everything under
+/// `/api/v1/...` or `/apis/G/V/...` with a resource is a resource request, with the verb from the
+/// HTTP method (list vs watch, delete vs deletecollection) and the name from a single
+/// `metadata.name` field selector on a list or watch.
+fn request_attributes(method: &Method, path: &str, query: &HashMap<String, String>) -> Attributes {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let rest: &[&str];
+    let group: &str;
+    match segs.as_slice() {
+        ["api", _, r @ ..] if !r.is_empty() => {
+            group = "";
+            rest = r;
+        }
+        ["apis", g, _, r @ ..] if !r.is_empty() => {
+            group = g;
+            rest = r;
+        }
+        _ => {
+            return Attributes::NonResource { verb: method.as_str().to_ascii_lowercase(), path: path.to_string() };
+        }
+    }
+    let mut namespace = "";
+    let mut parts = rest;
+    if parts[0] == "namespaces" && parts.len() > 1 {
+        namespace = parts[1];
+        if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+            parts = &parts[2..];
+        }
+    }
+    let resource = parts[0];
+    let mut name = parts.get(1).copied().unwrap_or_default().to_string();
+    let subresource = parts.get(2).copied().unwrap_or_default();
+    let watch = query.get("watch").is_some_and(|w| w == "1" || w == "true");
+    let verb = match *method {
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD if name.is_empty() => "list",
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if name.is_empty() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "",
+    };
+    if name.is_empty()
+        && matches!(verb, "list" | "watch")
+        && let Some(n) = query.get("fieldSelector").and_then(|f| f.strip_prefix("metadata.name="))
+        && !n.contains(',')
+    {
+        name = n.to_string();
+    }
+    Attributes::Resource {
+        verb: verb.into(),
+        group: group.into(),
+        resource: resource.into(),
+        subresource: subresource.into(),
+        namespace: namespace.into(),
+        name,
+    }
+}
+
+/// SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview: answered from the
+/// same authorizer that guards every request, for the user who asks.
+fn review(
+    def: &ResourceDef,
+    headers: &HeaderMap,
+    body: &Bytes,
+    user: &UserInfo,
+    authz: &rbac::Authorizer,
+) -> Result<Response, ApiError> {
+    let protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with(super::proto::MEDIA_TYPE));
+    let mut obj = if protobuf {
+        super::proto::decode_review(body).map_err(|e| ApiError::bad_request(&format!("the protobuf body: {e}")))?
+    } else {
+        parse_body(body)?
+    };
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let status = match def.resource.as_str() {
+        "selfsubjectaccessreviews" => {
+            let attrs = if let Some(r) = spec.get("resourceAttributes") {
+                Attributes::Resource {
+                    verb: text(r, "verb"),
+                    group: text(r, "group"),
+                    resource: text(r, "resource"),
+                    subresource: text(r, "subresource"),
+                    namespace: text(r, "namespace"),
+                    name: text(r, "name"),
+                }
+            } else if let Some(n) = spec.get("nonResourceAttributes") {
+                Attributes::NonResource { verb: text(n, "verb"), path: text(n, "path") }
+            } else {
+                return Err(ApiError::invalid(
+                    &def.resource,
+                    "",
+                    "spec.resourceAttributes: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                ));
+            };
+            let d = authz.authorize(user, &attrs);
+            let mut st = json!({"allowed": d.allowed});
+            if !d.reason.is_empty() {
+                st["reason"] = json!(d.reason);
+            }
+            st
+        }
+        "selfsubjectrulesreviews" => {
+            let ns = text(&spec, "namespace");
+            let (resource_rules, non_resource_rules) = authz.rules_for(user, &ns);
+            json!({
+                "resourceRules": resource_rules,
+                "nonResourceRules": non_resource_rules,
+                "incomplete": false,
+            })
+        }
+        _ => json!({"userInfo": {"username": user.name, "groups": user.groups}}),
+    };
+    obj["status"] = status;
+    obj["kind"] = json!(def.kind);
+    obj["apiVersion"] = json!(def.api_version());
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"]["creationTimestamp"] = Value::Null;
+    Ok(json_response(201, &obj))
 }
 
 fn target_ns(t: &Target) -> String {

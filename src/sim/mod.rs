@@ -10,18 +10,23 @@
 //! and `kube::runtime::watcher` are its proof (see `tests/it/`).
 
 mod api;
+pub mod authn;
 mod clock;
 mod controllers;
 pub mod faults;
 mod patch;
 mod pdb;
+mod proto;
+pub mod rbac;
 pub mod registry;
 pub mod scenario;
 mod selectors;
+mod serve;
 pub mod stats;
 mod status;
 mod store;
 mod tables;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -55,6 +60,8 @@ pub enum SimError {
     Bind { addr: SocketAddr, message: String },
     #[error("cannot write kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
+    #[error("simulator credentials: {0}")]
+    Credential(String),
 }
 
 /// Delays of the simulated cluster, in seconds before `--time-scale`.
@@ -109,6 +116,13 @@ pub struct Sim {
     /// Serialises evictions, so two concurrent evictions cannot both spend one disruption.
     pub eviction_lock: Mutex<()>,
     pub started: Instant,
+    /// Bearer tokens of the scenario's users and ServiceAccounts (tests may add more).
+    pub tokens: authn::Tokens,
+    /// RBAC as of the last change to a Role, ClusterRole or binding.
+    pub authorizer: RwLock<Arc<rbac::Authorizer>>,
+    /// Set by every write to an RBAC object; the next request rebuilds the authorizer.
+    pub rbac_dirty: std::sync::atomic::AtomicBool,
+    pub access: scenario::Access,
 }
 
 impl Sim {
@@ -141,6 +155,37 @@ impl Sim {
         }
     }
 
+    /// The authorizer for the RBAC objects as stored now. After a write to any of them it first
+    /// folds aggregated ClusterRoles (as kube-controller-manager's aggregation controller does),
+    /// then compiles the bindings once; requests in between share the compiled snapshot.
+    pub fn authorizer(&self) -> Arc<rbac::Authorizer> {
+        use std::sync::atomic::Ordering;
+        if self.rbac_dirty.swap(false, Ordering::AcqRel) {
+            let cluster_roles_key = StorageKey::new("rbac.authorization.k8s.io", "clusterroles");
+            let values = |k: &StorageKey| -> Vec<serde_json::Value> {
+                self.store.all(k).iter().map(|o| o.value().into_owned()).collect()
+            };
+            for (name, rules) in rbac::aggregate(&values(&cluster_roles_key)) {
+                let rules = serde_json::to_value(&rules).unwrap_or_default();
+                let current = self.store.get(&cluster_roles_key, "", &name);
+                if current.is_some_and(|c| c.value().get("rules") != Some(&rules)) {
+                    let _ = self.store.mutate(&cluster_roles_key, "", &name, None, false, |cur| {
+                        cur["rules"] = rules.clone();
+                        Ok(())
+                    });
+                }
+            }
+            let a = rbac::Authorizer::new(
+                &values(&StorageKey::new("rbac.authorization.k8s.io", "roles")),
+                &values(&cluster_roles_key),
+                &values(&StorageKey::new("rbac.authorization.k8s.io", "rolebindings")),
+                &values(&StorageKey::new("rbac.authorization.k8s.io", "clusterrolebindings")),
+            );
+            *self.authorizer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(a);
+        }
+        self.authorizer.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn in_blip(&self) -> bool {
         self.blip_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t)
     }
@@ -151,16 +196,55 @@ impl Sim {
     }
 }
 
+/// How the simulator talks to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTPS with the simulator's own CA, as every real apiserver serves.
+    Https(tls::ServingCert),
+    /// Plain HTTP, for debugging with tools that cannot do TLS. Authentication still applies:
+    /// requests without a bearer token are `system:anonymous`.
+    PlainHttp,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport::Https(tls::ServingCert::Valid)
+    }
+}
+
 /// Options for [`start`].
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub listen: SocketAddr,
     pub time_scale: f64,
+    pub transport: Transport,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { listen: SocketAddr::from(([127, 0, 0, 1], 0)), time_scale: 1.0 }
+        SimOptions { listen: SocketAddr::from(([127, 0, 0, 1], 0)), time_scale: 1.0, transport: Transport::default() }
+    }
+}
+
+/// The admin a kubeconfig acts as unless the scenario names someone else: kubeadm's admin.conf
+/// user since 1.29, bound to `cluster-admin` through the `kubeadm:cluster-admins` group.
+pub const ADMIN_USER: &str = "kubernetes-admin";
+pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
+
+/// How a kubeconfig authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A client certificate the simulator issues: CN = user, O = groups.
+    ClientCert { user: String, groups: Vec<String> },
+    /// A bearer token the simulator accepts.
+    Token(String),
+    /// Nothing: the requests are `system:anonymous`.
+    None,
+}
+
+impl Credential {
+    pub fn admin() -> Credential {
+        Credential::ClientCert { user: ADMIN_USER.into(), groups: vec![ADMIN_GROUP.into()] }
     }
 }
 
@@ -168,6 +252,7 @@ impl Default for SimOptions {
 pub struct Running {
     pub addr: SocketAddr,
     pub sim: Arc<Sim>,
+    pki: Option<Arc<tls::Pki>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     controllers: Option<tokio::task::JoinHandle<()>>,
@@ -175,7 +260,21 @@ pub struct Running {
 
 impl Running {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.pki {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The cluster CA (PEM) clients must trust, when serving HTTPS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.pki.as_deref().map(tls::Pki::ca_pem)
+    }
+
+    /// A client certificate for `user` in `groups`, signed by the cluster CA.
+    pub fn issue_client_cert(&self, user: &str, groups: &[String]) -> Result<tls::ClientCert, SimError> {
+        let pki = self.pki.as_ref().ok_or_else(|| SimError::Credential("plain HTTP has no client certificates".into()))?;
+        pki.issue_client(user, groups).map_err(|e| SimError::Credential(e.to_string()))
     }
 
     pub async fn shutdown(mut self) {
@@ -195,9 +294,64 @@ impl Running {
         }
     }
 
-    /// Writes a kubeconfig pointing at this simulator.
+    /// The credential the scenario says the kubeconfig acts as (default: the admin).
+    pub fn default_credential(&self) -> Credential {
+        let access = &self.sim.access;
+        let Some(who) = &access.kubeconfig_user else { return Credential::admin() };
+        if let Some(u) = access.users.iter().find(|u| &u.name == who) {
+            return match &u.token {
+                Some(t) => Credential::Token(t.clone()),
+                None => Credential::ClientCert { user: u.name.clone(), groups: u.groups.clone() },
+            };
+        }
+        access
+            .service_accounts
+            .iter()
+            .find(|sa| *who == format!("system:serviceaccount:{}:{}", sa.namespace, sa.name))
+            .map_or_else(Credential::admin, |sa| Credential::Token(sa.token.clone()))
+    }
+
+    /// A kubeconfig for this simulator acting with `cred`, as kind writes one: the server, the
+    /// cluster CA as `certificate-authority-data`, and the credential inline.
+    pub fn kubeconfig_yaml(&self, cred: &Credential) -> Result<String, SimError> {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let ca = match self.ca_pem() {
+            Some(pem) => format!("    certificate-authority-data: {}\n", b64(pem)),
+            None => String::new(),
+        };
+        let user = match cred {
+            Credential::ClientCert { user, groups } => {
+                let c = self.issue_client_cert(user, groups)?;
+                format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
+                    b64(&c.cert_pem),
+                    b64(&c.key_pem)
+                )
+            }
+            Credential::Token(t) => format!("    token: {}\n", serde_json::Value::String(t.clone())),
+            Credential::None => "    {}\n".into(),
+        };
+        Ok(format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k8s-upgrade-sim\n  cluster:\n    server: {url}\n{ca}contexts:\n- name: k8s-upgrade-sim\n  context:\n    cluster: k8s-upgrade-sim\n    user: k8s-upgrade-sim\n    namespace: default\ncurrent-context: k8s-upgrade-sim\nusers:\n- name: k8s-upgrade-sim\n  user:\n{user}preferences: {{}}\n",
+            url = self.url()
+        ))
+    }
+
+    /// The kubeconfig of [`Running::kubeconfig_yaml`] as kube-rs reads it (in memory: nothing
+    /// with a credential is written to disk).
+    pub fn kubeconfig(&self, cred: &Credential) -> Result<kube::config::Kubeconfig, SimError> {
+        let text = self.kubeconfig_yaml(cred)?;
+        kube::config::Kubeconfig::from_yaml(&text).map_err(|e| SimError::Credential(e.to_string()))
+    }
+
+    /// Writes a kubeconfig for the scenario's default credential, readable by its owner only.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SimError> {
-        write_kubeconfig(path, &self.url())
+        self.write_kubeconfig_for(path, &self.default_credential())
+    }
+
+    pub fn write_kubeconfig_for(&self, path: &Path, cred: &Credential) -> Result<(), SimError> {
+        write_private(path, &self.kubeconfig_yaml(cred)?)
     }
 }
 
@@ -212,21 +366,32 @@ impl Drop for Running {
     }
 }
 
-/// The kubeconfig kubectl and kube-rs accept for a plain-HTTP loopback server.
-pub fn kubeconfig_yaml(url: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: k8s-upgrade-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: k8s-upgrade-sim\n  context:\n    cluster: k8s-upgrade-sim\n    user: k8s-upgrade-sim\n    namespace: default\ncurrent-context: k8s-upgrade-sim\nusers:\n- name: k8s-upgrade-sim\n  user: {{}}\npreferences: {{}}\n"
-    )
-}
-
-pub fn write_kubeconfig(path: &Path, url: &str) -> Result<(), SimError> {
+/// Writes `text` to `path` with mode 0600, through a new file beside it that must not exist yet
+/// (so a planted symlink is never followed), then renamed over the target.
+pub fn write_private(path: &Path, text: &str) -> Result<(), SimError> {
+    use std::io::Write;
     let err = |e: std::io::Error| SimError::Kubeconfig { path: path.display().to_string(), message: e.to_string() };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(err)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    if !dir.is_dir() {
+        return Err(SimError::Kubeconfig {
+            path: path.display().to_string(),
+            message: format!("the directory {} does not exist", dir.display()),
+        });
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, kubeconfig_yaml(url)).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kubeconfig".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(err)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    drop(f);
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(())
 }
 
 /// Builds the simulated cluster from a scenario and serves it.
@@ -235,19 +400,19 @@ pub async fn start(scenario: Scenario, catalog: Arc<Catalog>, opts: SimOptions) 
         return Err(SimError::NotLoopback(opts.listen));
     }
     let sim = Arc::new(scenario::build(scenario, catalog, opts.time_scale)?);
+    let pki = match opts.transport {
+        Transport::Https(serving) => {
+            Some(Arc::new(tls::Pki::new(serving).map_err(|e| SimError::Credential(e.to_string()))?))
+        }
+        Transport::PlainHttp => None,
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| SimError::Bind { addr: opts.listen, message: e.to_string() })?;
     let addr = listener.local_addr().map_err(|e| SimError::Bind { addr: opts.listen, message: e.to_string() })?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let app = api::router(sim.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let server = tokio::spawn(serve::run(listener, app, pki.clone(), stop_rx));
     let controllers = tokio::spawn(controllers::run(sim.clone()));
-    Ok(Running { addr, sim, stop: Some(stop_tx), server: Some(server), controllers: Some(controllers) })
+    Ok(Running { addr, sim, pki, stop: Some(stop_tx), server: Some(server), controllers: Some(controllers) })
 }

@@ -38,6 +38,8 @@ pub struct ResourceDef {
     pub storage: StorageKey,
     /// `Some(removed_in)` for a deprecated version ("" when no removal is scheduled).
     pub deprecated: Option<String>,
+    /// A create-only review (SelfSubjectAccessReview and kin): answered, never stored.
+    pub review: bool,
 }
 
 impl ResourceDef {
@@ -47,6 +49,10 @@ impl ResourceDef {
 
     pub fn singular(&self) -> String {
         self.kind.to_lowercase()
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.review { &["create"] } else { &ALL_VERBS }
     }
 }
 
@@ -62,6 +68,7 @@ fn def(group: &str, version: &str, resource: &str, kind: &str, namespaced: bool,
         subresources: vec![],
         storage: StorageKey::new(group, resource),
         deprecated: None,
+        review: false,
     }
 }
 
@@ -142,6 +149,17 @@ fn builtins(minor: Minor) -> Vec<ResourceDef> {
     push(def("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[]), &[], false);
     push(def("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[]), &[], false);
     push(def("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]), &[], false);
+    for (group, resource, kind, since) in [
+        ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", 19),
+        ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", 19),
+        ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", 28),
+    ] {
+        if minor >= Minor::new(1, since) {
+            let mut d = def(group, "v1", resource, kind, false, &[]);
+            d.review = true;
+            push(d, &[], false);
+        }
+    }
     push(
         def(
             "admissionregistration.k8s.io",
@@ -321,7 +339,7 @@ impl Registry {
         for d in self.defs.iter().filter(|d| d.group == group && d.version == version) {
             let mut r = json!({
                 "name": d.resource, "singularName": d.singular(), "namespaced": d.namespaced, "kind": d.kind,
-                "verbs": ALL_VERBS,
+                "verbs": d.verbs(),
             });
             if !d.short_names.is_empty() {
                 r["shortNames"] = json!(d.short_names);
@@ -352,7 +370,7 @@ impl Registry {
                     "responseKind": {"group": d.group, "version": d.version, "kind": d.kind},
                     "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
                     "singularResource": d.singular(),
-                    "verbs": ALL_VERBS,
+                    "verbs": d.verbs(),
                 });
                 if !d.short_names.is_empty() {
                     r["shortNames"] = json!(d.short_names);

@@ -70,9 +70,48 @@ pub struct Scenario {
     /// apiserver's deprecated-API metric starts with them (real clusters have history).
     #[serde(default)]
     pub past_requests: Vec<String>,
+    /// Who may use the API (users, tokens, ServiceAccounts) and whom the written kubeconfig acts
+    /// as. RBAC objects themselves come through `manifests`.
+    #[serde(default)]
+    pub access: Access,
     /// Where the scenario came from (file path or built-in name), for error messages.
     #[serde(skip)]
     pub source: String,
+}
+
+/// Identities the simulated apiserver knows besides the default admin.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Access {
+    /// Whom the written kubeconfig acts as: a user below, `system:serviceaccount:NS:NAME` for a
+    /// ServiceAccount below, or (unset) the admin `kubernetes-admin` in `kubeadm:cluster-admins`.
+    #[serde(default)]
+    pub kubeconfig_user: Option<String>,
+    #[serde(default)]
+    pub users: Vec<AccessUser>,
+    #[serde(default)]
+    pub service_accounts: Vec<AccessServiceAccount>,
+}
+
+/// A user: authenticated by a static bearer token when one is given, else by a client
+/// certificate the simulator issues (CN = name, O = groups).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessUser {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A ServiceAccount (created in its namespace) and the bearer token that authenticates as it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessServiceAccount {
+    pub namespace: String,
+    pub name: String,
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -425,10 +464,54 @@ impl Scenario {
         Ok(Scenario { source: file.to_string(), ..s })
     }
 
+    fn validate_access(&self, file: &str) -> Result<(), ScenarioError> {
+        let err = |field: String, m: &str| ScenarioError { file: file.to_string(), message: format!("field '{field}': {m}") };
+        let a = &self.access;
+        if a.users.len() + a.service_accounts.len() > 1_000 {
+            return Err(err("access".into(), "at most 1000 users and ServiceAccounts"));
+        }
+        let mut tokens = std::collections::BTreeSet::new();
+        for (i, u) in a.users.iter().enumerate() {
+            if u.name.is_empty() || u.name.len() > 253 || u.name.chars().any(char::is_control) {
+                return Err(err(format!("access.users[{i}].name"), "must be 1 to 253 printable characters"));
+            }
+            if u.groups.len() > 64 || u.groups.iter().any(|g| g.is_empty() || g.len() > 253 || g.chars().any(char::is_control)) {
+                return Err(err(format!("access.users[{i}].groups"), "at most 64 groups of 1 to 253 printable characters"));
+            }
+            if let Some(t) = &u.token
+                && (!valid_token(t) || !tokens.insert(t.clone()))
+            {
+                return Err(err(format!("access.users[{i}].token"), "must be 8 to 1024 visible ASCII characters, unique"));
+            }
+        }
+        for (i, sa) in a.service_accounts.iter().enumerate() {
+            for (field, v) in [("namespace", &sa.namespace), ("name", &sa.name)] {
+                if !is_dns_label(v) {
+                    return Err(err(format!("access.serviceAccounts[{i}].{field}"), "must be a DNS-1123 label"));
+                }
+            }
+            if !self.namespaces.contains(&sa.namespace) && !matches!(sa.namespace.as_str(), "default" | "kube-system" | "kube-public" | "kube-node-lease") {
+                return Err(err(format!("access.serviceAccounts[{i}].namespace"), "must be a namespace of the scenario"));
+            }
+            if !valid_token(&sa.token) || !tokens.insert(sa.token.clone()) {
+                return Err(err(format!("access.serviceAccounts[{i}].token"), "must be 8 to 1024 visible ASCII characters, unique"));
+            }
+        }
+        if let Some(who) = &a.kubeconfig_user {
+            let known = a.users.iter().any(|u| &u.name == who)
+                || a.service_accounts.iter().any(|sa| *who == format!("system:serviceaccount:{}:{}", sa.namespace, sa.name));
+            if !known {
+                return Err(err("access.kubeconfigUser".into(), "must name one of access.users or access.serviceAccounts (system:serviceaccount:NS:NAME)"));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self, file: &str) -> Result<(), ScenarioError> {
         let err =
             |field: &str, m: String| ScenarioError { file: file.to_string(), message: format!("field '{field}': {m}") };
         self.cluster.version.parse::<Version>().map_err(|e| err("cluster.version", e.to_string()))?;
+        self.validate_access(file)?;
         let mut nodes: u64 = 0;
         for (i, p) in self.node_pools.iter().enumerate() {
             if let Some(v) = &p.version {
@@ -892,6 +975,25 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
     {
         ensure_namespace(&mut b, &ns);
     }
+    for o in super::rbac::bootstrap_objects() {
+        let resource = match o.get("kind").and_then(Value::as_str) {
+            Some("ClusterRole") => "clusterroles",
+            Some("ClusterRoleBinding") => "clusterrolebindings",
+            Some("Role") => "roles",
+            _ => "rolebindings",
+        };
+        b.load(&StorageKey::new("rbac.authorization.k8s.io", resource), o);
+    }
+    let tokens = super::authn::Tokens::default();
+    for u in &s.access.users {
+        if let Some(t) = &u.token {
+            tokens.insert(t.clone(), super::rbac::UserInfo { name: u.name.clone(), groups: u.groups.clone() });
+        }
+    }
+    for sa in &s.access.service_accounts {
+        b.load(&StorageKey::core("serviceaccounts"), obj("v1", "ServiceAccount", Some(&sa.namespace), &sa.name));
+        tokens.insert(sa.token.clone(), super::authn::service_account_user(&sa.namespace, &sa.name));
+    }
     let mut node_index = 0u32;
     for pool in &s.node_pools {
         let kubelet: Version = pool
@@ -1103,7 +1205,22 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         changed: tokio::sync::Notify::new(),
         eviction_lock: std::sync::Mutex::new(()),
         started: std::time::Instant::now(),
+        tokens,
+        authorizer: std::sync::RwLock::new(Arc::new(super::rbac::Authorizer::new(&[], &[], &[], &[]))),
+        rbac_dirty: std::sync::atomic::AtomicBool::new(true),
+        access: s.access.clone(),
     })
+}
+
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn valid_token(t: &str) -> bool {
+    (8..=1024).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The generated `large` scenario: 5,000 nodes, 150,000 pods, 2,000 deployments, 1,500 PDBs.
@@ -1176,6 +1293,7 @@ pub fn large() -> Scenario {
         manifests: None,
         helm_releases: vec![],
         past_requests: vec![],
+        access: Access::default(),
         source: "large (built in)".into(),
     }
 }

@@ -32,7 +32,14 @@ struct Inner {
     violations: Vec<Violation>,
     deprecated: BTreeSet<(String, String, String, String, String)>,
     availability: BTreeMap<String, Availability>,
+    unauthorized: u64,
+    forbidden: u64,
+    /// Distinct authorization decisions: (user, verb, group, resource[/sub], namespace, path, allowed).
+    authorizations: BTreeMap<(String, String, String, String, String, String, bool), u64>,
 }
+
+/// Distinct authorization decisions kept (a bound: clients choose the strings).
+const MAX_AUTHORIZATIONS: usize = 20_000;
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -46,6 +53,31 @@ impl Stats {
 
     pub fn request(&self, verb: &str, resource: &str) {
         *self.lock().requests.entry(format!("{verb} {resource}")).or_default() += 1;
+    }
+
+    pub fn unauthorized(&self) {
+        self.lock().unauthorized += 1;
+    }
+
+    /// Records one authorization decision, so tests can see which permissions a tool used.
+    pub fn authorization(&self, user: &str, attrs: &super::rbac::Attributes, allowed: bool) {
+        use super::rbac::Attributes;
+        let key = match attrs {
+            Attributes::Resource { verb, group, resource, subresource, namespace, .. } => {
+                let r = if subresource.is_empty() { resource.clone() } else { format!("{resource}/{subresource}") };
+                (user.to_string(), verb.clone(), group.clone(), r, namespace.clone(), String::new(), allowed)
+            }
+            Attributes::NonResource { verb, path } => {
+                (user.to_string(), verb.clone(), String::new(), String::new(), String::new(), path.clone(), allowed)
+            }
+        };
+        let mut s = self.lock();
+        if !allowed {
+            s.forbidden += 1;
+        }
+        if s.authorizations.len() < MAX_AUTHORIZATIONS || s.authorizations.contains_key(&key) {
+            *s.authorizations.entry(key).or_default() += 1;
+        }
     }
 
     pub fn watch_opened(&self) {
@@ -128,6 +160,11 @@ impl Stats {
             "pdbViolationDetails": s.violations,
             "deprecatedApisRequested": s.deprecated.iter().map(|(g, v, r, sub, rm)| serde_json::json!({"group": g, "version": v, "resource": r, "subresource": sub, "removedRelease": rm})).collect::<Vec<_>>(),
             "minAvailable": s.availability,
+            "unauthorized": s.unauthorized,
+            "forbidden": s.forbidden,
+            "authorizations": s.authorizations.iter().map(|((user, verb, group, resource, namespace, path, allowed), n)| serde_json::json!({
+                "user": user, "verb": verb, "group": group, "resource": resource, "namespace": namespace, "path": path, "allowed": allowed, "count": n,
+            })).collect::<Vec<_>>(),
         })
     }
 }

@@ -98,6 +98,26 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message.to_string(), json!({}))
     }
 
+    /// The apiserver's answer to a credential it does not accept (no details, as it sends it).
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized".into(), json!({}))
+    }
+
+    /// RBAC's refusal: the message names user, verb and resource; details name the object.
+    pub fn forbidden(message: String, group: &str, kind: &str, name: &str) -> Self {
+        let mut details = serde_json::Map::new();
+        if !name.is_empty() {
+            details.insert("name".into(), json!(name));
+        }
+        if !group.is_empty() {
+            details.insert("group".into(), json!(group));
+        }
+        if !kind.is_empty() {
+            details.insert("kind".into(), json!(kind));
+        }
+        Self::new(403, "Forbidden", message, Value::Object(details))
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self

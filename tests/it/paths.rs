@@ -162,15 +162,24 @@ fn simulate_command_serves_loopback_and_refuses_other_addresses() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("listening on http://127.0.0.1:") && line.contains("Kubernetes v1.30.14"), "{line}");
-    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(line.contains("listening on https://127.0.0.1:") && line.contains("Kubernetes v1.30.14"), "{line}");
+    let addr = line.split("https://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     let config = std::fs::read_to_string(&kubeconfig).unwrap();
-    assert!(config.contains(&format!("server: http://{addr}")), "{config}");
+    assert!(config.contains(&format!("server: https://{addr}")), "{config}");
+    assert!(config.contains("certificate-authority-data: ") && config.contains("client-key-data: "), "{config}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the kubeconfig holds a private key: owner only");
+    }
+    // Plain HTTP is refused: the simulator speaks TLS, as every apiserver does.
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     write!(s, "GET /version HTTP/1.0\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    assert!(raw.contains(r#""gitVersion":"v1.30.14""#), "{raw}");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(!String::from_utf8_lossy(&raw).contains("gitVersion"), "answered plain HTTP");
     let _ = child.kill();
     let _ = child.wait();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -35,6 +35,71 @@ pub struct Cluster {
     pub running: Option<Running>,
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
+    /// TLS for raw requests: trusts the simulator's CA and presents the admin's certificate.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// A rustls client that trusts `running`'s CA and authenticates with `cred`'s certificate (or
+/// with none).
+pub fn tls_client(running: &Running, cred: Option<(&str, &[String])>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(running.ca_pem().expect("https").as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match cred {
+        Some((user, groups)) => {
+            let c = running.issue_client_cert(user, groups).unwrap();
+            let cert = CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap();
+            let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(vec![cert], key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// One HTTP/1.0 request over TLS with `config`, with extra header lines; returns (status, body).
+pub fn https_request(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let raw = https_raw(addr, config, method, path, headers, body);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// The whole answer (status line, headers, body) of one HTTP/1.0 request over TLS.
+pub fn https_raw(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> String {
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    write!(tls, "{method} {path} HTTP/1.0\r\nHost: sim\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = Vec::new();
+    // A server that closes without close_notify ends the stream with UnexpectedEof: what arrived
+    // before it is the whole answer of an HTTP/1.0 exchange.
+    if let Err(e) = tls.read_to_end(&mut raw) {
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{method} {path}: {e}");
+    }
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -55,7 +120,8 @@ impl Cluster {
         std::fs::create_dir_all(dir.join("home")).unwrap();
         let kubeconfig = dir.join("kubeconfig");
         running.write_kubeconfig(&kubeconfig).unwrap();
-        Cluster { rt, running: Some(running), dir, kubeconfig }
+        let tls = tls_client(&running, Some((sim::ADMIN_USER, &[sim::ADMIN_GROUP.to_string()])));
+        Cluster { rt, running: Some(running), dir, kubeconfig, tls }
     }
 
     pub fn builtin(name: &str, time_scale: f64) -> Cluster {
@@ -92,21 +158,9 @@ impl Cluster {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    /// A plain HTTP/1.0 request to the simulator; returns (status, body).
+    /// An HTTP/1.0 request to the simulator over TLS, as the admin; returns (status, body).
     pub fn http(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: sim\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (status, body.to_string())
+        https_request(self.addr(), self.tls.clone(), method, path, &format!("Content-Type: {content_type}\r\n"), body)
     }
 
     pub fn get_json(&self, path: &str) -> Value {
@@ -679,10 +733,7 @@ fn faults_inject_errors_latency_stuck_pods_and_dead_nodes() {
     let set = |body: &str| assert_eq!(c.http("PUT", "/sim/faults", "application/json", body).0, 200);
     // Every pod list fails with 503 and a Retry-After; other resources are untouched.
     set(r#"{"errors": [{"verb": "list", "resource": "pods", "code": 503, "rate": 1.0, "retryAfter": 2}]}"#);
-    let mut s = TcpStream::connect(c.addr()).unwrap();
-    write!(s, "GET /api/v1/pods HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let raw = https_raw(c.addr(), c.tls.clone(), "GET", "/api/v1/pods", "", "");
     assert!(raw.starts_with("HTTP/1.0 503") || raw.starts_with("HTTP/1.1 503"), "{raw}");
     assert!(raw.to_lowercase().contains("retry-after: 2"), "{raw}");
     assert_eq!(c.http("GET", "/api/v1/nodes", "application/json", "").0, 200);

@@ -1,0 +1,295 @@
+//! From a kubeconfig to a working [`kube::Client`], as kubectl reads it: `--kubeconfig`, or the
+//! files of `KUBECONFIG` merged, or `~/.kube/config`; `--context`; the cluster's CA (file or
+//! data), `insecure-skip-tls-verify`, `tls-server-name` and `proxy-url`; client certificates and
+//! keys (file or data), bearer `token` and `tokenFile` (kube-rs re-reads the file every minute);
+//! and `exec` credential plugins, which we run ourselves (bounded in time and output, stderr
+//! scrubbed, see [`super::exec`]) and run again before the token they gave expires or after the
+//! server answers 401. [`connect`] asks the server for `/version` before handing the client over,
+//! so every way of not reaching it fails here, in one line that names the server and the cause.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
+use kube::Client;
+use kube::client::{Body, ClientBuilder};
+use kube::config::{ExecConfig, KubeConfigOptions, Kubeconfig};
+use tower::{BoxError, Layer, Service};
+
+use super::errors::{Cause, describe};
+use super::exec::{self, ExecCredential, ExecError, ExecOptions};
+use super::redact::redact_url;
+
+/// Default bound on one run of a credential plugin when it cannot prompt anyone.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default bound when the plugin may prompt on a terminal (a device-code login takes a person).
+pub const DEFAULT_INTERACTIVE_EXEC_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the first request (`/version`) may take, connection and TLS included.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the kubeconfig comes from.
+#[derive(Debug, Clone)]
+pub enum KubeconfigSource {
+    /// `KUBECONFIG` (merged, as kubectl merges it) or `~/.kube/config`.
+    Default,
+    /// One file, as `--kubeconfig FILE`.
+    File(PathBuf),
+    /// Already in memory (the built-in simulator hands its kubeconfig over this way, so no
+    /// credential is ever written to a temporary file).
+    Inline(Box<Kubeconfig>),
+}
+
+impl KubeconfigSource {
+    pub fn from_flag(path: Option<&Path>) -> KubeconfigSource {
+        path.map_or(KubeconfigSource::Default, |p| KubeconfigSource::File(p.to_path_buf()))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            KubeconfigSource::Default => match std::env::var_os("KUBECONFIG") {
+                Some(v) if !v.is_empty() => format!("KUBECONFIG={}", v.to_string_lossy()),
+                _ => "~/.kube/config".into(),
+            },
+            KubeconfigSource::File(p) => p.display().to_string(),
+            KubeconfigSource::Inline(_) => "the simulator's kubeconfig".into(),
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub context: Option<String>,
+    /// Bound on a credential plugin run; defaults depend on whether it may prompt.
+    pub exec_timeout: Option<Duration>,
+}
+
+/// A client that has reached its server once.
+#[derive(Clone)]
+pub struct Connection {
+    pub client: Client,
+    /// The server URL without credentials, for messages, the journal and events.
+    pub server: String,
+    /// The context used (the kubeconfig's current one when none was asked for).
+    pub context: Option<String>,
+    /// `gitVersion` as the server reported it.
+    pub server_version: String,
+}
+
+/// Why no connection was made. Each Display is one line naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot load the kubeconfig from {source_name}: {message}; check --kubeconfig / KUBECONFIG")]
+    Kubeconfig { source_name: String, message: String },
+    #[error("context '{name}' is not in the kubeconfig from {source_name} (contexts: {known}); pass one of them to --context")]
+    UnknownContext { name: String, source_name: String, known: String },
+    #[error("cannot get a credential for {server}: {error}")]
+    Credential { server: String, error: ExecError },
+    #[error("{0}")]
+    Server(String),
+}
+
+impl ConnectError {
+    /// The cause, when the server was reached (or tried).
+    pub fn is_credential(&self) -> bool {
+        matches!(self, ConnectError::Credential { .. })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().chars().filter(|c| !c.is_control()).take(400).collect()
+}
+
+fn load(source: &KubeconfigSource) -> Result<Kubeconfig, ConnectError> {
+    let err = |e: kube::config::KubeconfigError| ConnectError::Kubeconfig {
+        source_name: source.describe(),
+        message: first_line(&e.to_string()),
+    };
+    match source {
+        KubeconfigSource::Default => Kubeconfig::read().map_err(err),
+        KubeconfigSource::File(p) => Kubeconfig::read_from(p).map_err(err),
+        KubeconfigSource::Inline(kc) => Ok((**kc).clone()),
+    }
+}
+
+/// Builds the client and checks it against `/version`.
+pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<Connection, ConnectError> {
+    let kc = load(&source)?;
+    if let Some(ctx) = &opts.context
+        && !kc.contexts.iter().any(|c| &c.name == ctx)
+    {
+        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+        return Err(ConnectError::UnknownContext {
+            name: ctx.clone(),
+            source_name: source.describe(),
+            known: if known.is_empty() { "none".into() } else { known.join(", ") },
+        });
+    }
+    let context = opts.context.clone().or_else(|| kc.current_context.clone());
+    let options = KubeConfigOptions { context: opts.context.clone(), ..Default::default() };
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
+        ConnectError::Kubeconfig { source_name: source.describe(), message: first_line(&e.to_string()) }
+    })?;
+    let server = redact_url(&config.cluster_url.to_string());
+    // Retries are ours to decide: a 429 from the Eviction API is a budget's answer to report and
+    // back off from with the budget named, not a transient error to retry blindly for minutes.
+    config.default_retry = false;
+
+    let exec_auth = match config.auth_info.exec.take() {
+        None => None,
+        Some(exec_config) => {
+            let stdin_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let timeout = opts.exec_timeout.unwrap_or(if stdin_is_terminal && interactive_possible(&exec_config) {
+                DEFAULT_INTERACTIVE_EXEC_TIMEOUT
+            } else {
+                DEFAULT_EXEC_TIMEOUT
+            });
+            let exec_opts = ExecOptions { timeout, stdin_is_terminal };
+            let cred = exec::run(&exec_config, &exec_opts)
+                .await
+                .map_err(|error| ConnectError::Credential { server: server.clone(), error })?;
+            match (&cred.client_certificate_data, &cred.client_key_data, &cred.token) {
+                (Some(cert), Some(key), _) => {
+                    // kubeconfig `-data` fields are base64 of PEM; the plugin gives PEM.
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    config.auth_info.client_certificate_data = Some(b64.encode(cert));
+                    config.auth_info.client_key_data = Some(b64.encode(key).into());
+                    None
+                }
+                _ => Some(ExecAuthLayer::new(exec_config, exec_opts, cred)),
+            }
+        }
+    };
+
+    let builder = ClientBuilder::try_from(config)
+        .map_err(|e| ConnectError::Server(format!("cannot set up a client for {server}: {}", first_line(&e.to_string()))))?;
+    let client = match exec_auth {
+        Some(layer) => builder.with_layer(&layer).build(),
+        None => builder.build(),
+    };
+    let version = match tokio::time::timeout(FIRST_REQUEST_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return Err(match super::errors::cause(&e) {
+                Cause::Credential(_) => ConnectError::Server(describe(&e, &server)),
+                _ => ConnectError::Server(describe(&e, &server)),
+            });
+        }
+        Err(_) => return Err(ConnectError::Server(Cause::Timeout.describe(&server))),
+    };
+    Ok(Connection { client, server, context, server_version: version.git_version })
+}
+
+fn interactive_possible(exec: &ExecConfig) -> bool {
+    !matches!(exec.interactive_mode, Some(kube::config::ExecInteractiveMode::Never))
+}
+
+/// Bearer tokens from an exec plugin, run again shortly before they expire or after a 401.
+#[derive(Clone)]
+struct ExecAuthLayer {
+    state: Arc<tokio::sync::Mutex<ExecState>>,
+}
+
+struct ExecState {
+    config: ExecConfig,
+    opts: ExecOptions,
+    token: HeaderValue,
+    expires: Option<SystemTime>,
+    /// Set after a 401, as client-go does: the cached token is dropped for the next request.
+    stale: bool,
+}
+
+/// Refresh this long before the plugin's expiry, so a request never leaves with a dying token.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+fn bearer(config: &ExecConfig, cred: &ExecCredential) -> Result<HeaderValue, ExecError> {
+    let token = cred.token.as_deref().unwrap_or_default();
+    let mut v = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| ExecError::Output {
+        command: config.command.clone().unwrap_or_default(),
+        problem: "the token holds characters an HTTP header cannot carry".into(),
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+impl ExecAuthLayer {
+    fn new(config: ExecConfig, opts: ExecOptions, cred: ExecCredential) -> ExecAuthLayer {
+        let (token, stale) = match bearer(&config, &cred) {
+            Ok(t) => (t, false),
+            Err(_) => (HeaderValue::from_static(""), true),
+        };
+        ExecAuthLayer {
+            state: Arc::new(tokio::sync::Mutex::new(ExecState { config, opts, token, expires: cred.expires, stale })),
+        }
+    }
+}
+
+impl ExecState {
+    fn needs_refresh(&self) -> bool {
+        self.stale || self.expires.is_some_and(|t| SystemTime::now() + REFRESH_MARGIN >= t)
+    }
+
+    async fn header(&mut self) -> Result<HeaderValue, ExecError> {
+        if self.needs_refresh() {
+            let cred = exec::run(&self.config, &self.opts).await?;
+            self.token = bearer(&self.config, &cred)?;
+            self.expires = cred.expires;
+            self.stale = false;
+        }
+        Ok(self.token.clone())
+    }
+}
+
+impl<S> Layer<S> for ExecAuthLayer {
+    type Service = ExecAuth<S>;
+
+    fn layer(&self, inner: S) -> ExecAuth<S> {
+        ExecAuth { state: self.state.clone(), inner: Arc::new(tokio::sync::Mutex::new(inner)) }
+    }
+}
+
+/// The service [`ExecAuthLayer`] wraps around the client stack. The stack below is not `Clone`
+/// (kube boxes it), so calls reach it through a lock held only while a request is handed over.
+pub struct ExecAuth<S> {
+    state: Arc<tokio::sync::Mutex<ExecState>>,
+    inner: Arc<tokio::sync::Mutex<S>>,
+}
+
+impl<S, B> Service<Request<Body>> for ExecAuth<S>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<B>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let state = self.state.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let header = state.lock().await.header().await.map_err(|e| Box::new(e) as BoxError)?;
+            req.headers_mut().insert(AUTHORIZATION, header);
+            let response = {
+                let mut svc = inner.lock().await;
+                std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
+                svc.call(req)
+            }
+            .await
+            .map_err(Into::into)?;
+            if response.status() == http::StatusCode::UNAUTHORIZED {
+                state.lock().await.stale = true;
+            }
+            Ok(response)
+        })
+    }
+}
