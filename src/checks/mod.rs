@@ -5,12 +5,14 @@
 //! removed-API check; add-on, skew, drainability and support-calendar checks follow the same
 //! shape.
 
+mod access;
 mod addons;
 mod calendar;
 mod drain;
 mod removed_apis;
 mod skew;
 
+pub use access::access;
 pub use addons::addons;
 pub use calendar::support_calendar;
 pub use drain::drainability;

@@ -292,6 +292,37 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     })
 }
 
+/// Asks the cluster, with SelfSubjectAccessReview, for every permission this run will use, and
+/// refuses with the whole list of what is missing before anything is locked or cordoned.
+async fn preflight(client: &kube::Client, args: &ApplyArgs, catalog: &crate::catalog::Catalog) -> Result<(), CliError> {
+    use crate::kubeapi::permissions::{self, Verdict};
+    let sim_upgrader = args.upgrader == Some(UpgraderKind::Sim) || (args.upgrader.is_none() && args.simulate.is_some());
+    let mut rules: Vec<permissions::Rule> = permissions::plan_rules(catalog)
+        .into_iter()
+        .filter(|r| r.api_groups.len() <= 1 && r.non_resource_urls.is_empty())
+        .collect();
+    // A dry run is checked for the same permissions: it rehearses the run it stands for.
+    rules.extend(permissions::apply_rules(sim_upgrader));
+    let checks: Vec<permissions::Check> = rules.iter().flat_map(permissions::Rule::checks).collect();
+    let answers = permissions::review(client, &checks).await;
+    let mut missing: Vec<String> =
+        answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
+    missing.sort();
+    if !missing.is_empty() {
+        return Err(CliError::error(format!(
+            "apply needs {} permission(s) it does not have, so nothing was started (no lock, no cordon): {}; grant the roles from `k8s-upgrade rbac --for plan` and `k8s-upgrade rbac --for apply`",
+            missing.len(),
+            missing.join(", ")
+        )));
+    }
+    if let Some((_, Verdict::Unknown(why))) = answers.iter().find(|(_, v)| matches!(v, Verdict::Unknown(_))) {
+        eprintln!(
+            "warning: could not check permissions up front ({why}); a refused request will stop the run where it happens"
+        );
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     args: &ApplyArgs,
@@ -303,6 +334,7 @@ async fn apply(
     interactive: bool,
     simulated: bool,
 ) -> Result<Exit, CliError> {
+    preflight(&client, args, catalog).await?;
     let journal_path = args.journal.clone().unwrap_or_else(|| journal::default_path(server));
     // The run's watches start while the plan is collected; they only read.
     let watches = {

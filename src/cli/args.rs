@@ -28,8 +28,7 @@ pub struct KubeArgs {
 impl KubeArgs {
     /// Connects as these flags say, checking the server once; errors are one line.
     pub async fn connect(&self) -> Result<crate::kubeapi::Connection, CliError> {
-        let opts =
-            crate::kubeapi::ConnectOptions { context: self.context.clone(), exec_timeout: self.exec_timeout };
+        let opts = crate::kubeapi::ConnectOptions { context: self.context.clone(), exec_timeout: self.exec_timeout };
         crate::kubeapi::connect(crate::kubeapi::KubeconfigSource::from_flag(self.kubeconfig.as_deref()), &opts)
             .await
             .map_err(|e| CliError::error(e.to_string()))

@@ -10,6 +10,7 @@ mod args;
 mod inventory;
 mod paths;
 mod plan;
+mod rbac;
 pub mod render;
 mod simulate;
 mod source;
@@ -104,6 +105,12 @@ pub enum Command {
     /// Read a cluster once and print what the planner knows about it (for offline planning).
     Inventory(inventory::InventoryArgs),
 
+    /// Print least-privilege RBAC roles for plan or apply, as YAML for `kubectl apply -f -`.
+    ///
+    /// Generated from the same table the tool's permission preflights check, with a reason for
+    /// every rule.
+    Rbac(rbac::RbacArgs),
+
     /// Serve a simulated Kubernetes cluster on loopback (real kubectl works against it).
     ///
     /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
@@ -119,6 +126,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Apply(args) => apply::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Inventory(args) => inventory::run(args),
+        Command::Rbac(args) => rbac::run(args),
     };
     match result {
         Ok(exit) => exit,

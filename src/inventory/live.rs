@@ -25,11 +25,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    AddonFacts, ClusterFacts, ComponentFacts, EvictionProbe, Evidence, HelmReleaseFacts, Inventory, NodeFacts,
-    ObservedObject, PdbFacts, PodFacts, ProbeOutcome, WorkloadFacts,
+    AccessGap, AddonFacts, ClusterFacts, ComponentFacts, EvictionProbe, Evidence, HelmReleaseFacts, Inventory,
+    NodeFacts, ObservedObject, PdbFacts, PodFacts, ProbeOutcome, WorkloadFacts,
 };
 use crate::catalog::Catalog;
 use crate::graph::NodeInfoFacts;
+use crate::kubeapi::permissions::{Check, Verdict};
 use crate::version::Version;
 
 /// Largest Helm release payload decoded (compressed), and its decompressed bound.
@@ -60,6 +61,15 @@ pub enum LiveError {
     Unreachable { server: String, message: String },
     #[error("reading {what} from the cluster failed: {message}")]
     Read { what: String, message: String },
+    #[error("reading {what} from the cluster was refused: {message}")]
+    Forbidden { what: String, message: String },
+}
+
+fn read_error(what: &str, e: kube::Error) -> LiveError {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 => LiveError::Forbidden { what: what.into(), message: s.message.clone() },
+        _ => LiveError::Read { what: what.into(), message: e.to_string() },
+    }
 }
 
 /// Builds a client from an explicit kubeconfig file or the usual lookup (KUBECONFIG, merged, or
@@ -108,9 +118,7 @@ where
     let mut out = Vec::new();
     let mut lp = ListParams::default().limit(PAGE);
     loop {
-        let page: ObjectList<K> = with_retries(|| api.list(&lp))
-            .await
-            .map_err(|e| LiveError::Read { what: what.into(), message: e.to_string() })?;
+        let page: ObjectList<K> = with_retries(|| api.list(&lp)).await.map_err(|e| read_error(what, e))?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
         out.extend(page.items.into_iter().map(&mut f));
         if let Some(p) = progress {
@@ -324,34 +332,86 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     for g in &groups.groups {
         facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));
     }
+    let deprecated = deprecated_reads(catalog, &facts.served_group_versions);
+    let access = Access::preflight(client, &deprecated, options.dry_run_evictions).await;
+    let list = |resource: &str, group: &str| list_check(resource, group);
+    const WORKLOADS: &str = "pod owners and add-on versions: drain, add-on and workload checks are incomplete";
     let (nodes, pods, deployments, replicasets, pdbs) = try_join5(
-        list_all(Api::<Node>::all(client.clone()), "nodes", progress),
-        list_map(Api::<Pod>::all(client.clone()), "pods", progress, pod_record),
-        list_all(Api::<Deployment>::all(client.clone()), "deployments", progress),
-        list_all(Api::<ReplicaSet>::all(client.clone()), "replicasets", progress),
-        list_all(Api::<PodDisruptionBudget>::all(client.clone()), "poddisruptionbudgets", progress),
+        access.read(
+            "nodes",
+            list("nodes", ""),
+            "node versions: skew, node rolls and drain capacity cannot be checked",
+            true,
+            list_all(Api::<Node>::all(client.clone()), "nodes", progress),
+        ),
+        access.read(
+            "pods",
+            list("pods", ""),
+            "control-plane versions and the pods a drain evicts cannot be checked",
+            true,
+            list_map(Api::<Pod>::all(client.clone()), "pods", progress, pod_record),
+        ),
+        access.read(
+            "deployments",
+            list("deployments", "apps"),
+            WORKLOADS,
+            true,
+            list_all(Api::<Deployment>::all(client.clone()), "deployments", progress),
+        ),
+        access.read(
+            "replicasets",
+            list("replicasets", "apps"),
+            WORKLOADS,
+            true,
+            list_all(Api::<ReplicaSet>::all(client.clone()), "replicasets", progress),
+        ),
+        access.read(
+            "PodDisruptionBudgets",
+            list("poddisruptionbudgets", "policy"),
+            "budgets that would stall a drain cannot be checked",
+            true,
+            list_all(Api::<PodDisruptionBudget>::all(client.clone()), "poddisruptionbudgets", progress),
+        ),
     )
     .await?;
     let (statefulsets, daemonsets) = futures::try_join!(
-        list_all(Api::<StatefulSet>::all(client.clone()), "statefulsets", progress),
-        list_all(Api::<DaemonSet>::all(client.clone()), "daemonsets", progress)
+        access.read(
+            "statefulsets",
+            list("statefulsets", "apps"),
+            WORKLOADS,
+            true,
+            list_all(Api::<StatefulSet>::all(client.clone()), "statefulsets", progress)
+        ),
+        access.read(
+            "daemonsets",
+            list("daemonsets", "apps"),
+            WORKLOADS,
+            true,
+            list_all(Api::<DaemonSet>::all(client.clone()), "daemonsets", progress)
+        ),
     )?;
     let helm_api: Api<Secret> = Api::all(client.clone());
-    let helm_secrets = {
-        let mut out = Vec::new();
-        let mut lp = ListParams::default().labels("owner=helm").fields("type=helm.sh/release.v1").limit(50);
-        loop {
-            let page = with_retries(|| helm_api.list(&lp))
-                .await
-                .map_err(|e| LiveError::Read { what: "Helm release secrets".into(), message: e.to_string() })?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            out.extend(page.items);
-            match next {
-                Some(c) => lp.continue_token = Some(c),
-                None => break out,
-            }
-        }
-    };
+    let helm_secrets = access
+        .read(
+            "Helm releases",
+            list("secrets", ""),
+            "removed APIs in Helm release manifests are not checked (grant `k8s-upgrade rbac --for helm-releases`)",
+            false,
+            async {
+                let mut out = Vec::new();
+                let mut lp = ListParams::default().labels("owner=helm").fields("type=helm.sh/release.v1").limit(50);
+                loop {
+                    let page = with_retries(|| helm_api.list(&lp)).await.map_err(|e| read_error("Helm releases", e))?;
+                    let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    out.extend(page.items);
+                    match next {
+                        Some(c) => lp.continue_token = Some(c),
+                        None => break Ok(out),
+                    }
+                }
+            },
+        )
+        .await?;
 
     let mut inv = Inventory::default();
     facts.nodes = nodes.iter().map(node_facts).collect();
@@ -514,8 +574,24 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     let request = http::Request::get("/metrics")
         .body(Vec::new())
         .map_err(|e| LiveError::Read { what: "metrics".into(), message: e.to_string() })?;
-    match client.request_text(request).await {
-        Ok(text) => {
+    let metrics_check = Check::NonResource { verb: "get".into(), path: "/metrics".into() };
+    const METRICS: &str =
+        "clients still calling removed APIs (the apiserver_requested_deprecated_apis metric) are not seen";
+    let metrics = if access.is_denied(&metrics_check) {
+        access.gap("the apiserver's metrics", &metrics_check, METRICS, false);
+        None
+    } else {
+        match client.request_text(request).await {
+            Err(kube::Error::Api(st)) if st.code == 403 => {
+                access.gap("the apiserver's metrics", &metrics_check, METRICS, false);
+                None
+            }
+            other => Some(other),
+        }
+    };
+    match metrics {
+        None => {}
+        Some(Ok(text)) => {
             for line in text.lines().filter(|l| l.starts_with("apiserver_requested_deprecated_apis{")) {
                 let label = |k: &str| {
                     line.split(&format!("{k}=\""))
@@ -546,7 +622,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
                 });
             }
         }
-        Err(e) => inv.warnings.push(format!("apiserver metrics not readable ({e}); request evidence is missing")),
+        Some(Err(e)) => inv.warnings.push(format!("apiserver metrics not readable ({e}); request evidence is missing")),
     }
     if !ignored_metric.is_empty() {
         inv.warnings.push(format!(
@@ -576,6 +652,13 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
             &GroupVersionKind::gvk(read_group, read_version, read_kind),
             &api.resource,
         );
+        let check = list_check(&api.resource, read_group);
+        const DEPRECATED: &str = "objects stored at API versions a hop removes are not found";
+        let what = format!("{} ({gv})", api.resource);
+        if access.is_denied(&check) {
+            access.gap(&what, &check, DEPRECATED, true);
+            continue;
+        }
         let objects = match list_all(
             Api::<DynamicObject>::all_with(client.clone(), &ar),
             &format!("{gv} {}", api.resource),
@@ -584,6 +667,10 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
         .await
         {
             Ok(o) => o,
+            Err(LiveError::Forbidden { .. }) => {
+                access.gap(&what, &check, DEPRECATED, true);
+                continue;
+            }
             // The group-version is served but not this kind at it (e.g. storage.k8s.io/v1beta1
             // still serving CSIStorageCapacity after CSIDriver moved on).
             Err(LiveError::Read { message, .. }) if message.contains("NotFound") => continue,
@@ -631,10 +718,142 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
         seen.insert((o.api_version.clone(), o.kind.clone(), o.namespace.clone(), o.name.clone(), o.evidence.clone()))
     });
     if options.dry_run_evictions {
-        facts.eviction_probes = probe_evictions(client, &facts, &mut inv.warnings).await;
+        let evict = Check::Resource {
+            verb: "create".into(),
+            group: String::new(),
+            resource: "pods".into(),
+            subresource: "eviction".into(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        if access.is_denied(&evict) {
+            access.gap(
+                "dry-run evictions",
+                &evict,
+                "drain blockers are predicted, not confirmed by the apiserver",
+                false,
+            );
+        } else {
+            facts.eviction_probes = probe_evictions(client, &facts, &mut inv.warnings).await;
+        }
     }
+    facts.access_gaps = access.into_gaps();
     inv.cluster = Some(facts);
     Ok(inv)
+}
+
+fn list_check(resource: &str, group: &str) -> Check {
+    Check::Resource {
+        verb: "list".into(),
+        group: group.into(),
+        resource: resource.into(),
+        subresource: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+    }
+}
+
+/// The (group, resource) pairs the collector lists for deprecated APIs this cluster serves: the
+/// replacement's group when the replacement is served (see `collect`), else the deprecated one.
+fn deprecated_reads(catalog: &Catalog, served: &[String]) -> Vec<(String, String)> {
+    let gv =
+        |group: &str, version: &str| if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let mut out: Vec<(String, String)> = catalog
+        .apis
+        .apis
+        .iter()
+        .filter(|a| served.contains(&a.api_version()))
+        .map(|a| {
+            let group = match &a.replacement {
+                Some(r) if served.contains(&gv(&r.group, &r.version)) => r.group.clone(),
+                _ => a.group.clone(),
+            };
+            (group, a.resource.clone())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What the cluster lets the collector read: asked once up front with SelfSubjectAccessReview,
+/// so a refused read is skipped and reported instead of failing the plan; a 403 met later (a
+/// review that could not be made, or RBAC changing under us) is reported the same way.
+struct Access {
+    denied: std::collections::BTreeSet<Check>,
+    gaps: std::sync::Mutex<Vec<AccessGap>>,
+}
+
+impl Access {
+    async fn preflight(client: &Client, deprecated: &[(String, String)], evictions: bool) -> Access {
+        let mut checks = vec![
+            list_check("nodes", ""),
+            list_check("pods", ""),
+            list_check("secrets", ""),
+            list_check("poddisruptionbudgets", "policy"),
+            Check::NonResource { verb: "get".into(), path: "/metrics".into() },
+        ];
+        for r in ["deployments", "replicasets", "statefulsets", "daemonsets"] {
+            checks.push(list_check(r, "apps"));
+        }
+        checks.extend(deprecated.iter().map(|(g, r)| list_check(r, g)));
+        if evictions {
+            checks.push(Check::Resource {
+                verb: "create".into(),
+                group: String::new(),
+                resource: "pods".into(),
+                subresource: "eviction".into(),
+                namespace: String::new(),
+                name: String::new(),
+            });
+        }
+        let denied = crate::kubeapi::permissions::review(client, &checks)
+            .await
+            .into_iter()
+            .filter(|(_, v)| *v == Verdict::Denied)
+            .map(|(c, _)| c)
+            .collect();
+        Access { denied, gaps: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn is_denied(&self, check: &Check) -> bool {
+        self.denied.contains(check)
+    }
+
+    fn gap(&self, what: &str, check: &Check, consequence: &str, blocks: bool) {
+        let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+        let permission = check.to_string();
+        if !gaps.iter().any(|g| g.permission == permission && g.what == what) {
+            gaps.push(AccessGap { what: what.into(), permission, consequence: consequence.into(), blocks });
+        }
+    }
+
+    /// Runs `read` unless the preflight found it refused; a refusal either way becomes a gap and
+    /// an empty result.
+    async fn read<T: Default>(
+        &self,
+        what: &str,
+        check: Check,
+        consequence: &str,
+        blocks: bool,
+        read: impl std::future::Future<Output = Result<T, LiveError>>,
+    ) -> Result<T, LiveError> {
+        if self.is_denied(&check) {
+            self.gap(what, &check, consequence, blocks);
+            return Ok(T::default());
+        }
+        match read.await {
+            Err(LiveError::Forbidden { .. }) => {
+                self.gap(what, &check, consequence, blocks);
+                Ok(T::default())
+            }
+            other => other,
+        }
+    }
+
+    fn into_gaps(self) -> Vec<AccessGap> {
+        self.gaps.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// One server dry-run eviction per disruption budget, on a pod the budget covers that a drain

@@ -104,6 +104,25 @@ pub struct ClusterFacts {
     /// disruption budget, asking the apiserver whether it would evict it now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub eviction_probes: Vec<EvictionProbe>,
+    /// Reads the cluster refused (RBAC): what was not read, the permission it needs, and what the
+    /// plan cannot check without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_gaps: Vec<AccessGap>,
+}
+
+/// One read the collector could not make for want of a permission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessGap {
+    /// What was not read ("Helm releases").
+    pub what: String,
+    /// The permission missing, as `verb resource.group (scope)`.
+    pub permission: String,
+    /// What the plan cannot check without it.
+    pub consequence: String,
+    /// Whether the plan is unsafe to follow without it (nodes, pods, workloads, budgets,
+    /// deprecated objects), as opposed to missing one kind of evidence.
+    pub blocks: bool,
 }
 
 /// The answer to one server dry-run eviction.

@@ -84,7 +84,9 @@ pub struct Connection {
 pub enum ConnectError {
     #[error("cannot load the kubeconfig from {source_name}: {message}; check --kubeconfig / KUBECONFIG")]
     Kubeconfig { source_name: String, message: String },
-    #[error("context '{name}' is not in the kubeconfig from {source_name} (contexts: {known}); pass one of them to --context")]
+    #[error(
+        "context '{name}' is not in the kubeconfig from {source_name} (contexts: {known}); pass one of them to --context"
+    )]
     UnknownContext { name: String, source_name: String, known: String },
     #[error("cannot get a credential for {server}: {error}")]
     Credential { server: String, error: ExecError },
@@ -164,8 +166,9 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
         }
     };
 
-    let builder = ClientBuilder::try_from(config)
-        .map_err(|e| ConnectError::Server(format!("cannot set up a client for {server}: {}", first_line(&e.to_string()))))?;
+    let builder = ClientBuilder::try_from(config).map_err(|e| {
+        ConnectError::Server(format!("cannot set up a client for {server}: {}", first_line(&e.to_string())))
+    })?;
     let client = match exec_auth {
         Some(layer) => builder.with_layer(&layer).build(),
         None => builder.build(),

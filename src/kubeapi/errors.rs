@@ -153,9 +153,9 @@ impl Cause {
             Cause::ConnectionRefused => format!(
                 "cannot connect to {server}: connection refused; is the apiserver running, and is the kubeconfig's server address right?"
             ),
-            Cause::Timeout => format!(
-                "{server} did not answer in time; check the address, VPN or proxy-url, and firewall"
-            ),
+            Cause::Timeout => {
+                format!("{server} did not answer in time; check the address, VPN or proxy-url, and firewall")
+            }
             Cause::UnknownHost => {
                 format!("cannot resolve the host of {server}; check the kubeconfig's server address and DNS")
             }
@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(cause(&api(401, "Unauthorized")), Cause::Unauthorized);
         let m = "nodes is forbidden: User \"u\" cannot list resource \"nodes\" in API group \"\" at the cluster scope";
         let d = describe(&api(403, m), "https://h:6443");
-        assert!(d.contains("403") && d.contains("cannot list resource \"nodes\"") && d.contains("https://h:6443"), "{d}");
+        assert!(
+            d.contains("403") && d.contains("cannot list resource \"nodes\"") && d.contains("https://h:6443"),
+            "{d}"
+        );
         assert_eq!(d.lines().count(), 1);
     }
 

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod errors;
 pub mod exec;
+pub mod permissions;
 pub mod redact;
 
 pub use client::{ConnectError, ConnectOptions, Connection, KubeconfigSource, connect};

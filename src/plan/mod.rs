@@ -104,6 +104,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
     findings.extend(checks::skew(inv, catalog, distro));
     findings.extend(checks::drainability(inv));
     findings.extend(checks::support_calendar(catalog, distro, &cp_hops, req.today));
+    findings.extend(checks::access(inv));
     // Blockers first, then warnings, then information; stable within each.
     findings.sort_by_key(|f| f.severity);
 

@@ -134,7 +134,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let decision = authorizer.authorize(&user, &attrs);
     sim.stats.authorization(&user.name, &attrs, decision.allowed);
     if !decision.allowed {
-        let message = rbac::forbidden_message(&user, &attrs);
+        let mut message = rbac::forbidden_message(&user, &attrs);
+        if !decision.reason.is_empty() {
+            message = format!("{message}: {}", decision.reason);
+        }
         return error_response(&match &attrs {
             Attributes::Resource { group, resource, name, .. } => ApiError::forbidden(message, group, resource, name),
             Attributes::NonResource { .. } => ApiError::forbidden(message, "", "", ""),

@@ -85,18 +85,10 @@ pub fn authenticate(conn: Option<&ConnInfo>, headers: &HeaderMap, tokens: &Token
 }
 
 /// Applies `Impersonate-User` / `Impersonate-Group` headers, checking `impersonate` for each.
-pub fn impersonate(
-    user: UserInfo,
-    headers: &HeaderMap,
-    authz: &Authorizer,
-) -> Result<UserInfo, ImpersonationRefused> {
+pub fn impersonate(user: UserInfo, headers: &HeaderMap, authz: &Authorizer) -> Result<UserInfo, ImpersonationRefused> {
     let as_user = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let as_groups: Vec<String> = headers
-        .get_all("impersonate-group")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
+    let as_groups: Vec<String> =
+        headers.get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
     let Some(target) = as_user else {
         if as_groups.is_empty() {
             return Ok(user);

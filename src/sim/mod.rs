@@ -273,7 +273,8 @@ impl Running {
 
     /// A client certificate for `user` in `groups`, signed by the cluster CA.
     pub fn issue_client_cert(&self, user: &str, groups: &[String]) -> Result<tls::ClientCert, SimError> {
-        let pki = self.pki.as_ref().ok_or_else(|| SimError::Credential("plain HTTP has no client certificates".into()))?;
+        let pki =
+            self.pki.as_ref().ok_or_else(|| SimError::Credential("plain HTTP has no client certificates".into()))?;
         pki.issue_client(user, groups).map_err(|e| SimError::Credential(e.to_string()))
     }
 
@@ -323,11 +324,7 @@ impl Running {
         let user = match cred {
             Credential::ClientCert { user, groups } => {
                 let c = self.issue_client_cert(user, groups)?;
-                format!(
-                    "    client-certificate-data: {}\n    client-key-data: {}\n",
-                    b64(&c.cert_pem),
-                    b64(&c.key_pem)
-                )
+                format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c.cert_pem), b64(&c.key_pem))
             }
             Credential::Token(t) => format!("    token: {}\n", serde_json::Value::String(t.clone())),
             Credential::None => "    {}\n".into(),

@@ -52,12 +52,6 @@ pub enum Attributes {
 }
 
 impl Attributes {
-    fn verb(&self) -> &str {
-        match self {
-            Attributes::Resource { verb, .. } | Attributes::NonResource { verb, .. } => verb,
-        }
-    }
-
     /// The namespace the binding walk uses; a non-resource request has none, which is why
     /// RoleBindings can never grant one.
     fn namespace(&self) -> &str {

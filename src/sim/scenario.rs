@@ -465,7 +465,8 @@ impl Scenario {
     }
 
     fn validate_access(&self, file: &str) -> Result<(), ScenarioError> {
-        let err = |field: String, m: &str| ScenarioError { file: file.to_string(), message: format!("field '{field}': {m}") };
+        let err =
+            |field: String, m: &str| ScenarioError { file: file.to_string(), message: format!("field '{field}': {m}") };
         let a = &self.access;
         if a.users.len() + a.service_accounts.len() > 1_000 {
             return Err(err("access".into(), "at most 1000 users and ServiceAccounts"));
@@ -475,13 +476,27 @@ impl Scenario {
             if u.name.is_empty() || u.name.len() > 253 || u.name.chars().any(char::is_control) {
                 return Err(err(format!("access.users[{i}].name"), "must be 1 to 253 printable characters"));
             }
-            if u.groups.len() > 64 || u.groups.iter().any(|g| g.is_empty() || g.len() > 253 || g.chars().any(char::is_control)) {
-                return Err(err(format!("access.users[{i}].groups"), "at most 64 groups of 1 to 253 printable characters"));
+            if u.groups.len() > 64
+                || u.groups.iter().any(|g| g.is_empty() || g.len() > 253 || g.chars().any(char::is_control))
+            {
+                return Err(err(
+                    format!("access.users[{i}].groups"),
+                    "at most 64 groups of 1 to 253 printable characters",
+                ));
+            }
+            if u.token.is_none() && u.groups.len() > 1 {
+                return Err(err(
+                    format!("access.users[{i}].groups"),
+                    "a user without a token gets a client certificate, which carries one group; give the user a token for more",
+                ));
             }
             if let Some(t) = &u.token
                 && (!valid_token(t) || !tokens.insert(t.clone()))
             {
-                return Err(err(format!("access.users[{i}].token"), "must be 8 to 1024 visible ASCII characters, unique"));
+                return Err(err(
+                    format!("access.users[{i}].token"),
+                    "must be 8 to 1024 visible ASCII characters, unique",
+                ));
             }
         }
         for (i, sa) in a.service_accounts.iter().enumerate() {
@@ -490,18 +505,31 @@ impl Scenario {
                     return Err(err(format!("access.serviceAccounts[{i}].{field}"), "must be a DNS-1123 label"));
                 }
             }
-            if !self.namespaces.contains(&sa.namespace) && !matches!(sa.namespace.as_str(), "default" | "kube-system" | "kube-public" | "kube-node-lease") {
-                return Err(err(format!("access.serviceAccounts[{i}].namespace"), "must be a namespace of the scenario"));
+            if !self.namespaces.contains(&sa.namespace)
+                && !matches!(sa.namespace.as_str(), "default" | "kube-system" | "kube-public" | "kube-node-lease")
+            {
+                return Err(err(
+                    format!("access.serviceAccounts[{i}].namespace"),
+                    "must be a namespace of the scenario",
+                ));
             }
             if !valid_token(&sa.token) || !tokens.insert(sa.token.clone()) {
-                return Err(err(format!("access.serviceAccounts[{i}].token"), "must be 8 to 1024 visible ASCII characters, unique"));
+                return Err(err(
+                    format!("access.serviceAccounts[{i}].token"),
+                    "must be 8 to 1024 visible ASCII characters, unique",
+                ));
             }
         }
         if let Some(who) = &a.kubeconfig_user {
             let known = a.users.iter().any(|u| &u.name == who)
-                || a.service_accounts.iter().any(|sa| *who == format!("system:serviceaccount:{}:{}", sa.namespace, sa.name));
+                || a.service_accounts
+                    .iter()
+                    .any(|sa| *who == format!("system:serviceaccount:{}:{}", sa.namespace, sa.name));
             if !known {
-                return Err(err("access.kubeconfigUser".into(), "must name one of access.users or access.serviceAccounts (system:serviceaccount:NS:NAME)"));
+                return Err(err(
+                    "access.kubeconfigUser".into(),
+                    "must name one of access.users or access.serviceAccounts (system:serviceaccount:NS:NAME)",
+                ));
             }
         }
         Ok(())

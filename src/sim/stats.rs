@@ -34,9 +34,11 @@ struct Inner {
     availability: BTreeMap<String, Availability>,
     unauthorized: u64,
     forbidden: u64,
-    /// Distinct authorization decisions: (user, verb, group, resource[/sub], namespace, path, allowed).
-    authorizations: BTreeMap<(String, String, String, String, String, String, bool), u64>,
+    authorizations: BTreeMap<Decided, u64>,
 }
+
+/// One distinct authorization decision: (user, verb, group, resource[/sub], namespace, path, allowed).
+type Decided = (String, String, String, String, String, String, bool);
 
 /// Distinct authorization decisions kept (a bound: clients choose the strings).
 const MAX_AUTHORIZATIONS: usize = 20_000;

@@ -13,8 +13,8 @@ use rcgen::{
 use rustls::DistinguishedName as HintName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::rbac::UserInfo;
@@ -129,8 +129,15 @@ impl Pki {
         &self.ca_pem
     }
 
-    /// A client certificate for `user` in `groups`, signed by the cluster CA.
+    /// A client certificate for `user` in `groups` (at most one: the certificate library writes one
+    /// organisation per subject), signed by the cluster CA.
     pub fn issue_client(&self, user: &str, groups: &[String]) -> Result<ClientCert, PkiError> {
+        if groups.len() > 1 {
+            return Err(PkiError(format!(
+                "a client certificate for '{user}' can carry one group, not {}; give the user a token instead",
+                groups.len()
+            )));
+        }
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.distinguished_name = dn(user, groups);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -163,7 +170,8 @@ impl Pki {
 
 /// CN = user name, every O = a group, as the x509 authenticator reads a client certificate.
 fn user_of(cert: &CertificateDer<'_>) -> Result<UserInfo, String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("client certificate: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("client certificate: {e}"))?;
     let subject = parsed.subject();
     let name = subject
         .iter_common_name()
@@ -235,11 +243,12 @@ mod tests {
     #[test]
     fn client_certificates_name_user_and_groups_and_foreign_ones_are_refused() {
         let pki = Pki::new(ServingCert::Valid).unwrap();
-        let c = pki.issue_client("alice", &["team-a".into(), "ops".into()]).unwrap();
+        assert!(pki.issue_client("alice", &["team-a".into(), "ops".into()]).is_err());
+        let c = pki.issue_client("alice", &["ops".into()]).unwrap();
         let der = rustls::pki_types::pem::PemObject::from_pem_slice(c.cert_pem.as_bytes()).unwrap();
         let user = pki.authenticate(&[der]).unwrap();
         assert_eq!(user.name, "alice");
-        assert_eq!(user.groups, vec!["team-a".to_string(), "ops".to_string()]);
+        assert_eq!(user.groups, vec!["ops".to_string()]);
 
         let other = Pki::new(ServingCert::Valid).unwrap();
         let foreign = other.issue_client("mallory", &["system:masters".into()]).unwrap();

@@ -92,7 +92,8 @@ pub fn https_raw(
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    write!(tls, "{method} {path} HTTP/1.0\r\nHost: sim\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    write!(tls, "{method} {path} HTTP/1.0\r\nHost: sim\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
     let mut raw = Vec::new();
     // A server that closes without close_notify ends the stream with UnexpectedEof: what arrived
     // before it is the whole answer of an HTTP/1.0 exchange.

@@ -1,0 +1,77 @@
+//! `k8s-upgrade rbac`: print the least-privilege roles for a job, generated from the same table
+//! the preflights check (`kubeapi::permissions`), as YAML for `kubectl apply -f -`.
+
+use clap::{Args, ValueEnum};
+
+use super::args::CatalogArgs;
+use super::{CliError, Exit, print_stdout};
+use crate::kubeapi::permissions::{self, Subject};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RbacJob {
+    /// Read-only: what `plan` and `inventory` read (no Secrets).
+    Plan,
+    /// What `apply` needs beyond `plan` (bind both roles to the operator).
+    Apply,
+    /// Reading Helm release Secrets, so `plan` can check Helm manifests for removed APIs.
+    HelmReleases,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for helm-releases --user alice@example.com"
+)]
+pub struct RbacArgs {
+    /// Which job the roles are for.
+    #[arg(long = "for", value_enum, value_name = "JOB")]
+    pub job: RbacJob,
+
+    /// For `--for apply`: the upgrader apply will run (`sim` also patches add-on workloads).
+    #[arg(long, value_enum, default_value_t = super::apply::UpgraderKind::Manual)]
+    pub upgrader: super::apply::UpgraderKind,
+
+    /// Bind the roles to this user (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub user: Vec<String>,
+
+    /// Bind the roles to this group (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub group: Vec<String>,
+
+    /// Bind the roles to this ServiceAccount, as NAMESPACE:NAME (repeatable).
+    #[arg(long, value_name = "NS:NAME")]
+    pub service_account: Vec<String>,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
+    let catalog = args.catalog.load()?;
+    let (name, rules) = match args.job {
+        RbacJob::Plan => ("k8s-upgrade-plan", permissions::plan_rules(&catalog)),
+        RbacJob::Apply => {
+            ("k8s-upgrade-apply", permissions::apply_rules(args.upgrader == super::apply::UpgraderKind::Sim))
+        }
+        RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
+    };
+    let mut subjects: Vec<Subject> = Vec::new();
+    subjects.extend(args.user.iter().cloned().map(Subject::User));
+    subjects.extend(args.group.iter().cloned().map(Subject::Group));
+    for sa in &args.service_account {
+        let (namespace, sa_name) = sa
+            .split_once(':')
+            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+            .ok_or_else(|| CliError::usage(format!("--service-account {sa}: expected NAMESPACE:NAME")))?;
+        subjects.push(Subject::ServiceAccount { namespace: namespace.into(), name: sa_name.into() });
+    }
+    let header = match args.job {
+        RbacJob::Plan => "# k8s-upgrade plan: read-only. Bind it to whoever plans upgrades.\n",
+        RbacJob::Apply => "# k8s-upgrade apply: what apply needs beyond the k8s-upgrade-plan role; bind both.\n",
+        RbacJob::HelmReleases => {
+            "# k8s-upgrade plan, Helm releases: lets plan read Helm release Secrets (their manifests only).\n# RBAC cannot grant one type of Secret, so this reads every Secret: grant it only where that is acceptable.\n"
+        }
+    };
+    print_stdout(&format!("{header}{}", permissions::manifests(name, &rules, &subjects)))?;
+    Ok(Exit::Success)
+}

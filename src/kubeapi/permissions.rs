@@ -1,0 +1,453 @@
+//! What `plan` and `apply` are allowed to ask of a cluster, written once. The same table renders
+//! the ClusterRoles `k8s-upgrade rbac` prints and drives the SelfSubjectAccessReview preflights,
+//! so the roles we ship and the checks we run can never drift apart. Every rule says why it
+//! exists. Discovery, `/version` and `/readyz` are not here: every cluster grants them to all
+//! authenticated users through the default `system:discovery` and `system:public-info-viewer`
+//! roles.
+
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+use crate::catalog::Catalog;
+
+/// The lease that serialises applies (see `exec::lock`).
+pub const LOCK_LEASE: &str = "k8s-upgrade-lock";
+pub const LOCK_NAMESPACE: &str = "kube-system";
+
+/// Which job a rule serves: it decides the role it lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Job {
+    /// Read-only: `plan` and `inventory`.
+    Plan,
+    /// Reading Helm release Secrets: a separate grant, because it reads Secret contents.
+    HelmReleases,
+    /// What `apply` needs beyond `plan`.
+    Apply,
+}
+
+/// One RBAC rule with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub job: Job,
+    /// `None`: a ClusterRole rule; `Some(ns)`: a Role rule in that namespace.
+    pub namespace: Option<&'static str>,
+    pub verbs: Vec<&'static str>,
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub resource_names: Vec<&'static str>,
+    pub non_resource_urls: Vec<&'static str>,
+    pub why: &'static str,
+}
+
+impl Rule {
+    fn resource(job: Job, verbs: &[&'static str], group: &str, resources: &[&str], why: &'static str) -> Rule {
+        Rule {
+            job,
+            namespace: None,
+            verbs: verbs.to_vec(),
+            api_groups: vec![group.to_string()],
+            resources: resources.iter().map(|r| r.to_string()).collect(),
+            resource_names: vec![],
+            non_resource_urls: vec![],
+            why,
+        }
+    }
+
+    /// The access reviews that prove this rule is held: one per verb × group × resource (×
+    /// name), or per verb × URL.
+    pub fn checks(&self) -> Vec<Check> {
+        let mut out = Vec::new();
+        for verb in &self.verbs {
+            for url in &self.non_resource_urls {
+                out.push(Check::NonResource { verb: verb.to_string(), path: url.to_string() });
+            }
+            for group in &self.api_groups {
+                for resource in &self.resources {
+                    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+                    let names: Vec<&str> =
+                        if self.resource_names.is_empty() { vec![""] } else { self.resource_names.clone() };
+                    for name in names {
+                        out.push(Check::Resource {
+                            verb: verb.to_string(),
+                            group: group.clone(),
+                            resource: resource.to_string(),
+                            subresource: subresource.to_string(),
+                            namespace: self.namespace.unwrap_or_default().to_string(),
+                            name: name.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One permission, as an access review asks it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Check {
+    Resource { verb: String, group: String, resource: String, subresource: String, namespace: String, name: String },
+    NonResource { verb: String, path: String },
+}
+
+impl std::fmt::Display for Check {
+    /// `list secrets (all namespaces)`, `create pods/eviction (all namespaces)`,
+    /// `update leases.coordination.k8s.io "k8s-upgrade-lock" in kube-system`, `get /metrics`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::NonResource { verb, path } => write!(f, "{verb} {path}"),
+            Check::Resource { verb, group, resource, subresource, namespace, name } => {
+                write!(f, "{verb} {resource}")?;
+                if !subresource.is_empty() {
+                    write!(f, "/{subresource}")?;
+                }
+                if !group.is_empty() {
+                    write!(f, ".{group}")?;
+                }
+                if !name.is_empty() {
+                    write!(f, " \"{name}\"")?;
+                }
+                if namespace.is_empty() { write!(f, " (all namespaces)") } else { write!(f, " in {namespace}") }
+            }
+        }
+    }
+}
+
+/// Reads of `plan`; the last rule covers every API the catalog knows to be deprecated, at the
+/// group it is read through (the deprecated one, or its replacement when that is served).
+pub fn plan_rules(catalog: &Catalog) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::resource(
+            Job::Plan,
+            &["list"],
+            "",
+            &["nodes"],
+            "kubelet versions, roles, taints and OS images of every node: skew, node rolls and drain capacity",
+        ),
+        Rule::resource(
+            Job::Plan,
+            &["list"],
+            "",
+            &["pods"],
+            "control-plane static pods (component versions), add-on images, and every pod a drain would evict",
+        ),
+        Rule::resource(
+            Job::Plan,
+            &["list"],
+            "apps",
+            &["deployments", "replicasets", "statefulsets", "daemonsets"],
+            "owners of pods (what a drain evicts and what recreates it) and add-on versions",
+        ),
+        Rule::resource(
+            Job::Plan,
+            &["list"],
+            "policy",
+            &["poddisruptionbudgets"],
+            "disruption budgets that would block a drain",
+        ),
+    ];
+    let (groups, resources) = deprecated_reads(catalog);
+    rules.push(Rule {
+        job: Job::Plan,
+        namespace: None,
+        verbs: vec!["list"],
+        api_groups: groups.into_iter().collect(),
+        resources: resources.into_iter().collect(),
+        resource_names: vec![],
+        non_resource_urls: vec![],
+        why: "objects still stored at API versions a hop removes (the catalog's deprecated APIs, read through their replacement where it is served)",
+    });
+    rules.push(Rule {
+        job: Job::Plan,
+        namespace: None,
+        verbs: vec!["get"],
+        api_groups: vec![],
+        resources: vec![],
+        resource_names: vec![],
+        non_resource_urls: vec!["/metrics"],
+        why: "the apiserver's apiserver_requested_deprecated_apis metric: clients still calling removed APIs",
+    });
+    rules
+}
+
+/// Groups and resources the collector lists for the catalog's deprecated APIs.
+pub fn deprecated_reads(catalog: &Catalog) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut groups = BTreeSet::new();
+    let mut resources = BTreeSet::new();
+    for api in &catalog.apis.apis {
+        groups.insert(api.group.clone());
+        if let Some(r) = &api.replacement {
+            groups.insert(r.group.clone());
+        }
+        resources.insert(api.resource.clone());
+    }
+    (groups, resources)
+}
+
+/// Helm v3 keeps each release in a Secret of type `helm.sh/release.v1`; there is no RBAC rule
+/// for one type of Secret, so this grants reading all of them and is kept apart.
+pub fn helm_rules() -> Vec<Rule> {
+    vec![Rule::resource(
+        Job::HelmReleases,
+        &["list"],
+        "",
+        &["secrets"],
+        "Helm release manifests (Secrets of type helm.sh/release.v1, owner=helm), checked for removed APIs; values are never read out",
+    )]
+}
+
+/// What `apply` needs beyond `plan`. `sim_upgrader`: the built-in simulator's upgrader, which
+/// also patches add-on workloads.
+pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::resource(
+            Job::Apply,
+            &["get", "watch", "patch"],
+            "",
+            &["nodes"],
+            "watch nodes come back Ready at the target; cordon, uncordon and record progress in k8s-upgrade.dev/ annotations",
+        ),
+        Rule::resource(
+            Job::Apply,
+            &["watch"],
+            "",
+            &["pods"],
+            "see evicted pods go and replacements become ready, without polling",
+        ),
+        Rule::resource(
+            Job::Apply,
+            &["create"],
+            "",
+            &["pods/eviction"],
+            "drain through the Eviction API, so every PodDisruptionBudget is honoured",
+        ),
+        Rule::resource(
+            Job::Apply,
+            &["watch"],
+            "apps",
+            &["deployments", "statefulsets"],
+            "health gates: workloads back at their ready replicas between nodes",
+        ),
+        Rule::resource(
+            Job::Apply,
+            &["watch"],
+            "policy",
+            &["poddisruptionbudgets"],
+            "retry an eviction as soon as its budget allows a disruption again",
+        ),
+        Rule {
+            namespace: Some(LOCK_NAMESPACE),
+            ..Rule::resource(
+                Job::Apply,
+                &["create"],
+                "coordination.k8s.io",
+                &["leases"],
+                "take the cluster lock, so two applies never run at once (create cannot be limited to one name)",
+            )
+        },
+        Rule {
+            namespace: Some(LOCK_NAMESPACE),
+            resource_names: vec![LOCK_LEASE],
+            ..Rule::resource(
+                Job::Apply,
+                &["get", "update", "patch", "delete"],
+                "coordination.k8s.io",
+                &["leases"],
+                "read, renew and release the cluster lock, and nothing but it",
+            )
+        },
+    ];
+    if sim_upgrader {
+        rules.push(Rule::resource(
+            Job::Apply,
+            &["get", "patch"],
+            "apps",
+            &["deployments", "daemonsets", "statefulsets"],
+            "the simulator's upgrader moves add-on images to their new version",
+        ));
+    }
+    rules
+}
+
+/// A subject the printed bindings name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User(String),
+    Group(String),
+    ServiceAccount { namespace: String, name: String },
+}
+
+fn yaml_list(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items.iter().map(|s| serde_json::Value::String(s.clone()).to_string()).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn rule_yaml(r: &Rule) -> String {
+    let mut out =
+        format!("# {}\n- verbs: {}\n", r.why, yaml_list(&r.verbs.iter().map(|v| v.to_string()).collect::<Vec<_>>()));
+    if !r.non_resource_urls.is_empty() {
+        out.push_str(&format!(
+            "  nonResourceURLs: {}\n",
+            yaml_list(&r.non_resource_urls.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+        ));
+    } else {
+        out.push_str(&format!("  apiGroups: {}\n  resources: {}\n", yaml_list(&r.api_groups), yaml_list(&r.resources)));
+        if !r.resource_names.is_empty() {
+            out.push_str(&format!(
+                "  resourceNames: {}\n",
+                yaml_list(&r.resource_names.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+            ));
+        }
+    }
+    out
+}
+
+fn subjects_yaml(subjects: &[Subject]) -> String {
+    let mut out = String::from("subjects:\n");
+    for s in subjects {
+        let q = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+        match s {
+            Subject::User(n) => {
+                out.push_str(&format!("- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: {}\n", q(n)))
+            }
+            Subject::Group(n) => {
+                out.push_str(&format!("- kind: Group\n  apiGroup: rbac.authorization.k8s.io\n  name: {}\n", q(n)))
+            }
+            Subject::ServiceAccount { namespace, name } => {
+                out.push_str(&format!("- kind: ServiceAccount\n  namespace: {}\n  name: {}\n", q(namespace), q(name)))
+            }
+        }
+    }
+    out
+}
+
+/// The objects granting `rules`, as multi-document YAML for `kubectl apply -f -`: a ClusterRole
+/// named `name` for the cluster-wide rules, a Role of the same name in each namespace that has
+/// rules, and (when `subjects` is not empty) a binding for each.
+pub fn manifests(name: &str, rules: &[Rule], subjects: &[Subject]) -> String {
+    let labels = "  labels:\n    app.kubernetes.io/name: k8s-upgrade\n";
+    let mut docs = Vec::new();
+    let cluster: Vec<&Rule> = rules.iter().filter(|r| r.namespace.is_none()).collect();
+    if !cluster.is_empty() {
+        let body: String = cluster.iter().map(|r| rule_yaml(r)).collect();
+        docs.push(format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\n{labels}rules:\n{body}"));
+        if !subjects.is_empty() {
+            docs.push(format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {name}\n{labels}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {name}\n{}",
+                subjects_yaml(subjects)
+            ));
+        }
+    }
+    let namespaces: BTreeSet<&str> = rules.iter().filter_map(|r| r.namespace).collect();
+    for ns in namespaces {
+        let body: String = rules.iter().filter(|r| r.namespace == Some(ns)).map(rule_yaml).collect();
+        docs.push(format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}rules:\n{body}"));
+        if !subjects.is_empty() {
+            docs.push(format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {name}\n{}",
+                subjects_yaml(subjects)
+            ));
+        }
+    }
+    docs.join("---\n")
+}
+
+/// The answer to one access review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Denied,
+    /// The review itself failed (the cluster refused SelfSubjectAccessReview, or it errored).
+    Unknown(String),
+}
+
+/// Asks the server about every check with SelfSubjectAccessReview, eight at a time.
+pub async fn review(client: &Client, checks: &[Check]) -> Vec<(Check, Verdict)> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let unique: BTreeSet<Check> = checks.iter().cloned().collect();
+    futures::stream::iter(unique)
+        .map(|check| {
+            let api = api.clone();
+            async move {
+                let spec = match &check {
+                    Check::Resource { verb, group, resource, subresource, namespace, name } => {
+                        SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(ResourceAttributes {
+                                verb: Some(verb.clone()),
+                                group: Some(group.clone()),
+                                resource: Some(resource.clone()),
+                                subresource: (!subresource.is_empty()).then(|| subresource.clone()),
+                                namespace: (!namespace.is_empty()).then(|| namespace.clone()),
+                                name: (!name.is_empty()).then(|| name.clone()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }
+                    }
+                    Check::NonResource { verb, path } => SelfSubjectAccessReviewSpec {
+                        non_resource_attributes: Some(NonResourceAttributes {
+                            verb: Some(verb.clone()),
+                            path: Some(path.clone()),
+                        }),
+                        ..Default::default()
+                    },
+                };
+                let review = SelfSubjectAccessReview { spec, ..Default::default() };
+                let pp = PostParams::default();
+                let verdict = match crate::inventory::live::with_retries(|| api.create(&pp, &review)).await {
+                    Ok(r) => match r.status {
+                        Some(s) if s.allowed => Verdict::Allowed,
+                        Some(_) => Verdict::Denied,
+                        None => Verdict::Unknown("the review came back without a status".into()),
+                    },
+                    Err(e) => Verdict::Unknown(super::errors::cause(&e).describe("the apiserver")),
+                };
+                (check, verdict)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_expand_verbs_resources_names_and_urls() {
+        let rules = apply_rules(false);
+        let checks: Vec<String> = rules.iter().flat_map(Rule::checks).map(|c| c.to_string()).collect();
+        assert!(checks.contains(&"create pods/eviction (all namespaces)".to_string()), "{checks:?}");
+        assert!(checks.contains(&"update leases.coordination.k8s.io \"k8s-upgrade-lock\" in kube-system".to_string()));
+        assert!(checks.contains(&"create leases.coordination.k8s.io in kube-system".to_string()));
+        let plan = plan_rules(&Catalog::embedded().unwrap());
+        let checks: Vec<String> = plan.iter().flat_map(Rule::checks).map(|c| c.to_string()).collect();
+        assert!(checks.contains(&"get /metrics".to_string()));
+        assert!(checks.contains(&"list nodes (all namespaces)".to_string()));
+        assert!(!checks.iter().any(|c| c.contains("secrets")), "the plan role never reads Secrets: {checks:?}");
+    }
+
+    #[test]
+    fn manifests_are_valid_yaml_with_a_reason_per_rule() {
+        let catalog = Catalog::embedded().unwrap();
+        let mut rules = plan_rules(&catalog);
+        rules.extend(apply_rules(true));
+        let text = manifests("k8s-upgrade", &rules, &[Subject::Group("ops".into())]);
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
+        let cluster_rules = docs[0]["rules"].as_array().unwrap();
+        assert_eq!(cluster_rules.len(), rules.iter().filter(|r| r.namespace.is_none()).count());
+        assert_eq!(text.matches("\n# ").count() + usize::from(text.starts_with("# ")), rules.len());
+        assert_eq!(docs[3]["subjects"][0]["name"], "ops");
+    }
+}
