@@ -119,10 +119,15 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// Reads of `plan`; the last rule covers every API the catalog knows to be deprecated, at the
-/// group it is read through (the deprecated one, or its replacement when that is served).
+/// Reads of `plan`. Workloads, budgets and the catalog's deprecated APIs share one rule: RBAC
+/// rules are a product of groups and resources, and the deprecated APIs span `apps` and `policy`
+/// too, so separate rules would overlap and one of them would never be needed.
 pub fn plan_rules(catalog: &Catalog) -> Vec<Rule> {
-    let mut rules = vec![
+    let (mut groups, mut resources) = deprecated_reads(catalog);
+    groups.extend(["apps".to_string(), "policy".to_string()]);
+    resources
+        .extend(["deployments", "replicasets", "statefulsets", "daemonsets", "poddisruptionbudgets"].map(String::from));
+    vec![
         Rule::resource(
             Job::Plan,
             &["list"],
@@ -137,43 +142,27 @@ pub fn plan_rules(catalog: &Catalog) -> Vec<Rule> {
             &["pods"],
             "control-plane static pods (component versions), add-on images, and every pod a drain would evict",
         ),
-        Rule::resource(
-            Job::Plan,
-            &["list"],
-            "apps",
-            &["deployments", "replicasets", "statefulsets", "daemonsets"],
-            "owners of pods (what a drain evicts and what recreates it) and add-on versions",
-        ),
-        Rule::resource(
-            Job::Plan,
-            &["list"],
-            "policy",
-            &["poddisruptionbudgets"],
-            "disruption budgets that would block a drain",
-        ),
-    ];
-    let (groups, resources) = deprecated_reads(catalog);
-    rules.push(Rule {
-        job: Job::Plan,
-        namespace: None,
-        verbs: vec!["list"],
-        api_groups: groups.into_iter().collect(),
-        resources: resources.into_iter().collect(),
-        resource_names: vec![],
-        non_resource_urls: vec![],
-        why: "objects still stored at API versions a hop removes (the catalog's deprecated APIs, read through their replacement where it is served)",
-    });
-    rules.push(Rule {
-        job: Job::Plan,
-        namespace: None,
-        verbs: vec!["get"],
-        api_groups: vec![],
-        resources: vec![],
-        resource_names: vec![],
-        non_resource_urls: vec!["/metrics"],
-        why: "the apiserver's apiserver_requested_deprecated_apis metric: clients still calling removed APIs",
-    });
-    rules
+        Rule {
+            job: Job::Plan,
+            namespace: None,
+            verbs: vec!["list"],
+            api_groups: groups.into_iter().collect(),
+            resources: resources.into_iter().collect(),
+            resource_names: vec![],
+            non_resource_urls: vec![],
+            why: "workloads (pod owners, add-on versions), disruption budgets that would stall a drain, and objects still stored at API versions a hop removes (the catalog's deprecated APIs, read through their replacement where it is served)",
+        },
+        Rule {
+            job: Job::Plan,
+            namespace: None,
+            verbs: vec!["get"],
+            api_groups: vec![],
+            resources: vec![],
+            resource_names: vec![],
+            non_resource_urls: vec!["/metrics"],
+            why: "the apiserver's apiserver_requested_deprecated_apis metric: clients still calling removed APIs",
+        },
+    ]
 }
 
 /// Groups and resources the collector lists for the catalog's deprecated APIs.
@@ -434,6 +423,24 @@ mod tests {
         assert!(checks.contains(&"get /metrics".to_string()));
         assert!(checks.contains(&"list nodes (all namespaces)".to_string()));
         assert!(!checks.iter().any(|c| c.contains("secrets")), "the plan role never reads Secrets: {checks:?}");
+    }
+
+    /// No rule may be implied by the others of its role: removing any rule must lose a check.
+    #[test]
+    fn no_rule_is_covered_by_the_others() {
+        let catalog = Catalog::embedded().unwrap();
+        for rules in [plan_rules(&catalog), apply_rules(true), helm_rules()] {
+            for (i, rule) in rules.iter().enumerate() {
+                let others: BTreeSet<Check> =
+                    rules.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, r)| r.checks()).collect();
+                let covered = |c: &Check| {
+                    others.contains(c)
+                        || matches!(c, Check::Resource { verb, group, resource, subresource, namespace, .. }
+                            if others.contains(&Check::Resource { verb: verb.clone(), group: group.clone(), resource: resource.clone(), subresource: subresource.clone(), namespace: namespace.clone(), name: String::new() }))
+                };
+                assert!(!rule.checks().iter().all(covered), "rule {i} ({}) adds nothing", rule.why);
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (faster to link), one module per area.
 
+mod access;
 mod apply;
 mod common;
 mod paths;
