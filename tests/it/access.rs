@@ -555,7 +555,7 @@ fn the_shipped_roles_suffice_every_rule_is_used_and_each_missing_rule_is_named()
             let verb = removed["verbs"][0].as_str().unwrap();
             let named = removed["resources"]
                 .as_array()
-                .map_or(false, |rs| rs.iter().any(|r| out.contains(&format!("{verb} {}", r.as_str().unwrap()))))
+                .is_some_and(|rs| rs.iter().any(|r| out.contains(&format!("{verb} {}", r.as_str().unwrap()))))
                 || removed["nonResourceURLs"]
                     .as_array()
                     .is_some_and(|us| us.iter().any(|u| out.contains(&format!("{verb} {}", u.as_str().unwrap()))));
