@@ -74,46 +74,12 @@ fn edit_kubeconfig(from: &Path, to: &Path, edit: impl FnOnce(&mut Value)) -> Pat
     to.to_path_buf()
 }
 
-/// Every credential the cluster's kubeconfigs carry, as it could leak: tokens, and each client
-/// key in base64 (as in the kubeconfig) and as PEM body lines.
-fn secrets(c: &Cluster) -> Vec<String> {
-    let mut out = vec![PLANNER_TOKEN.to_string(), ADMIN_TOKEN.to_string()];
-    for entry in std::fs::read_dir(&c.dir).unwrap().filter_map(Result::ok) {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        for line in text.lines() {
-            if let Some(data) = line
-                .trim()
-                .strip_prefix("client-key-data: ")
-                .or_else(|| line.trim().strip_prefix("\"client-key-data\": "))
-            {
-                let data = data.trim_matches(['"', ',']);
-                out.push(data.to_string());
-                if let Ok(pem) = base64::engine::general_purpose::STANDARD.decode(data) {
-                    let pem = String::from_utf8_lossy(&pem).into_owned();
-                    out.extend(pem.lines().filter(|l| l.len() > 20 && !l.starts_with("-----")).map(str::to_string));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Fails if any credential of the cluster appears in `texts` or in any journal, events or
-/// output file the tests wrote into its dir.
+/// Fails if a token of the scenario or a credential of any kubeconfig the test wrote appears in
+/// `texts` (the files the test wrote are searched when the cluster is dropped).
 fn assert_no_secrets(c: &Cluster, texts: &[&str]) {
-    let secrets = secrets(c);
-    let mut haystacks: Vec<(String, String)> =
-        texts.iter().enumerate().map(|(i, t)| (format!("output {i}"), t.to_string())).collect();
-    for entry in std::fs::read_dir(&c.dir).unwrap().filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") || name.ends_with(".jsonl") || name.ends_with(".out") {
-            haystacks.push((name, std::fs::read_to_string(entry.path()).unwrap_or_default()));
-        }
-    }
-    for (where_, text) in &haystacks {
-        for s in &secrets {
-            assert!(!text.contains(s.as_str()), "a credential leaked into {where_}");
-        }
+    c.assert_no_credentials(texts);
+    for t in texts {
+        assert!(!t.contains(PLANNER_TOKEN) && !t.contains(ADMIN_TOKEN), "a scenario token leaked");
     }
 }
 
@@ -613,6 +579,47 @@ fn the_shipped_roles_suffice_every_rule_is_used_and_each_missing_rule_is_named()
         }
     }
     assert_no_secrets(&c, &[&stdout(&plan), &stderr(&plan), &stdout(&apply), &stderr(&apply)]);
+}
+
+#[test]
+fn a_password_in_the_server_url_never_reaches_output_journal_or_events() {
+    let c = cluster();
+    let with_password = edit_kubeconfig(&c.kubeconfig, &c.dir.join("userinfo.kubeconfig"), |v| {
+        let server = v["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .unwrap()
+            .replace("https://", "https://admin:HUNTER2-PASSWORD@");
+        v["clusters"][0]["cluster"]["server"] = json!(server);
+    });
+    let state = c.dir.join("state");
+    let o = tool_cmd(
+        &c,
+        &[
+            "apply",
+            "--kubeconfig",
+            with_password.to_str().unwrap(),
+            "--to",
+            "1.25",
+            "--yes",
+            "--upgrader",
+            "sim",
+            "--gate-passes",
+            "1",
+            "--events",
+            c.dir.join("userinfo-events.jsonl").to_str().unwrap(),
+        ],
+    )
+    .env("XDG_STATE_HOME", &state)
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let mut seen = vec![stdout(&o), stderr(&o), std::fs::read_to_string(c.dir.join("userinfo-events.jsonl")).unwrap()];
+    for entry in std::fs::read_dir(state.join("k8s-upgrade")).unwrap().filter_map(Result::ok) {
+        seen.push(entry.file_name().to_string_lossy().into_owned());
+        seen.push(std::fs::read_to_string(entry.path()).unwrap());
+    }
+    assert!(seen.iter().all(|t| !t.contains("HUNTER2")), "the password leaked: {seen:?}");
+    assert!(seen[1].contains("<redacted>@127.0.0.1"), "the server is still named: {}", seen[1]);
 }
 
 #[test]

@@ -48,7 +48,9 @@ fn events(c: &Cluster) -> PathBuf {
 }
 
 fn apply(c: &Cluster, args: &[&str]) -> Output {
-    apply_cmd(c, args).output().expect("run apply")
+    let o = apply_cmd(c, args).output().expect("run apply");
+    c.assert_no_credentials(&[&stdout(&o), &stderr(&o)]);
+    o
 }
 
 fn read_events(path: &Path) -> Vec<Value> {

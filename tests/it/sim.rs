@@ -194,12 +194,88 @@ impl Cluster {
     }
 }
 
+/// The credentials inside a kubeconfig file, as they could leak: tokens, and client keys both
+/// base64 (as written) and as the PEM body lines they decode to.
+pub fn credentials_in(kubeconfig: &std::path::Path) -> Vec<String> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(kubeconfig).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let field = |k: &str| line.strip_prefix(k).map(|v| v.trim().trim_matches(['"', ',']).to_string());
+        if let Some(t) = field("token:").or_else(|| field("\"token\":")) {
+            out.push(t);
+        }
+        if let Some(data) = field("client-key-data:").or_else(|| field("\"client-key-data\":")) {
+            if let Ok(pem) = base64::engine::general_purpose::STANDARD.decode(&data) {
+                let pem = String::from_utf8_lossy(&pem).into_owned();
+                out.extend(pem.lines().filter(|l| l.len() > 20 && !l.starts_with("-----")).map(str::to_string));
+            }
+            out.push(data);
+        }
+    }
+    out.retain(|s| s.len() >= 8);
+    out
+}
+
+impl Cluster {
+    /// Fails if a credential of any kubeconfig in the cluster's dir appears in `texts`.
+    pub fn assert_no_credentials(&self, texts: &[&str]) {
+        let secrets = self.credentials();
+        for (i, t) in texts.iter().enumerate() {
+            assert!(!secrets.iter().any(|s| t.contains(s.as_str())), "a kubeconfig credential leaked into output {i}");
+        }
+    }
+
+    fn credentials(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "kubeconfig" || name.ends_with(".kubeconfig") {
+                out.extend(credentials_in(&entry.path()));
+            }
+        }
+        out
+    }
+
+    /// Journals, events files and saved outputs the test left in the cluster's dir (and in the
+    /// state directory under its HOME, where a default journal goes).
+    fn written_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.dir.clone(), self.dir.join("home/.local/state/k8s-upgrade")];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if [".json", ".jsonl", ".out", ".log", ".yaml"].iter().any(|e| name.ends_with(e)) {
+                    out.push(entry.path());
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
             self.rt.block_on(r.shutdown());
         }
+        // Every journal, events file and saved output of every test is searched for the
+        // credentials its kubeconfigs carry.
+        let leaked: Vec<String> = if std::thread::panicking() {
+            vec![]
+        } else {
+            let secrets = self.credentials();
+            self.written_files()
+                .into_iter()
+                .filter(|f| {
+                    let text = std::fs::read_to_string(f).unwrap_or_default();
+                    secrets.iter().any(|s| text.contains(s.as_str()))
+                })
+                .map(|f| f.display().to_string())
+                .collect()
+        };
         let _ = std::fs::remove_dir_all(&self.dir);
+        assert!(leaked.is_empty(), "a kubeconfig credential leaked into {leaked:?}");
     }
 }
 
