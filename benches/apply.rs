@@ -21,8 +21,7 @@
 //!
 //! Run with `cargo bench --bench apply`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,9 +36,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+#[path = "support/https.rs"]
+mod https;
+
 struct Sim {
     child: Child,
-    addr: String,
+    api: https::Https,
     kubeconfig: PathBuf,
 }
 
@@ -56,23 +58,17 @@ fn start(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> Sim {
         .expect("start the simulator");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let text = std::fs::read_to_string(&kubeconfig).unwrap();
-    let addr =
-        text.lines().find_map(|l| l.trim().strip_prefix("server: http://")).unwrap().trim_end_matches('/').to_string();
+    let api = https::Https::from_kubeconfig(&kubeconfig);
     std::thread::sleep(Duration::from_secs(2));
-    Sim { child, addr, kubeconfig }
+    Sim { child, api, kubeconfig }
 }
 
-fn stats(addr: &str) -> serde_json::Value {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET /sim/stats HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+fn stats(api: &https::Https) -> serde_json::Value {
+    serde_json::from_slice(&api.get("/sim/stats")).unwrap()
 }
 
-fn requests(addr: &str) -> u64 {
-    stats(addr)["totalRequests"].as_u64().unwrap()
+fn requests(api: &https::Https) -> u64 {
+    stats(api)["totalRequests"].as_u64().unwrap()
 }
 
 fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) {
@@ -85,7 +81,7 @@ fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) {
 fn run_apply(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
     std::fs::create_dir_all(dir.join("home")).unwrap();
     let sim = start(bin, dir, scenario, scale);
-    let before = requests(&sim.addr);
+    let before = requests(&sim.api);
     let t = Instant::now();
     let o = Command::new(bin)
         .args(["apply", "--kubeconfig"])
@@ -116,9 +112,9 @@ fn run_apply(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let s = stats(&sim.addr);
+    let s = stats(&sim.api);
     assert_eq!(s["pdbViolations"], 0);
-    let sent = (requests(&sim.addr) - before) as f64;
+    let sent = (requests(&sim.api) - before) as f64;
     let mut c = sim.child;
     let _ = c.kill();
     let _ = c.wait();
@@ -131,7 +127,7 @@ fn run_kubectl(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64)
     let sim = start(bin, dir, scenario, scale);
     let home = dir.join("home");
     kubectl(&home, &sim.kubeconfig, &["get", "nodes", "-o", "name"]); // warm the discovery cache
-    let before = requests(&sim.addr);
+    let before = requests(&sim.api);
     let t = Instant::now();
     for node in WORKERS {
         kubectl(
@@ -158,7 +154,7 @@ fn run_kubectl(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64)
         kubectl(&home, &sim.kubeconfig, &["uncordon", node]);
     }
     let took = t.elapsed().as_secs_f64();
-    let sent = (requests(&sim.addr) - before) as f64;
+    let sent = (requests(&sim.api) - before) as f64;
     let mut c = sim.child;
     let _ = c.kill();
     let _ = c.wait();

@@ -7,19 +7,12 @@
 //!
 //! Run with `cargo bench --bench sim`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn get(addr: SocketAddr, path: &str) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: sim\r\nAccept: application/json\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
-    raw.split_off(split)
-}
+#[path = "support/https.rs"]
+mod https;
 
 #[derive(serde::Deserialize)]
 struct Page {
@@ -34,11 +27,11 @@ struct PageMeta {
     continue_token: Option<String>,
 }
 
-fn list_all_pods(addr: SocketAddr) -> usize {
+fn list_all_pods(api: &https::Https) -> usize {
     let mut total = 0;
     let mut cont = String::new();
     loop {
-        let body = get(addr, &format!("/api/v1/pods?limit=500&continue={cont}"));
+        let body = api.get(&format!("/api/v1/pods?limit=500&continue={cont}"));
         // Check the page is a well-formed PodList and count its items without building values.
         let page: Page = serde_json::from_slice(&body).expect("a PodList");
         assert_eq!(page.kind, "PodList");
@@ -82,18 +75,13 @@ fn main() {
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let startup = started.elapsed();
-    let addr: SocketAddr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .expect("simulator address");
+    let api = https::Https::from_kubeconfig(&kubeconfig);
     println!("large scenario up in {} ({})", ms(startup), first.trim());
 
     let mut lists = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let n = list_all_pods(addr);
+        let n = list_all_pods(&api);
         lists.push(t.elapsed());
         assert_eq!(n, 150_000 + 12, "every pod listed once");
     }
