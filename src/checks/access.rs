@@ -9,22 +9,35 @@ use crate::inventory::Inventory;
 
 pub fn access(inv: &Inventory) -> Vec<Finding> {
     let Some(cluster) = &inv.cluster else { return vec![] };
-    cluster
-        .access_gaps
-        .iter()
-        .map(|g| {
+    // Gaps with one consequence (the deprecated APIs come one read per resource) are one finding.
+    let mut groups: Vec<(&str, bool, Vec<&str>, Vec<&str>)> = Vec::new();
+    for g in &cluster.access_gaps {
+        match groups.iter_mut().find(|(c, b, _, _)| *c == g.consequence && *b == g.blocks) {
+            Some((_, _, whats, perms)) => {
+                whats.push(&g.what);
+                if !perms.contains(&g.permission.as_str()) {
+                    perms.push(&g.permission);
+                }
+            }
+            None => groups.push((&g.consequence, g.blocks, vec![&g.what], vec![&g.permission])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(consequence, blocks, whats, perms)| {
             let mut details = serde_json::Map::new();
-            details.insert("permission".into(), serde_json::json!(g.permission));
+            details.insert("permissions".into(), serde_json::json!(perms));
+            let quoted: Vec<String> = perms.iter().map(|p| format!("`{p}`")).collect();
             Finding {
                 code: "READ_FORBIDDEN",
-                severity: if g.blocks { Severity::Blocker } else { Severity::Warning },
+                severity: if blocks { Severity::Blocker } else { Severity::Warning },
                 hop: None,
-                subject: g.what.clone(),
-                message: format!("could not read {}: no `{}`; {}", g.what, g.permission, g.consequence),
+                subject: whats.join(", "),
+                message: format!("could not read {}: no {}; {consequence}", whats.join(", "), quoted.join(", ")),
                 evidence: None,
                 remediation: format!(
-                    "grant `{}` (see `k8s-upgrade rbac --for plan`) and plan again, or plan as an identity that has it",
-                    g.permission
+                    "grant {} (see `k8s-upgrade rbac --for plan`) and plan again, or plan as an identity that has it",
+                    quoted.join(", ")
                 ),
                 details,
             }
@@ -61,6 +74,7 @@ mod tests {
         };
         let f = access(&inv);
         assert_eq!(f.len(), 2);
+        assert!(f[1].remediation.contains("`list nodes (all namespaces)`"), "{}", f[1].remediation);
         assert_eq!(f[0].severity, Severity::Warning);
         assert!(
             f[0].message.starts_with("could not read Helm releases: no `list secrets (all namespaces)`"),

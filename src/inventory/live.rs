@@ -61,14 +61,20 @@ pub enum LiveError {
     Unreachable { server: String, message: String },
     #[error("reading {what} from the cluster failed: {message}")]
     Read { what: String, message: String },
-    #[error("reading {what} from the cluster was refused: {message}")]
+    #[error(
+        "reading {what} from the cluster was refused (403 Forbidden): {message}; grant the roles from `k8s-upgrade rbac --for plan`, or use an identity that has them"
+    )]
     Forbidden { what: String, message: String },
 }
 
 fn read_error(what: &str, e: kube::Error) -> LiveError {
     match &e {
         kube::Error::Api(s) if s.code == 403 => LiveError::Forbidden { what: what.into(), message: s.message.clone() },
-        _ => LiveError::Read { what: what.into(), message: e.to_string() },
+        // The deprecated-API reads skip a kind the group-version does not serve by this reason.
+        kube::Error::Api(s) if s.code == 404 => {
+            LiveError::Read { what: what.into(), message: format!("NotFound: {}", s.message) }
+        }
+        _ => LiveError::Read { what: what.into(), message: crate::kubeapi::errors::describe(&e, "the apiserver") },
     }
 }
 
@@ -327,7 +333,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     })?;
     let mut facts = ClusterFacts { server_version: parse_version(&server.git_version), ..Default::default() };
     let (core, groups) = futures::try_join!(client.list_core_api_versions(), client.list_api_groups())
-        .map_err(|e| LiveError::Read { what: "discovery".into(), message: e.to_string() })?;
+        .map_err(|e| read_error("discovery", e))?;
     facts.served_group_versions = core.versions.clone();
     for g in &groups.groups {
         facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));

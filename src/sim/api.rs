@@ -531,7 +531,32 @@ fn list(
         out.extend_from_slice(&as_served(def, item));
     }
     out.extend_from_slice(b"]}");
-    Ok(bytes_response(200, Bytes::from(out), "application/json"))
+    Ok(maybe_gzip(headers, Bytes::from(out)))
+}
+
+/// Bodies from this size on are compressed for clients that accept gzip, as kube-apiserver does
+/// (its threshold and level: 128 KiB, level 1).
+const GZIP_THRESHOLD: usize = 128 * 1024;
+
+fn maybe_gzip(headers: &HeaderMap, body: Bytes) -> Response {
+    use std::io::Write;
+    let wants = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    if !wants || body.len() < GZIP_THRESHOLD {
+        return bytes_response(200, body, "application/json");
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::new(1));
+    match enc.write_all(&body).and_then(|()| enc.finish()) {
+        Ok(gz) => {
+            let mut r = bytes_response(200, Bytes::from(gz), "application/json");
+            r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            r
+        }
+        Err(_) => bytes_response(200, body, "application/json"),
+    }
 }
 
 fn get(sim: &Sim, def: &ResourceDef, t: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {

@@ -646,3 +646,98 @@ fn rbac_prints_valid_yaml_with_a_reason_for_every_rule() {
     let o = tool(&c, &["rbac", "--for", "apply", "--service-account", "nonamespace"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn large_lists_come_gzipped_as_from_an_apiserver_and_the_tool_reads_them() {
+    let scenario = Scenario::parse(
+        "many",
+        "name: many\ncluster: { version: \"1.30.14\", distro: kubeadm }\nnodePools:\n  - { name: w, count: 4, capacity: { pods: 110 } }\nworkloads:\n  - { kind: Deployment, name: web, replicas: 200 }\n",
+    )
+    .unwrap();
+    let c = Cluster::start(scenario, 0.05);
+    let raw = crate::sim::https_raw(c.addr(), c.tls.clone(), "GET", "/api/v1/pods", "Accept-Encoding: gzip\r\n", "");
+    let head = raw.split("\r\n\r\n").next().unwrap().to_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let plain = crate::sim::https_raw(c.addr(), c.tls.clone(), "GET", "/api/v1/pods", "", "");
+    assert!(!plain.to_lowercase().contains("content-encoding: gzip"), "only for clients that accept it");
+    let inv = tool(&c, &["inventory", "--kubeconfig", c.kubeconfig.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(inv.status.code(), Some(0), "{}", stderr(&inv));
+    let doc: Value = serde_json::from_str(&stdout(&inv)).unwrap();
+    assert!(doc["cluster"]["pods"].as_array().unwrap().len() >= 200);
+}
+
+#[test]
+fn service_accounts_anonymous_users_impersonation_and_the_scenario_s_kubeconfig_user() {
+    let mut s = scenario();
+    s.access.service_accounts.push(k8s_upgrade::sim::scenario::AccessServiceAccount {
+        namespace: "kube-system".into(),
+        name: "upgrader".into(),
+        token: "sa-token-7c6b5a4938271605f4e3d2c1".into(),
+    });
+    s.access.kubeconfig_user = Some("planner".into());
+    let c = Cluster::start(s, 0.05);
+    // The written kubeconfig acts as the scenario's user: the planner, by its token.
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    assert!(text.contains(PLANNER_TOKEN), "kubeconfigUser picks the credential");
+    let o = plan_with(&c, &c.kubeconfig, &[]);
+    assert!(stdout(&o).contains("could not read nodes"), "an unbound planner reads nothing: {}", stdout(&o));
+    // A ServiceAccount bound to both roles plans and applies.
+    bind(&c, &["--for", "plan", "--service-account", "kube-system:upgrader"]);
+    bind(&c, &["--for", "apply", "--upgrader", "sim", "--service-account", "kube-system:upgrader"]);
+    let sa = kubeconfig_for(&c, "sa.kubeconfig", &Credential::Token("sa-token-7c6b5a4938271605f4e3d2c1".into()));
+    let o = plan_with(&c, &sa, &[]);
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}", stderr(&o));
+    let users: Vec<String> = c.stats()["authorizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["user"].as_str().unwrap().to_string())
+        .collect();
+    assert!(users.contains(&"system:serviceaccount:kube-system:upgrader".to_string()), "{users:?}");
+    // Nothing presented: system:anonymous may read /version but not list nodes.
+    let anon = kubeconfig_for(&c, "anonymous.kubeconfig", &Credential::None);
+    let line = one_line_error(&plan_with(&c, &anon, &[]));
+    assert!(line.contains("403") && line.contains(r#"User "system:anonymous" cannot get path "/api""#), "{line}");
+    let (status, body) =
+        crate::sim::https_request(c.addr(), crate::sim::tls_client(running(&c), None), "GET", "/api/v1/nodes", "", "");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains(
+            r#"User \"system:anonymous\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"#
+        ),
+        "{body}"
+    );
+    let (status, _) =
+        crate::sim::https_request(c.addr(), crate::sim::tls_client(running(&c), None), "GET", "/version", "", "");
+    assert_eq!(status, 200);
+    // A bad token is 401 with the apiserver's exact body.
+    let (status, body) = crate::sim::https_request(
+        c.addr(),
+        crate::sim::tls_client(running(&c), None),
+        "GET",
+        "/version",
+        "Authorization: Bearer nope-nope-nope\r\n",
+        "",
+    );
+    assert_eq!(status, 401);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401})
+    );
+    // Impersonation: the admin may act as the planner; the planner may not act as anyone.
+    let admin = crate::sim::tls_client(running(&c), Some((sim::ADMIN_USER, &[sim::ADMIN_GROUP.to_string()])));
+    let (status, body) =
+        crate::sim::https_request(c.addr(), admin, "GET", "/api/v1/secrets", "Impersonate-User: planner\r\n", "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains(r#"User \"planner\" cannot list resource \"secrets\""#), "{body}");
+    let (status, body) = crate::sim::https_request(
+        c.addr(),
+        crate::sim::tls_client(running(&c), None),
+        "GET",
+        "/api/v1/nodes",
+        &format!("Authorization: Bearer {PLANNER_TOKEN}\r\nImpersonate-User: kubernetes-admin\r\n"),
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cannot impersonate resource \\\"users\\\""), "{body}");
+}
