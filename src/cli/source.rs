@@ -107,9 +107,6 @@ impl SourceArgs {
             let deadline = std::time::Duration::from_secs(300);
             match tokio::time::timeout(deadline, live::collect(&client, catalog, &options)).await {
                 Ok(Ok(inv)) => Ok(inv),
-                Ok(Err(live::LiveError::Unreachable { message, .. })) => {
-                    Err(CliError::error(format!("cannot reach the cluster at {server}: {}", first_line(&message))))
-                }
                 Ok(Err(e)) => Err(CliError::error(first_line(&e.to_string()))),
                 Err(_) => {
                     Err(CliError::error(format!("reading the cluster at {server} took longer than {deadline:?}")))

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
 
 use base64::Engine;
 use futures::future::try_join5;
@@ -55,10 +54,6 @@ pub struct CollectOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
-    #[error("cannot load kubeconfig{}: {message}; check --kubeconfig / KUBECONFIG", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
-    Kubeconfig { path: Option<String>, message: String },
-    #[error("cannot reach the cluster at {server}: {message}")]
-    Unreachable { server: String, message: String },
     #[error("reading {what} from the cluster failed: {message}")]
     Read { what: String, message: String },
     #[error(
@@ -76,31 +71,6 @@ fn read_error(what: &str, e: kube::Error) -> LiveError {
         }
         _ => LiveError::Read { what: what.into(), message: crate::kubeapi::errors::describe(&e, "the apiserver") },
     }
-}
-
-/// Builds a client from an explicit kubeconfig file or the usual lookup (KUBECONFIG, merged, or
-/// ~/.kube/config), with an optional context.
-pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(Client, String), LiveError> {
-    let path = kubeconfig.map(|p| p.display().to_string());
-    let kerr = |m: String| LiveError::Kubeconfig { path: path.clone(), message: m };
-    let kc = match kubeconfig {
-        Some(p) => kube::config::Kubeconfig::read_from(p).map_err(|e| kerr(e.to_string()))?,
-        None => kube::config::Kubeconfig::read().map_err(|e| kerr(e.to_string()))?,
-    };
-    if let Some(ctx) = context
-        && !kc.contexts.iter().any(|c| c.name == ctx)
-    {
-        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
-        return Err(kerr(format!("context '{ctx}' is not in the kubeconfig (contexts: {})", known.join(", "))));
-    }
-    let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| kerr(e.to_string()))?;
-    // Retries are ours to decide: a 429 from the Eviction API is a budget's answer to report and
-    // back off from with the budget named, not a transient error to retry blindly for minutes.
-    config.default_retry = false;
-    let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| kerr(e.to_string()))?;
-    Ok((client, server))
 }
 
 async fn list_all<K>(api: Api<K>, what: &str, progress: Option<&Progress>) -> Result<Vec<K>, LiveError>
@@ -327,10 +297,7 @@ fn manifest_objects(manifest: &str, evidence: &Evidence, inv: &mut Inventory) {
 /// Reads the cluster.
 pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOptions) -> Result<Inventory, LiveError> {
     let progress = options.progress.as_ref();
-    let server = client.apiserver_version().await.map_err(|e| LiveError::Unreachable {
-        server: client.default_namespace().to_string(),
-        message: e.to_string(),
-    })?;
+    let server = client.apiserver_version().await.map_err(|e| read_error("the version", e))?;
     let mut facts = ClusterFacts { server_version: parse_version(&server.git_version), ..Default::default() };
     let (core, groups) = futures::try_join!(client.list_core_api_versions(), client.list_api_groups())
         .map_err(|e| read_error("discovery", e))?;

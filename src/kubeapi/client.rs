@@ -94,13 +94,6 @@ pub enum ConnectError {
     Server(String),
 }
 
-impl ConnectError {
-    /// The cause, when the server was reached (or tried).
-    pub fn is_credential(&self) -> bool {
-        matches!(self, ConnectError::Credential { .. })
-    }
-}
-
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().chars().filter(|c| !c.is_control()).take(400).collect()
 }
@@ -175,12 +168,7 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
     };
     let version = match tokio::time::timeout(FIRST_REQUEST_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            return Err(match super::errors::cause(&e) {
-                Cause::Credential(_) => ConnectError::Server(describe(&e, &server)),
-                _ => ConnectError::Server(describe(&e, &server)),
-            });
-        }
+        Ok(Err(e)) => return Err(ConnectError::Server(describe(&e, &server))),
         Err(_) => return Err(ConnectError::Server(Cause::Timeout.describe(&server))),
     };
     Ok(Connection { client, server, context, server_version: version.git_version })
