@@ -23,12 +23,20 @@ pub struct KubeArgs {
     /// 5m when it may prompt on a terminal).
     #[arg(long, value_name = "DURATION", env = "K8S_UPGRADE_EXEC_TIMEOUT", value_parser = super::apply::parse_duration)]
     pub exec_timeout: Option<std::time::Duration>,
+
+    /// Longest reaching the server may take: connection, TLS handshake and its first answer.
+    #[arg(long, value_name = "DURATION", default_value = "30s", env = "K8S_UPGRADE_CONNECT_TIMEOUT", value_parser = super::apply::parse_duration)]
+    pub connect_timeout: std::time::Duration,
 }
 
 impl KubeArgs {
     /// Connects as these flags say, checking the server once; errors are one line.
     pub async fn connect(&self) -> Result<crate::kubeapi::Connection, CliError> {
-        let opts = crate::kubeapi::ConnectOptions { context: self.context.clone(), exec_timeout: self.exec_timeout };
+        let opts = crate::kubeapi::ConnectOptions {
+            context: self.context.clone(),
+            exec_timeout: self.exec_timeout,
+            connect_timeout: Some(self.connect_timeout),
+        };
         crate::kubeapi::connect(crate::kubeapi::KubeconfigSource::from_flag(self.kubeconfig.as_deref()), &opts)
             .await
             .map_err(|e| CliError::error(e.to_string()))

@@ -27,7 +27,7 @@ use super::redact::redact_url;
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound when the plugin may prompt on a terminal (a device-code login takes a person).
 pub const DEFAULT_INTERACTIVE_EXEC_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long the first request (`/version`) may take, connection and TLS included.
+/// How long the first request (`/version`) may take by default, connection and TLS included.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the kubeconfig comes from.
@@ -65,6 +65,8 @@ pub struct ConnectOptions {
     pub context: Option<String>,
     /// Bound on a credential plugin run; defaults depend on whether it may prompt.
     pub exec_timeout: Option<Duration>,
+    /// Bound on reaching the server: connection, TLS and the first answer (default 30 s).
+    pub connect_timeout: Option<Duration>,
 }
 
 /// A client that has reached its server once.
@@ -166,10 +168,17 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
         Some(layer) => builder.with_layer(&layer).build(),
         None => builder.build(),
     };
-    let version = match tokio::time::timeout(FIRST_REQUEST_TIMEOUT, client.apiserver_version()).await {
+    let first = opts.connect_timeout.unwrap_or(FIRST_REQUEST_TIMEOUT);
+    let version = match tokio::time::timeout(first, client.apiserver_version()).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return Err(ConnectError::Server(describe(&e, &server))),
-        Err(_) => return Err(ConnectError::Server(Cause::Timeout.describe(&server))),
+        Err(_) => {
+            return Err(ConnectError::Server(format!(
+                "{} (no answer within {}s)",
+                Cause::Timeout.describe(&server),
+                first.as_secs_f64()
+            )));
+        }
     };
     Ok(Connection { client, server, context, server_version: version.git_version })
 }

@@ -306,6 +306,31 @@ fn each_way_of_failing_names_the_server_and_the_cause_in_one_line() {
 }
 
 #[test]
+fn an_expired_serving_certificate_and_a_silent_server_are_named() {
+    let c = Cluster::start_with(
+        scenario(),
+        sim::SimOptions {
+            time_scale: 0.05,
+            transport: sim::Transport::Https(sim::tls::ServingCert::Expired),
+            ..Default::default()
+        },
+    );
+    let line = one_line_error(&plan_with(&c, &c.kubeconfig, &[]));
+    assert!(line.contains(&format!("https://{}", c.addr())) && line.contains("has expired"), "{line}");
+    // A server that accepts the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let quiet = edit_kubeconfig(&c.kubeconfig, &c.dir.join("silent.kubeconfig"), |v| {
+        v["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{port}"));
+    });
+    let started = std::time::Instant::now();
+    let line = one_line_error(&plan_with(&c, &quiet, &["--connect-timeout", "1s"]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(line.contains(&format!("https://127.0.0.1:{port}")) && line.contains("did not answer in time"), "{line}");
+    drop(silent);
+}
+
+#[test]
 fn token_files_merged_kubeconfigs_contexts_and_proxy_url_work_as_kubectl_reads_them() {
     let c = cluster();
     // tokenFile, in a second file merged through KUBECONFIG; the context picks it.

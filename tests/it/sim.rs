@@ -107,11 +107,13 @@ static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 
 impl Cluster {
     pub fn start(scenario: Scenario, time_scale: f64) -> Cluster {
+        Cluster::start_with(scenario, SimOptions { time_scale, ..Default::default() })
+    }
+
+    pub fn start_with(scenario: Scenario, options: SimOptions) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let catalog = Arc::new(Catalog::embedded().unwrap());
-        let running = rt
-            .block_on(sim::start(scenario, catalog, SimOptions { time_scale, ..Default::default() }))
-            .expect("simulator starts");
+        let running = rt.block_on(sim::start(scenario, catalog, options)).expect("simulator starts");
         let dir = std::env::temp_dir().join(format!(
             "k8s-upgrade-it-{}-{}",
             std::process::id(),
