@@ -691,14 +691,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
         seen.insert((o.api_version.clone(), o.kind.clone(), o.namespace.clone(), o.name.clone(), o.evidence.clone()))
     });
     if options.dry_run_evictions {
-        let evict = Check::Resource {
-            verb: "create".into(),
-            group: String::new(),
-            resource: "pods".into(),
-            subresource: "eviction".into(),
-            namespace: String::new(),
-            name: String::new(),
-        };
+        let evict = Check::cluster_wide("create", "", "pods/eviction");
         if access.is_denied(&evict) {
             access.gap(
                 "dry-run evictions",
@@ -716,14 +709,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
 }
 
 fn list_check(resource: &str, group: &str) -> Check {
-    Check::Resource {
-        verb: "list".into(),
-        group: group.into(),
-        resource: resource.into(),
-        subresource: String::new(),
-        namespace: String::new(),
-        name: String::new(),
-    }
+    Check::cluster_wide("list", group, resource)
 }
 
 /// The (group, resource) pairs the collector lists for deprecated APIs this cluster serves: the
@@ -771,14 +757,7 @@ impl Access {
         }
         checks.extend(deprecated.iter().map(|(g, r)| list_check(r, g)));
         if evictions {
-            checks.push(Check::Resource {
-                verb: "create".into(),
-                group: String::new(),
-                resource: "pods".into(),
-                subresource: "eviction".into(),
-                namespace: String::new(),
-                name: String::new(),
-            });
+            checks.push(Check::cluster_wide("create", "", "pods/eviction"));
         }
         let denied = crate::kubeapi::permissions::review(client, &checks)
             .await

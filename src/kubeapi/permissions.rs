@@ -96,6 +96,21 @@ pub enum Check {
     NonResource { verb: String, path: String },
 }
 
+impl Check {
+    /// `verb` on `resource` (optionally `resource/subresource`) of `group`, in every namespace.
+    pub fn cluster_wide(verb: &str, group: &str, resource: &str) -> Check {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        Check::Resource {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            namespace: String::new(),
+            name: String::new(),
+        }
+    }
+}
+
 impl std::fmt::Display for Check {
     /// `list secrets (all namespaces)`, `create pods/eviction (all namespaces)`,
     /// `update leases.coordination.k8s.io "k8s-upgrade-lock" in kube-system`, `get /metrics`.

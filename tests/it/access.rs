@@ -10,7 +10,7 @@ use base64::Engine;
 use k8s_upgrade::sim::{self, Credential, Scenario};
 use serde_json::{Value, json};
 
-use crate::common::{TODAY, stderr, stdout};
+use crate::common::{stderr, stdout};
 use crate::sim::{Cluster, kubectl_available};
 
 const PLANNER_TOKEN: &str = "planner-token-5f1e2d3c4b5a69788796a5b4";
@@ -89,17 +89,8 @@ fn tool(c: &Cluster, args: &[&str]) -> Output {
 }
 
 fn tool_cmd(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("K8S_UPGRADE_TODAY", TODAY)
-        .env("HOME", c.dir.join("home"))
-        .env("NO_COLOR", "1")
-        .args(args)
-        .stdin(Stdio::null());
+    let mut cmd = crate::common::command();
+    cmd.env("HOME", c.dir.join("home")).args(args).stdin(Stdio::null());
     cmd
 }
 
@@ -109,28 +100,22 @@ fn plan_with(c: &Cluster, kubeconfig: &Path, extra: &[&str]) -> Output {
     tool(c, &args)
 }
 
+/// `apply --to 1.25` with the sim upgrader, unattended, events in the cluster's dir.
+fn apply_cmd(c: &Cluster, kubeconfig: &Path, events: &Path) -> Command {
+    let mut cmd = tool_cmd(c, &["apply", "--to", "1.25", "--yes", "--upgrader", "sim", "--gate-passes", "1"]);
+    cmd.arg("--kubeconfig").arg(kubeconfig).arg("--events").arg(events);
+    cmd
+}
+
 fn apply_with(c: &Cluster, kubeconfig: &Path, tag: &str) -> Output {
-    let journal = c.dir.join(format!("journal-{tag}.json"));
-    let events = c.dir.join(format!("events-{tag}.jsonl"));
-    tool(
-        c,
-        &[
-            "apply",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--to",
-            "1.25",
-            "--yes",
-            "--upgrader",
-            "sim",
-            "--gate-passes",
-            "1",
-            "--journal",
-            journal.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ],
-    )
+    let mut cmd = apply_cmd(c, kubeconfig, &c.dir.join(format!("events-{tag}.jsonl")));
+    cmd.arg("--journal").arg(c.dir.join(format!("journal-{tag}.json")));
+    cmd.output().expect("run apply")
+}
+
+/// Every user the simulator authorized a request for.
+fn users_seen(c: &Cluster) -> Vec<String> {
+    c.stats()["authorizations"].as_array().unwrap().iter().map(|a| a["user"].as_str().unwrap().to_string()).collect()
 }
 
 fn ok_plan(o: &Output) -> bool {
@@ -353,12 +338,7 @@ fn token_files_merged_kubeconfigs_contexts_and_proxy_url_work_as_kubectl_reads_t
         .output()
         .unwrap();
     assert!(ok_plan(&o), "{}\n{}", stdout(&o), stderr(&o));
-    let users: Vec<String> = c.stats()["authorizations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["user"].as_str().unwrap().to_string())
-        .collect();
+    let users = users_seen(&c);
     assert!(users.contains(&"token-admin".to_string()), "the merged file's context was used: {users:?}");
     let o = tool_cmd(&c, &["plan", "--to", "1.25", "--context", "nope"]).env("KUBECONFIG", &merged).output().unwrap();
     let line = one_line_error(&o);
@@ -617,26 +597,10 @@ fn a_password_in_the_server_url_never_reaches_output_journal_or_events() {
         v["clusters"][0]["cluster"]["server"] = json!(server);
     });
     let state = c.dir.join("state");
-    let o = tool_cmd(
-        &c,
-        &[
-            "apply",
-            "--kubeconfig",
-            with_password.to_str().unwrap(),
-            "--to",
-            "1.25",
-            "--yes",
-            "--upgrader",
-            "sim",
-            "--gate-passes",
-            "1",
-            "--events",
-            c.dir.join("userinfo-events.jsonl").to_str().unwrap(),
-        ],
-    )
-    .env("XDG_STATE_HOME", &state)
-    .output()
-    .unwrap();
+    let o = apply_cmd(&c, &with_password, &c.dir.join("userinfo-events.jsonl"))
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let mut seen = vec![stdout(&o), stderr(&o), std::fs::read_to_string(c.dir.join("userinfo-events.jsonl")).unwrap()];
     for entry in std::fs::read_dir(state.join("k8s-upgrade")).unwrap().filter_map(Result::ok) {
@@ -712,12 +676,7 @@ fn service_accounts_anonymous_users_impersonation_and_the_scenario_s_kubeconfig_
     let sa = kubeconfig_for(&c, "sa.kubeconfig", &Credential::Token("sa-token-7c6b5a4938271605f4e3d2c1".into()));
     let o = plan_with(&c, &sa, &[]);
     assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}", stderr(&o));
-    let users: Vec<String> = c.stats()["authorizations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["user"].as_str().unwrap().to_string())
-        .collect();
+    let users = users_seen(&c);
     assert!(users.contains(&"system:serviceaccount:kube-system:upgrader".to_string()), "{users:?}");
     // Nothing presented: system:anonymous may read /version but not list nodes.
     let anon = kubeconfig_for(&c, "anonymous.kubeconfig", &Credential::None);

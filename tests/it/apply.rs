@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{TODAY, stderr, stdout};
+use crate::common::{stderr, stdout};
 use crate::sim::Cluster;
 
 /// An apply command against the harness cluster: isolated HOME, journal and events in its dir.
@@ -17,14 +17,8 @@ fn apply_cmd(c: &Cluster, args: &[&str]) -> Command {
 
 /// The same with its own journal and events files (for a second run on the same cluster).
 fn apply_cmd_at(c: &Cluster, journal: &Path, events: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("K8S_UPGRADE_TODAY", TODAY)
-        .env("HOME", c.dir.join("home"))
+    let mut cmd = crate::common::command();
+    cmd.env("HOME", c.dir.join("home"))
         .arg("apply")
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)

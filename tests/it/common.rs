@@ -5,16 +5,21 @@ use std::process::{Command, Output};
 /// The day every test evaluates support dates on, so snapshots do not age.
 pub const TODAY: &str = "2026-11-26";
 
-/// Runs the built binary with `args`, a fixed "today" and no inherited K8S_UPGRADE_* settings.
-pub fn run(args: &[&str]) -> Output {
+/// The built binary with a fixed "today" and no inherited K8S_UPGRADE_* or KUBECONFIG settings.
+pub fn command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("K8S_UPGRADE_") {
+        if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" {
             cmd.env_remove(k);
         }
     }
-    cmd.env("K8S_UPGRADE_TODAY", TODAY).env("NO_COLOR", "1").args(args);
-    cmd.output().expect("run k8s-upgrade")
+    cmd.env("K8S_UPGRADE_TODAY", TODAY).env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs the built binary with `args` (see [`command`]).
+pub fn run(args: &[&str]) -> Output {
+    command().args(args).output().expect("run k8s-upgrade")
 }
 
 pub fn stdout(o: &Output) -> String {
