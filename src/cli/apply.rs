@@ -294,16 +294,14 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
 
 /// Asks the cluster, with SelfSubjectAccessReview, for every permission this run will use, and
 /// refuses with the whole list of what is missing before anything is locked or cordoned.
-async fn preflight(client: &kube::Client, args: &ApplyArgs, catalog: &crate::catalog::Catalog) -> Result<(), CliError> {
+async fn preflight(client: &kube::Client, args: &ApplyArgs) -> Result<(), CliError> {
     use crate::kubeapi::permissions::{self, Verdict};
     let sim_upgrader = args.upgrader == Some(UpgraderKind::Sim) || (args.upgrader.is_none() && args.simulate.is_some());
-    let mut rules: Vec<permissions::Rule> = permissions::plan_rules(catalog)
-        .into_iter()
-        .filter(|r| r.api_groups.len() <= 1 && r.non_resource_urls.is_empty())
-        .collect();
+    // A new run plans first, and the collector checks each read it makes (a refused one blocks
+    // the plan, so apply stops there, before the lock); a resumed run reads without planning.
+    let mut checks: Vec<permissions::Check> = if args.resume { permissions::run_reads() } else { Vec::new() };
     // A dry run is checked for the same permissions: it rehearses the run it stands for.
-    rules.extend(permissions::apply_rules(sim_upgrader));
-    let checks: Vec<permissions::Check> = rules.iter().flat_map(permissions::Rule::checks).collect();
+    checks.extend(permissions::apply_rules(sim_upgrader).iter().flat_map(permissions::Rule::checks));
     let answers = permissions::review(client, &checks).await;
     let mut missing: Vec<String> =
         answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
@@ -334,7 +332,7 @@ async fn apply(
     interactive: bool,
     simulated: bool,
 ) -> Result<Exit, CliError> {
-    preflight(&client, args, catalog).await?;
+    preflight(&client, args).await?;
     let journal_path = args.journal.clone().unwrap_or_else(|| journal::default_path(server));
     // The run's watches start while the plan is collected; they only read.
     let watches = {

@@ -180,6 +180,14 @@ pub fn plan_rules(catalog: &Catalog) -> Vec<Rule> {
     ]
 }
 
+/// The lists a run makes of the plan role's resources (its watches start with them).
+pub fn run_reads() -> Vec<Check> {
+    [("", "nodes"), ("", "pods"), ("apps", "deployments"), ("apps", "statefulsets"), ("policy", "poddisruptionbudgets")]
+        .iter()
+        .map(|(group, resource)| Check::cluster_wide("list", group, resource))
+        .collect()
+}
+
 /// Groups and resources the collector lists for the catalog's deprecated APIs.
 pub fn deprecated_reads(catalog: &Catalog) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut groups = BTreeSet::new();
