@@ -135,6 +135,19 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
     // back off from with the budget named, not a transient error to retry blindly for minutes.
     config.default_retry = false;
 
+    // The legacy auth providers run their commands inside kube-rs, unbounded and with their raw
+    // output in errors; kubectl dropped gcp and azure in 1.26 for exec plugins.
+    if let Some(provider) = &config.auth_info.auth_provider
+        && provider.name != "oidc"
+    {
+        return Err(ConnectError::Kubeconfig {
+            source_name: source.describe(),
+            message: format!(
+                "the user's auth-provider '{}' is no longer supported (kubectl 1.26 removed it); regenerate the kubeconfig so it uses an exec plugin (GKE: gke-gcloud-auth-plugin, AKS: kubelogin)",
+                first_line(&provider.name)
+            ),
+        });
+    }
     let exec_auth = match config.auth_info.exec.take() {
         None => None,
         Some(exec_config) => {
@@ -202,8 +215,9 @@ struct ExecState {
     stale: bool,
 }
 
-/// Refresh this long before the plugin's expiry, so a request never leaves with a dying token.
-const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// Refresh this long before the plugin's expiry, so a request never leaves with a dying token;
+/// short, so a plugin that hands out its cached token until it expires is not run per request.
+const REFRESH_MARGIN: Duration = Duration::from_secs(10);
 
 fn bearer(config: &ExecConfig, cred: &ExecCredential) -> Result<HeaderValue, ExecError> {
     let token = cred.token.as_deref().unwrap_or_default();

@@ -119,7 +119,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     // Authentication, then authorization, before anything else looks at the request: an
     // unauthorized client learns nothing, not even whether a resource exists.
     let conn = parts.extensions.get::<Arc<ConnInfo>>().cloned();
-    let Ok(user) = authn::authenticate(conn.as_deref(), &headers, &sim.tokens) else {
+    let Ok(user) = authn::authenticate(conn.as_deref(), &headers, &sim.tokens, &sim.store) else {
         sim.stats.unauthorized();
         return error_response(&ApiError::unauthorized());
     };
@@ -196,6 +196,11 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let Some(def) = registry.find(&target.group, &target.version, &target.resource).cloned() else {
         return error_response(&ApiError::not_found_path(&path));
     };
+    // A cluster-scoped resource has no namespaced path (the apiserver answers 404): authorizing
+    // it by the path's namespace would let a namespace's RoleBinding reach cluster objects.
+    if target.namespace.is_some() && !def.namespaced {
+        return error_response(&ApiError::not_found_path(&path));
+    }
     let sub = target.sub.clone().unwrap_or_default();
     if let Some(removed) = &def.deprecated {
         sim.stats.deprecated_request(&def.group, &def.version, &def.resource, &sub, removed);
@@ -236,18 +241,26 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             _ => error_response(&ApiError::method_not_allowed(method.as_str(), &path)),
         };
     }
+    // RBAC's escalation check on writes to roles and bindings (no-op for everything else).
+    let guard = |obj: &Value| escalation(&sim, &authorizer, &user, &def, &target, obj);
     let result = match (&method, target.name.is_some(), sub.as_str()) {
         (&Method::GET, false, _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => {
             return watch(sim.clone(), def, target, query).await;
         }
         (&Method::GET, false, _) => list(&sim, &def, &target, &query, &headers),
         (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &headers),
-        (&Method::POST, false, _) => create(&sim, &def, &target, &body, dry_run),
+        (&Method::POST, false, _) => {
+            parse_body(&body).and_then(|o| guard(&o)).and_then(|()| create(&sim, &def, &target, &body, dry_run))
+        }
         (&Method::POST, true, "eviction") if def.resource == "pods" => {
             pdb::evict(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body, dry_run)
         }
-        (&Method::PUT, true, "" | "status") => update(&sim, &def, &target, &body, dry_run, &sub),
-        (&Method::PATCH, true, "" | "status") => patch_object(&sim, &def, &target, &headers, &body, dry_run, &sub),
+        (&Method::PUT, true, "" | "status") => {
+            parse_body(&body).and_then(|o| guard(&o)).and_then(|()| update(&sim, &def, &target, &body, dry_run, &sub))
+        }
+        (&Method::PATCH, true, "" | "status") => {
+            patch_object(&sim, &def, &target, &headers, &body, dry_run, &sub, &guard)
+        }
         (&Method::DELETE, true, "") => delete(&sim, &def, &target, &query, &body, dry_run),
         (&Method::DELETE, false, _) => delete_collection(&sim, &def, &target, &query, dry_run),
         (&Method::GET | &Method::PUT | &Method::PATCH, true, "scale") => {
@@ -262,6 +275,118 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+/// RBAC's rule against privilege escalation, as the apiserver's RBAC storage enforces it: a Role
+/// or ClusterRole may only be written by someone who holds every permission it grants (or may
+/// `escalate` it), and a binding only by someone who holds every permission of the role it
+/// references in the binding's scope (or may `bind` that role). `system:masters` is exempt.
+fn escalation(
+    sim: &Sim,
+    authz: &rbac::Authorizer,
+    user: &UserInfo,
+    def: &ResourceDef,
+    target: &Target,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    if def.group != "rbac.authorization.k8s.io" || user.groups.iter().any(|g| g == rbac::SUPERUSER_GROUP) {
+        return Ok(());
+    }
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).or(target.name.as_deref()).unwrap_or_default();
+    let may = |verb: &str, resource: &str, name: &str| {
+        authz
+            .authorize(
+                user,
+                &Attributes::Resource {
+                    verb: verb.into(),
+                    group: def.group.clone(),
+                    resource: resource.into(),
+                    subresource: String::new(),
+                    namespace: namespace.clone(),
+                    name: name.into(),
+                },
+            )
+            .allowed
+    };
+    let (rules, exempt, what) = match def.resource.as_str() {
+        "roles" | "clusterroles" => {
+            (obj.get("rules").cloned().unwrap_or(Value::Null), may("escalate", &def.resource, name), name.to_string())
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            let kind = obj.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or_default();
+            let role = obj.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or_default();
+            let (resource, key_ns) = match kind {
+                "ClusterRole" => ("clusterroles", String::new()),
+                _ => ("roles", namespace.clone()),
+            };
+            let stored = sim.store.get(&super::store::StorageKey::new(&def.group, resource), &key_ns, role);
+            let rules = stored.map(|o| o.value().get("rules").cloned().unwrap_or(Value::Null)).unwrap_or(Value::Null);
+            (rules, may("bind", resource, role), format!("{kind} {role}"))
+        }
+        _ => return Ok(()),
+    };
+    if exempt {
+        return Ok(());
+    }
+    let text = |v: &Value, k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for rule in rules.as_array().into_iter().flatten() {
+        for verb in text(rule, "verbs") {
+            for path in text(rule, "nonResourceURLs") {
+                if !authz.authorize(user, &Attributes::NonResource { verb: verb.clone(), path: path.clone() }).allowed {
+                    return Err(escalation_refused(user, def, name, &what, &format!("{verb} {path}")));
+                }
+            }
+            for group in text(rule, "apiGroups") {
+                for resource in text(rule, "resources") {
+                    let (resource, subresource) = resource.split_once('/').unwrap_or((&resource, ""));
+                    let names = text(rule, "resourceNames");
+                    for object in if names.is_empty() { vec![String::new()] } else { names } {
+                        let attrs = Attributes::Resource {
+                            verb: verb.clone(),
+                            group: group.clone(),
+                            resource: resource.into(),
+                            subresource: subresource.into(),
+                            namespace: namespace.clone(),
+                            name: object,
+                        };
+                        if !authz.authorize(user, &attrs).allowed {
+                            let r = if subresource.is_empty() {
+                                resource.to_string()
+                            } else {
+                                format!("{resource}/{subresource}")
+                            };
+                            return Err(escalation_refused(
+                                user,
+                                def,
+                                name,
+                                &what,
+                                &format!("{verb} {r} in API group \"{group}\""),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn escalation_refused(user: &UserInfo, def: &ResourceDef, name: &str, what: &str, missing: &str) -> ApiError {
+    ApiError::forbidden(
+        format!(
+            "{}.{} \"{name}\" is forbidden: user \"{}\" (groups={:?}) is attempting to grant RBAC permissions not currently held ({what}): {missing}",
+            def.resource, def.group, user.name, user.groups
+        ),
+        &def.group,
+        &def.resource,
+        name,
+    )
 }
 
 /// What the request asks for, as kube-apiserver's RequestInfo resolves it for the authorizer:
@@ -299,7 +424,7 @@ fn request_attributes(method: &Method, path: &str, query: &HashMap<String, Strin
     let subresource = parts.get(2).copied().unwrap_or_default();
     let watch = query.get("watch").is_some_and(|w| w == "1" || w == "true");
     let verb = match *method {
-        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD if watch && name.is_empty() => "watch",
         Method::GET | Method::HEAD if name.is_empty() => "list",
         Method::GET | Method::HEAD => "get",
         Method::POST => "create",
@@ -709,6 +834,7 @@ fn update(
     Ok(bytes_response(200, as_served(def, &stored), "application/json"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn patch_object(
     sim: &Sim,
     def: &ResourceDef,
@@ -717,6 +843,7 @@ fn patch_object(
     body: &Bytes,
     dry_run: bool,
     sub: &str,
+    guard: &dyn Fn(&Value) -> Result<(), ApiError>,
 ) -> Result<Response, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let p = parse_body(body)?;
@@ -739,6 +866,7 @@ fn patch_object(
             return Err(ApiError::conflict(&def.resource, &name));
         }
         check_shape(def, &name, &next)?;
+        guard(&next)?;
         restrict(def, cur, &mut next, sub);
         *cur = next;
         Ok(())
@@ -781,6 +909,8 @@ fn delete(
     let stored = sim.store.delete(&def.storage, &ns, &name, dry_run)?;
     if !dry_run {
         if def.storage == StorageKey::core("namespaces") {
+            // Its RoleBindings go with it: they must stop granting at once.
+            sim.rbac_dirty.store(true, std::sync::atomic::Ordering::Release);
             for key in sim.store.keys() {
                 for obj in sim.store.in_namespace(&key, &name) {
                     let _ = sim.store.delete(&key, &name, obj.name(), false);

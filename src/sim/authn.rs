@@ -63,8 +63,14 @@ fn with_authenticated(mut user: UserInfo) -> UserInfo {
     user
 }
 
-/// Authenticates one request.
-pub fn authenticate(conn: Option<&ConnInfo>, headers: &HeaderMap, tokens: &Tokens) -> Result<UserInfo, Unauthorized> {
+/// Authenticates one request. A ServiceAccount's token is honoured only while the
+/// ServiceAccount exists, as the apiserver's token authenticator checks.
+pub fn authenticate(
+    conn: Option<&ConnInfo>,
+    headers: &HeaderMap,
+    tokens: &Tokens,
+    store: &super::store::Store,
+) -> Result<UserInfo, Unauthorized> {
     if let Some(Some(Ok(user))) = conn.map(|c| &c.cert) {
         return Ok(with_authenticated(user.clone()));
     }
@@ -75,8 +81,13 @@ pub fn authenticate(conn: Option<&ConnInfo>, headers: &HeaderMap, tokens: &Token
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(Unauthorized);
         }
-        let token = token.trim();
-        return tokens.get(token).map(with_authenticated).ok_or(Unauthorized);
+        let user = tokens.get(token.trim()).ok_or(Unauthorized)?;
+        if let Some((ns, name)) = user.name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':'))
+            && store.get(&super::store::StorageKey::core("serviceaccounts"), ns, name).is_none()
+        {
+            return Err(Unauthorized);
+        }
+        return Ok(with_authenticated(user));
     }
     if let Some(Some(Err(_))) = conn.map(|c| &c.cert) {
         return Err(Unauthorized);
@@ -137,6 +148,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
         h
+    }
+
+    fn authenticate(conn: Option<&ConnInfo>, headers: &HeaderMap, tokens: &Tokens) -> Result<UserInfo, Unauthorized> {
+        super::authenticate(conn, headers, tokens, &super::super::store::Store::new(10))
     }
 
     #[test]

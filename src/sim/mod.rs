@@ -122,6 +122,7 @@ pub struct Sim {
     pub authorizer: RwLock<Arc<rbac::Authorizer>>,
     /// Set by every write to an RBAC object; the next request rebuilds the authorizer.
     pub rbac_dirty: std::sync::atomic::AtomicBool,
+    pub rbac_rebuild: Mutex<()>,
     pub access: scenario::Access,
 }
 
@@ -160,7 +161,12 @@ impl Sim {
     /// then compiles the bindings once; requests in between share the compiled snapshot.
     pub fn authorizer(&self) -> Arc<rbac::Authorizer> {
         use std::sync::atomic::Ordering;
-        if self.rbac_dirty.swap(false, Ordering::AcqRel) {
+        if self.rbac_dirty.load(Ordering::Acquire) {
+            // One rebuild at a time, so an older snapshot can never land after a newer one.
+            let _rebuilding = self.rbac_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.rbac_dirty.swap(false, Ordering::AcqRel) {
+                return self.authorizer.read().unwrap_or_else(|p| p.into_inner()).clone();
+            }
             let cluster_roles_key = StorageKey::new("rbac.authorization.k8s.io", "clusterroles");
             let values = |k: &StorageKey| -> Vec<serde_json::Value> {
                 self.store.all(k).iter().map(|o| o.value().into_owned()).collect()
@@ -253,6 +259,9 @@ pub struct Running {
     pub addr: SocketAddr,
     pub sim: Arc<Sim>,
     pki: Option<Arc<tls::Pki>>,
+    /// Over plain HTTP: a random token for the admin (made at start, known only to this process
+    /// and the kubeconfig it writes).
+    admin_token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     controllers: Option<tokio::task::JoinHandle<()>>,
@@ -295,10 +304,16 @@ impl Running {
         }
     }
 
-    /// The credential the scenario says the kubeconfig acts as (default: the admin).
+    /// The credential the scenario says the kubeconfig acts as (default: the admin; over plain
+    /// HTTP, which carries no client certificate, the admin's token).
     pub fn default_credential(&self) -> Credential {
         let access = &self.sim.access;
-        let Some(who) = &access.kubeconfig_user else { return Credential::admin() };
+        let Some(who) = &access.kubeconfig_user else {
+            return match &self.admin_token {
+                Some(t) => Credential::Token(t.clone()),
+                None => Credential::admin(),
+            };
+        };
         if let Some(u) = access.users.iter().find(|u| &u.name == who) {
             return match &u.token {
                 Some(t) => Credential::Token(t.clone()),
@@ -391,6 +406,14 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), SimError> {
     Ok(())
 }
 
+/// 32 random bytes from the system's generator, hex.
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Builds the simulated cluster from a scenario and serves it.
 pub async fn start(scenario: Scenario, catalog: Arc<Catalog>, opts: SimOptions) -> Result<Running, SimError> {
     if !opts.listen.ip().is_loopback() {
@@ -403,6 +426,15 @@ pub async fn start(scenario: Scenario, catalog: Arc<Catalog>, opts: SimOptions) 
         }
         Transport::PlainHttp => None,
     };
+    let admin_token = match opts.transport {
+        Transport::PlainHttp => {
+            let token = random_token().map_err(|e| SimError::Credential(format!("cannot make a token: {e}")))?;
+            sim.tokens
+                .insert(token.clone(), rbac::UserInfo { name: ADMIN_USER.into(), groups: vec![ADMIN_GROUP.into()] });
+            Some(token)
+        }
+        Transport::Https(_) => None,
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| SimError::Bind { addr: opts.listen, message: e.to_string() })?;
@@ -411,5 +443,13 @@ pub async fn start(scenario: Scenario, catalog: Arc<Catalog>, opts: SimOptions) 
     let app = api::router(sim.clone());
     let server = tokio::spawn(serve::run(listener, app, pki.clone(), stop_rx));
     let controllers = tokio::spawn(controllers::run(sim.clone()));
-    Ok(Running { addr, sim, pki, stop: Some(stop_tx), server: Some(server), controllers: Some(controllers) })
+    Ok(Running {
+        addr,
+        sim,
+        pki,
+        admin_token,
+        stop: Some(stop_tx),
+        server: Some(server),
+        controllers: Some(controllers),
+    })
 }

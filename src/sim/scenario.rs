@@ -1236,6 +1236,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         tokens,
         authorizer: std::sync::RwLock::new(Arc::new(super::rbac::Authorizer::new(&[], &[], &[], &[]))),
         rbac_dirty: std::sync::atomic::AtomicBool::new(true),
+        rbac_rebuild: std::sync::Mutex::new(()),
         access: s.access.clone(),
     })
 }

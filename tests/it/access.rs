@@ -562,7 +562,13 @@ fn the_shipped_roles_suffice_every_rule_is_used_and_each_missing_rule_is_named()
     let plan = plan_with(&c, &planner, &[]);
     assert!(matches!(plan.status.code(), Some(0) | Some(3)), "{}\n{}", stdout(&plan), stderr(&plan));
     let plan_out = stdout(&plan);
-    assert!(!plan_out.contains("READ_FORBIDDEN") || plan_out.contains("Helm releases"), "{plan_out}");
+    let json = plan_with(&c, &planner, &["-o", "json"]);
+    let doc: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let gaps: Vec<&Value> =
+        doc["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "READ_FORBIDDEN").collect();
+    assert_eq!(gaps.len(), 1, "only Helm releases go unread with the plan role: {gaps:?}");
+    assert_eq!(gaps[0]["severity"], "warning");
+    assert_eq!(gaps[0]["subject"], "Helm releases");
     assert!(plan_out.contains("list secrets"), "the plan says Helm releases were not read and why:\n{plan_out}");
     let apply = apply_with(&c, &operator, "operator");
     assert_eq!(apply.status.code(), Some(0), "{}\n{}", stdout(&apply), stderr(&apply));
@@ -724,4 +730,125 @@ fn service_accounts_anonymous_users_impersonation_and_the_scenario_s_kubeconfig_
     );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("cannot impersonate resource \\\"users\\\""), "{body}");
+}
+
+#[test]
+fn rbac_holds_against_escalation_namespaced_paths_deleted_namespaces_and_service_accounts() {
+    let mut s = scenario();
+    s.access.service_accounts.push(k8s_upgrade::sim::scenario::AccessServiceAccount {
+        namespace: "default".into(),
+        name: "short-lived".into(),
+        token: "sa-token-0f1e2d3c4b5a69788796a5b4".into(),
+    });
+    let c = Cluster::start(s, 0.05);
+    let admin = c.tls.clone();
+    let as_planner = |method: &str, path: &str, body: &str| {
+        crate::sim::https_request(
+            c.addr(),
+            crate::sim::tls_client(running(&c), None),
+            method,
+            path,
+            &format!("Authorization: Bearer {PLANNER_TOKEN}\r\nContent-Type: application/json\r\n"),
+            body,
+        )
+    };
+    let post = |path: &str, body: &Value| {
+        let (status, text) = crate::sim::https_request(
+            c.addr(),
+            admin.clone(),
+            "POST",
+            path,
+            "Content-Type: application/json\r\n",
+            &body.to_string(),
+        );
+        assert_eq!(status, 201, "{path}: {text}");
+    };
+    // The planner administers the namespace team-a (the default `admin` role, by a RoleBinding).
+    post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}));
+    let binding = |name: &str, role: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": "team-a"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "planner"}]})
+    };
+    post("/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings", &binding("planner-admin", "admin"));
+    assert_eq!(as_planner("GET", "/api/v1/namespaces/team-a/pods", "").0, 200);
+    // It may not bind cluster-admin there, nor write a role granting more than it holds.
+    let (status, body) = as_planner(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings",
+        &binding("escalate", "cluster-admin").to_string(),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("attempting to grant RBAC permissions not currently held"), "{body}");
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "wide", "namespace": "team-a"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
+    assert_eq!(
+        as_planner("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/roles", &role.to_string()).0,
+        403
+    );
+    // Nor reach a cluster-scoped resource through a namespaced path, even with every permission
+    // in the namespace (the admin binds cluster-admin there for it).
+    post("/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings", &binding("planner-all", "cluster-admin"));
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "sneaky"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "planner"}]});
+    assert_eq!(
+        as_planner(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/clusterrolebindings",
+            &crb.to_string()
+        )
+        .0,
+        404
+    );
+    assert_eq!(as_planner("GET", "/api/v1/namespaces/team-a/nodes/w-1", "").0, 404);
+    assert_eq!(
+        c.http("GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sneaky", "application/json", "").0,
+        404
+    );
+    // A named `?watch=1` is a get, not a watch: a watch-only grant does not read objects.
+    assert_eq!(as_planner("GET", "/api/v1/nodes/w-1?watch=1", "").0, 403);
+    // Deleting the namespace takes its RoleBinding with it, at once.
+    let (status, _) = crate::sim::https_request(c.addr(), admin.clone(), "DELETE", "/api/v1/namespaces/team-a", "", "");
+    assert_eq!(status, 200);
+    post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}));
+    assert_eq!(as_planner("GET", "/api/v1/namespaces/team-a/pods", "").0, 403);
+    // A ServiceAccount's token stops working when the ServiceAccount is deleted.
+    let sa_get = || {
+        crate::sim::https_request(
+            c.addr(),
+            crate::sim::tls_client(running(&c), None),
+            "GET",
+            "/version",
+            "Authorization: Bearer sa-token-0f1e2d3c4b5a69788796a5b4\r\n",
+            "",
+        )
+        .0
+    };
+    assert_eq!(sa_get(), 200);
+    let (status, _) = crate::sim::https_request(
+        c.addr(),
+        admin,
+        "DELETE",
+        "/api/v1/namespaces/default/serviceaccounts/short-lived",
+        "",
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(sa_get(), 401);
+}
+
+#[test]
+fn the_plain_http_debugging_mode_still_authenticates() {
+    let c = Cluster::start_with(
+        scenario(),
+        sim::SimOptions { time_scale: 0.05, transport: sim::Transport::PlainHttp, ..Default::default() },
+    );
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    assert!(text.contains("server: http://") && text.contains("token:"), "plain HTTP carries the admin's token");
+    let o = plan_with(&c, &c.kubeconfig, &[]);
+    assert!(ok_plan(&o), "{}\n{}", stdout(&o), stderr(&o));
+    let anon = kubeconfig_for(&c, "anonymous.kubeconfig", &Credential::None);
+    let line = one_line_error(&plan_with(&c, &anon, &[]));
+    assert!(line.contains("403"), "{line}");
 }
