@@ -269,7 +269,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
     };
     if def.group == "rbac.authorization.k8s.io" && method != Method::GET && !dry_run && result.is_ok() {
-        sim.rbac_dirty.store(true, std::sync::atomic::Ordering::Release);
+        sim.rbac_changed();
     }
     match result {
         Ok(r) => r,
@@ -910,7 +910,7 @@ fn delete(
     if !dry_run {
         if def.storage == StorageKey::core("namespaces") {
             // Its RoleBindings go with it: they must stop granting at once.
-            sim.rbac_dirty.store(true, std::sync::atomic::Ordering::Release);
+            sim.rbac_changed();
             for key in sim.store.keys() {
                 for obj in sim.store.in_namespace(&key, &name) {
                     let _ = sim.store.delete(&key, &name, obj.name(), false);

@@ -119,9 +119,10 @@ pub struct Sim {
     /// Bearer tokens of the scenario's users and ServiceAccounts (tests may add more).
     pub tokens: authn::Tokens,
     /// RBAC as of the last change to a Role, ClusterRole or binding.
-    pub authorizer: RwLock<Arc<rbac::Authorizer>>,
+    /// The compiled snapshot and the RBAC generation it was built from.
+    pub authorizer: RwLock<(u64, Arc<rbac::Authorizer>)>,
     /// Set by every write to an RBAC object; the next request rebuilds the authorizer.
-    pub rbac_dirty: std::sync::atomic::AtomicBool,
+    pub rbac_generation: AtomicU64,
     pub rbac_rebuild: Mutex<()>,
     pub access: scenario::Access,
 }
@@ -161,35 +162,46 @@ impl Sim {
     /// then compiles the bindings once; requests in between share the compiled snapshot.
     pub fn authorizer(&self) -> Arc<rbac::Authorizer> {
         use std::sync::atomic::Ordering;
-        if self.rbac_dirty.load(Ordering::Acquire) {
-            // One rebuild at a time, so an older snapshot can never land after a newer one.
-            let _rebuilding = self.rbac_rebuild.lock().unwrap_or_else(|p| p.into_inner());
-            if !self.rbac_dirty.swap(false, Ordering::AcqRel) {
-                return self.authorizer.read().unwrap_or_else(|p| p.into_inner()).clone();
-            }
-            let cluster_roles_key = StorageKey::new("rbac.authorization.k8s.io", "clusterroles");
-            let values = |k: &StorageKey| -> Vec<serde_json::Value> {
-                self.store.all(k).iter().map(|o| o.value().into_owned()).collect()
-            };
-            for (name, rules) in rbac::aggregate(&values(&cluster_roles_key)) {
-                let rules = serde_json::to_value(&rules).unwrap_or_default();
-                let current = self.store.get(&cluster_roles_key, "", &name);
-                if current.is_some_and(|c| c.value().get("rules") != Some(&rules)) {
-                    let _ = self.store.mutate(&cluster_roles_key, "", &name, None, false, |cur| {
-                        cur["rules"] = rules.clone();
-                        Ok(())
-                    });
-                }
-            }
-            let a = rbac::Authorizer::new(
-                &values(&StorageKey::new("rbac.authorization.k8s.io", "roles")),
-                &values(&cluster_roles_key),
-                &values(&StorageKey::new("rbac.authorization.k8s.io", "rolebindings")),
-                &values(&StorageKey::new("rbac.authorization.k8s.io", "clusterrolebindings")),
-            );
-            *self.authorizer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(a);
+        let current = || self.authorizer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let (built, snapshot) = current();
+        if built == self.rbac_generation.load(Ordering::Acquire) {
+            return snapshot;
         }
-        self.authorizer.read().unwrap_or_else(|p| p.into_inner()).clone()
+        // A stale snapshot is never served: requests wait for the one rebuild under way, and
+        // each rebuild records the generation it read, so an older one never lands last.
+        let _rebuilding = self.rbac_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.rbac_generation.load(Ordering::Acquire);
+        let (built, snapshot) = current();
+        if built == generation {
+            return snapshot;
+        }
+        let cluster_roles_key = StorageKey::new("rbac.authorization.k8s.io", "clusterroles");
+        let values = |k: &StorageKey| -> Vec<serde_json::Value> {
+            self.store.all(k).iter().map(|o| o.value().into_owned()).collect()
+        };
+        for (name, rules) in rbac::aggregate(&values(&cluster_roles_key)) {
+            let rules = serde_json::to_value(&rules).unwrap_or_default();
+            let current = self.store.get(&cluster_roles_key, "", &name);
+            if current.is_some_and(|c| c.value().get("rules") != Some(&rules)) {
+                let _ = self.store.mutate(&cluster_roles_key, "", &name, None, false, |cur| {
+                    cur["rules"] = rules.clone();
+                    Ok(())
+                });
+            }
+        }
+        let a = Arc::new(rbac::Authorizer::new(
+            &values(&StorageKey::new("rbac.authorization.k8s.io", "roles")),
+            &values(&cluster_roles_key),
+            &values(&StorageKey::new("rbac.authorization.k8s.io", "rolebindings")),
+            &values(&StorageKey::new("rbac.authorization.k8s.io", "clusterrolebindings")),
+        ));
+        *self.authorizer.write().unwrap_or_else(|p| p.into_inner()) = (generation, a.clone());
+        a
+    }
+
+    /// Called after every write to an RBAC object: the next request compiles the rules again.
+    pub fn rbac_changed(&self) {
+        self.rbac_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn in_blip(&self) -> bool {
