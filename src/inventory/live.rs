@@ -305,8 +305,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     for g in &groups.groups {
         facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));
     }
-    let deprecated = deprecated_reads(catalog, &facts.served_group_versions);
-    let access = Access::preflight(client, &deprecated, options.dry_run_evictions).await;
+    let access = Access::preflight(client, options.dry_run_evictions).await;
     let list = |resource: &str, group: &str| list_check(resource, group);
     const WORKLOADS: &str = "pod owners and add-on versions: drain, add-on and workload checks are incomplete";
     let (nodes, pods, deployments, replicasets, pdbs) = try_join5(
@@ -628,10 +627,6 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
         let check = list_check(&api.resource, read_group);
         const DEPRECATED: &str = "objects stored at API versions a hop removes are not found";
         let what = format!("{} ({gv})", api.resource);
-        if access.is_denied(&check) {
-            access.gap(&what, &check, DEPRECATED, true);
-            continue;
-        }
         let objects = match list_all(
             Api::<DynamicObject>::all_with(client.clone(), &ar),
             &format!("{gv} {}", api.resource),
@@ -712,29 +707,6 @@ fn list_check(resource: &str, group: &str) -> Check {
     Check::cluster_wide("list", group, resource)
 }
 
-/// The (group, resource) pairs the collector lists for deprecated APIs this cluster serves: the
-/// replacement's group when the replacement is served (see `collect`), else the deprecated one.
-fn deprecated_reads(catalog: &Catalog, served: &[String]) -> Vec<(String, String)> {
-    let gv =
-        |group: &str, version: &str| if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    let mut out: Vec<(String, String)> = catalog
-        .apis
-        .apis
-        .iter()
-        .filter(|a| served.contains(&a.api_version()))
-        .map(|a| {
-            let group = match &a.replacement {
-                Some(r) if served.contains(&gv(&r.group, &r.version)) => r.group.clone(),
-                _ => a.group.clone(),
-            };
-            (group, a.resource.clone())
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// What the cluster lets the collector read: asked once up front with SelfSubjectAccessReview,
 /// so a refused read is skipped and reported instead of failing the plan; a 403 met later (a
 /// review that could not be made, or RBAC changing under us) is reported the same way.
@@ -744,7 +716,9 @@ struct Access {
 }
 
 impl Access {
-    async fn preflight(client: &Client, deprecated: &[(String, String)], evictions: bool) -> Access {
+    /// The deprecated-API reads are not asked about: there may be a dozen, each is one list, and
+    /// a 403 on it is recorded the same way.
+    async fn preflight(client: &Client, evictions: bool) -> Access {
         let mut checks = vec![
             list_check("nodes", ""),
             list_check("pods", ""),
@@ -755,7 +729,6 @@ impl Access {
         for r in ["deployments", "replicasets", "statefulsets", "daemonsets"] {
             checks.push(list_check(r, "apps"));
         }
-        checks.extend(deprecated.iter().map(|(g, r)| list_check(r, g)));
         if evictions {
             checks.push(Check::cluster_wide("create", "", "pods/eviction"));
         }
