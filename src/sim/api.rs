@@ -241,6 +241,16 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             _ => error_response(&ApiError::method_not_allowed(method.as_str(), &path)),
         };
     }
+    // Kubernetes protobuf is read only for the access reviews (as `kubectl auth` sends them);
+    // anywhere else say so plainly rather than call the body malformed JSON.
+    if matches!(method, Method::POST | Method::PUT | Method::PATCH)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with(super::proto::MEDIA_TYPE))
+    {
+        return error_response(&ApiError::unsupported_media(super::proto::MEDIA_TYPE));
+    }
     // RBAC's escalation check on writes to roles and bindings (no-op for everything else).
     let guard = |obj: &Value| escalation(&sim, &authorizer, &user, &def, &target, obj);
     let result = match (&method, target.name.is_some(), sub.as_str()) {
