@@ -294,9 +294,9 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
 
 /// Asks the cluster, with SelfSubjectAccessReview, for every permission this run will use, and
 /// refuses with the whole list of what is missing before anything is locked or cordoned.
-async fn preflight(client: &kube::Client, args: &ApplyArgs) -> Result<(), CliError> {
+async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader) -> Result<(), CliError> {
     use crate::kubeapi::permissions::{self, Verdict};
-    let sim_upgrader = args.upgrader == Some(UpgraderKind::Sim) || (args.upgrader.is_none() && args.simulate.is_some());
+    let sim_upgrader = matches!(upgrader, Upgrader::Sim);
     // A new run plans first, and the collector checks each read it makes (a refused one blocks
     // the plan, so apply stops there, before the lock); a resumed run reads without planning.
     let mut checks: Vec<permissions::Check> = if args.resume { permissions::run_reads() } else { Vec::new() };
@@ -332,7 +332,7 @@ async fn apply(
     interactive: bool,
     simulated: bool,
 ) -> Result<Exit, CliError> {
-    preflight(&client, args).await?;
+    preflight(&client, args, &options.upgrader).await?;
     let journal_path = args.journal.clone().unwrap_or_else(|| journal::default_path(server));
     // The run's watches start while the plan is collected; they only read.
     let watches = {
