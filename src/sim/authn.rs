@@ -113,13 +113,8 @@ pub fn impersonate(user: UserInfo, headers: &HeaderMap, authz: &Authorizer) -> R
             Err(ImpersonationRefused(super::rbac::forbidden_message(&user, &attrs)))
         }
     };
-    let resource = |resource: &str, namespace: &str, name: &str| Attributes::Resource {
-        verb: "impersonate".into(),
-        group: String::new(),
-        resource: resource.into(),
-        subresource: String::new(),
-        namespace: namespace.into(),
-        name: name.into(),
+    let resource = |resource: &str, namespace: &str, name: &str| {
+        Attributes::resource("impersonate", "", resource, namespace, name)
     };
     let mut as_info = match target.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
         Some((ns, name)) => {

@@ -52,6 +52,19 @@ pub enum Attributes {
 }
 
 impl Attributes {
+    /// A resource request; `resource` may carry its subresource as `resource/subresource`.
+    pub fn resource(verb: &str, group: &str, resource: &str, namespace: &str, name: &str) -> Attributes {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        Attributes::Resource {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
     /// The namespace the binding walk uses; a non-resource request has none, which is why
     /// RoleBindings can never grant one.
     fn namespace(&self) -> &str {
@@ -482,6 +495,37 @@ impl Authorizer {
     ///
     /// A rule with both resources and nonResourceURLs yields one of each, as upstream splits it.
     /// Identical rules are reported once. Bindings to missing roles contribute nothing.
+    /// The first permission `rules` grant that `user` does not hold in `namespace` ("" = cluster
+    /// scope), as `verb resource in API group "g"` or `verb /path`; `None` when it holds them all.
+    /// RBAC's escalation check asks this before a role or binding is written.
+    pub fn first_unheld(&self, user: &UserInfo, rules: &[PolicyRule], namespace: &str) -> Option<String> {
+        for rule in rules {
+            for verb in &rule.verbs {
+                for path in &rule.non_resource_urls {
+                    let attrs = Attributes::NonResource { verb: verb.clone(), path: path.clone() };
+                    if !self.authorize(user, &attrs).allowed {
+                        return Some(format!("{verb} {path}"));
+                    }
+                }
+                for group in &rule.api_groups {
+                    for resource in &rule.resources {
+                        let names: &[String] =
+                            if rule.resource_names.is_empty() { &[String::new()] } else { &rule.resource_names };
+                        for name in names {
+                            if !self
+                                .authorize(user, &Attributes::resource(verb, group, resource, namespace, name))
+                                .allowed
+                            {
+                                return Some(format!("{verb} {resource} in API group \"{group}\""));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, Vec<PolicyRule>) {
         if is_superuser(user) {
             let all = || vec!["*".to_string()];
@@ -1086,14 +1130,45 @@ mod tests {
     }
 
     fn res(verb: &str, group: &str, resource: &str, subresource: &str, namespace: &str, name: &str) -> Attributes {
-        Attributes::Resource {
-            verb: verb.into(),
-            group: group.into(),
-            resource: resource.into(),
-            subresource: subresource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        let resource = if subresource.is_empty() { resource.to_string() } else { format!("{resource}/{subresource}") };
+        Attributes::resource(verb, group, &resource, namespace, name)
+    }
+
+    #[test]
+    fn first_unheld_names_the_first_permission_a_user_lacks() {
+        let view = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "pods-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]});
+        let bind = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pods-reader"},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]});
+        let a = Authorizer::new(&[], &[view], &[bind], &[]);
+        let rule = |verbs: &[&str], resources: &[&str]| PolicyRule {
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            api_groups: vec![String::new()],
+            resources: resources.iter().map(|r| r.to_string()).collect(),
+            ..PolicyRule::default()
+        };
+        assert_eq!(a.first_unheld(&alice(), &[rule(&["list"], &["pods"])], "shop"), None);
+        assert_eq!(
+            a.first_unheld(&alice(), &[rule(&["list"], &["pods"])], ""),
+            Some("list pods in API group \"\"".into())
+        );
+        assert_eq!(
+            a.first_unheld(&alice(), &[rule(&["get", "delete"], &["pods"])], "shop"),
+            Some("delete pods in API group \"\"".into())
+        );
+        assert_eq!(
+            a.first_unheld(&alice(), &[rule(&["create"], &["pods/eviction"])], "shop"),
+            Some("create pods/eviction in API group \"\"".into())
+        );
+        let urls = PolicyRule {
+            verbs: vec!["get".into()],
+            non_resource_urls: vec!["/metrics".into()],
+            ..PolicyRule::default()
+        };
+        assert_eq!(a.first_unheld(&alice(), &[urls], ""), Some("get /metrics".into()));
+        let super_user = user("root", &[SUPERUSER_GROUP]);
+        assert_eq!(a.first_unheld(&super_user, &[rule(&["*"], &["*"])], ""), None);
     }
 
     fn path(verb: &str, p: &str) -> Attributes {
