@@ -51,6 +51,17 @@ manifests: |
     .unwrap()
 }
 
+/// [`scenario`] with one more ServiceAccount and its token.
+fn scenario_with_service_account(namespace: &str, name: &str, token: &str) -> Scenario {
+    let mut s = scenario();
+    s.access.service_accounts.push(k8s_upgrade::sim::scenario::AccessServiceAccount {
+        namespace: namespace.into(),
+        name: name.into(),
+        token: token.into(),
+    });
+    s
+}
+
 fn cluster() -> Cluster {
     Cluster::start(scenario(), 0.05)
 }
@@ -663,12 +674,7 @@ fn large_lists_come_gzipped_as_from_an_apiserver_and_the_tool_reads_them() {
 
 #[test]
 fn service_accounts_anonymous_users_impersonation_and_the_scenario_s_kubeconfig_user() {
-    let mut s = scenario();
-    s.access.service_accounts.push(k8s_upgrade::sim::scenario::AccessServiceAccount {
-        namespace: "kube-system".into(),
-        name: "upgrader".into(),
-        token: "sa-token-7c6b5a4938271605f4e3d2c1".into(),
-    });
+    let mut s = scenario_with_service_account("kube-system", "upgrader", "sa-token-7c6b5a4938271605f4e3d2c1");
     s.access.kubeconfig_user = Some("planner".into());
     let c = Cluster::start(s, 0.05);
     // The written kubeconfig acts as the scenario's user: the planner, by its token.
@@ -734,13 +740,10 @@ fn service_accounts_anonymous_users_impersonation_and_the_scenario_s_kubeconfig_
 
 #[test]
 fn rbac_holds_against_escalation_namespaced_paths_deleted_namespaces_and_service_accounts() {
-    let mut s = scenario();
-    s.access.service_accounts.push(k8s_upgrade::sim::scenario::AccessServiceAccount {
-        namespace: "default".into(),
-        name: "short-lived".into(),
-        token: "sa-token-0f1e2d3c4b5a69788796a5b4".into(),
-    });
-    let c = Cluster::start(s, 0.05);
+    let c = Cluster::start(
+        scenario_with_service_account("default", "short-lived", "sa-token-0f1e2d3c4b5a69788796a5b4"),
+        0.05,
+    );
     let admin = c.tls.clone();
     let as_planner = |method: &str, path: &str, body: &str| {
         crate::sim::https_request(
