@@ -75,10 +75,6 @@ pub struct Connection {
     pub client: Client,
     /// The server URL without credentials, for messages, the journal and events.
     pub server: String,
-    /// The context used (the kubeconfig's current one when none was asked for).
-    pub context: Option<String>,
-    /// `gitVersion` as the server reported it.
-    pub server_version: String,
 }
 
 /// Why no connection was made. Each Display is one line naming what to fix.
@@ -125,7 +121,6 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
             known: if known.is_empty() { "none".into() } else { known.join(", ") },
         });
     }
-    let context = opts.context.clone().or_else(|| kc.current_context.clone());
     let options = KubeConfigOptions { context: opts.context.clone(), ..Default::default() };
     let mut config = kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
         ConnectError::Kubeconfig { source_name: source.describe(), message: first_line(&e.to_string()) }
@@ -182,8 +177,8 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
         None => builder.build(),
     };
     let first = opts.connect_timeout.unwrap_or(FIRST_REQUEST_TIMEOUT);
-    let version = match tokio::time::timeout(first, client.apiserver_version()).await {
-        Ok(Ok(v)) => v,
+    match tokio::time::timeout(first, client.apiserver_version()).await {
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(ConnectError::Server(describe(&e, &server))),
         Err(_) => {
             return Err(ConnectError::Server(format!(
@@ -192,8 +187,8 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
                 first.as_secs_f64()
             )));
         }
-    };
-    Ok(Connection { client, server, context, server_version: version.git_version })
+    }
+    Ok(Connection { client, server })
 }
 
 fn interactive_possible(exec: &ExecConfig) -> bool {

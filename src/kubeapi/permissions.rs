@@ -20,21 +20,9 @@ use crate::catalog::Catalog;
 pub const LOCK_LEASE: &str = "k8s-upgrade-lock";
 pub const LOCK_NAMESPACE: &str = "kube-system";
 
-/// Which job a rule serves: it decides the role it lands in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Job {
-    /// Read-only: `plan` and `inventory`.
-    Plan,
-    /// Reading Helm release Secrets: a separate grant, because it reads Secret contents.
-    HelmReleases,
-    /// What `apply` needs beyond `plan`.
-    Apply,
-}
-
 /// One RBAC rule with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub job: Job,
     /// `None`: a ClusterRole rule; `Some(ns)`: a Role rule in that namespace.
     pub namespace: Option<&'static str>,
     pub verbs: Vec<&'static str>,
@@ -46,9 +34,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn resource(job: Job, verbs: &[&'static str], group: &str, resources: &[&str], why: &'static str) -> Rule {
+    fn resource(verbs: &[&'static str], group: &str, resources: &[&str], why: &'static str) -> Rule {
         Rule {
-            job,
             namespace: None,
             verbs: verbs.to_vec(),
             api_groups: vec![group.to_string()],
@@ -144,21 +131,18 @@ pub fn plan_rules(catalog: &Catalog) -> Vec<Rule> {
         .extend(["deployments", "replicasets", "statefulsets", "daemonsets", "poddisruptionbudgets"].map(String::from));
     vec![
         Rule::resource(
-            Job::Plan,
             &["list"],
             "",
             &["nodes"],
             "kubelet versions, roles, taints and OS images of every node: skew, node rolls and drain capacity",
         ),
         Rule::resource(
-            Job::Plan,
             &["list"],
             "",
             &["pods"],
             "control-plane static pods (component versions), add-on images, and every pod a drain would evict",
         ),
         Rule {
-            job: Job::Plan,
             namespace: None,
             verbs: vec!["list"],
             api_groups: groups.into_iter().collect(),
@@ -168,7 +152,6 @@ pub fn plan_rules(catalog: &Catalog) -> Vec<Rule> {
             why: "workloads (pod owners, add-on versions), disruption budgets that would stall a drain, and objects still stored at API versions a hop removes (the catalog's deprecated APIs, read through their replacement where it is served)",
         },
         Rule {
-            job: Job::Plan,
             namespace: None,
             verbs: vec!["get"],
             api_groups: vec![],
@@ -206,7 +189,6 @@ pub fn deprecated_reads(catalog: &Catalog) -> (BTreeSet<String>, BTreeSet<String
 /// for one type of Secret, so this grants reading all of them and is kept apart.
 pub fn helm_rules() -> Vec<Rule> {
     vec![Rule::resource(
-        Job::HelmReleases,
         &["list"],
         "",
         &["secrets"],
@@ -219,35 +201,25 @@ pub fn helm_rules() -> Vec<Rule> {
 pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
     let mut rules = vec![
         Rule::resource(
-            Job::Apply,
             &["get", "watch", "patch"],
             "",
             &["nodes"],
             "watch nodes come back Ready at the target; cordon, uncordon and record progress in k8s-upgrade.dev/ annotations",
         ),
+        Rule::resource(&["watch"], "", &["pods"], "see evicted pods go and replacements become ready, without polling"),
         Rule::resource(
-            Job::Apply,
-            &["watch"],
-            "",
-            &["pods"],
-            "see evicted pods go and replacements become ready, without polling",
-        ),
-        Rule::resource(
-            Job::Apply,
             &["create"],
             "",
             &["pods/eviction"],
             "drain through the Eviction API, so every PodDisruptionBudget is honoured",
         ),
         Rule::resource(
-            Job::Apply,
             &["watch"],
             "apps",
             &["deployments", "statefulsets"],
             "health gates: workloads back at their ready replicas between nodes",
         ),
         Rule::resource(
-            Job::Apply,
             &["watch"],
             "policy",
             &["poddisruptionbudgets"],
@@ -256,7 +228,6 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
         Rule {
             namespace: Some(LOCK_NAMESPACE),
             ..Rule::resource(
-                Job::Apply,
                 &["create"],
                 "coordination.k8s.io",
                 &["leases"],
@@ -267,7 +238,6 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
             namespace: Some(LOCK_NAMESPACE),
             resource_names: vec![LOCK_LEASE],
             ..Rule::resource(
-                Job::Apply,
                 &["get", "update", "patch", "delete"],
                 "coordination.k8s.io",
                 &["leases"],
@@ -277,7 +247,6 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
     ];
     if sim_upgrader {
         rules.push(Rule::resource(
-            Job::Apply,
             &["get", "patch"],
             "apps",
             &["deployments", "daemonsets", "statefulsets"],

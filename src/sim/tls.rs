@@ -45,7 +45,6 @@ pub struct Pki {
     ca_params: CertificateParams,
     ca_key: KeyPair,
     ca_pem: String,
-    ca_der: CertificateDer<'static>,
     pub server_config: Arc<rustls::ServerConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
 }
@@ -82,7 +81,6 @@ impl Pki {
         let ca_key = KeyPair::generate().map_err(err)?;
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
         let ca_pem = ca_cert.pem();
-        let ca_der = ca_cert.der().clone();
 
         let names: Vec<String> = match serving {
             ServingCert::WrongHost => vec!["kubernetes.invalid".into()],
@@ -107,7 +105,7 @@ impl Pki {
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
 
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_der.clone()).map_err(err)?;
+        roots.add(ca_cert.der().clone()).map_err(err)?;
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().map_err(err)?;
         let handshake_verifier = Arc::new(AnyClientCert { inner: client_verifier.clone() });
@@ -121,7 +119,7 @@ impl Pki {
             )
             .map_err(err)?;
         server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Pki { ca_params, ca_key, ca_pem, ca_der, server_config: Arc::new(server_config), client_verifier })
+        Ok(Pki { ca_params, ca_key, ca_pem, server_config: Arc::new(server_config), client_verifier })
     }
 
     /// The cluster CA in PEM, for `certificate-authority-data`.
@@ -160,11 +158,6 @@ impl Pki {
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .map_err(|e| format!("client certificate: {e}"))?;
         user_of(leaf)
-    }
-
-    /// The CA certificate (DER), for tests that build their own trust.
-    pub fn ca_der(&self) -> &CertificateDer<'static> {
-        &self.ca_der
     }
 }
 
