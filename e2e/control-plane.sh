@@ -17,6 +17,11 @@
 # VERSION is a Kubernetes release such as 1.35.4 (a leading v is accepted). Binaries are cached by
 # version under ${K8S_UPGRADE_E2E_CACHE:-${XDG_CACHE_HOME:-~/.cache}/k8s-upgrade/e2e}, so a warm
 # machine starts in seconds. Everything listens on 127.0.0.1 only.
+#
+# `up` reads: K8S_UPGRADE_E2E_NODES (workers, default 6), K8S_UPGRADE_E2E_KUBELET_VERSION (the
+# workers' kubelet, default VERSION), K8S_UPGRADE_E2E_RUNTIME_CONFIG and
+# K8S_UPGRADE_E2E_FEATURE_GATES (the apiserver's --runtime-config and --feature-gates).
+# K8S_UPGRADE_E2E_KUBELET_RESTART is how long a kubelet restart keeps a node NotReady (default 5 s).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -513,11 +518,14 @@ cmd_up() {
 	start_kwok "$dir" "$kwok"
 
 	local nodes="${K8S_UPGRADE_E2E_NODES:-6}"
+	# Workers may start behind the control plane, as after a control-plane-only upgrade.
+	local kubelet
+	kubelet="$(normalize_version "${K8S_UPGRADE_E2E_KUBELET_VERSION:-$version}")"
 	{
 		node_manifest control-plane-1 "$version" control-plane
 		local i
 		for ((i = 1; i <= nodes; i++)); do
-			node_manifest "worker-$i" "$version" worker
+			node_manifest "worker-$i" "$kubelet" worker
 		done
 	} | kubectl_in "$dir" create -f - >/dev/null
 	local component

@@ -28,6 +28,8 @@ pub fn access(inv: &Inventory) -> Vec<Finding> {
             let mut details = serde_json::Map::new();
             details.insert("permissions".into(), serde_json::json!(perms));
             let quoted: Vec<String> = perms.iter().map(|p| format!("`{p}`")).collect();
+            // Helm's release Secrets have a role of their own: `plan`'s does not read Secrets.
+            let role = if perms.iter().all(|p| p.contains(" secrets ")) { "helm-releases" } else { "plan" };
             Finding {
                 code: "READ_FORBIDDEN",
                 severity: if blocks { Severity::Blocker } else { Severity::Warning },
@@ -36,7 +38,7 @@ pub fn access(inv: &Inventory) -> Vec<Finding> {
                 message: format!("could not read {}: no {}; {consequence}", whats.join(", "), quoted.join(", ")),
                 evidence: None,
                 remediation: format!(
-                    "grant {} (see `k8s-upgrade rbac --for plan`) and plan again, or plan as an identity that has it",
+                    "grant {} (see `k8s-upgrade rbac --for {role}`) and plan again, or plan as an identity that has it",
                     quoted.join(", ")
                 ),
                 details,
