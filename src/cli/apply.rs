@@ -372,13 +372,13 @@ async fn apply(
         let inv = live::collect(&client, catalog, &live::CollectOptions::default())
             .await
             .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?;
-        let live_plan = |to: Target, distro: Option<String>| {
+        let live_plan = |to: Target, distro: Option<String>, via: Vec<crate::version::Version>| {
             let from = inv.cluster.as_ref().and_then(|c| c.server_version.clone());
             let distro = distro
                 .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
                 .unwrap_or_else(|| "generic".into());
             let from = from.ok_or_else(|| CliError::error("the cluster did not report its version"))?;
-            let req = PathRequest { distro, from, to, via: vec![], kubelets: vec![], facts: Facts::default(), today };
+            let req = PathRequest { distro, from, to, via, kubelets: vec![], facts: Facts::default(), today };
             crate::plan::plan(&inv, catalog, &req).map_err(CliError::from)
         };
         let plan = if let Some(file) = &args.plan {
@@ -393,7 +393,16 @@ async fn apply(
             })?;
             let saved = ExecPlan::from_document(&doc)
                 .map_err(|e| CliError::error(format!("--plan {}: {e}", file.display())))?;
-            let now = live_plan(Target::Version(saved.to.clone()), Some(saved.distro.clone()))?;
+            // Planned again through the saved plan's own control-plane releases, so a plan made
+            // with --via (or before a newer patch appeared) is compared hop for hop.
+            let waypoints: Vec<crate::version::Version> = saved
+                .steps
+                .iter()
+                .filter(|s| s.kind == crate::plan::StepKind::ControlPlane)
+                .filter_map(|s| s.target.clone())
+                .filter(|t| *t != saved.to)
+                .collect();
+            let now = live_plan(Target::Version(saved.to.clone()), Some(saved.distro.clone()), waypoints)?;
             let now = ExecPlan::from_document(&serde_json::to_value(&now).map_err(|e| CliError::error(e.to_string()))?)
                 .map_err(CliError::error)?;
             let drift = saved.drift(&now);
@@ -411,7 +420,7 @@ async fn apply(
         } else {
             let to_text = args.to.as_deref().unwrap_or("latest");
             let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
-            let plan = live_plan(to, args.distro.clone())?;
+            let plan = live_plan(to, args.distro.clone(), vec![])?;
             super::print_stdout(&render::plan_table(&plan))?;
             ExecPlan::from_document(&serde_json::to_value(&plan).map_err(|e| CliError::error(e.to_string()))?)
                 .map_err(CliError::error)?

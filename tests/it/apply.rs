@@ -426,6 +426,30 @@ fn a_saved_plan_runs_only_while_the_cluster_matches_it() {
 }
 
 #[test]
+fn a_plan_saved_through_a_waypoint_is_checked_against_the_same_waypoint() {
+    let c = Cluster::builtin("demo", 0.02);
+    let saved = c.dir.join("plan.yaml");
+    let kubeconfig = c.kubeconfig.to_str().unwrap().to_string();
+    let o = crate::common::run(&[
+        "plan",
+        "--kubeconfig",
+        &kubeconfig,
+        "--to",
+        "1.26",
+        "--via",
+        "1.25.3",
+        "--save",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&saved).unwrap().contains("1.25.3"));
+    // Planned again without the waypoint, the first hop would land on 1.25's newest patch and
+    // the saved plan would be refused as drifted.
+    let o = apply(&c, &["--plan", saved.to_str().unwrap(), "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+}
+
+#[test]
 fn a_closing_window_stops_before_a_node_with_exit_4() {
     let c = Cluster::builtin("demo", 0.02);
     let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force", "--window-end", "2000-01-01T00:00:00Z"]);
