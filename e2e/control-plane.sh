@@ -20,7 +20,8 @@
 #
 # `up` reads: K8S_UPGRADE_E2E_NODES (workers, default 6), K8S_UPGRADE_E2E_KUBELET_VERSION (the
 # workers' kubelet, default VERSION), K8S_UPGRADE_E2E_RUNTIME_CONFIG and
-# K8S_UPGRADE_E2E_FEATURE_GATES (the apiserver's --runtime-config and --feature-gates).
+# K8S_UPGRADE_E2E_FEATURE_GATES (the apiserver's --runtime-config and --feature-gates),
+# K8S_UPGRADE_E2E_COMPACTION_INTERVAL (its --etcd-compaction-interval, default 5m).
 # K8S_UPGRADE_E2E_KUBELET_RESTART is how long a kubelet restart keeps a node NotReady (default 5 s).
 set -euo pipefail
 
@@ -315,6 +316,7 @@ start_apiserver() {
 		--service-cluster-ip-range 10.96.0.0/16 \
 		--authorization-mode Node,RBAC --allow-privileged=true \
 		--endpoint-reconciler-type none --profiling=false \
+		--etcd-compaction-interval "$(state_get "$dir" COMPACTION_INTERVAL)" \
 		"${extra[@]}"
 }
 
@@ -492,12 +494,15 @@ cmd_up() {
 	rm -rf "$dir/etcd" "$dir/pki" "$dir/logs" "$dir/pids" "$dir/state"
 	state_set "$dir" VERSION "$version"
 	state_set "$dir" BIN "$bin"
+	# Later commands on DIR build into the same cache, whatever HOME their caller runs with.
+	state_set "$dir" CACHE "$CACHE"
 	state_set "$dir" APISERVER_PORT "$(free_port)"
 	state_set "$dir" ETCD_PORT "$(free_port)"
 	state_set "$dir" ETCD_PEER_PORT "$(free_port)"
 	state_set "$dir" KWOK_PORT "$(free_port)"
 	state_set "$dir" RUNTIME_CONFIG "${K8S_UPGRADE_E2E_RUNTIME_CONFIG:-}"
 	state_set "$dir" FEATURE_GATES "${K8S_UPGRADE_E2E_FEATURE_GATES:-}"
+	state_set "$dir" COMPACTION_INTERVAL "${K8S_UPGRADE_E2E_COMPACTION_INTERVAL:-5m}"
 	state_set "$dir" CONTROL_PLANE_NODE control-plane-1
 	make_pki "$dir/pki"
 	local port
@@ -549,6 +554,7 @@ cmd_upgrade() {
 	local dir="${1:-}" version
 	[[ -n "$dir" && -f "$dir/state" ]] || die "usage: control-plane.sh upgrade DIR VERSION (DIR from 'up')"
 	version="$(normalize_version "${2:-}")"
+	CACHE="$(state_get "$dir" CACHE)"
 	local current
 	current="$(state_get "$dir" VERSION)"
 	local from_minor to_minor

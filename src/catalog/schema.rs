@@ -253,6 +253,10 @@ pub struct ApiEntry {
     pub replacement_available_in: Option<Minor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// `false` for a pre-release version an apiserver serves only when `--runtime-config` (and
+    /// perhaps a feature gate) turns it on; absent means served by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by_default: Option<bool>,
     pub source: String,
 }
 

@@ -558,6 +558,20 @@ fn as_served(def: &ResourceDef, obj: &Stored) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
+/// An item of a list: the list names the kind once, its items carry no `kind` or `apiVersion`.
+fn list_item(def: &ResourceDef, obj: &Stored) -> Bytes {
+    let (group, version) = obj.meta.api_version.split_once('/').unwrap_or(("", &obj.meta.api_version));
+    if group == def.group && version == def.version {
+        return obj.list_item();
+    }
+    let mut v = obj.value().into_owned();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+}
+
 struct ListQuery {
     labels: LabelSelector,
     fields: FieldSelector,
@@ -614,7 +628,7 @@ fn list(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&as_served(def, item));
+        out.extend_from_slice(&list_item(def, item));
     }
     out.extend_from_slice(b"]}");
     Ok(maybe_gzip(headers, Bytes::from(out)))
@@ -698,11 +712,31 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         obj["metadata"]["namespace"] = json!(ns);
     }
     check_shape(def, obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(), &obj)?;
+    check_pod_spec(def, &obj)?;
     let stored = sim.store.create(&def.storage, obj, dry_run)?;
     if !dry_run {
         sim.changed.notify_waiters();
     }
     Ok(bytes_response(201, as_served(def, &stored), "application/json"))
+}
+
+/// A pod needs at least one container, as the apiserver's validation demands (a pod without one
+/// could never run, and a drain would wait on it forever).
+fn check_pod_spec(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    if def.group.is_empty()
+        && def.resource == "pods"
+        && !obj.pointer("/spec/containers").and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+    {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        return Err(ApiError::invalid_field(
+            &def.kind,
+            name,
+            "spec.containers",
+            "FieldValueRequired",
+            "Required value",
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps the parts a verb may not change: the main resource keeps status, `/status` keeps the rest.

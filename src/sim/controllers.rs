@@ -770,7 +770,10 @@ fn set_pod_running(p: &mut Value, ready: bool, node_ip: &str) {
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .map_or(0, |u| u.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b))));
-        p["status"]["podIP"] = json!(format!("10.{}.{}.{}", 64 + (n >> 16) % 64, (n >> 8) % 256, n % 254 + 1));
+        let ip = format!("10.{}.{}.{}", 64 + (n >> 16) % 64, (n >> 8) % 256, n % 254 + 1);
+        p["status"]["podIPs"] = json!([{"ip": ip}]);
+        p["status"]["podIP"] = json!(ip);
+        p["status"]["hostIPs"] = json!([{"ip": node_ip}]);
         p["status"]["hostIP"] = json!(node_ip);
     }
     let never_ready =

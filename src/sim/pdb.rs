@@ -92,8 +92,16 @@ fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored
             .get(&StorageKey::new("apps", resource), ns, name)
             .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1));
     }
-    let expected = owners.values().sum::<i64>() + bare;
     let current_healthy = pods.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64;
+    // maxUnavailable and a percentage minAvailable are counted against the controllers' scale:
+    // with a pod that no controller owns, the disruption controller cannot count and fails
+    // safe, allowing nothing (expected and desired stay 0).
+    let needs_scale = spec.pointer("/spec/maxUnavailable").is_some()
+        || spec.pointer("/spec/minAvailable").and_then(Value::as_str).is_some_and(|m| m.ends_with('%'));
+    if needs_scale && bare > 0 {
+        return PdbStatus { expected: 0, current_healthy, desired_healthy: 0, disruptions_allowed: 0 };
+    }
+    let expected = owners.values().sum::<i64>() + bare;
     let desired_healthy = if let Some(min) = spec.pointer("/spec/minAvailable") {
         int_or_percent(min, expected, true).unwrap_or(0)
     } else if let Some(max) = spec.pointer("/spec/maxUnavailable") {
@@ -196,7 +204,7 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
     }
     let pdbs = covering(sim, &pod.value());
     if pdbs.len() > 1 {
-        return Err(ApiError::internal(
+        return Err(ApiError::internal_unreasoned(
             "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
         ));
     }
@@ -220,8 +228,11 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
             write_status(sim, pdb, s);
             return Err(ApiError::too_many_requests(
                 "Cannot evict pod as it would violate the pod's disruption budget.".into(),
-                json!({"causes": [{"reason": "DisruptionBudget", "message": format!(
-                    "The disruption budget {} needs {} healthy pods and has {} currently", pdb.name(), s.desired_healthy, s.current_healthy)}]}),
+                json!({"causes": [{"reason": "DisruptionBudget", "message": if s.expected == 0 && s.desired_healthy == 0 {
+                    format!("The disruption budget {} does not allow evicting pods currently", pdb.name())
+                } else {
+                    format!("The disruption budget {} needs {} healthy pods and has {} currently", pdb.name(), s.desired_healthy, s.current_healthy)
+                }}]}),
             ));
         }
         if !dry_run {

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::version::Minor;
 
 pub const ALL_VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const NAMESPACE_VERBS: [&str; 7] = ["create", "delete", "get", "list", "patch", "update", "watch"];
 
 /// A subresource as discovery lists it.
 #[derive(Debug, Clone)]
@@ -52,7 +53,14 @@ impl ResourceDef {
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.review { &["create"] } else { &ALL_VERBS }
+        if self.review {
+            &["create"]
+        } else if self.group.is_empty() && self.resource == "namespaces" {
+            // The namespace registry has no DELETE on the collection.
+            &NAMESPACE_VERBS
+        } else {
+            &ALL_VERBS
+        }
     }
 }
 
@@ -89,7 +97,14 @@ fn builtins(minor: Minor) -> Vec<ResourceDef> {
         for s in subs {
             let verbs: &[&'static str] =
                 if *s == "scale" || *s == "status" { &["get", "patch", "update"] } else { &["create"] };
-            d.subresources.push(sub(s, &d, verbs));
+            let mut sd = sub(s, &d, verbs);
+            // The scale subresource speaks autoscaling/v1 Scale, whatever its parent's kind.
+            if *s == "scale" {
+                sd.group = "autoscaling".into();
+                sd.version = "v1".into();
+                sd.kind = "Scale".into();
+            }
+            d.subresources.push(sd);
         }
         if all {
             d.categories.push("all".into());
@@ -246,7 +261,8 @@ impl Registry {
             let served = api.removed_in.is_none_or(|r| minor < r) && api.introduced_in.is_none_or(|i| minor >= i);
             // Versions removed before 1.19 never show up in a cluster we can simulate.
             let ancient = api.removed_in.is_some_and(|r| r <= Minor::new(1, 19));
-            if !served || ancient {
+            // Off unless --runtime-config turns it on: a cluster at its defaults does not serve it.
+            if !served || ancient || api.served_by_default == Some(false) {
                 continue;
             }
             if defs.iter().any(|d| d.group == api.group && d.version == api.version && d.resource == api.resource) {
@@ -357,7 +373,12 @@ impl Registry {
                 resources.push(sr);
             }
         }
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+        // The core group's list carries no apiVersion; the named groups' lists do.
+        Some(if group.is_empty() {
+            json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources})
+        } else {
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+        })
     }
 
     fn discovery_resources(&self, group: &str, version: &str) -> Vec<Value> {

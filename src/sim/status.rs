@@ -54,6 +54,17 @@ impl ApiError {
         )
     }
 
+    /// A field the apiserver's validation refuses, worded as it does: the kind (not the resource)
+    /// names the object, and one cause names the field.
+    pub fn invalid_field(kind: &str, name: &str, field: &str, reason: &str, detail: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {field}: {detail}"),
+            json!({"name": name, "kind": kind, "causes": [{"reason": reason, "message": detail, "field": field}]}),
+        )
+    }
+
     pub fn bad_request(message: &str) -> Self {
         Self::new(400, "BadRequest", message.to_string(), json!({}))
     }
@@ -92,6 +103,11 @@ impl ApiError {
 
     pub fn internal(message: String) -> Self {
         Self::new(500, "InternalError", message, json!({}))
+    }
+
+    /// A 500 as the eviction handler returns it for a pod under two budgets: no reason field.
+    pub fn internal_unreasoned(message: String) -> Self {
+        Self::new(500, "", message, json!({}))
     }
 
     pub fn unavailable(message: &str) -> Self {
@@ -133,6 +149,10 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // An error the apiserver builds without a reason (a plain 500 from a handler) has none.
+        if self.reason.is_empty() {
+            v.as_object_mut().expect("a JSON object").remove("reason");
+        }
         if self.details.as_object().is_some_and(|d| !d.is_empty()) {
             v["details"] = (*self.details).clone();
         }

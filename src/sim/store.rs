@@ -141,6 +141,101 @@ pub struct Stored {
     pub json: Bytes,
     pub meta: Meta,
     cached: Option<Value>,
+    /// Length of the leading `{"kind":…,"apiVersion":…,` of `json` (0 when absent): list items
+    /// are served without it, as an apiserver serves them, by slicing rather than re-encoding.
+    type_prefix: usize,
+}
+
+/// What an apiserver at its defaults fills into a new pod: the API defaults, and the admission
+/// plugins that are on by default (ServiceAccount, Priority, DefaultTolerationSeconds), and the
+/// QoS class in status. ServiceAccount tokens are not projected (the simulator issues none).
+fn default_pod(pod: &mut Value) {
+    let mirror = pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let mut defaults = vec![
+        ("restartPolicy", json!("Always")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("securityContext", json!({})),
+        ("schedulerName", json!("default-scheduler")),
+        ("enableServiceLinks", json!(true)),
+        ("preemptionPolicy", json!("PreemptLowerPriority")),
+    ];
+    if !spec.contains_key("priorityClassName") {
+        defaults.push(("priority", json!(0)));
+    }
+    for (k, v) in defaults {
+        spec.entry(k.to_string()).or_insert(v);
+    }
+    if !mirror {
+        let account = spec.get("serviceAccountName").cloned().unwrap_or_else(|| json!("default"));
+        spec.insert("serviceAccountName".into(), account.clone());
+        spec.insert("serviceAccount".into(), account);
+    }
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if let Some(ts) = tolerations.as_array_mut() {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+            let covered = ts.iter().any(|t| {
+                (t["key"] == key || (t.get("key").is_none() && t["operator"] == "Exists"))
+                    && (t.get("effect").is_none() || t["effect"] == "NoExecute")
+            });
+            if !covered {
+                ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            }
+        }
+    }
+    let mut requests_or_limits = false;
+    let mut guaranteed = true;
+    for list in ["initContainers", "containers"] {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(c) = c.as_object_mut() else { continue };
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+            let tag = image.rsplit('/').next().and_then(|last| last.split_once(':')).map(|(_, t)| t);
+            let pull =
+                if image.contains('@') || tag.is_some_and(|t| t != "latest") { "IfNotPresent" } else { "Always" };
+            c.entry("imagePullPolicy").or_insert(json!(pull));
+            c.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+            c.entry("terminationMessagePolicy").or_insert(json!("File"));
+            let resources = c.entry("resources").or_insert(json!({}));
+            let requests = resources.get("requests").and_then(Value::as_object);
+            let limits = resources.get("limits").and_then(Value::as_object);
+            requests_or_limits |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
+            // Guaranteed: cpu and memory limits everywhere, requests (when given) equal to them.
+            guaranteed &= ["cpu", "memory"].iter().all(|r| {
+                limits.and_then(|l| l.get(*r)).is_some_and(|l| requests.and_then(|q| q.get(*r)).is_none_or(|q| q == l))
+            });
+        }
+    }
+    let qos = if !requests_or_limits {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    };
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    if pod.pointer("/status/phase").is_none() {
+        pod["status"]["phase"] = json!("Pending");
+    }
+    pod["status"]["qosClass"] = json!(qos);
+}
+
+/// `value` with `kind` and `apiVersion` as its first two keys, and the byte length of their
+/// encoding with the opening brace and the comma after them (0 when either is missing or nothing
+/// follows them).
+fn type_meta_first(value: Value) -> (Value, usize) {
+    let Value::Object(mut map) = value else { return (value, 0) };
+    let (Some(kind), Some(api_version)) = (map.remove("kind"), map.remove("apiVersion")) else {
+        return (Value::Object(map), 0);
+    };
+    let prefix = if map.is_empty() { 0 } else { format!("{{\"kind\":{kind},\"apiVersion\":{api_version},").len() };
+    let mut ordered = serde_json::Map::with_capacity(map.len() + 2);
+    ordered.insert("kind".into(), kind);
+    ordered.insert("apiVersion".into(), api_version);
+    ordered.extend(map);
+    (Value::Object(ordered), prefix)
 }
 
 impl Stored {
@@ -150,10 +245,22 @@ impl Stored {
     }
 
     fn new(key: &StorageKey, value: Value) -> Arc<Self> {
+        let (value, type_prefix) = type_meta_first(value);
         let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
         let meta = Meta::of(&value);
         let is_pod = key.group.is_empty() && key.resource == "pods";
-        Arc::new(Stored { json, meta, cached: (!is_pod).then_some(value) })
+        Arc::new(Stored { json, meta, cached: (!is_pod).then_some(value), type_prefix })
+    }
+
+    /// The object as a list item: without `kind` and `apiVersion`.
+    pub fn list_item(&self) -> Bytes {
+        if self.type_prefix == 0 {
+            return self.json.clone();
+        }
+        let mut out = Vec::with_capacity(self.json.len() + 1 - self.type_prefix);
+        out.push(b'{');
+        out.extend_from_slice(&self.json[self.type_prefix..]);
+        Bytes::from(out)
     }
 
     /// The object as JSON (borrowed when cached, parsed otherwise).
@@ -356,6 +463,9 @@ impl Store {
         }
         let name = meta_str(&obj, "name").to_string();
         validate_name(&key.resource, &name)?;
+        if key.group.is_empty() && key.resource == "pods" {
+            default_pod(&mut obj);
+        }
         let ns = meta_str(&obj, "namespace").to_string();
         let k = obj_key(&ns, &name);
         let mut st = self.write();

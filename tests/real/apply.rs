@@ -22,11 +22,7 @@ fn deploy_workloads(cluster: &RealCluster) {
 
 /// The JSON lines of an `--events` file.
 fn events(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    std::fs::read_to_string(file).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// Nodes that reached `phase` in `events`, in order.
@@ -80,9 +76,10 @@ fn apply_upgrades_a_real_cluster_across_two_minors_without_a_budget_violation() 
     let report = watcher.stop();
     assert_eq!(o.status.code(), Some(0), "apply failed after {took:?}:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     eprintln!(
-        "apply {start} -> {target} on the real control plane: {:.1}s, {} evictions",
+        "apply {start} -> {target} on the real control plane: {:.1}s, {} evictions, {} unstarted replacements deleted",
         took.as_secs_f64(),
-        report.evictions
+        report.evictions,
+        report.unstarted_deleted
     );
 
     // The independent watcher: no budget fell below its minimum through an eviction, no pod lost.

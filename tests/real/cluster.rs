@@ -72,11 +72,13 @@ pub struct Options<'a> {
     pub feature_gates: &'a str,
     /// The workers' kubelet version (default: the control plane's).
     pub kubelet: &'a str,
+    /// The apiserver's `--etcd-compaction-interval` (default 5m).
+    pub compaction: &'a str,
 }
 
 impl Default for Options<'static> {
     fn default() -> Self {
-        Options { version: "", workers: 6, runtime_config: "", feature_gates: "", kubelet: "" }
+        Options { version: "", workers: 6, runtime_config: "", feature_gates: "", kubelet: "", compaction: "5m" }
     }
 }
 
@@ -88,7 +90,11 @@ impl RealCluster {
             .env("K8S_UPGRADE_E2E_NODES", options.workers.to_string())
             .env("K8S_UPGRADE_E2E_RUNTIME_CONFIG", options.runtime_config)
             .env("K8S_UPGRADE_E2E_FEATURE_GATES", options.feature_gates)
-            .env("K8S_UPGRADE_E2E_KUBELET_VERSION", if options.kubelet.is_empty() { options.version } else { options.kubelet })
+            .env("K8S_UPGRADE_E2E_COMPACTION_INTERVAL", options.compaction)
+            .env(
+                "K8S_UPGRADE_E2E_KUBELET_VERSION",
+                if options.kubelet.is_empty() { options.version } else { options.kubelet },
+            )
             .output()
             .expect("run control-plane.sh up");
         let cluster = RealCluster { kubeconfig: dir.join("kubeconfig"), dir };

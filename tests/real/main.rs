@@ -5,6 +5,7 @@
 
 mod apply;
 mod cluster;
+mod differential;
 mod plan;
 mod rbac;
 mod watcher;

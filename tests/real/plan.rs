@@ -43,7 +43,7 @@ fn plan_on_a_real_cluster_finds_every_kind_of_evidence() {
             // enabled them would have.
             runtime_config: "networking.k8s.io/v1beta1=true,storage.k8s.io/v1beta1=true,certificates.k8s.io/v1alpha1=true",
             feature_gates: "ClusterTrustBundle=true",
-            kubelet: "",
+            ..Options::default()
         },
     );
     let work = scratch("plan-work");

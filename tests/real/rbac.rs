@@ -15,7 +15,8 @@ fn the_shipped_roles_are_enough_for_plan_and_apply_on_a_real_apiserver() {
         return;
     }
     let target = &v[1];
-    let cluster = RealCluster::up("rbac", &Options { version: target, workers: 2, kubelet: &v[0], ..Options::default() });
+    let cluster =
+        RealCluster::up("rbac", &Options { version: target, workers: 2, kubelet: &v[0], ..Options::default() });
     cluster.apply_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real/fixtures/small.yaml"));
     cluster.wait_for("the workloads to be ready", Duration::from_secs(120), RealCluster::workloads_settled);
     let work = scratch("rbac-work");
@@ -57,7 +58,11 @@ fn the_shipped_roles_are_enough_for_plan_and_apply_on_a_real_apiserver() {
     let o = tool(&work).args(["plan", "--kubeconfig", operator, "--to", target, "-o", "json"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "plan as the bound user: {}\n{}", text(&o.stdout), text(&o.stderr));
     let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(plan["inventoryWarnings"].as_array().is_none_or(|w| w.iter().all(|w| !w.to_string().contains("forbidden"))), "{}", plan["inventoryWarnings"]);
+    assert!(
+        plan["inventoryWarnings"].as_array().is_none_or(|w| w.iter().all(|w| !w.to_string().contains("forbidden"))),
+        "{}",
+        plan["inventoryWarnings"]
+    );
 
     let o = tool(&work)
         .args(["apply", "--kubeconfig", operator, "--to", target, "--yes", "--upgrader", "command"])

@@ -1,15 +1,16 @@
 //! An observer independent of the tool: its own watches on pods and PodDisruptionBudgets, on its
 //! own connection and runtime. It counts the moments when an eviction left a budget's healthy pods
-//! below the budget's minimum, and the pods that disappeared without an eviction (lost).
+//! below the budget's minimum, and the running pods of a controller that disappeared without an
+//! eviction (lost).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
 
@@ -21,6 +22,8 @@ pub struct Report {
     pub lost: Vec<String>,
     /// Evictions seen (a pod marked DisruptionTarget/EvictionByEvictionAPI, then deleted).
     pub evictions: usize,
+    /// Pods of a controller deleted before they ever ran (not a disruption).
+    pub unstarted_deleted: usize,
 }
 
 #[derive(Clone)]
@@ -59,8 +62,13 @@ impl World {
     /// and did a budget fall below its minimum? Otherwise, was it a controller's pod (lost)?
     fn gone(&mut self, ns: &str, name: &str, before: &PodView, evicted: bool) {
         if !evicted {
-            if before.managed {
+            // Running work of a controller, gone without the eviction API. A replacement that
+            // never ran is not lost work (kwok, unlike a kubelet, deletes by name without a UID
+            // precondition, and so may remove a StatefulSet's fresh replacement).
+            if before.managed && before.healthy {
                 self.report.lost.push(format!("{ns}/{name}"));
+            } else if before.managed {
+                self.report.unstarted_deleted += 1;
             }
             return;
         }
