@@ -20,6 +20,16 @@
 //! wait between the passes counts as simulated time; the kubectl loop has no gates at all.
 //!
 //! Run with `cargo bench --bench apply`.
+//!
+//! `cargo bench --bench apply -- --real` runs the same comparison on the real control plane of
+//! `e2e/control-plane.sh` (built first): the control plane at the second release of
+//! `e2e/versions`, six workers one minor behind, the workloads of `tests/real/fixtures`, each
+//! kubelet restart 5 s (`upgrade-node`, the same script for both sides). apply runs at its
+//! defaults (gates every 2 s, 2 passes); the peer is that release's own `kubectl drain` +
+//! `upgrade-node` + `kubectl wait` + `kubectl uncordon`. API requests are counted twice: the
+//! admin identity's requests in the apiserver's audit log (apply's or kubectl's alone), and the
+//! growth of the apiserver's own `apiserver_request_total` (every client, kwok and the
+//! controllers included).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -172,8 +182,196 @@ fn measure(base: &Path, name: &str, scale: f64, run: impl Fn(&Path, f64) -> (f64
     (median(walls), median(sent))
 }
 
+/// A real control plane for one run of the real-cluster mode.
+struct Real {
+    dir: PathBuf,
+    script: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl Real {
+    fn up(base: &Path, name: &str, versions: &[String]) -> Real {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/control-plane.sh");
+        let dir = base.join(name);
+        let o = Command::new(&script)
+            .args(["up", &versions[1], dir.to_str().unwrap()])
+            .env("K8S_UPGRADE_E2E_NODES", "6")
+            .env("K8S_UPGRADE_E2E_KUBELET_VERSION", &versions[0])
+            .env("K8S_UPGRADE_E2E_AUDIT", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "control-plane.sh up: {}", String::from_utf8_lossy(&o.stderr));
+        let status = Command::new(&script).args(["status", &versions[1]]).output().unwrap();
+        let kubectl = PathBuf::from(String::from_utf8_lossy(&status.stdout).trim()).join("kubectl");
+        let real = Real { dir, script, kubectl };
+        real.kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/real/fixtures/workloads.yaml")]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !real.settled() {
+            assert!(Instant::now() < deadline, "the workloads did not become ready");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        real
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let o = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .env("HOME", &self.dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn settled(&self) -> bool {
+        self.kubectl(&[
+            "get",
+            "deployments,statefulsets",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.replicas}={.status.readyReplicas}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .all(|l| l.split_once('=').is_some_and(|(a, b)| a == b))
+    }
+
+    /// The admin's requests so far (audit log lines) and every client's (`apiserver_request_total`).
+    fn requests(&self) -> (u64, u64) {
+        let audit = std::fs::read_to_string(self.dir.join("logs/audit.log")).map_or(0, |t| t.lines().count() as u64);
+        let o = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(self.dir.join("super-admin.kubeconfig"))
+            .args(["get", "--raw", "/metrics"])
+            .output()
+            .unwrap();
+        let total = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+            .sum::<f64>() as u64;
+        (audit, total)
+    }
+
+    fn upgrade_node(&self, node: &str, version: &str) {
+        let o = Command::new(&self.script)
+            .args(["upgrade-node", self.dir.to_str().unwrap(), node, "worker", version])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "upgrade-node {node}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Real {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).args(["down", self.dir.to_str().unwrap()]).output();
+    }
+}
+
+const REAL_WORKERS: [&str; 6] = ["worker-1", "worker-2", "worker-3", "worker-4", "worker-5", "worker-6"];
+
+/// One roll of the six workers by `apply` on a fresh real control plane: (wall s, admin requests,
+/// all requests).
+fn real_apply(bin: &str, base: &Path, run: usize, versions: &[String]) -> (f64, f64, f64) {
+    let real = Real::up(base, &format!("apply-{run}"), versions);
+    let before = real.requests();
+    let t = Instant::now();
+    let o = Command::new(bin)
+        .arg("apply")
+        .arg("--kubeconfig")
+        .arg(real.kubeconfig())
+        .args(["--to", &versions[1], "--yes", "--upgrader", "command", "--upgrade-command"])
+        .arg(format!("{} upgrade-node {} {{node}} {{role}} {{version}}", real.script.display(), real.dir.display()))
+        .arg("--journal")
+        .arg(real.dir.join("journal.json"))
+        .env("HOME", &real.dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        o.status.success(),
+        "apply: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after = real.requests();
+    (took, (after.0 - before.0) as f64, (after.1 - before.1) as f64)
+}
+
+/// The same roll as the release's own kubectl commands: (wall s, admin requests, all requests).
+fn real_kubectl(base: &Path, run: usize, versions: &[String]) -> (f64, f64, f64) {
+    let real = Real::up(base, &format!("kubectl-{run}"), versions);
+    real.kubectl(&["get", "nodes", "-o", "name"]); // warm the discovery cache
+    let before = real.requests();
+    let t = Instant::now();
+    for node in REAL_WORKERS {
+        real.kubectl(&["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"]);
+        real.upgrade_node(node, &versions[1]);
+        real.kubectl(&[
+            "wait",
+            &format!("node/{node}"),
+            &format!("--for=jsonpath={{.status.nodeInfo.kubeletVersion}}=v{}", versions[1]),
+            "--timeout=300s",
+        ]);
+        real.kubectl(&["wait", &format!("node/{node}"), "--for=condition=Ready", "--timeout=300s"]);
+        real.kubectl(&["uncordon", node]);
+    }
+    let took = t.elapsed().as_secs_f64();
+    let after = real.requests();
+    (took, (after.0 - before.0) as f64, (after.1 - before.1) as f64)
+}
+
+fn real_mode(bin: &str, base: &Path) {
+    let versions: Vec<String> = include_str!("../e2e/versions")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/control-plane.sh");
+    for v in &versions[..2] {
+        let o = Command::new(&script).args(["status", v]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let medians = |runs: Vec<(f64, f64, f64)>| {
+        (
+            median(runs.iter().map(|r| r.0).collect()),
+            median(runs.iter().map(|r| r.1).collect()),
+            median(runs.iter().map(|r| r.2).collect()),
+        )
+    };
+    let (aw, ar, at) = medians((0..3).map(|i| real_apply(bin, base, i, &versions)).collect());
+    let (kw, kr, kt) = medians((0..3).map(|i| real_kubectl(base, i, &versions)).collect());
+    let floor = 6.0 * 5.0;
+    println!(
+        "real control plane {} (6 workers from kubelet {}, kubelet restart 5 s each, floor {floor:.0} s):",
+        versions[1], versions[0]
+    );
+    println!(
+        "  apply (defaults, --max-unavailable 1): median {aw:.1} s, {ar:.0} requests by apply, {at:.0} by every client"
+    );
+    println!(
+        "  kubectl {} loop (drain + upgrade + wait + wait + uncordon): median {kw:.1} s, {kr:.0} requests by kubectl, {kt:.0} by every client",
+        versions[1]
+    );
+    println!("  ratios apply/kubectl: wall {:.2}, own requests {:.2}, all requests {:.2}", aw / kw, ar / kr, at / kt);
+}
+
 fn main() {
     let bin = env!("CARGO_BIN_EXE_k8s-upgrade");
+    if std::env::args().any(|a| a == "--real") {
+        let base = std::env::temp_dir().join(format!("k8s-upgrade-bench-real-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        real_mode(bin, &base);
+        let _ = std::fs::remove_dir_all(&base);
+        return;
+    }
     let base = std::env::temp_dir().join(format!("k8s-upgrade-bench-apply-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/demo.yaml")).unwrap();

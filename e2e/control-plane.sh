@@ -21,7 +21,8 @@
 # `up` reads: K8S_UPGRADE_E2E_NODES (workers, default 6), K8S_UPGRADE_E2E_KUBELET_VERSION (the
 # workers' kubelet, default VERSION), K8S_UPGRADE_E2E_RUNTIME_CONFIG and
 # K8S_UPGRADE_E2E_FEATURE_GATES (the apiserver's --runtime-config and --feature-gates),
-# K8S_UPGRADE_E2E_COMPACTION_INTERVAL (its --etcd-compaction-interval, default 5m).
+# K8S_UPGRADE_E2E_COMPACTION_INTERVAL (its --etcd-compaction-interval, default 5m),
+# K8S_UPGRADE_E2E_AUDIT=1 (an audit log of the admin's requests in DIR/logs/audit.log).
 # K8S_UPGRADE_E2E_KUBELET_RESTART is how long a kubelet restart keeps a node NotReady (default 5 s).
 set -euo pipefail
 
@@ -302,6 +303,19 @@ start_apiserver() {
 	local runtime_config
 	runtime_config="$(state_get "$dir" RUNTIME_CONFIG)"
 	[[ -z "$runtime_config" ]] || extra+=(--runtime-config "$runtime_config")
+	if [[ "$(state_get "$dir" AUDIT)" == 1 ]]; then
+		# Metadata of every request the admin (the tool, kubectl) makes; nothing of anyone else.
+		cat >"$dir/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: [kubernetes-admin]
+- level: None
+POLICY
+		extra+=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/logs/audit.log" --audit-log-format json)
+	fi
 	local feature_gates
 	feature_gates="$(state_get "$dir" FEATURE_GATES)"
 	[[ -z "$feature_gates" ]] || extra+=(--feature-gates "$feature_gates")
@@ -503,6 +517,7 @@ cmd_up() {
 	state_set "$dir" RUNTIME_CONFIG "${K8S_UPGRADE_E2E_RUNTIME_CONFIG:-}"
 	state_set "$dir" FEATURE_GATES "${K8S_UPGRADE_E2E_FEATURE_GATES:-}"
 	state_set "$dir" COMPACTION_INTERVAL "${K8S_UPGRADE_E2E_COMPACTION_INTERVAL:-5m}"
+	state_set "$dir" AUDIT "${K8S_UPGRADE_E2E_AUDIT:-0}"
 	state_set "$dir" CONTROL_PLANE_NODE control-plane-1
 	make_pki "$dir/pki"
 	local port

@@ -725,7 +725,7 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
 fn check_pod_spec(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     if def.group.is_empty()
         && def.resource == "pods"
-        && !obj.pointer("/spec/containers").and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+        && obj.pointer("/spec/containers").and_then(Value::as_array).is_none_or(|c| c.is_empty())
     {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
         return Err(ApiError::invalid_field(

@@ -277,6 +277,21 @@ const VOLATILE: &[&str] = &[
 ];
 
 fn normalize(v: &mut Value) {
+    // A Table's Age column is the clock's, like creationTimestamp.
+    let ages: Vec<usize> = v
+        .get("columnDefinitions")
+        .and_then(Value::as_array)
+        .map(|cols| cols.iter().enumerate().filter(|(_, c)| c["name"] == "Age").map(|(i, _)| i).collect())
+        .unwrap_or_default();
+    if let Some(rows) = v.get_mut("rows").and_then(Value::as_array_mut) {
+        for row in rows {
+            for &i in &ages {
+                if let Some(cell) = row.get_mut("cells").and_then(|c| c.get_mut(i)) {
+                    *cell = Value::String("<volatile>".into());
+                }
+            }
+        }
+    }
     match v {
         Value::Object(map) => {
             map.remove("managedFields");
@@ -352,7 +367,7 @@ fn diff_subset(real: &Value, sim: &Value, out: &mut Vec<String>) {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 160 { format!("{}…", &s[..s.floor_char_boundary(160)]) } else { s }
+    if s.chars().count() > 160 { format!("{}…", s.chars().take(160).collect::<String>()) } else { s }
 }
 
 #[derive(Deserialize)]
