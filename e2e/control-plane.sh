@@ -25,6 +25,8 @@
 # K8S_UPGRADE_E2E_AUDIT=1 (an audit log of the admin's requests in DIR/logs/audit.log).
 # K8S_UPGRADE_E2E_KUBELET_RESTART is how long a kubelet restart keeps a node NotReady (default 5 s).
 set -euo pipefail
+# A failure inside $(...) fails the caller too (bash turns errexit off there otherwise).
+shopt -s inherit_errexit
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${K8S_UPGRADE_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-upgrade/e2e}"
@@ -118,6 +120,7 @@ cmd_build() {
 		ldflags+=" -X $pkg.gitVersion=v$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
 		ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 	done
+	rm -rf "$bin.tmp"
 	(
 		cd "$root/src"
 		export GOFLAGS="-mod=mod -buildvcs=false"
@@ -129,7 +132,7 @@ cmd_build() {
 			k8s.io/kubernetes/cmd/kube-scheduler \
 			k8s.io/kubernetes/cmd/kubectl
 		go build -trimpath -ldflags "-s -w" -o "$bin.tmp/etcd" go.etcd.io/etcd/server/v3
-	)
+	) || die "building Kubernetes v$version failed (see the go output above); nothing was cached"
 	touch "$bin.tmp/.complete"
 	mv "$bin.tmp" "$bin"
 	log "built v$version in $((SECONDS - started)) s"
@@ -141,7 +144,9 @@ build_kwok() {
 	local bin="$CACHE/kwok-$KWOK_VERSION"
 	if [[ ! -x "$bin/kwok" ]]; then
 		log "building kwok $KWOK_VERSION into $bin"
-		GOBIN="$bin.tmp" GOFLAGS="-buildvcs=false" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+		rm -rf "$bin.tmp"
+		GOBIN="$bin.tmp" GOFLAGS="-buildvcs=false" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ||
+			die "building kwok $KWOK_VERSION failed (see the go output above); nothing was cached"
 		rm -rf "$bin"
 		mv "$bin.tmp" "$bin"
 	fi
@@ -164,7 +169,19 @@ state_set() {
 }
 
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	local port
+	port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+	[[ "$port" =~ ^[0-9]+$ ]] || die "could not find a free port on 127.0.0.1"
+	echo "$port"
+}
+
+# Everything `up` runs besides the built binaries.
+require_tools() {
+	local tool missing=()
+	for tool in python3 openssl base64 setsid sha256sum; do
+		command -v "$tool" >/dev/null || missing+=("$tool")
+	done
+	((${#missing[@]} == 0)) || die "missing on PATH: ${missing[*]} (needed to start a control plane)"
 }
 
 # --- PKI: one CA, a serving certificate for 127.0.0.1, client certificates per identity ----------
@@ -501,6 +518,9 @@ cmd_up() {
 	if [[ -f "$dir/pids/kube-apiserver.pid" ]] && kill -0 "$(cat "$dir/pids/kube-apiserver.pid")" 2>/dev/null; then
 		die "a control plane is already running in $dir; run 'control-plane.sh down $dir' first"
 	fi
+	require_tools
+	# What is left of an earlier run whose apiserver died (etcd, kwok) goes before its pids do.
+	[[ ! -d "$dir/pids" ]] || cmd_down "$dir" 2>/dev/null
 	local bin kwok
 	bin="$(cmd_build "$version")"
 	kwok="$(build_kwok)"
@@ -652,13 +672,15 @@ cmd_user() {
 	local dir="${1:-}" name="${2:-}" group="${3:-}"
 	[[ -n "$dir" && -f "$dir/state" ]] || die "usage: control-plane.sh user DIR NAME [GROUP]"
 	[[ "$name" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "user name '$name' must be a DNS label"
+	[[ -z "$group" || "$group" =~ ^[A-Za-z0-9:._-]+$ ]] || die "group '$group' may hold letters, digits and : . _ - only"
 	local subject="/CN=$name"
 	[[ -z "$group" ]] || subject="/O=$group$subject"
-	issue_cert "$dir/pki" "$name" "$subject" "basicConstraints=CA:FALSE
+	# Under a prefix of their own, so no user name can overwrite the cluster's keys.
+	issue_cert "$dir/pki" "user-$name" "$subject" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth"
-	chmod 600 "$dir/pki/$name.key"
-	write_kubeconfig "$dir/$name.kubeconfig" "$dir/pki" "$name" "$(state_get "$dir" APISERVER_PORT)"
+	chmod 600 "$dir/pki/user-$name.key"
+	write_kubeconfig "$dir/$name.kubeconfig" "$dir/pki" "user-$name" "$(state_get "$dir" APISERVER_PORT)"
 	echo "$dir/$name.kubeconfig"
 }
 

@@ -378,6 +378,9 @@ async fn apply(
                 .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
                 .unwrap_or_else(|| "generic".into());
             let from = from.ok_or_else(|| CliError::error("the cluster did not report its version"))?;
+            // A waypoint the cluster has reached is behind it: the plan from here no longer
+            // passes it (and differs from the saved one, which the drift check then says).
+            let via = via.into_iter().filter(|v| *v > from).collect();
             let req = PathRequest { distro, from, to, via, kubelets: vec![], facts: Facts::default(), today };
             crate::plan::plan(&inv, catalog, &req).map_err(CliError::from)
         };

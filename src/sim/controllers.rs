@@ -158,20 +158,49 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     workload_status(sim);
 }
 
+/// A node condition: kubelets renew its heartbeat on every status update.
 fn set_condition(conds: &mut Vec<Value>, ty: &str, status: bool, reason: &str, message: &str) {
+    upsert_condition(conds, ty, status, reason, message, true);
+}
+
+/// A pod condition, as a kubelet writes it: no heartbeat, and no empty reason or message.
+fn set_pod_condition(conds: &mut Vec<Value>, ty: &str, status: bool, reason: &str, message: &str) {
+    upsert_condition(conds, ty, status, reason, message, false);
+}
+
+fn upsert_condition(conds: &mut Vec<Value>, ty: &str, status: bool, reason: &str, message: &str, heartbeat: bool) {
     let now = now_rfc3339();
     let st = if status { "True" } else { "False" };
-    match conds.iter_mut().find(|c| c["type"] == ty) {
-        Some(c) => {
-            if c["status"] != st {
-                c["lastTransitionTime"] = json!(now);
-            }
-            c["status"] = json!(st);
-            c["reason"] = json!(reason);
-            c["message"] = json!(message);
+    let fresh = || {
+        let mut c = json!({"type": ty, "status": st, "lastTransitionTime": now});
+        if heartbeat {
             c["lastHeartbeatTime"] = json!(now);
         }
-        None => conds.push(json!({"type": ty, "status": st, "reason": reason, "message": message, "lastTransitionTime": now, "lastHeartbeatTime": now})),
+        c
+    };
+    let c = match conds.iter_mut().position(|c| c["type"] == ty) {
+        Some(i) => {
+            if conds[i]["status"] != st {
+                conds[i]["lastTransitionTime"] = json!(now);
+            }
+            conds[i]["status"] = json!(st);
+            if heartbeat {
+                conds[i]["lastHeartbeatTime"] = json!(now);
+            }
+            &mut conds[i]
+        }
+        None => {
+            conds.push(fresh());
+            conds.last_mut().expect("just pushed")
+        }
+    };
+    let Some(c) = c.as_object_mut() else { return };
+    for (k, v) in [("reason", reason), ("message", message)] {
+        if v.is_empty() && !heartbeat {
+            c.remove(k);
+        } else {
+            c.insert(k.into(), json!(v));
+        }
     }
 }
 
@@ -625,7 +654,7 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
                         }
                     }
                     let mut conds: Vec<Value> = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-                    set_condition(&mut conds, "Ready", false, "PodCompleted", "");
+                    set_pod_condition(&mut conds, "Ready", false, "PodCompleted", "");
                     pod["status"]["conditions"] = Value::Array(conds);
                     Ok(())
                 });
@@ -740,7 +769,7 @@ fn schedule(sim: &Sim) {
                     p["spec"]["nodeName"] = json!(node);
                     let mut conds: Vec<Value> =
                         p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-                    set_condition(&mut conds, "PodScheduled", true, "", "");
+                    set_pod_condition(&mut conds, "PodScheduled", true, "", "");
                     p["status"]["conditions"] = Value::Array(conds);
                     Ok(())
                 });
@@ -780,10 +809,10 @@ fn set_pod_running(p: &mut Value, ready: bool, node_ip: &str) {
         p.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str) == Some("true");
     let ready = ready && !never_ready;
     let mut conds: Vec<Value> = p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-    set_condition(&mut conds, "PodScheduled", true, "", "");
-    set_condition(&mut conds, "Initialized", true, "", "");
-    set_condition(&mut conds, "ContainersReady", ready, if ready { "" } else { "ContainersNotReady" }, "");
-    set_condition(&mut conds, "Ready", ready, if ready { "" } else { "ContainersNotReady" }, "");
+    set_pod_condition(&mut conds, "PodScheduled", true, "", "");
+    set_pod_condition(&mut conds, "Initialized", true, "", "");
+    set_pod_condition(&mut conds, "ContainersReady", ready, if ready { "" } else { "ContainersNotReady" }, "");
+    set_pod_condition(&mut conds, "Ready", ready, if ready { "" } else { "ContainersNotReady" }, "");
     p["status"]["conditions"] = Value::Array(conds);
     let statuses: Vec<Value> = p
         .pointer("/spec/containers")

@@ -74,15 +74,13 @@ fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored
         Some(sel) => namespace_pods.iter().filter(|p| sel.matches_labels(&p.meta.labels)).collect(),
         None => vec![],
     };
-    // Expected pods come from the controllers' desired replicas; each owner is read once.
+    // As the disruption controller counts: maxUnavailable and a percentage minAvailable against
+    // the scale of the pods' controllers (pods without one add nothing; each controller is read
+    // once), an integer minAvailable against the pods the selector matches.
     let mut owners: std::collections::BTreeMap<(&str, &str), i64> = std::collections::BTreeMap::new();
-    let mut bare = 0i64;
     for p in &pods {
-        match p.owner() {
-            Some((kind @ ("ReplicaSet" | "StatefulSet"), name, _)) => {
-                owners.entry((kind, name)).or_insert(0);
-            }
-            _ => bare += i64::from(!p.meta.terminating),
+        if let Some((kind @ ("ReplicaSet" | "StatefulSet"), name, _)) = p.owner() {
+            owners.entry((kind, name)).or_insert(0);
         }
     }
     for ((kind, name), replicas) in owners.iter_mut() {
@@ -92,25 +90,17 @@ fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored
             .get(&StorageKey::new("apps", resource), ns, name)
             .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1));
     }
+    let scale = owners.values().sum::<i64>();
     let current_healthy = pods.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64;
-    // maxUnavailable and a percentage minAvailable are counted against the controllers' scale:
-    // with a pod that no controller owns, the disruption controller cannot count and fails
-    // safe, allowing nothing (expected and desired stay 0).
-    let needs_scale = spec.pointer("/spec/maxUnavailable").is_some()
-        || spec.pointer("/spec/minAvailable").and_then(Value::as_str).is_some_and(|m| m.ends_with('%'));
-    if needs_scale && bare > 0 {
-        return PdbStatus { expected: 0, current_healthy, desired_healthy: 0, disruptions_allowed: 0 };
-    }
-    let expected = owners.values().sum::<i64>() + bare;
-    let desired_healthy = if let Some(min) = spec.pointer("/spec/minAvailable") {
-        int_or_percent(min, expected, true).unwrap_or(0)
-    } else if let Some(max) = spec.pointer("/spec/maxUnavailable") {
-        (expected - int_or_percent(max, expected, true).unwrap_or(0)).max(0)
-    } else {
-        0
+    let (expected, desired_healthy) = match (spec.pointer("/spec/maxUnavailable"), spec.pointer("/spec/minAvailable")) {
+        (Some(max), _) => (scale, (scale - int_or_percent(max, scale, true).unwrap_or(0)).max(0)),
+        (None, Some(min)) if min.is_string() => (scale, int_or_percent(min, scale, true).unwrap_or(0)),
+        (None, Some(min)) => (pods.len() as i64, int_or_percent(min, pods.len() as i64, true).unwrap_or(0)),
+        (None, None) => (pods.len() as i64, 0),
     };
     let never = sim.faults().pdbs_never_allow.iter().any(|p| *p == format!("{ns}/{}", pdb.name()));
-    let allowed = if never { 0 } else { (current_healthy - desired_healthy).max(0) };
+    // Nothing is allowed while nothing is expected (pods whose controllers have no scale).
+    let allowed = if never || expected <= 0 { 0 } else { (current_healthy - desired_healthy).max(0) };
     PdbStatus { expected, current_healthy, desired_healthy, disruptions_allowed: allowed }
 }
 
@@ -228,10 +218,10 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
             write_status(sim, pdb, s);
             return Err(ApiError::too_many_requests(
                 "Cannot evict pod as it would violate the pod's disruption budget.".into(),
-                json!({"causes": [{"reason": "DisruptionBudget", "message": if s.expected == 0 && s.desired_healthy == 0 {
-                    format!("The disruption budget {} does not allow evicting pods currently", pdb.name())
-                } else {
+                json!({"causes": [{"reason": "DisruptionBudget", "message": if s.current_healthy <= s.desired_healthy {
                     format!("The disruption budget {} needs {} healthy pods and has {} currently", pdb.name(), s.desired_healthy, s.current_healthy)
+                } else {
+                    format!("The disruption budget {} does not allow evicting pods currently", pdb.name())
                 }}]}),
             ));
         }

@@ -227,8 +227,14 @@ fn default_pod(pod: &mut Value) {
 /// follows them).
 fn type_meta_first(value: Value) -> (Value, usize) {
     let Value::Object(mut map) = value else { return (value, 0) };
-    let (Some(kind), Some(api_version)) = (map.remove("kind"), map.remove("apiVersion")) else {
-        return (Value::Object(map), 0);
+    // shift_remove keeps the order of the other fields (remove would swap the last one in).
+    let (kind, api_version) = match (map.shift_remove("kind"), map.shift_remove("apiVersion")) {
+        (Some(kind), Some(api_version)) => (kind, api_version),
+        (kind, api_version) => {
+            map.extend(kind.map(|k| ("kind".to_string(), k)));
+            map.extend(api_version.map(|a| ("apiVersion".to_string(), a)));
+            return (Value::Object(map), 0);
+        }
     };
     let prefix = if map.is_empty() { 0 } else { format!("{{\"kind\":{kind},\"apiVersion\":{api_version},").len() };
     let mut ordered = serde_json::Map::with_capacity(map.len() + 2);

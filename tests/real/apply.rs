@@ -1,7 +1,6 @@
 //! `apply` on a real control plane: two control-plane hops and the node rolls, watched by an
 //! observer of our own; and a run killed mid-drain, then resumed.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -155,7 +154,8 @@ fn apply_killed_mid_drain_on_a_real_cluster_resumes_without_draining_a_node_twic
         .arg("--events")
         .arg(&first_events)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A file, not a pipe nobody reads until the end: the run must never block on its output.
+        .stderr(std::fs::File::create(work.join("first.stderr")).unwrap())
         .spawn()
         .unwrap();
     // SIGKILL once a worker after the first is cordoned and before it is drained.
@@ -169,8 +169,7 @@ fn apply_killed_mid_drain_on_a_real_cluster_resumes_without_draining_a_node_twic
             break node.clone();
         }
         if let Ok(Some(status)) = first.try_wait() {
-            let mut err = String::new();
-            BufReader::new(first.stderr.take().unwrap()).lines().for_each(|l| err += &(l.unwrap() + "\n"));
+            let err = std::fs::read_to_string(work.join("first.stderr")).unwrap_or_default();
             panic!("apply ended ({status}) before a second node was cordoned:\n{err}");
         }
         assert!(Instant::now() < deadline, "no second node cordoned within 300 s");

@@ -37,6 +37,23 @@ fn the_shipped_roles_are_enough_for_plan_and_apply_on_a_real_apiserver() {
         std::fs::write(&file, &o.stdout).unwrap();
         cluster.apply_file(&file);
     }
+    // The authorizer follows RBAC objects through a watch: wait until it sees the bindings.
+    cluster.wait_for("the new bindings to take effect", Duration::from_secs(30), |c| {
+        std::process::Command::new(c.bin().join("kubectl"))
+            .args([
+                "--kubeconfig",
+                operator,
+                "auth",
+                "can-i",
+                "create",
+                "pods",
+                "--subresource=eviction",
+                "--all-namespaces",
+            ])
+            .env("HOME", &work)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     let gaps = |job: &str| -> Vec<Value> {
         let o = tool(&work).args(["plan", "--kubeconfig", operator, "--to", target, "-o", "json"]).output().unwrap();
         assert!(matches!(o.status.code(), Some(0 | 3)), "plan ({job}): {}\n{}", text(&o.stdout), text(&o.stderr));
@@ -53,6 +70,13 @@ fn the_shipped_roles_are_enough_for_plan_and_apply_on_a_real_apiserver() {
     let file = work.join("rbac-helm.yaml");
     std::fs::write(&file, &o.stdout).unwrap();
     cluster.apply_file(&file);
+    cluster.wait_for("the Helm role to take effect", Duration::from_secs(30), |c| {
+        std::process::Command::new(c.bin().join("kubectl"))
+            .args(["--kubeconfig", operator, "auth", "can-i", "list", "secrets", "--all-namespaces"])
+            .env("HOME", &work)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     let left = gaps("plan and helm-releases roles");
     assert!(left.is_empty(), "the plan and helm-releases roles left gaps: {left:?}");
     let o = tool(&work).args(["plan", "--kubeconfig", operator, "--to", target, "-o", "json"]).output().unwrap();
