@@ -156,10 +156,10 @@ pub async fn observe(client: &Client) -> Result<(Baseline, Vec<Node>), String> {
     Ok((Baseline::of(&deployments, &statefulsets, &budgets, &pods), nodes))
 }
 
-/// The checks that need no request: from the watches when they are healthy, else by listing.
-/// The flag says whether the answer came from the watches (free to ask again).
-async fn check_objects(client: &Client, cache: &Cache, baseline: &Baseline) -> (Vec<String>, bool) {
-    if cache.stale().is_empty() {
+/// The checks that need no request: from the watches when they are healthy (unless `direct`),
+/// else by listing. The flag says whether the answer came from the watches (free to ask again).
+async fn check_objects(client: &Client, cache: &Cache, baseline: &Baseline, direct: bool) -> (Vec<String>, bool) {
+    if !direct && cache.stale().is_empty() {
         return (baseline.regressions(&Baseline::from_cache(cache), cache.nodes.state().iter().map(|n| &**n)), true);
     }
     match observe(client).await {
@@ -178,7 +178,18 @@ pub struct Checked {
 /// What fails now, compared with the baseline; empty when the gate passes. The apiserver and
 /// the operator's command are asked only once the cluster's objects look healthy.
 pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options: &GateOptions) -> Checked {
-    let (mut failures, free) = check_objects(client, cache, baseline).await;
+    check_with(client, cache, baseline, options, false).await
+}
+
+/// [`check`], reading the objects directly when `direct` (the watches are not trusted).
+async fn check_with(
+    client: &Client,
+    cache: &Cache,
+    baseline: &Baseline,
+    options: &GateOptions,
+    direct: bool,
+) -> Checked {
+    let (mut failures, free) = check_objects(client, cache, baseline, direct).await;
     if !failures.is_empty() {
         return Checked { failures, free };
     }
@@ -215,6 +226,9 @@ pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options:
     Checked { failures, free: false }
 }
 
+/// How often a gate that keeps failing on the watched objects checks them by listing instead.
+const DIRECT_CROSS_CHECK: Duration = Duration::from_secs(30);
+
 /// Waits for `passes` consecutive passes; on timeout returns the last failures.
 pub async fn wait(
     client: &Client,
@@ -227,9 +241,22 @@ pub async fn wait(
     let mut streak = 0;
     let mut checks = 0;
     let mut changes = cache.changes();
+    // A watch can go quiet without failing (a restarted apiserver, a proxy): a gate that keeps
+    // failing on the watched objects alone is cross-checked by listing them, at this pace.
+    let mut last_direct = Instant::now();
+    // Once a listing passed where the watches failed, they are behind: list until the gate ends.
+    let mut trust_watches = true;
+    let mut last_failures = Vec::new();
     loop {
         changes.borrow_and_update();
-        let Checked { failures, free } = check(client, cache, baseline, options).await;
+        let direct = !trust_watches || last_direct.elapsed() >= DIRECT_CROSS_CHECK;
+        if direct {
+            last_direct = Instant::now();
+        }
+        let Checked { failures, free } = check_with(client, cache, baseline, options, direct).await;
+        if direct && failures.is_empty() {
+            trust_watches = false;
+        }
         checks += 1;
         if failures.is_empty() {
             streak += 1;
@@ -242,8 +269,14 @@ pub async fn wait(
                 return Err(failures);
             }
         }
+        if !failures.is_empty() {
+            last_failures.clone_from(&failures);
+        }
         if stop.now() {
-            return Err(vec!["stopped by Ctrl-C".into()]);
+            // Say what the gate was waiting for: that is what the operator looks at next.
+            let mut why = vec!["stopped by Ctrl-C".to_string()];
+            why.extend(last_failures.iter().map(|f| format!("still failing: {f}")));
+            return Err(why);
         }
         if streak == 0 && free {
             // Failing on the watched objects: look again as soon as something changes (that

@@ -1061,6 +1061,8 @@ impl Executor {
         let deadline = Instant::now() + self.options.node_timeout;
         let mut changes = self.cache.changes();
         let mut last;
+        // A watch can go quiet without failing: the node is also read directly now and then.
+        let mut last_direct = Instant::now();
         loop {
             if self.stop.now() {
                 return Err(Halt {
@@ -1069,7 +1071,10 @@ impl Executor {
                 });
             }
             changes.borrow_and_update();
-            let stale = self.cache.is_stale("nodes");
+            let stale = self.cache.is_stale("nodes") || last_direct.elapsed() >= Duration::from_secs(30);
+            if stale {
+                last_direct = Instant::now();
+            }
             let seen = if stale {
                 api.get(node).await.map_err(|e| e.to_string())
             } else {
