@@ -41,6 +41,16 @@ const HALF: f64 = 0.05;
 const WORKERS: [&str; 6] = ["pool-a-1", "pool-a-2", "pool-a-3", "pool-b-1", "pool-b-2", "pool-b-3"];
 const TARGET: &str = "1.24.17";
 
+/// Fails the benchmark with the command's output when it did not succeed.
+fn assert_succeeded(what: &str, o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -116,12 +126,7 @@ fn run_apply(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
         .output()
         .unwrap();
     let took = t.elapsed().as_secs_f64();
-    assert!(
-        o.status.success(),
-        "apply failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("apply", &o);
     let s = stats(&sim.api);
     assert_eq!(s["pdbViolations"], 0);
     let sent = (requests(&sim.api) - before) as f64;
@@ -294,12 +299,7 @@ fn real_apply(bin: &str, base: &Path, run: usize, versions: &[String]) -> (f64, 
         .output()
         .unwrap();
     let took = t.elapsed().as_secs_f64();
-    assert!(
-        o.status.success(),
-        "apply: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("apply", &o);
     let after = real.requests();
     (took, (after.0 - before.0) as f64, (after.1 - before.1) as f64)
 }
