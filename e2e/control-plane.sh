@@ -121,17 +121,19 @@ cmd_build() {
 		ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 	done
 	rm -rf "$bin.tmp"
+	# Each step exits on failure by itself: errexit does not apply inside a subshell whose
+	# status `||` tests.
 	(
-		cd "$root/src"
+		cd "$root/src" || exit 1
 		export GOFLAGS="-mod=mod -buildvcs=false"
 		go mod tidy -e >/dev/null 2>&1 || true
-		mkdir -p "$bin.tmp"
+		mkdir -p "$bin.tmp" || exit 1
 		go build -trimpath -ldflags "$ldflags" -o "$bin.tmp/" \
 			k8s.io/kubernetes/cmd/kube-apiserver \
 			k8s.io/kubernetes/cmd/kube-controller-manager \
 			k8s.io/kubernetes/cmd/kube-scheduler \
-			k8s.io/kubernetes/cmd/kubectl
-		go build -trimpath -ldflags "-s -w" -o "$bin.tmp/etcd" go.etcd.io/etcd/server/v3
+			k8s.io/kubernetes/cmd/kubectl || exit 1
+		go build -trimpath -ldflags "-s -w" -o "$bin.tmp/etcd" go.etcd.io/etcd/server/v3 || exit 1
 	) || die "building Kubernetes v$version failed (see the go output above); nothing was cached"
 	touch "$bin.tmp/.complete"
 	mv "$bin.tmp" "$bin"
