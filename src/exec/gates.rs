@@ -226,8 +226,9 @@ async fn check_with(
     Checked { failures, free: false }
 }
 
-/// How often a gate that keeps failing on the watched objects checks them by listing instead.
-const DIRECT_CROSS_CHECK: Duration = Duration::from_secs(30);
+/// How often a gate that keeps failing on the watched objects checks them by listing instead
+/// (and the node wait reads the node directly): a watch can go quiet without failing.
+pub(super) const DIRECT_CROSS_CHECK: Duration = Duration::from_secs(30);
 
 /// Waits for `passes` consecutive passes; on timeout returns the last failures.
 pub async fn wait(

@@ -1071,7 +1071,7 @@ impl Executor {
                 });
             }
             changes.borrow_and_update();
-            let stale = self.cache.is_stale("nodes") || last_direct.elapsed() >= Duration::from_secs(30);
+            let stale = self.cache.is_stale("nodes") || last_direct.elapsed() >= gates::DIRECT_CROSS_CHECK;
             if stale {
                 last_direct = Instant::now();
             }
