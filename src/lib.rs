@@ -1,8 +1,11 @@
 //! k8s-upgrade: plan and perform Kubernetes cluster upgrades.
 //!
-//! The library holds everything but argument parsing and process exit: the version model, the
-//! upgrade-paths catalog, the hop graph, and the command handlers in `cli`. `main.rs` only parses,
-//! runs and exits.
+//! The library holds everything but argument parsing and process exit. Pure modules: the version
+//! model (`version`), Kubernetes vocabulary (`k8s`), the upgrade-paths catalog (`catalog`), the hop
+//! graph (`graph`), the inventory types (`inventory`), the checks (`checks`) and the planner
+//! (`plan`). Modules with I/O: the kube client helpers (`kubeapi`), the collectors
+//! (`inventory::live`, `inventory::manifests`), the executor (`exec`), the simulator (`sim`) and
+//! the command handlers, renderers and reporters (`cli`). `main.rs` only parses, runs and exits.
 
 pub mod catalog;
 pub mod checks;
@@ -10,6 +13,7 @@ pub mod cli;
 pub mod exec;
 pub mod graph;
 pub mod inventory;
+pub mod k8s;
 pub mod kubeapi;
 pub mod labels;
 pub mod plan;

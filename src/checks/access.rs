@@ -4,7 +4,7 @@
 //! objects at deprecated versions) block; missing evidence of one kind (Helm releases, the
 //! request metric, dry-run evictions) warns.
 
-use super::{Finding, Severity};
+use super::{Details, Finding, FindingCode, Severity};
 use crate::inventory::Inventory;
 
 pub fn access(inv: &Inventory) -> Vec<Finding> {
@@ -31,7 +31,7 @@ pub fn access(inv: &Inventory) -> Vec<Finding> {
             // Helm's release Secrets have a role of their own: `plan`'s does not read Secrets.
             let role = if perms.iter().all(|p| p.contains(" secrets ")) { "helm-releases" } else { "plan" };
             Finding {
-                code: "READ_FORBIDDEN",
+                code: FindingCode::ReadForbidden,
                 severity: if blocks { Severity::Blocker } else { Severity::Warning },
                 hop: None,
                 subject: whats.join(", "),
@@ -41,7 +41,7 @@ pub fn access(inv: &Inventory) -> Vec<Finding> {
                     "grant {} (see `k8s-upgrade rbac --for {role}`) and plan again, or plan as an identity that has it",
                     quoted.join(", ")
                 ),
-                details,
+                details: Details::facts(details),
             }
         })
         .collect()

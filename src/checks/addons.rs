@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::{Finding, HopRef, Severity};
+use super::{Details, Finding, FindingCode, HopRef, Severity};
 use crate::catalog::{Addon, Catalog, ComponentSkew, KubernetesRange, Meaning, VersionRuleKind};
 use crate::inventory::{AddonFacts, Inventory};
 use crate::version::{Minor, Version};
@@ -104,7 +104,7 @@ fn best<'a>(candidates: &'a [Window], need: &[Minor], targets: &[Minor], start: 
 
 /// A finding about an add-on at one hop (they all name the hop and carry no object evidence).
 fn addon_finding(
-    code: &'static str,
+    code: FindingCode,
     severity: Severity,
     h: &(Version, Version),
     subject: String,
@@ -112,7 +112,16 @@ fn addon_finding(
     remediation: String,
     details: serde_json::Map<String, serde_json::Value>,
 ) -> Finding {
-    Finding { code, severity, hop: Some(hop_ref(h)), subject, message, evidence: None, remediation, details }
+    Finding {
+        code,
+        severity,
+        hop: Some(hop_ref(h)),
+        subject,
+        message,
+        evidence: None,
+        remediation,
+        details: Details::facts(details),
+    }
 }
 
 fn hop_ref(h: &(Version, Version)) -> HopRef {
@@ -134,7 +143,7 @@ fn unknown_version(addon: &AddonFacts, spec: &Addon, why: String) -> Finding {
     details.insert("installed".into(), json!(addon.version));
     details.insert("workload".into(), json!(addon.workload));
     Finding {
-        code: "ADDON_UNKNOWN_VERSION",
+        code: FindingCode::AddonUnknownVersion,
         severity: Severity::Info,
         hop: None,
         subject: format!("addon {}", addon.name),
@@ -147,7 +156,7 @@ fn unknown_version(addon: &AddonFacts, spec: &Addon, why: String) -> Finding {
             "check the {} release notes for the Kubernetes versions {} supports",
             spec.display_name, addon.version
         ),
-        details,
+        details: Details::facts(details),
     }
 }
 
@@ -248,7 +257,7 @@ fn rule_findings(
                 details.insert("line".into(), json!(next.versions));
                 details.insert("afterHop".into(), json!(i));
                 out.push(addon_finding(
-                    "ADDON_UPGRADE",
+                    FindingCode::AddonUpgrade,
                     severity_of(std::slice::from_ref(&current)),
                     h,
                     format!("addon {}", addon.name),
@@ -272,7 +281,7 @@ fn rule_findings(
                         details.insert("line".into(), json!(next.versions));
                         details.insert("beforeHop".into(), json!(i));
                         out.push(addon_finding(
-                            "ADDON_UPGRADE",
+                            FindingCode::AddonUpgrade,
                             severity_of(std::slice::from_ref(&current)),
                             h,
                             format!("addon {}", addon.name),
@@ -350,7 +359,7 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
             details.insert("beforeHop".into(), json!(i));
             let latest = next.latest.as_deref().map(|l| format!(", newest known {l}")).unwrap_or_default();
             out.push(addon_finding(
-                "ADDON_UPGRADE",
+                FindingCode::AddonUpgrade,
                 severity_of(&current),
                 h,
                 subject,
@@ -369,7 +378,7 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
             // The catalog knows no line for b at all: a gap in the data, not a known conflict.
             details.insert("beforeHop".into(), json!(i));
             out.push(addon_finding(
-                "ADDON_UNCOVERED",
+                FindingCode::AddonUncovered,
                 Severity::Warning,
                 h,
                 subject,
@@ -403,7 +412,7 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
         details.insert("beforeHop".into(), json!(i));
         details.insert("bridge".into(), json!(bridge));
         out.push(addon_finding(
-            "ADDON_NO_BRIDGE",
+            FindingCode::AddonNoBridge,
             Severity::Blocker,
             h,
             subject,
@@ -502,7 +511,7 @@ mod tests {
         let f = addons(&inv(&[("calico", "v3.27.3")]), &c, &v("1.28.15"), &hops);
         assert_eq!(f.len(), 1, "one upgrade covers both hops: {f:#?}");
         let x = &f[0];
-        assert_eq!(x.code, "ADDON_UPGRADE");
+        assert_eq!(x.code, FindingCode::AddonUpgrade);
         assert_eq!(x.severity, Severity::Warning);
         assert_eq!(x.hop, Some(HopRef { from: v("1.28.15"), to: v("1.29.14") }));
         assert_eq!(x.subject, "addon calico");
@@ -510,10 +519,10 @@ mod tests {
         assert!(x.message.contains("untested outside"), "{}", x.message);
         assert!(!x.message.contains("unsupported"), "{}", x.message);
         // ~3.28 covers 1.27..=1.30, so it covers 1.28, 1.29 and 1.30 in one step.
-        assert_eq!(x.details["line"], json!("~3.28"));
-        assert_eq!(x.details["beforeHop"], json!(0));
-        assert_eq!(x.details["meaning"], json!("tested"));
-        assert_eq!(x.details["installed"], json!("v3.27.3"));
+        assert_eq!(x.details.get("line"), json!("~3.28"));
+        assert_eq!(x.details.get("beforeHop"), json!(0));
+        assert_eq!(x.details.get("meaning"), json!("tested"));
+        assert_eq!(x.details.get("installed"), json!("v3.27.3"));
         assert_eq!(
             x.remediation,
             "upgrade calico to ~3.28 (covers 1.28 and 1.29) before the control plane moves to 1.29"
@@ -526,9 +535,9 @@ mod tests {
         // calico 3.27 → ~3.28 (to 1.30) → a line covering 1.30 and 1.31.
         let hops = path(&["1.28.15", "1.29.14", "1.30.14", "1.31.14"]);
         let f = addons(&inv(&[("calico", "3.27.0")]), &c, &v("1.28.15"), &hops);
-        let codes: Vec<_> = f.iter().map(|x| (x.code, x.details["beforeHop"].clone())).collect();
-        assert_eq!(codes, vec![("ADDON_UPGRADE", json!(0)), ("ADDON_UPGRADE", json!(2))], "{f:#?}");
-        assert_eq!(f[1].details["line"], json!("~3.29"));
+        let codes: Vec<_> = f.iter().map(|x| (x.code, x.details.get("beforeHop").clone())).collect();
+        assert_eq!(codes, vec![(FindingCode::AddonUpgrade, json!(0)), (FindingCode::AddonUpgrade, json!(2))], "{f:#?}");
+        assert_eq!(f[1].details.get("line"), json!("~3.29"));
         assert!(f[1].message.contains("Calico ~3.28 is tested on Kubernetes 1.27–1.30"), "{}", f[1].message);
     }
 
@@ -544,11 +553,11 @@ mod tests {
         let f = addons(&inv(&[("demo", "1.0.4")]), &c, &v("1.29.1"), &path(&["1.29.1", "1.30.2"]));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Blocker);
-        assert_eq!(f[0].details["meaning"], json!("must-match"));
+        assert_eq!(f[0].details.get("meaning"), json!("must-match"));
         let c = Catalog::embedded().unwrap();
         // metrics-server 0.3 is supported up to 1.21.
         let f = addons(&inv(&[("metrics-server", "v0.3.7")]), &c, &v("1.21.14"), &path(&["1.21.14", "1.22.17"]));
-        assert_eq!(f[0].code, "ADDON_UPGRADE");
+        assert_eq!(f[0].code, FindingCode::AddonUpgrade);
         assert_eq!(f[0].severity, Severity::Warning);
         assert!(f[0].message.contains("unsupported by its vendor outside"), "{}", f[0].message);
     }
@@ -567,10 +576,10 @@ mod tests {
         let f = addons(&inv(&[("demo", "v1.0.2")]), &c, &v("1.28.3"), &hops);
         assert_eq!(f.len(), 1, "the bridge's second line covers 1.30 too: {f:#?}");
         let x = &f[0];
-        assert_eq!(x.code, "ADDON_NO_BRIDGE");
+        assert_eq!(x.code, FindingCode::AddonNoBridge);
         assert_eq!(x.severity, Severity::Blocker);
         assert_eq!(x.hop, Some(HopRef { from: v("1.28.3"), to: v("1.29.4") }));
-        let bridge = x.details["bridge"].as_array().unwrap();
+        let bridge = x.details.get("bridge").as_array().unwrap().clone();
         assert_eq!(bridge.len(), 2);
         assert_eq!(bridge[0]["line"], json!("~1.1"));
         assert_eq!(bridge[1]["line"], json!("~2.0"));
@@ -585,7 +594,7 @@ mod tests {
         let hops = path(&["1.33.5", "1.34.9", "1.35.9"]);
         let f = addons(&inv(&[("cilium", "1.18.2")]), &c, &v("1.33.5"), &hops);
         assert_eq!(f.len(), 1, "{f:#?}");
-        assert_eq!(f[0].code, "ADDON_UNCOVERED");
+        assert_eq!(f[0].code, FindingCode::AddonUncovered);
         assert_eq!(f[0].severity, Severity::Warning);
         assert!(f[0].message.contains("untested outside"), "{}", f[0].message);
     }
@@ -596,7 +605,7 @@ mod tests {
         let hops = path(&["1.29.1", "1.30.1", "1.31.1"]);
         let f = addons(&inv(&[("cert-manager", "v9.9.9"), ("calico", "latest")]), &c, &v("1.29.1"), &hops);
         assert_eq!(f.len(), 2);
-        assert!(f.iter().all(|x| x.code == "ADDON_UNKNOWN_VERSION" && x.severity == Severity::Info));
+        assert!(f.iter().all(|x| x.code == FindingCode::AddonUnknownVersion && x.severity == Severity::Info));
     }
 
     #[test]
@@ -614,10 +623,10 @@ mod tests {
         let hops = path(&["1.29.3", "1.30.14", "1.31.14"]);
         let f = addons(&inv(&[("cluster-autoscaler", "v1.29.2")]), &c, &v("1.29.3"), &hops);
         assert_eq!(f.len(), 2, "{f:#?}");
-        assert!(f.iter().all(|x| x.code == "ADDON_UPGRADE" && x.severity == Severity::Warning));
-        assert_eq!(f[0].details["line"], json!("~1.30"));
-        assert_eq!(f[0].details["afterHop"], json!(0));
-        assert_eq!(f[1].details["line"], json!("~1.31"));
+        assert!(f.iter().all(|x| x.code == FindingCode::AddonUpgrade && x.severity == Severity::Warning));
+        assert_eq!(f[0].details.get("line"), json!("~1.30"));
+        assert_eq!(f[0].details.get("afterHop"), json!(0));
+        assert_eq!(f[1].details.get("line"), json!("~1.31"));
         assert!(f[0].message.contains("tested on Kubernetes 1.29 only"), "{}", f[0].message);
         // A patch hop keeps the minor: nothing to do.
         let f = addons(&inv(&[("cluster-autoscaler", "1.29.2")]), &c, &v("1.29.1"), &path(&["1.29.1", "1.29.9"]));
@@ -632,14 +641,14 @@ mod tests {
         let f = addons(&inv(&[("kube-proxy", "v1.27.4-eksbuild.2")]), &c, &v("1.29.1"), &hops);
         assert_eq!(f.len(), 1, "{f:#?}");
         let x = &f[0];
-        assert_eq!(x.code, "ADDON_UPGRADE");
+        assert_eq!(x.code, FindingCode::AddonUpgrade);
         assert_eq!(x.severity, Severity::Blocker, "the kube-proxy rule is must-match");
         assert_eq!(x.hop, Some(HopRef { from: v("1.30.1"), to: v("1.31.1") }));
-        assert_eq!(x.details["line"], json!("~1.30"));
-        assert_eq!(x.details["beforeHop"], json!(1));
+        assert_eq!(x.details.get("line"), json!("~1.30"));
+        assert_eq!(x.details.get("beforeHop"), json!(1));
         // 1.24 is older than 1.25: only two minors.
         let f = addons(&inv(&[("kube-proxy", "v1.24.0")]), &c, &v("1.26.1"), &path(&["1.26.1", "1.27.1"]));
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].details["line"], json!("~1.26"));
+        assert_eq!(f[0].details.get("line"), json!("~1.26"));
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{Finding, HopRef, Severity};
+use super::{Details, Finding, FindingCode, HopRef, Severity};
 use crate::catalog::{Catalog, Date, DistroFile, Offers};
 use crate::version::{Minor, Version};
 
@@ -99,7 +99,7 @@ pub fn support_calendar(
                 let what = if d.upstream { "end of life" } else { "end of all support" };
                 details.insert("daysLeft".into(), json!(today.days_until(end)));
                 out.push(Finding {
-                    code: "SUPPORT_ENDED",
+                    code: FindingCode::SupportEnded,
                     severity: if blocker { Severity::Blocker } else { Severity::Warning },
                     hop,
                     subject,
@@ -117,13 +117,13 @@ pub fn support_calendar(
                     } else {
                         format!("pass through {minor} quickly; do not stay on it")
                     },
-                    details,
+                    details: Details::facts(details),
                 });
             }
             (Some(standard), Some(end)) if standard < today => {
                 details.insert("daysLeft".into(), json!(today.days_until(end)));
                 out.push(Finding {
-                    code: "SUPPORT_EXTENDED",
+                    code: FindingCode::SupportExtended,
                     severity: Severity::Warning,
                     hop,
                     subject,
@@ -138,7 +138,7 @@ pub fn support_calendar(
                     } else {
                         format!("pass through {minor} without staying on it")
                     },
-                    details,
+                    details: Details::facts(details),
                 });
             }
             (Some(standard), _) if today.days_until(standard) <= ENDING_SOON_DAYS => {
@@ -150,14 +150,14 @@ pub fn support_calendar(
                 };
                 let what = if d.upstream { "end of life" } else { "standard support ends" };
                 out.push(Finding {
-                    code: "SUPPORT_ENDING",
+                    code: FindingCode::SupportEnding,
                     severity: Severity::Info,
                     hop,
                     subject,
                     message: format!("{minor}, {role}: {what} at {who} on {standard}, in {left} days{then}",),
                     evidence: None,
                     remediation: format!("plan the next upgrade beyond {minor} soon"),
-                    details,
+                    details: Details::facts(details),
                 });
             }
             _ => {}
@@ -182,8 +182,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn codes(f: &[Finding]) -> Vec<(&'static str, Severity, String)> {
-        f.iter().map(|x| (x.code, x.severity, x.details["minor"].as_str().unwrap().to_string())).collect()
+    fn codes(f: &[Finding]) -> Vec<(FindingCode, Severity, String)> {
+        f.iter().map(|x| (x.code, x.severity, x.details.get("minor").as_str().unwrap().to_string())).collect()
     }
 
     #[test]
@@ -197,17 +197,17 @@ mod tests {
         assert_eq!(
             codes(&f),
             vec![
-                ("SUPPORT_ENDED", Severity::Warning, "1.29".into()),
-                ("SUPPORT_EXTENDED", Severity::Warning, "1.30".into()),
-                ("SUPPORT_EXTENDED", Severity::Warning, "1.31".into()),
-                ("SUPPORT_EXTENDED", Severity::Warning, "1.32".into()),
-                ("SUPPORT_ENDING", Severity::Info, "1.33".into()),
+                (FindingCode::SupportEnded, Severity::Warning, "1.29".into()),
+                (FindingCode::SupportExtended, Severity::Warning, "1.30".into()),
+                (FindingCode::SupportExtended, Severity::Warning, "1.31".into()),
+                (FindingCode::SupportExtended, Severity::Warning, "1.32".into()),
+                (FindingCode::SupportEnding, Severity::Info, "1.33".into()),
             ]
         );
         assert_eq!(f[0].hop, Some(HopRef { from: v("1.28.15"), to: v("1.29.14") }));
-        assert_eq!(f[0].details["endOfExtendedSupport"], json!("2026-03-23"));
-        assert!(f[0].details["source"].as_str().unwrap().starts_with("https://docs.aws.amazon.com/"));
-        assert_eq!(f[4].details["daysLeft"], json!(89));
+        assert_eq!(f[0].details.get("endOfExtendedSupport"), json!("2026-03-23"));
+        assert!(f[0].details.get("source").as_str().unwrap().starts_with("https://docs.aws.amazon.com/"));
+        assert_eq!(f[4].details.get("daysLeft"), json!(89));
         assert!(f[4].message.contains("2027-07-29"), "{}", f[4].message);
     }
 
@@ -216,9 +216,9 @@ mod tests {
         let c = Catalog::embedded().unwrap();
         let eks = c.distro("eks").unwrap();
         let f = support_calendar(&c, eks, &path(&["1.28.15", "1.29.14"]), date("2026-05-01"));
-        assert_eq!(codes(&f), vec![("SUPPORT_ENDED", Severity::Blocker, "1.29".into())]);
+        assert_eq!(codes(&f), vec![(FindingCode::SupportEnded, Severity::Blocker, "1.29".into())]);
         assert!(f[0].message.contains("no longer offers it"), "{}", f[0].message);
-        assert_eq!(f[0].details["finalTarget"], json!(true));
+        assert_eq!(f[0].details.get("finalTarget"), json!(true));
     }
 
     #[test]
@@ -231,15 +231,15 @@ mod tests {
         assert_eq!(
             codes(&f),
             vec![
-                ("SUPPORT_ENDED", Severity::Warning, "1.33".into()),
-                ("SUPPORT_ENDING", Severity::Info, "1.34".into())
+                (FindingCode::SupportEnded, Severity::Warning, "1.33".into()),
+                (FindingCode::SupportEnding, Severity::Info, "1.34".into())
             ]
         );
-        assert_eq!(f[0].details["endOfLife"], json!("2026-06-28"));
+        assert_eq!(f[0].details.get("endOfLife"), json!("2026-06-28"));
         assert!(f[0].message.contains("the Kubernetes project"), "{}", f[0].message);
         // The final target ended: still a warning off the managed providers.
         let f = support_calendar(&c, kubeadm, &path(&["1.32.8", "1.33.10"]), date("2026-08-01"));
-        assert_eq!(codes(&f), vec![("SUPPORT_ENDED", Severity::Warning, "1.33".into())]);
+        assert_eq!(codes(&f), vec![(FindingCode::SupportEnded, Severity::Warning, "1.33".into())]);
     }
 
     #[test]
@@ -263,8 +263,8 @@ mod tests {
         assert_eq!(
             codes(&f),
             vec![
-                ("SUPPORT_EXTENDED", Severity::Warning, "1.30".into()),
-                ("SUPPORT_EXTENDED", Severity::Warning, "1.31".into())
+                (FindingCode::SupportExtended, Severity::Warning, "1.30".into()),
+                (FindingCode::SupportExtended, Severity::Warning, "1.31".into())
             ]
         );
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
 
-use super::{Finding, Severity};
+use super::{Details, Finding, FindingCode, Severity};
 use crate::inventory::{ClusterFacts, Inventory, NodeFacts, PdbFacts, PodFacts, WorkloadFacts};
 use crate::labels::LabelSelector;
 
@@ -119,7 +119,7 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                 )
             };
             out.push(Finding {
-                code: "PDB_UNHEALTHY",
+                code: FindingCode::PdbUnhealthy,
                 severity: Severity::Blocker,
                 hop: None,
                 subject,
@@ -132,7 +132,7 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                     "make the pods of {}/{} ready (or fix what keeps them from starting) before the nodes roll",
                     pdb.namespace, pdb.name
                 ),
-                details,
+                details: Details::facts(details),
             });
             continue;
         }
@@ -147,7 +147,7 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                 format!(" ({} runs a single replica)", workload_names.join(", "))
             };
             out.push(Finding {
-                code: "PDB_BLOCKS_DRAIN",
+                code: FindingCode::PdbBlocksDrain,
                 severity: Severity::Blocker,
                 hop: None,
                 subject,
@@ -160,7 +160,7 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                     "scale up the workload behind {}/{} or relax the budget (lower minAvailable or raise maxUnavailable) before the node rolls",
                     pdb.namespace, pdb.name
                 ),
-                details,
+                details: Details::facts(details),
             });
             continue;
         }
@@ -168,7 +168,7 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
             let mut details = pdb_details(pdb, &pods);
             details.insert("singleReplicaWorkloads".into(), json!(workload_names));
             out.push(Finding {
-                code: "PDB_SINGLE_REPLICA",
+                code: FindingCode::PdbSingleReplica,
                 severity: Severity::Warning,
                 hop: None,
                 subject,
@@ -182,7 +182,7 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                     "run at least two replicas of {} (spread over nodes) before the nodes roll, or accept the downtime",
                     workload_names.join(", ")
                 ),
-                details,
+                details: Details::facts(details),
             });
         }
     }
@@ -196,7 +196,7 @@ fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
         let subject = format!("Pod {}/{}", p.namespace, p.name);
         if p.controller.is_none() {
             out.push(Finding {
-                code: "POD_NO_CONTROLLER",
+                code: FindingCode::PodNoController,
                 severity: Severity::Warning,
                 hop: None,
                 subject: subject.clone(),
@@ -209,7 +209,7 @@ fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                     "run {} under a Deployment, StatefulSet or Job, or save what it does and accept that it is deleted when {} drains",
                     p.name, p.node
                 ),
-                details: pod_details(p),
+                details: Details::facts(pod_details(p)),
             });
         }
         if p.daemonset {
@@ -217,7 +217,7 @@ fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
         }
         if p.empty_dir {
             out.push(Finding {
-                code: "POD_EMPTYDIR",
+                code: FindingCode::PodEmptydir,
                 severity: Severity::Warning,
                 hop: None,
                 subject: subject.clone(),
@@ -227,12 +227,12 @@ fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                 ),
                 evidence: None,
                 remediation: "move data that must survive to a PersistentVolume, or confirm it is scratch space".into(),
-                details: pod_details(p),
+                details: Details::facts(pod_details(p)),
             });
         }
         if p.local_volume {
             out.push(Finding {
-                code: "POD_LOCAL_VOLUME",
+                code: FindingCode::PodLocalVolume,
                 severity: Severity::Warning,
                 hop: None,
                 subject,
@@ -245,7 +245,7 @@ fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                     "back up its data and plan downtime for {}, or move it to network-attached storage before {} rolls",
                     p.name, p.node
                 ),
-                details: pod_details(p),
+                details: Details::facts(pod_details(p)),
             });
         }
     }
@@ -365,7 +365,7 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
     details.insert("unplaced".into(), json!({"namespace": stuck.namespace, "name": stuck.name}));
     details.insert("nodesWithoutRoom".into(), json!(failing.iter().map(|f| f.0.name.clone()).collect::<Vec<_>>()));
     Some(Finding {
-        code: "NO_SPARE_CAPACITY",
+        code: FindingCode::NoSpareCapacity,
         severity: Severity::Blocker,
         hop: None,
         subject: format!("Node {}", node.name),
@@ -388,7 +388,7 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
         remediation:
             "add a node (or use surge upgrades that add one before draining) or lower requests before the nodes roll"
                 .into(),
-        details,
+        details: Details::facts(details),
     })
 }
 
@@ -412,8 +412,9 @@ fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
     for probe in &cluster.eviction_probes {
         let subject = format!("PodDisruptionBudget {}", probe.pdb);
         let pod = format!("{}/{}", probe.namespace, probe.pod);
-        let predicted =
-            out.iter_mut().find(|f| f.subject == subject && matches!(f.code, "PDB_BLOCKS_DRAIN" | "PDB_UNHEALTHY"));
+        let predicted = out.iter_mut().find(|f| {
+            f.subject == subject && matches!(f.code, FindingCode::PdbBlocksDrain | FindingCode::PdbUnhealthy)
+        });
         let answer = match &probe.outcome {
             ProbeOutcome::Allowed => json!({"pod": pod, "result": "allowed"}),
             ProbeOutcome::Refused { status, message } => {
@@ -424,19 +425,19 @@ fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
         match (&probe.outcome, predicted) {
             (ProbeOutcome::Refused { .. }, Some(f)) => {
                 f.message.push_str(&format!(". Confirmed: the apiserver refused a dry-run eviction of {pod}"));
-                f.details.insert("dryRunEviction".into(), answer);
+                f.details.facts.insert("dryRunEviction".into(), answer);
             }
             (ProbeOutcome::Allowed, Some(f)) => {
                 f.message.push_str(&format!(
                     ". Yet the apiserver accepted a dry-run eviction of {pod} just now: the budget may be recovering, check it again before the window"
                 ));
-                f.details.insert("dryRunEviction".into(), answer);
+                f.details.facts.insert("dryRunEviction".into(), answer);
             }
             (ProbeOutcome::Allowed, None) => allowed.push(probe.pdb.clone()),
             (ProbeOutcome::Refused { status, message }, None) => {
                 let multiple = *status == 500;
                 out.push(Finding {
-                    code: if multiple { "EVICTION_MULTIPLE_PDBS" } else { "EVICTION_REFUSED" },
+                    code: if multiple { FindingCode::EvictionMultiplePdbs } else { FindingCode::EvictionRefused },
                     severity: Severity::Blocker,
                     hop: None,
                     subject,
@@ -457,11 +458,11 @@ fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                     } else {
                         format!("scale up the workload behind {} or relax the budget before the node rolls", probe.pdb)
                     },
-                    details: answer.as_object().cloned().unwrap_or_default(),
+                    details: Details::facts(answer.as_object().cloned().unwrap_or_default()),
                 });
             }
             (ProbeOutcome::Failed { message }, _) => out.push(Finding {
-                code: "EVICTION_PROBE_FAILED",
+                code: FindingCode::EvictionProbeFailed,
                 severity: Severity::Warning,
                 hop: None,
                 subject,
@@ -470,13 +471,13 @@ fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
                 ),
                 evidence: None,
                 remediation: "check that your credentials may create pods/eviction, or drop --dry-run-evictions".into(),
-                details: answer.as_object().cloned().unwrap_or_default(),
+                details: Details::facts(answer.as_object().cloned().unwrap_or_default()),
             }),
         }
     }
     if !allowed.is_empty() {
         out.push(Finding {
-            code: "EVICTIONS_CONFIRMED",
+            code: FindingCode::EvictionsConfirmed,
             severity: Severity::Info,
             hop: None,
             subject: "PodDisruptionBudgets".into(),
@@ -488,7 +489,7 @@ fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
             ),
             evidence: None,
             remediation: "nothing to do".into(),
-            details: serde_json::Map::from_iter([("allowed".to_string(), json!(allowed))]),
+            details: Details::facts(serde_json::Map::from_iter([("allowed".to_string(), json!(allowed))])),
         });
     }
 }
@@ -549,7 +550,7 @@ mod tests {
         }
     }
 
-    fn codes(f: &[Finding]) -> Vec<&'static str> {
+    fn codes(f: &[Finding]) -> Vec<FindingCode> {
         f.iter().map(|x| x.code).collect()
     }
 
@@ -582,15 +583,15 @@ mod tests {
         let inv =
             cluster(roomy_nodes(), pods, vec![pdb("shop", "db", "db", (2, 2), 0, 2)], vec![deploy("shop", "db", 2)]);
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain]);
         let x = &f[0];
         assert_eq!(x.severity, Severity::Blocker);
         assert_eq!(x.subject, "PodDisruptionBudget shop/db");
         assert!(x.message.contains("currentHealthy 2, desiredHealthy 2"), "{}", x.message);
         assert!(x.remediation.contains("scale up") && x.remediation.contains("relax the budget"));
         assert!(x.remediation.contains("before the node rolls"));
-        assert_eq!(x.details["nodes"], json!(["n1", "n2"]));
-        assert_eq!(x.details["namespace"], json!("shop"));
+        assert_eq!(x.details.get("nodes"), json!(["n1", "n2"]));
+        assert_eq!(x.details.get("namespace"), json!("shop"));
         assert!(x.evidence.is_none() && x.hop.is_none());
     }
 
@@ -602,9 +603,9 @@ mod tests {
         let inv =
             cluster(roomy_nodes(), pods, vec![pdb("shop", "api", "api", (1, 2), 0, 2)], vec![deploy("shop", "api", 2)]);
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_UNHEALTHY"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbUnhealthy]);
         assert_eq!(f[0].severity, Severity::Blocker);
-        assert_eq!(f[0].details["unreadyPods"], json!(["shop/api-2"]));
+        assert_eq!(f[0].details.get("unreadyPods"), json!(["shop/api-2"]));
         assert!(f[0].message.contains("api-2"), "{}", f[0].message);
     }
 
@@ -617,9 +618,9 @@ mod tests {
         b.max_unavailable = Some(json!(1));
         let inv = cluster(roomy_nodes(), pods, vec![b], vec![deploy("shop", "cache", 1)]);
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_SINGLE_REPLICA"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbSingleReplica]);
         assert_eq!(f[0].severity, Severity::Warning);
-        assert_eq!(f[0].details["singleReplicaWorkloads"], json!(["Deployment/cache"]));
+        assert_eq!(f[0].details.get("singleReplicaWorkloads"), json!(["Deployment/cache"]));
         assert!(f[0].message.contains("downtime"));
     }
 
@@ -652,12 +653,15 @@ mod tests {
         done.phase = "Succeeded".into();
         let inv = cluster(roomy_nodes(), vec![bare, mirror, scratch, local, ds, done], vec![], vec![]);
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["POD_NO_CONTROLLER", "POD_EMPTYDIR", "POD_LOCAL_VOLUME"]);
+        assert_eq!(
+            codes(&f),
+            vec![FindingCode::PodNoController, FindingCode::PodEmptydir, FindingCode::PodLocalVolume]
+        );
         assert!(f.iter().all(|x| x.severity == Severity::Warning));
         assert!(f[0].message.contains("--force"));
-        assert_eq!(f[0].details["node"], json!("n1"));
-        assert_eq!(f[1].details["name"], json!("web-1"));
-        assert_eq!(f[2].details["namespace"], json!("data"));
+        assert_eq!(f[0].details.get("node"), json!("n1"));
+        assert_eq!(f[1].details.get("name"), json!("web-1"));
+        assert_eq!(f[2].details.get("namespace"), json!("data"));
     }
 
     #[test]
@@ -680,12 +684,12 @@ mod tests {
         pods.push(ds);
         let inv = cluster(nodes, pods, vec![], vec![deploy("shop", "worker", 6)]);
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["NO_SPARE_CAPACITY"], "{f:#?}");
+        assert_eq!(codes(&f), vec![FindingCode::NoSpareCapacity], "{f:#?}");
         let x = &f[0];
         assert_eq!(x.severity, Severity::Blocker);
-        assert_eq!(x.details["node"], json!("big"));
-        assert_eq!(x.details["pods"], json!(6));
-        assert_eq!(x.details["otherNodes"], json!(["small"]), "the tainted control plane takes no pods");
+        assert_eq!(x.details.get("node"), json!("big"));
+        assert_eq!(x.details.get("pods"), json!(6));
+        assert_eq!(x.details.get("otherNodes"), json!(["small"]), "the tainted control plane takes no pods");
         assert!(x.message.contains("6 pods requesting 6.00 CPU and 12.0Gi memory"), "{}", x.message);
         assert!(x.message.contains("2.00 CPU"), "{}", x.message);
     }
@@ -703,8 +707,8 @@ mod tests {
         pods.truncate(3);
         let inv = cluster(nodes, pods, vec![], vec![]);
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["NO_SPARE_CAPACITY"]);
-        assert_eq!(f[0].details["freePods"], json!(2.0));
+        assert_eq!(codes(&f), vec![FindingCode::NoSpareCapacity]);
+        assert_eq!(f[0].details.get("freePods"), json!(2.0));
     }
 
     #[test]
@@ -714,8 +718,8 @@ mod tests {
         nodes[2].unschedulable = true;
         let pods = vec![pod("shop", "w-0", "a", Some("Deployment/w"), &[])];
         let f = drainability(&cluster(nodes, pods, vec![], vec![]));
-        assert_eq!(codes(&f), vec!["NO_SPARE_CAPACITY"]);
-        assert_eq!(f[0].details["otherNodes"], json!([]));
+        assert_eq!(codes(&f), vec![FindingCode::NoSpareCapacity]);
+        assert_eq!(f[0].details.get("otherNodes"), json!([]));
     }
 
     #[test]
@@ -751,29 +755,29 @@ mod tests {
         let refused = ProbeOutcome::Refused { status: 429, message: "Cannot evict pod".into() };
         inv.cluster.as_mut().unwrap().eviction_probes = vec![probe("db", "db-0", refused.clone())];
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain]);
         assert!(f[0].message.contains("Confirmed: the apiserver refused a dry-run eviction of shop/db-0"));
-        assert_eq!(f[0].details["dryRunEviction"]["status"], json!(429));
+        assert_eq!(f[0].details.get("dryRunEviction")["status"], json!(429));
 
         // The server refuses where nothing was predicted: a blocker of its own.
         inv.cluster.as_mut().unwrap().eviction_probes = vec![probe("web", "web-0", refused)];
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN", "EVICTION_REFUSED"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain, FindingCode::EvictionRefused]);
         assert_eq!(f[1].severity, Severity::Blocker);
 
         // Accepted where a blocker was predicted: said, not hidden; accepted elsewhere: summarised.
         inv.cluster.as_mut().unwrap().eviction_probes =
             vec![probe("db", "db-0", ProbeOutcome::Allowed), probe("web", "web-0", ProbeOutcome::Allowed)];
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN", "EVICTIONS_CONFIRMED"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain, FindingCode::EvictionsConfirmed]);
         assert!(f[0].message.contains("may be recovering"), "{}", f[0].message);
-        assert_eq!(f[1].details["allowed"], json!(["shop/web"]));
+        assert_eq!(f[1].details.get("allowed"), json!(["shop/web"]));
 
         // A probe that could not run never reads as a yes.
         inv.cluster.as_mut().unwrap().eviction_probes =
             vec![probe("web", "web-0", ProbeOutcome::Failed { message: "forbidden".into() })];
         let f = drainability(&inv);
-        assert_eq!(codes(&f), vec!["PDB_BLOCKS_DRAIN", "EVICTION_PROBE_FAILED"]);
+        assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain, FindingCode::EvictionProbeFailed]);
         assert_eq!(f[1].severity, Severity::Warning);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::{Finding, HopRef, Severity};
+use super::{Details, Finding, FindingCode, HopRef, Severity};
 use crate::catalog::{ApiEntry, Catalog};
 use crate::inventory::Inventory;
 use crate::version::Version;
@@ -122,25 +122,25 @@ fn object_findings(
                     hops_with_removals[i] = true;
                 }
                 out.push(Finding {
-                    code: "API_REMOVED",
+                    code: FindingCode::ApiRemoved,
                     severity: Severity::Blocker,
                     hop: hop_index.or((!hops.is_empty()).then_some(0)).map(hop_ref),
                     subject: obj.reference(),
                     message: text.message.clone(),
                     evidence: Some(obj.evidence.clone()),
                     remediation,
-                    details,
+                    details: Details::facts(details),
                 });
             }
             None => out.push(Finding {
-                code: "API_DEPRECATED",
+                code: FindingCode::ApiDeprecated,
                 severity: Severity::Warning,
                 hop: None,
                 subject: obj.reference(),
                 message: text.message.clone(),
                 evidence: Some(obj.evidence.clone()),
                 remediation,
-                details,
+                details: Details::facts(details),
             }),
         }
     }
@@ -193,7 +193,7 @@ pub fn removed_apis(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[
             .map(|a| format!("{} {}", a.api_version(), a.kind))
             .collect();
         out.push(Finding {
-            code: "API_REMOVALS_AT_HOP",
+            code: FindingCode::ApiRemovalsAtHop,
             severity: Severity::Info,
             hop: Some(HopRef { from: h.0.clone(), to: h.1.clone() }),
             subject: format!("{} → {}", h.0.minor_version(), h.1.minor_version()),
@@ -208,7 +208,7 @@ pub fn removed_apis(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[
             },
             evidence: None,
             remediation: "nothing to do".into(),
-            details: serde_json::Map::new(),
+            details: Details::default(),
         });
     }
     out

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{Finding, Severity};
+use super::{Details, Finding, FindingCode, Severity};
 use crate::catalog::{Catalog, ComponentSkew, DistroFile};
 use crate::graph::allowed_lag;
 use crate::inventory::{ClusterFacts, Inventory};
@@ -86,7 +86,7 @@ fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, 
         let on = format!("{} ({})", plural(nodes.len(), "node", "nodes"), nodes.join(", "));
         let room = i64::from(allowed) - lag;
         out.push(Finding {
-            code: "SKEW_KUBELET_BEHIND",
+            code: FindingCode::SkewKubeletBehind,
             severity: Severity::Info,
             hop: None,
             subject: format!("kubelet {k}"),
@@ -98,7 +98,7 @@ fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, 
             ),
             evidence: None,
             remediation: "the plan's node rolls bring them up in time; nothing to do before the first hop".into(),
-            details,
+            details: Details::facts(details),
         });
     }
     for ((k, newer), nodes) in groups {
@@ -134,14 +134,14 @@ fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, 
             )
         };
         out.push(Finding {
-            code: "SKEW_KUBELET",
+            code: FindingCode::SkewKubelet,
             severity: Severity::Blocker,
             hop: None,
             subject: format!("kubelet {k}"),
             message,
             evidence: None,
             remediation,
-            details,
+            details: Details::facts(details),
         });
     }
 }
@@ -170,7 +170,7 @@ fn control_plane_findings(cluster: &ClusterFacts, catalog: &Catalog, api: &Versi
         details.insert("maxNewer".into(), json!(rule.max_newer));
         details.insert("source".into(), json!(catalog.skew.source));
         out.push(Finding {
-            code: "SKEW_CONTROL_PLANE",
+            code: FindingCode::SkewControlPlane,
             severity: Severity::Blocker,
             hop: None,
             subject: format!("{} on {}", c.component, c.node),
@@ -182,7 +182,7 @@ fn control_plane_findings(cluster: &ClusterFacts, catalog: &Catalog, api: &Versi
                 c.node,
                 api.minor_version()
             ),
-            details,
+            details: Details::facts(details),
         });
     }
 }
@@ -229,7 +229,7 @@ fn kube_proxy_findings(cluster: &ClusterFacts, catalog: &Catalog, api: Option<&V
             format!("at most {window} older and never newer")
         };
         out.push(Finding {
-            code: "SKEW_KUBE_PROXY",
+            code: FindingCode::SkewKubeProxy,
             severity: Severity::Warning,
             hop: None,
             subject: format!("kube-proxy {kp}"),
@@ -239,7 +239,7 @@ fn kube_proxy_findings(cluster: &ClusterFacts, catalog: &Catalog, api: Option<&V
                 "upgrade kube-proxy on those nodes to the {against}'s minor {} (it usually moves with the node or the kube-proxy add-on)",
                 reference.minor_version()
             ),
-            details,
+            details: Details::facts(details),
         });
     }
 }
@@ -263,7 +263,7 @@ fn apiserver_findings(catalog: &Catalog, seen: &[(&str, &Version)], out: &mut Ve
     details.insert("haMaxSkew".into(), json!(max));
     details.insert("source".into(), json!(catalog.skew.source));
     out.push(Finding {
-        code: "SKEW_APISERVERS",
+        code: FindingCode::SkewApiservers,
         severity: Severity::Blocker,
         hop: None,
         subject: "kube-apiserver".into(),
@@ -276,7 +276,7 @@ fn apiserver_findings(catalog: &Catalog, seen: &[(&str, &Version)], out: &mut Ve
             "finish the interrupted control-plane upgrade: bring every apiserver to {} before anything else",
             newest.1.minor_version()
         ),
-        details,
+        details: Details::facts(details),
     });
 }
 
@@ -340,7 +340,7 @@ mod tests {
         }
     }
 
-    fn codes(f: &[Finding]) -> Vec<&'static str> {
+    fn codes(f: &[Finding]) -> Vec<FindingCode> {
         f.iter().map(|x| x.code).collect()
     }
 
@@ -359,9 +359,9 @@ mod tests {
             ],
         );
         let f = skew(&i, &c, kubeadm);
-        assert_eq!(codes(&f), vec!["SKEW_KUBELET_BEHIND"], "{f:#?}");
+        assert_eq!(codes(&f), vec![FindingCode::SkewKubeletBehind], "{f:#?}");
         assert_eq!(f[0].severity, Severity::Info);
-        assert_eq!(f[0].details["nodes"], json!(["a"]));
+        assert_eq!(f[0].details.get("nodes"), json!(["a"]));
         assert!(
             f[0].message.contains("3 minors behind") && f[0].message.contains("no further minor"),
             "{}",
@@ -385,11 +385,11 @@ mod tests {
             vec![],
         );
         let f = blocking(skew(&i, &c, kubeadm));
-        assert_eq!(codes(&f), vec!["SKEW_KUBELET", "SKEW_KUBELET"]);
+        assert_eq!(codes(&f), vec![FindingCode::SkewKubelet, FindingCode::SkewKubelet]);
         assert!(f.iter().all(|x| x.severity == Severity::Blocker));
-        assert_eq!(f[0].details["nodes"], json!(["old-1", "old-2"]));
-        assert_eq!(f[0].details["lag"], json!(4));
-        assert_eq!(f[0].details["allowedLag"], json!(3));
+        assert_eq!(f[0].details.get("nodes"), json!(["old-1", "old-2"]));
+        assert_eq!(f[0].details.get("lag"), json!(4));
+        assert_eq!(f[0].details.get("allowedLag"), json!(3));
         assert!(f[0].remediation.contains("at least 1.27"), "{}", f[0].remediation);
         assert!(f[1].message.contains("newer than the apiserver"), "{}", f[1].message);
     }
@@ -401,11 +401,11 @@ mod tests {
         let i = inv("v1.30.4", vec![node("a", "v1.27.9", None)], vec![]);
         assert!(blocking(skew(&i, &c, c.distro("kubeadm").unwrap())).is_empty());
         let f = blocking(skew(&i, &c, c.distro("gke").unwrap()));
-        assert_eq!(codes(&f), vec!["SKEW_KUBELET"]);
-        assert_eq!(f[0].details["allowedLag"], json!(2));
+        assert_eq!(codes(&f), vec![FindingCode::SkewKubelet]);
+        assert_eq!(f[0].details.get("allowedLag"), json!(2));
         // Kubelets older than 1.25 get only two minors.
         let i = inv("v1.26.4", vec![node("a", "v1.23.9", None)], vec![]);
-        assert_eq!(codes(&skew(&i, &c, c.distro("kubeadm").unwrap())), vec!["SKEW_KUBELET"]);
+        assert_eq!(codes(&skew(&i, &c, c.distro("kubeadm").unwrap())), vec![FindingCode::SkewKubelet]);
     }
 
     #[test]
@@ -422,7 +422,7 @@ mod tests {
             ],
         );
         let f = skew(&i, &c, kubeadm);
-        assert_eq!(codes(&f), vec!["SKEW_CONTROL_PLANE", "SKEW_CONTROL_PLANE"]);
+        assert_eq!(codes(&f), vec![FindingCode::SkewControlPlane, FindingCode::SkewControlPlane]);
         assert_eq!(f[0].subject, "kube-controller-manager on cp1");
         assert!(f[0].message.contains("2 minors behind"), "{}", f[0].message);
         assert!(f[1].message.contains("newer than the oldest apiserver"), "{}", f[1].message);
@@ -435,9 +435,9 @@ mod tests {
         // kube-proxy 1.26 next to kubelet 1.30: four minors apart (three allowed).
         let i = inv("v1.30.4", vec![node("a", "v1.30.4", Some("v1.26.0"))], vec![]);
         let f = blocking(skew(&i, &c, kubeadm));
-        assert_eq!(codes(&f), vec!["SKEW_KUBE_PROXY", "SKEW_KUBE_PROXY"], "{f:#?}");
+        assert_eq!(codes(&f), vec![FindingCode::SkewKubeProxy, FindingCode::SkewKubeProxy], "{f:#?}");
         assert!(f.iter().all(|x| x.severity == Severity::Warning));
-        let against: Vec<_> = f.iter().map(|x| x.details["against"].clone()).collect();
+        let against: Vec<_> = f.iter().map(|x| x.details.get("against").clone()).collect();
         assert!(against.contains(&json!("kubelet")) && against.contains(&json!("kube-apiserver")));
         // kube-proxy newer than an old kubelet, but not newer than the apiserver.
         let i = inv("v1.30.4", vec![node("a", "v1.27.0", Some("v1.30.4"))], vec![]);
@@ -445,7 +445,7 @@ mod tests {
         // kube-proxy < 1.25 gets only two minors either way.
         let i = inv("v1.26.4", vec![node("a", "v1.26.0", Some("v1.23.0"))], vec![]);
         let f = skew(&i, &c, kubeadm);
-        assert!(f.iter().any(|x| x.details["against"] == json!("kubelet")), "{f:#?}");
+        assert!(f.iter().any(|x| x.details.get("against") == json!("kubelet")), "{f:#?}");
     }
 
     #[test]
@@ -458,9 +458,9 @@ mod tests {
             comp("cp3", "kube-apiserver", "v1.29.2"),
         ];
         let f = skew(&inv("v1.28.9", vec![], cp), &c, kubeadm);
-        assert_eq!(codes(&f), vec!["SKEW_APISERVERS"]);
+        assert_eq!(codes(&f), vec![FindingCode::SkewApiservers]);
         assert_eq!(f[0].severity, Severity::Blocker);
-        assert_eq!(f[0].details["spread"], json!(2));
+        assert_eq!(f[0].details.get("spread"), json!(2));
         assert!(f[0].message.contains("v1.28.9 on cp1") && f[0].message.contains("v1.30.1 on cp2"), "{}", f[0].message);
         // One minor apart is an upgrade in progress, which the policy allows.
         let cp = vec![comp("cp1", "kube-apiserver", "v1.29.9"), comp("cp2", "kube-apiserver", "v1.30.1")];

@@ -9,13 +9,18 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, ValueEnum};
 
 use super::args::CatalogArgs;
+use super::prompt::{self, TerminalOperator};
+use super::report::Reporter;
 use super::{CliError, Exit, render};
-use crate::exec::drain::{DrainPolicy, Stop};
-use crate::exec::journal::{self, Journal, NodePhase, StepStatus};
+use crate::exec::command::{quote, split_argv};
+use crate::exec::drain::DrainPolicy;
+use crate::exec::journal::{self, Journal, StepStatus};
+use crate::exec::operator::Unattended;
 use crate::exec::upgrader::Upgrader;
-use crate::exec::{self as ex, ExecPlan, Executor, Halt, Options, Ui};
+use crate::exec::{Cancel, CancelLevel, EventSink, ExecError, Executor, Operator, Options, Outcome};
 use crate::graph::{Facts, PathRequest, Target};
 use crate::inventory::live;
+use crate::plan::Plan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UpgraderKind {
@@ -63,8 +68,9 @@ pub struct ApplyArgs {
     #[arg(long, value_enum)]
     pub upgrader: Option<UpgraderKind>,
 
-    /// Argv template for --upgrader command, split on spaces (no shell); {node} {role} {phase}
-    /// {version} are replaced inside arguments. K8S_UPGRADE_NODE/ROLE/PHASE/VERSION are set too.
+    /// Argv template for --upgrader command, split into words as a shell would (quotes group
+    /// words) but run without one; {node} {role} {phase} {version} {from} {first} are replaced
+    /// inside arguments. K8S_UPGRADE_NODE/ROLE/PHASE/VERSION/FROM/FIRST are set too.
     #[arg(long, value_name = "ARGV")]
     pub upgrade_command: Option<String>,
 
@@ -88,6 +94,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
     pub node_timeout: Duration,
 
+    /// What a node is assumed to take for --window-end until one has been measured.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub node_estimate: Duration,
+
     /// Delete pods that use emptyDir (their data is lost).
     #[arg(long)]
     pub delete_emptydir_data: bool,
@@ -108,9 +118,13 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub gate_interval: Option<Duration>,
 
-    /// An extra gate: argv (split on spaces, no shell) that must exit 0.
+    /// An extra gate: argv (split into words as a shell would, run without one) that must exit 0.
     #[arg(long, value_name = "ARGV")]
     pub gate_command: Option<String>,
+
+    /// Stop a --gate-command run (with its process group) after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub gate_command_timeout: Duration,
 
     /// Soak after each batch.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
@@ -144,39 +158,36 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
 
-    /// Test hook: stop (as Ctrl-C would) after N nodes are done.
-    #[arg(long, hide = true, value_name = "N")]
-    pub stop_after_nodes: Option<usize>,
-
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }
 
-/// `90s`, `5m`, `1h`, `500ms`, or plain seconds.
+/// A Go-style duration as kubectl takes it (`90s`, `5m`, `1h30m`, `500ms`), or plain seconds;
+/// 0 to 7 days.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let (num, unit) = t.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((t, "s"), |i| (&t[..i], &t[i..]));
-    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (use 90s, 5m, 1h)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    let d = if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        Duration::from_secs(t.parse::<u64>().map_err(|_| format!("'{s}' is out of range (0 to 7 days)"))?)
+    } else {
+        let d: kube::core::Duration =
+            t.parse().map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 90s, 5m, 1h30m)"))?;
+        if d.is_negative() {
+            return Err(format!("'{s}' is negative"));
+        }
+        Duration::from(d)
     };
-    if !(0.0..=7.0 * 86400.0).contains(&secs) {
+    if d > Duration::from_secs(7 * 86400) {
         return Err(format!("'{s}' is out of range (0 to 7 days)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 fn argv(flag: &str, s: &Option<String>) -> Result<Option<Vec<String>>, CliError> {
     match s {
         None => Ok(None),
-        Some(t) => {
-            let v: Vec<String> = t.split_whitespace().map(str::to_string).collect();
-            if v.is_empty() { Err(CliError::usage(format!("{flag} is empty"))) } else { Ok(Some(v)) }
-        }
+        Some(t) => split_argv(t)
+            .map(Some)
+            .ok_or_else(|| CliError::usage(format!("{flag} '{t}' is empty or has an unclosed quote"))),
     }
 }
 
@@ -243,15 +254,17 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             timeout: args.gate_timeout,
             interval: args.gate_interval.unwrap_or(poll),
             command: argv("--gate-command", &args.gate_command)?,
+            command_timeout: args.gate_command_timeout,
         },
         pause: args.pause,
-        yes: args.yes,
         dry_run: args.dry_run,
         window_end,
+        node_estimate: args.node_estimate,
         node_timeout: args.node_timeout,
         poll: poll / 4,
         release_command: argv("--release-command", &args.release_command)?,
-        stop_after_nodes: args.stop_after_nodes,
+        log_file: None,
+        any_patch: false,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -369,6 +382,7 @@ async fn apply(
         }
         j
     } else {
+        refuse_unfinished_journal(&journal_path)?;
         let inv = live::collect(&client, catalog, &live::CollectOptions::default())
             .await
             .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?;
@@ -387,28 +401,20 @@ async fn apply(
         let plan = if let Some(file) = &args.plan {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| CliError::error(format!("cannot read --plan {}: {e}", file.display())))?;
-            let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
-                CliError::error(format!(
-                    "--plan {}: {}",
-                    file.display(),
-                    e.to_string().lines().next().unwrap_or_default()
-                ))
-            })?;
-            let saved = ExecPlan::from_document(&doc)
-                .map_err(|e| CliError::error(format!("--plan {}: {e}", file.display())))?;
+            let saved =
+                Plan::from_document(&text).map_err(|e| CliError::error(format!("--plan {}: {e}", file.display())))?;
             // Planned again through the saved plan's own control-plane releases, so a plan made
             // with --via (or before a newer patch appeared) is compared hop for hop.
             let waypoints: Vec<crate::version::Version> = saved
                 .steps
                 .iter()
-                .filter(|s| s.kind == crate::plan::StepKind::ControlPlane)
-                .filter_map(|s| s.target.clone())
-                .filter(|t| *t != saved.to)
+                .filter_map(|s| match &s.action {
+                    crate::plan::StepAction::ControlPlane { to, .. } if *to != saved.to => Some(to.clone()),
+                    _ => None,
+                })
                 .collect();
             let now = live_plan(Target::Version(saved.to.clone()), Some(saved.distro.clone()), waypoints)?;
-            let now = ExecPlan::from_document(&serde_json::to_value(&now).map_err(|e| CliError::error(e.to_string()))?)
-                .map_err(CliError::error)?;
-            let drift = saved.drift(&now);
+            let drift = crate::plan::diff(&saved, &now);
             if !drift.is_empty() {
                 return Err(CliError {
                     exit: Exit::Blockers,
@@ -425,30 +431,34 @@ async fn apply(
             let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
             let plan = live_plan(to, args.distro.clone(), vec![])?;
             super::print_stdout(&render::plan_table(&plan))?;
-            ExecPlan::from_document(&serde_json::to_value(&plan).map_err(|e| CliError::error(e.to_string()))?)
-                .map_err(CliError::error)?
+            plan
         };
-        if !plan.unresolved.is_empty() && !args.ignore_blockers {
+        let unresolved: Vec<String> =
+            plan.unresolved_blockers().iter().map(|f| format!("{} {}: {}", f.code, f.subject, f.message)).collect();
+        if !unresolved.is_empty() && !args.ignore_blockers {
             return Err(CliError {
                 exit: Exit::Blockers,
                 message: format!(
                     "{} blocker(s) that no step resolves, so apply does not start (fix them, or pass --ignore-blockers to stop where they bite): {}",
-                    plan.unresolved.len(),
-                    plan.unresolved.join(" | ")
+                    unresolved.len(),
+                    unresolved.join(" | ")
                 ),
             });
         }
         let run_id = new_run_id();
-        ex::new_journal(journal_path.clone(), &run_id, server, &plan)
+        Journal::new(journal_path.clone(), &run_id, server, &plan)
     };
-    if !args.yes
-        && interactive
-        && !args.dry_run
-        && !ex::confirm(&format!("Start {} steps on {server}?", journal.steps.len())).await
-    {
-        return Err(CliError { exit: Exit::Interrupted, message: "not started".into() });
+    let cancel = Cancel::new();
+    if !args.yes && interactive && !args.dry_run {
+        let question = format!("Start {} steps on {server}?", journal.steps.len());
+        if prompt::confirm(&question, &cancel).await != Some(true) {
+            return Err(CliError { exit: Exit::Interrupted, message: "not started".into() });
+        }
     }
-    if args.break_lock && !args.yes && interactive && !ex::confirm("Break the cluster lock held by another run?").await
+    if args.break_lock
+        && !args.yes
+        && interactive
+        && prompt::confirm("Break the cluster lock held by another run?", &cancel).await != Some(true)
     {
         return Err(CliError { exit: Exit::Interrupted, message: "lock left alone".into() });
     }
@@ -469,8 +479,8 @@ async fn apply(
     if !args.dry_run {
         journal.save().map_err(|e| CliError::error(e.to_string()))?;
     }
-    let ui = Arc::new(Ui::new(args.events.as_deref(), journal.steps.len(), interactive).map_err(CliError::error)?);
-    ui.say(&format!(
+    let reporter = Arc::new(Reporter::new(args.events.as_deref(), journal.steps.len()).map_err(CliError::error)?);
+    reporter.say(&format!(
         "run {run_id} on {server}: {}, journal {}{}",
         if journal.from == journal.to {
             format!("control plane stays at {}, nodes catch up", journal.to)
@@ -480,46 +490,112 @@ async fn apply(
         journal_path.display(),
         if args.dry_run { " (dry run: nothing changes)" } else { "" }
     ));
-    ui.event("run-start", serde_json::json!({"run": run_id, "cluster": server, "dryRun": args.dry_run}));
-    let stop = Stop::default();
-    let signals = {
-        let stop = stop.clone();
-        let ui = ui.clone();
-        tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if stop.raise() == 1 {
-                    ui.say("Ctrl-C: stopping at the next safe point (press again to stop now)");
-                } else {
-                    ui.say("Ctrl-C again: stopping now; the journal is kept");
-                }
-            }
-        })
+    reporter
+        .record(serde_json::json!({"event": "run-start", "run": run_id, "cluster": server, "dryRun": args.dry_run}));
+    let signals = spawn_signal_handler(cancel.clone(), reporter.clone());
+    let terminal;
+    let operator: &dyn Operator = if args.yes || !interactive {
+        &Unattended
+    } else {
+        terminal = TerminalOperator::new(reporter.clone(), cancel.clone());
+        &terminal
     };
-    let executor = Executor::new(client.clone(), cache, journal, options, ui.clone(), stop);
+    let events = {
+        let reporter = reporter.clone();
+        EventSink::new(move |e| reporter.handle(&e))
+    };
+    let mut options = options;
+    // Providers choose their own patches: a node or control plane at another patch of the
+    // target minor is upgraded.
+    options.any_patch = matches!(journal.distro.as_str(), "eks" | "gke" | "aks");
+    options.log_file = (!args.dry_run).then(|| journal_path.with_extension("log"));
+    let executor = Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone());
     let started = std::time::Instant::now();
-    let outcome = executor.run().await;
+    let result = executor.run().await;
     signals.abort();
-    ui.finish();
+    reporter.finish();
     if let Some(l) = lock {
         l.release().await;
     }
-    let report = executor.take_report();
-    let j = executor.journal.lock().await.clone();
-    summary(&j, &report, &outcome, started.elapsed(), args, simulated);
-    ui.event("run-end", serde_json::json!({"code": outcome.as_ref().err().map_or(0, |h| h.code)}));
-    Ok(match outcome {
-        Ok(()) => Exit::Success,
-        Err(Halt { code: 4, .. }) => Exit::Window,
-        Err(Halt { code: 130, .. }) => Exit::Interrupted,
-        Err(Halt { code: 3, .. }) => Exit::Blockers,
-        Err(_) => Exit::Error,
+    let outcome = match &result {
+        Ok(o) => o.clone(),
+        Err(_) => executor.outcome(),
+    };
+    let j = executor.journal().await;
+    let exit = exit_of(&result);
+    summary(&j, &outcome, result.as_ref().err(), started.elapsed(), args, simulated);
+    reporter.record(serde_json::json!({"event": "run-end", "exit": exit as u8}));
+    Ok(exit)
+}
+
+/// A new run must not write over the journal of one that has not finished: that journal is the
+/// only record of which nodes it cordoned.
+fn refuse_unfinished_journal(path: &std::path::Path) -> Result<(), CliError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let discard = format!("or move {} away to discard it", path.display());
+    match Journal::load(path) {
+        Ok(j) if j.finished => Ok(()),
+        Ok(j) => {
+            let cordoned: Vec<String> = j.left_cordoned().into_iter().map(|(n, p)| format!("{n} ({p:?})")).collect();
+            Err(CliError::error(format!(
+                "the journal {} holds the unfinished run {}{}: continue it with `k8s-upgrade apply --resume --journal {}`, {discard} (its nodes stay as they are)",
+                path.display(),
+                j.run_id,
+                if cordoned.is_empty() {
+                    String::new()
+                } else {
+                    format!(", which left cordoned {}", cordoned.join(", "))
+                },
+                quote(&path.display().to_string()),
+            )))
+        }
+        Err(e) => Err(CliError::error(format!("{e}; a new run will not write over it: look at it, {discard}"))),
+    }
+}
+
+/// The documented exit code of a run's result.
+fn exit_of(result: &Result<Outcome, ExecError>) -> Exit {
+    match result {
+        // Every step ran, but nodes the operator skipped are still on their old version.
+        Ok(o) if !o.quarantined.is_empty() => Exit::Blockers,
+        Ok(_) => Exit::Success,
+        Err(ExecError::Blocked(_)) => Exit::Blockers,
+        Err(ExecError::WindowClosing(_)) => Exit::Window,
+        Err(ExecError::Interrupted(_) | ExecError::Declined(_)) => Exit::Interrupted,
+        Err(ExecError::LockLost(_) | ExecError::Journal(_) | ExecError::Failed(_)) => Exit::Error,
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP: the first stops at the next safe point, the next stops now.
+fn spawn_signal_handler(cancel: Cancel, reporter: Arc<Reporter>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            return;
+        };
+        loop {
+            let name = tokio::select! {
+                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } "Ctrl-C" }
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            };
+            match cancel.escalate() {
+                CancelLevel::Stop => reporter.say(&format!(
+                    "{name}: stopping at the next safe point; the node in flight finishes (send it again to stop now)"
+                )),
+                CancelLevel::Abort => reporter
+                    .say(&format!("{name} again: stopping now; running commands are stopped; the journal is kept")),
+            }
+        }
     })
 }
 
 fn summary(
     j: &Journal,
-    report: &ex::Report,
-    outcome: &Result<(), Halt>,
+    outcome: &Outcome,
+    error: Option<&ExecError>,
     took: Duration,
     args: &ApplyArgs,
     simulated: bool,
@@ -529,20 +605,20 @@ fn summary(
     let mut out = String::new();
     out.push_str(&format!(
         "\n{} {} → {} in {:.1}s: {done} of {} steps done, {} left to the operator, {} nodes upgraded\n",
-        match outcome {
-            Ok(()) => "Finished",
-            Err(_) if j.finished => "Finished (with nodes skipped)",
-            Err(_) => "Stopped",
+        match error {
+            None if outcome.quarantined.is_empty() => "Finished",
+            None => "Finished (with nodes skipped)",
+            Some(_) => "Stopped",
         },
         j.from,
         j.to,
         took.as_secs_f64(),
         j.steps.len(),
         skipped.len(),
-        report.nodes_done.len()
+        outcome.nodes_done.len()
     ));
-    if !report.nodes_done.is_empty() {
-        let mut secs: Vec<f64> = report.nodes_done.iter().map(|(_, s)| *s).collect();
+    if !outcome.nodes_done.is_empty() {
+        let mut secs: Vec<f64> = outcome.nodes_done.iter().map(|(_, s)| *s).collect();
         secs.sort_by(f64::total_cmp);
         out.push_str(&format!(
             "  node durations: median {:.1}s, longest {:.1}s\n",
@@ -558,32 +634,24 @@ fn summary(
             s.note.as_deref().unwrap_or("")
         ));
     }
-    for s in &report.skipped {
-        if s.starts_with("operator step") {
-            continue;
-        }
-        out.push_str(&format!("  {s}\n"));
+    if !outcome.quarantined.is_empty() {
+        out.push_str(&format!(
+            "  skipped and left cordoned with the label {}=true: {}. Look at why, then `kubectl uncordon` each, remove the label, and run apply again to upgrade them\n",
+            crate::exec::drain::LABEL_QUARANTINED,
+            outcome.quarantined.join(", ")
+        ));
     }
     let cordoned: Vec<String> = j
-        .nodes
-        .iter()
-        .filter(|(_, r)| {
-            matches!(
-                r.phase,
-                NodePhase::Cordoned
-                    | NodePhase::Drained
-                    | NodePhase::Upgrading
-                    | NodePhase::Upgraded
-                    | NodePhase::Quarantined
-            )
-        })
-        .map(|(k, r)| format!("{} ({:?})", Journal::node_of(k), r.phase))
+        .left_cordoned()
+        .into_iter()
+        .filter(|(n, _)| !outcome.quarantined.iter().any(|q| q == n))
+        .map(|(n, phase)| format!("{n} ({phase:?})"))
         .collect();
     if !cordoned.is_empty() {
-        out.push_str(&format!("  left cordoned: {}\n", cordoned.join(", ")));
+        out.push_str(&format!("  left cordoned by this run: {}\n", cordoned.join(", ")));
     }
-    if let Err(h) = outcome {
-        out.push_str(&format!("  why it stopped: {}\n", h.message));
+    if let Some(e) = error {
+        out.push_str(&format!("  why it stopped: {e}\n"));
         if j.finished {
             // Every step ran; there is nothing to resume, only the nodes named above.
         } else if simulated {
@@ -617,17 +685,8 @@ fn resume_command(journal: &std::path::Path) -> String {
         out.push("--journal".into());
         out.push(journal.display().to_string());
     }
-    // Shown for copying: quote what a shell would split or expand.
-    out.iter()
-        .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c)) {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    // Shown for copying: quoted where a shell would split or expand.
+    out.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -640,8 +699,11 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("soon").unwrap_err().contains("'soon'"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("3d").unwrap_err().contains("'3d'"));
+        assert!(parse_duration("-5m").unwrap_err().contains("negative"));
         assert!(parse_duration("9999h").is_err());
+        assert_eq!(crate::exec::command::humanize(parse_duration("15m").unwrap()), "15m");
     }
 }

@@ -10,8 +10,10 @@ mod args;
 mod inventory;
 mod paths;
 mod plan;
+mod prompt;
 mod rbac;
 pub mod render;
+mod report;
 mod simulate;
 mod source;
 

@@ -44,12 +44,12 @@ impl Drop for Cache {
 }
 
 /// Keeps only what the run reads from a pod: identity, labels, owners, the mirror annotation,
-/// its node, emptyDir volumes, phase, and container images of kube-system pods (the static
-/// control-plane pods). Pods are most of a cluster's objects; the rest of each is dropped.
+/// its node, emptyDir volumes, phase and Ready condition, and container images of kube-system
+/// pods (the static control-plane pods). Pods are most of a cluster's objects; the rest of each is dropped.
 fn trim_pod(p: &mut Pod) {
     let kube_system = p.metadata.namespace.as_deref() == Some("kube-system");
     if let Some(a) = &mut p.metadata.annotations {
-        a.retain(|k, _| k == "kubernetes.io/config.mirror");
+        a.retain(|k, _| k == crate::k8s::annotations::MIRROR_POD);
     }
     if let Some(spec) = &mut p.spec {
         if let Some(v) = &mut spec.volumes {
@@ -71,7 +71,12 @@ fn trim_pod(p: &mut Pod) {
         spec.tolerations = None;
     }
     if let Some(status) = &mut p.status {
-        *status = k8s_openapi::api::core::v1::PodStatus { phase: status.phase.take(), ..Default::default() };
+        let ready = status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect());
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase.take(),
+            conditions: ready,
+            ..Default::default()
+        };
     }
 }
 
@@ -150,7 +155,7 @@ where
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(kind, failed.unwrap_or_else(|| "the watch ended".into()));
-            tokio::time::sleep(backoff + crate::inventory::live::jitter(backoff)).await;
+            tokio::time::sleep(backoff + crate::kubeapi::retry::jitter(backoff)).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });

@@ -7,8 +7,6 @@
 //! Deletion is observed through the run's pod watch (a new UID counts as gone), not by polling.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -18,29 +16,15 @@ use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::cache::Cache;
+use super::cancel::Cancel;
+use super::events::{Event, EventSink};
+use crate::k8s::pod::{self as pods, reference as pod_ref};
+use crate::kubeapi::retry::{jitter, transient, with_retries};
 use crate::labels::LabelSelector;
 
-/// Annotation and label keys this tool writes on nodes.
-pub const ANNOTATION_CORDONED_BY: &str = "k8s-upgrade.dev/cordoned-by";
-pub const ANNOTATION_PHASE: &str = "k8s-upgrade.dev/phase";
-pub const LABEL_QUARANTINED: &str = "k8s-upgrade.dev/quarantined";
-
-/// 0 running, 1 stop at the next safe point, 2 stop now.
-#[derive(Clone, Default)]
-pub struct Stop(Arc<AtomicU8>);
-
-impl Stop {
-    pub fn graceful(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= 1
-    }
-    pub fn now(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= 2
-    }
-    /// Raises the level by one; returns the new level.
-    pub fn raise(&self) -> u8 {
-        self.0.fetch_add(1, Ordering::SeqCst).saturating_add(1)
-    }
-}
+pub use crate::k8s::annotations::{
+    CORDONED_BY as ANNOTATION_CORDONED_BY, PHASE as ANNOTATION_PHASE, QUARANTINED as LABEL_QUARANTINED,
+};
 
 #[derive(Debug, Clone)]
 pub struct DrainPolicy {
@@ -64,41 +48,10 @@ pub enum DrainError {
     MultipleBudgets { pod: String, message: String },
     #[error("the drain of {node} did not finish within {timeout:?}; still waiting on: {}", waiting.join(", "))]
     Timeout { node: String, timeout: Duration, waiting: Vec<String> },
-    #[error("stopped by Ctrl-C during the drain of {node}")]
+    #[error("stopped during the drain of {node} (second stop request)")]
     Interrupted { node: String },
     #[error("{0}")]
     Api(String),
-}
-
-/// How a drain reports while it runs: lines worth telling the operator, and (left, total) pods
-/// each time one is gone.
-#[derive(Clone)]
-pub struct Tell {
-    pub say: Arc<dyn Fn(String) + Send + Sync>,
-    pub pods_left: Arc<dyn Fn(usize, usize) + Send + Sync>,
-}
-
-fn is_mirror(p: &Pod) -> bool {
-    p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
-}
-
-fn is_daemonset(p: &Pod) -> bool {
-    p.metadata
-        .owner_references
-        .as_ref()
-        .is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet" && r.controller == Some(true)))
-}
-
-fn finished(p: &Pod) -> bool {
-    matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-}
-
-fn pod_ref(p: &Pod) -> String {
-    format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or_default(),
-        p.metadata.name.as_deref().unwrap_or_default()
-    )
 }
 
 /// The pods a drain of `node` evicts out of `pods` (the pods bound to it), or every reason it
@@ -107,16 +60,16 @@ pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<
     let mut out = Vec::new();
     let mut reasons = Vec::new();
     for p in pods {
-        if is_mirror(&p) || is_daemonset(&p) {
+        if pods::is_mirror(&p) || pods::is_daemonset(&p) {
             continue;
         }
-        let spec = p.spec.as_ref();
-        let empty_dir = spec.and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.empty_dir.is_some()));
-        let bare = p.metadata.owner_references.as_ref().is_none_or(|o| !o.iter().any(|r| r.controller == Some(true)));
-        if bare && !policy.force && !finished(&p) {
+        let empty_dir = pods::uses_empty_dir(&p);
+        let bare = !pods::has_controller(&p);
+        let finished = pods::is_finished(&p);
+        if bare && !policy.force && !finished {
             reasons.push(format!("{} has no controller (pass --force to delete it for good)", pod_ref(&p)));
         }
-        if empty_dir && !policy.delete_emptydir_data && !finished(&p) {
+        if empty_dir && !policy.delete_emptydir_data && !finished {
             reasons.push(format!("{} uses emptyDir (pass --delete-emptydir-data to lose its data)", pod_ref(&p)));
         }
         out.push(p);
@@ -129,7 +82,7 @@ pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<
 pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -> Result<Vec<Pod>, DrainError> {
     let pods: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-    let list = crate::inventory::live::with_retries(|| pods.list(&lp))
+    let list = with_retries(|| pods.list(&lp))
         .await
         .map_err(|e| DrainError::Api(format!("cannot list the pods of {node}: {e}")))?;
     classify(node, list.items, policy)
@@ -172,9 +125,7 @@ pub async fn cordon(client: &Client, cache: &Cache, node: &str, run_id: &str) ->
     for _ in 0..5 {
         let n = match seen.take() {
             Some(n) => n,
-            None => crate::inventory::live::with_retries(|| nodes.get(node))
-                .await
-                .map_err(|e| format!("cannot read node {node}: {e}"))?,
+            None => with_retries(|| nodes.get(node)).await.map_err(|e| format!("cannot read node {node}: {e}"))?,
         };
         let by = n.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CORDONED_BY)).cloned();
         if n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
@@ -238,27 +189,25 @@ pub async fn drain(
     node: &str,
     pods: Vec<Pod>,
     policy: &DrainPolicy,
-    stop: &Stop,
-    tell: &Tell,
+    cancel: &Cancel,
+    events: &EventSink,
 ) -> Result<usize, DrainError> {
     let deadline = Instant::now() + policy.timeout;
-    let left: Arc<std::sync::Mutex<BTreeMap<String, String>>> =
-        Arc::new(std::sync::Mutex::new(pods.iter().map(|p| (pod_ref(p), "evicting".to_string())).collect()));
+    let left: std::sync::Mutex<BTreeMap<String, String>> =
+        std::sync::Mutex::new(pods.iter().map(|p| (pod_ref(p), "evicting".to_string())).collect());
     let count = pods.len();
-    let tasks = pods.into_iter().map(|p| {
-        let left = left.clone();
-        async move {
-            let r = evict_one(client, cache, &p, policy, deadline, stop, &tell.say, &left).await;
-            if r.is_ok() {
-                let n = {
-                    let mut l = left.lock().unwrap_or_else(|e| e.into_inner());
-                    l.remove(&pod_ref(&p));
-                    l.len()
-                };
-                (tell.pods_left)(n, count);
-            }
-            r
+    let left = &left;
+    let tasks = pods.into_iter().map(|p| async move {
+        let r = evict_one(client, cache, node, &p, policy, deadline, cancel, events, left).await;
+        if r.is_ok() {
+            let n = {
+                let mut l = left.lock().unwrap_or_else(|e| e.into_inner());
+                l.remove(&pod_ref(&p));
+                l.len()
+            };
+            events.emit(Event::PodsLeft { node: node.to_string(), left: n, total: count });
         }
+        r
     });
     let results = futures::future::join_all(tasks).await;
     // Report the most telling failure: a budget that never allows beats a timeout.
@@ -301,15 +250,16 @@ async fn budgets_of(client: &Client, cache: &Cache, pod: &Pod) -> Vec<PodDisrupt
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // one pod's eviction: each argument is a different piece of the drain
 async fn evict_one(
     client: &Client,
     cache: &Cache,
+    node: &str,
     pod: &Pod,
     policy: &DrainPolicy,
     deadline: Instant,
-    stop: &Stop,
-    say: &Arc<dyn Fn(String) + Send + Sync>,
+    cancel: &Cancel,
+    events: &EventSink,
     left: &std::sync::Mutex<BTreeMap<String, String>>,
 ) -> Result<(), DrainError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -325,8 +275,8 @@ async fn evict_one(
     let mut backoff = Duration::from_millis(250);
     let mut last_said = String::new();
     loop {
-        if stop.now() {
-            return Err(DrainError::Interrupted { node: reference });
+        if cancel.is_abort_requested() {
+            return Err(DrainError::Interrupted { node: node.to_string() });
         }
         if Instant::now() >= deadline {
             return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
@@ -360,7 +310,7 @@ async fn evict_one(
                     refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                 }
                 if why != last_said {
-                    say(format!("waiting to evict {reference}: {why}"));
+                    events.emit(Event::node_log(node, format!("waiting to evict {reference}: {why}")));
                     last_said = why.clone();
                 }
                 left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), why);
@@ -368,12 +318,12 @@ async fn evict_one(
             Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
                 return Err(DrainError::MultipleBudgets { pod: reference, message: s.message });
             }
-            Err(e) if crate::inventory::live::transient(&e) || matches!(&e, kube::Error::Api(s) if s.code >= 500) => {
+            Err(e) if transient(&e) || matches!(&e, kube::Error::Api(s) if s.code >= 500) => {
                 left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), format!("retrying: {e}"));
             }
             Err(e) => return Err(DrainError::Api(format!("cannot evict {reference}: {e}"))),
         }
-        let pause = (backoff + crate::inventory::live::jitter(backoff)).min(policy.max_backoff);
+        let pause = (backoff + jitter(backoff)).min(policy.max_backoff);
         let until = Instant::now() + pause.min(deadline.saturating_duration_since(Instant::now()));
         match refused_by {
             // Backoff is the longest wait; the budget's own status, once it changes to allow a
@@ -387,13 +337,18 @@ async fn evict_one(
                             && b.status.as_ref().is_some_and(|s| s.disruptions_allowed > 0)
                     });
                     let now = Instant::now();
-                    if allows || now >= until || stop.now() {
+                    if allows || now >= until || cancel.is_abort_requested() {
                         break;
                     }
                     Cache::next_change(&mut changes, until - now).await;
                 }
             }
-            _ => tokio::time::sleep(until.saturating_duration_since(Instant::now())).await,
+            _ => {
+                tokio::select! {
+                    _ = tokio::time::sleep(until.saturating_duration_since(Instant::now())) => {}
+                    _ = cancel.abort_requested() => {}
+                }
+            }
         }
         backoff = (backoff * 2).min(policy.max_backoff);
     }
@@ -409,8 +364,8 @@ async fn evict_one(
     // gone on the watch's word alone.
     let mut watched = cache.pod(&ns, &name).is_some_and(|p| same_pod(&p));
     loop {
-        if stop.now() {
-            return Err(DrainError::Interrupted { node: reference });
+        if cancel.is_abort_requested() {
+            return Err(DrainError::Interrupted { node: node.to_string() });
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -436,5 +391,5 @@ async fn evict_one(
 /// A merge patch on a node, retried on transient errors.
 async fn patch_node(nodes: &Api<Node>, node: &str, patch: &serde_json::Value) -> Result<Node, kube::Error> {
     let (pp, merge) = (PatchParams::default(), Patch::Merge(patch));
-    crate::inventory::live::with_retries(|| nodes.patch(node, &pp, &merge)).await
+    with_retries(|| nodes.patch(node, &pp, &merge)).await
 }

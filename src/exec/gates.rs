@@ -14,7 +14,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 
 use super::cache::Cache;
-use super::drain::Stop;
+use super::cancel::Cancel;
+use super::command::{self, CommandSpec};
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,6 +37,8 @@ pub struct GateOptions {
     pub timeout: Duration,
     pub interval: Duration,
     pub command: Option<Vec<String>>,
+    /// Longest a single `--gate-command` run may take.
+    pub command_timeout: Duration,
 }
 
 async fn list<K>(client: &Client, what: &str) -> Result<Vec<K>, String>
@@ -49,7 +52,7 @@ where
     let api: Api<K> = Api::all(client.clone());
     {
         let lp = ListParams::default();
-        crate::inventory::live::with_retries(|| api.list(&lp)).await
+        crate::kubeapi::retry::with_retries(|| api.list(&lp)).await
     }
     .map(|l| l.items)
     .map_err(|e| format!("cannot list {what}: {e}"))
@@ -59,12 +62,7 @@ fn key(kind: &str, meta: &kube::core::ObjectMeta) -> String {
     format!("{kind} {}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
-fn ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+use crate::k8s::node::is_ready as ready;
 
 impl Baseline {
     /// The health figures of a set of objects.
@@ -147,7 +145,7 @@ pub async fn observe(client: &Client) -> Result<(Baseline, Vec<Node>), String> {
         async {
             let api: Api<Node> = Api::all(client.clone());
             let lp = ListParams::default();
-            crate::inventory::live::with_retries(|| api.list(&lp))
+            crate::kubeapi::retry::with_retries(|| api.list(&lp))
                 .await
                 .map(|l| l.items)
                 .map_err(|e| format!("cannot list nodes: {e}"))
@@ -177,8 +175,14 @@ pub struct Checked {
 
 /// What fails now, compared with the baseline; empty when the gate passes. The apiserver and
 /// the operator's command are asked only once the cluster's objects look healthy.
-pub async fn check(client: &Client, cache: &Cache, baseline: &Baseline, options: &GateOptions) -> Checked {
-    check_with(client, cache, baseline, options, false).await
+pub async fn check(
+    client: &Client,
+    cache: &Cache,
+    baseline: &Baseline,
+    options: &GateOptions,
+    cancel: &Cancel,
+) -> Checked {
+    check_with(client, cache, baseline, options, false, cancel).await
 }
 
 /// [`check`], reading the objects directly when `direct` (the watches are not trusted).
@@ -188,6 +192,7 @@ async fn check_with(
     baseline: &Baseline,
     options: &GateOptions,
     direct: bool,
+    cancel: &Cancel,
 ) -> Checked {
     let (mut failures, free) = check_objects(client, cache, baseline, direct).await;
     if !failures.is_empty() {
@@ -202,25 +207,10 @@ async fn check_with(
         }
         Err(e) => failures.push(e.to_string()),
     }
-    if let Some(argv) = &options.command
-        && let Some((program, args)) = argv.split_first()
-    {
-        let run = tokio::process::Command::new(program).args(args).kill_on_drop(true).output();
-        match tokio::time::timeout(Duration::from_secs(300), run).await {
-            Ok(Ok(o)) if o.status.success() => {}
-            Ok(Ok(o)) => failures.push(format!(
-                "--gate-command {program} exited {}: {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            )),
-            Ok(Err(e)) => failures.push(format!("--gate-command {program}: {e}")),
-            Err(_) => failures.push(format!("--gate-command {program} took longer than 300s")),
+    if let Some(argv) = &options.command {
+        let spec = CommandSpec { argv: argv.clone(), env: vec![], timeout: options.command_timeout, log_file: None };
+        if let Err(e) = command::run(&spec, cancel, &|_| {}).await {
+            failures.push(format!("--gate-command: {}", e.to_string().chars().take(400).collect::<String>()));
         }
     }
     Checked { failures, free: false }
@@ -236,7 +226,7 @@ pub async fn wait(
     cache: &Cache,
     baseline: &Baseline,
     options: &GateOptions,
-    stop: &Stop,
+    cancel: &Cancel,
 ) -> Result<u32, Vec<String>> {
     let deadline = Instant::now() + options.timeout;
     let mut streak = 0;
@@ -254,7 +244,7 @@ pub async fn wait(
         if direct {
             last_direct = Instant::now();
         }
-        let Checked { failures, free } = check_with(client, cache, baseline, options, direct).await;
+        let Checked { failures, free } = check_with(client, cache, baseline, options, direct, cancel).await;
         if direct && failures.is_empty() {
             trust_watches = false;
         }
@@ -273,23 +263,27 @@ pub async fn wait(
         if !failures.is_empty() {
             last_failures.clone_from(&failures);
         }
-        if stop.now() {
+        if cancel.is_abort_requested() {
             // Say what the gate was waiting for: that is what the operator looks at next.
-            let mut why = vec!["stopped by Ctrl-C".to_string()];
+            let mut why = vec!["stopped on request".to_string()];
             why.extend(last_failures.iter().map(|f| format!("still failing: {f}")));
             return Err(why);
         }
-        if streak == 0 && free {
-            // Failing on the watched objects: look again as soon as something changes (that
-            // look sends no request), letting a burst of changes settle first.
-            Cache::next_change(&mut changes, options.interval).await;
-            tokio::time::sleep(options.interval.min(Duration::from_millis(20))).await;
-        } else if streak == 0 {
-            // Failing on /readyz, the operator's command, or a direct list: once per interval.
-            tokio::time::sleep(options.interval).await;
-        } else {
-            // Passing: the next pass must be a separate look, `interval` later.
-            tokio::time::sleep(options.interval).await;
+        let pause = async {
+            if streak == 0 && free {
+                // Failing on the watched objects: look again as soon as something changes (that
+                // look sends no request), letting a burst of changes settle first.
+                Cache::next_change(&mut changes, options.interval).await;
+                tokio::time::sleep(options.interval.min(Duration::from_millis(20))).await;
+            } else {
+                // Failing on /readyz, the operator's command or a direct list, or passing (the
+                // next pass must be a separate look): once per interval.
+                tokio::time::sleep(options.interval).await;
+            }
+        };
+        tokio::select! {
+            _ = pause => {}
+            _ = cancel.abort_requested() => {}
         }
     }
 }

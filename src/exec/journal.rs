@@ -34,7 +34,13 @@ pub enum NodePhase {
     Started,
     Cordoned,
     Drained,
-    Upgrading,
+    /// The upgrade action was started and has not been seen to finish: a resumed run starts it
+    /// again unless the node already reports the target (upgrade actions are idempotent).
+    #[serde(alias = "upgrading")]
+    UpgradeStarted,
+    /// The upgrade action finished; the node is awaited at the target.
+    UpgradeFinished,
+    /// Ready at the target, node checks passed; not yet uncordoned.
     Upgraded,
     Done,
     /// Drain could not finish: left cordoned and labelled for the operator.
@@ -48,6 +54,9 @@ pub struct NodeRecord {
     pub step: usize,
     pub target: Version,
     pub phase: NodePhase,
+    /// The kubelet version before the run touched the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Version>,
     /// True only when this run set `spec.unschedulable`; only then does it uncordon.
     pub we_cordoned: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,9 +89,10 @@ pub struct Journal {
     pub steps: Vec<JournalStep>,
     /// Per node and step: `"<step>/<node>"`.
     pub nodes: BTreeMap<String, NodeRecord>,
-    /// Add-on steps' targets, by step order.
-    #[serde(default)]
-    pub addons: BTreeMap<usize, super::AddonTarget>,
+    /// Steps the operator acknowledged with `--acknowledge` (by order): their blockers are not
+    /// checked again before the hop.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub acknowledged: std::collections::BTreeSet<usize>,
     /// Output of upgrade commands, last lines only.
     #[serde(default)]
     pub log: Vec<String>,
@@ -103,6 +113,30 @@ pub enum JournalError {
 }
 
 impl Journal {
+    /// A fresh journal for a plan's steps.
+    pub fn new(path: PathBuf, run_id: &str, cluster: &str, plan: &crate::plan::Plan) -> Journal {
+        Journal {
+            api_version: JOURNAL_API_VERSION.into(),
+            kind: "ApplyJournal".into(),
+            run_id: run_id.into(),
+            cluster: cluster.into(),
+            distro: plan.distro.clone(),
+            from: plan.from.clone(),
+            to: plan.to.clone(),
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| JournalStep { step: s.clone(), status: StepStatus::Pending, note: None })
+                .collect(),
+            nodes: BTreeMap::new(),
+            acknowledged: Default::default(),
+            log: vec![],
+            baseline: None,
+            finished: false,
+            path,
+        }
+    }
+
     pub fn key(step: usize, node: &str) -> String {
         format!("{step}/{node}")
     }
@@ -121,20 +155,18 @@ impl Journal {
         self.nodes.iter().filter(|(_, r)| r.phase == NodePhase::Quarantined).map(|(k, _)| Self::node_of(k)).collect()
     }
 
-    /// Records a node's phase and saves.
-    pub fn set_node(&mut self, step: usize, node: &str, record: NodeRecord) -> Result<(), JournalError> {
-        self.nodes.insert(Self::key(step, node), record);
-        self.save()
+    /// Records a node's state.
+    pub fn set_node(&mut self, record: &NodeRecord, node: &str) {
+        self.nodes.insert(Self::key(record.step, node), record.clone());
     }
 
-    pub fn set_step(&mut self, index: usize, status: StepStatus, note: Option<String>) -> Result<(), JournalError> {
-        if let Some(s) = self.steps.get_mut(index) {
-            s.status = status;
-            if note.is_some() {
-                s.note = note;
-            }
-        }
-        self.save()
+    /// Nodes this run cordoned and has not uncordoned, with their phase.
+    pub fn left_cordoned(&self) -> Vec<(&str, NodePhase)> {
+        self.nodes
+            .iter()
+            .filter(|(_, r)| r.we_cordoned && r.phase > NodePhase::Started && r.phase != NodePhase::Done)
+            .map(|(k, r)| (Self::node_of(k), r.phase))
+            .collect()
     }
 
     /// Keeps the last lines of command output (bounded: the journal is rewritten often).
@@ -212,7 +244,8 @@ mod tests {
 
     #[test]
     fn save_is_atomic_and_round_trips() {
-        let dir = std::env::temp_dir().join(format!("k8s-upgrade-journal-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("k8s-upgrade-journal-{}-{}", std::process::id(), fastrand::u64(..)));
         let path = dir.join("c.journal.json");
         let mut j = Journal {
             api_version: JOURNAL_API_VERSION.into(),
@@ -224,25 +257,25 @@ mod tests {
             to: "1.31.2".parse().unwrap(),
             steps: vec![],
             nodes: BTreeMap::new(),
-            addons: BTreeMap::new(),
+            acknowledged: Default::default(),
             log: vec![],
             baseline: None,
             finished: false,
             path: path.clone(),
         };
         j.set_node(
-            3,
-            "n;rm -rf /",
-            NodeRecord {
+            &NodeRecord {
                 step: 3,
                 target: "1.31.2".parse().unwrap(),
                 phase: NodePhase::Drained,
+                from: Some("1.30.1".parse().unwrap()),
                 we_cordoned: true,
                 note: None,
                 seconds: None,
             },
-        )
-        .unwrap();
+            "n;rm -rf /",
+        );
+        j.save().unwrap();
         assert!(!path.with_extension("json.tmp").exists());
         let back = Journal::load(&path).unwrap();
         assert_eq!(back, j);

@@ -1,10 +1,11 @@
-//! Upgraders: what actually upgrades a node or an add-on. `command` runs an operator-given argv
-//! template per action (node name, role, phase and target as separate arguments and
-//! `K8S_UPGRADE_*` variables, never a shell string), with a timeout and its output captured;
-//! `manual` tells the operator what to do and lets the executor wait for the node to report the
-//! target; `sim` sets the simulator's upgrade annotation or rewrites an add-on's image tag.
+//! Upgraders: what actually upgrades a node, the managed control plane, an add-on or a Helm
+//! release. `command` runs an operator-given argv template per action (subject, role, phase,
+//! versions and whether this is the first control-plane node, as separate arguments and
+//! `K8S_UPGRADE_*` variables, never a shell string) through [`super::command`]; `manual` tells
+//! the operator what to do and lets the executor wait for the result; `sim` sets the
+//! simulator's upgrade annotation or rewrites an add-on's image tag.
 
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -12,7 +13,9 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::cancel::Cancel;
+use super::command::{self, CommandError, CommandSpec, Output};
 
 #[derive(Debug, Clone)]
 pub enum Upgrader {
@@ -21,27 +24,86 @@ pub enum Upgrader {
     Manual,
 }
 
+/// What is being upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A control-plane node; `first` is the first of its hop (`kubeadm upgrade apply` there,
+    /// `kubeadm upgrade node` on the others).
+    ControlPlane {
+        first: bool,
+    },
+    Worker,
+    /// A control plane the provider runs (no nodes of ours).
+    ManagedControlPlane,
+    Addon,
+    HelmRelease,
+}
+
+impl Role {
+    /// The `{role}` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane { .. } | Role::ManagedControlPlane => "control-plane",
+            Role::Worker => "worker",
+            Role::Addon => "addon",
+            Role::HelmRelease => "helm-release",
+        }
+    }
+
+    /// The `{phase}` value: the plan step kind the action belongs to.
+    pub fn phase(self) -> &'static str {
+        match self {
+            Role::ControlPlane { .. } | Role::ManagedControlPlane => "control-plane",
+            Role::Worker => "nodes",
+            Role::Addon => "addon",
+            Role::HelmRelease => "helm-release",
+        }
+    }
+}
+
 /// One thing to upgrade.
 #[derive(Debug, Clone)]
 pub struct Action {
     /// Node name, or the add-on / release name.
     pub subject: String,
-    /// `control-plane`, `worker`, `addon` or `helm-release`.
-    pub role: &'static str,
-    /// `control-plane`, `nodes`, `addon` or `helm-release`: the plan step kind.
-    pub phase: &'static str,
+    pub role: Role,
     /// Target version (or version line for an add-on).
     pub target: String,
-    /// For add-ons: the workload (`Deployment ns/name`).
+    /// The version it comes from, when known.
+    pub from: Option<String>,
+    /// For add-ons: the workload (`Deployment ns/name`); for Helm releases: its namespace.
     pub workload: Option<String>,
 }
 
 /// What the upgrader did.
-pub enum Done {
-    /// Performed (or started: the executor waits for the result).
-    Started,
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    /// Performed, or started: the executor waits for the result.
+    Performed,
     /// The operator has to act; the text says what.
-    Manual(String),
+    OperatorAction(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{0}")]
+    Api(String),
+}
+
+impl UpgradeError {
+    /// The command's kept output, when it ran.
+    pub fn output(&self) -> Option<&Output> {
+        match self {
+            UpgradeError::Command(
+                CommandError::Timeout { output, .. }
+                | CommandError::Cancelled { output, .. }
+                | CommandError::Failed { output, .. },
+            ) => Some(output),
+            _ => None,
+        }
+    }
 }
 
 impl Upgrader {
@@ -53,118 +115,97 @@ impl Upgrader {
         }
     }
 
-    /// Runs the action; `log` receives the command's output lines.
-    pub async fn run(&self, client: &Client, action: &Action, log: &mut Vec<String>) -> Result<Done, String> {
+    /// Runs the action. `log_file` receives all of a command's output; `on_line` each line.
+    pub async fn run(
+        &self,
+        client: &Client,
+        action: &Action,
+        cancel: &Cancel,
+        log_file: Option<PathBuf>,
+        on_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(Started, Output), UpgradeError> {
         match self {
-            Upgrader::Sim => sim(client, action).await.map(|()| Done::Started),
-            Upgrader::Command { argv, timeout } => command(argv, *timeout, action, log).await.map(|()| Done::Started),
-            Upgrader::Manual => Ok(Done::Manual(match action.role {
-                "addon" => format!(
-                    "upgrade add-on {} ({}) to {}",
-                    action.subject,
-                    action.workload.as_deref().unwrap_or("its workload"),
-                    action.target
-                ),
-                "helm-release" => format!("upgrade or rewrite Helm release {}", action.subject),
-                role => format!(
-                    "upgrade {role} node {} to {} now (kubeadm: `kubeadm upgrade {}` then kubelet and kubectl packages, restart kubelet); waiting for it to report {}",
-                    action.subject,
-                    action.target,
-                    if role == "control-plane" { "apply/node" } else { "node" },
-                    action.target
-                ),
-            })),
+            Upgrader::Sim => sim(client, action).await.map(|()| (Started::Performed, Output::default())),
+            Upgrader::Command { argv, timeout } => {
+                let spec =
+                    CommandSpec { argv: render_argv(argv, action), env: env(action), timeout: *timeout, log_file };
+                Ok((Started::Performed, command::run(&spec, cancel, on_line).await?))
+            }
+            Upgrader::Manual => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
         }
     }
 }
 
-/// The argv with `{node}`, `{role}`, `{phase}` and `{version}` replaced inside each argument.
-/// Values from the cluster only ever become whole arguments or parts of one; nothing is split
-/// or interpreted by a shell.
+fn manual_text(action: &Action) -> String {
+    match action.role {
+        Role::Addon => format!(
+            "upgrade add-on {} ({}) to {}",
+            action.subject,
+            action.workload.as_deref().unwrap_or("its workload"),
+            action.target
+        ),
+        Role::HelmRelease => format!("upgrade or rewrite Helm release {}", action.subject),
+        Role::ManagedControlPlane => format!(
+            "upgrade the managed control plane to {} now (your provider's console or CLI); waiting for the apiserver to report it",
+            action.target
+        ),
+        Role::ControlPlane { first } => format!(
+            "upgrade control-plane node {} to {} now (kubeadm: `kubeadm upgrade {}` then the kubelet and kubectl packages, restart the kubelet); waiting for it to report {}",
+            action.subject,
+            action.target,
+            if first { format!("apply v{}", action.target.trim_start_matches('v')) } else { "node".into() },
+            action.target
+        ),
+        Role::Worker => format!(
+            "upgrade worker node {} to {} now (kubeadm: `kubeadm upgrade node` then the kubelet and kubectl packages, restart the kubelet); waiting for it to report {}",
+            action.subject, action.target, action.target
+        ),
+    }
+}
+
+fn env(action: &Action) -> Vec<(String, String)> {
+    vec![
+        ("K8S_UPGRADE_NODE".into(), action.subject.clone()),
+        ("K8S_UPGRADE_ROLE".into(), action.role.as_str().into()),
+        ("K8S_UPGRADE_PHASE".into(), action.role.phase().into()),
+        ("K8S_UPGRADE_VERSION".into(), action.target.clone()),
+        ("K8S_UPGRADE_FROM".into(), action.from.clone().unwrap_or_default()),
+        ("K8S_UPGRADE_FIRST".into(), matches!(action.role, Role::ControlPlane { first: true }).to_string()),
+        ("K8S_UPGRADE_WORKLOAD".into(), action.workload.clone().unwrap_or_default()),
+    ]
+}
+
+/// The argv with `{node}`, `{role}`, `{phase}`, `{version}`, `{from}` and `{first}` replaced
+/// inside each argument. Values from the cluster only ever become whole arguments or parts of
+/// one; nothing is split or interpreted by a shell.
 pub fn render_argv(template: &[String], action: &Action) -> Vec<String> {
+    let first = matches!(action.role, Role::ControlPlane { first: true }).to_string();
     template
         .iter()
         .map(|a| {
             a.replace("{node}", &action.subject)
-                .replace("{role}", action.role)
-                .replace("{phase}", action.phase)
+                .replace("{role}", action.role.as_str())
+                .replace("{phase}", action.role.phase())
                 .replace("{version}", &action.target)
+                .replace("{from}", action.from.as_deref().unwrap_or(""))
+                .replace("{first}", &first)
         })
         .collect()
 }
 
-async fn command(template: &[String], timeout: Duration, action: &Action, log: &mut Vec<String>) -> Result<(), String> {
-    let argv = render_argv(template, action);
-    let Some((program, args)) = argv.split_first() else {
-        return Err("--upgrade-command is empty".into());
-    };
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .env("K8S_UPGRADE_NODE", &action.subject)
-        .env("K8S_UPGRADE_ROLE", action.role)
-        .env("K8S_UPGRADE_PHASE", action.phase)
-        .env("K8S_UPGRADE_VERSION", &action.target)
-        .env("K8S_UPGRADE_WORKLOAD", action.workload.as_deref().unwrap_or(""))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let read = async {
-        let mut lines = Vec::new();
-        if let Some(out) = stdout {
-            let mut r = BufReader::new(out).lines();
-            while let Ok(Some(l)) = r.next_line().await {
-                lines.push(format!("{}: {l}", action.subject));
-            }
-        }
-        if let Some(err) = stderr {
-            let mut r = BufReader::new(err).lines();
-            while let Ok(Some(l)) = r.next_line().await {
-                lines.push(format!("{} (stderr): {l}", action.subject));
-            }
-        }
-        lines
-    };
-    let run = async {
-        let lines = read.await;
-        (lines, child.wait().await)
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Err(_) => Err(format!("{program} did not finish within {timeout:?} for {}; it was killed", action.subject)),
-        Ok((lines, status)) => {
-            let last = lines.last().cloned().unwrap_or_default();
-            log.extend(lines);
-            let status = status.map_err(|e| format!("{program}: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{program} failed for {} ({status}){}",
-                    action.subject,
-                    if last.is_empty() { String::new() } else { format!(": {last}") }
-                ))
-            }
-        }
-    }
-}
-
-async fn sim(client: &Client, action: &Action) -> Result<(), String> {
+async fn sim(client: &Client, action: &Action) -> Result<(), UpgradeError> {
     match action.role {
-        "control-plane" | "worker" => {
+        Role::ControlPlane { .. } | Role::Worker => {
             let nodes: Api<Node> = Api::all(client.clone());
-            let patch = json!({"metadata": {"annotations": {crate::sim::UPGRADE_ANNOTATION: action.target}}});
+            let patch = json!({"metadata": {"annotations": {crate::k8s::annotations::SIM_UPGRADE_TO: action.target}}});
             let (pp, merge) = (PatchParams::default(), Patch::Merge(&patch));
-            crate::inventory::live::with_retries(|| nodes.patch(&action.subject, &pp, &merge))
+            crate::kubeapi::retry::with_retries(|| nodes.patch(&action.subject, &pp, &merge))
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("cannot annotate node {}: {e}", action.subject))
+                .map_err(|e| UpgradeError::Api(format!("cannot annotate node {}: {e}", action.subject)))
         }
-        "addon" => sim_addon(client, action).await,
-        _ => Ok(()),
+        Role::Addon => sim_addon(client, action).await.map_err(UpgradeError::Api),
+        Role::ManagedControlPlane | Role::HelmRelease => Ok(()),
     }
 }
 
@@ -201,7 +242,7 @@ async fn sim_addon(client: &Client, action: &Action) -> Result<(), String> {
         .iter()
         .map(|c| {
             let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
-            let (repo, tag) = crate::inventory::live::split_image(image);
+            let (repo, tag) = crate::k8s::image::split_image(image);
             let v = if tag.starts_with('v') {
                 format!("v{}", version.trim_start_matches('v'))
             } else {
@@ -225,13 +266,20 @@ mod tests {
     fn argv_placeholders_stay_inside_their_argument() {
         let action = Action {
             subject: "node-1; rm -rf / #$(reboot)".into(),
-            role: "worker",
-            phase: "nodes",
+            role: Role::ControlPlane { first: true },
             target: "1.31.2".into(),
+            from: Some("1.30.4".into()),
             workload: None,
         };
-        let argv = render_argv(&["upgrade.sh".into(), "--node={node}".into(), "{version}".into()], &action);
-        assert_eq!(argv, vec!["upgrade.sh", "--node=node-1; rm -rf / #$(reboot)", "1.31.2"]);
+        let argv = render_argv(
+            &["upgrade.sh".into(), "--node={node}".into(), "{version}".into(), "{role}:{first}:{from}".into()],
+            &action,
+        );
+        assert_eq!(
+            argv,
+            vec!["upgrade.sh", "--node=node-1; rm -rf / #$(reboot)", "1.31.2", "control-plane:true:1.30.4"]
+        );
+        assert!(manual_text(&action).contains("kubeadm upgrade apply v1.31.2"));
     }
 
     #[test]

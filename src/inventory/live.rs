@@ -107,42 +107,7 @@ where
     }
 }
 
-/// Retries a call on the answers that mean "try again" (429, 5xx, and connection errors),
-/// with exponential backoff and jitter: 5 attempts over about 3 seconds.
-pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut delay = std::time::Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if attempt < 5 && transient(&e) => {
-                tokio::time::sleep(delay + jitter(delay)).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// True for errors worth another attempt (every call retried with it is idempotent: reads and
-/// merge patches; evictions decide for themselves).
-pub fn transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-/// Up to half of `d`, from the clock's low bits: enough to spread clients apart.
-pub fn jitter(d: std::time::Duration) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
-    d.mul_f64(f64::from(nanos % 1000) / 2000.0)
-}
+pub use crate::kubeapi::retry::{jitter, transient, with_retries};
 
 /// The compact view of a pod the collector keeps (plus its control-plane component, if any).
 struct PodRecord {
@@ -180,15 +145,7 @@ fn parse_version(s: &str) -> Option<Version> {
     s.parse().ok()
 }
 
-/// `registry/path/name:tag` → (`path/name` without registry, tag).
-pub fn split_image(image: &str) -> (String, String) {
-    let (repo, tag) = match image.rsplit_once(':') {
-        Some((r, t)) if !t.contains('/') => (r, t),
-        _ => (image, ""),
-    };
-    let repo = repo.split('@').next().unwrap_or(repo);
-    (repo.to_string(), tag.to_string())
-}
+pub use crate::k8s::image::split_image;
 
 /// The catalog add-on whose image patterns match `image`, if any.
 pub fn recognise_addon<'c>(catalog: &'c Catalog, image: &str) -> Option<&'c str> {

@@ -7,5 +7,6 @@ pub mod errors;
 pub mod exec;
 pub mod permissions;
 pub mod redact;
+pub mod retry;
 
 pub use client::{ConnectError, ConnectOptions, Connection, KubeconfigSource, connect};

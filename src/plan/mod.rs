@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::checks::{self, Finding, Severity};
+use crate::checks::{self, Finding, FindingCode, Severity};
 use crate::graph::{self, Component, Note, PathError, PathRequest};
 use crate::inventory::Inventory;
 use crate::version::Version;
@@ -38,7 +38,34 @@ impl StepKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// What a step does, typed: the executor acts on this and never on the step's wording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum StepAction {
+    /// Every control-plane node (or the managed control plane) moves from `from` to `to`.
+    ControlPlane { from: Version, to: Version },
+    /// Nodes whose kubelet is at a move's `from` (or between it and its `to`) move to its `to`.
+    Nodes { moves: Vec<graph::KubeletMove> },
+    /// Objects using `apiVersion` `kind` must be rewritten (to `replacement`, when there is one)
+    /// before the control plane moves to `before`, which stops serving them.
+    MigrateApi {
+        api_version: String,
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replacement: Option<String>,
+        before: Version,
+        /// The objects, as the findings name them (`CronJob shop/nightly`).
+        objects: Vec<String>,
+    },
+    /// A Helm release whose stored manifest uses APIs that `before` stops serving.
+    HelmRelease { namespace: String, release: String, revision: u32, apis: Vec<String>, before: Version },
+    /// An add-on workload moves to the version line `line`.
+    Addon { addon: String, workload: String, line: String },
+    /// Something only the operator can do, described in the step's text.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     pub order: usize,
@@ -52,20 +79,25 @@ pub struct Step {
     /// Indexes into `findings` that this step resolves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolves: Vec<usize>,
+    pub action: StepAction,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub blockers: usize,
     pub warnings: usize,
     pub infos: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The envelope of every document this tool writes.
+pub const API_VERSION: &str = graph::API_VERSION;
+pub const KIND: &str = "UpgradePlan";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
-    pub api_version: &'static str,
-    pub kind: &'static str,
+    pub api_version: String,
+    pub kind: String,
     pub distro: String,
     pub from: Version,
     pub to: Version,
@@ -75,14 +107,89 @@ pub struct Plan {
     pub summary: Summary,
     pub notes: Vec<Note>,
     /// Problems met while collecting the inventory.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory_warnings: Vec<String>,
+}
+
+/// Why a plan document cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DocumentError {
+    #[error("not YAML or JSON: {0}")]
+    Syntax(String),
+    #[error(
+        "{found_api_version:?} {found_kind:?} is not a plan this build reads (it reads {API_VERSION} {KIND}); save it again with `k8s-upgrade plan --save` from this build"
+    )]
+    Version { found_api_version: String, found_kind: String },
+    #[error("not a valid {KIND}: {0}; save it again with `k8s-upgrade plan --save`")]
+    Shape(String),
 }
 
 impl Plan {
     pub fn has_blockers(&self) -> bool {
         self.summary.blockers > 0
     }
+
+    /// Reads a saved plan (YAML or JSON). The envelope is checked before anything else, so a
+    /// document of another kind or version is refused with what it is, not with a field error.
+    pub fn from_document(text: &str) -> Result<Plan, DocumentError> {
+        let doc: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| DocumentError::Syntax(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+        let field = |k: &str| doc.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+        let (api_version, kind) = (field("apiVersion"), field("kind"));
+        if api_version != API_VERSION || kind != KIND {
+            return Err(DocumentError::Version { found_api_version: api_version, found_kind: kind });
+        }
+        serde_json::from_value(doc).map_err(|e| DocumentError::Shape(e.to_string()))
+    }
+
+    /// Blockers that no step resolves.
+    pub fn unresolved_blockers(&self) -> Vec<&Finding> {
+        let resolved: std::collections::BTreeSet<usize> =
+            self.steps.iter().flat_map(|s| s.resolves.iter().copied()).collect();
+        self.findings
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| f.severity == Severity::Blocker && !resolved.contains(i))
+            .map(|(_, f)| f)
+            .collect()
+    }
+}
+
+/// What differs between a saved plan and the plan made now, one line each (empty: the same
+/// steps from the same version). Wording and findings may change; the actions may not.
+pub fn diff(saved: &Plan, now: &Plan) -> Vec<String> {
+    let line = |s: &Step| match &s.action {
+        StepAction::ControlPlane { from, to } => format!("control-plane {from} → {to}"),
+        StepAction::Nodes { moves } => {
+            format!("nodes {}", moves.iter().map(|m| format!("{}→{}", m.from, m.to)).collect::<Vec<_>>().join(","))
+        }
+        StepAction::MigrateApi { api_version, kind, before, .. } => {
+            format!("migrate-api {api_version} {kind} before {}", before.minor_version())
+        }
+        StepAction::HelmRelease { namespace, release, before, .. } => {
+            format!("helm-release {namespace}/{release} before {}", before.minor_version())
+        }
+        StepAction::Addon { addon, line, .. } => format!("addon {addon} {line}"),
+        StepAction::Manual => format!("manual {}", s.description),
+    };
+    let a: Vec<String> = saved.steps.iter().map(line).collect();
+    let b: Vec<String> = now.steps.iter().map(line).collect();
+    let mut out = Vec::new();
+    if saved.from != now.from {
+        out.push(format!("from: plan {} / cluster now {}", saved.from, now.from));
+    }
+    for i in 0..a.len().max(b.len()) {
+        match (a.get(i), b.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => out.push(format!(
+                "step {}: plan `{}` / cluster now `{}`",
+                i + 1,
+                x.map_or("-", String::as_str),
+                y.map_or("-", String::as_str)
+            )),
+        }
+    }
+    out
 }
 
 /// Builds the plan. Fails only when there is no path at all.
@@ -113,7 +220,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
     let mut migrations: BTreeMap<(usize, String, String), Vec<usize>> = BTreeMap::new();
     let mut helm: BTreeMap<(usize, String, String, u32), Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
-        if f.code != "API_REMOVED" {
+        if f.code != FindingCode::ApiRemoved {
             continue;
         }
         let hop_index =
@@ -122,30 +229,40 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
             helm.entry((hop_index, namespace.clone(), release.clone(), *revision)).or_default().push(i);
             continue;
         }
-        let api = f.details.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let kind = f.details.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let api = f.details.api_version.clone().unwrap_or_default();
+        let kind = f.details.kind.clone().unwrap_or_default();
         migrations.entry((hop_index, api, kind)).or_default().push(i);
     }
     // Add-on upgrades, placed before (or, for version-locked add-ons, right after) their hop.
     let mut addon_before: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut addon_after: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
-        if !f.code.starts_with("ADDON_UPGRADE") && f.code != "ADDON_NO_BRIDGE" {
+        if !matches!(f.code, FindingCode::AddonUpgrade | FindingCode::AddonNoBridge) {
             continue;
         }
-        if let Some(h) = f.details.get("beforeHop").and_then(|v| v.as_u64()) {
-            addon_before.entry(h as usize).or_default().push(i);
-        } else if let Some(h) = f.details.get("afterHop").and_then(|v| v.as_u64()) {
-            addon_after.entry(h as usize).or_default().push(i);
+        if let Some(h) = f.details.before_hop {
+            addon_before.entry(h).or_default().push(i);
+        } else if let Some(h) = f.details.after_hop {
+            addon_after.entry(h).or_default().push(i);
         }
     }
-    let addon_step = |i: usize| Step {
-        order: 0,
-        kind: StepKind::Addon,
-        target: None,
-        description: findings[i].remediation.clone(),
-        moves: vec![],
-        resolves: vec![i],
+    let addon_step = |i: usize| {
+        let d = &findings[i].details;
+        Step {
+            order: 0,
+            kind: StepKind::Addon,
+            target: None,
+            description: findings[i].remediation.clone(),
+            moves: vec![],
+            resolves: vec![i],
+            action: match (&d.addon, &d.workload, &d.line) {
+                (Some(addon), Some(workload), Some(line)) => {
+                    StepAction::Addon { addon: addon.clone(), workload: workload.clone(), line: line.clone() }
+                }
+                // A bridge over two releases names no single line: the operator picks.
+                _ => StepAction::Manual,
+            },
+        }
     };
     let mut steps = Vec::new();
     let mut cp_index = 0;
@@ -159,31 +276,34 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
                     .iter()
                     .map(|f| {
                         let d = &findings[*f].details;
-                        let get = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                        format!("{} {}", get("apiVersion"), get("kind"))
+                        format!("{} {}", d.api_version.as_deref().unwrap_or(""), d.kind.as_deref().unwrap_or(""))
                     })
                     .collect();
+                let before = cp_hops.get(*i).map(|h| h.1.clone()).unwrap_or_else(|| path.to.clone());
                 steps.push(Step {
                     order: 0,
                     kind: StepKind::HelmRelease,
                     target: None,
                     description: format!(
                         "Helm release {ns}/{release} (revision {revision}) stores {}: upgrade the chart to current APIs or rewrite the stored release (helm mapkubeapis) before the control plane moves to {}, or helm upgrade fails afterwards",
-                        apis.into_iter().collect::<Vec<_>>().join(", "),
-                        cp_hops.get(*i).map(|h| h.1.minor_version().to_string()).unwrap_or_default()
+                        apis.iter().cloned().collect::<Vec<_>>().join(", "),
+                        before.minor_version()
                     ),
                     moves: vec![],
                     resolves: idx.clone(),
+                    action: StepAction::HelmRelease {
+                        namespace: ns.clone(),
+                        release: release.clone(),
+                        revision: *revision,
+                        apis: apis.into_iter().collect(),
+                        before,
+                    },
                 });
             }
             for ((i, api, kind), idx) in migrations.iter().filter(|((i, _, _), _)| *i == cp_index) {
                 let f = &findings[idx[0]];
-                let replacement = f
-                    .details
-                    .get("replacement")
-                    .and_then(|v| v.as_str())
-                    .map(|r| format!(" to {r}"))
-                    .unwrap_or_default();
+                let replacement = f.details.replacement.as_deref().map(|r| format!(" to {r}")).unwrap_or_default();
+                let before = cp_hops.get(*i).map(|h| h.1.clone()).unwrap_or_else(|| path.to.clone());
                 steps.push(Step {
                     order: 0,
                     kind: StepKind::MigrateApi,
@@ -192,10 +312,17 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
                         "migrate {} {kind} object{} from {api}{replacement} before the control plane moves to {}",
                         idx.len(),
                         if idx.len() == 1 { "" } else { "s" },
-                        cp_hops.get(*i).map(|h| h.1.minor_version().to_string()).unwrap_or_default()
+                        before.minor_version()
                     ),
                     moves: vec![],
                     resolves: idx.clone(),
+                    action: StepAction::MigrateApi {
+                        api_version: api.clone(),
+                        kind: kind.clone(),
+                        replacement: f.details.replacement.clone(),
+                        before,
+                        objects: idx.iter().map(|i| findings[*i].subject.clone()).collect(),
+                    },
                 });
             }
             cp_index += 1;
@@ -217,6 +344,10 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
             },
             moves: hop.moves.clone(),
             resolves: vec![],
+            action: match hop.component {
+                Component::ControlPlane => StepAction::ControlPlane { from: hop.from.clone(), to: hop.to.clone() },
+                Component::Nodes => StepAction::Nodes { moves: hop.moves.clone() },
+            },
         });
         if hop.component == Component::ControlPlane {
             for i in addon_after.get(&(cp_index - 1)).into_iter().flatten() {
@@ -234,8 +365,8 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
         infos: count(Severity::Info),
     };
     Ok(Plan {
-        api_version: graph::API_VERSION,
-        kind: "UpgradePlan",
+        api_version: API_VERSION.into(),
+        kind: KIND.into(),
         distro: path.distro,
         from: path.from,
         to: path.to,
@@ -282,7 +413,7 @@ fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
             }
         }
         for p in c.control_plane.iter().filter(|p| p.component == "etcd") {
-            let (_, tag) = crate::inventory::live::split_image(&p.image);
+            let (_, tag) = crate::k8s::image::split_image(&p.image);
             if let Ok(v) = tag.trim_start_matches('v').parse::<Version>() {
                 let e = m.entry("etcd".to_string()).or_insert(v.clone());
                 if v < *e {
@@ -341,7 +472,7 @@ mod tests {
         assert!(p.has_blockers());
         let pdb = p.findings.iter().find(|f| f.subject.contains("PodDisruptionBudget")).unwrap();
         assert_eq!(pdb.hop.as_ref().unwrap().to.minor_version().to_string(), "1.25");
-        assert_eq!(pdb.details["replacement"], "policy/v1");
+        assert_eq!(pdb.details.replacement.as_deref(), Some("policy/v1"));
         assert!(
             pdb.remediation.contains("m.yaml (document 1)") && pdb.remediation.contains("now"),
             "{}",
@@ -376,11 +507,44 @@ mod tests {
             .unwrap();
         assert!(migrate_pdb < to_125 && to_125 < migrate_hpa && migrate_hpa < to_126, "{kinds:?}");
         // Hops without removals say so.
-        assert!(
-            p.findings
-                .iter()
-                .any(|f| f.code == "API_REMOVALS_AT_HOP" && f.message.contains("no API removals at the hop to 1.24"))
-        );
+        assert!(p.findings.iter().any(
+            |f| f.code == FindingCode::ApiRemovalsAtHop && f.message.contains("no API removals at the hop to 1.24")
+        ));
+    }
+
+    #[test]
+    fn the_plan_document_round_trips_and_other_versions_are_refused() {
+        let c = Catalog::embedded().unwrap();
+        let inv = Inventory {
+            cluster: None,
+            objects: vec![
+                obj("policy/v1beta1", "PodDisruptionBudget", "web"),
+                obj("batch/v1beta1", "CronJob", "nightly"),
+                obj("autoscaling/v2beta2", "HorizontalPodAutoscaler", "web"),
+            ],
+            warnings: vec!["a warning".into()],
+        };
+        let p = plan(&inv, &c, &req("1.23.17", "1.27")).unwrap();
+        assert!(p.steps.iter().any(|s| matches!(&s.action, StepAction::MigrateApi { kind, before, objects, .. }
+            if kind == "CronJob" && before.minor_version().to_string() == "1.25" && objects.len() == 1)));
+        let json = serde_json::to_string_pretty(&p).unwrap();
+        assert_eq!(Plan::from_document(&json).unwrap(), p);
+        let yaml = serde_saphyr::to_string(&p).unwrap();
+        assert_eq!(Plan::from_document(&yaml).unwrap(), p);
+        // Another kind or version is named, not parsed field by field.
+        let other = json.replacen("k8s-upgrade.dev/v1alpha1", "k8s-upgrade.dev/v9", 1);
+        let e = Plan::from_document(&other).unwrap_err().to_string();
+        assert!(e.contains("\"k8s-upgrade.dev/v9\"") && e.contains("plan --save"), "{e}");
+        let e = Plan::from_document("apiVersion: k8s-upgrade.dev/v1alpha1\nkind: UpgradePath\n").unwrap_err();
+        assert!(e.to_string().contains("UpgradePath"), "{e}");
+        let e = Plan::from_document("apiVersion: k8s-upgrade.dev/v1alpha1\nkind: UpgradePlan\nsteps: 3\n").unwrap_err();
+        assert!(matches!(e, DocumentError::Shape(_)), "{e}");
+        assert!(matches!(Plan::from_document("{{{"), Err(DocumentError::Syntax(_))));
+        // The drift check compares actions: the same plan has none, a changed hop is named.
+        assert!(diff(&p, &p).is_empty());
+        let mut later = p.clone();
+        later.steps.retain(|s| !matches!(s.action, StepAction::MigrateApi { .. }));
+        assert!(!diff(&p, &later).is_empty());
     }
 
     #[test]

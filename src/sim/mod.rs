@@ -47,7 +47,7 @@ use stats::Stats;
 use store::Store;
 
 /// Annotation that asks a simulated kubelet to restart at a new version.
-pub const UPGRADE_ANNOTATION: &str = "sim.k8s-upgrade.dev/upgrade-to";
+pub const UPGRADE_ANNOTATION: &str = crate::k8s::annotations::SIM_UPGRADE_TO;
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]

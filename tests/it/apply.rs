@@ -140,7 +140,8 @@ fn a_node_that_never_comes_back_stops_the_run_with_the_journal_intact() {
     assert!(stdout(&o).contains("cp-2 did not come back Ready at 1.25"), "{}", stdout(&o));
     let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
     assert_eq!(j["finished"], false);
-    let stuck: Vec<&Value> = j["nodes"].as_object().unwrap().values().filter(|r| r["phase"] == "upgrading").collect();
+    let stuck: Vec<&Value> =
+        j["nodes"].as_object().unwrap().values().filter(|r| r["phase"] == "upgrade-finished").collect();
     assert_eq!(stuck.len(), 1, "{j}");
     assert_eq!(stuck[0]["weCordoned"], true);
 }
@@ -328,9 +329,9 @@ fn the_command_upgrader_passes_hostile_names_as_single_arguments() {
     let hostile = "n1;touch pwned`id`$(id)";
     let action = k8s_upgrade::exec::upgrader::Action {
         subject: hostile.into(),
-        role: "worker",
-        phase: "nodes",
+        role: k8s_upgrade::exec::upgrader::Role::Worker,
         target: "1.25.16".into(),
+        from: None,
         workload: None,
     };
     let up = k8s_upgrade::exec::upgrader::Upgrader::Command {
@@ -338,8 +339,8 @@ fn the_command_upgrader_passes_hostile_names_as_single_arguments() {
         timeout: Duration::from_secs(10),
     };
     let client = c.kube_client();
-    let mut log = Vec::new();
-    c.rt.block_on(up.run(&client, &action, &mut log)).map_err(|e| e.to_string()).unwrap();
+    let cancel = k8s_upgrade::exec::Cancel::new();
+    c.rt.block_on(up.run(&client, &action, &cancel, None, &|_| {})).map_err(|e| e.to_string()).unwrap();
     let text = std::fs::read_to_string(&record).unwrap();
     assert_eq!(text, format!("--node|{hostile}|1.25.16|\nenv {hostile} 1.25.16\n"));
     assert!(!c.dir.join("pwned").exists() && !Path::new("pwned").exists());
