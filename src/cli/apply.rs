@@ -146,6 +146,16 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub ignore_blockers: bool,
 
+    /// The operator step STEP (its number in the plan) is dealt with: before the hop it protects,
+    /// what it covers is not checked again. Repeatable; recorded in the journal.
+    #[arg(long, value_name = "STEP")]
+    pub acknowledge: Vec<usize>,
+
+    /// Cross every hop that removes APIs without checking the cluster again (the operator owns
+    /// every migration).
+    #[arg(long)]
+    pub acknowledge_all: bool,
+
     /// Take the cluster lock even from a live holder (asks first).
     #[arg(long)]
     pub break_lock: bool,
@@ -265,6 +275,8 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         release_command: argv("--release-command", &args.release_command)?,
         log_file: None,
         any_patch: false,
+        catalog: Arc::new(catalog.clone()),
+        acknowledge_all: args.acknowledge_all,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -448,6 +460,33 @@ async fn apply(
         let run_id = new_run_id();
         Journal::new(journal_path.clone(), &run_id, server, &plan)
     };
+    let mut journal = journal;
+    for order in &args.acknowledge {
+        match journal.steps.iter().find(|s| s.step.order == *order) {
+            Some(s)
+                if matches!(
+                    s.step.action,
+                    crate::plan::StepAction::MigrateApi { .. }
+                        | crate::plan::StepAction::HelmRelease { .. }
+                        | crate::plan::StepAction::Manual
+                ) =>
+            {
+                journal.acknowledged.insert(*order);
+            }
+            Some(s) => {
+                return Err(CliError::usage(format!(
+                    "--acknowledge {order}: step {order} is a {} step, not an operator step",
+                    s.step.kind.as_str()
+                )));
+            }
+            None => {
+                return Err(CliError::usage(format!(
+                    "--acknowledge {order}: the plan has steps 1 to {}",
+                    journal.steps.len()
+                )));
+            }
+        }
+    }
     let cancel = Cancel::new();
     if !args.yes && interactive && !args.dry_run {
         let question = format!("Start {} steps on {server}?", journal.steps.len());

@@ -34,6 +34,9 @@ impl Executor<'_> {
                 _ => return Err(ExecError::Declined("the operator declined the control-plane hop".into())),
             }
         }
+        if !started {
+            self.check_removals(step.order, from, to).await?;
+        }
         let mut cps: Vec<k8s_openapi::api::core::v1::Node> =
             self.nodes().await?.into_iter().filter(nodes::is_control_plane).collect();
         cps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));

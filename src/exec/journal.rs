@@ -93,6 +93,10 @@ pub struct Journal {
     /// checked again before the hop.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub acknowledged: std::collections::BTreeSet<usize>,
+    /// The apiserver's deprecated-API request gauge when the run began: a control-plane hop is
+    /// held up by requests made after that, not by ones the plan already knew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_at_start: Option<crate::inventory::live::DeprecatedRequests>,
     /// Output of upgrade commands, last lines only.
     #[serde(default)]
     pub log: Vec<String>,
@@ -130,6 +134,7 @@ impl Journal {
                 .collect(),
             nodes: BTreeMap::new(),
             acknowledged: Default::default(),
+            requests_at_start: None,
             log: vec![],
             baseline: None,
             finished: false,
@@ -258,6 +263,7 @@ mod tests {
             steps: vec![],
             nodes: BTreeMap::new(),
             acknowledged: Default::default(),
+            requests_at_start: None,
             log: vec![],
             baseline: None,
             finished: false,

@@ -26,6 +26,7 @@ pub mod journal;
 pub mod lock;
 mod node;
 pub mod operator;
+mod removals;
 pub mod rollout;
 mod steps;
 pub mod upgrader;
@@ -69,10 +70,14 @@ pub struct Options {
     pub release_command: Option<Vec<String>>,
     /// Where command output goes in full (one file per run); none: only the kept lines.
     pub log_file: Option<PathBuf>,
-    /// A node or managed control plane counts as upgraded at any patch of the target minor at or
-    /// above this patch floor (providers choose their own patches); `false`: the target's patch
-    /// or newer.
+    /// A node or managed control plane counts as upgraded at any patch of the target minor that
+    /// moved past where it started (providers choose their own patches); `false`: the target's
+    /// patch or newer.
     pub any_patch: bool,
+    /// The catalog the plan was made with (the removed-API check before each hop uses it).
+    pub catalog: std::sync::Arc<crate::catalog::Catalog>,
+    /// Cross removal hops without looking again (the operator owns every migration).
+    pub acknowledge_all: bool,
 }
 
 /// What a run did.
@@ -177,6 +182,7 @@ impl<'a> Executor<'a> {
         });
         self.save(|j| j.baseline = Some(baseline.clone())).await?;
         *self.baseline.lock().await = baseline;
+        self.note_requests_at_start().await?;
         let total = self.journal.lock().await.steps.len();
         loop {
             let (index, step) = {

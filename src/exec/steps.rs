@@ -1,7 +1,9 @@
 //! Steps that are not node rolls: add-on upgrades through the upgrader, Helm releases through
 //! `--release-command`, and operator steps (API migrations, Helm rewrites, anything manual)
-//! asked on a terminal. An unattended run does not pretend an operator step was done: it is left
-//! to the operator, and the control-plane hop it protects checks the cluster itself first.
+//! asked on a terminal (in the simulator, the `sim` upgrader performs API migrations and Helm
+//! rewrites as an operator would). An unattended run does not pretend an operator step was
+//! done: it is left to the operator, and the control-plane hop it protects checks the cluster
+//! itself first.
 
 use std::time::Duration;
 
@@ -53,6 +55,19 @@ impl Executor<'_> {
             self.run_upgrader(&cmd, &action).await.map_err(|e| {
                 ExecError::Blocked(format!("step {} (Helm release {namespace}/{release}): {e}", step.order))
             })?;
+            return Ok(None);
+        }
+        if matches!(self.options.upgrader, Upgrader::Sim)
+            && matches!(step.action, StepAction::MigrateApi { .. } | StepAction::HelmRelease { .. })
+        {
+            if self.options.dry_run {
+                self.say(format!("dry run: the simulator's operator would: {}", step.description));
+                return Ok(None);
+            }
+            let changed = super::upgrader::sim_operator_step(&self.client, &step.action)
+                .await
+                .map_err(|e| ExecError::Failed(format!("step {}: {e}", step.order)))?;
+            self.say(format!("the simulator's operator did step {} ({changed} objects changed)", step.order));
             return Ok(None);
         }
         self.ask_operator(step, &step.description).await

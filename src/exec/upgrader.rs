@@ -205,8 +205,32 @@ async fn sim(client: &Client, action: &Action) -> Result<(), UpgradeError> {
                 .map_err(|e| UpgradeError::Api(format!("cannot annotate node {}: {e}", action.subject)))
         }
         Role::Addon => sim_addon(client, action).await.map_err(UpgradeError::Api),
-        Role::ManagedControlPlane | Role::HelmRelease => Ok(()),
+        Role::ManagedControlPlane => {
+            let body = serde_json::to_vec(&json!({"version": action.target})).unwrap_or_default();
+            sim_control(client, http::Method::PUT, "/sim/control-plane", body).await.map(drop)
+        }
+        Role::HelmRelease => Ok(()),
     }
+}
+
+/// The simulator performs an operator step (an API migration, a Helm release rewrite) as the
+/// operator would on a real cluster; returns how many objects it changed.
+pub async fn sim_operator_step(client: &Client, step: &crate::plan::StepAction) -> Result<usize, UpgradeError> {
+    let body = serde_json::to_vec(step).map_err(|e| UpgradeError::Api(e.to_string()))?;
+    let answer = sim_control(client, http::Method::POST, "/sim/operator-step", body).await?;
+    Ok(answer.get("changed").and_then(Value::as_u64).unwrap_or(0) as usize)
+}
+
+async fn sim_control(client: &Client, method: http::Method, path: &str, body: Vec<u8>) -> Result<Value, UpgradeError> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(|e| UpgradeError::Api(e.to_string()))?;
+    let text =
+        client.request_text(req).await.map_err(|e| UpgradeError::Api(format!("the simulator refused {path}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| UpgradeError::Api(format!("{path}: {e}")))
 }
 
 /// A concrete tag for a version line: the upper bound of a range, `X.Y.0` for `~X.Y`.

@@ -109,6 +109,54 @@ where
 
 pub use crate::kubeapi::retry::{jitter, transient, with_retries};
 
+/// What the apiserver's `/metrics` says about requests to deprecated APIs: the
+/// `apiserver_requested_deprecated_apis` gauge as `group/version resource` (`version resource`
+/// for the core group), and when that apiserver process started (`process_start_time_seconds`),
+/// since the gauge only says "requested since this process started".
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeprecatedRequests {
+    pub resources: std::collections::BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apiserver_started: Option<f64>,
+}
+
+impl DeprecatedRequests {
+    /// Reads the gauge out of Prometheus text.
+    pub fn parse(text: &str) -> DeprecatedRequests {
+        let mut out = DeprecatedRequests::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("process_start_time_seconds ") {
+                out.apiserver_started = rest.trim().parse().ok();
+            } else if line.starts_with("apiserver_requested_deprecated_apis{") {
+                let label = |k: &str| {
+                    line.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or_default()
+                };
+                let (group, version, resource) = (label("group"), label("version"), label("resource"));
+                let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+                out.resources.insert(format!("{gv} {resource}"));
+            }
+        }
+        out
+    }
+
+    /// What was requested after `earlier` was read: everything, when the apiserver restarted
+    /// since (a new process starts its gauge empty); otherwise what is new.
+    pub fn since(&self, earlier: &DeprecatedRequests) -> std::collections::BTreeSet<String> {
+        match (self.apiserver_started, earlier.apiserver_started) {
+            (Some(now), Some(then)) if now > then => self.resources.clone(),
+            _ => self.resources.difference(&earlier.resources).cloned().collect(),
+        }
+    }
+
+    /// Reads it from the cluster.
+    pub async fn read(client: &Client) -> Result<DeprecatedRequests, String> {
+        let req = http::Request::get("/metrics").body(Vec::new()).map_err(|e| e.to_string())?;
+        let text = client.request_text(req).await.map_err(|e| format!("cannot read the apiserver's /metrics: {e}"))?;
+        Ok(DeprecatedRequests::parse(&text))
+    }
+}
+
 /// The compact view of a pod the collector keeps (plus its control-plane component, if any).
 struct PodRecord {
     facts: PodFacts,
@@ -805,5 +853,27 @@ fn bounded(message: &str) -> String {
     match message.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &message[..i]),
         None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deprecated_request_gauge_is_read_and_compared_across_a_restart() {
+        let before = DeprecatedRequests::parse(
+            "process_start_time_seconds 1000.5\napiserver_requested_deprecated_apis{group=\"batch\",removed_release=\"1.25\",resource=\"cronjobs\",subresource=\"\",version=\"v1beta1\"} 1\n",
+        );
+        assert_eq!(before.apiserver_started, Some(1000.5));
+        assert_eq!(before.resources.iter().collect::<Vec<_>>(), ["batch/v1beta1 cronjobs"]);
+        // Same process: only what is new counts as requested since.
+        let same = DeprecatedRequests::parse(
+            "process_start_time_seconds 1000.5\napiserver_requested_deprecated_apis{group=\"batch\",removed_release=\"1.25\",resource=\"cronjobs\",subresource=\"\",version=\"v1beta1\"} 1\napiserver_requested_deprecated_apis{group=\"\",removed_release=\"\",resource=\"componentstatuses\",subresource=\"\",version=\"v1\"} 1\n",
+        );
+        assert_eq!(same.since(&before).into_iter().collect::<Vec<_>>(), ["v1 componentstatuses"]);
+        // A restarted apiserver: all it reports came after.
+        let restarted = DeprecatedRequests { apiserver_started: Some(2000.0), ..before.clone() };
+        assert_eq!(restarted.since(&before).len(), 1);
     }
 }

@@ -1117,7 +1117,7 @@ fn stream_response(first: Vec<Bytes>, rx: Option<tokio::sync::mpsc::Receiver<Byt
     r
 }
 
-/// `/sim/stats`, `/sim/faults`, `/sim/compact`, `/sim/control-plane`.
+/// `/sim/stats`, `/sim/faults`, `/sim/compact`, `/sim/control-plane`, `/sim/operator-step`.
 fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
     match (method, path) {
         (&Method::GET, "/sim/stats") => json_response(200, &super::controllers::stats_document(sim)),
@@ -1146,6 +1146,16 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
                 Err(e) => error_response(&ApiError::bad_request(&format!("faults: {e}"))),
             }
         }
+        (&Method::POST, "/sim/operator-step") => {
+            let action: crate::plan::StepAction = match serde_json::from_slice(body) {
+                Ok(a) => a,
+                Err(e) => return error_response(&ApiError::bad_request(&format!("operator-step: {e}"))),
+            };
+            match super::operator::perform(sim, &action) {
+                Ok(changed) => json_response(200, &json!({"changed": changed})),
+                Err(e) => error_response(&ApiError::bad_request(&format!("operator-step: {e}"))),
+            }
+        }
         (&Method::POST, "/sim/compact") => json_response(200, &json!({"compactedTo": sim.store.compact().to_string()})),
         (&Method::PUT, "/sim/control-plane") => {
             if super::controllers::oldest_apiserver(sim).is_some() {
@@ -1162,6 +1172,7 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
             *sim.managed_version.write().unwrap_or_else(|p| p.into_inner()) = version;
             sim.start_blip();
             sim.refresh_registry();
+            sim.stats.apiserver_restarted();
             json_response(200, &json!({"version": sim.server_version().to_string(), "at": now_rfc3339()}))
         }
         _ => error_response(&ApiError::not_found_path(path)),

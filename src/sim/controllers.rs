@@ -285,6 +285,7 @@ fn kubelets(sim: &Sim, timers: &mut Timers) {
                 if control_plane {
                     upgrade_static_pods(sim, &name, &target_tag);
                     sim.refresh_registry();
+                    sim.stats.apiserver_restarted();
                 }
                 let reference = if control_plane {
                     apiserver_on(sim, &name).or_else(|| oldest_apiserver(sim))

@@ -14,6 +14,7 @@ pub mod authn;
 mod clock;
 mod controllers;
 pub mod faults;
+mod operator;
 mod patch;
 mod pdb;
 mod proto;

@@ -35,6 +35,8 @@ struct Inner {
     unauthorized: u64,
     forbidden: u64,
     authorizations: BTreeMap<Decided, u64>,
+    /// When the apiserver process that answers `/metrics` started (unix seconds).
+    apiserver_started: f64,
 }
 
 /// One distinct authorization decision: (user, verb, group, resource[/sub], namespace, path, allowed).
@@ -121,6 +123,14 @@ impl Stats {
         e.min_ready = e.min_ready.min(ready);
     }
 
+    /// An apiserver restarted (a control-plane upgrade): its gauges start empty, as a new
+    /// process's do.
+    pub fn apiserver_restarted(&self) {
+        let mut s = self.lock();
+        s.deprecated.clear();
+        s.apiserver_started = now_unix();
+    }
+
     pub fn total_requests(&self) -> u64 {
         self.lock().requests.values().sum()
     }
@@ -140,6 +150,10 @@ impl Stats {
                 "apiserver_requested_deprecated_apis{{group=\"{g}\",removed_release=\"{removed}\",resource=\"{r}\",subresource=\"{sub}\",version=\"{v}\"}} 1\n"
             ));
         }
+        let started = if s.apiserver_started > 0.0 { s.apiserver_started } else { process_start() };
+        out.push_str(&format!(
+            "# HELP process_start_time_seconds [ALPHA] Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {started:.2}\n"
+        ));
         out.push_str("# HELP apiserver_request_total [STABLE] Counter of apiserver requests.\n# TYPE apiserver_request_total counter\n");
         for (k, n) in &s.requests {
             let (verb, resource) = k.split_once(' ').unwrap_or((k, ""));
@@ -172,4 +186,14 @@ impl Stats {
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// When this simulator process started, for an apiserver that never restarted.
+fn process_start() -> f64 {
+    static START: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *START.get_or_init(now_unix)
 }

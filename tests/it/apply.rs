@@ -1,6 +1,7 @@
 //! `k8s-upgrade apply` against the simulator: the whole demo path, and each fault the executor
 //! must survive (budgets, dead nodes, API errors, dropped watches, SIGKILL, Ctrl-C, the lock).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -359,6 +360,7 @@ fn the_command_upgrader_passes_hostile_names_as_single_arguments() {
             "1s",
             "--delete-emptydir-data",
             "--force",
+            "--acknowledge-all",
         ],
     );
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
@@ -578,7 +580,9 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
     let at = |needle: &str| p.iter().position(|q| q.contains(needle)).unwrap_or_else(|| panic!("{needle}: {p:#?}"));
     assert!(at("Upgrade the control plane to 1.25") < at("Canary pool-"), "{p:#?}");
     assert!(at("Continue with batches of 1?") > 0, "{p:#?}");
-    assert!(p.iter().any(|q| q.contains("Is it done?")), "operator steps are asked: {p:#?}");
+    // The simulator's operator does the API migrations and Helm rewrites, so none is asked.
+    assert!(!p.iter().any(|q| q.contains("Is it done?")), "{p:#?}");
+    assert!(run.output.contains("the simulator's operator did step 3"), "{}", run.output);
     assert_finished_clean(&c, "1.25");
 }
 
@@ -659,4 +663,220 @@ fn on_a_terminal_waiting_again_on_a_stuck_drain_finishes_once_the_cause_is_fixed
     assert_eq!(stuck, 1, "{:#?}", run.prompts);
     assert_eq!(run.code, Some(0), "{}", run.output);
     assert_finished_clean(&c, "1.25");
+}
+
+/// A cluster where some pods can only run on the node they are on: one pinned by hostname, and
+/// the only node of a pool.
+fn pinned_cluster() -> Cluster {
+    let s = k8s_upgrade::sim::Scenario::parse(
+        "pinned",
+        r#"
+name: pinned
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: w, count: 2, roles: [worker] }
+  - { name: gpu, count: 1, roles: [worker], labels: { pool: gpu } }
+addons:
+  - { name: kube-proxy, version: "1.30.4" }
+workloads:
+  - { kind: Deployment, name: web, replicas: 2, pdb: { maxUnavailable: 1 } }
+  - { kind: Deployment, name: pinned, replicas: 1, nodeSelector: { kubernetes.io/hostname: w-1 } }
+  - { kind: StatefulSet, name: trainer, replicas: 1, nodeSelector: { pool: gpu } }
+"#,
+    )
+    .unwrap();
+    Cluster::start(s, 0.02)
+}
+
+#[test]
+fn pods_that_can_only_run_on_the_node_being_upgraded_do_not_deadlock_its_health_gate() {
+    let c = pinned_cluster();
+    // The gate would have to wait for the pinned pods, which can start only once their node is
+    // schedulable again: the node is handed back before the gate, which then passes.
+    let o = apply(&c, &["--to", "1.31", "--gate-timeout", "20s"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
+    let pods = c.get_json("/api/v1/pods");
+    for p in pods["items"].as_array().unwrap() {
+        assert_eq!(p["status"]["phase"], "Running", "{}", p["metadata"]["name"]);
+    }
+}
+
+/// An upgrade command that upgrades simulated nodes with kubectl (add-ons are left alone), after
+/// running `before` (shell lines; `$1` node, `$2` version, `$3` role).
+fn kubectl_upgrader(c: &Cluster, before: &str) -> PathBuf {
+    let script = c.dir.join("kubectl-upgrade.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\n{before}\ncase \"$3\" in worker|control-plane) kubectl --kubeconfig {kc} annotate --overwrite node \"$1\" \"sim.k8s-upgrade.dev/upgrade-to=$2\" >/dev/null ;; esac\n",
+            kc = c.kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+fn command_args(script: &Path) -> Vec<String> {
+    vec![
+        "--upgrader".into(),
+        "command".into(),
+        "--upgrade-command".into(),
+        format!("{} {{node}} {{version}} {{role}}", script.display()),
+    ]
+}
+
+#[test]
+fn an_unattended_run_stops_before_a_hop_that_removes_apis_still_in_use_until_acknowledged() {
+    if !crate::sim::kubectl_available("an_unattended_run_stops_before_a_hop") {
+        return;
+    }
+    let c = Cluster::builtin("demo", 0.02);
+    // Only operator steps can be acknowledged (step 6 is the control-plane hop).
+    let o = apply(&c, &["--to", "1.25", "--acknowledge", "6"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("step 6 is a control-plane step"), "{}", stderr(&o));
+    let script = kubectl_upgrader(&c, "");
+    let mut args: Vec<String> = ["--to", "1.25", "--delete-emptydir-data", "--force"].map(String::from).to_vec();
+    args.extend(command_args(&script));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    // --yes does not migrate anything: the hop to 1.25 would stop serving the CronJob and the
+    // PodSecurityPolicy that are still there, so the run stops before touching a node.
+    let o = apply(&c, &argv);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("the hop to 1.25 stops serving APIs still in use"), "{out}");
+    assert!(out.contains("CronJob reports/nightly-report") && out.contains("PodSecurityPolicy restricted"), "{out}");
+    assert!(out.contains("--acknowledge 3 --acknowledge 4 --acknowledge 5"), "{out}");
+    for n in c.stats()["nodes"].as_array().unwrap() {
+        assert_eq!(n["schedulable"], true, "{n}");
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.2"), "{n}");
+    }
+    assert!(
+        c.stats()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| !n["kubeletVersion"].as_str().unwrap().starts_with("v1.25"))
+    );
+    // Acknowledging one of the three is not enough; all three, recorded in the journal, is.
+    let mut resume: Vec<&str> = vec!["--resume", "--delete-emptydir-data", "--force", "--acknowledge", "3"];
+    let cmd = command_args(&script);
+    resume.extend(cmd.iter().map(String::as_str));
+    let o = apply(&c, &resume);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("--acknowledge 4 --acknowledge 5"), "{}", stdout(&o));
+    resume.extend(["--acknowledge", "4", "--acknowledge", "5"]);
+    let o = apply(&c, &resume);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
+    assert_eq!(j["acknowledged"], serde_json::json!([3, 4, 5]), "{j}");
+    assert_finished_clean(&c, "1.25");
+}
+
+#[test]
+fn resume_after_a_failed_upgrade_command_runs_it_again() {
+    if !crate::sim::kubectl_available("resume_after_a_failed_upgrade_command_runs_it_again") {
+        return;
+    }
+    let c = pinned_cluster();
+    let marker = c.dir.join("failed-once");
+    // The first node's upgrade fails once (as a flaky package mirror would), after printing
+    // more than a pipe holds on stderr.
+    let script = kubectl_upgrader(
+        &c,
+        &format!(
+            "if [ ! -e {m} ]; then touch {m}; i=0; while [ $i -lt 3000 ]; do echo 'E: Failed to fetch https://pkgs.k8s.io/core:/stable:/v1.31/deb/ 404' >&2; i=$((i+1)); done; exit 100; fi",
+            m = marker.display()
+        ),
+    );
+    let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
+    args.extend(command_args(&script));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = apply(&c, &argv);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("exit status: 100") && stdout(&o).contains("apply --resume starts its upgrade again"),
+        "{}",
+        stdout(&o)
+    );
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
+    assert!(j["nodes"].as_object().unwrap().values().any(|r| r["phase"] == "upgrade-started"), "{j}");
+    // The journal keeps the first and last lines, the log file every one.
+    let log = std::fs::read_to_string(journal(&c).with_extension("log")).unwrap();
+    assert_eq!(log.lines().count(), 3000);
+    let mut resume: Vec<&str> = vec!["--resume"];
+    let cmd = command_args(&script);
+    resume.extend(cmd.iter().map(String::as_str));
+    let o = apply(&c, &resume);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
+}
+
+#[test]
+fn a_stop_signal_lets_the_running_upgrade_command_finish_and_a_second_one_stops_it() {
+    if !crate::sim::kubectl_available("a_stop_signal_lets_the_running_upgrade_command_finish") {
+        return;
+    }
+    for signal in ["INT", "TERM", "HUP"] {
+        let c = pinned_cluster();
+        let started = c.dir.join("started");
+        let finished = c.dir.join("finished");
+        let script = kubectl_upgrader(
+            &c,
+            &format!("touch {s}; sleep 2; echo \"$1\" >> {f}", s = started.display(), f = finished.display()),
+        );
+        let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
+        args.extend(command_args(&script));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        // apply leads its own process group, as a shell's foreground job does: a signal sent to
+        // the group (Ctrl-C on a terminal) reaches apply and not the command it runs.
+        let child =
+            apply_cmd(&c, &argv).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let t = Instant::now();
+        while !started.exists() {
+            assert!(t.elapsed() < Duration::from_secs(60), "the upgrade command never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let group = format!("-{}", child.id());
+        assert!(Command::new("kill").args([&format!("-{signal}"), "--", &group]).status().unwrap().success());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(130), "{signal}: {}\n{}", stdout(&o), stderr(&o));
+        // The command was not killed: it finished, and its node came back at the target.
+        let upgraded = std::fs::read_to_string(&finished).unwrap_or_default();
+        assert_eq!(upgraded.lines().count(), 1, "{signal}: {upgraded}");
+        let node = upgraded.trim();
+        let doc = node_doc(&c, node);
+        assert!(doc["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().starts_with("v1.31"), "{signal}: {doc}");
+        assert_eq!(doc["spec"]["unschedulable"], Value::Null, "{signal}: {doc}");
+        assert!(stdout(&o).contains("to continue: k8s-upgrade apply --resume"), "{}", stdout(&o));
+    }
+    // A second signal stops the command with its process group.
+    let c = pinned_cluster();
+    let started = c.dir.join("started");
+    let finished = c.dir.join("finished");
+    let script = kubectl_upgrader(
+        &c,
+        &format!("touch {s}; sleep 30; echo \"$1\" >> {f}", s = started.display(), f = finished.display()),
+    );
+    let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
+    args.extend(command_args(&script));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = apply_cmd(&c, &argv).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while !started.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the upgrade command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(matches!(o.status.code(), Some(3 | 130)), "{}\n{}", stdout(&o), stderr(&o));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!finished.exists(), "the upgrade command outlived the second stop");
 }
