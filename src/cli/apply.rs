@@ -209,7 +209,8 @@ fn identity(run_id: &str) -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".into());
-    format!("{user}@{host}/{run_id}")
+    // The nonce tells this process from another resuming the same run.
+    format!("{user}@{host}/{run_id}/{:08x}", fastrand::u32(..))
 }
 
 fn new_run_id() -> String {
@@ -277,6 +278,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         any_patch: false,
         catalog: Arc::new(catalog.clone()),
         acknowledge_all: args.acknowledge_all,
+        lock: crate::exec::lock::LockWatch::never(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -506,19 +508,28 @@ async fn apply(
         .map_err(|e| CliError::error(format!("the cluster watches stopped: {e}")))?
         .map_err(CliError::error)?;
     let run_id = journal.run_id.clone();
+    let reporter = Arc::new(Reporter::new(args.events.as_deref(), journal.steps.len()).map_err(CliError::error)?);
     let lock = if args.dry_run {
         None
     } else {
+        let say = {
+            let reporter = reporter.clone();
+            move |line: String| reporter.say(&line)
+        };
         Some(
-            crate::exec::lock::acquire(&client, &identity(&run_id), args.break_lock)
+            crate::exec::lock::acquire(&client, &identity(&run_id), args.break_lock, &say)
                 .await
                 .map_err(|e| CliError { exit: Exit::Error, message: e.to_string() })?,
         )
     };
-    if !args.dry_run {
-        journal.save().map_err(|e| CliError::error(e.to_string()))?;
+    if !args.dry_run
+        && let Err(e) = journal.save()
+    {
+        if let Some(l) = &lock {
+            l.release().await;
+        }
+        return Err(CliError::error(format!("{e}; nothing was started and the lock is released")));
     }
-    let reporter = Arc::new(Reporter::new(args.events.as_deref(), journal.steps.len()).map_err(CliError::error)?);
     reporter.say(&format!(
         "run {run_id} on {server}: {}, journal {}{}",
         if journal.from == journal.to {
@@ -548,6 +559,7 @@ async fn apply(
     // target minor is upgraded.
     options.any_patch = matches!(journal.distro.as_str(), "eks" | "gke" | "aks");
     options.log_file = (!args.dry_run).then(|| journal_path.with_extension("log"));
+    options.lock = lock.as_ref().map_or_else(crate::exec::lock::LockWatch::never, |l| l.watch());
     let executor = Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone());
     let started = std::time::Instant::now();
     let result = executor.run().await;

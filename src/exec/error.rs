@@ -30,6 +30,9 @@ pub enum ExecError {
 impl ExecError {
     /// Whether the step stays to be run again by `--resume` (as opposed to failed).
     pub fn resumable(&self) -> bool {
-        matches!(self, ExecError::WindowClosing(_) | ExecError::Interrupted(_) | ExecError::Declined(_))
+        matches!(
+            self,
+            ExecError::WindowClosing(_) | ExecError::Interrupted(_) | ExecError::Declined(_) | ExecError::LockLost(_)
+        )
     }
 }

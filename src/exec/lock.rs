@@ -1,119 +1,249 @@
 //! The cluster lock: a `coordination.k8s.io/v1` Lease in kube-system, held by one `apply` at a
-//! time (holder identity `user@host/run-id`), renewed while the run lives and released at the
-//! end. A second run refuses and names the holder; an expired lease (its holder died without
-//! releasing it) is taken over; `--break-lock` takes a live one after confirmation.
+//! time, renewed while the run lives and released at the end.
+//!
+//! Liveness is judged the way client-go's leader election judges it: by what this process
+//! observes, not by the holder's clock. A lease whose renew time looks recent is live; one that
+//! looks stale is watched for a full lease duration and taken over only if it did not change, so
+//! a holder whose clock is off is never mistaken for a dead one. The holder identity is
+//! `user@host/run-id/nonce`: a second process resuming the same run while the first still lives
+//! is refused, not treated as the same holder. A renewer that sees the lease taken, deleted, or
+//! not renewable for [`RENEW_DEADLINE`] reports it as lost; the executor stops at its next safe
+//! point. Release deletes the lease only with the resourceVersion and UID this run last wrote.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
 pub const LEASE_NAME: &str = "k8s-upgrade-lock";
 pub const LEASE_NAMESPACE: &str = "kube-system";
-/// A lease not renewed for this long is considered abandoned.
+/// A lease not renewed for this long (as this process observes it) is abandoned.
 pub const LEASE_SECONDS: i32 = 60;
 const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// A renewer that could not renew for this long gives up: well before anyone else may take the
+/// lease over (they must see it unchanged for [`LEASE_SECONDS`]).
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(40);
+/// How often a lease that looks abandoned is read while it is watched.
+const OBSERVE_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "another apply holds the cluster lock: {holder} (lease {LEASE_NAMESPACE}/{LEASE_NAME}, renewed {age}s ago); wait for it, or pass --break-lock if that run is dead"
+        "another apply holds the cluster lock: {holder} (lease {LEASE_NAMESPACE}/{LEASE_NAME}, renewed {age}s ago by its clock); wait for it, or pass --break-lock if that run is dead"
     )]
     Held { holder: String, age: i64 },
+    #[error(
+        "the run {run} is still running in another process ({holder} renewed the lock {age}s ago by its clock): resuming it twice would act on the same nodes; stop that process first, or, if its machine is gone, wait a minute for the lock to lapse or pass --break-lock"
+    )]
+    SameRunAlive { run: String, holder: String, age: i64 },
     #[error("cannot take the cluster lock (lease {LEASE_NAMESPACE}/{LEASE_NAME}): {0}")]
     Api(String),
 }
 
-/// The lock while held; renewal runs in the background until [`Held::release`].
+/// Whether the lock is still ours, for the executor to check at safe points.
+#[derive(Debug, Clone)]
+pub struct LockWatch(tokio::sync::watch::Receiver<Option<String>>);
+
+impl LockWatch {
+    /// Why the lock was lost, once it was.
+    pub fn lost(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// A watch that never reports a loss (dry runs take no lock).
+    pub fn never() -> LockWatch {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        // Keep the sender alive for the life of the process: the receiver then never changes.
+        std::mem::forget(tx);
+        LockWatch(rx)
+    }
+}
+
+/// The lock while held; renewal runs in the background until [`Held::release`] or drop.
 pub struct Held {
     api: Api<Lease>,
     holder: String,
+    /// (resourceVersion, uid) this run last wrote.
+    written: Arc<Mutex<(Option<String>, Option<String>)>>,
     renewer: tokio::task::JoinHandle<()>,
+    lost: LockWatch,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
 }
 
 fn now() -> MicroTime {
-    MicroTime(jiff_now())
-}
-
-fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
 fn lease_body(holder: &str, resource_version: Option<String>) -> Lease {
-    serde_json::from_value(json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE, "resourceVersion": resource_version},
-        "spec": {
-            "holderIdentity": holder,
-            "leaseDurationSeconds": LEASE_SECONDS,
-            "acquireTime": now(),
-            "renewTime": now(),
-        }
-    }))
-    .unwrap_or_default()
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(LEASE_NAME.into()),
+            namespace: Some(LEASE_NAMESPACE.into()),
+            resource_version,
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(LEASE_SECONDS),
+            acquire_time: Some(now()),
+            renew_time: Some(now()),
+            ..Default::default()
+        }),
+    }
 }
 
-/// Takes the lock for `holder`. `break_lock` takes it even from a live holder.
-pub async fn acquire(client: &Client, holder: &str, break_lock: bool) -> Result<Held, LockError> {
+/// The run id in a holder identity `user@host/run-id/nonce`.
+fn run_of(holder: &str) -> Option<&str> {
+    let mut parts = holder.rsplitn(3, '/');
+    let _nonce = parts.next()?;
+    let run = parts.next()?;
+    parts.next().map(|_| run)
+}
+
+/// What a read of the lease says about its holder.
+struct Seen {
+    holder: String,
+    /// Seconds since renewal by the holder's clock (only a hint).
+    age: i64,
+    duration: i64,
+    version: Option<String>,
+}
+
+fn seen(lease: &Lease) -> Seen {
+    let spec = lease.spec.clone().unwrap_or_default();
+    let renewed = spec.renew_time.as_ref().map(|t| t.0);
+    Seen {
+        holder: spec.holder_identity.unwrap_or_default(),
+        age: renewed.map_or(i64::MAX, |t| k8s_openapi::jiff::Timestamp::now().duration_since(t).as_secs()),
+        duration: i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS)),
+        version: lease.metadata.resource_version.clone(),
+    }
+}
+
+/// Takes the lock for `holder`. `break_lock` takes it even from a live holder. `waiting` is
+/// told when a lease that looks abandoned is being watched before it is taken.
+pub async fn acquire(
+    client: &Client,
+    holder: &str,
+    break_lock: bool,
+    waiting: &(dyn Fn(String) + Send + Sync),
+) -> Result<Held, LockError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     // A 409 means another run took the lease between our read and our write: read it again,
     // so that the refusal names that run.
-    let mut taken = false;
     for _ in 0..3 {
         let existing = api.get_opt(LEASE_NAME).await.map_err(|e| LockError::Api(e.to_string()))?;
         let written = match existing {
             None => api.create(&PostParams::default(), &lease_body(holder, None)).await,
             Some(lease) => {
-                let spec = lease.spec.clone().unwrap_or_default();
-                let other = spec.holder_identity.clone().unwrap_or_default();
-                let renewed = spec.renew_time.as_ref().map(|t| t.0);
-                let age = renewed.map_or(i64::MAX, |t| jiff_now().duration_since(t).as_secs());
-                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-                let live = !other.is_empty() && age <= duration;
-                if live && other != holder && !break_lock {
-                    return Err(LockError::Held { holder: other, age });
+                let s = seen(&lease);
+                if !s.holder.is_empty() && !break_lock {
+                    if s.age <= s.duration {
+                        return Err(refusal(holder, s));
+                    }
+                    // It looks abandoned by its own clock; believe it only after watching it
+                    // stay unchanged for a whole lease duration.
+                    waiting(format!(
+                        "the cluster lock held by {} was last renewed {}s ago by its clock; watching it for {}s to be sure that run is gone",
+                        s.holder,
+                        if s.age == i64::MAX { "never".to_string() } else { s.age.to_string() },
+                        s.duration
+                    ));
+                    let since = Instant::now();
+                    let mut changed = None;
+                    while since.elapsed() < Duration::from_secs(s.duration.max(0) as u64) {
+                        tokio::time::sleep(OBSERVE_EVERY).await;
+                        let again = api.get_opt(LEASE_NAME).await.map_err(|e| LockError::Api(e.to_string()))?;
+                        if again.as_ref().map(|l| &l.metadata.resource_version) != Some(&s.version) {
+                            changed = Some(again);
+                            break;
+                        }
+                    }
+                    match changed {
+                        None => {}
+                        // Renewed by the same holder while we watched: it lives, whatever its
+                        // clock says.
+                        Some(Some(l)) if seen(&l).holder == s.holder => return Err(refusal(holder, seen(&l))),
+                        // Released or taken by someone else: decide afresh.
+                        Some(_) => continue,
+                    }
                 }
                 // Replace with our holder; the resourceVersion makes a race with another taker fail.
-                let body = lease_body(holder, lease.metadata.resource_version);
-                api.replace(LEASE_NAME, &PostParams::default(), &body).await
+                api.replace(LEASE_NAME, &PostParams::default(), &lease_body(holder, lease.metadata.resource_version))
+                    .await
             }
         };
         match written {
-            Ok(_) => {
-                taken = true;
-                break;
-            }
+            Ok(lease) => return Ok(start_renewer(api, holder, &lease)),
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(LockError::Api(e.to_string())),
         }
     }
-    if !taken {
-        return Err(LockError::Held { holder: "another run (the lease kept changing under us)".into(), age: 0 });
+    Err(LockError::Held { holder: "another run (the lease kept changing under us)".into(), age: 0 })
+}
+
+fn refusal(ours: &str, s: Seen) -> LockError {
+    match (run_of(ours), run_of(&s.holder)) {
+        (Some(a), Some(b)) if a == b => LockError::SameRunAlive { run: a.to_string(), holder: s.holder, age: s.age },
+        _ => LockError::Held { holder: s.holder, age: s.age },
     }
-    let renew_api = api.clone();
-    let renew_holder = holder.to_string();
-    let renewer = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(RENEW_EVERY).await;
-            // Renew only while the lease is still ours, and only the version we read: a lease
-            // taken with --break-lock is not taken back.
-            let Ok(Some(lease)) = renew_api.get_opt(LEASE_NAME).await else { continue };
-            if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(renew_holder.as_str()) {
-                break;
+}
+
+fn start_renewer(api: Api<Lease>, holder: &str, lease: &Lease) -> Held {
+    let written = Arc::new(Mutex::new((lease.metadata.resource_version.clone(), lease.metadata.uid.clone())));
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let renewer = {
+        let (api, holder, written) = (api.clone(), holder.to_string(), written.clone());
+        tokio::spawn(async move {
+            let mut renewed = Instant::now();
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                // Renew only while the lease is still ours, and only the version we read: a
+                // lease taken with --break-lock is not taken back.
+                let problem = match api.get_opt(LEASE_NAME).await {
+                    Ok(None) => Some("the lease was deleted".to_string()),
+                    Ok(Some(l))
+                        if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(holder.as_str()) =>
+                    {
+                        let by = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+                        Some(format!("it was taken by {by}"))
+                    }
+                    Ok(Some(l)) => {
+                        let patch = json!({
+                            "metadata": {"resourceVersion": l.metadata.resource_version},
+                            "spec": {"renewTime": now(), "holderIdentity": holder}
+                        });
+                        match api.patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                            Ok(l) => {
+                                renewed = Instant::now();
+                                *written.lock().unwrap_or_else(|e| e.into_inner()) =
+                                    (l.metadata.resource_version, l.metadata.uid);
+                                None
+                            }
+                            Err(e) => (renewed.elapsed() >= RENEW_DEADLINE)
+                                .then(|| format!("it could not be renewed for {}s: {e}", renewed.elapsed().as_secs())),
+                        }
+                    }
+                    Err(e) => (renewed.elapsed() >= RENEW_DEADLINE)
+                        .then(|| format!("it could not be renewed for {}s: {e}", renewed.elapsed().as_secs())),
+                };
+                if let Some(why) = problem {
+                    let _ = tx.send(Some(why));
+                    break;
+                }
             }
-            let patch = json!({
-                "metadata": {"resourceVersion": lease.metadata.resource_version},
-                "spec": {"renewTime": now(), "holderIdentity": renew_holder}
-            });
-            let _ =
-                renew_api.patch(LEASE_NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await;
-        }
-    });
-    Ok(Held { api, holder: holder.to_string(), renewer })
+        })
+    };
+    Held { api, holder: holder.to_string(), written, renewer, lost: LockWatch(rx) }
 }
 
 impl Held {
@@ -121,13 +251,35 @@ impl Held {
         &self.holder
     }
 
-    /// Stops renewing and deletes the lease if it is still ours.
-    pub async fn release(self) {
+    /// Whether the lock is still ours, for the executor.
+    pub fn watch(&self) -> LockWatch {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and deletes the lease, only as this run last wrote it.
+    pub async fn release(&self) {
         self.renewer.abort();
-        if let Ok(Some(l)) = self.api.get_opt(LEASE_NAME).await
-            && l.spec.and_then(|s| s.holder_identity).as_deref() == Some(self.holder.as_str())
-        {
-            let _ = self.api.delete(LEASE_NAME, &DeleteParams::default()).await;
+        if self.lost.lost().is_some() {
+            return;
         }
+        let (rv, uid) = self.written.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let dp =
+            DeleteParams { preconditions: Some(Preconditions { resource_version: rv, uid }), ..Default::default() };
+        let _ = self.api.delete(LEASE_NAME, &dp).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_is_read_from_a_holder_identity() {
+        assert_eq!(run_of("alice@bastion/18f2-ab/9c1d"), Some("18f2-ab"));
+        assert_eq!(run_of("alice@bastion/run-1"), None);
+        let s = Seen { holder: "bob@ci/18f2-ab/0001".into(), age: 3, duration: 60, version: None };
+        assert!(matches!(refusal("alice@bastion/18f2-ab/9c1d", s), LockError::SameRunAlive { .. }));
+        let s = Seen { holder: "bob@ci/other/0001".into(), age: 3, duration: 60, version: None };
+        assert!(matches!(refusal("alice@bastion/18f2-ab/9c1d", s), LockError::Held { .. }));
     }
 }

@@ -78,6 +78,8 @@ pub struct Options {
     pub catalog: std::sync::Arc<crate::catalog::Catalog>,
     /// Cross removal hops without looking again (the operator owns every migration).
     pub acknowledge_all: bool,
+    /// Whether the cluster lock is still ours; checked before every step and node phase.
+    pub lock: lock::LockWatch,
 }
 
 /// What a run did.
@@ -195,6 +197,7 @@ impl<'a> Executor<'a> {
             if self.cancel.is_stop_requested() {
                 return Err(ExecError::Interrupted("stopped on request before the next step".into()));
             }
+            self.ensure_lock("the next step")?;
             self.emit(Event::StepStart {
                 index,
                 step: step.order,
@@ -285,6 +288,20 @@ impl<'a> Executor<'a> {
                     failures.join("; ")
                 )))
             }
+        }
+    }
+
+    /// Stops when the cluster lock is no longer ours: another run may be acting on the cluster.
+    fn ensure_lock(&self, before: &str) -> Result<(), ExecError> {
+        match self.options.lock.lost() {
+            None => Ok(()),
+            Some(why) => Err(ExecError::LockLost(format!(
+                "the cluster lock ({}/{}) is no longer this run's: {why}; stopped before {before}. Find out who holds it (kubectl -n {} get lease {} -o yaml) before resuming",
+                lock::LEASE_NAMESPACE,
+                lock::LEASE_NAME,
+                lock::LEASE_NAMESPACE,
+                lock::LEASE_NAME
+            ))),
         }
     }
 

@@ -80,6 +80,9 @@ impl Executor<'_> {
             uncordoned: None,
         };
         loop {
+            if !matches!(record.phase, NodePhase::Upgraded | NodePhase::Done | NodePhase::Quarantined) {
+                self.ensure_lock(&format!("{node}'s next phase ({:?})", record.phase))?;
+            }
             match record.phase {
                 NodePhase::Upgraded | NodePhase::Done => return Ok(Rolled::Upgraded),
                 NodePhase::Quarantined => {
@@ -351,6 +354,7 @@ impl Executor<'_> {
         if self.options.dry_run || record.phase != NodePhase::Upgraded {
             return Ok(());
         }
+        self.ensure_lock(&format!("uncordoning {node}"))?;
         if record.we_cordoned {
             drain::uncordon(&self.client, node).await.map_err(ExecError::Failed)?;
         } else if let Err(e) = drain::clear_notes(&self.client, node).await {

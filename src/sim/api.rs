@@ -882,6 +882,35 @@ fn grace_from(query: &HashMap<String, String>, body: &Bytes) -> (Option<i64>, bo
     (grace, dry)
 }
 
+/// A delete's `preconditions` (UID, resourceVersion) against the stored object, as the
+/// apiserver's storage checks them.
+pub(super) fn check_preconditions(options: &Value, qualified: &str, stored: &Stored) -> Result<(), ApiError> {
+    let Some(p) = options.get("preconditions") else { return Ok(()) };
+    let name = stored.name();
+    if let Some(uid) = p.get("uid").and_then(Value::as_str)
+        && uid != &*stored.meta.uid
+    {
+        return Err(ApiError::precondition_failed(
+            qualified,
+            name,
+            &format!("UID in precondition: {uid}, UID in object meta: {}", stored.meta.uid),
+        ));
+    }
+    if let Some(rv) = p.get("resourceVersion").and_then(Value::as_str)
+        && rv != stored.resource_version().to_string()
+    {
+        return Err(ApiError::precondition_failed(
+            qualified,
+            name,
+            &format!(
+                "ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                stored.resource_version()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn delete(
     sim: &Sim,
     def: &ResourceDef,
@@ -894,6 +923,12 @@ fn delete(
     let ns = target_ns(t);
     let (grace, body_dry) = grace_from(query, body);
     let dry_run = dry_run || body_dry;
+    let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Some(current) = sim.store.get(&def.storage, &ns, &name) {
+        let qualified =
+            if def.group.is_empty() { def.resource.clone() } else { format!("{}.{}", def.resource, def.group) };
+        check_preconditions(&options, &qualified, &current)?;
+    }
     if def.storage == StorageKey::core("pods") {
         if !dry_run {
             pdb::account_direct_delete(sim, &ns, &name);

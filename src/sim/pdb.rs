@@ -180,6 +180,7 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
     let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
     let _one_at_a_time = sim.eviction_lock.lock().unwrap_or_else(|p| p.into_inner());
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
+    super::api::check_preconditions(&opts, "pods", &pod)?;
     if pod.meta.terminating {
         return Ok(created_status());
     }

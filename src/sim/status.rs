@@ -45,6 +45,16 @@ impl ApiError {
         )
     }
 
+    /// A delete whose preconditions (UID, resourceVersion) no longer match the object.
+    pub fn precondition_failed(resource: &str, name: &str, detail: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {resource} \"{name}\": Precondition failed: {detail}"),
+            json!({"name": name, "kind": resource}),
+        )
+    }
+
     pub fn invalid(resource: &str, name: &str, message: &str) -> Self {
         Self::new(
             422,

@@ -880,3 +880,75 @@ fn a_stop_signal_lets_the_running_upgrade_command_finish_and_a_second_one_stops_
     std::thread::sleep(Duration::from_secs(1));
     assert!(!finished.exists(), "the upgrade command outlived the second stop");
 }
+
+#[test]
+fn a_run_whose_lock_is_taken_stops_at_its_next_safe_point_and_leaves_the_lease_alone() {
+    // Slow enough that the run outlives the renewer's next look (every 15 s).
+    let c = Cluster::builtin("demo", 0.2);
+    let mut child = spawn_apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    wait_event(&c, Duration::from_secs(60), |e| e["event"] == "node" && e["phase"] == "cordoned");
+    // A second process resuming the same run while this one lives is refused.
+    let o = apply(&c, &["--resume", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is still running in another process"), "{}", stderr(&o));
+    // Someone takes the lease (as --break-lock from another machine would).
+    let path = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/k8s-upgrade-lock";
+    let (status, body) = c.http(
+        "PATCH",
+        path,
+        "application/merge-patch+json",
+        r#"{"spec":{"holderIdentity":"bob@other/run-9/0001","renewTime":"2099-01-01T00:00:00.000000Z"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let t = Instant::now();
+    let o = loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            break child.wait_with_output().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "the run did not notice its lock was taken");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("is no longer this run's: it was taken by bob@other/run-9/0001"), "{}", stdout(&o));
+    // The new holder keeps its lease: the stopped run does not delete what is not its own.
+    let lease = c.get_json(path);
+    assert_eq!(lease["spec"]["holderIdentity"], "bob@other/run-9/0001", "{lease}");
+}
+
+#[test]
+fn a_lease_that_looks_stale_by_its_holders_clock_is_taken_only_once_it_stayed_unchanged() {
+    let c = Cluster::builtin("demo", 0.02);
+    // The holder's clock is years behind: by timestamps alone its lease looks long expired.
+    let lease = r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"k8s-upgrade-lock","namespace":"kube-system"},"spec":{"holderIdentity":"ghost@skewed/run-0/0001","leaseDurationSeconds":6,"renewTime":"2001-01-01T00:00:00.000000Z"}}"#;
+    let path = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+    let (status, body) = c.http("POST", path, "application/json", lease);
+    assert!(status < 300, "{status} {body}");
+    // ... but it is alive: this loop writes to it every 0.7 s while apply decides.
+    let t = Instant::now();
+    let mut n = 0;
+    let mut child = spawn_apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    let o = loop {
+        n += 1;
+        let (status, body) = c.http(
+            "PATCH",
+            &format!("{path}/k8s-upgrade-lock"),
+            "application/merge-patch+json",
+            &format!(r#"{{"metadata":{{"annotations":{{"beat":"{n}"}}}}}}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "apply neither refused nor took the lock");
+        std::thread::sleep(Duration::from_millis(700));
+    };
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("ghost@skewed/run-0/0001"), "{}", stderr(&o));
+    assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+    // Once it stops renewing, the next run watches it stay unchanged for its 6 s, then takes it.
+    let t = Instant::now();
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(t.elapsed() >= Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(stderr(&o).contains("watching it for 6s"), "{}", stderr(&o));
+}
