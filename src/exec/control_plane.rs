@@ -35,6 +35,7 @@ impl Executor<'_> {
             }
         }
         if !started {
+            self.check_kubelet_skew(to).await?;
             self.check_removals(step.order, from, to).await?;
         }
         let mut cps: Vec<k8s_openapi::api::core::v1::Node> =
@@ -64,6 +65,40 @@ impl Executor<'_> {
             self.gate(&format!("control-plane node {name}")).await?;
         }
         Ok(None)
+    }
+
+    /// Stops before a hop that would leave a worker's kubelet further behind than the skew policy
+    /// allows: a node skipped in an earlier roll (quarantined) has not moved on with the rest.
+    async fn check_kubelet_skew(&self, to: &Version) -> Result<(), ExecError> {
+        let distro = self.journal.lock().await.distro.clone();
+        let Some(rule) = self.options.catalog.distro(&distro).map(|d| d.nodes.clone()) else { return Ok(()) };
+        let quarantined: Vec<String> =
+            self.journal.lock().await.quarantined().into_iter().map(str::to_string).collect();
+        let behind: Vec<String> = self
+            .nodes()
+            .await?
+            .iter()
+            .filter(|n| !nodes::is_control_plane(n))
+            .filter_map(|n| {
+                let k = nodes::kubelet_version(n)?;
+                (!crate::graph::skew_ok(&rule, to.minor_version(), k.minor_version())).then(|| {
+                    let name = nodes::name(n);
+                    format!(
+                        "{name} (kubelet {k}{})",
+                        if quarantined.iter().any(|q| q == name) { ", skipped earlier in this run" } else { "" }
+                    )
+                })
+            })
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        Err(ExecError::Blocked(format!(
+            "the hop to {} would leave kubelets further behind than {distro} allows: {}. Upgrade those nodes (uncordon a skipped one and remove its {} label, then run apply again), or drain and remove them, before the control plane moves on",
+            to.minor_version(),
+            behind.join(", "),
+            super::drain::LABEL_QUARANTINED
+        )))
     }
 
     /// A control plane the provider runs: start its upgrade, then wait for the apiserver.

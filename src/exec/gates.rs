@@ -1,8 +1,10 @@
-//! Health gates between steps, read from the run's watches ([`Cache`]). A baseline is taken before the run; a gate passes when every node
-//! is Ready, the apiserver's `/readyz` answers ok, every workload is back to at least the
-//! available replicas it had in the baseline, no more pods are Pending than before, every
-//! budget is back to its baseline health, and the operator's `--gate-command` exits 0. Gates
-//! need `passes` consecutive passes (pre-existing breakage does not block; regressions do).
+//! Health gates between steps, read from the run's watches ([`Cache`]). A baseline is taken
+//! before the run; a gate passes when every node that was Ready then is Ready, the apiserver's
+//! `/readyz` answers ok, every workload is back to the available replicas it had (or to its
+//! size now, if it was scaled down since), every budget is back to its healthy count (or to the
+//! pods it expects now), no pod is Pending that was not Pending then, and the operator's
+//! `--gate-command` exits 0. Gates need `passes` consecutive passes: breakage from before the
+//! run does not block; regressions do.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,7 +30,18 @@ pub struct Baseline {
     pub desired: BTreeMap<String, i64>,
     /// `ns/name` → currentHealthy.
     pub budgets: BTreeMap<String, i64>,
+    /// `ns/name` → expectedPods now (a budget over a workload scaled down since is held to
+    /// what it can have now).
+    #[serde(default, skip_serializing)]
+    pub budget_expected: BTreeMap<String, i64>,
     pub pending: usize,
+    /// Pods Pending (`ns/name`): a gate fails on a pod Pending now that was not before, not on
+    /// a count that old and new Pending pods can balance.
+    #[serde(default)]
+    pub pending_pods: std::collections::BTreeSet<String>,
+    /// Nodes not Ready: broken before the run, so not held against a gate.
+    #[serde(default)]
+    pub not_ready: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,11 +106,23 @@ impl Baseline {
                 p.metadata.namespace.as_deref().unwrap_or_default(),
                 p.metadata.name.as_deref().unwrap_or_default()
             );
-            b.budgets.insert(k, p.status.as_ref().map_or(0, |s| i64::from(s.current_healthy)));
+            b.budgets.insert(k.clone(), p.status.as_ref().map_or(0, |s| i64::from(s.current_healthy)));
+            b.budget_expected.insert(k, p.status.as_ref().map_or(0, |s| i64::from(s.expected_pods)));
         }
-        b.pending =
-            pods.into_iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")).count();
+        b.pending_pods = pods
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+            .map(crate::k8s::pod::reference)
+            .collect();
+        b.pending = b.pending_pods.len();
         b
+    }
+
+    /// The baseline, with the nodes that are not Ready now.
+    pub fn with_nodes<'a>(mut self, nodes: impl IntoIterator<Item = &'a Node>) -> Baseline {
+        self.not_ready =
+            nodes.into_iter().filter(|n| !ready(n)).map(|n| crate::k8s::node::name(n).to_string()).collect();
+        self
     }
 
     /// The cluster as the run's watches see it now.
@@ -105,14 +130,15 @@ impl Baseline {
         let (d, s, b, p) =
             (cache.deployments.state(), cache.statefulsets.state(), cache.budgets.state(), cache.pods.state());
         Baseline::of(d.iter().map(|x| &**x), s.iter().map(|x| &**x), b.iter().map(|x| &**x), p.iter().map(|x| &**x))
+            .with_nodes(cache.nodes.state().iter().map(|n| &**n))
     }
 
-    /// What got worse than `self` in `now`, with nodes that are not Ready.
+    /// What got worse than `self` in `now`, with nodes that are not Ready (and were before).
     fn regressions<'a>(&self, now: &Baseline, nodes: impl IntoIterator<Item = &'a Node>) -> Vec<String> {
         let mut failures: Vec<String> = nodes
             .into_iter()
-            .filter(|n| !ready(n))
-            .map(|n| format!("node {} is not Ready", n.metadata.name.as_deref().unwrap_or_default()))
+            .filter(|n| !ready(n) && !self.not_ready.contains(crate::k8s::node::name(n)))
+            .map(|n| format!("node {} is not Ready", crate::k8s::node::name(n)))
             .collect();
         // Workloads and budgets deleted since the baseline are not waited for.
         for (w, before) in &self.workloads {
@@ -124,12 +150,22 @@ impl Baseline {
         }
         for (b, before) in &self.budgets {
             let Some(&have) = now.budgets.get(b) else { continue };
-            if have < *before {
+            let want = now.budget_expected.get(b).map_or(*before, |e| (*e).min(*before));
+            if have < want {
                 failures.push(format!("PodDisruptionBudget {b} has {have} healthy pods (was {before})"));
             }
         }
-        if now.pending > self.pending {
-            failures.push(format!("{} pods are Pending (were {})", now.pending, self.pending));
+        let new_pending: Vec<&String> = now.pending_pods.difference(&self.pending_pods).collect();
+        if !new_pending.is_empty() {
+            let named: Vec<&str> = new_pending.iter().take(5).map(|s| s.as_str()).collect();
+            failures.push(format!(
+                "{} pod{} Pending that {} not before: {}{}",
+                new_pending.len(),
+                if new_pending.len() == 1 { "" } else { "s" },
+                if new_pending.len() == 1 { "was" } else { "were" },
+                named.join(", "),
+                if new_pending.len() > 5 { ", …" } else { "" }
+            ));
         }
         failures
     }
@@ -151,7 +187,7 @@ pub async fn observe(client: &Client) -> Result<(Baseline, Vec<Node>), String> {
                 .map_err(|e| format!("cannot list nodes: {e}"))
         },
     )?;
-    Ok((Baseline::of(&deployments, &statefulsets, &budgets, &pods), nodes))
+    Ok((Baseline::of(&deployments, &statefulsets, &budgets, &pods).with_nodes(&nodes), nodes))
 }
 
 /// The checks that need no request: from the watches when they are healthy (unless `direct`),
@@ -299,7 +335,14 @@ mod tests {
         pending: usize,
     ) -> Baseline {
         let map = |v: &[(&str, i64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();
-        Baseline { workloads: map(workloads), desired: map(desired), budgets: map(budgets), pending }
+        Baseline {
+            workloads: map(workloads),
+            desired: map(desired),
+            budgets: map(budgets),
+            pending,
+            pending_pods: (0..pending).map(|i| format!("batch/job-{i}")).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -323,7 +366,22 @@ mod tests {
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].contains("Deployment shop/web has 1 available replicas (was 2)"), "{f:?}");
         assert!(f[1].contains("PodDisruptionBudget data/db-pdb has 2 healthy pods (was 3)"), "{f:?}");
-        assert!(f[2].contains("2 pods are Pending (were 1)"), "{f:?}");
+        assert!(f[2].contains("1 pod Pending that was not before: batch/job-1"), "{f:?}");
+    }
+
+    #[test]
+    fn a_budget_over_a_workload_scaled_down_since_is_held_to_what_it_can_have_and_old_pending_pods_do_not_count() {
+        let mut before = baseline(&[("Deployment shop/web", 5)], &[], &[("shop/web-pdb", 5)], 2);
+        // An HPA took web from 5 to 3 replicas; two old Pending pods resolved, one new one came.
+        let mut now = baseline(&[("Deployment shop/web", 3)], &[("Deployment shop/web", 3)], &[("shop/web-pdb", 3)], 0);
+        now.budget_expected.insert("shop/web-pdb".into(), 3);
+        assert!(before.regressions(&now, []).is_empty(), "{:?}", before.regressions(&now, []));
+        now.pending_pods.insert("shop/web-7f9".into());
+        let f = before.regressions(&now, []);
+        assert_eq!(f, vec!["1 pod Pending that was not before: shop/web-7f9".to_string()]);
+        // The count alone would have hidden it: 1 Pending now, 2 before.
+        before.pending_pods.insert("shop/web-7f9".into());
+        assert!(before.regressions(&now, []).is_empty());
     }
 
     #[test]
@@ -343,6 +401,9 @@ mod tests {
         .unwrap();
         let b = baseline(&[("Deployment shop/web", 3)], &[("Deployment shop/web", 3)], &[], 0);
         assert_eq!(b.regressions(&b.clone(), [&node]), vec!["node pool-a-1 is not Ready".to_string()]);
+        // Not Ready before the run: not held against the gate.
+        let before = b.clone().with_nodes([&node]);
+        assert!(before.regressions(&b.clone(), [&node]).is_empty());
         // What a resumed run reads back: the figures, without the momentary desired sizes.
         let back: Baseline = serde_json::from_value(serde_json::to_value(&b).unwrap()).unwrap();
         assert_eq!(back.workloads, b.workloads);

@@ -746,7 +746,8 @@ pub fn allowed_lag(rule: &NodeRule, kubelet: Minor) -> u32 {
     }
 }
 
-fn skew_ok(rule: &NodeRule, apiserver: Minor, kubelet: Minor) -> bool {
+/// Whether a kubelet at `kubelet` may run against an apiserver at `apiserver` under `rule`.
+pub fn skew_ok(rule: &NodeRule, apiserver: Minor, kubelet: Minor) -> bool {
     let lag = apiserver.minors_since(kubelet);
     lag >= 0 && lag <= i64::from(allowed_lag(rule, kubelet))
 }

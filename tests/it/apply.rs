@@ -952,3 +952,155 @@ fn a_lease_that_looks_stale_by_its_holders_clock_is_taken_only_once_it_stayed_un
     assert!(t.elapsed() >= Duration::from_secs(6), "{:?}", t.elapsed());
     assert!(stderr(&o).contains("watching it for 6s"), "{}", stderr(&o));
 }
+
+/// Runs the executor in-process against the harness cluster, as `apply --to TO --yes` would
+/// but with `operator` answering, and returns its result, every event, and the journal.
+fn run_in_process(
+    c: &Cluster,
+    to: &str,
+    operator: &dyn k8s_upgrade::exec::Operator,
+    tweak: impl FnOnce(&mut k8s_upgrade::exec::Options),
+) -> (
+    Result<k8s_upgrade::exec::Outcome, k8s_upgrade::exec::ExecError>,
+    Vec<k8s_upgrade::exec::Event>,
+    k8s_upgrade::exec::journal::Journal,
+) {
+    use k8s_upgrade::exec::{self, drain, gates, journal::Journal, lock::LockWatch, upgrader::Upgrader};
+    let client = c.kube_client();
+    c.rt.block_on(async {
+        let catalog = k8s_upgrade::catalog::Catalog::embedded().unwrap();
+        let inv = k8s_upgrade::inventory::live::collect(&client, &catalog, &Default::default()).await.unwrap();
+        let from = inv.cluster.as_ref().unwrap().server_version.clone().unwrap();
+        let req = k8s_upgrade::graph::PathRequest {
+            distro: "kubeadm".into(),
+            from,
+            to: to.parse().unwrap(),
+            via: vec![],
+            kubelets: vec![],
+            facts: Default::default(),
+            today: crate::common::TODAY.parse().unwrap(),
+        };
+        let plan = k8s_upgrade::plan::plan(&inv, &catalog, &req).unwrap();
+        let journal = Journal::new(c.dir.join("in-process.journal.json"), "in-process", "harness", &plan);
+        let cache = exec::cache::Cache::start(&client, Duration::from_secs(30)).await.unwrap();
+        let mut options = exec::Options {
+            upgrader: Upgrader::Sim,
+            max_unavailable: 1,
+            drain: drain::DrainPolicy {
+                delete_emptydir_data: true,
+                force: true,
+                timeout: Duration::from_secs(20),
+                dry_run: false,
+                max_backoff: Duration::from_millis(100),
+            },
+            gates: gates::GateOptions {
+                passes: 1,
+                timeout: Duration::from_secs(30),
+                interval: Duration::from_millis(10),
+                command: None,
+                command_timeout: Duration::from_secs(60),
+            },
+            pause: Duration::ZERO,
+            dry_run: false,
+            window_end: None,
+            node_estimate: Duration::from_secs(600),
+            node_timeout: Duration::from_secs(60),
+            poll: Duration::from_millis(5),
+            release_command: None,
+            log_file: None,
+            any_patch: false,
+            catalog: std::sync::Arc::new(catalog),
+            acknowledge_all: false,
+            lock: LockWatch::never(),
+        };
+        tweak(&mut options);
+        // Every event is also printed: a failing test shows how far the run got.
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let events = {
+            let kept = kept.clone();
+            exec::EventSink::new(move |e| {
+                eprintln!("{e:?}");
+                kept.lock().unwrap().push(e);
+            })
+        };
+        let ex = exec::Executor::new(client.clone(), cache, journal, options, operator, events, exec::Cancel::new());
+        let result = ex.run().await;
+        let events = kept.lock().unwrap().clone();
+        (result, events, ex.journal().await)
+    })
+}
+
+#[test]
+fn a_worker_skipped_in_one_roll_stops_a_later_control_plane_hop_that_would_break_its_skew() {
+    let s = k8s_upgrade::sim::Scenario::parse(
+        "skewed",
+        r#"
+name: skewed
+cluster: { version: "1.28.15", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: w, count: 3, roles: [worker], version: "1.25.16" }
+addons:
+  - { name: kube-proxy, version: "1.28.15" }
+workloads:
+  - { kind: Deployment, name: web, replicas: 2, pdb: { maxUnavailable: 1 } }
+  - { kind: Deployment, name: stuck, replicas: 1, nodeSelector: { kubernetes.io/hostname: w-1 }, pdb: { minAvailable: 1 } }
+"#,
+    )
+    .unwrap();
+    let c = Cluster::start(s, 0.02);
+    use k8s_upgrade::exec::{Answer, Question, operator::Scripted};
+    // The operator skips w-1, whose budget never allows its pod to go.
+    let operator = Scripted(|q: &Question| match q {
+        Question::StuckDrain { node, .. } if node == "w-1" => Answer::Skip,
+        Question::StuckDrain { .. } => Answer::Abort,
+        _ => Answer::Yes,
+    });
+    let (result, events, journal) = run_in_process(&c, "1.30", &operator, |_| {});
+    let e = result.unwrap_err();
+    assert!(matches!(e, k8s_upgrade::exec::ExecError::Blocked(_)), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("the hop to 1.29 would leave kubelets further behind"), "{text}");
+    assert!(text.contains("w-1 (kubelet v1.25.16, skipped earlier in this run)"), "{text}");
+    assert_eq!(journal.quarantined(), vec!["w-1"]);
+    // w-2 rolled; the control plane did not move.
+    assert!(events.iter().any(|e| matches!(e, k8s_upgrade::exec::Event::Node { node, phase: k8s_upgrade::exec::NodeMilestone::Done, .. } if node == "w-2")));
+    let cp = node_doc(&c, "cp");
+    assert!(cp["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().starts_with("v1.28."), "{cp}");
+}
+
+#[test]
+fn a_control_plane_node_the_operator_skips_stops_its_hop_as_a_blocker() {
+    let s = k8s_upgrade::sim::Scenario::parse(
+        "cp-stuck",
+        r#"
+name: cp-stuck
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 2, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: w, count: 2, roles: [worker] }
+addons:
+  - { name: kube-proxy, version: "1.30.4" }
+workloads:
+  - { kind: Deployment, name: pinned, replicas: 1, tolerateAll: true, nodeSelector: { kubernetes.io/hostname: cp-1 }, pdb: { minAvailable: 1 } }
+"#,
+    )
+    .unwrap();
+    let c = Cluster::start(s, 0.02);
+    use k8s_upgrade::exec::{Answer, ExecError, Question, operator::Scripted};
+    let operator = Scripted(|q: &Question| match q {
+        Question::StuckDrain { .. } => Answer::Skip,
+        _ => Answer::Yes,
+    });
+    let (result, _, journal) = run_in_process(&c, "1.31", &operator, |_| {});
+    let e = result.unwrap_err();
+    assert!(matches!(e, ExecError::Blocked(_)), "{e:?}");
+    assert!(e.to_string().contains("control-plane node cp-1 was not upgraded"), "{e}");
+    assert!(e.to_string().contains("the control plane must move as one"), "{e}");
+    // The other control-plane node was not touched.
+    assert!(
+        journal.node(1, "cp-2").is_none() && journal.nodes.keys().all(|k| !k.ends_with("/cp-2")),
+        "{:?}",
+        journal.nodes
+    );
+}
