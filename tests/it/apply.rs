@@ -145,6 +145,14 @@ fn a_node_that_never_comes_back_stops_the_run_with_the_journal_intact() {
         j["nodes"].as_object().unwrap().values().filter(|r| r["phase"] == "upgrade-finished").collect();
     assert_eq!(stuck.len(), 1, "{j}");
     assert_eq!(stuck[0]["weCordoned"], true);
+    // A fresh run does not write over that journal: it is the only record of what was cordoned.
+    let before = std::fs::read_to_string(journal(&c)).unwrap();
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("holds the unfinished run") && err.contains("which left cordoned cp-2"), "{err}");
+    assert!(err.contains("k8s-upgrade apply --resume --journal") && err.contains("move"), "{err}");
+    assert_eq!(std::fs::read_to_string(journal(&c)).unwrap(), before);
 }
 
 #[test]
