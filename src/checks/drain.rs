@@ -136,6 +136,29 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
             });
             continue;
         }
+        if pdb.disruptions_allowed <= 0
+            && pdb.expected_pods > 0
+            && let Some(operator) = &pdb.operator
+        {
+            let mut details = pdb_details(pdb, &pods);
+            details.insert("operator".into(), json!(operator));
+            out.push(Finding {
+                code: FindingCode::PdbBlocksDrain,
+                severity: Severity::Warning,
+                hop: None,
+                subject,
+                message: format!(
+                    "{} allows 0 disruptions now (currentHealthy {}, desiredHealthy {}), and is managed by {operator}, which relaxes it itself when its pods may go: drains of their nodes wait for it",
+                    pdb.name, pdb.current_healthy, pdb.desired_healthy
+                ),
+                evidence: None,
+                remediation: format!(
+                    "make sure {operator} can let go during the window (volumes detached, migrations possible); apply waits up to --budget-patience for it"
+                ),
+                details: Details::facts(details),
+            });
+            continue;
+        }
         if pdb.disruptions_allowed <= 0 && pdb.expected_pods > 0 {
             let mut details = pdb_details(pdb, &pods);
             if !workload_names.is_empty() {
@@ -536,6 +559,7 @@ mod tests {
             desired_healthy: healthy.1,
             disruptions_allowed: allowed,
             expected_pods: expected,
+            operator: None,
         }
     }
 

@@ -90,6 +90,11 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// How long a disruption budget that an operator manages (Longhorn, KubeVirt, Rook: they
+    /// relax their budgets when it is safe) may refuse an eviction before the drain gives up.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub budget_patience: Duration,
+
     /// Wait this long for an upgraded node to come back Ready at its target.
     #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
     pub node_timeout: Duration,
@@ -259,6 +264,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             timeout: args.drain_timeout,
             dry_run: args.dry_run,
             max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 5.0).clamp(0.05, 5.0))),
+            budget_patience: args.budget_patience,
         },
         gates: crate::exec::gates::GateOptions {
             passes: args.gate_passes,

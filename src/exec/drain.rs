@@ -34,6 +34,8 @@ pub struct DrainPolicy {
     pub dry_run: bool,
     /// Longest pause between eviction retries.
     pub max_backoff: Duration,
+    /// How long a budget an operator manages may refuse before the drain gives up on it.
+    pub budget_patience: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -44,6 +46,11 @@ pub enum DrainError {
         "PodDisruptionBudget {pdb} can never allow evicting {pod} (currentHealthy {current}, desiredHealthy {desired}, expectedPods {expected}): scale the workload up or relax the budget"
     )]
     NeverAllowed { pod: String, pdb: String, current: i32, desired: i32, expected: i32 },
+    #[error(
+        "PodDisruptionBudget {pdb}, managed by {operator}, allowed no eviction of {pod} for {} (currentHealthy {current}, desiredHealthy {desired}): find out why {operator} keeps it closed (volumes still attached, a migration not finishing), or raise --budget-patience",
+        super::command::humanize(*waited)
+    )]
+    OperatorHeld { pod: String, pdb: String, operator: String, waited: Duration, current: i32, desired: i32 },
     #[error("{pod} is covered by more than one PodDisruptionBudget; the Eviction API refuses it (500): {message}")]
     MultipleBudgets { pod: String, message: String },
     #[error("the drain of {node} did not finish within {timeout:?}; still waiting on: {}", waiting.join(", "))]
@@ -90,11 +97,31 @@ pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -
 
 /// The same check from the run's watch, for the preflight before cordoning.
 pub async fn preflight(client: &Client, cache: &Cache, node: &str, policy: &DrainPolicy) -> Result<(), DrainError> {
-    if cache.is_stale("pods") {
-        return evictable_pods(client, node, policy).await.map(drop);
+    let pods = if cache.is_stale("pods") {
+        evictable_pods(client, node, policy).await?
+    } else {
+        classify(node, cache.pods_on(node).iter().map(|p| Pod::clone(p)).collect(), policy)?
+    };
+    // A budget that can let none of its pods go (and that no operator will relax) would stop
+    // the drain after every other pod was evicted: refuse before the node is touched.
+    let mut reasons = Vec::new();
+    for p in pods.iter().filter(|p| !pods::is_finished(p)) {
+        for b in budgets_of(client, cache, p).await {
+            if crate::k8s::budget::refuses_pod(&b, pods::is_ready(p)) && crate::k8s::budget::operator_of(&b).is_none() {
+                let st = b.status.clone().unwrap_or_default();
+                reasons.push(format!(
+                    "PodDisruptionBudget {}/{} can never allow evicting {} (currentHealthy {}, desiredHealthy {}, expectedPods {}): scale the workload up or relax the budget",
+                    b.metadata.namespace.as_deref().unwrap_or_default(),
+                    b.metadata.name.as_deref().unwrap_or_default(),
+                    pod_ref(p),
+                    st.current_healthy,
+                    st.desired_healthy,
+                    st.expected_pods
+                ));
+            }
+        }
     }
-    let pods = cache.pods_on(node).iter().map(|p| Pod::clone(p)).collect();
-    classify(node, pods, policy).map(drop)
+    if reasons.is_empty() { Ok(()) } else { Err(DrainError::Refused { node: node.to_string(), reasons }) }
 }
 
 /// What cordoning found on the node.
@@ -213,7 +240,7 @@ pub async fn drain(
     // Report the most telling failure: a budget that never allows beats a timeout.
     let mut errors: Vec<DrainError> = results.into_iter().filter_map(Result::err).collect();
     errors.sort_by_key(|e| match e {
-        DrainError::NeverAllowed { .. } => 0,
+        DrainError::NeverAllowed { .. } | DrainError::OperatorHeld { .. } => 0,
         DrainError::MultipleBudgets { .. } => 1,
         DrainError::Api(_) => 2,
         DrainError::Interrupted { .. } => 3,
@@ -274,6 +301,8 @@ async fn evict_one(
     }
     let mut backoff = Duration::from_millis(250);
     let mut last_said = String::new();
+    // Since when an operator's budget has refused this pod.
+    let mut held_since: Option<Instant> = None;
     loop {
         if cancel.is_abort_requested() {
             return Err(DrainError::Interrupted { node: node.to_string() });
@@ -292,21 +321,42 @@ async fn evict_one(
                 if let Some(b) = budgets.first() {
                     let st = b.status.clone().unwrap_or_default();
                     let pdb = format!("{ns}/{}", b.metadata.name.as_deref().unwrap_or_default());
-                    // desiredHealthy >= expectedPods with no disruption allowed: the budget
-                    // forbids every eviction however long we wait.
-                    if st.disruptions_allowed == 0 && st.expected_pods > 0 && st.desired_healthy >= st.expected_pods {
-                        return Err(DrainError::NeverAllowed {
-                            pod: reference,
-                            pdb,
-                            current: st.current_healthy,
-                            desired: st.desired_healthy,
-                            expected: st.expected_pods,
-                        });
+                    // No disruption allowed and no room for one: the budget forbids this eviction
+                    // however long we wait, unless an operator relaxes it.
+                    if crate::k8s::budget::refuses_pod(b, pods::is_ready(pod)) {
+                        let Some(operator) = crate::k8s::budget::operator_of(b) else {
+                            return Err(DrainError::NeverAllowed {
+                                pod: reference,
+                                pdb,
+                                current: st.current_healthy,
+                                desired: st.desired_healthy,
+                                expected: st.expected_pods,
+                            });
+                        };
+                        let since = *held_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= policy.budget_patience {
+                            return Err(DrainError::OperatorHeld {
+                                pod: reference,
+                                pdb,
+                                operator,
+                                waited: since.elapsed(),
+                                current: st.current_healthy,
+                                desired: st.desired_healthy,
+                            });
+                        }
+                        why = format!(
+                            "PodDisruptionBudget {pdb}, managed by {operator}, allows no eviction yet (currentHealthy {}/desiredHealthy {}); waiting up to {} for it to relax",
+                            st.current_healthy,
+                            st.desired_healthy,
+                            super::command::humanize(policy.budget_patience)
+                        );
+                    } else {
+                        held_since = None;
+                        why = format!(
+                            "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
+                            st.current_healthy, st.desired_healthy
+                        );
                     }
-                    why = format!(
-                        "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
-                        st.current_healthy, st.desired_healthy
-                    );
                     refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                 }
                 if why != last_said {

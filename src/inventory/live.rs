@@ -487,6 +487,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
                 desired_healthy: i64::from(status.desired_healthy),
                 disruptions_allowed: i64::from(status.disruptions_allowed),
                 expected_pods: i64::from(status.expected_pods),
+                operator: crate::k8s::budget::operator_of(p),
             }
         })
         .collect();

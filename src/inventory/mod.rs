@@ -239,6 +239,9 @@ pub struct PdbFacts {
     pub desired_healthy: i64,
     pub disruptions_allowed: i64,
     pub expected_pods: i64,
+    /// The operator that manages the budget and relaxes it itself when safe, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //! functions over plain values, with adapters for the `k8s-openapi` types; no I/O.
 
 pub mod annotations;
+pub mod budget;
 pub mod image;
 pub mod node;
 pub mod pod;

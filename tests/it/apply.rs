@@ -110,25 +110,71 @@ fn ev_step(ev: &[Value], kind: &str) -> Value {
 }
 
 #[test]
-fn a_budget_that_never_allows_stops_with_the_budget_named_and_the_node_quarantined() {
+fn a_budget_that_never_allows_stops_the_run_before_the_node_is_cordoned_with_the_budget_named() {
     let c = Cluster::builtin("blocked", 0.02);
     // The plan already sees it: apply does not start.
     let o = apply(&c, &["--to", "1.31"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("PDB_BLOCKS_DRAIN") && stderr(&o).contains("--ignore-blockers"), "{}", stderr(&o));
-    // Told to go on anyway, it stops at the node, names the budget, leaves the node cordoned.
+    // Told to go on anyway, it stops where the budget bites: before that node is touched, with
+    // no pod of it evicted for nothing.
     let o = apply(&c, &["--to", "1.31", "--ignore-blockers", "--drain-timeout", "20s"]);
     assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("PodDisruptionBudget payments/ledger-strict can never allow"), "{out}");
+    assert!(out.contains("the node was not cordoned"), "{out}");
     assert!(out.contains("to continue: k8s-upgrade apply --resume"), "{out}");
-    let quarantined: Vec<Value> =
-        c.stats()["nodes"].as_array().unwrap().iter().filter(|n| n["schedulable"] == false).cloned().collect();
-    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
-    let name = quarantined[0]["name"].as_str().unwrap().to_string();
-    let doc = node_doc(&c, &name);
-    assert_eq!(doc["metadata"]["labels"]["k8s-upgrade.dev/quarantined"], "true", "{doc}");
-    assert_eq!(c.stats()["pdbViolations"], 0);
+    let stats = c.stats();
+    assert!(stats["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true), "{stats}");
+    assert_eq!(stats["pdbViolations"], 0);
+}
+
+#[test]
+fn a_budget_its_operator_relaxes_is_waited_for_and_named() {
+    let c = pinned_cluster();
+    // A KubeVirt-style budget: owned by the VM, minAvailable 1 over its one pod, relaxed by
+    // the operator once a live migration is possible.
+    let pdb = r#"{"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"kubevirt-disruption-budget-x","namespace":"default","ownerReferences":[{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachineInstance","name":"vm-1","uid":"7c1e","controller":true}]},"spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"pinned"}}}}"#;
+    let (status, body) =
+        c.http("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets", "application/json", pdb);
+    assert!(status < 300, "{status} {body}");
+    let pods = c.get_json("/api/v1/namespaces/default/pods");
+    let labels = &pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["metadata"]["name"].as_str().unwrap().starts_with("pinned"))
+        .unwrap()["metadata"]["labels"];
+    assert_eq!(labels["app"], "pinned", "{labels}");
+    // The plan warns and names the operator instead of refusing.
+    let mut child = spawn_apply(&c, &["--to", "1.31"]);
+    wait_event(&c, Duration::from_secs(60), |e| {
+        e["event"] == "log" && e["line"].as_str().is_some_and(|l| l.contains("managed by VirtualMachineInstance vm-1"))
+    });
+    // The operator relaxes it.
+    let (status, body) = c.http(
+        "PATCH",
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/kubevirt-disruption-budget-x",
+        "application/merge-patch+json",
+        r#"{"spec":{"minAvailable":0}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(120), "apply did not finish once the budget was relaxed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
+    // With a patience shorter than the operator takes, the drain gives up naming it.
+    let c = pinned_cluster();
+    let (status, body) =
+        c.http("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets", "application/json", pdb);
+    assert!(status < 300, "{status} {body}");
+    let o = apply(&c, &["--to", "1.31", "--budget-patience", "2s"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("managed by VirtualMachineInstance vm-1, allowed no eviction"), "{}", stdout(&o));
 }
 
 #[test]
@@ -1000,6 +1046,7 @@ fn run_in_process(
                 timeout: Duration::from_secs(20),
                 dry_run: false,
                 max_backoff: Duration::from_millis(100),
+                budget_patience: Duration::from_secs(600),
             },
             gates: gates::GateOptions {
                 passes: 1,
@@ -1052,19 +1099,22 @@ addons:
   - { name: kube-proxy, version: "1.28.15" }
 workloads:
   - { kind: Deployment, name: web, replicas: 2, pdb: { maxUnavailable: 1 } }
-  - { kind: Deployment, name: stuck, replicas: 1, nodeSelector: { kubernetes.io/hostname: w-1 }, pdb: { minAvailable: 1 } }
+  - { kind: Pod, name: stuck, nodeSelector: { kubernetes.io/hostname: w-1 } }
 "#,
     )
     .unwrap();
     let c = Cluster::start(s, 0.02);
+    let (status, body) =
+        c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["default/stuck"]}"#);
+    assert_eq!(status, 200, "{body}");
     use k8s_upgrade::exec::{Answer, Question, operator::Scripted};
-    // The operator skips w-1, whose budget never allows its pod to go.
+    // The operator skips w-1, whose pod never finishes terminating.
     let operator = Scripted(|q: &Question| match q {
         Question::StuckDrain { node, .. } if node == "w-1" => Answer::Skip,
         Question::StuckDrain { .. } => Answer::Abort,
         _ => Answer::Yes,
     });
-    let (result, events, journal) = run_in_process(&c, "1.30", &operator, |_| {});
+    let (result, events, journal) = run_in_process(&c, "1.30", &operator, |o| o.drain.timeout = Duration::from_secs(3));
     let e = result.unwrap_err();
     assert!(matches!(e, k8s_upgrade::exec::ExecError::Blocked(_)), "{e}");
     let text = e.to_string();
@@ -1090,17 +1140,20 @@ nodePools:
 addons:
   - { name: kube-proxy, version: "1.30.4" }
 workloads:
-  - { kind: Deployment, name: pinned, replicas: 1, tolerateAll: true, nodeSelector: { kubernetes.io/hostname: cp-1 }, pdb: { minAvailable: 1 } }
+  - { kind: Deployment, name: pinned, replicas: 1, tolerateAll: true, nodeSelector: { kubernetes.io/hostname: cp-1 } }
 "#,
     )
     .unwrap();
     let c = Cluster::start(s, 0.02);
+    let (status, body) =
+        c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["default/pinned-*"]}"#);
+    assert_eq!(status, 200, "{body}");
     use k8s_upgrade::exec::{Answer, ExecError, Question, operator::Scripted};
     let operator = Scripted(|q: &Question| match q {
         Question::StuckDrain { .. } => Answer::Skip,
         _ => Answer::Yes,
     });
-    let (result, _, journal) = run_in_process(&c, "1.31", &operator, |_| {});
+    let (result, _, journal) = run_in_process(&c, "1.31", &operator, |o| o.drain.timeout = Duration::from_secs(3));
     let e = result.unwrap_err();
     assert!(matches!(e, ExecError::Blocked(_)), "{e:?}");
     assert!(e.to_string().contains("control-plane node cp-1 was not upgraded"), "{e}");
