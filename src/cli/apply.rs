@@ -90,6 +90,16 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Do not wait for pods that have been terminating for longer than this (kubectl's flag of the
+    /// same name; a finalizer or a dead kubelet can hold a pod forever). Default: always wait.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub skip_wait_for_delete_timeout: Option<Duration>,
+
+    /// Seconds each evicted pod gets to terminate (default: the pod's own
+    /// terminationGracePeriodSeconds).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(0..=86_400))]
+    pub grace_period: Option<i64>,
+
     /// How long a disruption budget that an operator manages (Longhorn, KubeVirt, Rook: they
     /// relax their budgets when it is safe) may refuse an eviction before the drain gives up.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
@@ -214,8 +224,8 @@ fn identity(run_id: &str) -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".into());
-    // The nonce tells this process from another resuming the same run.
-    format!("{user}@{host}/{run_id}/{:08x}", fastrand::u32(..))
+    // The PID and nonce tell this process from another resuming the same run.
+    format!("{user}@{host}/{run_id}/{}.{:08x}", std::process::id(), fastrand::u32(..))
 }
 
 fn new_run_id() -> String {
@@ -265,6 +275,8 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             dry_run: args.dry_run,
             max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 5.0).clamp(0.05, 5.0))),
             budget_patience: args.budget_patience,
+            skip_wait_for_delete: args.skip_wait_for_delete_timeout.filter(|d| !d.is_zero()),
+            grace_period: args.grace_period,
         },
         gates: crate::exec::gates::GateOptions {
             passes: args.gate_passes,

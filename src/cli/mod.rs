@@ -102,7 +102,7 @@ pub enum Command {
     ///
     /// Plans first (or reads --plan), shows the plan and asks before it starts; --yes runs
     /// unattended. Ctrl-C stops at the next safe point; `apply --resume` continues.
-    Apply(apply::ApplyArgs),
+    Apply(Box<apply::ApplyArgs>),
 
     /// Read a cluster once and print what the planner knows about it (for offline planning).
     Inventory(inventory::InventoryArgs),
@@ -125,7 +125,7 @@ pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),
-        Command::Apply(args) => apply::run(args),
+        Command::Apply(args) => apply::run(*args),
         Command::Simulate(args) => simulate::run(args),
         Command::Inventory(args) => inventory::run(args),
         Command::Rbac(args) => rbac::run(args),

@@ -36,6 +36,47 @@ pub struct DrainPolicy {
     pub max_backoff: Duration,
     /// How long a budget an operator manages may refuse before the drain gives up on it.
     pub budget_patience: Duration,
+    /// Pods terminating for longer than this are not waited for (kubectl's
+    /// `--skip-wait-for-delete-timeout`; `None`: always wait).
+    pub skip_wait_for_delete: Option<Duration>,
+    /// Grace period given to evicted pods (`None`: each pod's own).
+    pub grace_period: Option<i64>,
+}
+
+impl DrainPolicy {
+    /// The policy for a node whose kubelet cannot be reached, as Cluster API drains one: pods
+    /// there never confirm they stopped, so they get a 1 s grace period and are not waited for
+    /// once they have been terminating for a second.
+    pub fn for_unreachable_node(&self) -> DrainPolicy {
+        DrainPolicy { grace_period: Some(1), skip_wait_for_delete: Some(Duration::from_secs(1)), ..self.clone() }
+    }
+}
+
+/// How long a pod has been terminating, if it is.
+fn terminating_for(p: &Pod) -> Option<Duration> {
+    let since = p.metadata.deletion_timestamp.as_ref()?.0;
+    let d = k8s_openapi::jiff::Timestamp::now().duration_since(since);
+    Some(Duration::try_from(d).unwrap_or(Duration::ZERO))
+}
+
+/// Whether the drain no longer waits for a pod: terminating for longer than the policy allows.
+fn past_waiting(p: &Pod, policy: &DrainPolicy) -> bool {
+    matches!((policy.skip_wait_for_delete, terminating_for(p)), (Some(limit), Some(t)) if t > limit)
+}
+
+/// Whether a node's kubelet cannot be reached: Ready Unknown, or the unreachable taint.
+pub fn unreachable(n: &Node) -> bool {
+    let unknown = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "Unknown"));
+    let tainted = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| t.iter().any(|t| t.key == "node.kubernetes.io/unreachable"));
+    unknown || tainted
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -67,7 +108,7 @@ pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<
     let mut out = Vec::new();
     let mut reasons = Vec::new();
     for p in pods {
-        if pods::is_mirror(&p) || pods::is_daemonset(&p) {
+        if pods::is_mirror(&p) || pods::is_daemonset(&p) || past_waiting(&p, policy) {
             continue;
         }
         let empty_dir = pods::uses_empty_dir(&p);
@@ -219,6 +260,19 @@ pub async fn drain(
     cancel: &Cancel,
     events: &EventSink,
 ) -> Result<usize, DrainError> {
+    // Pods on a node whose kubelet is gone never confirm they stopped.
+    let unreachable_policy;
+    let policy = match cache.node(node) {
+        Some(n) if unreachable(&n) => {
+            events.emit(Event::node_log(
+                node,
+                "is unreachable (Ready Unknown): evicting with a 1s grace period and not waiting for pods its kubelet cannot stop",
+            ));
+            unreachable_policy = policy.for_unreachable_node();
+            &unreachable_policy
+        }
+        _ => policy,
+    };
     let deadline = Instant::now() + policy.timeout;
     let left: std::sync::Mutex<BTreeMap<String, String>> =
         std::sync::Mutex::new(pods.iter().map(|p| (pod_ref(p), "evicting".to_string())).collect());
@@ -295,112 +349,142 @@ async fn evict_one(
     let reference = pod_ref(pod);
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut params = EvictParams::default();
-    if policy.dry_run {
-        params.post_options.dry_run = true;
-        params.delete_options = Some(kube::api::DeleteParams { dry_run: true, ..Default::default() });
+    // The UID precondition: a retry never evicts a same-name replacement (a StatefulSet's web-0
+    // recreated elsewhere); the apiserver answers 409 and the pod we meant is gone.
+    let mut delete = kube::api::DeleteParams {
+        dry_run: policy.dry_run,
+        preconditions: Some(kube::api::Preconditions { uid: Some(uid.clone()), resource_version: None }),
+        ..Default::default()
+    };
+    if let Some(g) = policy.grace_period {
+        delete.grace_period_seconds = u32::try_from(g).ok();
     }
+    params.post_options.dry_run = policy.dry_run;
+    params.delete_options = Some(delete);
     let mut backoff = Duration::from_millis(250);
     let mut last_said = String::new();
     // Since when an operator's budget has refused this pod.
     let mut held_since: Option<Instant> = None;
-    loop {
-        if cancel.is_abort_requested() {
-            return Err(DrainError::Interrupted { node: node.to_string() });
-        }
-        if Instant::now() >= deadline {
-            return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
-        }
-        // The budget that refused this round, as the watch saw it then.
-        let mut refused_by: Option<(String, Option<String>)> = None;
-        match api.evict(&name, &params).await {
-            Ok(_) => break,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 429 => {
-                let budgets = budgets_of(client, cache, pod).await;
-                let mut why = format!("429: {}", s.message);
-                if let Some(b) = budgets.first() {
-                    let st = b.status.clone().unwrap_or_default();
-                    let pdb = format!("{ns}/{}", b.metadata.name.as_deref().unwrap_or_default());
-                    // No disruption allowed and no room for one: the budget forbids this eviction
-                    // however long we wait, unless an operator relaxes it.
-                    if crate::k8s::budget::refuses_pod(b, pods::is_ready(pod)) {
-                        let Some(operator) = crate::k8s::budget::operator_of(b) else {
-                            return Err(DrainError::NeverAllowed {
-                                pod: reference,
-                                pdb,
-                                current: st.current_healthy,
-                                desired: st.desired_healthy,
-                                expected: st.expected_pods,
-                            });
-                        };
-                        let since = *held_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= policy.budget_patience {
-                            return Err(DrainError::OperatorHeld {
-                                pod: reference,
-                                pdb,
-                                operator,
-                                waited: since.elapsed(),
-                                current: st.current_healthy,
-                                desired: st.desired_healthy,
-                            });
+    // A pod already terminating is not evicted again: it is waited for (or skipped).
+    let already_terminating = pod.metadata.deletion_timestamp.is_some();
+    if !already_terminating {
+        loop {
+            if cancel.is_abort_requested() {
+                return Err(DrainError::Interrupted { node: node.to_string() });
+            }
+            if Instant::now() >= deadline {
+                return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
+            }
+            // The budget that refused this round, as the watch saw it then.
+            let mut refused_by: Option<(String, Option<String>)> = None;
+            match api.evict(&name, &params).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                // The UID precondition failed: the pod we meant is gone; a namesake is not ours.
+                Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+                // Evictions in a namespace being deleted are refused; the namespace controller
+                // deletes the pod itself: once it is terminating, wait for it (as kubectl does).
+                Err(kube::Error::Api(s)) if s.code == 403 && namespace_terminating(&s) => {
+                    let terminating = api.get_opt(&name).await.ok().flatten();
+                    match terminating {
+                        None => return Ok(()),
+                        Some(p) if p.metadata.uid.as_deref() != Some(uid.as_str()) => return Ok(()),
+                        Some(p) if p.metadata.deletion_timestamp.is_some() => break,
+                        Some(_) => {
+                            left.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                                reference.clone(),
+                                format!("namespace {ns} is being deleted; waiting for its controller"),
+                            );
                         }
-                        why = format!(
-                            "PodDisruptionBudget {pdb}, managed by {operator}, allows no eviction yet (currentHealthy {}/desiredHealthy {}); waiting up to {} for it to relax",
-                            st.current_healthy,
-                            st.desired_healthy,
-                            super::command::humanize(policy.budget_patience)
-                        );
-                    } else {
-                        held_since = None;
-                        why = format!(
-                            "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
-                            st.current_healthy, st.desired_healthy
-                        );
                     }
-                    refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                 }
-                if why != last_said {
-                    events.emit(Event::node_log(node, format!("waiting to evict {reference}: {why}")));
-                    last_said = why.clone();
-                }
-                left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), why);
-            }
-            Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
-                return Err(DrainError::MultipleBudgets { pod: reference, message: s.message });
-            }
-            Err(e) if transient(&e) || matches!(&e, kube::Error::Api(s) if s.code >= 500) => {
-                left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), format!("retrying: {e}"));
-            }
-            Err(e) => return Err(DrainError::Api(format!("cannot evict {reference}: {e}"))),
-        }
-        let pause = (backoff + jitter(backoff)).min(policy.max_backoff);
-        let until = Instant::now() + pause.min(deadline.saturating_duration_since(Instant::now()));
-        match refused_by {
-            // Backoff is the longest wait; the budget's own status, once it changes to allow a
-            // disruption, is the signal to try again at once.
-            Some((pdb, seen)) if !cache.is_stale("poddisruptionbudgets") => {
-                let mut changes = cache.changes();
-                loop {
-                    changes.borrow_and_update();
-                    let allows = cache.budget(&ns, &pdb).is_some_and(|b| {
-                        b.metadata.resource_version != seen
-                            && b.status.as_ref().is_some_and(|s| s.disruptions_allowed > 0)
-                    });
-                    let now = Instant::now();
-                    if allows || now >= until || cancel.is_abort_requested() {
-                        break;
+                Err(kube::Error::Api(s)) if s.code == 429 => {
+                    let budgets = budgets_of(client, cache, pod).await;
+                    let mut why = format!("429: {}", s.message);
+                    if let Some(b) = budgets.first() {
+                        let st = b.status.clone().unwrap_or_default();
+                        let pdb = format!("{ns}/{}", b.metadata.name.as_deref().unwrap_or_default());
+                        // No disruption allowed and no room for one: the budget forbids this eviction
+                        // however long we wait, unless an operator relaxes it.
+                        if crate::k8s::budget::refuses_pod(b, pods::is_ready(pod)) {
+                            let Some(operator) = crate::k8s::budget::operator_of(b) else {
+                                return Err(DrainError::NeverAllowed {
+                                    pod: reference,
+                                    pdb,
+                                    current: st.current_healthy,
+                                    desired: st.desired_healthy,
+                                    expected: st.expected_pods,
+                                });
+                            };
+                            let since = *held_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() >= policy.budget_patience {
+                                return Err(DrainError::OperatorHeld {
+                                    pod: reference,
+                                    pdb,
+                                    operator,
+                                    waited: since.elapsed(),
+                                    current: st.current_healthy,
+                                    desired: st.desired_healthy,
+                                });
+                            }
+                            why = format!(
+                                "PodDisruptionBudget {pdb}, managed by {operator}, allows no eviction yet (currentHealthy {}/desiredHealthy {}); waiting up to {} for it to relax",
+                                st.current_healthy,
+                                st.desired_healthy,
+                                super::command::humanize(policy.budget_patience)
+                            );
+                        } else {
+                            held_since = None;
+                            why = format!(
+                                "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
+                                st.current_healthy, st.desired_healthy
+                            );
+                        }
+                        refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                     }
-                    Cache::next_change(&mut changes, until - now).await;
+                    if why != last_said {
+                        events.emit(Event::node_log(node, format!("waiting to evict {reference}: {why}")));
+                        last_said = why.clone();
+                    }
+                    left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), why);
+                }
+                Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
+                    return Err(DrainError::MultipleBudgets { pod: reference, message: s.message });
+                }
+                Err(e) if transient(&e) || matches!(&e, kube::Error::Api(s) if s.code >= 500) => {
+                    left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), format!("retrying: {e}"));
+                }
+                Err(e) => return Err(DrainError::Api(format!("cannot evict {reference}: {e}"))),
+            }
+            let pause = (backoff + jitter(backoff)).min(policy.max_backoff);
+            let until = Instant::now() + pause.min(deadline.saturating_duration_since(Instant::now()));
+            match refused_by {
+                // Backoff is the longest wait; the budget's own status, once it changes to allow a
+                // disruption, is the signal to try again at once.
+                Some((pdb, seen)) if !cache.is_stale("poddisruptionbudgets") => {
+                    let mut changes = cache.changes();
+                    loop {
+                        changes.borrow_and_update();
+                        let allows = cache.budget(&ns, &pdb).is_some_and(|b| {
+                            b.metadata.resource_version != seen
+                                && b.status.as_ref().is_some_and(|s| s.disruptions_allowed > 0)
+                        });
+                        let now = Instant::now();
+                        if allows || now >= until || cancel.is_abort_requested() {
+                            break;
+                        }
+                        Cache::next_change(&mut changes, until - now).await;
+                    }
+                }
+                _ => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(until.saturating_duration_since(Instant::now())) => {}
+                        _ = cancel.abort_requested() => {}
+                    }
                 }
             }
-            _ => {
-                tokio::select! {
-                    _ = tokio::time::sleep(until.saturating_duration_since(Instant::now())) => {}
-                    _ = cancel.abort_requested() => {}
-                }
-            }
+            backoff = (backoff * 2).min(policy.max_backoff);
         }
-        backoff = (backoff * 2).min(policy.max_backoff);
     }
     if policy.dry_run {
         return Ok(());
@@ -426,20 +510,92 @@ async fn evict_one(
             match api.get_opt(&name).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(p)) if !same_pod(&p) => return Ok(()),
+                Ok(Some(p)) if past_waiting(&p, policy) => return skipped(events, node, &reference, policy),
                 _ => tokio::time::sleep(Duration::from_secs(1).min(remaining)).await,
             }
             watched = cache.pod(&ns, &name).is_some_and(|p| same_pod(&p));
             continue;
         }
         match cache.pod(&ns, &name) {
-            Some(p) if same_pod(&p) => Cache::next_change(&mut changes, remaining.min(Duration::from_secs(5))).await,
+            Some(p) if same_pod(&p) && past_waiting(&p, policy) => return skipped(events, node, &reference, policy),
+            // Woken at least once a second while a skip timeout runs, so it is noticed.
+            Some(p) if same_pod(&p) => {
+                let nap =
+                    if policy.skip_wait_for_delete.is_some() { Duration::from_secs(1) } else { Duration::from_secs(5) };
+                Cache::next_change(&mut changes, remaining.min(nap)).await
+            }
             _ => return Ok(()),
         }
     }
+}
+
+/// A pod given up on: terminating for longer than the drain waits.
+fn skipped(events: &EventSink, node: &str, reference: &str, policy: &DrainPolicy) -> Result<(), DrainError> {
+    events.emit(Event::node_log(
+        node,
+        format!(
+            "{reference} has been terminating for more than {}; not waited for (--skip-wait-for-delete-timeout, or the node is unreachable)",
+            super::command::humanize(policy.skip_wait_for_delete.unwrap_or_default())
+        ),
+    ));
+    Ok(())
+}
+
+/// A 403 because the pod's namespace is being deleted (cause `NamespaceTerminating`).
+fn namespace_terminating(s: &kube::core::Status) -> bool {
+    s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }
 
 /// A merge patch on a node, retried on transient errors.
 async fn patch_node(nodes: &Api<Node>, node: &str, patch: &serde_json::Value) -> Result<Node, kube::Error> {
     let (pp, merge) = (PatchParams::default(), Patch::Merge(patch));
     with_retries(|| nodes.patch(node, &pp, &merge)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_namespace_terminating_refusal_is_told_from_other_403s() {
+        let refusal: kube::core::Status = serde_json::from_value(json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "pods \"web-0\" is forbidden: unable to create new content in namespace shop because it is being terminated",
+            "details": {"name": "web-0", "kind": "pods", "causes": [{"reason": "NamespaceTerminating", "message": "namespace shop is being terminated", "field": "metadata.namespace"}]}
+        }))
+        .unwrap();
+        assert!(namespace_terminating(&refusal));
+        let rbac: kube::core::Status =
+            serde_json::from_value(json!({"status": "Failure", "code": 403, "reason": "Forbidden", "message": "no"}))
+                .unwrap();
+        assert!(!namespace_terminating(&rbac));
+    }
+
+    #[test]
+    fn pods_terminating_past_the_skip_timeout_are_left_out_and_others_are_kept() {
+        let long_ago = pod(
+            json!({"metadata": {"name": "a", "namespace": "x", "deletionTimestamp": "2020-01-01T00:00:00Z",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": true}]}}),
+        );
+        let running = pod(json!({"metadata": {"name": "b", "namespace": "x",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": true}]}}));
+        let policy = DrainPolicy {
+            delete_emptydir_data: false,
+            force: false,
+            timeout: Duration::from_secs(60),
+            dry_run: false,
+            max_backoff: Duration::from_secs(5),
+            budget_patience: Duration::from_secs(600),
+            skip_wait_for_delete: None,
+            grace_period: None,
+        };
+        let kept = classify("n", vec![long_ago.clone(), running.clone()], &policy).unwrap();
+        assert_eq!(kept.len(), 2);
+        let kept = classify("n", vec![long_ago, running], &policy.for_unreachable_node()).unwrap();
+        assert_eq!(kept.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), ["b"]);
+    }
 }

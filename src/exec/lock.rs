@@ -5,8 +5,9 @@
 //! observes, not by the holder's clock. A lease whose renew time looks recent is live; one that
 //! looks stale is watched for a full lease duration and taken over only if it did not change, so
 //! a holder whose clock is off is never mistaken for a dead one. The holder identity is
-//! `user@host/run-id/nonce`: a second process resuming the same run while the first still lives
-//! is refused, not treated as the same holder. A renewer that sees the lease taken, deleted, or
+//! `user@host/run-id/pid.nonce`: a second process resuming the same run while the first still
+//! lives is refused, not treated as the same holder; a holder on this machine whose process is
+//! gone (a killed run resumed at once) is taken over without waiting for its lease to lapse. A renewer that sees the lease taken, deleted, or
 //! not renewable for [`RENEW_DEADLINE`] reports it as lost; the executor stops at its next safe
 //! point. Release deletes the lease only with the resourceVersion and UID this run last wrote.
 
@@ -109,6 +110,26 @@ fn run_of(holder: &str) -> Option<&str> {
     parts.next().map(|_| run)
 }
 
+/// Whether `theirs` is a holder on this machine (the same host as `ours`) whose process is gone:
+/// identities end in `/PID.NONCE`. A holder elsewhere cannot be judged this way.
+fn local_holder_gone(ours: &str, theirs: &str) -> bool {
+    let host = |h: &str| h.split('/').next().and_then(|u| u.split_once('@')).map(|(_, host)| host.to_string());
+    if host(ours).is_none() || host(ours) != host(theirs) {
+        return false;
+    }
+    let Some(pid) = theirs
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split_once('.'))
+        .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // ESRCH: no such process. Anything else (alive, or another user's) counts as alive.
+    matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH)
+}
+
 /// What a read of the lease says about its holder.
 struct Seen {
     holder: String,
@@ -146,7 +167,12 @@ pub async fn acquire(
             None => api.create(&PostParams::default(), &lease_body(holder, None)).await,
             Some(lease) => {
                 let s = seen(&lease);
-                if !s.holder.is_empty() && !break_lock {
+                if !s.holder.is_empty() && !break_lock && local_holder_gone(holder, &s.holder) {
+                    waiting(format!(
+                        "the cluster lock was held by {}, a process on this machine that is gone; taking it over",
+                        s.holder
+                    ));
+                } else if !s.holder.is_empty() && !break_lock {
                     if s.age <= s.duration {
                         return Err(refusal(holder, s));
                     }
@@ -272,6 +298,18 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_holder_on_this_machine_is_recognised_and_others_are_not() {
+        let me = format!("alice@bastion/r1/{}.00ff", std::process::id());
+        // This very process is alive.
+        assert!(!local_holder_gone(&me, &me));
+        // A PID that cannot exist (above the kernel's maximum) is gone.
+        assert!(local_holder_gone(&me, "alice@bastion/r1/2147483646.0001"));
+        // Another host, or an identity without a PID, is not judged.
+        assert!(!local_holder_gone(&me, "alice@other/r1/2147483646.0001"));
+        assert!(!local_holder_gone(&me, "alice@bastion/run-1"));
+    }
 
     #[test]
     fn the_run_is_read_from_a_holder_identity() {

@@ -253,6 +253,14 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     }
     // RBAC's escalation check on writes to roles and bindings (no-op for everything else).
     let guard = |obj: &Value| escalation(&sim, &authorizer, &user, &def, &target, obj);
+    // NamespaceLifecycle: nothing new (objects, evictions) in a namespace being deleted.
+    if method == Method::POST
+        && let Some(ns) = target.namespace.as_deref()
+        && namespace_terminating(&sim, ns)
+    {
+        let name = target.name.clone().unwrap_or_default();
+        return error_response(&ApiError::namespace_terminating(&def.resource, &name, ns));
+    }
     let result = match (&method, target.name.is_some(), sub.as_str()) {
         (&Method::GET, false, _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => {
             return watch(sim.clone(), def, target, query).await;
@@ -936,19 +944,52 @@ fn delete(
         let stored = pdb::delete_pod(sim, &ns, &name, grace, dry_run)?;
         return Ok(bytes_response(200, stored.json.clone(), "application/json"));
     }
+    if def.storage == StorageKey::core("namespaces") {
+        return delete_namespace(sim, def, &name, dry_run);
+    }
     let stored = sim.store.delete(&def.storage, &ns, &name, dry_run)?;
     if !dry_run {
-        if def.storage == StorageKey::core("namespaces") {
-            // Its RoleBindings go with it: they must stop granting at once.
-            sim.rbac_changed();
-            for key in sim.store.keys() {
-                for obj in sim.store.in_namespace(&key, &name) {
-                    let _ = sim.store.delete(&key, &name, obj.name(), false);
-                }
-            }
-        }
         sim.changed.notify_waiters();
     }
+    Ok(bytes_response(200, as_served(def, &stored), "application/json"))
+}
+
+/// Whether a namespace is being deleted.
+pub(super) fn namespace_terminating(sim: &Sim, ns: &str) -> bool {
+    sim.store.get(&StorageKey::core("namespaces"), "", ns).is_some_and(|n| n.meta.terminating)
+}
+
+/// Deletes a namespace as the namespace controller does: it is marked Terminating at once, its
+/// objects are deleted (pods gracefully, so their kubelets stop them), and it goes once its last
+/// pod is gone.
+fn delete_namespace(sim: &Sim, def: &ResourceDef, name: &str, dry_run: bool) -> Result<Response, ApiError> {
+    let key = StorageKey::core("namespaces");
+    let current = sim.store.get(&key, "", name).ok_or_else(|| ApiError::not_found("namespaces", name))?;
+    if dry_run {
+        return Ok(bytes_response(200, as_served(def, &current), "application/json"));
+    }
+    let stored = sim.store.mutate(&key, "", name, None, false, |v| {
+        if v.pointer("/metadata/deletionTimestamp").is_none() {
+            v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        }
+        v["status"]["phase"] = json!("Terminating");
+        Ok(())
+    })?;
+    // Its RoleBindings go with it: they must stop granting at once.
+    sim.rbac_changed();
+    for k in sim.store.keys() {
+        for obj in sim.store.in_namespace(&k, name) {
+            if k == StorageKey::core("pods") {
+                let _ = pdb::delete_pod(sim, name, obj.name(), None, false);
+            } else {
+                let _ = sim.store.delete(&k, name, obj.name(), false);
+            }
+        }
+    }
+    if sim.store.in_namespace(&StorageKey::core("pods"), name).is_empty() {
+        let _ = sim.store.delete(&key, "", name, false);
+    }
+    sim.changed.notify_waiters();
     Ok(bytes_response(200, as_served(def, &stored), "application/json"))
 }
 

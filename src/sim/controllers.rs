@@ -145,6 +145,7 @@ pub async fn run(sim: Arc<Sim>) {
 }
 
 fn reconcile(sim: &Sim, timers: &mut Timers) {
+    unreachable_nodes(sim);
     kubelets(sim, timers);
     deployments(sim);
     replica_sets(sim);
@@ -154,8 +155,70 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     garbage_collect(sim);
     schedule(sim);
     pod_lifecycle(sim, timers);
+    namespaces(sim);
     pdb::refresh_all(sim);
     workload_status(sim);
+}
+
+/// Whether a node is cut off (a `nodesUnreachable` fault) and not yet replaced by an upgrade.
+fn unreachable(sim: &Sim, node: &Value) -> bool {
+    let name = str_at(node, "/metadata/name");
+    sim.faults().nodes_unreachable.iter().any(|n| *n == name)
+        && node.pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1"))).is_none()
+}
+
+/// What the node lifecycle controller does to a node whose kubelet stopped posting status:
+/// Ready becomes Unknown and the unreachable taint goes on; both leave once the node is back.
+fn unreachable_nodes(sim: &Sim) {
+    const TAINT: &str = "node.kubernetes.io/unreachable";
+    for node in sim.store.all(&nodes_key()) {
+        let v = node.value();
+        let cut = unreachable(sim, &v);
+        let tainted =
+            v.pointer("/spec/taints").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t["key"] == TAINT));
+        let unknown = v
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "Unknown"));
+        if cut == (tainted && unknown) && (cut || !tainted) {
+            continue;
+        }
+        let _ = sim.store.mutate(&nodes_key(), "", node.name(), None, false, |n| {
+            let mut taints: Vec<Value> =
+                n.pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default();
+            taints.retain(|t| t["key"] != TAINT);
+            if cut {
+                taints.push(json!({"key": TAINT, "effect": "NoExecute", "timeAdded": now_rfc3339()}));
+                let mut conds: Vec<Value> =
+                    n.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+                for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = json!(now_rfc3339());
+                }
+                n["status"]["conditions"] = Value::Array(conds);
+            }
+            if taints.is_empty() {
+                if let Some(spec) = n.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("taints");
+                }
+            } else {
+                n["spec"]["taints"] = Value::Array(taints);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The namespace controller's last step: a Terminating namespace goes once its pods are gone.
+fn namespaces(sim: &Sim) {
+    let key = StorageKey::core("namespaces");
+    for ns in sim.store.all(&key).iter().filter(|n| n.meta.terminating) {
+        if sim.store.in_namespace(&pods_key(), ns.name()).is_empty() {
+            let _ = sim.store.delete(&key, "", ns.name(), false);
+        }
+    }
 }
 
 /// A node condition: kubelets renew its heartbeat on every status update.
@@ -839,7 +902,9 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
         alive.insert(uid.clone());
         let node_name = &*pod.meta.node_name;
         if pod.meta.terminating {
-            if faults.pod_stuck(pod.namespace(), pod.name()) {
+            // A kubelet that cannot be reached never confirms the pod stopped.
+            let cut_off = nodes.get(node_name).is_some_and(|n| unreachable(sim, &n.value()));
+            if faults.pod_stuck(pod.namespace(), pod.name()) || cut_off {
                 timers.pod_gone_at.remove(&uid);
                 continue;
             }

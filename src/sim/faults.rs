@@ -40,6 +40,10 @@ pub struct Faults {
     /// Nodes that go NotReady when upgraded and never come back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes_never_ready: Vec<String>,
+    /// Nodes whose kubelet cannot be reached (Ready Unknown, the unreachable taint, pods never
+    /// finish terminating) until their upgrade replaces them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes_unreachable: Vec<String>,
     /// Pods (`namespace/name`, or `namespace/prefix*`) that never finish terminating.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods_stuck_terminating: Vec<String>,

@@ -144,6 +144,26 @@ impl ApiError {
         Self::new(403, "Forbidden", message, Value::Object(details))
     }
 
+    /// A create in a namespace being deleted, as the NamespaceLifecycle admission plugin
+    /// refuses it.
+    pub fn namespace_terminating(resource: &str, name: &str, namespace: &str) -> Self {
+        let mut details = serde_json::Map::new();
+        details.insert("name".into(), json!(name));
+        details.insert("kind".into(), json!(resource));
+        details.insert(
+            "causes".into(),
+            json!([{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]),
+        );
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+            Value::Object(details),
+        )
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self

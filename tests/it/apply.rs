@@ -1047,6 +1047,8 @@ fn run_in_process(
                 dry_run: false,
                 max_backoff: Duration::from_millis(100),
                 budget_patience: Duration::from_secs(600),
+                skip_wait_for_delete: None,
+                grace_period: None,
             },
             gates: gates::GateOptions {
                 passes: 1,
@@ -1164,4 +1166,94 @@ workloads:
         "{:?}",
         journal.nodes
     );
+}
+
+#[test]
+fn pods_terminating_longer_than_skip_wait_for_delete_timeout_are_not_waited_for() {
+    // A pod held by a finalizer (simulated: it never finishes terminating), and a namespace
+    // being deleted whose pod is stuck the same way.
+    let c = demo_with_a_pod_stuck_terminating();
+    let o = apply(
+        &c,
+        &[
+            "--to",
+            "1.25",
+            "--delete-emptydir-data",
+            "--force",
+            "--drain-timeout",
+            "60s",
+            "--skip-wait-for-delete-timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("tools/debug-shell has been terminating for more than 2s; not waited for"),
+        "{}",
+        stderr(&o)
+    );
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert!(stats["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true), "{stats}");
+}
+
+#[test]
+fn a_namespace_being_deleted_refuses_evictions_and_its_stuck_pods_are_skipped() {
+    let c = pinned_cluster();
+    let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"}}"#;
+    assert!(c.http("POST", "/api/v1/namespaces", "application/json", ns).0 < 300);
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"leftover","namespace":"doomed"},"spec":{"nodeName":"w-1","containers":[{"name":"c","image":"busybox:1.36"}]}}"#;
+    let (status, body) = c.http("POST", "/api/v1/namespaces/doomed/pods", "application/json", pod);
+    assert!(status < 300, "{status} {body}");
+    let (status, _) = c.http("PATCH", "/sim/faults", "application/json", r#"{"podsStuckTerminating": ["doomed/*"]}"#);
+    assert_eq!(status, 200);
+    let (status, body) = c.http("DELETE", "/api/v1/namespaces/doomed", "", "");
+    assert_eq!(status, 200, "{body}");
+    // Terminating, as the namespace controller leaves it while its pods go; nothing new gets in.
+    assert_eq!(c.get_json("/api/v1/namespaces/doomed")["status"]["phase"], "Terminating");
+    let (status, body) = c.http(
+        "POST",
+        "/api/v1/namespaces/doomed/pods/leftover/eviction",
+        "application/json",
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"leftover","namespace":"doomed"}}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("NamespaceTerminating") && body.contains("because it is being terminated"), "{body}");
+    let o = apply(&c, &["--to", "1.31", "--force", "--skip-wait-for-delete-timeout", "1s", "--drain-timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("doomed/leftover has been terminating"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unreachable_node_is_drained_without_waiting_for_pods_its_kubelet_cannot_stop() {
+    let s = k8s_upgrade::sim::Scenario::parse(
+        "unreachable",
+        r#"
+name: unreachable
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: w, count: 3, roles: [worker] }
+addons:
+  - { name: kube-proxy, version: "1.30.4" }
+workloads:
+  - { kind: Deployment, name: web, replicas: 3 }
+"#,
+    )
+    .unwrap();
+    let c = Cluster::start(s, 0.02);
+    let (status, body) = c.http("PATCH", "/sim/faults", "application/json", r#"{"nodesUnreachable": ["w-2"]}"#);
+    assert_eq!(status, 200, "{body}");
+    c.wait_for("w-2 to read as unreachable", Duration::from_secs(10), || {
+        node_doc(&c, "w-2")["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+    });
+    // Its upgrade (a replacement, in effect) brings it back.
+    let o = apply(&c, &["--to", "1.31", "--drain-timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("w-2: is unreachable (Ready Unknown)"), "{}", stderr(&o));
+    assert_finished_clean(&c, "1.31");
 }
