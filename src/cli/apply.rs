@@ -95,6 +95,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub skip_wait_for_delete_timeout: Option<Duration>,
 
+    /// Evict only the pods matching this label selector (as kubectl drain's flag); the others stay.
+    #[arg(long, value_name = "SELECTOR")]
+    pub pod_selector: Option<String>,
+
     /// Seconds each evicted pod gets to terminate (default: the pod's own
     /// terminationGracePeriodSeconds).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(0..=86_400))]
@@ -277,6 +281,13 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             budget_patience: args.budget_patience,
             skip_wait_for_delete: args.skip_wait_for_delete_timeout.filter(|d| !d.is_zero()),
             grace_period: args.grace_period,
+            pod_selector: match &args.pod_selector {
+                None => None,
+                Some(s) => Some(
+                    crate::labels::LabelSelector::parse(s)
+                        .map_err(|e| CliError::usage(format!("--pod-selector '{s}': {e}")))?,
+                ),
+            },
         },
         gates: crate::exec::gates::GateOptions {
             passes: args.gate_passes,

@@ -43,13 +43,15 @@ impl Drop for Cache {
     }
 }
 
-/// Keeps only what the run reads from a pod: identity, labels, owners, the mirror annotation,
+/// Keeps only what the run reads from a pod: identity, labels, owners, the annotations a drain
+/// heeds (mirror, eviction vetoes, drain order),
 /// its node, emptyDir volumes, phase and Ready condition, and container images of kube-system
 /// pods (the static control-plane pods). Pods are most of a cluster's objects; the rest of each is dropped.
 fn trim_pod(p: &mut Pod) {
     let kube_system = p.metadata.namespace.as_deref() == Some("kube-system");
     if let Some(a) = &mut p.metadata.annotations {
-        a.retain(|k, _| k == crate::k8s::annotations::MIRROR_POD);
+        use crate::k8s::annotations::{DO_NOT_DISRUPT, DRAIN_ORDER, MIRROR_POD, SAFE_TO_EVICT};
+        a.retain(|k, _| [MIRROR_POD, SAFE_TO_EVICT, DO_NOT_DISRUPT, DRAIN_ORDER].contains(&k.as_str()));
     }
     if let Some(spec) = &mut p.spec {
         if let Some(v) = &mut spec.volumes {

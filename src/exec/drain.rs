@@ -41,6 +41,8 @@ pub struct DrainPolicy {
     pub skip_wait_for_delete: Option<Duration>,
     /// Grace period given to evicted pods (`None`: each pod's own).
     pub grace_period: Option<i64>,
+    /// Only pods matching this selector are evicted (kubectl's `--pod-selector`).
+    pub pod_selector: Option<crate::labels::LabelSelector>,
 }
 
 impl DrainPolicy {
@@ -110,6 +112,19 @@ pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<
     for p in pods {
         if pods::is_mirror(&p) || pods::is_daemonset(&p) || past_waiting(&p, policy) {
             continue;
+        }
+        if let Some(sel) = &policy.pod_selector
+            && !sel.matches_map(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+        {
+            continue;
+        }
+        if let Some(veto) = pods::eviction_vetoed(&p)
+            && !pods::is_finished(&p)
+        {
+            reasons.push(format!(
+                "{} is annotated {veto}: its owner asked that it not be evicted (remove the annotation once it may go, or leave it out with --pod-selector)",
+                pod_ref(&p)
+            ));
         }
         let empty_dir = pods::uses_empty_dir(&p);
         let bare = !pods::has_controller(&p);
@@ -278,19 +293,31 @@ pub async fn drain(
         std::sync::Mutex::new(pods.iter().map(|p| (pod_ref(p), "evicting".to_string())).collect());
     let count = pods.len();
     let left = &left;
-    let tasks = pods.into_iter().map(|p| async move {
-        let r = evict_one(client, cache, node, &p, policy, deadline, cancel, events, left).await;
-        if r.is_ok() {
-            let n = {
-                let mut l = left.lock().unwrap_or_else(|e| e.into_inner());
-                l.remove(&pod_ref(&p));
-                l.len()
-            };
-            events.emit(Event::PodsLeft { node: node.to_string(), left: n, total: count });
+    // In waves: storage and mesh agents (and pods ordered later) go once the pods that use them
+    // are gone; within a wave, all at once. A wave that fails stops the drain.
+    let mut waves: BTreeMap<u8, Vec<Pod>> = BTreeMap::new();
+    for p in pods {
+        waves.entry(pods::drain_wave(&p)).or_default().push(p);
+    }
+    let mut results = Vec::new();
+    for (_, wave) in waves {
+        let tasks = wave.into_iter().map(|p| async move {
+            let r = evict_one(client, cache, node, &p, policy, deadline, cancel, events, left).await;
+            if r.is_ok() {
+                let n = {
+                    let mut l = left.lock().unwrap_or_else(|e| e.into_inner());
+                    l.remove(&pod_ref(&p));
+                    l.len()
+                };
+                events.emit(Event::PodsLeft { node: node.to_string(), left: n, total: count });
+            }
+            r
+        });
+        results.extend(futures::future::join_all(tasks).await);
+        if results.iter().any(Result::is_err) {
+            break;
         }
-        r
-    });
-    let results = futures::future::join_all(tasks).await;
+    }
     // Report the most telling failure: a budget that never allows beats a timeout.
     let mut errors: Vec<DrainError> = results.into_iter().filter_map(Result::err).collect();
     errors.sort_by_key(|e| match e {
@@ -592,6 +619,7 @@ mod tests {
             budget_patience: Duration::from_secs(600),
             skip_wait_for_delete: None,
             grace_period: None,
+            pod_selector: None,
         };
         let kept = classify("n", vec![long_ago.clone(), running.clone()], &policy).unwrap();
         assert_eq!(kept.len(), 2);

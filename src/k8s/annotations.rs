@@ -9,6 +9,10 @@ pub const PHASE: &str = "k8s-upgrade.dev/phase";
 pub const QUARANTINED: &str = "k8s-upgrade.dev/quarantined";
 /// Why a node was quarantined.
 pub const QUARANTINE_REASON: &str = "k8s-upgrade.dev/quarantine-reason";
+/// On a pod: the wave (0 to 9) a drain evicts it in; higher waves wait for lower ones.
+pub const DRAIN_ORDER: &str = "k8s-upgrade.dev/drain-order";
+/// A `PreferNoSchedule` taint on nodes still waiting to roll, so evicted pods avoid them.
+pub const UPGRADE_PENDING_TAINT: &str = "k8s-upgrade.dev/upgrade-pending";
 /// The simulator's kubelet upgrades to this version when the annotation appears.
 pub const SIM_UPGRADE_TO: &str = "sim.k8s-upgrade.dev/upgrade-to";
 

@@ -516,6 +516,26 @@ fn a_closing_window_stops_before_a_node_with_exit_4() {
     assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
 }
 
+#[test]
+fn the_window_is_judged_by_the_node_estimate_before_any_node_and_by_measured_nodes_after_a_resume() {
+    let c = Cluster::builtin("demo", 0.02);
+    let in_minutes = |m: i64| {
+        let t = k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(m * 60);
+        t.to_string()
+    };
+    // Five minutes left and nothing measured: the 10-minute estimate says the first node
+    // cannot finish.
+    let end = in_minutes(5);
+    let o = apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force", "--window-end", &end]);
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("the --node-estimate until one is measured"), "{}", stdout(&o));
+    assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+    // With a smaller estimate the resumed run starts and finishes in time.
+    let o =
+        apply(&c, &["--resume", "--delete-emptydir-data", "--force", "--window-end", &end, "--node-estimate", "1s"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+}
+
 /// `'…'` for sh: the harness's own paths, never cluster data.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -1049,6 +1069,7 @@ fn run_in_process(
                 budget_patience: Duration::from_secs(600),
                 skip_wait_for_delete: None,
                 grace_period: None,
+                pod_selector: None,
             },
             gates: gates::GateOptions {
                 passes: 1,
@@ -1256,4 +1277,40 @@ workloads:
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("w-2: is unreachable (Ready Unknown)"), "{}", stderr(&o));
     assert_finished_clean(&c, "1.31");
+}
+
+#[test]
+fn a_pod_whose_owner_vetoes_eviction_stops_its_node_before_the_cordon_unless_left_out_by_the_pod_selector() {
+    let c = pinned_cluster();
+    let pods = c.get_json("/api/v1/namespaces/default/pods");
+    let web = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["metadata"]["name"].as_str().unwrap().starts_with("web-") && p["spec"]["nodeName"] == "w-1")
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string());
+    let Some(web) = web else { panic!("no web pod on w-1: {pods}") };
+    let (status, body) = c.http(
+        "PATCH",
+        &format!("/api/v1/namespaces/default/pods/{web}"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"annotations":{"cluster-autoscaler.kubernetes.io/safe-to-evict":"false"}}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o)
+            .contains(&format!("default/{web} is annotated cluster-autoscaler.kubernetes.io/safe-to-evict=false")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("the node was not cordoned"), "{}", stdout(&o));
+    assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
+    // Left out by --pod-selector, it stays where it is and the roll goes on.
+    std::fs::remove_file(journal(&c)).unwrap();
+    let o = apply(&c, &["--to", "1.31", "--pod-selector", "app!=web"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let still = c.get_json(&format!("/api/v1/namespaces/default/pods/{web}"));
+    assert_eq!(still["spec"]["nodeName"], "w-1", "{still}");
 }
