@@ -145,6 +145,11 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub gate_command_timeout: Duration,
 
+    /// Do not taint nodes waiting to roll PreferNoSchedule (by default they are, so pods evicted
+    /// from one node avoid the next ones to drain; the taint leaves with the node's roll).
+    #[arg(long)]
+    pub no_taint_pending: bool,
+
     /// Soak after each batch.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub pause: Duration,
@@ -308,6 +313,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         catalog: Arc::new(catalog.clone()),
         acknowledge_all: args.acknowledge_all,
         lock: crate::exec::lock::LockWatch::never(),
+        taint_pending: !args.no_taint_pending,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

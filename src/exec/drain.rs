@@ -230,14 +230,74 @@ pub async fn cordon(client: &Client, cache: &Cache, node: &str, run_id: &str) ->
     Err(format!("cannot cordon {node}: it kept changing under us (5 conflicts in a row)"))
 }
 
-/// Uncordons `node` and removes our notes from it.
-pub async fn uncordon(client: &Client, node: &str) -> Result<(), String> {
+/// The node's taints without our upgrade-pending one, and whether it had it.
+fn without_pending(n: &Node) -> (Vec<k8s_openapi::api::core::v1::Taint>, bool) {
+    let taints = n.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let before = taints.len();
+    let kept: Vec<_> = taints.into_iter().filter(|t| t.key != crate::k8s::annotations::UPGRADE_PENDING_TAINT).collect();
+    let had = kept.len() != before;
+    (kept, had)
+}
+
+/// A patch that changes `node` as `change` says, applied against the version the run's watch
+/// holds (one request) and, on a conflict, against a fresh read: a taint list is replaced whole,
+/// so it must be the current one.
+async fn patch_current(
+    client: &Client,
+    cache: &Cache,
+    node: &str,
+    change: impl Fn(&Node) -> Option<serde_json::Value>,
+) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let patch = json!({
-        "metadata": {"annotations": {ANNOTATION_CORDONED_BY: null, ANNOTATION_PHASE: null}},
-        "spec": {"unschedulable": null}
-    });
-    patch_node(&nodes, node, &patch).await.map(|_| ()).map_err(|e| format!("cannot uncordon {node}: {e}"))
+    let mut seen = if cache.is_stale("nodes") { None } else { cache.node(node).map(|n| Node::clone(&n)) };
+    for _ in 0..5 {
+        let n = match seen.take() {
+            Some(n) => n,
+            None => with_retries(|| nodes.get(node)).await.map_err(|e| format!("cannot read node {node}: {e}"))?,
+        };
+        let Some(mut patch) = change(&n) else { return Ok(()) };
+        patch["metadata"]["resourceVersion"] = json!(n.metadata.resource_version);
+        match patch_node(&nodes, node, &patch).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(format!("cannot update node {node}: {e}")),
+        }
+    }
+    Err(format!("cannot update node {node}: it kept changing under us (5 conflicts in a row)"))
+}
+
+/// Uncordons `node`, removes our notes and our upgrade-pending taint from it.
+pub async fn uncordon(client: &Client, cache: &Cache, node: &str) -> Result<(), String> {
+    patch_current(client, cache, node, |n| {
+        let (taints, _) = without_pending(n);
+        Some(json!({
+            "metadata": {"annotations": {ANNOTATION_CORDONED_BY: null, ANNOTATION_PHASE: null}},
+            "spec": {"unschedulable": null, "taints": if taints.is_empty() { serde_json::Value::Null } else { json!(taints) }}
+        }))
+    })
+    .await
+    .map_err(|e| format!("cannot uncordon {node}: {e}"))
+}
+
+/// Puts (or takes off) the `PreferNoSchedule` taint that steers pods evicted elsewhere away from
+/// a node still waiting to roll, as kops and kured do: without it, pods evicted from one node
+/// land on the next one to drain and are disrupted again.
+pub async fn mark_pending(client: &Client, cache: &Cache, node: &str, pending: bool) -> Result<(), String> {
+    patch_current(client, cache, node, |n| {
+        let (mut taints, had) = without_pending(n);
+        if had == pending {
+            return None;
+        }
+        if pending {
+            taints.push(k8s_openapi::api::core::v1::Taint {
+                key: crate::k8s::annotations::UPGRADE_PENDING_TAINT.into(),
+                effect: "PreferNoSchedule".into(),
+                ..Default::default()
+            });
+        }
+        Some(json!({"spec": {"taints": if taints.is_empty() { serde_json::Value::Null } else { json!(taints) }}}))
+    })
+    .await
 }
 
 /// Removes our notes from a node this run did not cordon (it stays cordoned).

@@ -80,6 +80,8 @@ pub struct Options {
     pub acknowledge_all: bool,
     /// Whether the cluster lock is still ours; checked before every step and node phase.
     pub lock: lock::LockWatch,
+    /// Taint nodes waiting to roll `PreferNoSchedule`, so evicted pods avoid them.
+    pub taint_pending: bool,
 }
 
 /// What a run did.

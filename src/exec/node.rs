@@ -185,7 +185,7 @@ impl Executor<'_> {
                 Ok(pods) => pods,
                 // A pod that arrived since the preflight: hand the node back as it was.
                 Err(e @ DrainError::Refused { .. }) if record.we_cordoned && !self.options.dry_run => {
-                    drain::uncordon(&self.client, node).await.map_err(|u| {
+                    drain::uncordon(&self.client, &self.cache, node).await.map_err(|u| {
                         ExecError::Blocked(format!("{e}; and the node could not be uncordoned again: {u}"))
                     })?;
                     self.save(|j| {
@@ -356,7 +356,7 @@ impl Executor<'_> {
         }
         self.ensure_lock(&format!("uncordoning {node}"))?;
         if record.we_cordoned {
-            drain::uncordon(&self.client, node).await.map_err(ExecError::Failed)?;
+            drain::uncordon(&self.client, &self.cache, node).await.map_err(ExecError::Failed)?;
         } else if let Err(e) = drain::clear_notes(&self.client, node).await {
             self.emit(Event::node_log(
                 node,

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::drain;
 use super::journal::{NodePhase, NodeRecord};
 use super::node::Rolled;
 use super::{Answer, Event, ExecError, Executor, Question};
@@ -85,7 +86,16 @@ impl Executor<'_> {
         if todo.is_empty() {
             return Ok(None);
         }
-        let batches = plan_batches(todo, &self.budgets_per_node(), self.options.max_unavailable);
+        let batches = plan_batches(todo.clone(), &self.budgets_per_node(), self.options.max_unavailable);
+        // Pods evicted from one node should not land on the next one to drain.
+        if self.options.taint_pending && !self.options.dry_run && batches.len() > 1 {
+            let marks = todo.iter().map(|(n, _)| drain::mark_pending(&self.client, &self.cache, n, true));
+            for ((name, _), r) in todo.iter().zip(futures::future::join_all(marks).await) {
+                if let Err(e) = r {
+                    self.emit(Event::node_log(name, format!("warning: {e} (pods evicted elsewhere may land on it)")));
+                }
+            }
+        }
         let widen = batches.len() > 1 && recorded.is_empty();
         for (i, batch) in batches.iter().enumerate() {
             if self.cancel.is_stop_requested() {
@@ -153,6 +163,12 @@ impl Executor<'_> {
                 }
                 // What the soak was for: a regression that shows only after a while.
                 self.gate("the soak").await?;
+            }
+        }
+        // Nodes left out (skipped) do not keep steering pods away.
+        if self.options.taint_pending && !self.options.dry_run {
+            for (name, _) in &todo {
+                let _ = drain::mark_pending(&self.client, &self.cache, name, false).await;
             }
         }
         Ok(None)

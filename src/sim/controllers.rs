@@ -818,8 +818,18 @@ fn schedule(sim: &Sim) {
                     })
             })
             .max_by(|a, b| {
+                // kube-scheduler's TaintToleration scoring: a node whose PreferNoSchedule taints
+                // the pod does not tolerate scores lower; then the most room.
+                let avoided = |n: &Arc<Stored>| {
+                    n.value().pointer("/spec/taints").and_then(Value::as_array).is_some_and(|ts| {
+                        ts.iter().any(|t| str_at(t, "/effect") == "PreferNoSchedule" && !tolerates(&spec, t))
+                    })
+                };
                 let (ra, rb) = (&room[a.name()], &room[b.name()]);
-                ra.pods.partial_cmp(&rb.pods).unwrap_or(std::cmp::Ordering::Equal).then_with(|| b.name().cmp(a.name()))
+                avoided(b)
+                    .cmp(&avoided(a))
+                    .then_with(|| ra.pods.partial_cmp(&rb.pods).unwrap_or(std::cmp::Ordering::Equal))
+                    .then_with(|| b.name().cmp(a.name()))
             })
             .map(|n| n.name().to_string());
         match best {

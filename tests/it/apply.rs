@@ -1090,6 +1090,7 @@ fn run_in_process(
             catalog: std::sync::Arc::new(catalog),
             acknowledge_all: false,
             lock: LockWatch::never(),
+            taint_pending: true,
         };
         tweak(&mut options);
         // Every event is also printed: a failing test shows how far the run got.
@@ -1313,4 +1314,50 @@ fn a_pod_whose_owner_vetoes_eviction_stops_its_node_before_the_cordon_unless_lef
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let still = c.get_json(&format!("/api/v1/namespaces/default/pods/{web}"));
     assert_eq!(still["spec"]["nodeName"], "w-1", "{still}");
+}
+
+#[test]
+fn tainting_the_nodes_still_to_roll_spares_pods_a_second_eviction() {
+    // The same roll twice: pods evicted from one node either avoid the nodes still to drain
+    // (PreferNoSchedule, the default) or may land on the next one and be evicted again.
+    let evictions = |extra: &[&str]| {
+        let c = mixed_sizes_cluster();
+        let mut args = vec!["--to", "1.31"];
+        args.extend_from_slice(extra);
+        let o = apply(&c, &args);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+        assert_finished_clean(&c, "1.31");
+        // No taint is left behind.
+        for n in c.get_json("/api/v1/nodes")["items"].as_array().unwrap() {
+            assert!(!n["spec"]["taints"].to_string().contains("upgrade-pending"), "{n}");
+        }
+        c.stats()["evictions"].as_u64().unwrap()
+    };
+    let tainted = evictions(&[]);
+    let untainted = evictions(&["--no-taint-pending"]);
+    eprintln!("evictions with the taint: {tainted}, without: {untainted}");
+    assert!(tainted < untainted, "with the taint {tainted}, without {untainted}");
+}
+
+/// Two small workers that roll first and three big ones: pods evicted from a big node have
+/// most room on the big nodes still to roll, and only the taint steers them to the small ones
+/// already done.
+fn mixed_sizes_cluster() -> Cluster {
+    let s = k8s_upgrade::sim::Scenario::parse(
+        "mixed",
+        r#"
+name: mixed
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: a, count: 2, roles: [worker], capacity: { cpu: "8", memory: 32Gi, pods: 8 } }
+  - { name: b, count: 3, roles: [worker], capacity: { cpu: "8", memory: 32Gi, pods: 40 } }
+addons:
+  - { name: kube-proxy, version: "1.30.4" }
+workloads:
+  - { kind: Deployment, name: web, replicas: 9, pdb: { maxUnavailable: 2 } }
+"#,
+    )
+    .unwrap();
+    Cluster::start(s, 0.02)
 }
