@@ -21,10 +21,7 @@ const CONTROL_PLANE: [&str; 3] = ["kube-controller-manager", "kube-scheduler", "
 
 /// How many minors older than the apiserver a component of `version` may be.
 fn allowed_older(rule: &ComponentSkew, version: Minor) -> u32 {
-    match rule.older_than {
-        Some(o) if version < o.version => o.max_older,
-        _ => rule.max_older,
-    }
+    crate::k8s::skew::allowed_lag(rule.max_older, rule.older_than.as_ref(), version)
 }
 
 /// The apiserver versions seen, by node; and the oldest apiserver, the reference for every rule.

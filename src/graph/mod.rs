@@ -740,16 +740,12 @@ fn explain_refusal(hg: &HopGraph<'_>, from: &Version, to: &Version) -> PathError
 
 /// How many minors a kubelet of `kubelet` may trail the apiserver under `rule`.
 pub fn allowed_lag(rule: &NodeRule, kubelet: Minor) -> u32 {
-    match rule.older_than {
-        Some(o) if kubelet < o.version => o.max_older,
-        _ => rule.max_older,
-    }
+    crate::k8s::skew::allowed_lag(rule.max_older, rule.older_than.as_ref(), kubelet)
 }
 
 /// Whether a kubelet at `kubelet` may run against an apiserver at `apiserver` under `rule`.
 pub fn skew_ok(rule: &NodeRule, apiserver: Minor, kubelet: Minor) -> bool {
-    let lag = apiserver.minors_since(kubelet);
-    lag >= 0 && lag <= i64::from(allowed_lag(rule, kubelet))
+    crate::k8s::skew::within(rule.max_older, rule.older_than.as_ref(), apiserver, kubelet)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -218,7 +218,7 @@ fn node_facts(n: &Node) -> NodeFacts {
         roles,
         kubelet: parse_version(&info.kubelet_version),
         kube_proxy: parse_version(&info.kube_proxy_version),
-        ready: status.conditions.as_ref().is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        ready: crate::k8s::node::is_ready(n),
         unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         taints: n
             .spec
@@ -264,9 +264,8 @@ fn pod_facts(p: &Pod, rs_owner: &BTreeMap<(String, String), String>) -> PodFacts
         controller,
         workload,
         phase: status.phase.clone().unwrap_or_default(),
-        ready: status.conditions.as_ref().is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            && p.metadata.deletion_timestamp.is_none(),
-        mirror: p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror")),
+        ready: crate::k8s::pod::is_ready(p) && p.metadata.deletion_timestamp.is_none(),
+        mirror: crate::k8s::pod::is_mirror(p),
         daemonset: owner.is_some_and(|o| o.kind == "DaemonSet"),
         empty_dir: volumes.iter().any(|v| v.empty_dir.is_some()),
         local_volume: volumes.iter().any(|v| v.host_path.is_some()),

@@ -8,3 +8,4 @@ pub mod budget;
 pub mod image;
 pub mod node;
 pub mod pod;
+pub mod skew;

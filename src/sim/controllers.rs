@@ -42,9 +42,16 @@ fn owner_ref(obj: &Value, kind: &str, api_version: &str) -> Value {
 }
 
 pub fn node_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    ready_in(node)
+}
+
+/// Ready per the object's `Ready` condition (nodes and pods alike), by the shared rule.
+pub fn ready_in(obj: &Value) -> bool {
+    obj.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        crate::k8s::node::ready_from(
+            cs.iter().map(|c| (c["type"].as_str().unwrap_or_default(), c["status"].as_str().unwrap_or_default())),
+        )
+    })
 }
 
 fn image_version(image: &str) -> Option<Version> {
@@ -387,10 +394,7 @@ fn skew_problem(sim: &Sim, kubelet: &Version, apiserver: &Version) -> Option<Str
         ));
     }
     let rule = sim.catalog.component_skew("kubelet")?;
-    let allowed = match rule.older_than {
-        Some(o) if kubelet.minor_version() < o.version => o.max_older,
-        _ => rule.max_older,
-    };
+    let allowed = crate::k8s::skew::allowed_lag(rule.max_older, rule.older_than.as_ref(), kubelet.minor_version());
     (lag > i64::from(allowed)).then(|| {
         format!(
             "kubelet v{} is {lag} minors older than kube-apiserver v{} (at most {allowed} allowed)",

@@ -29,9 +29,7 @@ pub fn is_terminating(pod: &Value) -> bool {
 }
 
 pub fn is_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    super::controllers::ready_in(pod)
 }
 
 pub fn is_healthy(pod: &Value) -> bool {

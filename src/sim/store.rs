@@ -111,10 +111,7 @@ impl Meta {
             owner,
             node_name: boxed(v, "/spec/nodeName"),
             phase: boxed(v, "/status/phase"),
-            ready: v
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")),
+            ready: super::controllers::ready_in(v),
             terminating: v.pointer("/metadata/deletionTimestamp").is_some(),
             never_ready: v.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str)
                 == Some("true"),
