@@ -56,7 +56,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub kube: super::args::KubeArgs,
 
-    /// Run against the built-in simulator (scenario demo, blocked, large or a file).
+    /// Run against the built-in simulator (scenario demo, blocked, pools, large or a file).
     #[arg(long, value_name = "SCENARIO", num_args = 0..=1, default_missing_value = "demo", conflicts_with_all = ["kubeconfig", "context", "resume"])]
     pub simulate: Option<String>,
 
@@ -82,9 +82,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "ARGV")]
     pub release_command: Option<String>,
 
-    /// Nodes upgraded at once after the canary.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub max_unavailable: u16,
+    /// Nodes of each pool upgraded at once after the canary: a count, or a percentage of the
+    /// pool (25%). Batches never take more pods of a disruption budget than it allows.
+    #[arg(long, value_name = "N|P%", default_value = "1")]
+    pub max_unavailable: crate::exec::rollout::MaxUnavailable,
 
     /// Give up on a node's drain after this long.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
@@ -276,7 +277,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     let poll = Duration::from_secs_f64(sim_scale.map_or(2.0, |s| (s * 0.5).clamp(0.01, 2.0)));
     let options = Options {
         upgrader,
-        max_unavailable: usize::from(args.max_unavailable),
+        max_unavailable: args.max_unavailable,
         drain: DrainPolicy {
             delete_emptydir_data: args.delete_emptydir_data,
             force: args.force,

@@ -15,7 +15,7 @@ use crate::sim::{self, Scenario, SimOptions};
     after_help = "The simulator serves HTTPS with a CA of its own and writes a kubeconfig (mode 0600) with that CA\nand a client certificate for the scenario's user (default: the admin kubernetes-admin).\n\nExamples:\n  k8s-upgrade simulate\n  k8s-upgrade simulate --scenario blocked --kubeconfig-out /tmp/sim.kubeconfig\n  KUBECONFIG=/tmp/sim.kubeconfig kubectl get nodes"
 )]
 pub struct SimulateArgs {
-    /// A built-in scenario (demo, blocked, large) or a scenario file (docs/scenarios.md).
+    /// A built-in scenario (demo, blocked, pools, large) or a scenario file (docs/scenarios.md).
     #[arg(long, value_name = "NAME|FILE", default_value = "demo", env = "K8S_UPGRADE_SCENARIO")]
     pub scenario: String,
 

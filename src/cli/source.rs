@@ -18,7 +18,7 @@ pub struct SourceArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
 
-    /// Run against the built-in simulator (scenario demo, blocked, large or a file).
+    /// Run against the built-in simulator (scenario demo, blocked, pools, large or a file).
     #[arg(long, value_name = "SCENARIO", num_args = 0..=1, default_missing_value = "demo", conflicts_with_all = ["kubeconfig", "context", "inventory"])]
     pub simulate: Option<String>,
 

@@ -53,7 +53,7 @@ use upgrader::Upgrader;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub upgrader: Upgrader,
-    pub max_unavailable: usize,
+    pub max_unavailable: rollout::MaxUnavailable,
     pub drain: drain::DrainPolicy,
     pub gates: gates::GateOptions,
     /// Soak after each batch (watched by a gate at its end).
@@ -107,6 +107,7 @@ pub struct Executor<'a> {
     /// Seconds each node took, this run and the journal's (for the window estimate).
     durations: Mutex<Vec<f64>>,
     outcome: Mutex<Outcome>,
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl<'a> Executor<'a> {
@@ -131,6 +132,7 @@ impl<'a> Executor<'a> {
             baseline: tokio::sync::Mutex::new(gates::Baseline::default()),
             durations: Mutex::new(durations),
             outcome: Mutex::new(Outcome::default()),
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -153,6 +155,9 @@ impl<'a> Executor<'a> {
     }
 
     async fn save<F: FnOnce(&mut Journal)>(&self, f: F) -> Result<(), ExecError> {
+        // One save at a time, in the order of the changes: nodes rolling together share the
+        // journal and its temp file.
+        let _one = self.saving.lock().await;
         let mut j = self.journal.lock().await;
         f(&mut j);
         if self.options.dry_run {

@@ -4,7 +4,7 @@
 //! ones that upgraded are uncordoned before anything else is reported, then a health gate
 //! decides whether the next batch may start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::drain;
 use super::journal::{NodePhase, NodeRecord};
@@ -14,39 +14,105 @@ use crate::graph::KubeletMove;
 use crate::k8s::node as nodes;
 use crate::version::Version;
 
-/// Canary (one node) first, then batches of `size` where no two nodes share a budget, when
-/// that can be avoided. `todo` is (node, target); the order within is by name.
-pub fn plan_batches(
-    mut todo: Vec<(String, Version)>,
-    budgets_per_node: &BTreeMap<String, BTreeSet<String>>,
-    size: usize,
-) -> Vec<Vec<(String, Version)>> {
-    todo.sort();
-    let mut out: Vec<Vec<(String, Version)>> = Vec::new();
-    if !todo.is_empty() {
-        out.push(vec![todo.remove(0)]);
+/// Labels that name a node's pool: EKS node groups, GKE node pools, AKS agent pools, kops
+/// instance groups, Cluster API MachineDeployments, Karpenter node pools, and the simulator's.
+pub const POOL_LABELS: &[&str] = &[
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+    "kops.k8s.io/instancegroup",
+    "cluster.x-k8s.io/deployment-name",
+    "karpenter.sh/nodepool",
+    "sim.k8s-upgrade.dev/pool",
+];
+
+/// The pool a node belongs to (empty: no pool label; such nodes form one pool).
+pub fn pool_of(labels: Option<&BTreeMap<String, String>>) -> String {
+    labels.and_then(|l| POOL_LABELS.iter().find_map(|k| l.get(*k).cloned())).unwrap_or_default()
+}
+
+/// `--max-unavailable`: nodes of each pool upgraded at once, as a count or a share of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxUnavailable {
+    Count(usize),
+    /// Percent of the pool, rounded down, at least 1 (as Kubernetes rounds maxUnavailable).
+    Percent(u32),
+}
+
+impl MaxUnavailable {
+    pub fn for_pool(self, pool_size: usize) -> usize {
+        match self {
+            MaxUnavailable::Count(n) => n.max(1),
+            MaxUnavailable::Percent(p) => (pool_size * p as usize / 100).max(1),
+        }
     }
-    let size = size.max(1);
-    while !todo.is_empty() {
-        let mut batch: Vec<(String, Version)> = Vec::new();
-        let mut held: BTreeSet<&String> = BTreeSet::new();
-        let mut i = 0;
-        while i < todo.len() && batch.len() < size {
-            let b = budgets_per_node.get(&todo[i].0);
-            if b.is_none_or(|b| b.iter().all(|x| !held.contains(x))) {
-                held.extend(b.into_iter().flatten());
-                batch.push(todo.remove(i));
-            } else {
-                i += 1;
+}
+
+impl std::str::FromStr for MaxUnavailable {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            match p.trim().parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => Ok(MaxUnavailable::Percent(p)),
+                _ => Err(format!("'{s}' is not a percentage from 1% to 100%")),
+            }
+        } else {
+            match t.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(MaxUnavailable::Count(n)),
+                _ => Err(format!("'{s}' is not a node count (1 or more) or a percentage like 25%")),
             }
         }
-        // Unavoidable overlap: fill up anyway (the budgets still guard each eviction).
-        while batch.len() < size && !todo.is_empty() {
-            batch.push(todo.remove(0));
-        }
-        out.push(batch);
     }
-    out
+}
+
+/// A node waiting to roll, as the batch choice sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub target: Version,
+    pub pool: String,
+    /// Budget (`ns/name`) → pods of it on the node.
+    pub budgets: BTreeMap<String, u32>,
+}
+
+/// The next batch out of `remaining` (indexes, in name order): at most `limit[pool]` nodes of each
+/// pool, and together never more pods of a budget than it allows disrupting now (`allowed`,
+/// absent: unguarded). A node that alone holds more than a budget allows goes alone: its drain
+/// then waits for the budget, as a single node would.
+pub fn next_batch(
+    remaining: &[Candidate],
+    allowed: &BTreeMap<String, u32>,
+    limit: &BTreeMap<String, usize>,
+) -> Vec<usize> {
+    let mut taken: Vec<usize> = Vec::new();
+    let mut per_pool: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut used: BTreeMap<&str, u32> = BTreeMap::new();
+    for (i, c) in remaining.iter().enumerate() {
+        let pool_used = per_pool.get(c.pool.as_str()).copied().unwrap_or(0);
+        if pool_used >= limit.get(&c.pool).copied().unwrap_or(1).max(1) {
+            continue;
+        }
+        let fits = c
+            .budgets
+            .iter()
+            .all(|(b, n)| allowed.get(b).is_none_or(|a| used.get(b.as_str()).copied().unwrap_or(0) + n <= *a));
+        if !fits && !taken.is_empty() {
+            continue;
+        }
+        taken.push(i);
+        *per_pool.entry(c.pool.as_str()).or_default() += 1;
+        for (b, n) in &c.budgets {
+            *used.entry(b.as_str()).or_default() += n;
+        }
+        if !fits {
+            // Over a budget on its own: it goes alone.
+            break;
+        }
+    }
+    taken
 }
 
 /// Whether a kubelet at `kubelet` is taken by `m` (at its `from`, or past it on the way).
@@ -86,9 +152,9 @@ impl Executor<'_> {
         if todo.is_empty() {
             return Ok(None);
         }
-        let batches = plan_batches(todo.clone(), &self.budgets_per_node(), self.options.max_unavailable);
+        todo.sort();
         // Pods evicted from one node should not land on the next one to drain.
-        if self.options.taint_pending && !self.options.dry_run && batches.len() > 1 {
+        if self.options.taint_pending && !self.options.dry_run && todo.len() > 1 {
             let marks = todo.iter().map(|(n, _)| drain::mark_pending(&self.client, &self.cache, n, true));
             for ((name, _), r) in todo.iter().zip(futures::future::join_all(marks).await) {
                 if let Err(e) = r {
@@ -96,22 +162,54 @@ impl Executor<'_> {
                 }
             }
         }
-        let widen = batches.len() > 1 && recorded.is_empty();
-        for (i, batch) in batches.iter().enumerate() {
+        let pools: BTreeMap<String, String> =
+            all.iter().map(|n| (nodes::name(n).to_string(), pool_of(n.metadata.labels.as_ref()))).collect();
+        let mut pool_sizes: BTreeMap<String, usize> = BTreeMap::new();
+        for n in all.iter().filter(|n| !nodes::is_control_plane(n)) {
+            *pool_sizes.entry(pool_of(n.metadata.labels.as_ref())).or_default() += 1;
+        }
+        let limit: BTreeMap<String, usize> =
+            pool_sizes.iter().map(|(p, size)| (p.clone(), self.options.max_unavailable.for_pool(*size))).collect();
+        let widen = todo.len() > 1 && recorded.is_empty();
+        let total = todo.len();
+        let mut remaining = todo.clone();
+        let mut i = 0;
+        while !remaining.is_empty() {
+            // Chosen afresh before each batch: pods have moved and budgets recovered since.
+            let batch: Vec<(String, Version)> = if i == 0 {
+                vec![remaining.remove(0)]
+            } else {
+                let (per_node, allowed) = self.budget_state();
+                let candidates: Vec<Candidate> = remaining
+                    .iter()
+                    .map(|(name, target)| Candidate {
+                        name: name.clone(),
+                        target: target.clone(),
+                        pool: pools.get(name).cloned().unwrap_or_default(),
+                        budgets: per_node.get(name).cloned().unwrap_or_default(),
+                    })
+                    .collect();
+                let mut picked = next_batch(&candidates, &allowed, &limit);
+                picked.sort_unstable_by(|a, b| b.cmp(a));
+                let mut batch: Vec<(String, Version)> = picked.into_iter().map(|k| remaining.remove(k)).collect();
+                batch.reverse();
+                batch
+            };
             if self.cancel.is_stop_requested() {
                 return Err(ExecError::Interrupted("stopped on request between batches".into()));
             }
-            for (name, _) in batch {
+            for (name, _) in &batch {
                 self.window_check(name)?;
             }
             let names: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
-            let label =
-                if i == 0 { "canary".to_string() } else { format!("batch {i}/{}", batches.len().saturating_sub(1)) };
+            let done = total - remaining.len();
+            let label = if i == 0 { "canary".to_string() } else { format!("batch {i} ({done}/{total} nodes)") };
             self.emit(Event::BatchStart { label, nodes: names.clone() });
             let rolls = batch
                 .iter()
                 .map(|(name, target)| self.roll_one(step.order, name, target, super::node::NodeRole::Worker));
             let results = futures::future::join_all(rolls).await;
+            i += 1;
             // Nodes that upgraded are handed back first, whatever happened to the others: no
             // node is left cordoned because its neighbour failed.
             let mut first_error = None;
@@ -138,12 +236,12 @@ impl Executor<'_> {
             self.emit(Event::BatchStatus { status: "health gates".into() });
             self.gate(&format!("batch {}", names.join(", "))).await?;
             self.emit(Event::BatchStatus { status: String::new() });
-            let last = i + 1 == batches.len();
-            if i == 0 && widen && self.operator.attended() && !self.options.dry_run {
+            let last = remaining.is_empty();
+            if i == 1 && widen && !last && self.operator.attended() && !self.options.dry_run {
                 let q = Question::AfterCanary {
                     canary: names.clone(),
                     skipped: skipped.clone(),
-                    batch_size: self.options.max_unavailable,
+                    batch_size: limit.values().copied().max().unwrap_or(1),
                 };
                 match self.operator.ask(q).await {
                     Answer::Yes => {}
@@ -174,20 +272,26 @@ impl Executor<'_> {
         Ok(None)
     }
 
-    /// Budgets (`ns/name`) each node holds pods of, from the run's watches.
-    fn budgets_per_node(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    /// From the run's watches: per node, the pods of each budget on it; per budget, the
+    /// disruptions it allows now.
+    fn budget_state(&self) -> (BTreeMap<String, BTreeMap<String, u32>>, BTreeMap<String, u32>) {
+        let mut per_node: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
         let (pods, pdbs) = (self.cache.pods.state(), self.cache.budgets.state());
+        let mut allowed = BTreeMap::new();
         let selectors: Vec<(String, String, kube::core::Selector)> = pdbs
             .iter()
             .filter_map(|b| {
                 let sel = b.spec.as_ref()?.selector.clone()?;
                 let ns = b.metadata.namespace.clone()?;
                 let key = format!("{ns}/{}", b.metadata.name.clone()?);
+                allowed.insert(
+                    key.clone(),
+                    b.status.as_ref().map_or(0, |s| u32::try_from(s.disruptions_allowed).unwrap_or(0)),
+                );
                 Some((ns, key, kube::core::Selector::try_from(sel).ok()?))
             })
             .collect();
-        for p in pods.iter() {
+        for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
             let (Some(node), Some(ns)) =
                 (p.spec.as_ref().and_then(|s| s.node_name.clone()), p.metadata.namespace.clone())
             else {
@@ -196,11 +300,11 @@ impl Executor<'_> {
             let Some(labels) = &p.metadata.labels else { continue };
             for (bns, key, sel) in &selectors {
                 if *bns == ns && kube::core::SelectorExt::matches(sel, labels) {
-                    out.entry(node.clone()).or_default().insert(key.clone());
+                    *per_node.entry(node.clone()).or_default().entry(key.clone()).or_default() += 1;
                 }
             }
         }
-        out
+        (per_node, allowed)
     }
 }
 
@@ -212,28 +316,46 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn cand(name: &str, pool: &str, budgets: &[(&str, u32)]) -> Candidate {
+        Candidate {
+            name: name.into(),
+            target: v("1.31.2"),
+            pool: pool.into(),
+            budgets: budgets.iter().map(|(b, n)| (b.to_string(), *n)).collect(),
+        }
+    }
+
     #[test]
-    fn a_canary_then_batches_that_share_no_budget_when_avoidable() {
-        let todo: Vec<(String, Version)> =
-            ["n4", "n1", "n3", "n2", "n5"].iter().map(|n| (n.to_string(), v("1.31.2"))).collect();
-        let budgets: BTreeMap<String, BTreeSet<String>> = [
-            ("n2", &["shop/web"][..]),
-            ("n3", &["shop/web"][..]),
-            ("n4", &["data/db"][..]),
-            ("n5", &["data/db", "shop/web"][..]),
-        ]
-        .iter()
-        .map(|(n, b)| (n.to_string(), b.iter().map(|x| x.to_string()).collect()))
-        .collect();
-        let names = |b: &Vec<Vec<(String, Version)>>| -> Vec<Vec<String>> {
-            b.iter().map(|x| x.iter().map(|(n, _)| n.clone()).collect()).collect()
-        };
-        let b = plan_batches(todo.clone(), &budgets, 2);
-        assert_eq!(names(&b), vec![vec!["n1"], vec!["n2", "n4"], vec!["n3", "n5"]]);
-        // Size 1: one at a time, canary first.
-        assert_eq!(plan_batches(todo.clone(), &budgets, 1).len(), 5);
-        // Size larger than what can avoid overlap: fills up anyway.
-        assert_eq!(names(&plan_batches(todo, &budgets, 4)), vec![vec!["n1"], vec!["n2", "n4", "n3", "n5"]]);
+    fn a_batch_never_takes_more_from_a_budget_than_it_allows_and_respects_each_pool() {
+        let nodes = vec![
+            cand("a-1", "a", &[("shop/web", 1)]),
+            cand("a-2", "a", &[("shop/web", 1)]),
+            cand("a-3", "a", &[("data/db", 1)]),
+            cand("b-1", "b", &[("shop/web", 1), ("data/db", 1)]),
+            cand("b-2", "b", &[]),
+            cand("c-1", "c", &[("shop/web", 3)]),
+        ];
+        let allowed: BTreeMap<String, u32> = [("shop/web".to_string(), 2), ("data/db".to_string(), 1)].into();
+        let limit: BTreeMap<String, usize> = [("a".to_string(), 2), ("b".to_string(), 2), ("c".to_string(), 1)].into();
+        // a-1, a-2 use web's 2; a-3 would exceed pool a's 2; b-1 needs web; b-2 is free; c-1 over.
+        assert_eq!(next_batch(&nodes, &allowed, &limit), vec![0, 1, 4]);
+        // A node over a budget on its own goes alone.
+        assert_eq!(next_batch(&nodes[5..], &allowed, &limit), vec![0]);
+        // Unguarded pools fill to their limit.
+        let free = vec![cand("x-1", "x", &[]), cand("x-2", "x", &[]), cand("x-3", "x", &[])];
+        assert_eq!(next_batch(&free, &allowed, &[("x".to_string(), 2)].into()), vec![0, 1]);
+    }
+
+    #[test]
+    fn max_unavailable_is_a_count_or_a_share_of_each_pool() {
+        assert_eq!("3".parse::<MaxUnavailable>().unwrap().for_pool(10), 3);
+        assert_eq!("25%".parse::<MaxUnavailable>().unwrap().for_pool(10), 2);
+        assert_eq!("25%".parse::<MaxUnavailable>().unwrap().for_pool(2), 1);
+        assert!("0".parse::<MaxUnavailable>().unwrap_err().contains("'0'"));
+        assert!("150%".parse::<MaxUnavailable>().is_err());
+        let labels: BTreeMap<String, String> = [("eks.amazonaws.com/nodegroup".to_string(), "ng-1".to_string())].into();
+        assert_eq!(pool_of(Some(&labels)), "ng-1");
+        assert_eq!(pool_of(None), "");
     }
 
     #[test]

@@ -32,9 +32,10 @@ pub const MAX_PODS: u64 = 500_000;
 
 const DEMO: &str = include_str!("../../scenarios/demo.yaml");
 const BLOCKED: &str = include_str!("../../scenarios/blocked.yaml");
+const POOLS: &str = include_str!("../../scenarios/pools.yaml");
 
 /// Names of the built-in scenarios.
-pub const BUILTIN: [&str; 3] = ["demo", "blocked", "large"];
+pub const BUILTIN: [&str; 4] = ["demo", "blocked", "pools", "large"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("scenario {file}: {message}")]
@@ -440,6 +441,7 @@ impl Scenario {
         match name_or_path {
             "demo" => Scenario::parse("demo (built in)", DEMO),
             "blocked" => Scenario::parse("blocked (built in)", BLOCKED),
+            "pools" => Scenario::parse("pools (built in)", POOLS),
             "large" => Ok(large()),
             path => {
                 let err = |m: String| ScenarioError { file: path.to_string(), message: m };

@@ -1059,7 +1059,7 @@ fn run_in_process(
         let cache = exec::cache::Cache::start(&client, Duration::from_secs(30)).await.unwrap();
         let mut options = exec::Options {
             upgrader: Upgrader::Sim,
-            max_unavailable: 1,
+            max_unavailable: exec::rollout::MaxUnavailable::Count(1),
             drain: drain::DrainPolicy {
                 delete_emptydir_data: true,
                 force: true,
@@ -1363,4 +1363,27 @@ workloads:
     )
     .unwrap();
     Cluster::start(s, 0.02)
+}
+
+#[test]
+fn parallel_batches_stay_within_each_pool_and_every_budget() {
+    let c = Cluster::builtin("pools", 0.02);
+    let o = apply(&c, &["--to", "1.31", "--max-unavailable", "30%"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
+    let ev = read_events(&events(&c));
+    let batches: Vec<Vec<String>> = ev
+        .iter()
+        .filter(|e| e["event"] == "batch-start" && e["label"] != "control plane")
+        .map(|e| e["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect())
+        .collect();
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 30, "{batches:?}");
+    assert!(batches.iter().skip(1).any(|b| b.len() > 1), "never more than one node at a time: {batches:?}");
+    for b in &batches {
+        for pool in ["general", "compute", "memory"] {
+            let n = b.iter().filter(|n| n.starts_with(pool)).count();
+            assert!(n <= 3, "{n} nodes of pool {pool} at once (30% of 10 is 3): {b:?}");
+        }
+    }
+    eprintln!("{} batches: {:?}", batches.len(), batches.iter().map(Vec::len).collect::<Vec<_>>());
 }

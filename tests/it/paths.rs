@@ -189,7 +189,11 @@ fn simulate_command_serves_loopback_and_refuses_other_addresses() {
     assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
     let o = run(&["simulate", "--scenario", "no-such-scenario"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no-such-scenario") && stderr(&o).contains("demo, blocked, large"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no-such-scenario") && stderr(&o).contains("demo, blocked, pools, large"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
