@@ -1,6 +1,8 @@
 //! The last look before a control-plane hop that stops serving APIs: the cluster is read again
-//! (objects, their last-applied configuration, Helm releases, and clients that requested the
-//! API since the run began) and the same removed-API check the planner ran decides. Anything
+//! (their last-applied configurations, Helm releases, clients that requested the API since the
+//! run began, and objects of APIs that have no replacement) and the same removed-API check the
+//! planner ran decides. Objects merely stored at a version that has a replacement are not held
+//! against the hop: the apiserver converts them and serves them at the new version. Anything
 //! still using an API the hop removes stops the run, unless the step that deals with it was
 //! acknowledged by the operator (`--acknowledge STEP`, `--acknowledge-all`), who then owns it.
 //! An unattended run therefore never crosses a removal on the strength of `--yes` alone.
@@ -53,10 +55,23 @@ impl Executor<'_> {
             (Some(start), Ok(now)) => Some(now.since(start)),
             _ => None,
         };
+        // An object merely stored at the old version is converted by the apiserver and served at
+        // the new one after the hop; it matters only when the API has no replacement (its objects
+        // stop being served at all). What breaks is whoever still writes or reads the old
+        // version: manifests, Helm releases, last-applied configurations, clients.
+        let has_replacement = |o: &crate::inventory::ObservedObject| {
+            let (group, version) = o.group_version();
+            catalog
+                .apis
+                .apis
+                .iter()
+                .any(|a| a.group == group && a.version == version && a.kind == o.kind && a.replacement.is_some())
+        };
         inv.objects.retain(|o| match &o.evidence {
             Evidence::RequestMetric { resource } => {
                 since.as_ref().is_some_and(|s| s.contains(&format!("{} {resource}", o.api_version)))
             }
+            Evidence::ServedObjects { .. } => !has_replacement(o),
             _ => true,
         });
         let findings: Vec<Finding> = checks::removed_apis(&inv, &catalog, from, &[(from.clone(), to.clone())])
