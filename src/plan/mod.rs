@@ -454,19 +454,21 @@ mod tests {
         }
     }
 
+    /// Objects through three APIs removed between 1.23 and 1.27, and `extra`.
+    fn removed_api_inventory(extra: Vec<ObservedObject>, warnings: Vec<String>) -> Inventory {
+        let mut objects = vec![
+            obj("policy/v1beta1", "PodDisruptionBudget", "web"),
+            obj("batch/v1beta1", "CronJob", "nightly"),
+            obj("autoscaling/v2beta2", "HorizontalPodAutoscaler", "web"),
+        ];
+        objects.extend(extra);
+        Inventory { cluster: None, objects, warnings }
+    }
+
     #[test]
     fn removed_apis_block_and_their_migration_precedes_the_hop() {
         let c = Catalog::embedded().unwrap();
-        let inv = Inventory {
-            cluster: None,
-            objects: vec![
-                obj("policy/v1beta1", "PodDisruptionBudget", "web"),
-                obj("batch/v1beta1", "CronJob", "nightly"),
-                obj("autoscaling/v2beta2", "HorizontalPodAutoscaler", "web"),
-                obj("apps/v1", "Deployment", "web"),
-            ],
-            warnings: vec![],
-        };
+        let inv = removed_api_inventory(vec![obj("apps/v1", "Deployment", "web")], vec![]);
         let p = plan(&inv, &c, &req("1.23.17", "1.27")).unwrap();
         assert_eq!(p.summary.blockers, 3);
         assert!(p.has_blockers());
@@ -515,15 +517,7 @@ mod tests {
     #[test]
     fn the_plan_document_round_trips_and_other_versions_are_refused() {
         let c = Catalog::embedded().unwrap();
-        let inv = Inventory {
-            cluster: None,
-            objects: vec![
-                obj("policy/v1beta1", "PodDisruptionBudget", "web"),
-                obj("batch/v1beta1", "CronJob", "nightly"),
-                obj("autoscaling/v2beta2", "HorizontalPodAutoscaler", "web"),
-            ],
-            warnings: vec!["a warning".into()],
-        };
+        let inv = removed_api_inventory(vec![], vec!["a warning".into()]);
         let p = plan(&inv, &c, &req("1.23.17", "1.27")).unwrap();
         assert!(p.steps.iter().any(|s| matches!(&s.action, StepAction::MigrateApi { kind, before, objects, .. }
             if kind == "CronJob" && before.minor_version().to_string() == "1.25" && objects.len() == 1)));

@@ -889,31 +889,37 @@ fn resume_after_a_failed_upgrade_command_runs_it_again() {
     assert_finished_clean(&c, "1.31");
 }
 
+/// A cluster and a running `apply --to 1.31` whose upgrade command, in a process group of its
+/// own, takes `seconds`, then writes its node to the returned file. apply leads its own process
+/// group, as a shell's foreground job does. Returns once the command has started.
+fn apply_with_a_slow_upgrade(seconds: u32) -> (Cluster, PathBuf, Child) {
+    let c = pinned_cluster();
+    let started = c.dir.join("started");
+    let finished = c.dir.join("finished");
+    let script = kubectl_upgrader(
+        &c,
+        &format!("touch {s}; sleep {seconds}; echo \"$1\" >> {f}", s = started.display(), f = finished.display()),
+    );
+    let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
+    args.extend(command_args(&script));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = apply_cmd(&c, &argv).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while !started.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the upgrade command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (c, finished, child)
+}
+
 #[test]
 fn a_stop_signal_lets_the_running_upgrade_command_finish_and_a_second_one_stops_it() {
     if !crate::sim::kubectl_available("a_stop_signal_lets_the_running_upgrade_command_finish") {
         return;
     }
     for signal in ["INT", "TERM", "HUP"] {
-        let c = pinned_cluster();
-        let started = c.dir.join("started");
-        let finished = c.dir.join("finished");
-        let script = kubectl_upgrader(
-            &c,
-            &format!("touch {s}; sleep 2; echo \"$1\" >> {f}", s = started.display(), f = finished.display()),
-        );
-        let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
-        args.extend(command_args(&script));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        // apply leads its own process group, as a shell's foreground job does: a signal sent to
-        // the group (Ctrl-C on a terminal) reaches apply and not the command it runs.
-        let child =
-            apply_cmd(&c, &argv).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let t = Instant::now();
-        while !started.exists() {
-            assert!(t.elapsed() < Duration::from_secs(60), "the upgrade command never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (c, finished, child) = apply_with_a_slow_upgrade(2);
+        // Sent to the group (Ctrl-C on a terminal): it reaches apply and not the command it runs.
         let group = format!("-{}", child.id());
         assert!(Command::new("kill").args([&format!("-{signal}"), "--", &group]).status().unwrap().success());
         let o = child.wait_with_output().unwrap();
@@ -928,22 +934,8 @@ fn a_stop_signal_lets_the_running_upgrade_command_finish_and_a_second_one_stops_
         assert!(stdout(&o).contains("to continue: k8s-upgrade apply --resume"), "{}", stdout(&o));
     }
     // A second signal stops the command with its process group.
-    let c = pinned_cluster();
-    let started = c.dir.join("started");
-    let finished = c.dir.join("finished");
-    let script = kubectl_upgrader(
-        &c,
-        &format!("touch {s}; sleep 30; echo \"$1\" >> {f}", s = started.display(), f = finished.display()),
-    );
-    let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
-    args.extend(command_args(&script));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = apply_cmd(&c, &argv).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (_c, finished, child) = apply_with_a_slow_upgrade(30);
     let t = Instant::now();
-    while !started.exists() {
-        assert!(t.elapsed() < Duration::from_secs(60), "the upgrade command never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     std::thread::sleep(Duration::from_millis(300));
