@@ -21,6 +21,10 @@
 //!
 //! Run with `cargo bench --bench apply`.
 //!
+//! `cargo bench --bench apply -- --pools` rolls the 30 workers of the built-in `pools` scenario
+//! at time scale 1 with apply's default gates, in parallel (`--max-unavailable 30%`) and one at a
+//! time, against the serial kubectl loop (see `pools_mode`).
+//!
 //! `cargo bench --bench apply -- --real` runs the same comparison on the real control plane of
 //! `e2e/control-plane.sh` (built first): the control plane at the second release of
 //! `e2e/versions`, six workers one minor behind, the workloads of `tests/real/fixtures`, each
@@ -99,6 +103,12 @@ fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) {
 
 /// One `apply` roll on a fresh simulator: (wall seconds, API requests).
 fn run_apply(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
+    let interval = format!("{}ms", (scale * 1000.0).round());
+    run_apply_with(bin, dir, scenario, scale, TARGET, &["--max-unavailable", "1", "--gate-interval", &interval])
+}
+
+/// An `apply --to target` on a fresh simulator with `extra` flags: (wall seconds, API requests).
+fn run_apply_with(bin: &str, dir: &Path, scenario: &Path, scale: f64, target: &str, extra: &[&str]) -> (f64, f64) {
     std::fs::create_dir_all(dir.join("home")).unwrap();
     let sim = start(bin, dir, scenario, scale);
     let before = requests(&sim.api);
@@ -106,19 +116,8 @@ fn run_apply(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
     let o = Command::new(bin)
         .args(["apply", "--kubeconfig"])
         .arg(&sim.kubeconfig)
-        .args([
-            "--to",
-            TARGET,
-            "--yes",
-            "--upgrader",
-            "sim",
-            "--max-unavailable",
-            "1",
-            "--delete-emptydir-data",
-            "--force",
-            "--gate-interval",
-        ])
-        .arg(format!("{}ms", (scale * 1000.0).round()))
+        .args(["--to", target, "--yes", "--upgrader", "sim", "--delete-emptydir-data", "--force"])
+        .args(extra)
         .arg("--journal")
         .arg(dir.join("journal.json"))
         .env("HOME", dir.join("home"))
@@ -138,13 +137,27 @@ fn run_apply(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
 
 /// The same roll as a loop of kubectl commands: (wall seconds, API requests).
 fn run_kubectl(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64) {
+    let workers: Vec<String> = WORKERS.iter().map(|w| w.to_string()).collect();
+    run_kubectl_with(bin, dir, scenario, scale, TARGET, &workers)
+}
+
+/// A serial loop of kubectl commands over `workers`: (wall seconds, API requests).
+fn run_kubectl_with(
+    bin: &str,
+    dir: &Path,
+    scenario: &Path,
+    scale: f64,
+    target: &str,
+    workers: &[String],
+) -> (f64, f64) {
     std::fs::create_dir_all(dir.join("home")).unwrap();
     let sim = start(bin, dir, scenario, scale);
     let home = dir.join("home");
     kubectl(&home, &sim.kubeconfig, &["get", "nodes", "-o", "name"]); // warm the discovery cache
     let before = requests(&sim.api);
     let t = Instant::now();
-    for node in WORKERS {
+    for node in workers {
+        let node = node.as_str();
         kubectl(
             &home,
             &sim.kubeconfig,
@@ -153,7 +166,7 @@ fn run_kubectl(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64)
         kubectl(
             &home,
             &sim.kubeconfig,
-            &["annotate", "node", node, &format!("sim.k8s-upgrade.dev/upgrade-to={TARGET}"), "--overwrite"],
+            &["annotate", "node", node, &format!("sim.k8s-upgrade.dev/upgrade-to={target}"), "--overwrite"],
         );
         kubectl(
             &home,
@@ -161,7 +174,7 @@ fn run_kubectl(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64)
             &[
                 "wait",
                 &format!("node/{node}"),
-                &format!("--for=jsonpath={{.status.nodeInfo.kubeletVersion}}=v{TARGET}"),
+                &format!("--for=jsonpath={{.status.nodeInfo.kubeletVersion}}=v{target}"),
                 "--timeout=300s",
             ],
         );
@@ -176,10 +189,15 @@ fn run_kubectl(bin: &str, dir: &Path, scenario: &Path, scale: f64) -> (f64, f64)
     (took, sent)
 }
 
-/// Medians over 3 runs: (wall seconds, API requests).
+/// Runs per side: 3 (medians), or `K8S_UPGRADE_BENCH_RUNS` for a quick look.
+fn runs() -> usize {
+    std::env::var("K8S_UPGRADE_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).filter(|r| *r >= 1).unwrap_or(3)
+}
+
+/// Medians over [`runs`] runs: (wall seconds, API requests).
 fn measure(base: &Path, name: &str, scale: f64, run: impl Fn(&Path, f64) -> (f64, f64)) -> (f64, f64) {
     let (mut walls, mut sent) = (Vec::new(), Vec::new());
-    for i in 0..3 {
+    for i in 0..runs() {
         let (w, r) = run(&base.join(format!("{name}-{scale}-{i}")), scale);
         walls.push(w);
         sent.push(r);
@@ -363,8 +381,52 @@ fn real_mode(bin: &str, base: &Path) {
     println!("  ratios apply/kubectl: wall {:.2}, own requests {:.2}, all requests {:.2}", aw / kw, ar / kr, at / kt);
 }
 
+/// The 30 workers of the built-in `pools` scenario, rolled from kubelet 1.30.14 to its control
+/// plane's 1.31.14 at time scale 1 (its own delays: 3 s terminations, 10 s kubelet restarts, 2 s
+/// pod starts). apply runs with its default gates (2 passes, 2 s apart) once with
+/// `--max-unavailable 30%` (batches chosen so no budget is exceeded) and once with 1; the peer
+/// is the serial kubectl loop. The physical floor of a node is its pods' termination and its
+/// kubelet's restart, 13 s, one after the other.
+fn pools_mode(bin: &str, base: &Path) {
+    const TARGET_131: &str = "1.31.14";
+    const NODE_FLOOR: f64 = 13.0;
+    let workers: Vec<String> =
+        ["general", "compute", "memory"].iter().flat_map(|p| (1..=10).map(move |i| format!("{p}-{i}"))).collect();
+    let scenario = Path::new("pools");
+    let parallel = ["--max-unavailable", "30%", "--gate-interval", "2s"];
+    let serial = ["--max-unavailable", "1", "--gate-interval", "2s"];
+    let (pw, pr) = measure(base, "pools-apply-30", 1.0, |dir, scale| {
+        run_apply_with(bin, dir, scenario, scale, TARGET_131, &parallel)
+    });
+    let (sw, sr) = measure(base, "pools-apply-1", 1.0, |dir, scale| {
+        run_apply_with(bin, dir, scenario, scale, TARGET_131, &serial)
+    });
+    let (kw, kr) = measure(base, "pools-kubectl", 1.0, |dir, scale| {
+        run_kubectl_with(bin, dir, scenario, scale, TARGET_131, &workers)
+    });
+    let serial_floor = workers.len() as f64 * NODE_FLOOR;
+    println!("pools (30 workers in three pools of ten, time scale 1, medians of {}):", runs());
+    println!("  apply --max-unavailable 30%: median {pw:.1} s, {pr:.0} API requests");
+    println!("  apply --max-unavailable 1:   median {sw:.1} s, {sr:.0} API requests (floor {serial_floor:.0} s)");
+    println!("  kubectl drain loop (serial): median {kw:.1} s, {kr:.0} API requests (floor {serial_floor:.0} s)");
+    println!(
+        "  ratios to the kubectl loop: 30% wall {:.2}, requests {:.2}; max-unavailable 1 wall {:.2}, requests {:.2}",
+        pw / kw,
+        pr / kr,
+        sw / kw,
+        sr / kr
+    );
+}
+
 fn main() {
     let bin = env!("CARGO_BIN_EXE_k8s-upgrade");
+    if std::env::args().any(|a| a == "--pools") {
+        let base = std::env::temp_dir().join(format!("k8s-upgrade-bench-pools-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        pools_mode(bin, &base);
+        let _ = std::fs::remove_dir_all(&base);
+        return;
+    }
     if std::env::args().any(|a| a == "--real") {
         let base = std::env::temp_dir().join(format!("k8s-upgrade-bench-real-{}", std::process::id()));
         std::fs::create_dir_all(&base).unwrap();
