@@ -2,19 +2,21 @@
 //!
 //! A deliberately small type: the catalog only needs to parse, compare and count days between
 //! support dates. Callers pass "today" in, so nothing here reads a clock.
+//!
+//! `jiff` (already in the tree through k8s-openapi and kube-core) does the calendar: validity,
+//! ordering and day counts are `jiff::civil::Date`'s. What is written here is the catalog's
+//! narrower contract around it: exactly `YYYY-MM-DD` in ASCII digits, years 1970 to 9999, and
+//! one error message.
 
 use std::fmt;
 use std::str::FromStr;
 
+use jiff::civil;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A proleptic Gregorian calendar date.
+/// A proleptic Gregorian calendar date, 1970-01-01 to 9999-12-31.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Date {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
-}
+pub struct Date(civil::Date);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid date '{value}': expected YYYY-MM-DD, for example 2025-08-27")]
@@ -22,62 +24,85 @@ pub struct DateError {
     pub value: String,
 }
 
-fn days_in_month(year: i32, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
+const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 
 impl Date {
+    /// 1970-01-01, day 0 of [`Date::days_since_epoch`].
+    pub const UNIX_EPOCH: Date = Date(civil::Date::constant(1970, 1, 1));
+
     pub fn new(year: i32, month: u8, day: u8) -> Option<Self> {
-        ((1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) && (1970..=9999).contains(&year))
-            .then_some(Self { year, month, day })
+        if !YEARS.contains(&year) {
+            return None;
+        }
+        let date = civil::Date::new(i16::try_from(year).ok()?, i8::try_from(month).ok()?, i8::try_from(day).ok()?);
+        date.ok().map(Self)
     }
 
-    /// Days since 1970-01-01 (the civil-from-days algorithm, run backwards).
+    /// The calendar date in UTC at `t`, if it is one of this type's years.
+    pub fn from_timestamp(t: jiff::Timestamp) -> Option<Self> {
+        Self::from_civil(jiff::tz::Offset::UTC.to_datetime(t).date())
+    }
+
+    /// `date`, if it is one of this type's years.
+    pub fn from_civil(date: civil::Date) -> Option<Self> {
+        YEARS.contains(&i32::from(date.year())).then_some(Self(date))
+    }
+
+    /// The `jiff` date, for calendar work beyond what this type offers.
+    pub fn civil(self) -> civil::Date {
+        self.0
+    }
+
+    pub fn year(self) -> i32 {
+        i32::from(self.0.year())
+    }
+
+    /// 1 to 12.
+    pub fn month(self) -> u8 {
+        self.0.month().unsigned_abs()
+    }
+
+    /// 1 to 31.
+    pub fn day(self) -> u8 {
+        self.0.day().unsigned_abs()
+    }
+
+    /// Days since 1970-01-01.
     pub fn days_since_epoch(self) -> i64 {
-        let y = i64::from(self.year) - i64::from(self.month <= 2);
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = i64::from(self.month);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
+        Self::UNIX_EPOCH.days_until(self)
     }
 
     /// The date `days` after 1970-01-01.
     pub fn from_days_since_epoch(days: i64) -> Option<Self> {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = u8::try_from(doy - (153 * mp + 2) / 5 + 1).ok()?;
-        let month = u8::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).ok()?;
-        let year = i32::try_from(yoe + era * 400 + i64::from(month <= 2)).ok()?;
-        Self::new(year, month, day)
+        let span = jiff::Span::new().try_days(days).ok()?;
+        Self::from_civil(Self::UNIX_EPOCH.0.checked_add(span).ok()?)
     }
 
     /// Signed number of days from `self` to `later`.
     pub fn days_until(self, later: Date) -> i64 {
-        later.days_since_epoch() - self.days_since_epoch()
+        // Between two dates the difference is in days by default, and never fails.
+        self.0.until(later.0).map_or(0, |span| i64::from(span.get_days()))
+    }
+}
+
+impl From<Date> for civil::Date {
+    fn from(date: Date) -> Self {
+        date.0
     }
 }
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        // Years are 1970 to 9999, so jiff writes exactly `YYYY-MM-DD`.
+        write!(f, "{}", self.0)
     }
 }
 
 impl FromStr for Date {
     type Err = DateError;
 
+    /// Exactly `YYYY-MM-DD` in ASCII digits: jiff's own parser also takes other ISO 8601 forms
+    /// (`20250827`, `+002025-08-27`, a date with a time), which a catalog should not hold.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || DateError { value: s.chars().take(64).collect() };
         let b = s.as_bytes();
@@ -113,19 +138,54 @@ mod tests {
     fn parses_and_counts_days() {
         let d: Date = "2024-02-29".parse().unwrap();
         assert_eq!(d.to_string(), "2024-02-29");
+        assert_eq!((d.year(), d.month(), d.day()), (2024, 2, 29));
         assert_eq!("1970-01-01".parse::<Date>().unwrap().days_since_epoch(), 0);
+        assert_eq!(Date::UNIX_EPOCH, Date::new(1970, 1, 1).unwrap());
         let a: Date = "2025-11-26".parse().unwrap();
         let b: Date = "2026-11-26".parse().unwrap();
         assert_eq!(a.days_until(b), 365);
-        for n in [0, 1, 59, 365, 10_000, 20_000, 30_000] {
+        assert_eq!(b.days_until(a), -365);
+        assert_eq!(Date::new(2000, 3, 1).unwrap().days_since_epoch(), 11_017);
+        assert_eq!(Date::new(9999, 12, 31).unwrap().days_since_epoch(), 2_932_896);
+        for n in [0, 1, 59, 365, 10_000, 20_000, 30_000, 2_932_896] {
             assert_eq!(Date::from_days_since_epoch(n).unwrap().days_since_epoch(), n);
         }
+        for out in [-1, 2_932_897, i64::MAX, i64::MIN] {
+            assert_eq!(Date::from_days_since_epoch(out), None, "{out}");
+        }
+        let t: jiff::Timestamp = "2026-01-01T23:59:59-01:00".parse().unwrap();
+        assert_eq!(Date::from_timestamp(t).unwrap().to_string(), "2026-01-02");
+        assert!(a < b);
+        assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!("2025-11-26"));
+        assert_eq!(serde_json::from_value::<Date>(serde_json::json!("2025-11-26")).unwrap(), a);
     }
 
     #[test]
     fn refuses_bad_dates() {
-        for bad in ["2023-02-29", "2024-13-01", "2024-1-01", "yesterday", "", "2024-04-31", "２０２４-01-01"] {
-            assert!(bad.parse::<Date>().is_err(), "{bad}");
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "2024-01-1",
+            "yesterday",
+            "",
+            "2024-04-31",
+            "２０２４-01-01",
+            "1969-12-31",
+            "0000-01-01",
+            "20240101",
+            "+02024-01-01",
+            "2024-01-01T00:00:00Z",
+            "2024-00-10",
+            "2024-01-00",
+        ] {
+            let err = bad.parse::<Date>().unwrap_err();
+            assert_eq!(err.to_string(), format!("invalid date '{bad}': expected YYYY-MM-DD, for example 2025-08-27"));
         }
+        assert_eq!(Date::new(1969, 12, 31), None);
+        assert_eq!(Date::new(10_000, 1, 1), None);
+        assert_eq!(Date::new(2024, 200, 1), None);
+        let err = serde_json::from_value::<Date>(serde_json::json!("2024-1-01")).unwrap_err();
+        assert!(err.to_string().contains("expected YYYY-MM-DD, for example 2025-08-27"), "{err}");
     }
 }

@@ -85,9 +85,7 @@ impl CatalogArgs {
 
 /// Today's date in UTC from the system clock.
 pub fn today_utc() -> Date {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    Date::from_days_since_epoch(days).unwrap_or(Date { year: 1970, month: 1, day: 1 })
+    Date::from_timestamp(jiff::Timestamp::now()).unwrap_or(Date::UNIX_EPOCH)
 }
 
 fn read_file_bounded(path: &Path, name: &str) -> Result<String, CliError> {

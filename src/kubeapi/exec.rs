@@ -12,7 +12,7 @@ use std::fmt;
 use std::ops::Range;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use kube::config::{ExecConfig, ExecInteractiveMode};
 use serde_json::{Map, Value};
@@ -555,15 +555,18 @@ fn parse_rfc3339(stamp: &str) -> Option<SystemTime> {
     } else {
         return None;
     };
-    let date =
-        crate::catalog::Date::new(i32::try_from(year).ok()?, u8::try_from(month).ok()?, u8::try_from(day).ok()?)?;
-    if index != b.len() || hour > 23 || minute > 59 || second > 59 {
+    if index != b.len() {
         return None;
     }
-    let seconds = date.days_since_epoch() * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let whole = Duration::from_secs(seconds.unsigned_abs());
-    let base = if seconds >= 0 { UNIX_EPOCH.checked_add(whole) } else { UNIX_EPOCH.checked_sub(whole) };
-    base?.checked_add(Duration::from_nanos(u64::from(nanos)))
+    // The grammar above is RFC 3339's alone (jiff's parser also takes ISO 8601 forms, and turns
+    // a second 60 into 59); the calendar is jiff's: days in the month, hours and seconds in
+    // range, the offset applied. The catalog's dates (1970 to 9999) bound the year.
+    let date =
+        crate::catalog::Date::new(i32::try_from(year).ok()?, u8::try_from(month).ok()?, u8::try_from(day).ok()?)?;
+    let (hour, minute, second) = (i8::try_from(hour).ok()?, i8::try_from(minute).ok()?, i8::try_from(second).ok()?);
+    let time = jiff::civil::Time::new(hour, minute, second, i32::try_from(nanos).ok()?).ok()?;
+    let offset = jiff::tz::Offset::from_seconds(i32::try_from(offset).ok()?).ok()?;
+    Some(SystemTime::from(offset.to_timestamp(date.civil().to_datetime(time)).ok()?))
 }
 
 /// Best-effort scrubbing of credential-looking substrings from text a plugin wrote to stderr:
@@ -780,6 +783,7 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant as StdInstant;
+    use std::time::UNIX_EPOCH;
 
     const TOKEN_V1: &str = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"tok-123","expirationTimestamp":"2030-01-02T03:04:05Z"}}"#;
 

@@ -855,7 +855,7 @@ fn patch_object(
     let stored = sim.store.mutate(&def.storage, &ns, &name, None, dry_run, |cur| {
         let mut next = cur.clone();
         if ct.starts_with("application/merge-patch+json") {
-            patch::merge_patch(&mut next, &p);
+            json_patch::merge(&mut next, &p);
         } else if ct.starts_with("application/strategic-merge-patch+json") {
             patch::strategic_merge_patch(&mut next, &p);
         } else if ct.starts_with("application/json-patch+json") {
@@ -1207,7 +1207,7 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
             if *method == Method::PUT {
                 current = given;
             } else {
-                patch::merge_patch(&mut current, &given);
+                json_patch::merge(&mut current, &given);
             }
             match serde_json::from_value::<super::Faults>(current) {
                 Ok(f) => match f.validate() {

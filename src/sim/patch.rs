@@ -1,6 +1,11 @@
-//! PATCH bodies: JSON merge patch (RFC 7386), a strategic merge patch that merges the well-known
-//! keyed lists of core types, and JSON patch (RFC 6902).
+//! PATCH bodies: a strategic merge patch that merges the well-known keyed lists of core types,
+//! and JSON patch (RFC 6902). JSON merge patch (RFC 7396) is `json_patch::merge` itself.
+//!
+//! The `json-patch` crate (already in the tree as kube-core's dependency) does the work for
+//! RFC 6902 and RFC 7396; only strategic merge is written here, because it is Kubernetes' own
+//! format (keyed lists merged by key, `$patch: delete`) and no crate implements it.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Lists that strategic merge merges by a key instead of replacing (the common core ones).
@@ -14,26 +19,6 @@ fn merge_key(field: &str) -> Option<&'static str> {
         "ports" => Some("containerPort"),
         "ownerReferences" => Some("uid"),
         _ => None,
-    }
-}
-
-/// RFC 7386: objects merge recursively, `null` removes a key, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            let t = target.as_object_mut().expect("object");
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
     }
 }
 
@@ -84,88 +69,27 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-fn parent_and_key<'a>(root: &'a mut Value, path: &str) -> Result<(&'a mut Value, String), String> {
-    let tokens: Vec<String> = path.split('/').skip(1).map(unescape).collect();
-    let (last, init) = tokens.split_last().ok_or_else(|| format!("invalid JSON patch path '{path}'"))?;
-    let mut cur = root;
-    for t in init {
-        cur = match cur {
-            Value::Object(m) => m.get_mut(t).ok_or_else(|| format!("path '{path}' does not exist"))?,
-            Value::Array(a) => {
-                let i: usize = t.parse().map_err(|_| format!("invalid array index in '{path}'"))?;
-                a.get_mut(i).ok_or_else(|| format!("path '{path}' does not exist"))?
-            }
-            _ => return Err(format!("path '{path}' does not exist")),
-        };
-    }
-    Ok((cur, last.clone()))
-}
-
-/// RFC 6902 operations: add, remove, replace, test (move and copy are rare from clients).
+/// RFC 6902: add, remove, replace, move, copy and test, all or nothing (on an error `target` is
+/// left as it was). As the apiserver, a body that is not a list of well-formed operations and an
+/// operation that fails (a `test` that does not match, a path that does not exist) are both
+/// refused; the message names the operation by index and op, and the path.
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
-    let ops = ops.as_array().ok_or("a JSON patch must be an array of operations")?;
-    for op in ops {
-        let path = op.get("path").and_then(Value::as_str).ok_or("a JSON patch operation needs a path")?;
-        let kind = op.get("op").and_then(Value::as_str).unwrap_or_default();
-        let value = op.get("value").cloned().unwrap_or(Value::Null);
-        if path.is_empty() {
-            match kind {
-                "replace" | "add" => *target = value,
-                _ => return Err(format!("unsupported JSON patch op '{kind}' on the root")),
-            }
-            continue;
-        }
-        let (parent, key) = parent_and_key(target, path)?;
-        match (kind, parent) {
-            ("add", Value::Object(m)) | ("replace", Value::Object(m)) => {
-                if kind == "replace" && !m.contains_key(&key) {
-                    return Err(format!("path '{path}' does not exist"));
-                }
-                m.insert(key, value);
-            }
-            ("add", Value::Array(a)) => {
-                if key == "-" {
-                    a.push(value);
-                } else {
-                    let i: usize = key.parse().map_err(|_| format!("invalid array index in '{path}'"))?;
-                    if i > a.len() {
-                        return Err(format!("index out of range in '{path}'"));
-                    }
-                    a.insert(i, value);
-                }
-            }
-            ("replace", Value::Array(a)) => {
-                let i: usize = key.parse().map_err(|_| format!("invalid array index in '{path}'"))?;
-                *a.get_mut(i).ok_or_else(|| format!("index out of range in '{path}'"))? = value;
-            }
-            ("remove", Value::Object(m)) => {
-                m.remove(&key).ok_or_else(|| format!("path '{path}' does not exist"))?;
-            }
-            ("remove", Value::Array(a)) => {
-                let i: usize = key.parse().map_err(|_| format!("invalid array index in '{path}'"))?;
-                if i >= a.len() {
-                    return Err(format!("index out of range in '{path}'"));
-                }
-                a.remove(i);
-            }
-            ("test", parent) => {
-                let got = match parent {
-                    Value::Object(m) => m.get(&key),
-                    Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                if got != Some(&value) {
-                    return Err(format!("test failed at '{path}'"));
-                }
-            }
-            (other, _) => return Err(format!("unsupported JSON patch op '{other}' at '{path}'")),
-        }
-    }
-    Ok(())
+    let list = ops.as_array().ok_or("a JSON patch must be an array of operations")?;
+    let ops = list
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            json_patch::PatchOperation::deserialize(op).map_err(|e| {
+                let kind = op.get("op").and_then(Value::as_str).unwrap_or("?");
+                format!("JSON patch operation {i} ({kind}) is malformed: {e}")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ops = json_patch::Patch(ops);
+    json_patch::patch(target, &ops).map_err(|e| {
+        let kind = list.get(e.operation).and_then(|op| op.get("op")).and_then(Value::as_str).unwrap_or("?");
+        format!("JSON patch operation {} ({kind}) failed at path '{}': {}", e.operation, e.path, e.kind)
+    })
 }
 
 #[cfg(test)]
@@ -175,9 +99,11 @@ mod tests {
 
     #[test]
     fn merge_patch_null_removes() {
-        let mut node = json!({"spec": {"unschedulable": true, "podCIDR": "10.0.0.0/24"}});
-        merge_patch(&mut node, &json!({"spec": {"unschedulable": null}}));
-        assert_eq!(node, json!({"spec": {"podCIDR": "10.0.0.0/24"}}));
+        // The callers' merge patch, pinned for what the apiserver's does: null removes a key,
+        // objects merge, lists replace.
+        let mut node = json!({"spec": {"unschedulable": true, "podCIDR": "10.0.0.0/24", "taints": [1, 2]}});
+        json_patch::merge(&mut node, &json!({"spec": {"unschedulable": null, "taints": [3]}}));
+        assert_eq!(node, json!({"spec": {"podCIDR": "10.0.0.0/24", "taints": [3]}}));
     }
 
     #[test]
@@ -207,7 +133,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v, json!({"metadata": {"labels": {"k8s-upgrade.dev/state": "x"}}, "list": [9, 2, 3]}));
-        assert!(json_patch(&mut v, &json!([{"op": "test", "path": "/list/0", "value": 1}])).is_err());
-        assert!(json_patch(&mut v, &json!([{"op": "remove", "path": "/nope/x"}])).is_err());
+        json_patch(
+            &mut v,
+            &json!([
+                {"op": "copy", "from": "/list/0", "path": "/spec", "value": "ignored"},
+                {"op": "move", "from": "/metadata/labels/k8s-upgrade.dev~1state", "path": "/metadata/state"}
+            ]),
+        )
+        .unwrap();
+        assert_eq!(v, json!({"metadata": {"labels": {}, "state": "x"}, "list": [9, 2, 3], "spec": 9}));
+    }
+
+    #[test]
+    fn json_patch_refusals_name_the_op_and_path_and_change_nothing() {
+        let before = json!({"list": [9, 2, 3], "spec": {"replicas": 1}});
+        let mut v = before.clone();
+        let err = json_patch(
+            &mut v,
+            &json!([
+                {"op": "replace", "path": "/spec/replicas", "value": 5},
+                {"op": "test", "path": "/list/0", "value": 1}
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err, "JSON patch operation 1 (test) failed at path '/list/0': value did not match");
+        assert_eq!(v, before, "a failed patch applies none of its operations");
+        for (ops, want) in [
+            (json!([{"op": "remove", "path": "/nope/x"}]), "operation 0 (remove) failed at path '/nope/x'"),
+            (json!([{"op": "replace", "path": "/spec/nope", "value": 1}]), "(replace) failed at path '/spec/nope'"),
+            (json!([{"op": "add", "path": "/list/9", "value": 1}]), "(add) failed at path '/list/9'"),
+            (json!([{"op": "remove", "path": ""}]), "(remove) failed at path ''"),
+            (json!([{"op": "move", "from": "/spec", "path": "/spec/inner"}]), "(move) failed at path '/spec/inner'"),
+            (json!({"op": "add", "path": "/x", "value": 1}), "must be an array of operations"),
+            (json!([{"op": "frob", "path": "/x"}]), "operation 0 (frob) is malformed: unknown variant `frob`"),
+            (json!([{"op": "add", "path": "/x"}]), "operation 0 (add) is malformed: missing field `value`"),
+            (json!([{"path": "/x", "value": 1}]), "operation 0 (?) is malformed"),
+            (json!([{"op": "add", "path": "x", "value": 1}]), "operation 0 (add) is malformed"),
+            (
+                json!([{"op": "copy", "from": "/nope", "path": "/x"}]),
+                "(copy) failed at path '/x': \"from\" path is invalid",
+            ),
+        ] {
+            let err = json_patch(&mut v, &ops).unwrap_err();
+            assert!(err.contains(want), "{ops}: {err}");
+            assert_eq!(v, before, "{ops}");
+        }
+        // The whole document is the root path: replace swaps it, as the apiserver allows.
+        json_patch(&mut v, &json!([{"op": "replace", "path": "", "value": {"a": 1}}])).unwrap();
+        assert_eq!(v, json!({"a": 1}));
     }
 }
