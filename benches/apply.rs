@@ -199,6 +199,7 @@ fn measure(base: &Path, name: &str, scale: f64, run: impl Fn(&Path, f64) -> (f64
     let (mut walls, mut sent) = (Vec::new(), Vec::new());
     for i in 0..runs() {
         let (w, r) = run(&base.join(format!("{name}-{scale}-{i}")), scale);
+        eprintln!("  {name} at time scale {scale}, run {}: {w:.1} s, {r:.0} API requests", i + 1);
         walls.push(w);
         sent.push(r);
     }

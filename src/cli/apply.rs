@@ -110,6 +110,11 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub budget_patience: Duration,
 
+    /// After a drain, wait this long for the network volumes of the evicted pods to detach from
+    /// the node before its upgrade (as Cluster API does); 0 does not wait.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub volume_detach_timeout: Duration,
+
     /// Wait this long for an upgraded node to come back Ready at its target.
     #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
     pub node_timeout: Duration,
@@ -285,6 +290,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             dry_run: args.dry_run,
             max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 5.0).clamp(0.05, 5.0))),
             budget_patience: args.budget_patience,
+            volume_detach_timeout: Some(args.volume_detach_timeout).filter(|d| !d.is_zero()),
             skip_wait_for_delete: args.skip_wait_for_delete_timeout.filter(|d| !d.is_zero()),
             grace_period: args.grace_period,
             pod_selector: match &args.pod_selector {

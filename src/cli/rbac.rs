@@ -51,7 +51,8 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
     let (name, rules) = match args.job {
         RbacJob::Plan => ("k8s-upgrade-plan", permissions::plan_rules(&catalog)),
         RbacJob::Apply => {
-            ("k8s-upgrade-apply", permissions::apply_rules(args.upgrader == super::apply::UpgraderKind::Sim))
+            let sim = args.upgrader == super::apply::UpgraderKind::Sim;
+            ("k8s-upgrade-apply", permissions::apply_rules_beyond_plan(&catalog, sim))
         }
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
     };

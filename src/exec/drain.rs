@@ -43,6 +43,9 @@ pub struct DrainPolicy {
     pub grace_period: Option<i64>,
     /// Only pods matching this selector are evicted (kubectl's `--pod-selector`).
     pub pod_selector: Option<crate::labels::LabelSelector>,
+    /// How long to wait for the volumes of evicted pods to detach before the upgrade action
+    /// (`None`: do not wait).
+    pub volume_detach_timeout: Option<Duration>,
 }
 
 impl DrainPolicy {
@@ -680,6 +683,7 @@ mod tests {
             skip_wait_for_delete: None,
             grace_period: None,
             pod_selector: None,
+            volume_detach_timeout: None,
         };
         let kept = classify("n", vec![long_ago.clone(), running.clone()], &policy).unwrap();
         assert_eq!(kept.len(), 2);

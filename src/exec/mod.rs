@@ -30,6 +30,7 @@ mod removals;
 pub mod rollout;
 mod steps;
 pub mod upgrader;
+pub mod volumes;
 pub mod window;
 
 use std::path::PathBuf;

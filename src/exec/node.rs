@@ -276,6 +276,7 @@ impl Executor<'_> {
         role: NodeRole,
         record: &mut NodeRecord,
     ) -> Result<(), ExecError> {
+        self.wait_volumes(node).await?;
         record.phase = NodePhase::UpgradeStarted;
         self.save(|j| j.set_node(record, node)).await?;
         self.emit(Event::NodeActivity { node: node.into(), activity: format!("upgrading to {target}") });
@@ -305,6 +306,26 @@ impl Executor<'_> {
         record.phase = NodePhase::UpgradeFinished;
         self.save(|j| j.set_node(record, node)).await?;
         Ok(())
+    }
+
+    /// Waits for the volumes the node's evicted pods used to detach (see [`super::volumes`]).
+    async fn wait_volumes(&self, node: &str) -> Result<(), ExecError> {
+        let Some(timeout) = self.options.drain.volume_detach_timeout else { return Ok(()) };
+        let emit_wait = |left: &[String]| {
+            self.emit(Event::NodeActivity {
+                node: node.into(),
+                activity: format!("waiting for {} volume(s) to detach", left.len()),
+            });
+            self.emit(Event::node_log(node, format!("waiting for volumes to detach: {}", left.join(", "))));
+        };
+        super::volumes::wait_detached(&self.client, node, timeout, self.options.poll, &self.cancel, emit_wait)
+            .await
+            .map_err(|e| match e {
+                super::volumes::DetachError::Interrupted { .. } => {
+                    ExecError::Interrupted(format!("{e}; {node} stays cordoned (journal kept: apply --resume)"))
+                }
+                _ => ExecError::Blocked(format!("{e}. {node} stays cordoned (journal kept)")),
+            })
     }
 
     /// Runs an upgrader action, keeping its output's first and last lines in the journal.

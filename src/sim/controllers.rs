@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::clock::now_rfc3339;
 use super::pdb::{self, pods_key};
 use super::store::{StorageKey, Stored, name_suffix};
-use super::{Sim, UPGRADE_ANNOTATION};
+use super::{Sim, UPGRADE_ANNOTATION, volumes};
 use crate::version::Version;
 
 const NODES: &str = "nodes";
@@ -87,11 +87,13 @@ struct Timers {
     node_back_at: HashMap<String, Instant>,
     /// Job pod uid → when it succeeds.
     job_done_at: HashMap<String, Instant>,
+    /// VolumeAttachment name → when its volume has detached.
+    volume_detach_at: HashMap<String, Instant>,
 }
 
 impl Timers {
     fn next_due(&self) -> Option<Instant> {
-        [&self.pod_ready_at, &self.pod_gone_at, &self.node_back_at, &self.job_done_at]
+        [&self.pod_ready_at, &self.pod_gone_at, &self.node_back_at, &self.job_done_at, &self.volume_detach_at]
             .iter()
             .flat_map(|m| m.values())
             .min()
@@ -161,6 +163,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     jobs(sim, timers);
     garbage_collect(sim);
     schedule(sim);
+    volumes::reconcile(sim, &mut timers.volume_detach_at);
     pod_lifecycle(sim, timers);
     namespaces(sim);
     pdb::refresh_all(sim);
@@ -326,6 +329,10 @@ fn kubelets(sim: &Sim, timers: &mut Timers) {
         let control_plane = node.value().pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
         match timers.node_back_at.get(&name).copied() {
             None => {
+                let left = volumes::left_attached(&node.value());
+                if !left.is_empty() {
+                    sim.stats.restarted_with_volumes(&name, left);
+                }
                 timers.node_back_at.insert(name.clone(), now + sim.scaled(sim.timings.node_restart_seconds));
                 set_node_ready(
                     sim,
@@ -587,6 +594,7 @@ fn stateful_sets(sim: &Sim) {
             if sim.store.get(&pods_key(), &ns, &name).is_none() {
                 let mut pod = new_pod(&sts.value(), "StatefulSet", &name, &template);
                 pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(name);
+                volumes::add_to_pod(&mut pod, volumes::ensure_claims(&sim.store, &sts.value(), &ns, &name));
                 let _ = sim.store.create(&pods_key(), pod, false);
             }
         }
@@ -949,7 +957,9 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             .map(|x| str_at(x, "/address").to_string())
             .unwrap_or_default();
         if phase != "Running" {
-            if !node_up {
+            // The kubelet mounts before it starts containers: a block volume still attached to
+            // the node the pod left keeps it waiting here.
+            if !node_up || !volumes::attached_for(sim, &pod) {
                 timers.pod_ready_at.remove(&uid);
                 continue;
             }

@@ -50,6 +50,9 @@ pub struct Faults {
     /// PodDisruptionBudgets (`namespace/name`) that never allow a disruption.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pdbs_never_allow: Vec<String>,
+    /// Nodes whose block volumes never detach (a CSI driver that lost its node plugin).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_stuck_attached: Vec<String>,
 }
 
 impl Faults {

@@ -28,6 +28,7 @@ mod status;
 mod store;
 mod tables;
 pub mod tls;
+mod volumes;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -81,6 +82,9 @@ pub struct Timings {
     pub max_grace_seconds: f64,
     /// Interval of watch bookmarks.
     pub bookmark_seconds: f64,
+    /// From the last pod on a node letting go of a block volume to its VolumeAttachment being
+    /// gone (the CSI driver's detach).
+    pub volume_detach_seconds: f64,
 }
 
 impl Default for Timings {
@@ -92,6 +96,7 @@ impl Default for Timings {
             default_grace_seconds: 3.0,
             max_grace_seconds: 30.0,
             bookmark_seconds: 10.0,
+            volume_detach_seconds: 5.0,
         }
     }
 }

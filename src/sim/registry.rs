@@ -164,6 +164,7 @@ fn builtins(minor: Minor) -> Vec<ResourceDef> {
     push(def("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[]), &[], false);
     push(def("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[]), &[], false);
     push(def("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]), &[], false);
+    push(def("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", false, &[]), &["status"], false);
     for (group, resource, kind, since) in [
         ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", 19),
         ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", 19),

@@ -214,6 +214,10 @@ pub struct Workload {
     pub empty_dir: bool,
     #[serde(default)]
     pub local_volume: bool,
+    /// A StatefulSet's network block volume per replica (its size, e.g. `10Gi`): a
+    /// `volumeClaimTemplates` entry, provisioned and attached by the simulated CSI driver.
+    #[serde(default)]
+    pub block_volume: Option<String>,
     #[serde(default)]
     pub pdb: Option<PdbSpec>,
     /// Pods run but never become Ready.
@@ -575,6 +579,22 @@ impl Scenario {
         if pods > MAX_PODS {
             return Err(err("workloads", format!("{pods} replicas is more than the {MAX_PODS} allowed")));
         }
+        for (i, w) in self.workloads.iter().enumerate() {
+            let Some(size) = &w.block_volume else { continue };
+            if w.kind != WorkloadKind::StatefulSet {
+                return Err(err(
+                    &format!("workloads[{i}].blockVolume"),
+                    format!("only a StatefulSet claims block volumes; '{}' is a {:?}", w.name, w.kind),
+                ));
+            }
+            let bytes = crate::quantity::parse_quantity(size);
+            if !(bytes.is_finite() && bytes >= 1.0) {
+                return Err(err(
+                    &format!("workloads[{i}].blockVolume"),
+                    format!("'{size}' is not a storage size such as 10Gi"),
+                ));
+            }
+        }
         for (i, a) in self.addons.iter().enumerate() {
             if addon_install(&a.name).is_none() && a.image.is_none() {
                 return Err(err(
@@ -594,6 +614,7 @@ impl Scenario {
                 ("defaultGraceSeconds", t.default_grace_seconds),
                 ("maxGraceSeconds", t.max_grace_seconds),
                 ("bookmarkSeconds", t.bookmark_seconds),
+                ("volumeDetachSeconds", t.volume_detach_seconds),
             ] {
                 if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
                     return Err(err(&format!("timings.{field}"), format!("{v} is not between 0 and 86400 seconds")));
@@ -808,6 +829,13 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
             let mut sts = obj("apps/v1", "StatefulSet", Some(ns), &w.name);
             sts["metadata"]["labels"] = json!(labels);
             sts["spec"] = json!({"replicas": w.replicas, "serviceName": w.name, "selector": {"matchLabels": selector_labels}, "template": tpl});
+            if let Some(size) = &w.block_volume {
+                sts["spec"]["volumeClaimTemplates"] = json!([{
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+                }]);
+            }
+            let sts_value = sts.clone();
             b.load(&StorageKey::new("apps", "statefulsets"), sts);
             let uid = b.uid_of(&StorageKey::new("apps", "statefulsets"), ns, &w.name);
             for i in 0..w.replicas {
@@ -818,8 +846,15 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
                     name.clone(),
                     Some(("apps/v1", "StatefulSet", &w.name, &uid)),
                     node,
-                    &[("statefulset.kubernetes.io/pod-name", name)],
+                    &[("statefulset.kubernetes.io/pod-name", name.clone())],
                 );
+                let claims = super::volumes::ensure_claims(b.store, &sts_value, ns, &name);
+                if !claims.is_empty() {
+                    let _ = b.store.mutate(&StorageKey::core("pods"), ns, &name, None, false, |p| {
+                        super::volumes::add_to_pod(p, claims);
+                        Ok(())
+                    });
+                }
             }
         }
         WorkloadKind::DaemonSet => {
@@ -1162,6 +1197,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
             labels,
             empty_dir: false,
             local_volume: false,
+            block_volume: None,
             pdb: a.pdb.clone(),
             never_ready: false,
             node_selector: BTreeMap::new(),
@@ -1268,6 +1304,7 @@ pub fn large() -> Scenario {
             labels: BTreeMap::new(),
             empty_dir: false,
             local_volume: false,
+            block_volume: None,
             pdb: (i < 1_500).then(|| PdbSpec {
                 name: None,
                 min_available: None,

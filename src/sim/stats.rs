@@ -30,6 +30,8 @@ struct Inner {
     injected: BTreeMap<u16, u64>,
     evictions: u64,
     violations: Vec<Violation>,
+    /// Nodes that began an upgrade restart with a volume attached that no pod there used.
+    restarted_with_volumes: Vec<String>,
     deprecated: BTreeSet<(String, String, String, String, String)>,
     availability: BTreeMap<String, Availability>,
     unauthorized: u64,
@@ -57,6 +59,14 @@ impl Stats {
 
     pub fn request(&self, verb: &str, resource: &str) {
         *self.lock().requests.entry(format!("{verb} {resource}")).or_default() += 1;
+    }
+
+    /// A node began its upgrade restart while volumes of pods that left it were still attached.
+    pub fn restarted_with_volumes(&self, node: &str, volumes: Vec<String>) {
+        let mut s = self.lock();
+        if s.restarted_with_volumes.len() < 10_000 {
+            s.restarted_with_volumes.push(format!("{node}: {}", volumes.join(", ")));
+        }
     }
 
     pub fn unauthorized(&self) {
@@ -177,6 +187,7 @@ impl Stats {
             "evictions": s.evictions,
             "pdbViolations": s.violations.len(),
             "pdbViolationDetails": s.violations,
+            "restartsWithVolumesAttached": s.restarted_with_volumes,
             "deprecatedApisRequested": s.deprecated.iter().map(|(g, v, r, sub, rm)| serde_json::json!({"group": g, "version": v, "resource": r, "subresource": sub, "removedRelease": rm})).collect::<Vec<_>>(),
             "minAvailable": s.availability,
             "unauthorized": s.unauthorized,

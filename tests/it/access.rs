@@ -25,7 +25,7 @@ fn scenario() -> Scenario {
             r#"
 name: access
 cluster: {{ version: "1.24.17", distro: kubeadm }}
-timings: {{ nodeRestartSeconds: 1, podStartSeconds: 0.5, apiserverRestartSeconds: 0.5 }}
+timings: {{ nodeRestartSeconds: 1, podStartSeconds: 0.5, apiserverRestartSeconds: 0.5, volumeDetachSeconds: 60 }}
 nodePools:
   - {{ name: cp, count: 1, roles: [control-plane], taints: [{{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }}] }}
   - {{ name: w, count: 2, roles: [worker] }}
@@ -34,6 +34,7 @@ addons:
   - {{ name: cert-manager, version: "1.9.1" }}
 workloads:
   - {{ kind: Deployment, name: web, replicas: 2, pdb: {{ maxUnavailable: 1 }} }}
+  - {{ kind: StatefulSet, name: db, replicas: 1, blockVolume: 1Gi }}
 access:
   users:
     - {{ name: token-admin, token: "{ADMIN_TOKEN}" }}
@@ -597,7 +598,7 @@ fn the_shipped_roles_suffice_every_rule_is_used_and_each_missing_rule_is_named()
                     && rule["resources"].as_array().is_some_and(|rs| rs.iter().any(|r| r == &d["resource"]));
                 verb_ok && (url_ok || res_ok)
             });
-            assert!(used, "rule {rule} of {} was never used", role["metadata"]["name"]);
+            assert!(used, "rule {rule} of {} was never used:\n{}", role["metadata"]["name"], stderr(&apply));
         }
     }
     assert_no_secrets(&c, &[&stdout(&plan), &stderr(&plan), &stdout(&apply), &stderr(&apply)]);

@@ -1062,6 +1062,7 @@ fn run_in_process(
                 skip_wait_for_delete: None,
                 grace_period: None,
                 pod_selector: None,
+                volume_detach_timeout: Some(Duration::from_secs(60)),
             },
             gates: gates::GateOptions {
                 passes: 1,
@@ -1378,4 +1379,82 @@ fn parallel_batches_stay_within_each_pool_and_every_budget() {
         }
     }
     eprintln!("{} batches: {:?}", batches.len(), batches.iter().map(Vec::len).collect::<Vec<_>>());
+}
+
+/// Three workers under a StatefulSet whose replicas each have a block volume that takes 40
+/// simulated seconds to detach once its pod has left the node.
+fn volumes_cluster() -> Cluster {
+    let s = k8s_upgrade::sim::Scenario::parse(
+        "volumes",
+        r#"
+name: volumes
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: w, count: 3, roles: [worker] }
+addons:
+  - { name: kube-proxy, version: "1.30.4" }
+workloads:
+  - { kind: StatefulSet, name: db, replicas: 2, blockVolume: 10Gi, pdb: { maxUnavailable: 1 } }
+  - { kind: Deployment, name: web, replicas: 3 }
+timings: { volumeDetachSeconds: 40 }
+"#,
+    )
+    .unwrap();
+    let c = Cluster::start(s, 0.05);
+    c.wait_for("the block volumes to attach", Duration::from_secs(10), || {
+        c.get_json("/apis/storage.k8s.io/v1/volumeattachments")["items"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    c
+}
+
+fn restarts_with_volumes_attached(c: &Cluster) -> Vec<Value> {
+    c.stats()["restartsWithVolumesAttached"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_node_is_upgraded_only_once_the_volumes_of_its_evicted_pods_have_detached() {
+    // Without the wait (the behaviour of a plain drain loop), a node restarts with a volume
+    // still attached that its StatefulSet pod, now elsewhere, waits for.
+    let c = volumes_cluster();
+    let o = apply(&c, &["--to", "1.31", "--volume-detach-timeout", "0"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(!restarts_with_volumes_attached(&c).is_empty(), "{}", c.stats());
+
+    let c = volumes_cluster();
+    let o = apply(&c, &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(restarts_with_volumes_attached(&c).is_empty(), "{}", c.stats());
+    assert!(
+        stderr(&o).contains("waiting for volumes to detach: kubernetes.io/csi/block.csi.k8s-upgrade.dev^pvc-"),
+        "{}",
+        stderr(&o)
+    );
+    assert_finished_clean(&c, "1.31");
+    // The StatefulSet's volumes followed their pods.
+    assert_eq!(c.get_json("/apis/storage.k8s.io/v1/volumeattachments")["items"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_volume_that_never_detaches_stops_the_run_with_its_node_cordoned_and_named() {
+    let c = volumes_cluster();
+    let pod = c.get_json("/api/v1/namespaces/default/pods/db-0");
+    let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
+    let (status, body) =
+        c.http("PATCH", "/sim/faults", "application/json", &format!(r#"{{"volumesStuckAttached": ["{node}"]}}"#));
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.31", "--volume-detach-timeout", "3s"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("1 volume(s) still attached to {node}")), "{out}");
+    assert!(out.contains("kubectl get volumeattachments"), "{out}");
+    assert!(out.contains(&format!("{node} stays cordoned")), "{out}");
+    assert_eq!(node_doc(&c, &node)["spec"]["unschedulable"], true);
+    assert!(restarts_with_volumes_attached(&c).is_empty(), "{}", c.stats());
+    // Fixed out of band, the run resumes and finishes.
+    let (status, body) = c.http("PATCH", "/sim/faults", "application/json", r#"{"volumesStuckAttached": []}"#);
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.31", "--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
 }
