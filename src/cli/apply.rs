@@ -87,6 +87,11 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N|P%", default_value = "1")]
     pub max_unavailable: crate::exec::rollout::MaxUnavailable,
 
+    /// At most this many nodes of the whole cluster upgraded at once, across pools (as kured's
+    /// --concurrency); 1 rolls the cluster one node at a time. Default: only --max-unavailable.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_parallel: Option<u32>,
+
     /// Give up on a node's drain after this long.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -283,6 +288,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     let options = Options {
         upgrader,
         max_unavailable: args.max_unavailable,
+        max_parallel: args.max_parallel.map(|n| n as usize),
         drain: DrainPolicy {
             delete_emptydir_data: args.delete_emptydir_data,
             force: args.force,

@@ -1,5 +1,5 @@
-//! The run's view of the cluster: one watch each on nodes, pods, Deployments, StatefulSets and
-//! PodDisruptionBudgets, kept in reflector stores for the whole run. Gates, the drain's "is this
+//! The run's view of the cluster: one watch each on nodes, pods, Deployments, StatefulSets,
+//! PodDisruptionBudgets and VolumeAttachments, kept in reflector stores for the whole run. Gates, the drain's "is this
 //! pod gone yet", the wait for a node to come back and the batch planner read these stores
 //! instead of listing again, so a roll costs a handful of requests per node and notices a change
 //! as soon as the API server sends it.
@@ -17,12 +17,38 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::runtime::reflector::{ObjectRef, Store, store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+/// The kinds the run watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Nodes,
+    Pods,
+    Deployments,
+    StatefulSets,
+    Budgets,
+    VolumeAttachments,
+}
+
+impl Kind {
+    /// The resource's plural name, as errors and messages say it.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Nodes => "nodes",
+            Kind::Pods => "pods",
+            Kind::Deployments => "deployments",
+            Kind::StatefulSets => "statefulsets",
+            Kind::Budgets => "poddisruptionbudgets",
+            Kind::VolumeAttachments => "volumeattachments",
+        }
+    }
+}
+
 /// Kinds whose watch is failing or relisting, with the last error.
-type Health = Arc<Mutex<BTreeMap<&'static str, String>>>;
+type Health = Arc<Mutex<BTreeMap<Kind, String>>>;
 
 pub struct Cache {
     pub nodes: Store<Node>,
@@ -30,6 +56,7 @@ pub struct Cache {
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
     pub budgets: Store<PodDisruptionBudget>,
+    pub attachments: Store<VolumeAttachment>,
     changes: tokio::sync::watch::Receiver<u64>,
     health: Health,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -104,9 +131,18 @@ fn trim_statefulset(d: &mut StatefulSet) {
         .map(|s| k8s_openapi::api::apps::v1::StatefulSetSpec { replicas: s.replicas, ..Default::default() });
 }
 
+/// Attachments: which volume on which node, and whether it is attached.
+fn trim_attachment(va: &mut VolumeAttachment) {
+    if let Some(s) = &mut va.status {
+        s.attachment_metadata = None;
+        s.attach_error = None;
+        s.detach_error = None;
+    }
+}
+
 fn spawn_watch<K>(
     client: &Client,
-    kind: &'static str,
+    kind: Kind,
     trim: fn(&mut K),
     changed: Arc<tokio::sync::watch::Sender<u64>>,
     health: Health,
@@ -143,7 +179,7 @@ where
                         h.entry(kind).or_insert_with(|| "relisting".into());
                     }
                     watcher::Event::InitDone => {
-                        h.remove(kind);
+                        h.remove(&kind);
                         backoff = Duration::from_millis(250);
                     }
                     watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
@@ -170,16 +206,27 @@ impl Cache {
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let tx = Arc::new(tx);
         let health: Health = Arc::default();
-        let (nodes, t1) = spawn_watch::<Node>(client, "nodes", trim_node, tx.clone(), health.clone());
-        let (pods, t2) = spawn_watch::<Pod>(client, "pods", trim_pod, tx.clone(), health.clone());
+        let (nodes, t1) = spawn_watch::<Node>(client, Kind::Nodes, trim_node, tx.clone(), health.clone());
+        let (pods, t2) = spawn_watch::<Pod>(client, Kind::Pods, trim_pod, tx.clone(), health.clone());
         let (deployments, t3) =
-            spawn_watch::<Deployment>(client, "deployments", trim_deployment, tx.clone(), health.clone());
+            spawn_watch::<Deployment>(client, Kind::Deployments, trim_deployment, tx.clone(), health.clone());
         let (statefulsets, t4) =
-            spawn_watch::<StatefulSet>(client, "statefulsets", trim_statefulset, tx.clone(), health.clone());
+            spawn_watch::<StatefulSet>(client, Kind::StatefulSets, trim_statefulset, tx.clone(), health.clone());
         let (budgets, t5) =
-            spawn_watch::<PodDisruptionBudget>(client, "poddisruptionbudgets", |_| {}, tx, health.clone());
-        let cache =
-            Cache { nodes, pods, deployments, statefulsets, budgets, changes, health, tasks: vec![t1, t2, t3, t4, t5] };
+            spawn_watch::<PodDisruptionBudget>(client, Kind::Budgets, |_| {}, tx.clone(), health.clone());
+        let (attachments, t6) =
+            spawn_watch::<VolumeAttachment>(client, Kind::VolumeAttachments, trim_attachment, tx, health.clone());
+        let cache = Cache {
+            nodes,
+            pods,
+            deployments,
+            statefulsets,
+            budgets,
+            attachments,
+            changes,
+            health,
+            tasks: vec![t1, t2, t3, t4, t5, t6],
+        };
         let ready = async {
             let _ = futures::join!(
                 cache.nodes.wait_until_ready(),
@@ -187,6 +234,7 @@ impl Cache {
                 cache.deployments.wait_until_ready(),
                 cache.statefulsets.wait_until_ready(),
                 cache.budgets.wait_until_ready(),
+                cache.attachments.wait_until_ready(),
             );
         };
         if tokio::time::timeout(timeout, ready).await.is_err() {
@@ -201,11 +249,21 @@ impl Cache {
 
     /// `kind: last error` for every watch that cannot be trusted right now.
     pub fn stale(&self) -> Vec<String> {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, e)| format!("{k}: {e}")).collect()
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, e)| format!("{}: {e}", k.resource()))
+            .collect()
     }
 
-    pub fn is_stale(&self, kind: &str) -> bool {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).contains_key(kind)
+    pub fn is_stale(&self, kind: Kind) -> bool {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&kind)
+    }
+
+    /// The VolumeAttachments that name `node`.
+    pub fn attachments_on(&self, node: &str) -> Vec<Arc<VolumeAttachment>> {
+        self.attachments.state_filter(|va| va.spec.node_name == node)
     }
 
     /// A receiver that wakes on every change to any store.

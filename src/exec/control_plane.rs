@@ -152,7 +152,7 @@ impl Executor<'_> {
     /// The node's kube-apiserver mirror pod runs the target (when the node has one: k3s and
     /// RKE2 embed the apiserver) and the apiserver answers `/readyz`.
     pub(super) async fn control_plane_ready(&self, node: &str, target: &Version) -> bool {
-        let pods: Vec<Pod> = if self.cache.is_stale("pods") {
+        let pods: Vec<Pod> = if self.cache.is_stale(super::cache::Kind::Pods) {
             let api: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
             let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
             let Ok(list) = api.list(&lp).await else { return false };

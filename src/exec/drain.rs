@@ -15,7 +15,7 @@ use kube::Client;
 use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use super::cache::Cache;
+use super::cache::{Cache, Kind};
 use super::cancel::Cancel;
 use super::events::{Event, EventSink};
 use crate::k8s::pod::{self as pods, reference as pod_ref};
@@ -156,7 +156,7 @@ pub async fn evictable_pods(client: &Client, node: &str, policy: &DrainPolicy) -
 
 /// The same check from the run's watch, for the preflight before cordoning.
 pub async fn preflight(client: &Client, cache: &Cache, node: &str, policy: &DrainPolicy) -> Result<(), DrainError> {
-    let pods = if cache.is_stale("pods") {
+    let pods = if cache.is_stale(Kind::Pods) {
         evictable_pods(client, node, policy).await?
     } else {
         classify(node, cache.pods_on(node).iter().map(|p| Pod::clone(p)).collect(), policy)?
@@ -200,7 +200,7 @@ pub async fn cordon(client: &Client, cache: &Cache, node: &str, run_id: &str) ->
     let nodes: Api<Node> = Api::all(client.clone());
     // The watch is trusted only to say "not cordoned" (the patch's precondition checks that);
     // "already cordoned" decides whether we uncordon later, so it is read fresh.
-    let mut seen = if cache.is_stale("nodes") {
+    let mut seen = if cache.is_stale(Kind::Nodes) {
         None
     } else {
         cache
@@ -252,7 +252,7 @@ async fn patch_current(
     change: impl Fn(&Node) -> Option<serde_json::Value>,
 ) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut seen = if cache.is_stale("nodes") { None } else { cache.node(node).map(|n| Node::clone(&n)) };
+    let mut seen = if cache.is_stale(Kind::Nodes) { None } else { cache.node(node).map(|n| Node::clone(&n)) };
     for _ in 0..5 {
         let n = match seen.take() {
             Some(n) => n,
@@ -404,7 +404,7 @@ pub async fn drain(
 /// The budgets covering a pod (from the run's watch while it is healthy).
 async fn budgets_of(client: &Client, cache: &Cache, pod: &Pod) -> Vec<PodDisruptionBudget> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let all: Vec<PodDisruptionBudget> = if cache.is_stale("poddisruptionbudgets") {
+    let all: Vec<PodDisruptionBudget> = if cache.is_stale(Kind::Budgets) {
         let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
         let Ok(list) = api.list(&ListParams::default()).await else { return vec![] };
         list.items
@@ -551,7 +551,7 @@ async fn evict_one(
             match refused_by {
                 // Backoff is the longest wait; the budget's own status, once it changes to allow a
                 // disruption, is the signal to try again at once.
-                Some((pdb, seen)) if !cache.is_stale("poddisruptionbudgets") => {
+                Some((pdb, seen)) if !cache.is_stale(Kind::Budgets) => {
                     let mut changes = cache.changes();
                     loop {
                         changes.borrow_and_update();
@@ -596,7 +596,7 @@ async fn evict_one(
             return Err(DrainError::Timeout { node: String::new(), timeout: policy.timeout, waiting: vec![] });
         }
         changes.borrow_and_update();
-        if cache.is_stale("pods") || !watched {
+        if cache.is_stale(Kind::Pods) || !watched {
             match api.get_opt(&name).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(p)) if !same_pod(&p) => return Ok(()),

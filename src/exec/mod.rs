@@ -55,6 +55,8 @@ use upgrader::Upgrader;
 pub struct Options {
     pub upgrader: Upgrader,
     pub max_unavailable: rollout::MaxUnavailable,
+    /// Nodes of the whole cluster upgraded at once, across pools (`None`: only the pools' limits).
+    pub max_parallel: Option<usize>,
     pub drain: drain::DrainPolicy,
     pub gates: gates::GateOptions,
     /// Soak after each batch (watched by a gate at its end).
@@ -264,7 +266,7 @@ impl<'a> Executor<'a> {
 
     /// Every node, from the run's watch while it is healthy.
     async fn nodes(&self) -> Result<Vec<Node>, ExecError> {
-        if !self.cache.is_stale("nodes") {
+        if !self.cache.is_stale(cache::Kind::Nodes) {
             return Ok(self.cache.nodes.state().iter().map(|n| Node::clone(n)).collect());
         }
         let api: Api<Node> = Api::all(self.client.clone());

@@ -318,14 +318,22 @@ impl Executor<'_> {
             });
             self.emit(Event::node_log(node, format!("waiting for volumes to detach: {}", left.join(", "))));
         };
-        super::volumes::wait_detached(&self.client, node, timeout, self.options.poll, &self.cancel, emit_wait)
-            .await
-            .map_err(|e| match e {
-                super::volumes::DetachError::Interrupted { .. } => {
-                    ExecError::Interrupted(format!("{e}; {node} stays cordoned (journal kept: apply --resume)"))
-                }
-                _ => ExecError::Blocked(format!("{e}. {node} stays cordoned (journal kept)")),
-            })
+        super::volumes::wait_detached(
+            &self.client,
+            &self.cache,
+            node,
+            timeout,
+            self.options.poll,
+            &self.cancel,
+            emit_wait,
+        )
+        .await
+        .map_err(|e| match e {
+            super::volumes::DetachError::Interrupted { .. } => {
+                ExecError::Interrupted(format!("{e}; {node} stays cordoned (journal kept: apply --resume)"))
+            }
+            _ => ExecError::Blocked(format!("{e}. {node} stays cordoned (journal kept)")),
+        })
     }
 
     /// Runs an upgrader action, keeping its output's first and last lines in the journal.
@@ -422,7 +430,8 @@ impl Executor<'_> {
                 return Err(ExecError::Interrupted(format!("stopped while waiting for {node}; it stays cordoned")));
             }
             changes.borrow_and_update();
-            let stale = self.cache.is_stale("nodes") || last_direct.elapsed() >= super::gates::DIRECT_CROSS_CHECK;
+            let stale = self.cache.is_stale(super::cache::Kind::Nodes)
+                || last_direct.elapsed() >= super::gates::DIRECT_CROSS_CHECK;
             if stale {
                 last_direct = Instant::now();
             }
@@ -489,7 +498,7 @@ impl Executor<'_> {
     /// DaemonSet pods on the node that run but are not Ready (CNI, kube-proxy, CSI node
     /// plugins: a node without them is not ready for workloads whatever its condition says).
     async fn daemon_pods_not_ready(&self, node: &str) -> Vec<String> {
-        let on_node: Vec<Pod> = if self.cache.is_stale("pods") {
+        let on_node: Vec<Pod> = if self.cache.is_stale(super::cache::Kind::Pods) {
             let api: Api<Pod> = Api::all(self.client.clone());
             let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
             match api.list(&lp).await {

@@ -79,18 +79,22 @@ pub struct Candidate {
 }
 
 /// The next batch out of `remaining` (indexes, in name order): at most `limit[pool]` nodes of each
-/// pool, and together never more pods of a budget than it allows disrupting now (`allowed`,
-/// absent: unguarded). A node that alone holds more than a budget allows goes alone: its drain
-/// then waits for the budget, as a single node would.
+/// pool and `cap` in all, and together never more pods of a budget than it allows disrupting now
+/// (`allowed`, absent: unguarded). A node that alone holds more than a budget allows goes alone:
+/// its drain then waits for the budget, as a single node would.
 pub fn next_batch(
     remaining: &[Candidate],
     allowed: &BTreeMap<String, u32>,
     limit: &BTreeMap<String, usize>,
+    cap: usize,
 ) -> Vec<usize> {
     let mut taken: Vec<usize> = Vec::new();
     let mut per_pool: BTreeMap<&str, usize> = BTreeMap::new();
     let mut used: BTreeMap<&str, u32> = BTreeMap::new();
     for (i, c) in remaining.iter().enumerate() {
+        if taken.len() >= cap.max(1) {
+            break;
+        }
         let pool_used = per_pool.get(c.pool.as_str()).copied().unwrap_or(0);
         if pool_used >= limit.get(&c.pool).copied().unwrap_or(1).max(1) {
             continue;
@@ -189,7 +193,8 @@ impl Executor<'_> {
                         budgets: per_node.get(name).cloned().unwrap_or_default(),
                     })
                     .collect();
-                let mut picked = next_batch(&candidates, &allowed, &limit);
+                let mut picked =
+                    next_batch(&candidates, &allowed, &limit, self.options.max_parallel.unwrap_or(usize::MAX));
                 picked.sort_unstable_by(|a, b| b.cmp(a));
                 let mut batch: Vec<(String, Version)> = picked.into_iter().map(|k| remaining.remove(k)).collect();
                 batch.reverse();
@@ -338,12 +343,15 @@ mod tests {
         let allowed: BTreeMap<String, u32> = [("shop/web".to_string(), 2), ("data/db".to_string(), 1)].into();
         let limit: BTreeMap<String, usize> = [("a".to_string(), 2), ("b".to_string(), 2), ("c".to_string(), 1)].into();
         // a-1, a-2 use web's 2; a-3 would exceed pool a's 2; b-1 needs web; b-2 is free; c-1 over.
-        assert_eq!(next_batch(&nodes, &allowed, &limit), vec![0, 1, 4]);
+        assert_eq!(next_batch(&nodes, &allowed, &limit, usize::MAX), vec![0, 1, 4]);
         // A node over a budget on its own goes alone.
-        assert_eq!(next_batch(&nodes[5..], &allowed, &limit), vec![0]);
+        assert_eq!(next_batch(&nodes[5..], &allowed, &limit, usize::MAX), vec![0]);
         // Unguarded pools fill to their limit.
         let free = vec![cand("x-1", "x", &[]), cand("x-2", "x", &[]), cand("x-3", "x", &[])];
-        assert_eq!(next_batch(&free, &allowed, &[("x".to_string(), 2)].into()), vec![0, 1]);
+        assert_eq!(next_batch(&free, &allowed, &[("x".to_string(), 2)].into(), usize::MAX), vec![0, 1]);
+        // The cluster-wide cap wins over the pools' limits.
+        assert_eq!(next_batch(&nodes, &allowed, &limit, 1), vec![0]);
+        assert_eq!(next_batch(&free, &allowed, &[("x".to_string(), 2)].into(), 1), vec![0]);
     }
 
     #[test]

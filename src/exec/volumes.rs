@@ -9,13 +9,14 @@
 //! CSI volume that is not in use there. An unreachable node is not waited for: its kubelet cannot
 //! confirm any unmount, which is why the attach/detach controller detaches there by force.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::{Api, Client};
 
+use super::cache::{Cache, Kind};
 use crate::kubeapi::retry::with_retries;
 
 /// The unique name a kubelet and the attach/detach controller give a CSI volume.
@@ -67,10 +68,13 @@ pub enum DetachError {
     Interrupted { node: String },
 }
 
-/// Waits until nothing is left to detach from `node`, polling every `interval`; `on_wait` hears
-/// the names still attached (once per change). An unreachable node returns at once.
+/// Waits until nothing is left to detach from `node`, reading the run's watches (the API
+/// directly while one is stale) and waking on every change, at the latest after `interval`;
+/// `on_wait` hears the names still attached (once per change). An unreachable node returns at
+/// once.
 pub async fn wait_detached(
     client: &Client,
+    cache: &Cache,
     node: &str,
     timeout: Duration,
     interval: Duration,
@@ -83,24 +87,35 @@ pub async fn wait_detached(
     let read = |e: kube::Error| DetachError::Read { node: node.to_string(), error: e.to_string() };
     let all = kube::api::ListParams::default();
     let started = Instant::now();
+    let mut changes = cache.changes();
     let mut last: Vec<String> = Vec::new();
+    // Volume handles never change: each PersistentVolume is read once.
+    let mut handles: HashMap<String, Option<(String, String)>> = HashMap::new();
     loop {
-        let n = with_retries(|| nodes.get(node)).await.map_err(read)?;
+        let n = match cache.node(node) {
+            Some(n) if !cache.is_stale(Kind::Nodes) => Node::clone(&n),
+            _ => with_retries(|| nodes.get(node)).await.map_err(read)?,
+        };
         if super::drain::unreachable(&n) {
             return Ok(());
         }
-        let list = with_retries(|| attachments.list(&all)).await.map_err(read)?;
-        let mine: Vec<VolumeAttachment> = list.items.into_iter().filter(|va| va.spec.node_name == node).collect();
-        let mut handles = std::collections::HashMap::new();
+        let mine: Vec<VolumeAttachment> = if cache.is_stale(Kind::VolumeAttachments) {
+            let list = with_retries(|| attachments.list(&all)).await.map_err(read)?;
+            list.items.into_iter().filter(|va| va.spec.node_name == node).collect()
+        } else {
+            cache.attachments_on(node).iter().map(|va| VolumeAttachment::clone(va)).collect()
+        };
         for va in &mine {
             let Some(pv) = va.spec.source.persistent_volume_name.as_deref() else { continue };
+            if handles.contains_key(pv) {
+                continue;
+            }
             // A volume deleted meanwhile has no handle left; it is named by its PV.
             let volume = with_retries(|| volumes.get_opt(pv)).await.map_err(read)?;
-            if let Some(csi) = volume.and_then(|v| v.spec).and_then(|s| s.csi) {
-                handles.insert(pv.to_string(), (csi.driver, csi.volume_handle));
-            }
+            let csi = volume.and_then(|v| v.spec).and_then(|s| s.csi).map(|c| (c.driver, c.volume_handle));
+            handles.insert(pv.to_string(), csi);
         }
-        let left = still_attached(&n, &mine, |pv| handles.get(pv).cloned());
+        let left = still_attached(&n, &mine, |pv| handles.get(pv).cloned().flatten());
         if left.is_empty() {
             return Ok(());
         }
@@ -108,18 +123,19 @@ pub async fn wait_detached(
             on_wait(&left);
             last = left.clone();
         }
-        if started.elapsed() >= timeout {
+        let waited = started.elapsed();
+        if waited >= timeout {
             return Err(DetachError::Timeout {
                 node: node.to_string(),
                 count: left.len(),
                 names: left.join(", "),
-                waited: started.elapsed().as_secs(),
+                waited: waited.as_secs(),
             });
         }
         tokio::select! {
             // The first stop request lets the node in flight finish; only an abort ends the wait.
             _ = cancel.abort_requested() => return Err(DetachError::Interrupted { node: node.to_string() }),
-            _ = tokio::time::sleep(interval) => {}
+            _ = Cache::next_change(&mut changes, interval.min(timeout - waited)) => {}
         }
     }
 }

@@ -1052,6 +1052,7 @@ fn run_in_process(
         let mut options = exec::Options {
             upgrader: Upgrader::Sim,
             max_unavailable: exec::rollout::MaxUnavailable::Count(1),
+            max_parallel: None,
             drain: drain::DrainPolicy {
                 delete_emptydir_data: true,
                 force: true,
@@ -1457,4 +1458,45 @@ fn a_volume_that_never_detaches_stops_the_run_with_its_node_cordoned_and_named()
     let o = apply(&c, &["--to", "1.31", "--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert_finished_clean(&c, "1.31");
+}
+
+#[test]
+fn max_unavailable_counts_per_pool_and_max_parallel_caps_the_whole_cluster() {
+    let scenario = || {
+        k8s_upgrade::sim::Scenario::parse(
+            "two-pools",
+            r#"
+name: two-pools
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: a, count: 3, roles: [worker] }
+  - { name: b, count: 3, roles: [worker] }
+addons:
+  - { name: kube-proxy, version: "1.30.4" }
+workloads:
+  - { kind: Deployment, name: web, replicas: 4 }
+"#,
+        )
+        .unwrap()
+    };
+    let batch_sizes = |c: &Cluster| -> Vec<usize> {
+        read_events(&events(c))
+            .iter()
+            .filter(|e| e["event"] == "batch-start" && e["label"] != "control plane")
+            .map(|e| e["nodes"].as_array().unwrap().len())
+            .collect()
+    };
+    let c = Cluster::start(scenario(), 0.02);
+    let o = apply(&c, &["--to", "1.31", "--max-unavailable", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
+    // The canary, then one node of each pool at a time.
+    assert_eq!(batch_sizes(&c), [1, 2, 2, 1]);
+
+    let c = Cluster::start(scenario(), 0.02);
+    let o = apply(&c, &["--to", "1.31", "--max-unavailable", "1", "--max-parallel", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_finished_clean(&c, "1.31");
+    assert_eq!(batch_sizes(&c), [1; 6]);
 }
