@@ -12,16 +12,12 @@ use serde_json::json;
 
 use super::{Details, Finding, FindingCode, Severity};
 use crate::inventory::{ClusterFacts, Inventory, NodeFacts, PdbFacts, PodFacts, WorkloadFacts};
+use crate::k8s::pod::{Disposition, DrainView, Need, disposition};
 use crate::labels::LabelSelector;
 
-/// Pods that no longer run: drains delete them without eviction or PDB checks.
-fn finished(p: &PodFacts) -> bool {
-    p.phase == "Succeeded" || p.phase == "Failed"
-}
-
-/// Pods a drain evicts: running, not a mirror pod, not owned by a DaemonSet.
+/// Pods a drain evicts (the drain's own rule, [`disposition`]) that are bound to a node.
 fn evicted_by_drain(p: &PodFacts) -> bool {
-    !finished(p) && !p.mirror && !p.daemonset && !p.node.is_empty()
+    matches!(disposition(p), Disposition::Evicted { .. }) && !p.node.is_empty()
 }
 
 /// The pods a budget selects (same namespace; a budget without a selector selects nothing).
@@ -35,7 +31,7 @@ fn selected<'a>(pdb: &PdbFacts, by_namespace: &HashMap<&str, Vec<&'a PodFacts>>)
         .into_iter()
         .flatten()
         .copied()
-        .filter(|p| !finished(p))
+        .filter(|p| !p.finished())
         .filter(|p| sel.matches_map(&p.labels))
         .collect()
 }
@@ -213,43 +209,55 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
 
 fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
     for p in &cluster.pods {
-        if finished(p) || p.mirror || p.node.is_empty() {
+        if p.node.is_empty() {
             continue;
         }
+        let Disposition::Evicted { needs } = disposition(p) else { continue };
         let subject = format!("Pod {}/{}", p.namespace, p.name);
-        if p.controller.is_none() {
+        for need in needs {
+            let (code, severity, message, remediation) = match need {
+                Need::OwnerConsent(veto) => (
+                    FindingCode::PodEvictionVetoed,
+                    Severity::Blocker,
+                    format!(
+                        "{}/{} on node {} is annotated {veto}: its owner asked that it not be evicted, so the drain of {} stops before the node is cordoned",
+                        p.namespace, p.name, p.node, p.node
+                    ),
+                    format!(
+                        "ask the owner of {}/{} to remove the annotation for the window (or move the pod), or leave it out of the drain with apply --pod-selector",
+                        p.namespace, p.name
+                    ),
+                ),
+                Need::Force => (
+                    FindingCode::PodNoController,
+                    Severity::Warning,
+                    format!(
+                        "{}/{} on node {} has no controller: draining the node deletes it for good, and the drain needs --force",
+                        p.namespace, p.name, p.node
+                    ),
+                    format!(
+                        "run {} under a Deployment, StatefulSet or Job, or save what it does and accept that it is deleted when {} drains",
+                        p.name, p.node
+                    ),
+                ),
+                Need::DeleteEmptyDirData => (
+                    FindingCode::PodEmptydir,
+                    Severity::Warning,
+                    format!(
+                        "{}/{} on node {} uses an emptyDir volume: its data is lost when the node drains (the drain needs --delete-emptydir-data)",
+                        p.namespace, p.name, p.node
+                    ),
+                    "move data that must survive to a PersistentVolume, or confirm it is scratch space".into(),
+                ),
+            };
             out.push(Finding {
-                code: FindingCode::PodNoController,
-                severity: Severity::Warning,
+                code,
+                severity,
                 hop: None,
                 subject: subject.clone(),
-                message: format!(
-                    "{}/{} on node {} has no controller: draining the node deletes it for good, and the drain needs --force",
-                    p.namespace, p.name, p.node
-                ),
+                message,
                 evidence: None,
-                remediation: format!(
-                    "run {} under a Deployment, StatefulSet or Job, or save what it does and accept that it is deleted when {} drains",
-                    p.name, p.node
-                ),
-                details: Details::facts(pod_details(p)),
-            });
-        }
-        if p.daemonset {
-            continue;
-        }
-        if p.empty_dir {
-            out.push(Finding {
-                code: FindingCode::PodEmptydir,
-                severity: Severity::Warning,
-                hop: None,
-                subject: subject.clone(),
-                message: format!(
-                    "{}/{} on node {} uses an emptyDir volume: its data is lost when the node drains (the drain needs --delete-emptydir-data)",
-                    p.namespace, p.name, p.node
-                ),
-                evidence: None,
-                remediation: "move data that must survive to a PersistentVolume, or confirm it is scratch space".into(),
+                remediation,
                 details: Details::facts(pod_details(p)),
             });
         }
@@ -283,7 +291,7 @@ fn free_room(node: &NodeFacts, usage: &HashMap<&str, (f64, f64, f64)>) -> (f64, 
 /// Pods, CPU and memory in use per node (running pods only), in one pass.
 fn usage(pods: &[PodFacts]) -> HashMap<&str, (f64, f64, f64)> {
     let mut m: HashMap<&str, (f64, f64, f64)> = HashMap::new();
-    for p in pods.iter().filter(|p| !finished(p) && !p.node.is_empty()) {
+    for p in pods.iter().filter(|p| !p.finished() && !p.node.is_empty()) {
         let e = m.entry(p.node.as_str()).or_default();
         e.0 += 1.0;
         e.1 += p.requests.0;
@@ -686,6 +694,25 @@ mod tests {
         assert_eq!(f[0].details.get("node"), json!("n1"));
         assert_eq!(f[1].details.get("name"), json!("web-1"));
         assert_eq!(f[2].details.get("namespace"), json!("data"));
+    }
+
+    #[test]
+    fn a_pod_whose_owner_vetoed_eviction_blocks_its_node_at_plan_time_as_the_drain_would() {
+        let mut vetoed = pod("shop", "batch-1", "n2", Some("Deployment/batch"), &[]);
+        vetoed.eviction_veto = Some("cluster-autoscaler.kubernetes.io/safe-to-evict=false".into());
+        let mut done = pod("shop", "batch-0", "n2", Some("Deployment/batch"), &[]);
+        done.eviction_veto = Some("karpenter.sh/do-not-disrupt=true".into());
+        done.phase = "Succeeded".into();
+        let inv = cluster(roomy_nodes(), vec![vetoed, done], vec![], vec![]);
+        let f = drainability(&inv);
+        assert_eq!(codes(&f), vec![FindingCode::PodEvictionVetoed], "a finished pod is not evicted, vetoed or not");
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert!(
+            f[0].message.contains("safe-to-evict=false") && f[0].message.contains("drain of n2"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].remediation.contains("--pod-selector"));
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<
     let mut out = Vec::new();
     let mut reasons = Vec::new();
     for p in pods {
-        if pods::is_mirror(&p) || pods::is_daemonset(&p) || past_waiting(&p, policy) {
+        if past_waiting(&p, policy) {
             continue;
         }
         if let Some(sel) = &policy.pod_selector
@@ -121,22 +121,24 @@ pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<
         {
             continue;
         }
-        if let Some(veto) = pods::eviction_vetoed(&p)
-            && !pods::is_finished(&p)
-        {
-            reasons.push(format!(
-                "{} is annotated {veto}: its owner asked that it not be evicted (remove the annotation once it may go, or leave it out with --pod-selector)",
-                pod_ref(&p)
-            ));
-        }
-        let empty_dir = pods::uses_empty_dir(&p);
-        let bare = !pods::has_controller(&p);
-        let finished = pods::is_finished(&p);
-        if bare && !policy.force && !finished {
-            reasons.push(format!("{} has no controller (pass --force to delete it for good)", pod_ref(&p)));
-        }
-        if empty_dir && !policy.delete_emptydir_data && !finished {
-            reasons.push(format!("{} uses emptyDir (pass --delete-emptydir-data to lose its data)", pod_ref(&p)));
+        let needs = match pods::disposition(&p) {
+            pods::Disposition::Stays => continue,
+            pods::Disposition::Finished => Vec::new(),
+            pods::Disposition::Evicted { needs } => needs,
+        };
+        for need in needs {
+            match need {
+                pods::Need::OwnerConsent(veto) => reasons.push(format!(
+                    "{} is annotated {veto}: its owner asked that it not be evicted (remove the annotation once it may go, or leave it out with --pod-selector)",
+                    pod_ref(&p)
+                )),
+                pods::Need::Force if !policy.force => {
+                    reasons.push(format!("{} has no controller (pass --force to delete it for good)", pod_ref(&p)))
+                }
+                pods::Need::DeleteEmptyDirData if !policy.delete_emptydir_data => reasons
+                    .push(format!("{} uses emptyDir (pass --delete-emptydir-data to lose its data)", pod_ref(&p))),
+                pods::Need::Force | pods::Need::DeleteEmptyDirData => {}
+            }
         }
         out.push(p);
     }

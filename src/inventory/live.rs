@@ -269,6 +269,7 @@ fn pod_facts(p: &Pod, rs_owner: &BTreeMap<(String, String), String>) -> PodFacts
         daemonset: owner.is_some_and(|o| o.kind == "DaemonSet"),
         empty_dir: volumes.iter().any(|v| v.empty_dir.is_some()),
         local_volume: volumes.iter().any(|v| v.host_path.is_some()),
+        eviction_veto: crate::k8s::pod::eviction_vetoed(p),
         labels: p.metadata.labels.clone().unwrap_or_default(),
         requests,
     }

@@ -219,6 +219,9 @@ pub struct PodFacts {
     pub daemonset: bool,
     pub empty_dir: bool,
     pub local_volume: bool,
+    /// The annotation by which the pod's owner vetoed eviction (`...safe-to-evict=false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_veto: Option<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     /// Requested CPU cores and memory bytes.
     pub requests: (f64, f64),
