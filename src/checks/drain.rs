@@ -207,9 +207,11 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
     }
 }
 
-fn pod_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+/// What the drain will refuse or lose, pod by pod, among the pods it evicts (`scope`: only those
+/// `--pod-selector` selects).
+fn pod_findings(cluster: &ClusterFacts, scope: Option<&LabelSelector>, out: &mut Vec<Finding>) {
     for p in &cluster.pods {
-        if p.node.is_empty() {
+        if p.node.is_empty() || scope.is_some_and(|s| !s.matches_map(&p.labels)) {
             continue;
         }
         let Disposition::Evicted { needs } = disposition(p) else { continue };
@@ -424,12 +426,12 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
 }
 
 /// Drain blockers and risks in the cluster facts (none without a cluster).
-pub fn drainability(inv: &Inventory) -> Vec<Finding> {
+pub fn drainability(inv: &Inventory, scope: Option<&LabelSelector>) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(cluster) = &inv.cluster else { return out };
     pdb_findings(cluster, &mut out);
     probe_findings(cluster, &mut out);
-    pod_findings(cluster, &mut out);
+    pod_findings(cluster, scope, &mut out);
     out.extend(capacity_finding(cluster));
     out
 }
@@ -592,7 +594,7 @@ mod tests {
 
     #[test]
     fn no_cluster_no_findings() {
-        assert!(drainability(&Inventory::default()).is_empty());
+        assert!(drainability(&Inventory::default(), None).is_empty());
     }
 
     #[test]
@@ -603,7 +605,7 @@ mod tests {
         ];
         let inv =
             cluster(roomy_nodes(), pods, vec![pdb("shop", "web", "web", (2, 1), 1, 2)], vec![deploy("shop", "web", 2)]);
-        assert!(drainability(&inv).is_empty(), "{:#?}", drainability(&inv));
+        assert!(drainability(&inv, None).is_empty(), "{:#?}", drainability(&inv, None));
     }
 
     #[test]
@@ -614,7 +616,7 @@ mod tests {
         ];
         let inv =
             cluster(roomy_nodes(), pods, vec![pdb("shop", "db", "db", (2, 2), 0, 2)], vec![deploy("shop", "db", 2)]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain]);
         let x = &f[0];
         assert_eq!(x.severity, Severity::Blocker);
@@ -634,7 +636,7 @@ mod tests {
         let pods = vec![pod("shop", "api-1", "n1", Some("Deployment/api"), &[("app", "api")]), sick];
         let inv =
             cluster(roomy_nodes(), pods, vec![pdb("shop", "api", "api", (1, 2), 0, 2)], vec![deploy("shop", "api", 2)]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbUnhealthy]);
         assert_eq!(f[0].severity, Severity::Blocker);
         assert_eq!(f[0].details.get("unreadyPods"), json!(["shop/api-2"]));
@@ -649,7 +651,7 @@ mod tests {
         b.min_available = None;
         b.max_unavailable = Some(json!(1));
         let inv = cluster(roomy_nodes(), pods, vec![b], vec![deploy("shop", "cache", 1)]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbSingleReplica]);
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(f[0].details.get("singleReplicaWorkloads"), json!(["Deployment/cache"]));
@@ -665,7 +667,7 @@ mod tests {
             vec![pdb("shop", "web", "web", (0, 0), 1, 0)],
             vec![deploy("other", "web", 1)],
         );
-        assert!(drainability(&inv).is_empty(), "{:#?}", drainability(&inv));
+        assert!(drainability(&inv, None).is_empty(), "{:#?}", drainability(&inv, None));
     }
 
     #[test]
@@ -684,7 +686,7 @@ mod tests {
         let mut done = pod("dev", "job-done", "n3", None, &[]);
         done.phase = "Succeeded".into();
         let inv = cluster(roomy_nodes(), vec![bare, mirror, scratch, local, ds, done], vec![], vec![]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(
             codes(&f),
             vec![FindingCode::PodNoController, FindingCode::PodEmptydir, FindingCode::PodLocalVolume]
@@ -704,7 +706,7 @@ mod tests {
         done.eviction_veto = Some("karpenter.sh/do-not-disrupt=true".into());
         done.phase = "Succeeded".into();
         let inv = cluster(roomy_nodes(), vec![vetoed, done], vec![], vec![]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PodEvictionVetoed], "a finished pod is not evicted, vetoed or not");
         assert_eq!(f[0].severity, Severity::Blocker);
         assert!(
@@ -734,7 +736,7 @@ mod tests {
         ds.requests = (4.0, 0.0);
         pods.push(ds);
         let inv = cluster(nodes, pods, vec![], vec![deploy("shop", "worker", 6)]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::NoSpareCapacity], "{f:#?}");
         let x = &f[0];
         assert_eq!(x.severity, Severity::Blocker);
@@ -751,13 +753,13 @@ mod tests {
         let mut pods: Vec<PodFacts> =
             (0..4).map(|i| pod("shop", &format!("w-{i}"), "a", Some("Deployment/w"), &[])).collect();
         let inv = cluster(nodes.clone(), pods.clone(), vec![], vec![]);
-        assert!(drainability(&inv).is_empty());
+        assert!(drainability(&inv, None).is_empty());
         // Node b can take only 2 more pods.
         let mut nodes = nodes;
         nodes[1].allocatable.0 = 2.0;
         pods.truncate(3);
         let inv = cluster(nodes, pods, vec![], vec![]);
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::NoSpareCapacity]);
         assert_eq!(f[0].details.get("freePods"), json!(2.0));
     }
@@ -805,21 +807,21 @@ mod tests {
         };
         let refused = ProbeOutcome::Refused { status: 429, message: "Cannot evict pod".into() };
         inv.cluster.as_mut().unwrap().eviction_probes = vec![probe("db", "db-0", refused.clone())];
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain]);
         assert!(f[0].message.contains("Confirmed: the apiserver refused a dry-run eviction of shop/db-0"));
         assert_eq!(f[0].details.get("dryRunEviction")["status"], json!(429));
 
         // The server refuses where nothing was predicted: a blocker of its own.
         inv.cluster.as_mut().unwrap().eviction_probes = vec![probe("web", "web-0", refused)];
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain, FindingCode::EvictionRefused]);
         assert_eq!(f[1].severity, Severity::Blocker);
 
         // Accepted where a blocker was predicted: said, not hidden; accepted elsewhere: summarised.
         inv.cluster.as_mut().unwrap().eviction_probes =
             vec![probe("db", "db-0", ProbeOutcome::Allowed), probe("web", "web-0", ProbeOutcome::Allowed)];
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain, FindingCode::EvictionsConfirmed]);
         assert!(f[0].message.contains("may be recovering"), "{}", f[0].message);
         assert_eq!(f[1].details.get("allowed"), json!(["shop/web"]));
@@ -827,7 +829,7 @@ mod tests {
         // A probe that could not run never reads as a yes.
         inv.cluster.as_mut().unwrap().eviction_probes =
             vec![probe("web", "web-0", ProbeOutcome::Failed { message: "forbidden".into() })];
-        let f = drainability(&inv);
+        let f = drainability(&inv, None);
         assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain, FindingCode::EvictionProbeFailed]);
         assert_eq!(f[1].severity, Severity::Warning);
     }

@@ -458,7 +458,9 @@ async fn apply(
             // passes it (and differs from the saved one, which the drift check then says).
             let via = via.into_iter().filter(|v| *v > from).collect();
             let req = PathRequest { distro, from, to, via, kubelets: vec![], facts: Facts::default(), today };
-            crate::plan::plan(&inv, catalog, &req).map_err(CliError::from)
+            // The drain evicts only what --pod-selector selects: the plan judges those pods.
+            let scope = args.pod_selector.as_deref().and_then(|s| crate::labels::LabelSelector::parse(s).ok());
+            crate::plan::plan_drain_scoped(&inv, catalog, &req, scope.as_ref()).map_err(CliError::from)
         };
         let plan = if let Some(file) = &args.plan {
             let text = std::fs::read_to_string(file)

@@ -44,6 +44,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "VERSION", value_delimiter = ',')]
     pub via: Vec<String>,
 
+    /// Judge the drains as `apply --pod-selector` runs them: only the pods this label selector
+    /// selects are evicted, so only they can stop a drain.
+    #[arg(long, value_name = "SELECTOR")]
+    pub pod_selector: Option<String>,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = PlanFormat::Table, env = "K8S_UPGRADE_OUTPUT")]
     pub output: PlanFormat,
@@ -88,7 +93,14 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
         }
     };
     let req = PathRequest { distro, from, to, via, kubelets, facts: Facts::default(), today };
-    let plan = crate::plan::plan(&inv, &catalog, &req)?;
+    let scope = match &args.pod_selector {
+        None => None,
+        Some(s) => Some(
+            crate::labels::LabelSelector::parse(s)
+                .map_err(|e| CliError::usage(format!("--pod-selector '{s}': {e}")))?,
+        ),
+    };
+    let plan = crate::plan::plan_drain_scoped(&inv, &catalog, &req, scope.as_ref())?;
     if let Some(path) = &args.save {
         let text = render::yaml(&plan)?;
         let tmp = path.with_extension("tmp");

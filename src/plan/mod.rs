@@ -195,6 +195,17 @@ pub fn diff(saved: &Plan, now: &Plan) -> Vec<String> {
 /// Builds the plan. Fails only when there is no path at all.
 #[allow(clippy::result_large_err)] // built once per run; the path error carries its evidence
 pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Plan, PathError> {
+    plan_drain_scoped(inv, catalog, req, None)
+}
+
+/// [`plan`] for drains that evict only the pods `drain_scope` selects (`--pod-selector`): pods
+/// left out raise no drain finding, as the drain will not touch them.
+pub fn plan_drain_scoped(
+    inv: &Inventory,
+    catalog: &Catalog,
+    req: &PathRequest,
+    drain_scope: Option<&crate::labels::LabelSelector>,
+) -> Result<Plan, PathError> {
     let req = with_cluster_facts(inv, req);
     let path = graph::find_path(catalog, &req)?;
     let Some(distro) = catalog.distro(&path.distro) else {
@@ -209,7 +220,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
     let mut findings = checks::removed_apis(inv, catalog, &path.from, &cp_hops);
     findings.extend(checks::addons(inv, catalog, &path.from, &cp_hops));
     findings.extend(checks::skew(inv, catalog, distro));
-    findings.extend(checks::drainability(inv));
+    findings.extend(checks::drainability(inv, drain_scope));
     findings.extend(checks::support_calendar(catalog, distro, &cp_hops, req.today));
     findings.extend(checks::access(inv));
     // Blockers first, then warnings, then information; stable within each.

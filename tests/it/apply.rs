@@ -1295,7 +1295,24 @@ fn a_pod_whose_owner_vetoes_eviction_stops_its_node_before_the_cordon_unless_lef
         r#"{"metadata":{"annotations":{"cluster-autoscaler.kubernetes.io/safe-to-evict":"false"}}}"#,
     );
     assert_eq!(status, 200, "{body}");
+    // The plan names it as a blocker, so apply does not start.
     let o = apply(&c, &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "default/{web} on node w-1 is annotated cluster-autoscaler.kubernetes.io/safe-to-evict=false"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("POD_EVICTION_VETOED") && stderr(&o).contains("apply does not start"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!journal(&c).exists());
+    // Told to start anyway, the drain stops at the same pod, before the node is cordoned.
+    let o = apply(&c, &["--to", "1.31", "--ignore-blockers"]);
     assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
     assert!(
         stdout(&o)
@@ -1305,7 +1322,8 @@ fn a_pod_whose_owner_vetoes_eviction_stops_its_node_before_the_cordon_unless_lef
     );
     assert!(stdout(&o).contains("the node was not cordoned"), "{}", stdout(&o));
     assert!(c.stats()["nodes"].as_array().unwrap().iter().all(|n| n["schedulable"] == true));
-    // Left out by --pod-selector, it stays where it is and the roll goes on.
+    // Left out by --pod-selector, it stays where it is and the roll goes on: neither the plan
+    // nor the drain holds it against the node.
     std::fs::remove_file(journal(&c)).unwrap();
     let o = apply(&c, &["--to", "1.31", "--pod-selector", "app!=web"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
