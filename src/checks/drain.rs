@@ -770,7 +770,7 @@ mod tests {
         nodes[1].ready = false;
         nodes[2].unschedulable = true;
         let pods = vec![pod("shop", "w-0", "a", Some("Deployment/w"), &[])];
-        let f = drainability(&cluster(nodes, pods, vec![], vec![]));
+        let f = drainability(&cluster(nodes, pods, vec![], vec![]), None);
         assert_eq!(codes(&f), vec![FindingCode::NoSpareCapacity]);
         assert_eq!(f[0].details.get("otherNodes"), json!([]));
     }

@@ -200,6 +200,7 @@ pub fn plan(inv: &Inventory, catalog: &Catalog, req: &PathRequest) -> Result<Pla
 
 /// [`plan`] for drains that evict only the pods `drain_scope` selects (`--pod-selector`): pods
 /// left out raise no drain finding, as the drain will not touch them.
+#[allow(clippy::result_large_err)] // as `plan`
 pub fn plan_drain_scoped(
     inv: &Inventory,
     catalog: &Catalog,
