@@ -859,7 +859,10 @@ fn patch_object(
         } else if ct.starts_with("application/strategic-merge-patch+json") {
             patch::strategic_merge_patch(&mut next, &p);
         } else if ct.starts_with("application/json-patch+json") {
-            patch::json_patch(&mut next, &p).map_err(|e| ApiError::invalid(&def.resource, &name, &e))?;
+            patch::json_patch(&mut next, &p).map_err(|e| match e {
+                patch::JsonPatchError::Decode(m) => ApiError::bad_request(&format!("error decoding patch: {m}")),
+                patch::JsonPatchError::Apply(_) => ApiError::patch_failed(),
+            })?;
         } else {
             return Err(ApiError::unsupported_media(&ct));
         }

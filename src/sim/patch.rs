@@ -69,26 +69,66 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Why a JSON patch was refused, in the apiserver's two classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonPatchError {
+    /// The body is not a list of operation objects: the apiserver answers 400 BadRequest,
+    /// "error decoding patch: ..." with Go's decoding message.
+    Decode(String),
+    /// An operation failed or is malformed: 422 Invalid with a generic message (the apiserver
+    /// does not pass the patch library's reason on). The reason is kept for tests and logs.
+    Apply(String),
+}
+
+/// Go's name for a JSON value's type in an unmarshal error.
+fn go_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Object(_) => "object",
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+    }
+}
+
 /// RFC 6902: add, remove, replace, move, copy and test, all or nothing (on an error `target` is
-/// left as it was). As the apiserver, a body that is not a list of well-formed operations and an
-/// operation that fails (a `test` that does not match, a path that does not exist) are both
-/// refused; the message names the operation by index and op, and the path.
-pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
-    let list = ops.as_array().ok_or("a JSON patch must be an array of operations")?;
+/// left as it was), refused as the apiserver refuses: see [`JsonPatchError`]. `null` is an empty
+/// patch, as Go decodes it.
+pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), JsonPatchError> {
+    let list = match ops {
+        Value::Null => return Ok(()),
+        Value::Array(list) => list,
+        other => {
+            return Err(JsonPatchError::Decode(format!(
+                "json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
+                go_kind(other)
+            )));
+        }
+    };
+    if let Some(bad) = list.iter().find(|op| !op.is_object() && !op.is_null()) {
+        return Err(JsonPatchError::Decode(format!(
+            "json: cannot unmarshal {} into Go value of type handlers.jsonPatchOp",
+            go_kind(bad)
+        )));
+    }
     let ops = list
         .iter()
         .enumerate()
         .map(|(i, op)| {
             json_patch::PatchOperation::deserialize(op).map_err(|e| {
                 let kind = op.get("op").and_then(Value::as_str).unwrap_or("?");
-                format!("JSON patch operation {i} ({kind}) is malformed: {e}")
+                JsonPatchError::Apply(format!("JSON patch operation {i} ({kind}) is malformed: {e}"))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let ops = json_patch::Patch(ops);
     json_patch::patch(target, &ops).map_err(|e| {
         let kind = list.get(e.operation).and_then(|op| op.get("op")).and_then(Value::as_str).unwrap_or("?");
-        format!("JSON patch operation {} ({kind}) failed at path '{}': {}", e.operation, e.path, e.kind)
+        JsonPatchError::Apply(format!(
+            "JSON patch operation {} ({kind}) failed at path '{}': {}",
+            e.operation, e.path, e.kind
+        ))
     })
 }
 
@@ -156,7 +196,10 @@ mod tests {
             ]),
         )
         .unwrap_err();
-        assert_eq!(err, "JSON patch operation 1 (test) failed at path '/list/0': value did not match");
+        assert_eq!(
+            err,
+            JsonPatchError::Apply("JSON patch operation 1 (test) failed at path '/list/0': value did not match".into())
+        );
         assert_eq!(v, before, "a failed patch applies none of its operations");
         for (ops, want) in [
             (json!([{"op": "remove", "path": "/nope/x"}]), "operation 0 (remove) failed at path '/nope/x'"),
@@ -164,7 +207,6 @@ mod tests {
             (json!([{"op": "add", "path": "/list/9", "value": 1}]), "(add) failed at path '/list/9'"),
             (json!([{"op": "remove", "path": ""}]), "(remove) failed at path ''"),
             (json!([{"op": "move", "from": "/spec", "path": "/spec/inner"}]), "(move) failed at path '/spec/inner'"),
-            (json!({"op": "add", "path": "/x", "value": 1}), "must be an array of operations"),
             (json!([{"op": "frob", "path": "/x"}]), "operation 0 (frob) is malformed: unknown variant `frob`"),
             (json!([{"op": "add", "path": "/x"}]), "operation 0 (add) is malformed: missing field `value`"),
             (json!([{"path": "/x", "value": 1}]), "operation 0 (?) is malformed"),
@@ -174,10 +216,23 @@ mod tests {
                 "(copy) failed at path '/x': \"from\" path is invalid",
             ),
         ] {
-            let err = json_patch(&mut v, &ops).unwrap_err();
+            let JsonPatchError::Apply(err) = json_patch(&mut v, &ops).unwrap_err() else { panic!("{ops}") };
             assert!(err.contains(want), "{ops}: {err}");
             assert_eq!(v, before, "{ops}");
         }
+        // A body that is not a list of objects does not decode, worded as Go's decoder words it.
+        for (ops, want) in [
+            (
+                json!({"op": "add", "path": "/x", "value": 1}),
+                "cannot unmarshal object into Go value of type []handlers.jsonPatchOp",
+            ),
+            (json!("add"), "cannot unmarshal string into Go value of type []handlers.jsonPatchOp"),
+            (json!([1]), "cannot unmarshal number into Go value of type handlers.jsonPatchOp"),
+        ] {
+            assert_eq!(json_patch(&mut v, &ops), Err(JsonPatchError::Decode(format!("json: {want}"))), "{ops}");
+        }
+        json_patch(&mut v, &Value::Null).unwrap();
+        assert_eq!(v, before, "null is an empty patch");
         // The whole document is the root path: replace swaps it, as the apiserver allows.
         json_patch(&mut v, &json!([{"op": "replace", "path": "", "value": {"a": 1}}])).unwrap();
         assert_eq!(v, json!({"a": 1}));

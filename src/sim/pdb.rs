@@ -2,8 +2,14 @@
 //!
 //! An eviction is refused with exactly the 429 kubectl expects (no `Retry-After`) when it would
 //! take a budget below its desired healthy count, fails with 500 when more than one budget covers
-//! the pod, and otherwise starts a graceful deletion. A plain DELETE bypasses budgets, as in a
-//! real cluster, but is counted as a violation in `/sim/stats` when the budget allowed none.
+//! the pod, and otherwise starts a graceful deletion. As in the apiserver, an allowed eviction
+//! first records the pod in the budget's `status.disruptedPods` (the disruption controller then
+//! counts it as gone for up to two minutes unless it is deleted) and only then checks the
+//! request's preconditions: an eviction whose UID or resourceVersion precondition fails still
+//! costs the budget a disruption until the entry expires. Pods the apiserver evicts without
+//! consulting a budget (pending, finished, already terminating) are deleted after the same
+//! precondition check. A plain DELETE bypasses budgets, as in a real cluster, but is counted as
+//! a violation in `/sim/stats` when the budget allowed none.
 
 use serde_json::{Value, json};
 
@@ -89,7 +95,9 @@ fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored
             .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1));
     }
     let scale = owners.values().sum::<i64>();
-    let current_healthy = pods.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64;
+    let disrupted = live_disruptions(sim, &spec);
+    let current_healthy =
+        pods.iter().filter(|p| p.meta.ready && !p.meta.terminating && !disrupted.contains_key(p.name())).count() as i64;
     let (expected, desired_healthy) = match (spec.pointer("/spec/maxUnavailable"), spec.pointer("/spec/minAvailable")) {
         (Some(max), _) => (scale, (scale - int_or_percent(max, scale, true).unwrap_or(0)).max(0)),
         (None, Some(min)) if min.is_string() => (scale, int_or_percent(min, scale, true).unwrap_or(0)),
@@ -100,6 +108,26 @@ fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored
     // Nothing is allowed while nothing is expected (pods whose controllers have no scale).
     let allowed = if never || expected <= 0 { 0 } else { (current_healthy - desired_healthy).max(0) };
     PdbStatus { expected, current_healthy, desired_healthy, disruptions_allowed: allowed }
+}
+
+/// The disruption controller's `DeletionTimeout`: an evicted pod not deleted within it counts again.
+const DELETION_TIMEOUT_SECONDS: f64 = 120.0;
+
+/// The budget's `status.disruptedPods` entries still in force: recorded by an eviction less than
+/// [`DELETION_TIMEOUT_SECONDS`] (scaled) ago, for a pod that still exists and is not terminating
+/// (a deletion the controller has seen ends the entry).
+fn live_disruptions(sim: &Sim, pdb: &Value) -> std::collections::BTreeMap<String, Value> {
+    let Some(map) = pdb.pointer("/status/disruptedPods").and_then(Value::as_object) else { return Default::default() };
+    let ns = pdb.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let now = super::clock::unix_now();
+    let timeout = sim.scaled(DELETION_TIMEOUT_SECONDS).as_secs_f64().max(1.0);
+    map.iter()
+        .filter(|(_, at)| {
+            at.as_str().and_then(super::clock::parse_rfc3339).is_some_and(|t| ((now - t) as f64) < timeout)
+        })
+        .filter(|(pod, _)| sim.store.get(&pods_key(), ns, pod).is_some_and(|p| !p.meta.terminating))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Writes computed status into every budget whose numbers changed.
@@ -118,7 +146,16 @@ pub fn refresh_all(sim: &Sim) {
 }
 
 fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) {
-    let status = json!({
+    write_status_with(sim, pdb, s, None)
+}
+
+/// Writes the status, with `evicted` added to `disruptedPods` (an eviction just allowed).
+fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str>) {
+    let mut disrupted = live_disruptions(sim, &pdb.value());
+    if let Some(pod) = evicted {
+        disrupted.insert(pod.to_string(), json!(now_rfc3339()));
+    }
+    let mut status = json!({
         "observedGeneration": pdb.value().pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         "disruptionsAllowed": s.disruptions_allowed,
         "currentHealthy": s.current_healthy,
@@ -133,7 +170,10 @@ fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) {
             "observedGeneration": pdb.value().pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         }],
     });
-    let same = ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"]
+    if !disrupted.is_empty() {
+        status["disruptedPods"] = json!(disrupted);
+    }
+    let same = ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods", "disruptedPods"]
         .iter()
         .all(|k| pdb.value().pointer(&format!("/status/{k}")) == status.get(*k));
     if !same {
@@ -178,13 +218,14 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
     let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
     let _one_at_a_time = sim.eviction_lock.lock().unwrap_or_else(|p| p.into_inner());
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
-    super::api::check_preconditions(&opts, "pods", &pod)?;
     if pod.meta.terminating {
+        check_eviction_preconditions(&opts, &pod)?;
         return Ok(created_status());
     }
     // Like the apiserver, pods that are not running (Pending, Succeeded, Failed) go without
     // consulting any budget.
     if matches!(&*pod.meta.phase, "Pending" | "Succeeded" | "Failed") {
+        check_eviction_preconditions(&opts, &pod)?;
         delete_pod(sim, ns, name, grace, dry_run)?;
         if !dry_run {
             sim.stats.evicted();
@@ -224,20 +265,39 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
                 }}]}),
             ));
         }
-        if !dry_run {
+        if !dry_run && healthy {
             let after = PdbStatus {
-                current_healthy: s.current_healthy - i64::from(healthy),
-                disruptions_allowed: (s.disruptions_allowed - i64::from(healthy)).max(0),
+                current_healthy: s.current_healthy - 1,
+                disruptions_allowed: (s.disruptions_allowed - 1).max(0),
                 ..s
             };
-            write_status(sim, pdb, after);
+            write_status_with(sim, pdb, after, Some(name));
         }
     }
+    // The preconditions are checked at the delete, after the budget paid for the disruption.
+    check_eviction_preconditions(&opts, &pod)?;
     delete_pod(sim, ns, name, grace, dry_run)?;
     if !dry_run {
         sim.stats.evicted();
     }
     Ok(created_status())
+}
+
+/// The delete options' UID and resourceVersion preconditions against the pod, worded as the
+/// eviction subresource words a mismatch.
+fn check_eviction_preconditions(options: &Value, pod: &Stored) -> Result<(), ApiError> {
+    let Some(p) = options.get("preconditions") else { return Ok(()) };
+    if let Some(uid) = p.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty())
+        && uid != &*pod.meta.uid
+    {
+        return Err(ApiError::eviction_uid_mismatch(pod.name(), uid, &pod.meta.uid));
+    }
+    if let Some(rv) = p.get("resourceVersion").and_then(Value::as_str).filter(|r| !r.is_empty())
+        && rv != pod.resource_version().to_string()
+    {
+        return Err(ApiError::eviction_rv_mismatch(pod.name(), rv, &pod.resource_version().to_string()));
+    }
+    Ok(())
 }
 
 /// Counts a plain DELETE of a healthy pod whose budget allows no disruption.

@@ -7,6 +7,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// `Null` when the apiserver sends none; an object (even empty) is sent as it is.
     pub details: Box<Value>,
     /// Seconds for a `Retry-After` header (never set on PDB 429s: kubectl must see them).
     pub retry_after: Option<u64>,
@@ -22,7 +23,7 @@ impl ApiError {
     }
 
     pub fn not_found_path(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}))
+        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"), Value::Null)
     }
 
     pub fn already_exists(resource: &str, name: &str) -> Self {
@@ -75,12 +76,43 @@ impl ApiError {
         )
     }
 
+    /// A JSON patch that does not apply: the apiserver answers 422 with a generic message and
+    /// no details of which operation failed.
+    pub fn patch_failed() -> Self {
+        Self::new(422, "Invalid", "the server rejected our request due to an error in our request".into(), json!({}))
+    }
+
+    /// An eviction whose UID precondition names another pod than the one stored (worded as the
+    /// eviction subresource words it, with the kind, not the resource).
+    pub fn eviction_uid_mismatch(name: &str, given: &str, stored: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on Pod \"{name}\": the UID in the precondition ({given}) does not match the UID in record ({stored}). The object might have been deleted and then recreated"
+            ),
+            json!({"name": name, "kind": "Pod"}),
+        )
+    }
+
+    /// The same for a resourceVersion precondition.
+    pub fn eviction_rv_mismatch(name: &str, given: &str, stored: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on Pod \"{name}\": the ResourceVersion in the precondition ({given}) does not match the ResourceVersion in record ({stored}). The object might have been modified"
+            ),
+            json!({"name": name, "kind": "Pod"}),
+        )
+    }
+
     pub fn bad_request(message: &str) -> Self {
-        Self::new(400, "BadRequest", message.to_string(), json!({}))
+        Self::new(400, "BadRequest", message.to_string(), Value::Null)
     }
 
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow method {method} on {path}"), json!({}))
+        Self::new(405, "MethodNotAllowed", format!("the server does not allow method {method} on {path}"), Value::Null)
     }
 
     pub fn unsupported_media(ct: &str) -> Self {
@@ -90,12 +122,12 @@ impl ApiError {
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
             ),
-            json!({}),
+            Value::Null,
         )
     }
 
     pub fn gone(rv: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {rv}"), json!({}))
+        Self::new(410, "Expired", format!("too old resource version: {rv}"), Value::Null)
     }
 
     pub fn gone_continue() -> Self {
@@ -103,7 +135,7 @@ impl ApiError {
             410,
             "Expired",
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
-            json!({}),
+            Value::Null,
         )
     }
 
@@ -112,21 +144,21 @@ impl ApiError {
     }
 
     pub fn internal(message: String) -> Self {
-        Self::new(500, "InternalError", message, json!({}))
+        Self::new(500, "InternalError", message, Value::Null)
     }
 
     /// A 500 as the eviction handler returns it for a pod under two budgets: no reason field.
     pub fn internal_unreasoned(message: String) -> Self {
-        Self::new(500, "", message, json!({}))
+        Self::new(500, "", message, Value::Null)
     }
 
     pub fn unavailable(message: &str) -> Self {
-        Self::new(503, "ServiceUnavailable", message.to_string(), json!({}))
+        Self::new(503, "ServiceUnavailable", message.to_string(), Value::Null)
     }
 
     /// The apiserver's answer to a credential it does not accept (no details, as it sends it).
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized".into(), json!({}))
+        Self::new(401, "Unauthorized", "Unauthorized".into(), Value::Null)
     }
 
     /// RBAC's refusal: the message names user, verb and resource; details name the object.
@@ -183,7 +215,8 @@ impl ApiError {
         if self.reason.is_empty() {
             v.as_object_mut().expect("a JSON object").remove("reason");
         }
-        if self.details.as_object().is_some_and(|d| !d.is_empty()) {
+        // Go omits a nil details pointer and writes an empty one as `{}`: Null is the former.
+        if self.details.is_object() {
             v["details"] = (*self.details).clone();
         }
         v

@@ -469,6 +469,14 @@ impl Store {
         if key.group.is_empty() && key.resource == "pods" {
             default_pod(&mut obj);
         }
+        if key.group.is_empty() && key.resource == "namespaces" {
+            // As the namespace strategy and admission do: the name label, and the finalizer the
+            // namespace controller removes once the namespace is empty.
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = Value::String(name.clone());
+            if obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+        }
         let ns = meta_str(&obj, "namespace").to_string();
         let k = obj_key(&ns, &name);
         let mut st = self.write();
@@ -544,6 +552,22 @@ impl Store {
         if dry_run {
             return Ok(Stored::new(key, next));
         }
+        // The last finalizer of an object marked deleted is gone: so is the object.
+        if next.pointer("/metadata/deletionTimestamp").is_some()
+            && !has_finalizers(&next)
+            && current.value().pointer("/metadata/deletionTimestamp").is_some()
+            && has_finalizers(&current.value())
+            && !(key.group.is_empty() && key.resource == "namespaces")
+        {
+            self.stamp(&mut st, &mut next);
+            let stored = Stored::new(key, next);
+            if let Some(bucket) = st.buckets.get_mut(key) {
+                bucket.index(key, &k, &current, false);
+                bucket.objects.remove(&k);
+            }
+            self.commit(&mut st, key, EventType::Deleted, stored.clone());
+            return Ok(stored);
+        }
         self.stamp(&mut st, &mut next);
         let stored = Stored::new(key, next);
         let bucket = st.buckets.entry(key.clone()).or_default();
@@ -554,13 +578,31 @@ impl Store {
         Ok(stored)
     }
 
-    /// Removes an object now (graceful pod deletion is the kubelet's business).
+    /// Removes an object now (graceful pod deletion is the kubelet's business). An object with
+    /// finalizers is only marked deleted (`deletionTimestamp`), as the apiserver does, and goes
+    /// when an update removes its last finalizer.
     pub fn delete(&self, key: &StorageKey, ns: &str, name: &str, dry_run: bool) -> Result<Arc<Stored>, ApiError> {
         let k = obj_key(ns, name);
         let mut st = self.write();
         let current = existing(&st, key, &k)?;
         if dry_run {
             return Ok(current);
+        }
+        if has_finalizers(&current.value()) && !(key.group.is_empty() && key.resource == "namespaces") {
+            if current.value().pointer("/metadata/deletionTimestamp").is_some() {
+                return Ok(current);
+            }
+            let mut marked = current.value().into_owned();
+            marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            self.stamp(&mut st, &mut marked);
+            let stored = Stored::new(key, marked);
+            let bucket = st.buckets.entry(key.clone()).or_default();
+            bucket.index(key, &k, &current, false);
+            bucket.index(key, &k, &stored, true);
+            bucket.objects.insert(k, stored.clone());
+            self.commit(&mut st, key, EventType::Modified, stored.clone());
+            return Ok(stored);
         }
         let mut gone = current.value().into_owned();
         self.stamp(&mut st, &mut gone);
@@ -714,6 +756,10 @@ impl Store {
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored);
     }
+}
+
+fn has_finalizers(v: &Value) -> bool {
+    v.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
 }
 
 fn existing(st: &State, key: &StorageKey, k: &ObjKey) -> Result<Arc<Stored>, ApiError> {

@@ -124,6 +124,23 @@ fn setup_objects() -> Vec<(&'static str, Value)> {
                                                   "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}}}),
         ),
         ("/api/v1/namespaces/diff/pods", pod("mixed-bare", "worker-1", json!({"app": "mixed"}))),
+        // Two bare pods, one of which may go: an eviction with a stale UID is refused, yet
+        // costs the budget its disruption (the apiserver records it before the delete fails).
+        ("/api/v1/namespaces/diff/pods", pod("stale-1", "worker-1", json!({"app": "stale"}))),
+        ("/api/v1/namespaces/diff/pods", pod("stale-2", "worker-2", json!({"app": "stale"}))),
+        (
+            "/apis/policy/v1/namespaces/diff/poddisruptionbudgets",
+            pdb("stale", json!({"app": "stale"}), json!({"minAvailable": 1})),
+        ),
+        // A namespace that will be deleted while a finalizer holds its last pod.
+        ("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ending"}})),
+        (
+            "/api/v1/namespaces/ending/pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "held", "namespace": "ending", "finalizers": ["k8s-upgrade.dev/test-hold"]},
+                   "spec": {"nodeName": "worker-1", "terminationGracePeriodSeconds": 0,
+                            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}),
+        ),
         (
             "/apis/policy/v1/namespaces/diff/poddisruptionbudgets",
             pdb("mixed", json!({"app": "mixed"}), json!({"maxUnavailable": 1})),
@@ -259,6 +276,49 @@ fn requests() -> Vec<Request> {
             Mode::Whole,
         ),
         json_req("evict-missing", "POST", "/api/v1/namespaces/diff/pods/nope/eviction", eviction("nope"), Mode::Whole),
+        json_req("discovery-storage", "GET", "/apis/storage.k8s.io/v1", Value::Null, Mode::Subset),
+        json_req(
+            "evict-stale-uid",
+            "POST",
+            "/api/v1/namespaces/diff/pods/stale-1/eviction",
+            json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "stale-1", "namespace": "diff"},
+                   "deleteOptions": {"preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}}}),
+            Mode::Whole,
+        ),
+        json_req(
+            "evict-after-a-stale-uid",
+            "POST",
+            "/api/v1/namespaces/diff/pods/stale-2/eviction",
+            eviction("stale-2"),
+            Mode::Whole,
+        ),
+        Request {
+            name: "json-patch-test-fails",
+            method: "PATCH",
+            path: "/api/v1/namespaces/diff/pods/api-1",
+            accept: "application/json",
+            content_type: "application/json-patch+json",
+            body: json!([{"op": "test", "path": "/metadata/labels/app", "value": "nope"},
+                         {"op": "add", "path": "/metadata/labels/patched", "value": "yes"}]),
+            mode: Mode::Whole,
+        },
+        Request {
+            name: "json-patch-not-a-list",
+            method: "PATCH",
+            path: "/api/v1/namespaces/diff/pods/api-1",
+            accept: "application/json",
+            content_type: "application/json-patch+json",
+            body: json!({"op": "add", "path": "/metadata/labels/patched", "value": "yes"}),
+            mode: Mode::Whole,
+        },
+        json_req("delete-namespace", "DELETE", "/api/v1/namespaces/ending", Value::Null, Mode::Whole),
+        json_req(
+            "evict-in-terminating-namespace",
+            "POST",
+            "/api/v1/namespaces/ending/pods/held/eviction",
+            json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "held", "namespace": "ending"}}),
+            Mode::Whole,
+        ),
         json_req(
             "evict-allowed",
             "POST",
@@ -437,7 +497,7 @@ fn wait_ready(ep: &Endpoint, what: &str) {
         let (_, pods) = ep.json("GET", "/api/v1/namespaces/diff/pods", &Value::Null);
         let (_, budgets) = ep.json("GET", "/apis/policy/v1/namespaces/diff/poddisruptionbudgets", &Value::Null);
         let pods_ready = pods["items"].as_array().is_some_and(|ps| {
-            ps.len() == 9
+            ps.len() == 11
                 && ps.iter().all(|p| {
                     p["status"]["conditions"]
                         .as_array()
@@ -446,7 +506,7 @@ fn wait_ready(ep: &Endpoint, what: &str) {
         });
         // The disruption controller has counted every pod once they are Ready.
         let budgets_seen = budgets["items"].as_array().is_some_and(|bs| {
-            bs.len() == 6
+            bs.len() == 7
                 && bs.iter().all(|b| {
                     b["status"]["observedGeneration"] == b["metadata"]["generation"]
                         && b["status"]["currentHealthy"].as_i64() > Some(0)
