@@ -238,12 +238,9 @@ fn argv(flag: &str, s: &Option<String>) -> Result<Option<Vec<String>>, CliError>
 
 fn identity(run_id: &str) -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into());
+    // The kernel's node name (what `hostname` prints), bounded: it goes into a Lease.
+    let host: String = rustix::system::uname().nodename().to_string_lossy().chars().take(64).collect();
+    let host = if host.is_empty() { "unknown-host".to_string() } else { host };
     // The PID and nonce tell this process from another resuming the same run.
     format!("{user}@{host}/{run_id}/{}.{:08x}", std::process::id(), fastrand::u32(..))
 }

@@ -121,6 +121,39 @@ pub struct DeprecatedRequests {
     pub apiserver_started: Option<f64>,
 }
 
+/// The labels of one Prometheus text-format sample (`name{a="x",b="y\"z"} 1`), unescaped
+/// (`\\`, `\"`, `\n`); empty when the line has none or is malformed. Exact label names: `resource`
+/// is not found inside `subresource`.
+fn prometheus_labels(line: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(start) = line.find('{') else { return out };
+    let mut chars = line[start + 1..].chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let name: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != '}')).collect();
+        match chars.next() {
+            Some('=') if chars.next() == Some('"') => {}
+            _ => return out,
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                Some('\\') => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => return Default::default(),
+                },
+                Some('"') => break,
+                Some(c) => value.push(c),
+                None => return Default::default(),
+            }
+        }
+        out.insert(name.trim().to_string(), value);
+    }
+}
+
 impl DeprecatedRequests {
     /// Reads the gauge out of Prometheus text.
     pub fn parse(text: &str) -> DeprecatedRequests {
@@ -129,9 +162,8 @@ impl DeprecatedRequests {
             if let Some(rest) = line.strip_prefix("process_start_time_seconds ") {
                 out.apiserver_started = rest.trim().parse().ok();
             } else if line.starts_with("apiserver_requested_deprecated_apis{") {
-                let label = |k: &str| {
-                    line.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or_default()
-                };
+                let labels = prometheus_labels(line);
+                let label = |k: &str| labels.get(k).map_or("", String::as_str);
                 let (group, version, resource) = (label("group"), label("version"), label("resource"));
                 let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
                 out.resources.insert(format!("{gv} {resource}"));
@@ -571,13 +603,8 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
         None => {}
         Some(Ok(text)) => {
             for line in text.lines().filter(|l| l.starts_with("apiserver_requested_deprecated_apis{")) {
-                let label = |k: &str| {
-                    line.split(&format!("{k}=\""))
-                        .nth(1)
-                        .and_then(|r| r.split('"').next())
-                        .unwrap_or_default()
-                        .to_string()
-                };
+                let labels = prometheus_labels(line);
+                let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
                 let (group, version, resource) = (label("group"), label("version"), label("resource"));
                 if read_directly.contains(&(group.clone(), version.clone(), resource.clone())) {
                     ignored_metric.push(format!("{group}/{version} {resource}"));
@@ -859,6 +886,23 @@ fn bounded(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prometheus_labels_are_read_exactly_and_unescaped() {
+        let line = r#"apiserver_requested_deprecated_apis{group="batch",removed_release="1.25",resource="cronjobs",subresource="",version="v1beta1"} 1"#;
+        let l = super::prometheus_labels(line);
+        assert_eq!(l["resource"], "cronjobs");
+        assert_eq!(l["subresource"], "");
+        assert_eq!(l["version"], "v1beta1");
+        // Order does not matter and `resource` is never read out of `subresource`.
+        let l = super::prometheus_labels(r#"m{subresource="status",resource="pods"} 1"#);
+        assert_eq!(l["resource"], "pods");
+        let l = super::prometheus_labels(r#"m{a="x\"y\\z\nw", b="2"} 1"#);
+        assert_eq!(l["a"], "x\"y\\z\nw");
+        assert_eq!(l["b"], "2");
+        assert!(super::prometheus_labels(r#"m{a="unterminated} 1"#).is_empty());
+        assert!(super::prometheus_labels("m 1").is_empty());
+    }
+
     use super::*;
 
     #[test]
