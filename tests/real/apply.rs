@@ -206,3 +206,78 @@ fn apply_killed_mid_drain_on_a_real_cluster_resumes_without_draining_a_node_twic
     assert!(report.lost.is_empty(), "pods lost: {:?}", report.lost);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+#[test]
+fn drain_rules_hold_on_a_real_cluster_vetoes_pinned_pods_and_parallel_batches() {
+    let v = versions();
+    let needed = [v[1].clone()];
+    if !available("drain_rules_hold_on_a_real_cluster_vetoes_pinned_pods_and_parallel_batches", &needed) {
+        return;
+    }
+    let target = &v[1];
+    let cluster =
+        RealCluster::up("drain-rules", &Options { version: target, workers: 4, kubelet: &v[0], ..Options::default() });
+    cluster.apply_file(&fixture("small.yaml"));
+    cluster.apply_file(&fixture("drain-rules.yaml"));
+    cluster.wait_for("the workloads to be ready", Duration::from_secs(120), RealCluster::workloads_settled);
+    let work = scratch("drain-rules-work");
+    let kubeconfig = cluster.kubeconfig.to_str().unwrap().to_string();
+    let apply = |tag: &str, extra: &[&str]| {
+        tool(&work)
+            .args(["apply", "--kubeconfig", &kubeconfig, "--to", target, "--yes", "--upgrader", "command"])
+            .args(["--upgrade-command", &cluster.upgrade_command()])
+            .args(extra)
+            .arg("--journal")
+            .arg(work.join(format!("{tag}.journal.json")))
+            .arg("--events")
+            .arg(work.join(format!("{tag}.jsonl")))
+            .output()
+            .unwrap()
+    };
+
+    // The vetoed pod is a blocker of the plan, and apply touches nothing.
+    let o = tool(&work).args(["plan", "--kubeconfig", &kubeconfig, "--to", target, "-o", "json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "plan: {}\n{}", text(&o.stdout), text(&o.stderr));
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let vetoed: Vec<&Value> =
+        plan["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "POD_EVICTION_VETOED").collect();
+    assert_eq!(vetoed.len(), 1, "{}", plan["findings"]);
+    assert!(vetoed[0]["subject"].as_str().unwrap().starts_with("Pod shop/batch-"), "{}", vetoed[0]);
+    let o = apply("vetoed", &[]);
+    assert_eq!(o.status.code(), Some(3), "apply: {}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(!cluster.kubectl_ok(&["get", "nodes"]).contains("SchedulingDisabled"), "a node was cordoned");
+
+    // Left out by --pod-selector, the vetoed pod stays; the pinned pod's node does not deadlock
+    // its gate; two workers roll at once and no budget is broken.
+    let watcher = Watcher::start(&cluster.kubeconfig);
+    let o = apply("rolled", &["--pod-selector", "app!=batch", "--max-unavailable", "2"]);
+    let report = watcher.stop();
+    assert_eq!(o.status.code(), Some(0), "apply: {}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(report.violations.is_empty(), "budget violations: {:?}", report.violations);
+    assert!(report.lost.is_empty(), "pods lost: {:?}", report.lost);
+    for (node, kubelet) in cluster.kubelets() {
+        assert_eq!(kubelet, format!("v{target}"), "{node}");
+    }
+    let ev = events(&work.join("rolled.jsonl"));
+    let batches: Vec<usize> = ev
+        .iter()
+        .filter(|e| e["event"] == "batch-start" && e["label"] != "control plane")
+        .map(|e| e["nodes"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(batches.iter().sum::<usize>(), 4, "{batches:?}");
+    assert!(batches.iter().all(|b| *b <= 2) && batches.contains(&2), "{batches:?}");
+    let batch_node = cluster.kubectl_ok(&[
+        "-n",
+        "shop",
+        "get",
+        "pods",
+        "-l",
+        "app=batch",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    assert_eq!(batch_node.trim(), "worker-3", "the vetoed pod was moved");
+    assert!(!cluster.kubectl_ok(&["get", "nodes"]).contains("SchedulingDisabled"));
+    assert!(cluster.workloads_settled(), "{}", cluster.kubectl_ok(&["get", "deploy,sts", "-A"]));
+    let _ = std::fs::remove_dir_all(&work);
+}
