@@ -1,4 +1,4 @@
-//! Why a run stopped, typed. The executor never picks an exit code: `cli` maps each variant to
+//! Why a run stopped, typed. The executor never picks an exit code; `cli` maps each variant to
 //! the documented one.
 
 use super::journal::JournalError;

@@ -3,7 +3,7 @@
 //! It takes the journal of a run (made from a typed [`crate::plan::Plan`], or read back for
 //! `--resume`), a client, an [`Operator`] to ask, an [`EventSink`] to tell, and a [`Cancel`]
 //! that says when to stop, and returns an [`Outcome`] or an [`ExecError`]. It never prints,
-//! never reads the terminal and never picks an exit code: `cli` does those.
+//! never reads the terminal and never picks an exit code; `cli` does those.
 //!
 //! By phase: [`control_plane`] upgrades each control-plane node (first one, then the others) or
 //! waits for a managed control plane; [`rollout`] picks batches for a node roll; [`node`] is the
