@@ -78,7 +78,8 @@ fn pod_details(p: &PodFacts) -> serde_json::Map<String, serde_json::Value> {
     d
 }
 
-fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+/// Budget findings; with a `scope` (`--pod-selector`), only budgets over a pod the drain evicts.
+fn pdb_findings(cluster: &ClusterFacts, scope: Option<&LabelSelector>, out: &mut Vec<Finding>) {
     // Indexes first: budgets, pods and workloads run to the thousands on large clusters.
     let mut by_namespace: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
     for p in &cluster.pods {
@@ -88,6 +89,11 @@ fn pdb_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
         cluster.workloads.iter().map(|w| ((w.namespace.as_str(), w.kind.as_str(), w.name.as_str()), w)).collect();
     for pdb in &cluster.pdbs {
         let pods = selected(pdb, &by_namespace);
+        if let Some(s) = scope
+            && !pods.iter().any(|p| evicted_by_drain(p) && s.matches_map(&p.labels))
+        {
+            continue;
+        }
         let subject = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
         let single: Vec<&WorkloadFacts> = {
             let mut ws: Vec<&WorkloadFacts> =
@@ -429,8 +435,8 @@ fn capacity_finding(cluster: &ClusterFacts) -> Option<Finding> {
 pub fn drainability(inv: &Inventory, scope: Option<&LabelSelector>) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(cluster) = &inv.cluster else { return out };
-    pdb_findings(cluster, &mut out);
-    probe_findings(cluster, &mut out);
+    pdb_findings(cluster, scope, &mut out);
+    probe_findings(cluster, scope, &mut out);
     pod_findings(cluster, scope, &mut out);
     out.extend(capacity_finding(cluster));
     out
@@ -439,10 +445,16 @@ pub fn drainability(inv: &Inventory, scope: Option<&LabelSelector>) -> Vec<Findi
 /// Folds the server's dry-run eviction answers into the budget findings: a refusal confirms a
 /// predicted blocker (or becomes one), an acceptance where a blocker was predicted is said, and
 /// a probe that could not run is a warning, so a missing answer is never read as a yes.
-fn probe_findings(cluster: &ClusterFacts, out: &mut Vec<Finding>) {
+/// Folds dry-run evictions into the findings; with a `scope`, only of pods the drain evicts.
+fn probe_findings(cluster: &ClusterFacts, scope: Option<&LabelSelector>, out: &mut Vec<Finding>) {
     use crate::inventory::ProbeOutcome;
     let mut allowed = Vec::new();
-    for probe in &cluster.eviction_probes {
+    let in_scope = |ns: &str, name: &str| {
+        scope.is_none_or(|s| {
+            cluster.pods.iter().any(|p| p.namespace == ns && p.name == name && s.matches_map(&p.labels))
+        })
+    };
+    for probe in cluster.eviction_probes.iter().filter(|p| in_scope(&p.namespace, &p.pod)) {
         let subject = format!("PodDisruptionBudget {}", probe.pdb);
         let pod = format!("{}/{}", probe.namespace, probe.pod);
         let predicted = out.iter_mut().find(|f| {
@@ -627,6 +639,20 @@ mod tests {
         assert_eq!(x.details.get("nodes"), json!(["n1", "n2"]));
         assert_eq!(x.details.get("namespace"), json!("shop"));
         assert!(x.evidence.is_none() && x.hop.is_none());
+    }
+
+    #[test]
+    fn a_budget_over_pods_the_drain_leaves_out_blocks_nothing() {
+        let pods = vec![
+            pod("shop", "db-0", "n1", Some("Deployment/db"), &[("app", "db")]),
+            pod("shop", "db-1", "n2", Some("Deployment/db"), &[("app", "db")]),
+        ];
+        let inv =
+            cluster(roomy_nodes(), pods, vec![pdb("shop", "db", "db", (2, 2), 0, 2)], vec![deploy("shop", "db", 2)]);
+        let outside = LabelSelector::parse("app!=db").unwrap();
+        assert!(drainability(&inv, Some(&outside)).is_empty(), "{:#?}", drainability(&inv, Some(&outside)));
+        let inside = LabelSelector::parse("app=db").unwrap();
+        assert_eq!(codes(&drainability(&inv, Some(&inside))), vec![FindingCode::PdbBlocksDrain]);
     }
 
     #[test]

@@ -374,6 +374,10 @@ async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader)
     let mut checks: Vec<permissions::Check> = if args.resume { permissions::run_reads() } else { Vec::new() };
     // A dry run is checked for the same permissions: it rehearses the run it stands for.
     checks.extend(permissions::apply_rules(sim_upgrader).iter().flat_map(permissions::Rule::checks));
+    // Without the wait for volumes to detach, their reads are never made.
+    if args.volume_detach_timeout.is_zero() {
+        checks.retain(|c| !matches!(c, permissions::Check::Resource { resource, .. } if resource == "volumeattachments" || resource == "persistentvolumes"));
+    }
     let answers = permissions::review(client, &checks).await;
     let mut missing: Vec<String> =
         answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
@@ -409,9 +413,10 @@ async fn apply(
     // The run's watches start while the plan is collected; they only read.
     let watches = {
         let client = client.clone();
-        tokio::spawn(
-            async move { crate::exec::cache::Cache::start(&client, std::time::Duration::from_secs(120)).await },
-        )
+        let attachments = options.drain.volume_detach_timeout.is_some();
+        tokio::spawn(async move {
+            crate::exec::cache::Cache::start(&client, std::time::Duration::from_secs(120), attachments).await
+        })
     };
     let journal = if args.resume {
         let j = Journal::load(&journal_path)
@@ -486,16 +491,20 @@ async fn apply(
                     ),
                 });
             }
-            saved
+            // The saved plan's steps run; the blockers are the cluster's now (a blocker fixed
+            // since the save no longer holds the run, one that appeared since does, and both are
+            // judged with this run's --pod-selector).
+            (saved, now)
         } else {
             let to_text = args.to.as_deref().unwrap_or("latest");
             let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
             let plan = live_plan(to, args.distro.clone(), vec![])?;
             super::print_stdout(&render::plan_table(&plan))?;
-            plan
+            (plan.clone(), plan)
         };
+        let (plan, now) = plan;
         let unresolved: Vec<String> =
-            plan.unresolved_blockers().iter().map(|f| format!("{} {}: {}", f.code, f.subject, f.message)).collect();
+            now.unresolved_blockers().iter().map(|f| format!("{} {}: {}", f.code, f.subject, f.message)).collect();
         if !unresolved.is_empty() && !args.ignore_blockers {
             return Err(CliError {
                 exit: Exit::Blockers,

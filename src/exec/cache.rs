@@ -56,7 +56,8 @@ pub struct Cache {
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
     pub budgets: Store<PodDisruptionBudget>,
-    pub attachments: Store<VolumeAttachment>,
+    /// Watched only when the run waits for volumes to detach.
+    pub attachments: Option<Store<VolumeAttachment>>,
     changes: tokio::sync::watch::Receiver<u64>,
     health: Health,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -82,7 +83,8 @@ fn trim_pod(p: &mut Pod) {
     }
     if let Some(spec) = &mut p.spec {
         if let Some(v) = &mut spec.volumes {
-            v.retain(|v| v.empty_dir.is_some());
+            // emptyDir for the drain's rules, claims for the wait for volumes to detach.
+            v.retain(|v| v.empty_dir.is_some() || v.persistent_volume_claim.is_some());
         }
         spec.init_containers = None;
         if kube_system {
@@ -201,8 +203,9 @@ where
 }
 
 impl Cache {
-    /// Starts the watches and waits until every store holds a full list.
-    pub async fn start(client: &Client, timeout: Duration) -> Result<Cache, String> {
+    /// Starts the watches and waits until every store holds a full list. VolumeAttachments are
+    /// watched only with `attachments` (the run waits for volumes to detach).
+    pub async fn start(client: &Client, timeout: Duration, attachments: bool) -> Result<Cache, String> {
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let tx = Arc::new(tx);
         let health: Health = Arc::default();
@@ -214,19 +217,14 @@ impl Cache {
             spawn_watch::<StatefulSet>(client, Kind::StatefulSets, trim_statefulset, tx.clone(), health.clone());
         let (budgets, t5) =
             spawn_watch::<PodDisruptionBudget>(client, Kind::Budgets, |_| {}, tx.clone(), health.clone());
-        let (attachments, t6) =
-            spawn_watch::<VolumeAttachment>(client, Kind::VolumeAttachments, trim_attachment, tx, health.clone());
-        let cache = Cache {
-            nodes,
-            pods,
-            deployments,
-            statefulsets,
-            budgets,
-            attachments,
-            changes,
-            health,
-            tasks: vec![t1, t2, t3, t4, t5, t6],
-        };
+        let mut tasks = vec![t1, t2, t3, t4, t5];
+        let attachments = attachments.then(|| {
+            let (store, task) =
+                spawn_watch::<VolumeAttachment>(client, Kind::VolumeAttachments, trim_attachment, tx, health.clone());
+            tasks.push(task);
+            store
+        });
+        let cache = Cache { nodes, pods, deployments, statefulsets, budgets, attachments, changes, health, tasks };
         let ready = async {
             let _ = futures::join!(
                 cache.nodes.wait_until_ready(),
@@ -234,7 +232,11 @@ impl Cache {
                 cache.deployments.wait_until_ready(),
                 cache.statefulsets.wait_until_ready(),
                 cache.budgets.wait_until_ready(),
-                cache.attachments.wait_until_ready(),
+                async {
+                    if let Some(a) = &cache.attachments {
+                        let _ = a.wait_until_ready().await;
+                    }
+                },
             );
         };
         if tokio::time::timeout(timeout, ready).await.is_err() {
@@ -257,13 +259,15 @@ impl Cache {
             .collect()
     }
 
+    /// Whether a kind's store cannot be trusted now (a kind not watched never can).
     pub fn is_stale(&self, kind: Kind) -> bool {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&kind)
+        (kind == Kind::VolumeAttachments && self.attachments.is_none())
+            || self.health.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&kind)
     }
 
-    /// The VolumeAttachments that name `node`.
+    /// The VolumeAttachments that name `node` (none when they are not watched).
     pub fn attachments_on(&self, node: &str) -> Vec<Arc<VolumeAttachment>> {
-        self.attachments.state_filter(|va| va.spec.node_name == node)
+        self.attachments.as_ref().map(|a| a.state_filter(|va| va.spec.node_name == node)).unwrap_or_default()
     }
 
     /// A receiver that wakes on every change to any store.

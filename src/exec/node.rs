@@ -110,6 +110,9 @@ impl Executor<'_> {
                     }
                 }
                 NodePhase::Drained => {
+                    // Only on the way out of the drain: a resumed upgrade already passed it (and
+                    // a node its upgrade replaced has nothing left to detach).
+                    self.wait_volumes(node).await?;
                     self.upgrade(step, node, target, role, &mut record).await?;
                     self.emit(milestone(NodeMilestone::Upgrading));
                 }
@@ -276,7 +279,6 @@ impl Executor<'_> {
         role: NodeRole,
         record: &mut NodeRecord,
     ) -> Result<(), ExecError> {
-        self.wait_volumes(node).await?;
         record.phase = NodePhase::UpgradeStarted;
         self.save(|j| j.set_node(record, node)).await?;
         self.emit(Event::NodeActivity { node: node.into(), activity: format!("upgrading to {target}") });
@@ -318,6 +320,16 @@ impl Executor<'_> {
             });
             self.emit(Event::node_log(node, format!("waiting for volumes to detach: {}", left.join(", "))));
         };
+        // The pods still bound to the node are the ones the drain left there (DaemonSet and
+        // mirror pods, pods outside --pod-selector, pods given up on): their volumes stay.
+        let staying = || {
+            self.cache
+                .pods_on(node)
+                .into_iter()
+                .filter(|p| !crate::k8s::pod::is_finished(p))
+                .map(|p| Pod::clone(&p))
+                .collect::<Vec<Pod>>()
+        };
         super::volumes::wait_detached(
             &self.client,
             &self.cache,
@@ -325,6 +337,7 @@ impl Executor<'_> {
             timeout,
             self.options.poll,
             &self.cancel,
+            staying,
             emit_wait,
         )
         .await

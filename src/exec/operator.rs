@@ -24,10 +24,13 @@ impl Question {
         match self {
             Question::ControlPlaneHop { target } => format!("Upgrade the control plane to {target}?"),
             Question::AfterCanary { canary, skipped, batch_size } if skipped.is_empty() => {
-                format!("Canary {} is done and healthy. Continue with batches of {batch_size}?", canary.join(", "))
+                format!(
+                    "Canary {} is done and healthy. Continue with batches of up to {batch_size}?",
+                    canary.join(", ")
+                )
             }
             Question::AfterCanary { skipped, batch_size, .. } => format!(
-                "Canary {} was skipped and quarantined, not upgraded. Continue with batches of {batch_size} anyway?",
+                "Canary {} was skipped and quarantined, not upgraded. Continue with batches of up to {batch_size} anyway?",
                 skipped.join(", ")
             ),
             Question::StuckDrain { node, error, pods, can_wait, quarantine_label } => format!(

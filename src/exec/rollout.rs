@@ -246,7 +246,12 @@ impl Executor<'_> {
                 let q = Question::AfterCanary {
                     canary: names.clone(),
                     skipped: skipped.clone(),
-                    batch_size: limit.values().copied().max().unwrap_or(1),
+                    // Every pool's limit together, capped by --max-parallel (budgets may take less).
+                    batch_size: limit
+                        .values()
+                        .sum::<usize>()
+                        .min(self.options.max_parallel.unwrap_or(usize::MAX))
+                        .max(1),
                 };
                 match self.operator.ask(q).await {
                     Answer::Yes => {}

@@ -336,8 +336,10 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     let progress = options.progress.as_ref();
     let server = client.apiserver_version().await.map_err(|e| read_error("the version", e))?;
     let mut facts = ClusterFacts { server_version: parse_version(&server.git_version), ..Default::default() };
-    let (core, groups) = futures::try_join!(client.list_core_api_versions(), client.list_api_groups())
-        .map_err(|e| read_error("discovery", e))?;
+    // Both answers are awaited, so a refusal of both is always reported for /api first.
+    let (core, groups) = futures::join!(client.list_core_api_versions(), client.list_api_groups());
+    let core = core.map_err(|e| read_error("discovery", e))?;
+    let groups = groups.map_err(|e| read_error("discovery", e))?;
     facts.served_group_versions = core.versions.clone();
     for g in &groups.groups {
         facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));

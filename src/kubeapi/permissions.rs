@@ -226,10 +226,10 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
             "after a drain, wait until the volumes of the evicted pods have detached from the node",
         ),
         Rule::resource(
-            &["get"],
+            &["list"],
             "",
             &["persistentvolumes"],
-            "the CSI driver and handle of a volume still attached, to tell it from one a remaining pod uses",
+            "which attached volumes belong to pods that stay on a drained node (their claims), so only the others are waited for",
         ),
         Rule::resource(
             &["watch"],

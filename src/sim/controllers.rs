@@ -329,7 +329,7 @@ fn kubelets(sim: &Sim, timers: &mut Timers) {
         let control_plane = node.value().pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
         match timers.node_back_at.get(&name).copied() {
             None => {
-                let left = volumes::left_attached(&node.value());
+                let left = volumes::left_attached(sim, &name);
                 if !left.is_empty() {
                     sim.stats.restarted_with_volumes(&name, left);
                 }

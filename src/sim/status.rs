@@ -23,7 +23,7 @@ impl ApiError {
     }
 
     pub fn not_found_path(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"), Value::Null)
+        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}))
     }
 
     pub fn already_exists(resource: &str, name: &str) -> Self {
@@ -112,7 +112,7 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow method {method} on {path}"), Value::Null)
+        Self::new(405, "MethodNotAllowed", format!("the server does not allow method {method} on {path}"), json!({}))
     }
 
     pub fn unsupported_media(ct: &str) -> Self {

@@ -552,8 +552,10 @@ impl Store {
         if dry_run {
             return Ok(Stored::new(key, next));
         }
-        // The last finalizer of an object marked deleted is gone: so is the object.
+        // The last finalizer of an object marked deleted with no grace left is gone: so is the
+        // object (the apiserver's shouldDeleteDuringUpdate).
         if next.pointer("/metadata/deletionTimestamp").is_some()
+            && next.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
             && !has_finalizers(&next)
             && current.value().pointer("/metadata/deletionTimestamp").is_some()
             && has_finalizers(&current.value())
@@ -589,11 +591,18 @@ impl Store {
             return Ok(current);
         }
         if has_finalizers(&current.value()) && !(key.group.is_empty() && key.resource == "namespaces") {
-            if current.value().pointer("/metadata/deletionTimestamp").is_some() {
+            // Marked deleted with no grace left; the last finalizer's removal then deletes it.
+            let value = current.value();
+            if value.pointer("/metadata/deletionTimestamp").is_some()
+                && value.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
+            {
+                drop(value);
                 return Ok(current);
             }
-            let mut marked = current.value().into_owned();
-            marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
+            let mut marked = value.into_owned();
+            if marked.pointer("/metadata/deletionTimestamp").is_none() {
+                marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
+            }
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             self.stamp(&mut st, &mut marked);
             let stored = Stored::new(key, marked);

@@ -78,13 +78,15 @@ pub fn ensure_claims(store: &Store, sts: &Value, ns: &str, pod: &str) -> Vec<Val
         let name = template.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("data");
         volumes.push(json!({"name": name, "persistentVolumeClaim": {"claimName": claim}}));
         if store.get(&claims_key(), ns, &claim).is_none() {
-            let mut pvc = json!({
+            // Anything but an object is not a claim spec (the template came from a client).
+            let mut spec = template.get("spec").filter(|s| s.is_object()).cloned().unwrap_or(json!({}));
+            spec["storageClassName"] = json!(STORAGE_CLASS);
+            let labels = sts.pointer("/spec/selector/matchLabels").filter(|l| l.is_object()).cloned();
+            let pvc = json!({
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim, "namespace": ns,
-                             "labels": sts.pointer("/spec/selector/matchLabels").cloned().unwrap_or(json!({}))},
-                "spec": template.get("spec").cloned().unwrap_or(json!({})),
+                "metadata": {"name": claim, "namespace": ns, "labels": labels.unwrap_or(json!({}))},
+                "spec": spec,
             });
-            pvc["spec"]["storageClassName"] = json!(STORAGE_CLASS);
             if store.create(&claims_key(), pvc, false).is_ok() {
                 provision(store, ns, &claim);
             }
@@ -95,7 +97,7 @@ pub fn ensure_claims(store: &Store, sts: &Value, ns: &str, pod: &str) -> Vec<Val
 
 /// Puts claim volumes into a pod spec, replacing template volumes of the same name.
 pub fn add_to_pod(pod: &mut Value, claims: Vec<Value>) {
-    if claims.is_empty() {
+    if claims.is_empty() || !pod.get("spec").is_some_and(Value::is_object) {
         return;
     }
     let mut volumes: Vec<Value> = pod.pointer("/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -159,18 +161,25 @@ pub fn attached_for(sim: &Sim, pod: &Stored) -> bool {
     })
 }
 
-/// Volumes a node lists as attached that its kubelet no longer has in use.
-pub fn left_attached(node: &Value) -> Vec<String> {
-    let names = |field: &str| -> Vec<String> {
-        node.pointer(&format!("/status/{field}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.get("name").and_then(Value::as_str).or(v.as_str()).map(str::to_string))
-            .collect()
-    };
-    let in_use = names("volumesInUse");
-    names("volumesAttached").into_iter().filter(|v| !in_use.contains(v)).collect()
+/// Volumes attached to a node that no pod bound to it uses (whatever the kubelet reports).
+pub fn left_attached(sim: &Sim, node: &str) -> Vec<String> {
+    let used: BTreeSet<String> = sim
+        .store
+        .all(&pods_key())
+        .iter()
+        .filter(|p| &*p.meta.node_name == node && !matches!(&*p.meta.phase, "Succeeded" | "Failed"))
+        .flat_map(|p| pod_volumes(sim, p))
+        .collect();
+    sim.store
+        .all(&attachments_key())
+        .iter()
+        .filter(|va| va.value().pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+        .filter_map(|va| {
+            va.value().pointer("/spec/source/persistentVolumeName").and_then(Value::as_str).map(str::to_string)
+        })
+        .filter(|pv| !used.contains(pv))
+        .map(|pv| unique_name(&pv))
+        .collect()
 }
 
 /// The attach/detach controller: attaches what pods on a node use (unless still attached
@@ -235,14 +244,19 @@ pub fn reconcile(sim: &Sim, detach_at: &mut HashMap<String, Instant>) {
         }
     }
     // Each node's status: volumesAttached follows its attachments (the attach/detach
-    // controller), volumesInUse the attached volumes its pods still mount (the kubelet).
+    // controller), volumesInUse the volumes its kubelet still has mounted: a volume whose pods
+    // left stays listed for the first half of its detach time (the kubelet's unmount and its next
+    // status report; the attach/detach controller detaches only after it), so a client that
+    // trusts volumesInUse to mean "still used by a pod" is caught out as on a real node.
+    let half = sim.scaled(sim.timings.volume_detach_seconds / 2.0);
     let mut attached: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut in_use: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for va in sim.store.all(&attachments_key()) {
         let value = va.value();
         let node = value.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
         let pv = value.pointer("/spec/source/persistentVolumeName").and_then(Value::as_str).unwrap_or_default();
-        if wanted.get(&node).is_some_and(|s| s.contains(pv)) {
+        let unmounting = detach_at.get(va.name()).is_some_and(|at| at.saturating_duration_since(now) > half);
+        if wanted.get(&node).is_some_and(|s| s.contains(pv)) || unmounting {
             in_use.entry(node.clone()).or_default().push(json!(unique_name(pv)));
         }
         attached.entry(node).or_default().push(json!({"name": unique_name(pv), "devicePath": ""}));

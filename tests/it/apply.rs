@@ -348,7 +348,8 @@ fn cordon_does_not_trust_a_lagging_view_of_the_node() {
     let c = Cluster::builtin("demo", 0.02);
     let client = c.kube_client();
     let cache =
-        c.rt.block_on(k8s_upgrade::exec::cache::Cache::start(&client, Duration::from_secs(30))).expect("watches start");
+        c.rt.block_on(k8s_upgrade::exec::cache::Cache::start(&client, Duration::from_secs(30), true))
+            .expect("watches start");
     // Someone cordons the node; whether or not the watch has seen it yet, cordon must find out.
     let (status, body) = c.http(
         "PATCH",
@@ -1048,7 +1049,7 @@ fn run_in_process(
         };
         let plan = k8s_upgrade::plan::plan(&inv, &catalog, &req).unwrap();
         let journal = Journal::new(c.dir.join("in-process.journal.json"), "in-process", "harness", &plan);
-        let cache = exec::cache::Cache::start(&client, Duration::from_secs(30)).await.unwrap();
+        let cache = exec::cache::Cache::start(&client, Duration::from_secs(30), true).await.unwrap();
         let mut options = exec::Options {
             upgrader: Upgrader::Sim,
             max_unavailable: exec::rollout::MaxUnavailable::Count(1),
@@ -1517,4 +1518,37 @@ workloads:
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert_finished_clean(&c, "1.31");
     assert_eq!(batch_sizes(&c), [1; 6]);
+}
+
+#[test]
+fn a_blocker_that_appeared_after_the_plan_was_saved_stops_apply_of_that_plan() {
+    let c = pinned_cluster();
+    let saved = c.dir.join("plan.yaml");
+    let kubeconfig = c.kubeconfig.to_str().unwrap().to_string();
+    let o =
+        crate::common::run(&["plan", "--kubeconfig", &kubeconfig, "--to", "1.31", "--save", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    // After the save, an owner vetoes the eviction of one of its pods.
+    let pods = c.get_json("/api/v1/namespaces/default/pods");
+    let web = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .find(|n| n.starts_with("web-"))
+        .expect("a web pod");
+    let (status, body) = c.http(
+        "PATCH",
+        &format!("/api/v1/namespaces/default/pods/{web}"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"annotations":{"karpenter.sh/do-not-disrupt":"true"}}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--plan", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("POD_EVICTION_VETOED") && stderr(&o).contains(&web), "{}", stderr(&o));
+    assert!(!journal(&c).exists(), "nothing started");
+    // Left out by this run's --pod-selector, the same saved plan runs.
+    let o = apply(&c, &["--plan", saved.to_str().unwrap(), "--pod-selector", "app!=web"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
 }
