@@ -34,6 +34,24 @@ fn apply_cmd_at(c: &Cluster, journal: &Path, events: &Path, args: &[&str]) -> Co
     cmd
 }
 
+/// A kubeadm cluster at 1.30.4 with kube-proxy: `control_planes` control-plane nodes (tainted),
+/// the worker pools given as `nodePools` YAML lines, and `rest` (workloads, timings, ...) as YAML.
+fn scenario_130(
+    name: &str,
+    control_planes: u32,
+    worker_pools: &str,
+    rest: &str,
+) -> Result<k8s_upgrade::sim::Scenario, k8s_upgrade::sim::ScenarioError> {
+    k8s_upgrade::sim::Scenario::parse(
+        name,
+        &format!(
+            "name: {name}\ncluster: {{ version: \"1.30.4\", distro: kubeadm }}\nnodePools:\n  - {{ name: cp, count: {control_planes}, roles: [control-plane], taints: [{{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }}] }}\n{}addons:\n  - {{ name: kube-proxy, version: \"1.30.4\" }}\n{}",
+            worker_pools.trim_start_matches('\n'),
+            rest.trim_start_matches('\n'),
+        ),
+    )
+}
+
 fn journal(c: &Cluster) -> PathBuf {
     c.dir.join("journal.json")
 }
@@ -654,7 +672,7 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
     assert!(p[0].contains("Start 8 steps on"), "{p:#?}");
     let at = |needle: &str| p.iter().position(|q| q.contains(needle)).unwrap_or_else(|| panic!("{needle}: {p:#?}"));
     assert!(at("Upgrade the control plane to 1.25") < at("Canary pool-"), "{p:#?}");
-    assert!(at("Continue with batches of 1?") > 0, "{p:#?}");
+    assert!(at("Continue with batches of up to 2?") > 0, "{p:#?}");
     // The simulator's operator does the API migrations and Helm rewrites, so none is asked.
     assert!(!p.iter().any(|q| q.contains("Is it done?")), "{p:#?}");
     assert!(run.output.contains("the simulator's operator did step 3"), "{}", run.output);
@@ -743,17 +761,14 @@ fn on_a_terminal_waiting_again_on_a_stuck_drain_finishes_once_the_cause_is_fixed
 /// A cluster where some pods can only run on the node they are on: one pinned by hostname, and
 /// the only node of a pool.
 fn pinned_cluster() -> Cluster {
-    let s = k8s_upgrade::sim::Scenario::parse(
+    let s = scenario_130(
         "pinned",
+        1,
         r#"
-name: pinned
-cluster: { version: "1.30.4", distro: kubeadm }
-nodePools:
-  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
   - { name: w, count: 2, roles: [worker] }
   - { name: gpu, count: 1, roles: [worker], labels: { pool: gpu } }
-addons:
-  - { name: kube-proxy, version: "1.30.4" }
+"#,
+        r#"
 workloads:
   - { kind: Deployment, name: web, replicas: 2, pdb: { maxUnavailable: 1 } }
   - { kind: Deployment, name: pinned, replicas: 1, nodeSelector: { kubernetes.io/hostname: w-1 } }
@@ -1148,16 +1163,13 @@ workloads:
 
 #[test]
 fn a_control_plane_node_the_operator_skips_stops_its_hop_as_a_blocker() {
-    let s = k8s_upgrade::sim::Scenario::parse(
+    let s = scenario_130(
         "cp-stuck",
+        2,
         r#"
-name: cp-stuck
-cluster: { version: "1.30.4", distro: kubeadm }
-nodePools:
-  - { name: cp, count: 2, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
   - { name: w, count: 2, roles: [worker] }
-addons:
-  - { name: kube-proxy, version: "1.30.4" }
+"#,
+        r#"
 workloads:
   - { kind: Deployment, name: pinned, replicas: 1, tolerateAll: true, nodeSelector: { kubernetes.io/hostname: cp-1 } }
 "#,
@@ -1246,16 +1258,13 @@ fn a_namespace_being_deleted_refuses_evictions_and_its_stuck_pods_are_skipped() 
 
 #[test]
 fn an_unreachable_node_is_drained_without_waiting_for_pods_its_kubelet_cannot_stop() {
-    let s = k8s_upgrade::sim::Scenario::parse(
+    let s = scenario_130(
         "unreachable",
+        1,
         r#"
-name: unreachable
-cluster: { version: "1.30.4", distro: kubeadm }
-nodePools:
-  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
   - { name: w, count: 3, roles: [worker] }
-addons:
-  - { name: kube-proxy, version: "1.30.4" }
+"#,
+        r#"
 workloads:
   - { kind: Deployment, name: web, replicas: 3 }
 "#,
@@ -1359,17 +1368,14 @@ fn tainting_the_nodes_still_to_roll_spares_pods_a_second_eviction() {
 /// most room on the big nodes still to roll, and only the taint steers them to the small ones
 /// already done.
 fn mixed_sizes_cluster() -> Cluster {
-    let s = k8s_upgrade::sim::Scenario::parse(
+    let s = scenario_130(
         "mixed",
+        1,
         r#"
-name: mixed
-cluster: { version: "1.30.4", distro: kubeadm }
-nodePools:
-  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
   - { name: a, count: 2, roles: [worker], capacity: { cpu: "8", memory: 32Gi, pods: 8 } }
   - { name: b, count: 3, roles: [worker], capacity: { cpu: "8", memory: 32Gi, pods: 40 } }
-addons:
-  - { name: kube-proxy, version: "1.30.4" }
+"#,
+        r#"
 workloads:
   - { kind: Deployment, name: web, replicas: 9, pdb: { maxUnavailable: 2 } }
 "#,
@@ -1404,16 +1410,13 @@ fn parallel_batches_stay_within_each_pool_and_every_budget() {
 /// Three workers under a StatefulSet whose replicas each have a block volume that takes 40
 /// simulated seconds to detach once its pod has left the node.
 fn volumes_cluster() -> Cluster {
-    let s = k8s_upgrade::sim::Scenario::parse(
+    let s = scenario_130(
         "volumes",
+        1,
         r#"
-name: volumes
-cluster: { version: "1.30.4", distro: kubeadm }
-nodePools:
-  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
   - { name: w, count: 3, roles: [worker] }
-addons:
-  - { name: kube-proxy, version: "1.30.4" }
+"#,
+        r#"
 workloads:
   - { kind: StatefulSet, name: db, replicas: 2, blockVolume: 10Gi, pdb: { maxUnavailable: 1 } }
   - { kind: Deployment, name: web, replicas: 3 }
@@ -1482,17 +1485,14 @@ fn a_volume_that_never_detaches_stops_the_run_with_its_node_cordoned_and_named()
 #[test]
 fn max_unavailable_counts_per_pool_and_max_parallel_caps_the_whole_cluster() {
     let scenario = || {
-        k8s_upgrade::sim::Scenario::parse(
+        scenario_130(
             "two-pools",
+            1,
             r#"
-name: two-pools
-cluster: { version: "1.30.4", distro: kubeadm }
-nodePools:
-  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
   - { name: a, count: 3, roles: [worker] }
   - { name: b, count: 3, roles: [worker] }
-addons:
-  - { name: kube-proxy, version: "1.30.4" }
+"#,
+            r#"
 workloads:
   - { kind: Deployment, name: web, replicas: 4 }
 "#,
