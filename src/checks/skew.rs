@@ -80,7 +80,7 @@ fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, 
         details.insert("lag".into(), json!(lag));
         details.insert("allowedLag".into(), json!(allowed));
         details.insert("source".into(), json!(distro.nodes.source));
-        let on = format!("{} ({})", plural(nodes.len(), "node", "nodes"), nodes.join(", "));
+        let on = nodes_named(&nodes);
         let room = i64::from(allowed) - lag;
         out.push(Finding {
             code: FindingCode::SkewKubeletBehind,
@@ -109,7 +109,7 @@ fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, 
         details.insert("lag".into(), json!(am.minors_since(km)));
         details.insert("allowedLag".into(), json!(allowed));
         details.insert("source".into(), json!(distro.nodes.source));
-        let on = format!("{} ({})", plural(nodes.len(), "node", "nodes"), nodes.join(", "));
+        let on = nodes_named(&nodes);
         let (message, remediation) = if newer {
             (
                 format!(
@@ -214,7 +214,7 @@ fn kube_proxy_findings(cluster: &ClusterFacts, catalog: &Catalog, api: Option<&V
         details.insert("nodes".into(), json!(nodes));
         details.insert("allowed".into(), json!(window));
         details.insert("source".into(), json!(catalog.skew.source));
-        let on = format!("{} ({})", plural(nodes.len(), "node", "nodes"), nodes.join(", "));
+        let on = nodes_named(&nodes);
         let how = if distance < 0 {
             format!("{} minors newer than", -distance)
         } else {
@@ -291,8 +291,31 @@ pub fn skew(inv: &Inventory, catalog: &Catalog, distro: &DistroFile) -> Vec<Find
     out
 }
 
+/// Node names as a message reads them: in natural order (`w-2` before `w-10`), at most eight,
+/// then how many more (the finding's details keep them all).
+fn nodes_named(nodes: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut sorted: Vec<&String> = nodes.iter().collect();
+    sorted.sort_by_cached_key(|n| {
+        let stem = n.trim_end_matches(|c: char| c.is_ascii_digit());
+        (stem.to_string(), n[stem.len()..].parse::<u64>().unwrap_or(0), n.to_string())
+    });
+    let mut shown: Vec<String> = sorted.iter().take(SHOWN).map(|n| n.to_string()).collect();
+    if sorted.len() > SHOWN {
+        shown.push(format!("and {} more", sorted.len() - SHOWN));
+    }
+    format!("{} ({})", plural(nodes.len(), "node", "nodes"), shown.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_names_read_in_natural_order_and_long_lists_are_cut() {
+        let names: Vec<String> = (1..=12).map(|i| format!("w-{i}")).collect();
+        assert_eq!(super::nodes_named(&names), "12 nodes (w-1, w-2, w-3, w-4, w-5, w-6, w-7, w-8, and 4 more)");
+        assert_eq!(super::nodes_named(&["b".into(), "a-10".into(), "a-9".into()]), "3 nodes (a-9, a-10, b)");
+    }
+
     use super::*;
     use crate::inventory::{ComponentFacts, NodeFacts};
 
