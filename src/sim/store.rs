@@ -67,6 +67,8 @@ pub struct Meta {
     pub never_ready: bool,
     /// Summed container requests: CPU cores and memory bytes (pods).
     pub requests: (f64, f64),
+    /// The PersistentVolumeClaims its volumes name (pods).
+    pub claims: Box<[Box<str>]>,
 }
 
 pub use crate::quantity::parse_quantity;
@@ -123,6 +125,16 @@ impl Meta {
                     )
                 })
             }),
+            claims: v
+                .pointer("/spec/volumes")
+                .and_then(Value::as_array)
+                .map(|vs| {
+                    vs.iter()
+                        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str))
+                        .map(Box::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -554,30 +566,51 @@ impl Store {
         }
         // The last finalizer of an object marked deleted with no grace left is gone: so is the
         // object (the apiserver's shouldDeleteDuringUpdate).
-        if next.pointer("/metadata/deletionTimestamp").is_some()
-            && next.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
-            && !has_finalizers(&next)
-            && current.value().pointer("/metadata/deletionTimestamp").is_some()
-            && has_finalizers(&current.value())
-            && !(key.group.is_empty() && key.resource == "namespaces")
-        {
-            self.stamp(&mut st, &mut next);
-            let stored = Stored::new(key, next);
-            if let Some(bucket) = st.buckets.get_mut(key) {
-                bucket.index(key, &k, &current, false);
-                bucket.objects.remove(&k);
-            }
-            self.commit(&mut st, key, EventType::Deleted, stored.clone());
-            return Ok(stored);
+        let was = current.value();
+        let was_held = has_finalizers(&was) && was.pointer("/metadata/deletionTimestamp").is_some();
+        drop(was);
+        if finalizes(key) && was_held && marked_deleted(&next) && !has_finalizers(&next) {
+            return Ok(self.remove(&mut st, key, &k, &current, next));
         }
-        self.stamp(&mut st, &mut next);
+        Ok(self.replace(&mut st, key, k, &current, next))
+    }
+
+    /// Stores `next` in place of `current` (stamped, reindexed) and sends it as Modified.
+    fn replace(
+        &self,
+        st: &mut State,
+        key: &StorageKey,
+        k: ObjKey,
+        current: &Arc<Stored>,
+        mut next: Value,
+    ) -> Arc<Stored> {
+        self.stamp(st, &mut next);
         let stored = Stored::new(key, next);
         let bucket = st.buckets.entry(key.clone()).or_default();
-        bucket.index(key, &k, &current, false);
+        bucket.index(key, &k, current, false);
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored.clone());
-        self.commit(&mut st, key, EventType::Modified, stored.clone());
-        Ok(stored)
+        self.commit(st, key, EventType::Modified, stored.clone());
+        stored
+    }
+
+    /// Removes `current`, whose last state `gone` (stamped) is sent as Deleted.
+    fn remove(
+        &self,
+        st: &mut State,
+        key: &StorageKey,
+        k: &ObjKey,
+        current: &Arc<Stored>,
+        mut gone: Value,
+    ) -> Arc<Stored> {
+        self.stamp(st, &mut gone);
+        let stored = Stored::new(key, gone);
+        if let Some(bucket) = st.buckets.get_mut(key) {
+            bucket.index(key, k, current, false);
+            bucket.objects.remove(k);
+        }
+        self.commit(st, key, EventType::Deleted, stored.clone());
+        stored
     }
 
     /// Removes an object now (graceful pod deletion is the kubelet's business). An object with
@@ -590,38 +623,20 @@ impl Store {
         if dry_run {
             return Ok(current);
         }
-        if has_finalizers(&current.value()) && !(key.group.is_empty() && key.resource == "namespaces") {
+        if finalizes(key) && has_finalizers(&current.value()) {
             // Marked deleted with no grace left; the last finalizer's removal then deletes it.
-            let value = current.value();
-            if value.pointer("/metadata/deletionTimestamp").is_some()
-                && value.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
-            {
-                drop(value);
+            if marked_deleted(&current.value()) {
                 return Ok(current);
             }
-            let mut marked = value.into_owned();
+            let mut marked = current.value().into_owned();
             if marked.pointer("/metadata/deletionTimestamp").is_none() {
                 marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
             }
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            self.stamp(&mut st, &mut marked);
-            let stored = Stored::new(key, marked);
-            let bucket = st.buckets.entry(key.clone()).or_default();
-            bucket.index(key, &k, &current, false);
-            bucket.index(key, &k, &stored, true);
-            bucket.objects.insert(k, stored.clone());
-            self.commit(&mut st, key, EventType::Modified, stored.clone());
-            return Ok(stored);
+            return Ok(self.replace(&mut st, key, k, &current, marked));
         }
-        let mut gone = current.value().into_owned();
-        self.stamp(&mut st, &mut gone);
-        let stored = Stored::new(key, gone);
-        if let Some(bucket) = st.buckets.get_mut(key) {
-            bucket.index(key, &k, &current, false);
-            bucket.objects.remove(&k);
-        }
-        self.commit(&mut st, key, EventType::Deleted, stored.clone());
-        Ok(stored)
+        let gone = current.value().into_owned();
+        Ok(self.remove(&mut st, key, &k, &current, gone))
     }
 
     /// All objects of a resource (optionally one namespace), in key order, filtered, paginated.
@@ -765,6 +780,18 @@ impl Store {
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored);
     }
+}
+
+/// Whether `metadata.finalizers` hold a deletion of this resource (namespaces have their own
+/// `spec.finalizers`, which the simulated namespace controller handles).
+fn finalizes(key: &StorageKey) -> bool {
+    !(key.group.is_empty() && key.resource == "namespaces")
+}
+
+/// Marked deleted with no grace left: only finalizers keep the object.
+fn marked_deleted(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some()
+        && v.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
 }
 
 fn has_finalizers(v: &Value) -> bool {

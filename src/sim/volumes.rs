@@ -134,12 +134,12 @@ fn provision(store: &Store, ns: &str, claim: &str) {
     });
 }
 
-/// The block volumes (PersistentVolume names) a pod uses.
+/// The block volumes (PersistentVolume names) a pod uses. Works on the stored pod's extracted
+/// claims: the controller asks this of every pod on every pass, so no pod is parsed.
 fn pod_volumes(sim: &Sim, pod: &Stored) -> Vec<String> {
-    let value = pod.value();
-    let Some(vols) = value.pointer("/spec/volumes").and_then(Value::as_array) else { return Vec::new() };
-    vols.iter()
-        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str))
+    pod.meta
+        .claims
+        .iter()
         .filter_map(|claim| sim.store.get(&claims_key(), pod.namespace(), claim))
         .filter_map(|c| c.value().pointer("/spec/volumeName").and_then(Value::as_str).map(str::to_string))
         .filter(|pv| {
