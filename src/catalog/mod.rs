@@ -8,7 +8,10 @@
 //! format.
 
 mod date;
+pub mod generate;
+pub mod lifecycle;
 pub mod schema;
+pub mod served;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -257,6 +257,9 @@ pub struct ApiEntry {
     /// perhaps a feature gate) turns it on; absent means served by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by_default: Option<bool>,
+    /// The deprecation guide's section on this version, when it has one (the notes come from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guide: Option<String>,
     pub source: String,
 }
 
@@ -267,7 +270,7 @@ impl ApiEntry {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Gvk {
     pub group: String,

@@ -6,93 +6,187 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::{Details, Finding, FindingCode, HopRef, Severity};
-use crate::catalog::{ApiEntry, Catalog};
+use crate::catalog::served::ServedApis;
+use crate::catalog::{ApiEntry, Catalog, Gvk};
 use crate::inventory::Inventory;
+use crate::version::Minor;
 use crate::version::Version;
 
-/// What a finding says about one catalog entry, the same for every object that uses it: worked
-/// out once per entry, since a large manifest tree has many thousands of objects per entry.
-struct EntryText {
-    api: usize,
+/// One finding's worth of text for every object of one catalog entry: a move the object must
+/// make before a hop, or a deprecation warning. Worked out once per entry, since a large
+/// manifest tree has many thousands of objects per entry.
+struct MoveText {
+    /// Index of the control-plane hop the move must precede (`None`: before any hop).
+    hop: Option<usize>,
+    /// A removal that blocks the hop (else a deprecation warning).
+    blocks: bool,
     catalog_details: serde_json::Map<String, serde_json::Value>,
     fix_and_notes: String,
     message: String,
-    removed_on_hop: Option<Option<usize>>,
 }
 
-fn entry_text(
-    api_index: usize,
+fn gv(g: &Gvk) -> String {
+    if g.group.is_empty() { g.version.clone() } else { format!("{}/{}", g.group, g.version) }
+}
+
+/// The moves an object of `api` must make along `hops`, each as the finding will word it; a
+/// deprecation warning when it needs none but its version (or the last one it is moved to) is
+/// deprecated by the target.
+fn entry_texts(
     api: &ApiEntry,
+    catalog: &Catalog,
+    served: &ServedApis,
     from: &Version,
-    target: crate::version::Minor,
+    target: Minor,
     hops: &[(Version, Version)],
-) -> EntryText {
-    let api_version = api.api_version();
-    let mut details = serde_json::Map::new();
-    if let Some(r) = api.removed_in {
-        details.insert("removedIn".into(), json!(r.to_string()));
-    }
-    if let Some(d) = api.deprecated_in {
-        details.insert("deprecatedIn".into(), json!(d.to_string()));
-    }
-    let replacement = api
-        .replacement
-        .as_ref()
-        .map(|r| if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) });
-    if let Some(r) = &replacement {
-        details.insert("replacement".into(), json!(r));
-    }
-    if let Some(s) = api.replacement_available_in {
-        details.insert("replacementAvailableIn".into(), json!(s.to_string()));
-    }
+) -> Vec<MoveText> {
+    let start = Gvk { group: api.group.clone(), version: api.version.clone(), kind: api.kind.clone() };
+    let minors: Vec<(Minor, Minor)> = hops.iter().map(|h| (h.0.minor_version(), h.1.minor_version())).collect();
+    let moves = served.migrations(&start, &minors);
     let kind = &api.kind;
-    let fix = match (&replacement, api.replacement_available_in) {
-        (Some(r), Some(since)) if since <= from.minor_version() => {
-            format!("rewrite it as {r} {kind} now (served since {since}, so before the upgrade)")
+    let entry_of =
+        |g: &Gvk| catalog.apis.apis.iter().find(|a| a.group == g.group && a.version == g.version && a.kind == g.kind);
+    let mut out = Vec::new();
+    for (n, mv) in moves.iter().enumerate() {
+        let here = gv(&mv.from);
+        let window = served.window(&mv.from);
+        let removed = window.and_then(|w| w.until).unwrap_or(minors[mv.hop].1);
+        let at = minors[mv.hop].0;
+        let mut details = serde_json::Map::new();
+        details.insert("removedIn".into(), json!(removed.to_string()));
+        if let Some(d) = window.and_then(|w| w.deprecated) {
+            details.insert("deprecatedIn".into(), json!(d.to_string()));
         }
-        (Some(r), Some(since)) => format!(
-            "rewrite it as {r} {kind} once the control plane reaches {since}, before the hop that removes {api_version}"
-        ),
-        (Some(r), None) => format!("rewrite it as {r} {kind}"),
-        (None, _) => {
-            format!("{api_version} has no replacement: remove it or move to what the deprecation guide recommends")
+        if n > 0 {
+            // The object's own apiVersion is in the finding's details; this move starts from
+            // where the previous one put it.
+            details.insert("movedTo".into(), json!(here));
         }
-    };
-    let notes = api.notes.as_deref().map(|n| format!(" Note: {n}")).unwrap_or_default();
-    let (message, removed_on_hop) = match api.removed_in {
-        Some(removed) if removed <= target => {
-            let hop = hops.iter().position(|h| h.0.minor_version() < removed && h.1.minor_version() >= removed);
-            let message = if removed <= from.minor_version() {
-                format!(
-                    "{api_version} {kind} is not served since {removed}, which is at or before the current version {from}"
-                )
-            } else {
-                format!("{api_version} {kind} is no longer served from {removed}")
-            };
-            (message, Some(hop))
+        let fix = match &mv.to {
+            Some(to) => {
+                let to_window = served.window(to);
+                let since = to_window.and_then(|w| w.from);
+                details.insert("replacement".into(), json!(gv(to)));
+                if let Some(s) = since {
+                    details.insert("replacementAvailableIn".into(), json!(s.to_string()));
+                }
+                let when = match since {
+                    Some(s) if s <= from.minor_version() || mv.hop == 0 => "now".to_string(),
+                    Some(s) if s > at => format!("once the control plane reaches {s}"),
+                    _ => format!("while the control plane is at {at}"),
+                };
+                let mut fix = format!("rewrite it as {} {kind} {when}, before the hop to {removed}", gv(to));
+                // An interim version: say what comes next.
+                if let Some(next) = moves.get(n + 1).and_then(|m| m.to.as_ref()) {
+                    fix.push_str(&format!(
+                        " ({} is itself removed in {}; the plan moves it on to {} before that hop)",
+                        gv(to),
+                        to_window.and_then(|w| w.until).map_or("a later release".into(), |u| u.to_string()),
+                        gv(next)
+                    ));
+                } else if let Some(w) = to_window
+                    && w.deprecated.is_some_and(|d| d <= target)
+                {
+                    let later = served
+                        .migrations(to, &[(target, w.until.unwrap_or(target.plus(1)))])
+                        .first()
+                        .and_then(|m| m.to.clone());
+                    fix.push_str(&format!(
+                        " ({} is deprecated{}; it is the only version served on both sides of that hop{})",
+                        gv(to),
+                        w.until.map(|u| format!(" and removed in {u}")).unwrap_or_default(),
+                        later.map(|l| format!(": move on to {} after the upgrade", gv(&l))).unwrap_or_default()
+                    ));
+                }
+                fix
+            }
+            None => match entry_of(&mv.from).and_then(|e| e.replacement.as_ref()) {
+                Some(r) => format!(
+                    "{here} has no replacement served on both sides of the hop to {removed} ({} is served only from {}): export the objects, delete them before the hop and create them again as {} after it",
+                    gv(r),
+                    served.window(r).and_then(|w| w.from).map_or("later".into(), |f| f.to_string()),
+                    gv(r)
+                ),
+                None => {
+                    format!("{here} has no replacement: remove it or move to what the deprecation guide recommends")
+                }
+            },
+        };
+        let e = entry_of(&mv.from);
+        let notes = e.and_then(|e| e.notes.as_deref()).map(|n| format!(" Note: {n}")).unwrap_or_default();
+        let guide = e.and_then(|e| e.guide.as_deref()).map(|g| format!(" See {g}")).unwrap_or_default();
+        let message = if n == 0 && removed <= from.minor_version() {
+            format!("{here} {kind} is not served since {removed}, which is at or before the current version {from}")
+        } else if n == 0 {
+            format!("{here} {kind} is no longer served from {removed}")
+        } else {
+            format!(
+                "{here} {kind}, where the move before the hop to {} puts it, is no longer served from {removed}",
+                minors[moves[n - 1].hop].1
+            )
+        };
+        out.push(MoveText {
+            hop: Some(mv.hop),
+            blocks: true,
+            catalog_details: details,
+            fix_and_notes: format!("{fix}.{notes}{guide}"),
+            message,
+        });
+    }
+    if out.is_empty() {
+        let mut details = serde_json::Map::new();
+        if let Some(r) = api.removed_in {
+            details.insert("removedIn".into(), json!(r.to_string()));
         }
-        _ => {
+        if let Some(d) = api.deprecated_in {
+            details.insert("deprecatedIn".into(), json!(d.to_string()));
+        }
+        // No hop at all (a plan to the version it runs): a version it already lacks still counts.
+        if hops.is_empty() && !served.serves(&start, from.minor_version()) {
+            let removed = api.removed_in.map(|r| r.to_string()).unwrap_or_default();
+            out.push(MoveText {
+                hop: None,
+                blocks: true,
+                catalog_details: details,
+                fix_and_notes: format!(
+                    "{} {kind} is not served by this version: rewrite it as {}.",
+                    api.api_version(),
+                    api.replacement.as_ref().map_or("what the deprecation guide recommends".into(), gv)
+                ),
+                message: format!(
+                    "{} {kind} is not served since {removed}, at or before the current version {from}",
+                    api.api_version()
+                ),
+            });
+        } else if api.deprecated_in.is_some_and(|d| d <= target) {
             let removal =
                 api.removed_in.map(|r| format!(" and removed in {r}, after this upgrade")).unwrap_or_default();
-            (format!("{api_version} {kind} is deprecated{removal}"), None)
+            let instead = served
+                .migrations(&start, &[(target, api.removed_in.unwrap_or(target.plus(1)))])
+                .first()
+                .and_then(|m| m.to.clone())
+                .or(api.replacement.clone());
+            out.push(MoveText {
+                hop: None,
+                blocks: false,
+                catalog_details: details,
+                fix_and_notes: format!(
+                    "{}.{}",
+                    instead.map_or("plan its removal".into(), |r| format!("move it to {} {kind}", gv(&r))),
+                    api.notes.as_deref().map(|n| format!(" Note: {n}")).unwrap_or_default()
+                ),
+                message: format!("{} {kind} is deprecated{removal}", api.api_version()),
+            });
         }
-    };
-    EntryText {
-        api: api_index,
-        catalog_details: details,
-        fix_and_notes: format!("{fix}.{notes}"),
-        message,
-        removed_on_hop,
     }
+    out
 }
 
 /// The findings for a run of objects, and which hops they put removals on.
 fn object_findings(
     objects: &[crate::inventory::ObservedObject],
-    catalog: &Catalog,
     index: &HashMap<(&str, &str, &str), usize>,
-    texts: &[EntryText],
-    target: crate::version::Minor,
+    texts: &[Vec<MoveText>],
     hops: &[(Version, Version)],
 ) -> (Vec<Finding>, Vec<bool>) {
     let mut out = Vec::new();
@@ -101,30 +195,42 @@ fn object_findings(
     for obj in objects {
         let (group, version) = obj.group_version();
         let Some(&api_index) = index.get(&(group, version, obj.kind.as_str())) else { continue };
-        let text = &texts[api_index];
-        let api = &catalog.apis.apis[text.api];
-        if text.removed_on_hop.is_none() && api.deprecated_in.is_none_or(|d| d > target) {
-            continue;
-        }
-        // apiVersion, kind, name, namespace, then what the catalog says: the order people read.
-        let mut details = serde_json::Map::with_capacity(4 + text.catalog_details.len());
-        details.insert("apiVersion".into(), json!(obj.api_version));
-        details.insert("kind".into(), json!(obj.kind));
-        details.insert("name".into(), json!(obj.name));
-        if let Some(ns) = &obj.namespace {
-            details.insert("namespace".into(), json!(ns));
-        }
-        details.extend(text.catalog_details.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let remediation = format!("{}: {}", obj.evidence.describe(), text.fix_and_notes);
-        match text.removed_on_hop {
-            Some(hop_index) => {
-                if let Some(i) = hop_index {
+        for text in &texts[api_index] {
+            // apiVersion, kind, name, namespace, then what the catalog says: the order people read.
+            let mut details = serde_json::Map::with_capacity(4 + text.catalog_details.len());
+            details.insert(
+                "apiVersion".into(),
+                text.catalog_details.get("movedTo").cloned().unwrap_or_else(|| json!(obj.api_version)),
+            );
+            details.insert("kind".into(), json!(obj.kind));
+            details.insert("name".into(), json!(obj.name));
+            if let Some(ns) = &obj.namespace {
+                details.insert("namespace".into(), json!(ns));
+            }
+            details.extend(text.catalog_details.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if text.catalog_details.contains_key("movedTo") {
+                details.insert("objectApiVersion".into(), json!(obj.api_version));
+            }
+            let remediation = format!("{}: {}", obj.evidence.describe(), text.fix_and_notes);
+            if text.blocks {
+                if let Some(i) = text.hop {
                     hops_with_removals[i] = true;
                 }
                 out.push(Finding {
                     code: FindingCode::ApiRemoved,
                     severity: Severity::Blocker,
-                    hop: hop_index.or((!hops.is_empty()).then_some(0)).map(hop_ref),
+                    hop: text.hop.or((!hops.is_empty()).then_some(0)).map(hop_ref),
+                    subject: obj.reference(),
+                    message: text.message.clone(),
+                    evidence: Some(obj.evidence.clone()),
+                    remediation,
+                    details: Details::facts(details),
+                });
+            } else {
+                out.push(Finding {
+                    code: FindingCode::ApiDeprecated,
+                    severity: Severity::Warning,
+                    hop: None,
                     subject: obj.reference(),
                     message: text.message.clone(),
                     evidence: Some(obj.evidence.clone()),
@@ -132,16 +238,6 @@ fn object_findings(
                     details: Details::facts(details),
                 });
             }
-            None => out.push(Finding {
-                code: FindingCode::ApiDeprecated,
-                severity: Severity::Warning,
-                hop: None,
-                subject: obj.reference(),
-                message: text.message.clone(),
-                evidence: Some(obj.evidence.clone()),
-                remediation,
-                details: Details::facts(details),
-            }),
         }
     }
     (out, hops_with_removals)
@@ -159,8 +255,9 @@ pub fn removed_apis(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[
         .enumerate()
         .map(|(i, a)| ((a.group.as_str(), a.version.as_str(), a.kind.as_str()), i))
         .collect();
-    let texts: Vec<EntryText> =
-        catalog.apis.apis.iter().enumerate().map(|(i, api)| entry_text(i, api, from, target, hops)).collect();
+    let served = ServedApis::new(&catalog.apis);
+    let texts: Vec<Vec<MoveText>> =
+        catalog.apis.apis.iter().map(|api| entry_texts(api, catalog, &served, from, target, hops)).collect();
     // Objects are independent: a large manifest tree is split across the cores, and the parts
     // are joined in order so the findings are the same as a sequential pass.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -169,7 +266,7 @@ pub fn removed_apis(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[
         let handles: Vec<_> = inv
             .objects
             .chunks(chunk)
-            .map(|objects| scope.spawn(|| object_findings(objects, catalog, &index, &texts, target, hops)))
+            .map(|objects| scope.spawn(|| object_findings(objects, &index, &texts, hops)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
@@ -185,23 +282,33 @@ pub fn removed_apis(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[
         if h.0.minor_version() == h.1.minor_version() || hops_with_removals[i] {
             continue;
         }
-        let removed_here: Vec<String> = catalog
-            .apis
-            .apis
-            .iter()
-            .filter(|a| a.removed_in.is_some_and(|r| h.0.minor_version() < r && r <= h.1.minor_version()))
-            .map(|a| format!("{} {}", a.api_version(), a.kind))
-            .collect();
+        // Versions a cluster serves only when switched on are counted, not listed: they matter
+        // to the clusters that use them, and those have objects that raise their own findings.
+        let (mut removed_here, mut off_by_default) = (Vec::new(), 0);
+        for a in &catalog.apis.apis {
+            if a.removed_in.is_some_and(|r| h.0.minor_version() < r && r <= h.1.minor_version()) {
+                if a.served_by_default == Some(false) {
+                    off_by_default += 1;
+                } else {
+                    removed_here.push(format!("{} {}", a.api_version(), a.kind));
+                }
+            }
+        }
+        let off = match off_by_default {
+            0 => String::new(),
+            1 => " (and 1 version served only when switched on)".to_string(),
+            n => format!(" (and {n} versions served only when switched on)"),
+        };
         out.push(Finding {
             code: FindingCode::ApiRemovalsAtHop,
             severity: Severity::Info,
             hop: Some(HopRef { from: h.0.clone(), to: h.1.clone() }),
             subject: format!("{} → {}", h.0.minor_version(), h.1.minor_version()),
             message: if removed_here.is_empty() {
-                format!("no API removals at the hop to {}", h.1.minor_version())
+                format!("no API removals at the hop to {}{off}", h.1.minor_version())
             } else {
                 format!(
-                    "{} stop being served at {}; nothing in the inventory uses them",
+                    "{} stop being served at {}{off}; nothing in the inventory uses them",
                     removed_here.join(", "),
                     h.1.minor_version()
                 )

@@ -158,10 +158,16 @@ mod tests {
         };
         let p = find_path(&c, &req).unwrap();
         let dot = path_dot(&p);
-        assert!(dot.contains("\"1.28.1\" -> \"1.29.14\" [style=dashed"), "{dot}");
+        let final_129 =
+            c.kubernetes.releases.iter().find(|r| r.minor.to_string() == "1.29").unwrap().latest_patch.clone();
+        assert!(dot.contains(&format!("\"1.28.1\" -> \"{final_129}\" [style=dashed")), "{dot}");
         assert!(dot.contains(r#"label="blocked: EarlyPatch\"Regression""#), "quotes escaped: {dot}");
         let mermaid = path_mermaid(&p);
-        assert!(mermaid.contains("v1_28_1 -. \"blocked: EarlyPatch#quot;Regression\" .-> v1_29_14"), "{mermaid}");
+        let node = final_129.to_string().replace('.', "_");
+        assert!(
+            mermaid.contains(&format!("v1_28_1 -. \"blocked: EarlyPatch#quot;Regression\" .-> v{node}")),
+            "{mermaid}"
+        );
         assert!(mermaid.contains("stroke-dasharray"));
     }
 }
