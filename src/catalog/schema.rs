@@ -181,6 +181,11 @@ pub struct BlockedEdge {
     /// The minor (`1.34`) or exact version (`1.34.1`) upgraded to.
     pub to: Version,
     pub reason: String,
+    /// What the operator does to clear the condition (`bring etcd to 3.5.26 or later`): with
+    /// it the edge becomes a step before the hop; without it nothing can fix it and the path
+    /// must go around it or is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,

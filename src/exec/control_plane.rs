@@ -36,6 +36,7 @@ impl Executor<'_> {
         }
         if !started {
             self.check_kubelet_skew(to).await?;
+            self.check_prerequisites(from, to).await?;
             self.check_removals(step.order, from, to).await?;
         }
         let mut cps: Vec<k8s_openapi::api::core::v1::Node> =

@@ -221,9 +221,10 @@ impl<'a> Executor<'a> {
                 StepAction::ControlPlane { from, to } => self.control_plane(&step, from, to).await,
                 StepAction::Nodes { moves } => self.node_roll(&step, moves).await,
                 StepAction::Addon { addon, workload, line } => self.addon(&step, addon, workload, line).await,
-                StepAction::MigrateApi { .. } | StepAction::HelmRelease { .. } | StepAction::Manual => {
-                    self.operator_step(&step).await
-                }
+                StepAction::MigrateApi { .. }
+                | StepAction::HelmRelease { .. }
+                | StepAction::Prerequisite { .. }
+                | StepAction::Manual => self.operator_step(&step).await,
             };
             match outcome {
                 Ok(note) => {

@@ -32,6 +32,50 @@ impl Executor<'_> {
         }
     }
 
+    /// Stops when a prerequisite the plan placed before this hop still holds on the cluster
+    /// (etcd still older than the minor upgrade needs, nodes still on dockershim...): the
+    /// operator's step is taken on trust only until the hop, which checks the cluster itself.
+    pub(super) async fn check_prerequisites(&self, from: &Version, to: &Version) -> Result<(), ExecError> {
+        let journal = self.journal.lock().await.clone();
+        let wanted: Vec<(usize, String, String)> = journal
+            .steps
+            .iter()
+            .filter_map(|s| match &s.step.action {
+                StepAction::Prerequisite { name, fix, before } if before.minor_version() == to.minor_version() => {
+                    Some((s.step.order, name.clone(), fix.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let Some(distro) = self.options.catalog.distro(&journal.distro) else { return Ok(()) };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let inv = live::collect(&self.client, &self.options.catalog, &live::CollectOptions::default()).await.map_err(
+            |e| ExecError::Failed(format!("cannot read the cluster before the hop to {}: {e}", to.minor_version())),
+        )?;
+        let facts = crate::plan::cluster_facts(&inv);
+        let still: Vec<String> = crate::graph::blocks_now(distro, from, to, &facts)
+            .into_iter()
+            .filter_map(|(name, because)| {
+                wanted
+                    .iter()
+                    .find(|w| w.1 == name)
+                    .map(|(order, _, fix)| format!("step {order} ({name}): {because}; {fix}"))
+            })
+            .collect();
+        if still.is_empty() {
+            self.emit(Event::log(format!("the hop to {}: its prerequisites hold", to.minor_version())));
+            return Ok(());
+        }
+        let what = if self.options.dry_run { "dry run: the run would stop here: " } else { "" };
+        Err(ExecError::Blocked(format!(
+            "{what}the hop to {} is not ready: {}. Do it, then run apply --resume",
+            to.minor_version(),
+            still.join("; ")
+        )))
+    }
+
     /// Stops with the objects, releases and clients that still use an API `to` removes.
     pub(super) async fn check_removals(&self, order: usize, from: &Version, to: &Version) -> Result<(), ExecError> {
         let catalog = self.options.catalog.clone();

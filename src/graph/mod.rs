@@ -162,6 +162,9 @@ pub struct UpgradePath {
     pub hops: Vec<Hop>,
     pub summary: Summary,
     pub notes: Vec<Note>,
+    /// Blocked edges on the path that the operator can clear, each before its hop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<BlockedHop>,
     /// The neighbourhood of the path, for `dot` and `mermaid` pictures.
     #[serde(skip)]
     pub view: GraphView,
@@ -196,8 +199,10 @@ pub enum EdgeKind {
     Jump,
 }
 
-/// A blocked edge that stopped a hop, with what made it apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A blocked edge that stopped a hop, with what made it apply; one with a `fix` is a
+/// prerequisite of the hop rather than a wall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BlockedHop {
     pub from: Version,
     pub to: Version,
@@ -205,6 +210,8 @@ pub struct BlockedHop {
     pub reason: String,
     pub source: String,
     pub because: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// Why no path could be given. Every variant names the values involved.
@@ -305,6 +312,20 @@ fn evaluate(edge: &BlockedEdge, facts: &Facts) -> Verdict {
         }
     }
     if unknown.is_empty() { Verdict::Clear } else { Verdict::Unknown(unknown.join(" or ")) }
+}
+
+/// The blocked edges of `distro` on `from -> to` whose condition holds on what `facts` say, each
+/// as (name, what made it apply): for a hop that the plan let through on the operator's word.
+pub fn blocks_now(distro: &DistroFile, from: &Version, to: &Version, facts: &Facts) -> Vec<(String, String)> {
+    distro
+        .blocked_edges
+        .iter()
+        .filter(|e| edge_applies(e, from, to))
+        .filter_map(|e| match evaluate(e, facts) {
+            Verdict::Matches(because) => Some((e.name.clone(), because)),
+            Verdict::Clear | Verdict::Unknown(_) => None,
+        })
+        .collect()
 }
 
 fn edge_applies(edge: &BlockedEdge, from: &Version, to: &Version) -> bool {
@@ -437,6 +458,7 @@ impl<'c> HopGraph<'c> {
                             reason: e.reason.clone(),
                             source: e.source.clone(),
                             because,
+                            fix: e.fix.clone(),
                         });
                     }
                 }
@@ -461,12 +483,18 @@ impl<'c> HopGraph<'c> {
             &self.g,
             a,
             |n| n == b,
-            // Large enough to avoid any blocked edge, small enough that no route sum overflows.
-            |e| if e.weight().blocked.is_some() && !ignore_blocks { 1 << 40 } else { Self::cost(e.weight().kind) },
+            // A wall is large enough to avoid any route through it, small enough that no route
+            // sum overflows; a block the operator can clear costs more than any free route, so
+            // a route around it wins when one exists.
+            |e| match &e.weight().blocked {
+                Some(b) if !ignore_blocks && b.fix.is_none() => 1 << 40,
+                Some(_) if !ignore_blocks => (1 << 24) + Self::cost(e.weight().kind),
+                _ => Self::cost(e.weight().kind),
+            },
             |_| 0,
         )?;
         let versions: Vec<Version> = path.iter().map(|i| self.g[*i].clone()).collect();
-        if !ignore_blocks && self.blocks_on(&versions).next().is_some() {
+        if !ignore_blocks && self.blocks_on(&versions).any(|b| b.fix.is_none()) {
             return None;
         }
         Some(versions)
@@ -692,6 +720,7 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
 
     support_notes(catalog, distro, &route, req.today, &mut notes);
     skew_notes(distro, &from, &kubelets, req.kubelets.is_empty(), &mut notes);
+    let prerequisites: Vec<BlockedHop> = hg.blocks_on(&route).cloned().collect();
 
     let lo = from.minor_version();
     let hi = target.minor_version();
@@ -705,6 +734,7 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
         summary: Summary { control_plane_hops: cp_hops.len(), node_rolls: rolls.len() },
         hops,
         notes,
+        prerequisites,
         view: hg.view(&route, lo, hi),
     })
 }
@@ -712,7 +742,7 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
 fn explain_refusal(hg: &HopGraph<'_>, from: &Version, to: &Version) -> PathError {
     let distro = hg.distro.name.clone();
     if let Some(route) = hg.route(from, to, true) {
-        let blocked: Vec<BlockedHop> = hg.blocks_on(&route).cloned().collect();
+        let blocked: Vec<BlockedHop> = hg.blocks_on(&route).filter(|b| b.fix.is_none()).cloned().collect();
         let because = blocked
             .iter()
             .map(|b| format!("{} → {} is blocked ({}: {}) because {}", b.from, b.to, b.name, b.reason, b.because))

@@ -23,6 +23,7 @@ pub enum StepKind {
     MigrateApi,
     Addon,
     HelmRelease,
+    Prerequisite,
 }
 
 impl StepKind {
@@ -34,6 +35,7 @@ impl StepKind {
             StepKind::MigrateApi => "migrate-api",
             StepKind::Addon => "addon",
             StepKind::HelmRelease => "helm-release",
+            StepKind::Prerequisite => "prerequisite",
         }
     }
 }
@@ -59,6 +61,9 @@ pub enum StepAction {
     },
     /// A Helm release whose stored manifest uses APIs that `before` stops serving.
     HelmRelease { namespace: String, release: String, revision: u32, apis: Vec<String>, before: Version },
+    /// A condition that blocks the control plane's move to `before` until the operator clears it
+    /// (`name` is the catalog's blocked edge); the hop checks the cluster again itself.
+    Prerequisite { name: String, fix: String, before: Version },
     /// An add-on workload moves to the version line `line`.
     Addon { addon: String, workload: String, line: String },
     /// Something only the operator can do, described in the step's text.
@@ -170,6 +175,9 @@ pub fn diff(saved: &Plan, now: &Plan) -> Vec<String> {
             format!("helm-release {namespace}/{release} before {}", before.minor_version())
         }
         StepAction::Addon { addon, line, .. } => format!("addon {addon} {line}"),
+        StepAction::Prerequisite { name, before, .. } => {
+            format!("prerequisite {name} before {}", before.minor_version())
+        }
         StepAction::Manual => format!("manual {}", s.description),
     };
     let a: Vec<String> = saved.steps.iter().map(line).collect();
@@ -190,6 +198,24 @@ pub fn diff(saved: &Plan, now: &Plan) -> Vec<String> {
         }
     }
     out
+}
+
+/// A blocked edge the operator can clear, as the blocker that the step before its hop resolves.
+fn prerequisite_finding(b: &graph::BlockedHop) -> Finding {
+    let fix = b.fix.clone().unwrap_or_default();
+    let mut facts = serde_json::Map::new();
+    facts.insert("fix".into(), serde_json::json!(fix));
+    facts.insert("source".into(), serde_json::json!(b.source));
+    Finding {
+        code: FindingCode::HopPrerequisite,
+        severity: Severity::Blocker,
+        hop: Some(checks::HopRef { from: b.from.clone(), to: b.to.clone() }),
+        subject: b.name.clone(),
+        message: format!("{} → {} cannot be taken yet: {} ({})", b.from, b.to.minor_version(), b.reason, b.because),
+        evidence: None,
+        remediation: format!("{fix} before the control plane moves to {}", b.to.minor_version()),
+        details: checks::Details::facts(facts),
+    }
 }
 
 /// Builds the plan. Fails only when there is no path at all.
@@ -224,6 +250,7 @@ pub fn plan_drain_scoped(
     findings.extend(checks::drainability(inv, drain_scope));
     findings.extend(checks::support_calendar(catalog, distro, &cp_hops, req.today));
     findings.extend(checks::access(inv));
+    findings.extend(path.prerequisites.iter().map(prerequisite_finding));
     // Blockers first, then warnings, then information; stable within each.
     findings.sort_by_key(|f| f.severity);
 
@@ -280,6 +307,24 @@ pub fn plan_drain_scoped(
     let mut cp_index = 0;
     for hop in &path.hops {
         if hop.component == Component::ControlPlane {
+            for (i, f) in findings.iter().enumerate().filter(|(_, f)| {
+                f.code == FindingCode::HopPrerequisite
+                    && f.hop.as_ref().is_some_and(|h| h.from == hop.from && h.to == hop.to)
+            }) {
+                steps.push(Step {
+                    order: 0,
+                    kind: StepKind::Prerequisite,
+                    target: None,
+                    description: f.remediation.clone(),
+                    moves: vec![],
+                    resolves: vec![i],
+                    action: StepAction::Prerequisite {
+                        name: f.subject.clone(),
+                        fix: f.details.facts.get("fix").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+                        before: hop.to.clone(),
+                    },
+                });
+            }
             for i in addon_before.get(&cp_index).into_iter().flatten() {
                 steps.push(addon_step(*i));
             }
@@ -393,8 +438,20 @@ pub fn plan_drain_scoped(
 
 /// Fills what the graph needs from a read cluster: kubelet versions and the facts blocked-edge
 /// conditions test (node info, component and add-on versions, APIs in use).
+/// What the blocked-edge conditions can ask of an inventory (only what it knows is filled in).
+pub fn cluster_facts(inv: &Inventory) -> graph::Facts {
+    let (mut facts, mut kubelets) = (graph::Facts::default(), Vec::new());
+    fill_facts(inv, &mut facts, &mut kubelets);
+    facts
+}
+
 fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
     let mut req = req.clone();
+    fill_facts(inv, &mut req.facts, &mut req.kubelets);
+    req
+}
+
+fn fill_facts(inv: &Inventory, facts: &mut graph::Facts, kubelets: &mut Vec<Version>) {
     // Borrowed first: a manifest tree has hundreds of thousands of objects and a few dozen APIs.
     let distinct: std::collections::HashSet<(&str, &str, &str)> = inv
         .objects
@@ -406,15 +463,15 @@ fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
         .collect();
     let apis: std::collections::BTreeSet<(String, String, String)> =
         distinct.into_iter().map(|(g, v, k)| (g.to_string(), v.to_string(), k.to_string())).collect();
-    req.facts.apis_in_use.get_or_insert(apis);
-    let Some(c) = &inv.cluster else { return req };
-    if req.kubelets.is_empty() {
-        req.kubelets = c.nodes.iter().filter_map(|n| n.kubelet.clone()).collect();
+    facts.apis_in_use.get_or_insert(apis);
+    let Some(c) = &inv.cluster else { return };
+    if kubelets.is_empty() {
+        *kubelets = c.nodes.iter().filter_map(|n| n.kubelet.clone()).collect();
     }
-    req.facts.kubelets.get_or_insert_with(|| req.kubelets.clone());
-    req.facts.node_infos.get_or_insert_with(|| c.nodes.iter().map(|n| n.node_info.clone()).collect());
-    req.facts.addons.get_or_insert_with(|| c.addons.iter().map(|a| a.name.clone()).collect());
-    req.facts.components.get_or_insert_with(|| {
+    facts.kubelets.get_or_insert_with(|| kubelets.clone());
+    facts.node_infos.get_or_insert_with(|| c.nodes.iter().map(|n| n.node_info.clone()).collect());
+    facts.addons.get_or_insert_with(|| c.addons.iter().map(|a| a.name.clone()).collect());
+    facts.components.get_or_insert_with(|| {
         let mut m = std::collections::BTreeMap::new();
         for a in &c.addons {
             if let Ok(v) = a.version.trim_start_matches('v').parse::<Version>() {
@@ -435,7 +492,6 @@ fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
         }
         m
     });
-    req
 }
 
 #[cfg(test)]
