@@ -121,6 +121,7 @@ fn cross_references_are_checked() {
         from: "*".into(),
         to: "1.30".parse().unwrap(),
         reason: "x".into(),
+        fix: None,
         source: "https://example.org".into(),
         condition: Some(Condition { any_of: vec![Matcher::AddonPresent { addon: "no-such-addon".into() }] }),
     });

@@ -719,6 +719,9 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
     }
 
     support_notes(catalog, distro, &route, req.today, &mut notes);
+    if let Some(note) = staleness_note(catalog, req.today) {
+        notes.push(note);
+    }
     skew_notes(distro, &from, &kubelets, req.kubelets.is_empty(), &mut notes);
     let prerequisites: Vec<BlockedHop> = hg.blocks_on(&route).cloned().collect();
 
@@ -903,6 +906,28 @@ fn place_node_rolls(
     }
     rolls.reverse();
     Ok(rolls)
+}
+
+/// How old the catalog may get before a plan says so: about one Kubernetes release cycle, after
+/// which new patches, a new minor and managed calendars have most likely moved on.
+pub const STALE_AFTER_DAYS: i64 = 120;
+
+/// A warning when the catalog's data are more than [`STALE_AFTER_DAYS`] older than `today`.
+pub fn staleness_note(catalog: &Catalog, today: Date) -> Option<Note> {
+    let data = catalog.data_date();
+    let age = data.days_until(today);
+    (age > STALE_AFTER_DAYS).then(|| Note {
+        severity: Severity::Warning,
+        message: format!(
+            "{which} holds data of {data}, {age} days ago: newer patches, releases, managed-service calendars and API removals may be missing; pass --paths DIR with a newer copy of the upgrade-paths directory from the k8s-upgrade repository, or use a newer build",
+            which = if catalog.origin == "embedded" {
+                "the catalog built into this binary".to_string()
+            } else {
+                format!("the catalog at {}", catalog.origin)
+            }
+        ),
+        source: None,
+    })
 }
 
 fn support_notes(catalog: &Catalog, distro: &DistroFile, route: &[Version], today: Date, notes: &mut Vec<Note>) {

@@ -186,6 +186,7 @@ fn block(c: &mut Catalog, name: &str, from: &str, to: &str, condition: Option<Ve
         from: from.into(),
         to: v(to),
         reason: format!("{name} breaks things"),
+        fix: None,
         source: "https://example.org/known-issue".into(),
         condition: condition.map(|any_of| Condition { any_of }),
     });
@@ -362,4 +363,41 @@ fn minors_the_distro_no_longer_lists_and_chosen_patches() {
     let p = find_path(&c, &request("kubeadm", "1.30.2", "1.30.5", &[])).unwrap();
     assert_eq!(p.to, v("1.30.5"));
     assert_eq!(shape(&p), ["control-plane 1.30", "nodes 1.30"]);
+}
+
+#[test]
+fn a_catalog_older_than_120_days_is_called_stale_with_the_way_out() {
+    let c = catalog();
+    let data = c.data_date();
+    let day = |n: i64| Date::from_days_since_epoch(data.days_since_epoch() + n).unwrap();
+    assert!(staleness_note(&c, day(STALE_AFTER_DAYS)).is_none());
+    let note = staleness_note(&c, day(STALE_AFTER_DAYS + 1)).expect("stale");
+    assert_eq!(note.severity, Severity::Warning);
+    assert!(note.message.contains(&data.to_string()) && note.message.contains("--paths DIR"), "{}", note.message);
+    let mut r = request("kubeadm", "1.35.2", "1.36", &[]);
+    r.today = day(200);
+    let p = find_path(&c, &r).unwrap();
+    assert!(p.notes.iter().any(|n| n.message.contains("200 days ago")), "{:?}", p.notes);
+}
+
+#[test]
+fn a_fixable_block_is_a_prerequisite_of_its_hop_and_a_wall_refuses() {
+    let mut c = catalog();
+    let edge = |fix: Option<&str>| crate::catalog::BlockedEdge {
+        name: "OldThing".into(),
+        from: "<1.31.0".into(),
+        to: "1.31".parse().unwrap(),
+        reason: "the thing breaks".into(),
+        fix: fix.map(str::to_string),
+        source: "https://example.org".into(),
+        condition: None,
+    };
+    c.distros.get_mut("generic").unwrap().blocked_edges.push(edge(Some("replace the thing")));
+    let p = find_path(&c, &request("generic", "1.29.3", "1.32", &[])).unwrap();
+    assert_eq!(p.prerequisites.len(), 1, "{:?}", p.prerequisites);
+    assert_eq!(p.prerequisites[0].to.minor_version(), Minor::new(1, 31));
+    assert_eq!(p.prerequisites[0].fix.as_deref(), Some("replace the thing"));
+    c.distros.get_mut("generic").unwrap().blocked_edges.last_mut().unwrap().fix = None;
+    let e = find_path(&c, &request("generic", "1.29.3", "1.32", &[])).unwrap_err();
+    assert!(matches!(e, PathError::Blocked { .. }), "{e:?}");
 }

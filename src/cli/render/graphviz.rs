@@ -144,6 +144,7 @@ mod tests {
             from: "<1.28.5".into(),
             to: "1.29".parse().unwrap(),
             reason: "breaks \"things\"".into(),
+            fix: None,
             source: "https://example.org".into(),
             condition: None,
         });
