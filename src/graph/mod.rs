@@ -187,6 +187,8 @@ pub struct ViewEdge {
     pub blocked: Option<(String, String)>,
     /// Names of conditional blocks that could not be evaluated.
     pub unverified: Vec<String>,
+    /// On the path: the name of the block the operator clears before this hop.
+    pub prerequisite: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,10 +522,18 @@ impl<'c> HopGraph<'c> {
             .filter(|e| in_range(&self.g[e.source()]) && in_range(&self.g[e.target()]))
             .map(|e| {
                 let (from, to) = (self.g[e.source()].clone(), self.g[e.target()].clone());
+                let on = on_path.contains(&(from.clone(), to.clone()));
                 ViewEdge {
-                    on_path: on_path.contains(&(from.clone(), to.clone())),
+                    on_path: on,
                     kind: e.weight().kind,
-                    blocked: e.weight().blocked.as_ref().map(|b| (b.name.clone(), b.reason.clone())),
+                    // A block the path takes after its fix is drawn as a step, not a wall.
+                    blocked: e
+                        .weight()
+                        .blocked
+                        .as_ref()
+                        .filter(|b| !(on && b.fix.is_some()))
+                        .map(|b| (b.name.clone(), b.reason.clone())),
+                    prerequisite: e.weight().blocked.as_ref().filter(|b| on && b.fix.is_some()).map(|b| b.name.clone()),
                     unverified: e.weight().unverified.iter().map(|u| u.0.clone()).collect(),
                     from,
                     to,

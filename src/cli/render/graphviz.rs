@@ -67,7 +67,9 @@ pub fn path_dot(p: &UpgradePath) -> String {
         } else if e.on_path {
             let step = steps.get(&(e.from.clone(), e.to.clone())).copied().unwrap_or_default();
             let mut a = format!("penwidth=2.5, color=\"#1f6feb\", label=\"{step}\"");
-            if !e.unverified.is_empty() {
+            if let Some(name) = &e.prerequisite {
+                a.push_str(&format!(", xlabel=\"first: {}\"", dot_escape(name)));
+            } else if !e.unverified.is_empty() {
                 a.push_str(&format!(", xlabel=\"check: {}\"", dot_escape(&e.unverified.join(", "))));
             }
             a
@@ -113,7 +115,10 @@ pub fn path_mermaid(p: &UpgradePath) -> String {
             blocked_links.push(link);
         } else if e.on_path {
             let step = steps.get(&(e.from.clone(), e.to.clone())).copied().unwrap_or_default();
-            out.push_str(&format!("  {a} ==>|\"{step}\"| {b}\n"));
+            match &e.prerequisite {
+                Some(name) => out.push_str(&format!("  {a} ==>|\"{step} after {}\"| {b}\n", mermaid_text(name))),
+                None => out.push_str(&format!("  {a} ==>|\"{step}\"| {b}\n")),
+            }
             path_links.push(link);
         } else {
             out.push_str(&format!("  {a} --> {b}\n"));

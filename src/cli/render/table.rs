@@ -39,6 +39,20 @@ pub fn path_table(p: &UpgradePath) -> String {
         }
         out.push_str(&columns(&rows));
     }
+    if !p.prerequisites.is_empty() {
+        out.push_str("\nBefore a hop (blocked until done):\n");
+        for b in &p.prerequisites {
+            out.push_str(&format!(
+                "  {} → {}  {}: {} ({})\n",
+                b.from,
+                b.to,
+                b.name,
+                b.fix.as_deref().unwrap_or("clear the condition"),
+                b.because
+            ));
+            out.push_str(&format!("           source: {}\n", b.source));
+        }
+    }
     if !p.notes.is_empty() {
         out.push_str("\nNotes:\n");
         let mut notes: Vec<_> = p.notes.iter().collect();
