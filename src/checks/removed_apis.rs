@@ -184,7 +184,7 @@ fn entry_texts(
 
 /// The findings for a run of objects, and which hops they put removals on.
 fn object_findings(
-    objects: &[crate::inventory::ObservedObject],
+    objects: &[&crate::inventory::ObservedObject],
     index: &HashMap<(&str, &str, &str), usize>,
     texts: &[Vec<MoveText>],
     hops: &[(Version, Version)],
@@ -258,13 +258,39 @@ pub fn removed_apis(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[
     let served = ServedApis::new(&catalog.apis);
     let texts: Vec<Vec<MoveText>> =
         catalog.apis.apis.iter().map(|api| entry_texts(api, catalog, &served, from, target, hops)).collect();
+    // An object the apiserver serves at several deprecated versions of one kind is one object:
+    // it is followed from the version removed first, whose moves cover the later ones.
+    let mut first_removed: HashMap<(&str, Option<&str>, &str), (Minor, usize)> = HashMap::new();
+    for (i, o) in inv.objects.iter().enumerate() {
+        if let crate::inventory::Evidence::ServedObjects { .. } = o.evidence {
+            let (group, version) = o.group_version();
+            let g = Gvk { group: group.into(), version: version.into(), kind: o.kind.clone() };
+            let until = served.window(&g).and_then(|w| w.until).unwrap_or(Minor::new(u32::MAX, 0));
+            let key = (o.kind.as_str(), o.namespace.as_deref(), o.name.as_str());
+            let e = first_removed.entry(key).or_insert((until, i));
+            if until < e.0 {
+                *e = (until, i);
+            }
+        }
+    }
+    let objects: Vec<&crate::inventory::ObservedObject> = inv
+        .objects
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| match o.evidence {
+            crate::inventory::Evidence::ServedObjects { .. } => {
+                first_removed.get(&(o.kind.as_str(), o.namespace.as_deref(), o.name.as_str())).is_none_or(|e| e.1 == *i)
+            }
+            _ => true,
+        })
+        .map(|(_, o)| o)
+        .collect();
     // Objects are independent: a large manifest tree is split across the cores, and the parts
     // are joined in order so the findings are the same as a sequential pass.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = inv.objects.len().div_ceil(workers).max(4096);
+    let chunk = objects.len().div_ceil(workers).max(4096);
     let parts: Vec<(Vec<Finding>, Vec<bool>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = inv
-            .objects
+        let handles: Vec<_> = objects
             .chunks(chunk)
             .map(|objects| scope.spawn(|| object_findings(objects, &index, &texts, hops)))
             .collect();

@@ -2,6 +2,7 @@
 
 mod access;
 mod apply;
+mod catalog;
 mod common;
 mod paths;
 mod plan;
