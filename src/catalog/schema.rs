@@ -122,6 +122,18 @@ pub struct NodeRule {
     /// Minors one node upgrade may move; `None` means any number.
     #[serde(default)]
     pub max_minor_step: Option<u32>,
+    /// The nodes must be on the control plane's minor before it moves to the next one (EKS, for
+    /// managed node groups and Fargate); the plan holds every node to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_minor_before_control_plane_hop: Option<SameMinorRule>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SameMinorRule {
+    /// Which nodes the provider requires it of (`managed node groups and Fargate nodes`).
+    pub required_for: String,
     pub source: String,
 }
 

@@ -351,6 +351,29 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
         let message_head = format!("{} {current_label} is {}{already}", spec.display_name, windows_words(&current));
         let mut details = base_details(addon, meaning_of(&current));
         let subject = format!("addon {}", addon.name);
+        // A default is not a limit: each release installs its own CoreDNS, and the version of
+        // the release before is not incompatible with the next. Said once per hop, no step.
+        if current.iter().all(|w| w.meaning == Meaning::InstalledByDefault)
+            && let Some(next) = best(&candidates, &[b], targets, i).filter(|w| w.meaning == Meaning::InstalledByDefault)
+        {
+            details.insert("line".into(), json!(next.versions));
+            details.insert("afterHop".into(), json!(i));
+            out.push(addon_finding(
+                FindingCode::AddonDefaultChanges,
+                Severity::Info,
+                h,
+                subject,
+                format!("{message_head}; Kubernetes {b} installs {} by default", next.versions),
+                format!(
+                    "where the distro manages {0} (kubeadm upgrade apply does), it installs the new default itself; if {0} is managed another way, move it to {1} after the control plane reaches {b}",
+                    addon.name, next.versions
+                ),
+                details,
+            ));
+            current_label = next.versions.clone();
+            current = vec![next.clone()];
+            continue;
+        }
         if let Some(next) = best(&candidates, &[a, b], targets, i) {
             details.insert("line".into(), json!(next.versions));
             if let Some(latest) = &next.latest {

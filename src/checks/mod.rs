@@ -43,6 +43,7 @@ pub struct HopRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FindingCode {
+    AddonDefaultChanges,
     AddonNoBridge,
     AddonUncovered,
     AddonUnknownVersion,
@@ -78,6 +79,7 @@ impl FindingCode {
     /// The name the plan document uses (SCREAMING_SNAKE).
     pub fn as_str(self) -> &'static str {
         match self {
+            FindingCode::AddonDefaultChanges => "ADDON_DEFAULT_CHANGES",
             FindingCode::AddonNoBridge => "ADDON_NO_BRIDGE",
             FindingCode::AddonUncovered => "ADDON_UNCOVERED",
             FindingCode::AddonUnknownVersion => "ADDON_UNKNOWN_VERSION",

@@ -289,7 +289,9 @@ mod tests {
         assert!(out.bytes > 3_500_000, "{}", out.bytes);
         assert_eq!(out.head.len() + out.tail.len(), HEAD_LINES + TAIL_LINES);
         assert!(out.omitted > 60_000);
-        assert_eq!(out.last_line(), Some("done"));
+        // stdout's last line is kept; where it lands among the stderr lines still being read
+        // from the other pipe depends on scheduling.
+        assert!(out.tail.iter().any(|l| l == "done"), "{:?}", &out.tail[out.tail.len().saturating_sub(3)..]);
     }
 
     #[test]

@@ -787,6 +787,14 @@ pub fn allowed_lag(rule: &NodeRule, kubelet: Minor) -> u32 {
 }
 
 /// Whether a kubelet at `kubelet` may run against an apiserver at `apiserver` under `rule`.
+/// A control-plane move to another minor waits until every kubelet is on the current minor, where
+/// the distro requires it.
+fn same_minor_ok(rule: &NodeRule, cp: &Version, next: &Version, kubelets: &[Version]) -> bool {
+    rule.same_minor_before_control_plane_hop.is_none()
+        || next.minor_version() == cp.minor_version()
+        || kubelets.iter().all(|k| k.minor_version() >= cp.minor_version())
+}
+
 pub fn skew_ok(rule: &NodeRule, apiserver: Minor, kubelet: Minor) -> bool {
     crate::k8s::skew::within(rule.max_older, rule.older_than.as_ref(), apiserver, kubelet)
 }
@@ -848,7 +856,10 @@ fn place_node_rolls(
         }
         let (i, ks) = &state;
         let mut next: Vec<(State, (usize, usize), bool)> = Vec::new();
-        if *i < last && ks.iter().all(|k| skew_ok(rule, route[i + 1].minor_version(), k.minor_version())) {
+        if *i < last
+            && ks.iter().all(|k| skew_ok(rule, route[i + 1].minor_version(), k.minor_version()))
+            && same_minor_ok(rule, &route[*i], &route[i + 1], ks)
+        {
             next.push(((i + 1, ks.clone()), cost, false));
         }
         let rolled = roll(*i, ks);
@@ -890,6 +901,12 @@ fn place_node_rolls(
                             allowed_lag(rule, k.minor_version())
                         )
                     }
+                    None if !same_minor_ok(rule, &route[i], &route[i + 1], before) => format!(
+                        "nodes must be on the control plane's minor {} before it moves to {} ({})",
+                        route[i].minor_version(),
+                        route[i + 1].minor_version(),
+                        rule.same_minor_before_control_plane_hop.as_ref().map_or("", |r| r.required_for.as_str())
+                    ),
                     None => match rule.max_minor_step {
                         Some(step) => {
                             format!("nodes move at most {step} minor(s) per upgrade, so they must start early")
