@@ -108,8 +108,21 @@ pub struct VersionFormat {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ControlPlaneRule {
     pub max_minor_step: u32,
+    /// A cluster on an unsupported minor may go straight to the lowest supported one (AKS).
     #[serde(default)]
     pub jump_from_unsupported: bool,
+    /// A cluster on the long-term-support plan may skip minors to a higher minor still in
+    /// long-term support (AKS); the plan needs `--lts` to know the cluster is on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lts_skips_to_higher_lts: Option<SourcedFact>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourcedFact {
+    /// The provider's sentence, quoted.
+    pub rule: String,
     pub source: String,
 }
 

@@ -49,6 +49,11 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub resume: bool,
 
+    /// The cluster is on its provider's long-term-support plan (AKS LTS): minors may be skipped
+    /// to a higher minor still in long-term support. The Kubernetes API does not say, so tell it.
+    #[arg(long)]
+    pub lts: bool,
+
     /// Distribution (default: from the cluster).
     #[arg(long, value_name = "DISTRO")]
     pub distro: Option<String>,
@@ -459,7 +464,15 @@ async fn apply(
             // A waypoint the cluster has reached is behind it: the plan from here no longer
             // passes it (and differs from the saved one, which the drift check then says).
             let via = via.into_iter().filter(|v| *v > from).collect();
-            let req = PathRequest { distro, from, to, via, kubelets: vec![], facts: Facts::default(), today };
+            let req = PathRequest {
+                distro,
+                from,
+                to,
+                via,
+                kubelets: vec![],
+                facts: Facts { lts: args.lts, ..Facts::default() },
+                today,
+            };
             // The drain evicts only what --pod-selector selects: the plan judges those pods.
             let scope = args.pod_selector.as_deref().and_then(|s| crate::labels::LabelSelector::parse(s).ok());
             crate::plan::plan_drain_scoped(&inv, catalog, &req, scope.as_ref()).map_err(CliError::from)

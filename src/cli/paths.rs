@@ -35,6 +35,11 @@ pub struct PathsArgs {
     #[arg(long, value_name = "VERSION", value_delimiter = ',')]
     pub via: Vec<String>,
 
+    /// The cluster is on its provider's long-term-support plan (AKS LTS): minors may be skipped
+    /// to a higher minor still in long-term support. The Kubernetes API does not say, so tell it.
+    #[arg(long)]
+    pub lts: bool,
+
     /// List the versions the distro offers, with their support dates, instead of a path.
     #[arg(long, conflicts_with_all = ["from", "to", "kubelets", "via"])]
     pub list: bool,
@@ -91,7 +96,15 @@ fn build_request(args: &PathsArgs, today: Date) -> Result<PathRequest, CliError>
     let kubelets =
         args.kubelets.iter().map(|k| parse_version_flag("--kubelet", k)).collect::<Result<Vec<Version>, _>>()?;
     let via = args.via.iter().map(|v| parse_version_flag("--via", v)).collect::<Result<Vec<Version>, _>>()?;
-    Ok(PathRequest { distro: args.distro.clone(), from, to, via, kubelets, facts: Facts::default(), today })
+    Ok(PathRequest {
+        distro: args.distro.clone(),
+        from,
+        to,
+        via,
+        kubelets,
+        facts: Facts { lts: args.lts, ..Facts::default() },
+        today,
+    })
 }
 
 /// `kind: DistroVersions`: what a distro offers, with support status as of a day.

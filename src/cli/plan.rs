@@ -44,6 +44,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "VERSION", value_delimiter = ',')]
     pub via: Vec<String>,
 
+    /// The cluster is on its provider's long-term-support plan (AKS LTS): minors may be skipped
+    /// to a higher minor still in long-term support. The Kubernetes API does not say, so tell it.
+    #[arg(long)]
+    pub lts: bool,
+
     /// Judge the drains as `apply --pod-selector` runs them: only the pods this label selector
     /// selects are evicted, so only they can stop a drain.
     #[arg(long, value_name = "SELECTOR")]
@@ -92,7 +97,8 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
             ));
         }
     };
-    let req = PathRequest { distro, from, to, via, kubelets, facts: Facts::default(), today };
+    let req =
+        PathRequest { distro, from, to, via, kubelets, facts: Facts { lts: args.lts, ..Facts::default() }, today };
     let scope = match &args.pod_selector {
         None => None,
         Some(s) => Some(

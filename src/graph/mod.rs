@@ -72,6 +72,9 @@ pub struct Facts {
     pub addons: Option<BTreeSet<String>>,
     /// `(group, version, kind)` of APIs with objects or requests.
     pub apis_in_use: Option<BTreeSet<(String, String, String)>>,
+    /// The cluster is on its provider's long-term-support plan (`--lts`; not visible through
+    /// the Kubernetes API).
+    pub lts: bool,
 }
 
 /// A path question.
@@ -197,8 +200,10 @@ pub enum EdgeKind {
     Patch,
     /// To the next minor(s), within the distro's step.
     Minor,
-    /// From an unsupported minor straight to a supported one (AKS).
+    /// From an unsupported minor straight to the lowest supported one (AKS).
     Jump,
+    /// From a long-term-support minor to a higher one still in long-term support (AKS LTS).
+    LtsSkip,
 }
 
 /// A blocked edge that stopped a hop, with what made it apply; one with a `fix` is a
@@ -411,22 +416,36 @@ impl<'c> HopGraph<'c> {
                 }
             }
         }
+        // Nodes can never be newer than the control plane, so a jump or skip may only go as far
+        // as the oldest kubelet's skew window reaches.
+        let reach = kubelets
+            .iter()
+            .map(|k| k.minor_version().plus(allowed_lag(&distro.nodes, k.minor_version())))
+            .min()
+            .unwrap_or(from.minor_version());
         if distro.control_plane.jump_from_unsupported && !is_supported(catalog, distro, from.minor_version(), req.today)
         {
-            // Nodes can never be newer than the control plane, so a jump may only go as far as
-            // the oldest kubelet's skew window reaches.
-            let reach = kubelets
-                .iter()
-                .map(|k| k.minor_version().plus(allowed_lag(&distro.nodes, k.minor_version())))
-                .min()
-                .unwrap_or(from.minor_version());
+            // Only to the lowest supported minor ("Use the oldest supported GA target").
+            if let Some(m) =
+                offered.iter().find(|m| **m > from.minor_version() && is_supported(catalog, distro, **m, req.today))
+                && *m > from.minor_version().plus(step)
+                && *m <= reach
+                && let Some(v) = catalog.latest_patch(distro, *m)
+            {
+                hg.edge(from, &v, EdgeKind::Jump, req);
+            }
+        }
+        if distro.control_plane.lts_skips_to_higher_lts.is_some() && req.facts.lts {
             for m in &offered {
+                let in_lts = catalog
+                    .distro_version(distro, *m)
+                    .is_some_and(|d| d.end_of_extended_support.is_some_and(|e| req.today <= e));
                 if *m > from.minor_version().plus(step)
                     && *m <= reach
-                    && is_supported(catalog, distro, *m, req.today)
+                    && in_lts
                     && let Some(v) = catalog.latest_patch(distro, *m)
                 {
-                    hg.edge(from, &v, EdgeKind::Jump, req);
+                    hg.edge(from, &v, EdgeKind::LtsSkip, req);
                 }
             }
         }
@@ -474,7 +493,7 @@ impl<'c> HopGraph<'c> {
     fn cost(kind: EdgeKind) -> u64 {
         match kind {
             EdgeKind::Patch => 1,
-            EdgeKind::Minor | EdgeKind::Jump => 1000,
+            EdgeKind::Minor | EdgeKind::Jump | EdgeKind::LtsSkip => 1000,
         }
     }
 
@@ -701,8 +720,12 @@ pub fn find_path(catalog: &Catalog, req: &PathRequest) -> Result<UpgradePath, Pa
                     EdgeKind::Minor if distro.control_plane.max_minor_step == 1 => "one minor at a time".into(),
                     EdgeKind::Minor => format!("up to {} minors per hop", distro.control_plane.max_minor_step),
                     EdgeKind::Jump => format!(
-                        "{} is unsupported on {}: it may go straight to a supported minor",
+                        "{} is unsupported on {}: it may go straight to the lowest supported minor (the provider's recovery path, outside its support: upgrade the whole cluster, not the control plane alone)",
                         w[0].minor_version(),
+                        distro.name
+                    ),
+                    EdgeKind::LtsSkip => format!(
+                        "long-term support on {}: it may skip minors to a higher minor still in long-term support",
                         distro.name
                     ),
                 },

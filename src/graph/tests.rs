@@ -247,14 +247,14 @@ fn aks_may_jump_from_an_unsupported_minor() {
     }
     let supported: Vec<Minor> =
         c.offered_minors(aks).into_iter().filter(|m| is_supported(&c, aks, *m, today())).collect();
-    let Some(newest) = supported.last() else { return };
-    let from = newest.minus(4).with_patch(0);
+    let (Some(lowest), Some(newest)) = (supported.first(), supported.last()) else { return };
+    let from = lowest.minus(2).with_patch(0);
     let p = find_path(&c, &request("aks", &from.to_string(), &newest.to_string(), &[])).unwrap();
     let cp: Vec<&Hop> = p.hops.iter().filter(|h| h.component == Component::ControlPlane).collect();
-    // The jump may only go as far as the kubelets' skew window (three minors), then one more.
-    assert_eq!(cp.len(), 2, "{:#?}", p.hops);
-    assert!(cp[0].reason.contains("unsupported"));
-    assert_eq!(cp[0].to.minor_version(), newest.minus(1));
+    // Only to the lowest supported minor, then one minor at a time.
+    assert!(cp[0].reason.contains("unsupported"), "{:#?}", p.hops);
+    assert_eq!(cp[0].to.minor_version(), *lowest);
+    assert_eq!(cp.len() as i64, 1 + newest.minors_since(*lowest));
     check_skew_holds(&c, "aks", &p);
 }
 
@@ -400,4 +400,49 @@ fn a_fixable_block_is_a_prerequisite_of_its_hop_and_a_wall_refuses() {
     c.distros.get_mut("generic").unwrap().blocked_edges.last_mut().unwrap().fix = None;
     let e = find_path(&c, &request("generic", "1.29.3", "1.32", &[])).unwrap_err();
     assert!(matches!(e, PathError::Blocked { .. }), "{e:?}");
+}
+
+#[test]
+fn aks_jumps_from_an_unsupported_minor_only_to_the_lowest_supported_and_lts_skips_with_lts() {
+    let c = catalog();
+    let mut r = request("aks", "1.33.5", "1.37", &[]);
+    r.today = "2026-12-03".parse().unwrap();
+    let p = find_path(&c, &r).unwrap();
+    let cp: Vec<Minor> =
+        p.hops.iter().filter(|h| h.component == Component::ControlPlane).map(|h| h.to.minor_version()).collect();
+    // 1.33 and 1.34 have ended on AKS by then: the lowest supported minor is 1.35.
+    assert_eq!(cp, [Minor::new(1, 35), Minor::new(1, 36), Minor::new(1, 37)], "{}", shape(&p).join("; "));
+    assert!(p.hops[0].reason.contains("lowest supported minor"), "{}", p.hops[0].reason);
+    // A supported cluster never skips without the LTS plan, and may with it.
+    let mut r = request("aks", "1.35.2", "1.37", &[]);
+    r.today = "2026-12-03".parse().unwrap();
+    let p = find_path(&c, &r).unwrap();
+    assert_eq!(p.summary.control_plane_hops, 2);
+    r.facts.lts = true;
+    let p = find_path(&c, &r).unwrap();
+    assert_eq!(p.summary.control_plane_hops, 1, "{}", shape(&p).join("; "));
+    assert!(p.hops.iter().any(|h| h.reason.contains("long-term support")));
+    // Other distros have no LTS rule: --lts changes nothing.
+    let mut r = request("kubeadm", "1.35.2", "1.37", &[]);
+    r.facts.lts = true;
+    assert_eq!(find_path(&c, &r).unwrap().summary.control_plane_hops, 2);
+}
+
+#[test]
+fn eks_rolls_nodes_to_the_control_planes_minor_before_each_hop() {
+    let c = catalog();
+    let p = find_path(&c, &request("eks", "1.30.14", "1.33", &["1.29.0"])).unwrap();
+    let mut kubelet_min = Minor::new(1, 29);
+    let mut cp = Minor::new(1, 30);
+    for h in &p.hops {
+        match h.component {
+            Component::Nodes => kubelet_min = h.moves.iter().map(|m| m.to.minor_version()).min().unwrap_or(kubelet_min),
+            Component::ControlPlane => {
+                if h.to.minor_version() > cp {
+                    assert_eq!(kubelet_min, cp, "nodes behind before the hop to {}: {}", h.to, shape(&p).join("; "));
+                }
+                cp = h.to.minor_version();
+            }
+        }
+    }
 }

@@ -78,6 +78,7 @@ pub fn path_dot(p: &UpgradePath) -> String {
                 EdgeKind::Patch => "patch",
                 EdgeKind::Minor => "minor",
                 EdgeKind::Jump => "jump",
+                EdgeKind::LtsSkip => "LTS skip",
             };
             format!("color=\"#9a9a9a\", tooltip=\"{kind}\"")
         };
