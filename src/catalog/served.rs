@@ -157,7 +157,10 @@ impl ServedApis {
         let mut out = Vec::new();
         let mut current = start.clone();
         for (i, &(at, next)) in hops.iter().enumerate() {
-            if self.serves(&current, next) {
+            // Only a removal moves an object; a version not served yet (a manifest written for a
+            // newer release) is not this planner's to rewrite.
+            let removed = self.windows.get(&current).and_then(|w| w.until).is_some_and(|u| next >= u);
+            if self.serves(&current, next) || !removed {
                 continue;
             }
             let lasts = |w: &Window| (at.minor..=target.minor).all(|m| w.serves(Minor::new(at.major, m)));
@@ -181,6 +184,14 @@ impl ServedApis {
                 None => break,
             }
         }
+        out
+    }
+
+    /// The other versions of `g`'s kind (its family), newest first: what an object of `g` can
+    /// also be read and written as.
+    pub fn other_versions(&self, g: &Gvk) -> Vec<Gvk> {
+        let mut out: Vec<Gvk> = self.alternatives(g).map(|(k, _)| k.clone()).collect();
+        out.sort_by_key(|k| std::cmp::Reverse(rank(&k.version)));
         out
     }
 
@@ -233,6 +244,18 @@ mod tests {
         // Starting at 1.29, one move straight to v1.
         let moves = s.migrations(&fc("v1beta3"), &path(29, 32));
         assert_eq!(moves, vec![Migration { hop: 2, from: fc("v1beta3"), to: Some(fc("v1")) }]);
+    }
+
+    #[test]
+    fn a_version_not_served_yet_is_left_alone() {
+        let s = served();
+        let fc = gvk("flowcontrol.apiserver.k8s.io", "v1beta3", "FlowSchema");
+        let moves = s.migrations(&fc, &path(21, 33));
+        // Not served before 1.26: nothing to move until it is removed in 1.32, then to v1.
+        assert_eq!(
+            moves,
+            vec![Migration { hop: 10, from: fc, to: Some(gvk("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema")) }]
+        );
     }
 
     #[test]

@@ -51,7 +51,6 @@ fn entry_texts(
         let here = gv(&mv.from);
         let window = served.window(&mv.from);
         let removed = window.and_then(|w| w.until).unwrap_or(minors[mv.hop].1);
-        let at = minors[mv.hop].0;
         let mut details = serde_json::Map::new();
         details.insert("removedIn".into(), json!(removed.to_string()));
         if let Some(d) = window.and_then(|w| w.deprecated) {
@@ -70,12 +69,16 @@ fn entry_texts(
                 if let Some(s) = since {
                     details.insert("replacementAvailableIn".into(), json!(s.to_string()));
                 }
-                let when = match since {
-                    Some(s) if s <= from.minor_version() || mv.hop == 0 => "now".to_string(),
-                    Some(s) if s > at => format!("once the control plane reaches {s}"),
-                    _ => format!("while the control plane is at {at}"),
+                let mut fix = match since {
+                    Some(s) if s <= from.minor_version() => {
+                        format!("rewrite it as {} {kind} now (served since {s}, so before the upgrade)", gv(to))
+                    }
+                    Some(s) => format!(
+                        "rewrite it as {} {kind} once the control plane reaches {s} (which first serves it), before the hop to {removed}",
+                        gv(to)
+                    ),
+                    None => format!("rewrite it as {} {kind} before the hop to {removed}", gv(to)),
                 };
-                let mut fix = format!("rewrite it as {} {kind} {when}, before the hop to {removed}", gv(to));
                 // An interim version: say what comes next.
                 if let Some(next) = moves.get(n + 1).and_then(|m| m.to.as_ref()) {
                     fix.push_str(&format!(
