@@ -30,6 +30,11 @@ pub struct SourceArgs {
     #[arg(long = "manifests", value_name = "DIR|FILE|-")]
     pub manifests: Vec<PathBuf>,
 
+    /// Largest manifest file (or stdin) read, in bytes or with a suffix (64Mi, 1Gi); a larger
+    /// one is an error, never cut short.
+    #[arg(long, value_name = "BYTES", default_value = "64Mi", value_parser = parse_max_manifest_bytes)]
+    pub max_manifest_bytes: u64,
+
     /// Confirm drain blockers with the apiserver: one server dry-run eviction per
     /// PodDisruptionBudget (nothing is evicted; needs create on pods/eviction).
     #[arg(long)]
@@ -74,8 +79,13 @@ impl SourceArgs {
         } else {
             Inventory::default()
         };
+        let options = manifests::ScanOptions { max_file_bytes: self.max_manifest_bytes };
         for m in &self.manifests {
-            manifests::scan(m, &mut inv).map_err(|e| CliError::error(e.to_string()))?;
+            let summary = manifests::scan(m, &options, &mut inv).map_err(|e| CliError::error(e.to_string()))?;
+            // Only a directory can pass files over; a file or stdin has nothing to add.
+            if m.is_dir() {
+                eprintln!("--manifests {}: {summary}", m.display());
+            }
         }
         Ok(inv)
     }
@@ -141,6 +151,13 @@ impl SourceArgs {
             shown.set_message(msg);
         }));
         (options, Some(bar))
+    }
+}
+
+fn parse_max_manifest_bytes(value: &str) -> Result<u64, String> {
+    match crate::quantity::parse_bytes(value)? {
+        0 => Err("0 bytes would refuse every manifest: give at least 1 (e.g. 64Mi)".into()),
+        n => Ok(n),
     }
 }
 

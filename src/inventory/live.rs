@@ -324,7 +324,12 @@ fn decode_helm(secret: &Secret) -> Option<Value> {
 
 fn manifest_objects(manifest: &str, evidence: &Evidence, inv: &mut Inventory) {
     let mut scratch = Inventory::default();
-    super::manifests::parse_text("helm", manifest, &mut scratch);
+    // The release names the source in warnings (a document it could not read, a duplicate key).
+    let source = evidence.describe();
+    if let Err(e) = super::manifests::parse_text(&source, manifest, &mut scratch) {
+        inv.warnings.push(e.to_string());
+    }
+    inv.warnings.append(&mut scratch.warnings);
     for mut o in scratch.objects {
         o.evidence = evidence.clone();
         inv.objects.push(o);
