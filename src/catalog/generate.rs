@@ -267,15 +267,12 @@ pub fn generate(inputs: &Inputs, observed: &Observations) -> Result<ApisFile, St
         {
             replacement = c.replacement.clone();
         }
-        let served_by_default = if is_alpha(&l.version) {
-            Some(false)
-        } else if l.introduced.is_some_and(|i| i >= inputs.off_by_default.beta_introduced_from)
-            && !inputs.off_by_default.exceptions.iter().any(|e| e.group == l.group && e.version == l.version)
-        {
-            Some(false)
-        } else {
-            None
-        };
+        // Alpha is never on by default; a beta from `betaIntroducedFrom` on is not either, unless
+        // kube-apiserver made an exception for it.
+        let off = is_alpha(&l.version)
+            || (l.introduced.is_some_and(|i| i >= inputs.off_by_default.beta_introduced_from)
+                && !inputs.off_by_default.exceptions.iter().any(|e| e.group == l.group && e.version == l.version));
+        let served_by_default = off.then_some(false);
         let g = guide.get(k);
         rows.insert(
             k.clone(),

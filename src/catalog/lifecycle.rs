@@ -165,13 +165,14 @@ fn resource_kinds(text: &str) -> BTreeMap<String, bool> {
     out
 }
 
-/// The lowercase plural a resource of `kind` is served under, by the rule kubectl uses when it
-/// has no discovery to ask (`Ingress` → `ingresses`, `NetworkPolicy` → `networkpolicies`).
+/// The lowercase plural a resource of `kind` is served under, by the rule Kubernetes' own
+/// generators and most CRDs follow (`Ingress` → `ingresses`, `NetworkPolicy` →
+/// `networkpolicies`, `Gateway` → `gateways`); irregular ones are listed where they are used.
 pub fn resource_of(kind: &str) -> String {
     let lower = kind.to_lowercase();
-    if lower.ends_with('s') {
+    if lower.ends_with('s') || lower.ends_with("ch") || lower.ends_with("sh") || lower.ends_with('x') {
         format!("{lower}es")
-    } else if let Some(stem) = lower.strip_suffix('y') {
+    } else if let Some(stem) = lower.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'i', 'o', 'u'])) {
         format!("{stem}ies")
     } else {
         format!("{lower}s")
@@ -277,6 +278,7 @@ type Eviction struct {
             ("ServiceCIDR", "servicecidrs"),
             ("PriorityClass", "priorityclasses"),
             ("Lease", "leases"),
+            ("Gateway", "gateways"),
         ] {
             assert_eq!(resource_of(kind), resource);
         }

@@ -322,6 +322,34 @@ fn decode_helm(secret: &Secret) -> Option<Value> {
     serde_json::from_slice(&json).ok()
 }
 
+/// Another version of `api`'s kind that this cluster serves, to read through: its group-version is
+/// in discovery and the catalog says this release serves the kind there (certificates.k8s.io/v1
+/// is served for CertificateSigningRequests long before it has ClusterTrustBundles). The
+/// catalog's replacement first, then the newest of the others that outlive it; a replacement that
+/// is not served yet (flowcontrol v1beta1 names v1beta3, from 1.26) is passed over.
+fn served_alternative(
+    api: &crate::catalog::ApiEntry,
+    facts: &ClusterFacts,
+    served: &crate::catalog::served::ServedApis,
+) -> Option<crate::catalog::Gvk> {
+    let me = crate::catalog::Gvk { group: api.group.clone(), version: api.version.clone(), kind: api.kind.clone() };
+    let minor = facts.server_version.as_ref().map(Version::minor_version);
+    // Only a version that outlives this one: reading v1beta2 through v1beta1 would put this
+    // tool's own reads of v1beta1 into the deprecated-API metric.
+    let outlives = |g: &crate::catalog::Gvk| match (served.window(g).and_then(|w| w.until), api.removed_in) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(u), Some(r)) => u > r,
+    };
+    api.replacement.iter().cloned().chain(served.other_versions(&me)).find(|g| {
+        let gv = if g.group.is_empty() { g.version.clone() } else { format!("{}/{}", g.group, g.version) };
+        g.kind == api.kind
+            && outlives(g)
+            && facts.served_group_versions.contains(&gv)
+            && minor.is_none_or(|m| served.serves(g, m))
+    })
+}
+
 fn manifest_objects(manifest: &str, evidence: &Evidence, inv: &mut Inventory) {
     let mut scratch = Inventory::default();
     // The release names the source in warnings (a document it could not read, a duplicate key).
@@ -572,17 +600,13 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     // read through): its own reads land in the apiserver's deprecated-API gauge, so from the
     // second run on that gauge cannot tell them from anyone else's. Their objects are listed
     // directly instead, as served-object evidence.
+    let served_apis = crate::catalog::served::ServedApis::new(&catalog.apis);
     let read_directly: std::collections::HashSet<(String, String, String)> = catalog
         .apis
         .apis
         .iter()
         .filter(|api| facts.served_group_versions.contains(&api.api_version()))
-        .filter(|api| {
-            !api.replacement.as_ref().is_some_and(|r| {
-                let rgv = if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) };
-                facts.served_group_versions.contains(&rgv)
-            })
-        })
+        .filter(|api| served_alternative(api, &facts, &served_apis).is_none())
         .map(|api| (api.group.clone(), api.version.clone(), api.resource.clone()))
         .collect();
     let mut ignored_metric = Vec::new();
@@ -648,17 +672,16 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
         if !facts.served_group_versions.contains(&gv) {
             continue;
         }
-        // Reading through an old version says nothing about how an object was written when the
-        // replacement is served too (the apiserver converts); only then is it evidence.
-        let replacement_served = api.replacement.as_ref().is_some_and(|r| {
-            let rgv = if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) };
-            facts.served_group_versions.contains(&rgv)
-        });
-        // Read through the replacement when it is served: a read at the deprecated version would
-        // itself land in the apiserver's deprecated-API metric (and in our next plan).
-        let (read_group, read_version, read_kind) = match (&api.replacement, replacement_served) {
-            (Some(r), true) => (r.group.as_str(), r.version.as_str(), r.kind.as_str()),
-            _ => (api.group.as_str(), api.version.as_str(), api.kind.as_str()),
+        // Reading through an old version says nothing about how an object was written when
+        // another version of its kind is served too (the apiserver converts); only then is it
+        // evidence.
+        let other_served = served_alternative(api, &facts, &served_apis);
+        let replacement_served = other_served.is_some();
+        // Read through the other version when one is served: a read at the deprecated version
+        // would itself land in the apiserver's deprecated-API metric (and in our next plan).
+        let (read_group, read_version, read_kind) = match &other_served {
+            Some(r) => (r.group.as_str(), r.version.as_str(), r.kind.as_str()),
+            None => (api.group.as_str(), api.version.as_str(), api.kind.as_str()),
         };
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(read_group, read_version, read_kind),

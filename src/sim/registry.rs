@@ -238,14 +238,7 @@ pub struct ExtraKind {
 
 /// Guesses the plural resource name of a kind the way most CRDs spell it.
 pub fn plural_of(kind: &str) -> String {
-    let lower = kind.to_lowercase();
-    if lower.ends_with('s') || lower.ends_with("ch") || lower.ends_with("sh") || lower.ends_with('x') {
-        format!("{lower}es")
-    } else if let Some(stem) = lower.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'i', 'o', 'u'])) {
-        format!("{stem}ies")
-    } else {
-        format!("{lower}s")
-    }
+    crate::catalog::lifecycle::resource_of(kind)
 }
 
 /// Everything served at one version.

@@ -79,6 +79,21 @@ const CURRENT: &[(&str, &str)] = &[
     ("batch/v1", "Job"),
 ];
 
+/// `k8s-upgrade plan ARGS -o json` in `dir`, with a fixed today and nothing inherited.
+fn plan_json(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, Value, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
+        .arg("plan")
+        .args(args)
+        .args(["-o", "json"])
+        .current_dir(dir)
+        .env("K8S_UPGRADE_TODAY", TODAY)
+        .env_remove("KUBECONFIG")
+        .env_remove("K8S_UPGRADE_OUTPUT")
+        .output()
+        .unwrap();
+    (o.status.code(), serde_json::from_slice(&o.stdout).unwrap_or_default(), stderr(&o))
+}
+
 fn name_of(api_version: &str, kind: &str) -> String {
     format!("{}-{}", api_version.replace(['/', '.'], "-"), kind).to_lowercase()
 }
@@ -104,28 +119,11 @@ fn offline_plan_from_1_19_to_the_newest_minor_reports_every_guide_removal_and_no
         ));
     }
     std::fs::write(dir.join("examples.yaml"), docs.join("---\n")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
-        .args([
-            "plan",
-            "--distro",
-            "generic",
-            "--manifests",
-            "examples.yaml",
-            "--from",
-            "1.19",
-            "--to",
-            &newest.to_string(),
-            "-o",
-            "json",
-        ])
-        .current_dir(&dir)
-        .env("K8S_UPGRADE_TODAY", TODAY)
-        .env_remove("KUBECONFIG")
-        .env_remove("K8S_UPGRADE_OUTPUT")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, plan, err) = plan_json(
+        &dir,
+        &["--distro", "generic", "--manifests", "examples.yaml", "--from", "1.19", "--to", &newest.to_string()],
+    );
+    assert_eq!(code, Some(3), "{err}");
     let findings = plan["findings"].as_array().unwrap();
     let about = |name: &str| -> Vec<&Value> {
         findings.iter().filter(|f| f["code"] == "API_REMOVED" && f["details"]["name"] == name).collect()
@@ -163,28 +161,9 @@ fn flowcontrol_v1beta1_moves_to_v1beta2_then_v1beta3_over_1_25_to_1_29() {
         "apiVersion: flowcontrol.apiserver.k8s.io/v1beta1\nkind: FlowSchema\nmetadata:\n  name: batch\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
-        .args([
-            "plan",
-            "--distro",
-            "generic",
-            "--manifests",
-            "apf.yaml",
-            "--from",
-            "1.25",
-            "--to",
-            "1.29",
-            "-o",
-            "json",
-        ])
-        .current_dir(&dir)
-        .env("K8S_UPGRADE_TODAY", TODAY)
-        .env_remove("KUBECONFIG")
-        .env_remove("K8S_UPGRADE_OUTPUT")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, plan, err) =
+        plan_json(&dir, &["--distro", "generic", "--manifests", "apf.yaml", "--from", "1.25", "--to", "1.29"]);
+    assert_eq!(code, Some(3), "{err}");
     let steps: Vec<(String, String)> = plan["steps"]
         .as_array()
         .unwrap()
@@ -217,16 +196,8 @@ fn flowcontrol_v1beta1_moves_to_v1beta2_then_v1beta3_over_1_25_to_1_29() {
 
 #[test]
 fn the_demo_to_the_newest_release_plans_the_etcd_step_before_the_1_34_hop() {
-    let o = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"))
-        .args(["plan", "--simulate", "demo", "--to", "latest", "-o", "json"])
-        .current_dir(std::env::temp_dir())
-        .env("K8S_UPGRADE_TODAY", TODAY)
-        .env_remove("KUBECONFIG")
-        .env_remove("K8S_UPGRADE_OUTPUT")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, plan, err) = plan_json(&std::env::temp_dir(), &["--simulate", "demo", "--to", "latest"]);
+    assert_eq!(code, Some(3), "{err}");
     let steps = plan["steps"].as_array().unwrap();
     let etcd = steps
         .iter()
