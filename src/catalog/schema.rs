@@ -326,6 +326,19 @@ pub struct Addon {
     pub version_rule: Option<VersionRule>,
     #[serde(default)]
     pub lines: Vec<AddonLine>,
+    /// The project is retired: no release will follow, so no line will cover a newer Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Retirement>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retirement {
+    /// When maintenance ended.
+    pub since: Date,
+    /// What the project says to do instead, in a sentence.
+    pub instead: String,
+    pub source: String,
 }
 
 /// How to recognise an add-on in a cluster.

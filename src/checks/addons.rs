@@ -193,6 +193,23 @@ pub fn addons(inv: &Inventory, catalog: &Catalog, from: &Version, hops: &[(Versi
     let targets: Vec<Minor> = hops.iter().map(|h| h.1.minor_version()).collect();
     for addon in &cluster.addons {
         let Some(spec) = catalog.addon(&addon.name) else { continue };
+        if let Some(r) = &spec.retired {
+            let mut details = base_details(addon, "retired");
+            details.insert("source".into(), json!(r.source));
+            out.push(Finding {
+                code: FindingCode::AddonRetired,
+                severity: Severity::Warning,
+                hop: None,
+                subject: format!("addon {}", addon.name),
+                message: format!(
+                    "{} {} is retired: maintenance ended {} and no release will follow, so no version will cover a newer Kubernetes or fix its vulnerabilities",
+                    spec.display_name, addon.version, r.since
+                ),
+                evidence: None,
+                remediation: r.instead.clone(),
+                details: Details::facts(details),
+            });
+        }
         if spec.lines.is_empty() && spec.version_rule.is_none() {
             continue;
         }
@@ -504,6 +521,7 @@ mod tests {
             detect: Detect { images: vec![name.into()], labels: Default::default(), namespaces: vec![] },
             version_rule: None,
             lines,
+            retired: None,
         });
         c
     }
@@ -620,6 +638,17 @@ mod tests {
         assert_eq!(f[0].code, FindingCode::AddonUncovered);
         assert_eq!(f[0].severity, Severity::Warning);
         assert!(f[0].message.contains("untested outside"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn a_retired_addon_is_a_warning_that_says_what_to_do_instead() {
+        let c = Catalog::embedded().unwrap();
+        let hops = path(&["1.33.5", "1.34.9"]);
+        let f = addons(&inv(&[("ingress-nginx", "v1.14.1")]), &c, &v("1.33.5"), &hops);
+        let retired: Vec<&Finding> = f.iter().filter(|x| x.code == FindingCode::AddonRetired).collect();
+        assert_eq!(retired.len(), 1, "{f:#?}");
+        assert_eq!(retired[0].severity, Severity::Warning);
+        assert!(retired[0].message.contains("retired") && retired[0].remediation.contains("Gateway API"));
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub struct HopRef {
 pub enum FindingCode {
     AddonDefaultChanges,
     AddonNoBridge,
+    AddonRetired,
     AddonUncovered,
     AddonUnknownVersion,
     AddonUpgrade,
@@ -81,6 +82,7 @@ impl FindingCode {
         match self {
             FindingCode::AddonDefaultChanges => "ADDON_DEFAULT_CHANGES",
             FindingCode::AddonNoBridge => "ADDON_NO_BRIDGE",
+            FindingCode::AddonRetired => "ADDON_RETIRED",
             FindingCode::AddonUncovered => "ADDON_UNCOVERED",
             FindingCode::AddonUnknownVersion => "ADDON_UNKNOWN_VERSION",
             FindingCode::AddonUpgrade => "ADDON_UPGRADE",
