@@ -539,6 +539,7 @@ async fn apply(
                     s.step.action,
                     crate::plan::StepAction::MigrateApi { .. }
                         | crate::plan::StepAction::HelmRelease { .. }
+                        | crate::plan::StepAction::Prerequisite { .. }
                         | crate::plan::StepAction::Manual
                 ) =>
             {

@@ -41,7 +41,12 @@ impl Executor<'_> {
             .steps
             .iter()
             .filter_map(|s| match &s.step.action {
-                StepAction::Prerequisite { name, fix, before } if before.minor_version() == to.minor_version() => {
+                // Acknowledged (--acknowledge): the operator answers for it (an external etcd that
+                // the upgrade does not move, for one), so the hop takes their word.
+                StepAction::Prerequisite { name, fix, before }
+                    if before.minor_version() == to.minor_version()
+                        && !journal.acknowledged.contains(&s.step.order) =>
+                {
                     Some((s.step.order, name.clone(), fix.clone()))
                 }
                 _ => None,
@@ -70,7 +75,7 @@ impl Executor<'_> {
         }
         let what = if self.options.dry_run { "dry run: the run would stop here: " } else { "" };
         Err(ExecError::Blocked(format!(
-            "{what}the hop to {} is not ready: {}. Do it, then run apply --resume",
+            "{what}the hop to {} is not ready: {}. Do it, then run apply --resume (or, when it does not apply to this cluster, --acknowledge the step)",
             to.minor_version(),
             still.join("; ")
         )))

@@ -54,10 +54,22 @@ fn apply_upgrades_a_real_cluster_across_two_minors_without_a_budget_violation() 
         .arg(&plan_file)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "plan: {}", text(&o.stderr));
     let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
     let kinds: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["control-plane", "control-plane", "nodes", "nodes"], "{}", plan["steps"]);
+    // etcd here is older than the 3.7 upgrade guide asks for before the control plane reaches
+    // 1.37 (kubeadm would move it to 3.7 then): a prerequisite before that hop, a blocker (exit 3).
+    // These tests never upgrade etcd, as a cluster with an external etcd would not, so the
+    // operator acknowledges it below.
+    let target_minor: u32 = target.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap();
+    let needs_etcd = target_minor >= 37;
+    let expected: &[&str] = if needs_etcd {
+        &["control-plane", "prerequisite", "control-plane", "nodes", "nodes"]
+    } else {
+        &["control-plane", "control-plane", "nodes", "nodes"]
+    };
+    assert_eq!(kinds, expected, "{}", plan["steps"]);
+    assert_eq!(o.status.code(), Some(if needs_etcd { 3 } else { 0 }), "plan: {}", text(&o.stderr));
+    let acknowledge: Vec<String> = if needs_etcd { vec!["--acknowledge".into(), "2".into()] } else { vec![] };
 
     let watcher = Watcher::start(&cluster.kubeconfig);
     let events_file = work.join("events.jsonl");
@@ -65,6 +77,7 @@ fn apply_upgrades_a_real_cluster_across_two_minors_without_a_budget_violation() 
     let o = tool(&work)
         .args(["apply", "--kubeconfig", &kubeconfig, "--yes", "--upgrader", "command"])
         .args(["--upgrade-command", &cluster.upgrade_command()])
+        .args(&acknowledge)
         .arg("--plan")
         .arg(&plan_file)
         .arg("--events")
