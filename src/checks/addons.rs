@@ -360,7 +360,9 @@ fn line_findings(ctx: &Ctx<'_>, installed: &semver::Version, out: &mut Vec<Findi
         // Only move forward: lines at or after the newest line the add-on is on now.
         let floor = current.iter().map(|w| w.order).max().unwrap_or(0);
         let candidates: Vec<Window> = lines.iter().map(|(w, _)| w).filter(|w| w.order >= floor).cloned().collect();
-        let already = if covers_all(&current, from.minor_version()) {
+        // Only the installed version can be outside its window today; a line an earlier hop's
+        // step moves to is not installed yet.
+        let already = if current_label != addon.version || covers_all(&current, from.minor_version()) {
             String::new()
         } else {
             format!(" (already outside it at {from})")
