@@ -256,7 +256,7 @@ fn rule_findings(
         if current.covers(b) {
             continue;
         }
-        let already = if current.covers(from.minor_version()) {
+        let already = if current_label != addon.version || current.covers(from.minor_version()) {
             String::new()
         } else {
             format!(" (already outside it at {from})")
