@@ -296,7 +296,11 @@ pub struct ApiEntry {
 impl ApiEntry {
     /// `group/version` as it appears in `apiVersion` (`v1` for the core group).
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        self.gvk().api_version()
+    }
+
+    pub fn gvk(&self) -> Gvk {
+        Gvk { group: self.group.clone(), version: self.version.clone(), kind: self.kind.clone() }
     }
 }
 
@@ -306,6 +310,13 @@ pub struct Gvk {
     pub group: String,
     pub version: String,
     pub kind: String,
+}
+
+impl Gvk {
+    /// `group/version` as it appears in `apiVersion` (`v1` for the core group).
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -49,10 +49,6 @@ pub struct ServedApis {
     family: BTreeMap<Gvk, usize>,
 }
 
-fn gvk(group: &str, version: &str, kind: &str) -> Gvk {
-    Gvk { group: group.to_string(), version: version.to_string(), kind: kind.to_string() }
-}
-
 /// Stability rank of a version for "newest": GA above beta above alpha, then the numbers
 /// (`v2` > `v1` > `v1beta3` > `v1beta1` > `v1alpha1`).
 fn rank(version: &str) -> (u32, u32, u32) {
@@ -75,7 +71,7 @@ impl ServedApis {
         let mut windows: BTreeMap<Gvk, Window> = BTreeMap::new();
         for a in &apis.apis {
             windows.insert(
-                gvk(&a.group, &a.version, &a.kind),
+                a.gvk(),
                 Window {
                     from: a.introduced_in,
                     until: a.removed_in,
@@ -118,7 +114,7 @@ impl ServedApis {
         };
         for a in &apis.apis {
             if let Some(r) = &a.replacement {
-                union(index[&gvk(&a.group, &a.version, &a.kind)], index[r]);
+                union(index[&a.gvk()], index[r]);
             }
         }
         let mut by_group_kind: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -205,6 +201,10 @@ impl ServedApis {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+
+    fn gvk(group: &str, version: &str, kind: &str) -> Gvk {
+        Gvk { group: group.to_string(), version: version.to_string(), kind: kind.to_string() }
+    }
 
     fn m(minor: u32) -> Minor {
         Minor::new(1, minor)

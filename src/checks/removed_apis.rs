@@ -25,10 +25,6 @@ struct MoveText {
     message: String,
 }
 
-fn gv(g: &Gvk) -> String {
-    if g.group.is_empty() { g.version.clone() } else { format!("{}/{}", g.group, g.version) }
-}
-
 /// The moves an object of `api` must make along `hops`, each as the finding will word it; a
 /// deprecation warning when it needs none but its version (or the last one it is moved to) is
 /// deprecated by the target.
@@ -40,7 +36,7 @@ fn entry_texts(
     target: Minor,
     hops: &[(Version, Version)],
 ) -> Vec<MoveText> {
-    let start = Gvk { group: api.group.clone(), version: api.version.clone(), kind: api.kind.clone() };
+    let start = api.gvk();
     let minors: Vec<(Minor, Minor)> = hops.iter().map(|h| (h.0.minor_version(), h.1.minor_version())).collect();
     let moves = served.migrations(&start, &minors);
     let kind = &api.kind;
@@ -48,7 +44,7 @@ fn entry_texts(
         |g: &Gvk| catalog.apis.apis.iter().find(|a| a.group == g.group && a.version == g.version && a.kind == g.kind);
     let mut out = Vec::new();
     for (n, mv) in moves.iter().enumerate() {
-        let here = gv(&mv.from);
+        let here = mv.from.api_version();
         let window = served.window(&mv.from);
         let removed = window.and_then(|w| w.until).unwrap_or(minors[mv.hop].1);
         let mut details = serde_json::Map::new();
@@ -65,27 +61,30 @@ fn entry_texts(
             Some(to) => {
                 let to_window = served.window(to);
                 let since = to_window.and_then(|w| w.from);
-                details.insert("replacement".into(), json!(gv(to)));
+                details.insert("replacement".into(), json!(to.api_version()));
                 if let Some(s) = since {
                     details.insert("replacementAvailableIn".into(), json!(s.to_string()));
                 }
                 let mut fix = match since {
                     Some(s) if s <= from.minor_version() => {
-                        format!("rewrite it as {} {kind} now (served since {s}, so before the upgrade)", gv(to))
+                        format!(
+                            "rewrite it as {} {kind} now (served since {s}, so before the upgrade)",
+                            to.api_version()
+                        )
                     }
                     Some(s) => format!(
                         "rewrite it as {} {kind} once the control plane reaches {s} (which first serves it), before the hop to {removed}",
-                        gv(to)
+                        to.api_version()
                     ),
-                    None => format!("rewrite it as {} {kind} before the hop to {removed}", gv(to)),
+                    None => format!("rewrite it as {} {kind} before the hop to {removed}", to.api_version()),
                 };
                 // An interim version: say what comes next.
                 if let Some(next) = moves.get(n + 1).and_then(|m| m.to.as_ref()) {
                     fix.push_str(&format!(
                         " ({} is itself removed in {}; the plan moves it on to {} before that hop)",
-                        gv(to),
+                        to.api_version(),
                         to_window.and_then(|w| w.until).map_or("a later release".into(), |u| u.to_string()),
-                        gv(next)
+                        next.api_version()
                     ));
                 } else if let Some(w) = to_window
                     && w.deprecated.is_some_and(|d| d <= target)
@@ -96,9 +95,11 @@ fn entry_texts(
                         .and_then(|m| m.to.clone());
                     fix.push_str(&format!(
                         " ({} is deprecated{}; it is the only version served on both sides of that hop{})",
-                        gv(to),
+                        to.api_version(),
                         w.until.map(|u| format!(" and removed in {u}")).unwrap_or_default(),
-                        later.map(|l| format!(": move on to {} after the upgrade", gv(&l))).unwrap_or_default()
+                        later
+                            .map(|l| format!(": move on to {} after the upgrade", l.api_version()))
+                            .unwrap_or_default()
                     ));
                 }
                 fix
@@ -106,9 +107,9 @@ fn entry_texts(
             None => match entry_of(&mv.from).and_then(|e| e.replacement.as_ref()) {
                 Some(r) => format!(
                     "{here} has no replacement served on both sides of the hop to {removed} ({} is served only from {}): export the objects, delete them before the hop and create them again as {} after it",
-                    gv(r),
+                    r.api_version(),
                     served.window(r).and_then(|w| w.from).map_or("later".into(), |f| f.to_string()),
-                    gv(r)
+                    r.api_version()
                 ),
                 None => {
                     format!("{here} has no replacement: remove it or move to what the deprecation guide recommends")
@@ -145,8 +146,9 @@ fn entry_texts(
             details.insert("deprecatedIn".into(), json!(d.to_string()));
         }
         // No hop at all (a plan to the version it runs): a version it already lacks still counts.
-        if hops.is_empty() && !served.serves(&start, from.minor_version()) {
-            let removed = api.removed_in.map(|r| r.to_string()).unwrap_or_default();
+        if hops.is_empty()
+            && let Some(removed) = api.removed_in.filter(|r| *r <= from.minor_version())
+        {
             out.push(MoveText {
                 hop: None,
                 blocks: true,
@@ -154,7 +156,7 @@ fn entry_texts(
                 fix_and_notes: format!(
                     "{} {kind} is not served by this version: rewrite it as {}.",
                     api.api_version(),
-                    api.replacement.as_ref().map_or("what the deprecation guide recommends".into(), gv)
+                    api.replacement.as_ref().map_or("what the deprecation guide recommends".into(), Gvk::api_version)
                 ),
                 message: format!(
                     "{} {kind} is not served since {removed}, at or before the current version {from}",
@@ -175,7 +177,7 @@ fn entry_texts(
                 catalog_details: details,
                 fix_and_notes: format!(
                     "{}.{}",
-                    instead.map_or("plan its removal".into(), |r| format!("move it to {} {kind}", gv(&r))),
+                    instead.map_or("plan its removal".into(), |r| format!("move it to {} {kind}", r.api_version())),
                     api.notes.as_deref().map(|n| format!(" Note: {n}")).unwrap_or_default()
                 ),
                 message: format!("{} {kind} is deprecated{removal}", api.api_version()),

@@ -332,7 +332,7 @@ fn served_alternative(
     facts: &ClusterFacts,
     served: &crate::catalog::served::ServedApis,
 ) -> Option<crate::catalog::Gvk> {
-    let me = crate::catalog::Gvk { group: api.group.clone(), version: api.version.clone(), kind: api.kind.clone() };
+    let me = api.gvk();
     let minor = facts.server_version.as_ref().map(Version::minor_version);
     // Only a version that outlives this one: reading v1beta2 through v1beta1 would put this
     // tool's own reads of v1beta1 into the deprecated-API metric.
@@ -342,10 +342,9 @@ fn served_alternative(
         (Some(u), Some(r)) => u > r,
     };
     api.replacement.iter().cloned().chain(served.other_versions(&me)).find(|g| {
-        let gv = if g.group.is_empty() { g.version.clone() } else { format!("{}/{}", g.group, g.version) };
         g.kind == api.kind
             && outlives(g)
-            && facts.served_group_versions.contains(&gv)
+            && facts.served_group_versions.contains(&g.api_version())
             && minor.is_none_or(|m| served.serves(g, m))
     })
 }

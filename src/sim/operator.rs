@@ -38,7 +38,7 @@ fn replacement_of(sim: &Sim, api_version: &str, kind: &str) -> Option<String> {
         .iter()
         .find(|a| a.api_version() == api_version && a.kind == kind)
         .and_then(|a| a.replacement.as_ref())
-        .map(|r| if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) })
+        .map(crate::catalog::Gvk::api_version)
 }
 
 fn migrate(sim: &Sim, api_version: &str, kind: &str, replacement: Option<&str>) -> Result<usize, String> {
