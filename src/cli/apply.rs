@@ -30,6 +30,9 @@ pub enum UpgraderKind {
     Manual,
     /// Set the simulator's upgrade annotation (the default with --simulate).
     Sim,
+    /// Run kubeadm's upgrade procedure on each node through a privileged pod pinned to it
+    /// (no SSH); see --node-job-image, --node-job-namespace and --node-script.
+    Kubeadm,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -79,9 +82,29 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "ARGV")]
     pub upgrade_command: Option<String>,
 
-    /// Kill an upgrade command after this long.
+    /// Kill an upgrade command, or stop a node job, after this long.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub upgrade_timeout: Duration,
+
+    /// With --upgrader kubeadm: the node job's image; it needs only `nsenter` and `sh` (pin it
+    /// by digest in production, or point it at your registry mirror).
+    #[arg(long, value_name = "IMAGE", default_value = crate::exec::node_job::DEFAULT_IMAGE)]
+    pub node_job_image: String,
+
+    /// With --upgrader kubeadm: where node jobs run; its Pod Security level must be privileged.
+    #[arg(long, value_name = "NAMESPACE", default_value = crate::exec::node_job::DEFAULT_NAMESPACE)]
+    pub node_job_namespace: String,
+
+    /// With --upgrader kubeadm: run this script on each node instead of the built-in one (it
+    /// gets K8S_UPGRADE_VERSION, K8S_UPGRADE_ROLE, K8S_UPGRADE_FIRST and K8S_UPGRADE_NODE in its
+    /// environment, runs as root in the host's namespaces, and its exit code is the result).
+    #[arg(long, value_name = "FILE")]
+    pub node_script: Option<PathBuf>,
+
+    /// With --upgrader kubeadm: a node job whose container has not started after this long
+    /// (image pull failing, kubelet down) stops the run with the kubelet's reason.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub node_job_start_timeout: Duration,
 
     /// Argv template run for each Helm-release step ({node} is the release); otherwise asked.
     #[arg(long, value_name = "ARGV")]
@@ -270,6 +293,20 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                 .ok_or_else(|| CliError::usage("--upgrader command needs --upgrade-command ARGV"))?,
             timeout: args.upgrade_timeout,
         },
+        (Some(UpgraderKind::Kubeadm), _) => {
+            let script = match &args.node_script {
+                None => crate::exec::node_job::Script::Builtin,
+                Some(path) => crate::exec::node_job::Script::read(path).map_err(CliError::usage)?,
+            };
+            Upgrader::NodeJob(crate::exec::node_job::NodeJob {
+                image: args.node_job_image.clone(),
+                namespace: args.node_job_namespace.clone(),
+                script,
+                timeout: args.upgrade_timeout,
+                start_timeout: args.node_job_start_timeout,
+                poll: Duration::from_secs(2),
+            })
+        }
         (Some(UpgraderKind::Sim), _) | (None, true) => Upgrader::Sim,
         (Some(UpgraderKind::Manual), _) | (None, false) => Upgrader::Manual,
     };
@@ -330,6 +367,12 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         lock: crate::exec::lock::LockWatch::never(),
         taint_pending: !args.no_taint_pending,
     };
+    let mut options = options;
+    if let Upgrader::NodeJob(job) = &mut options.upgrader {
+        job.poll = poll;
+    } else if args.node_script.is_some() {
+        return Err(CliError::usage("--node-script is for --upgrader kubeadm"));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -378,7 +421,11 @@ async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader)
     // the plan, so apply stops there, before the lock); a resumed run reads without planning.
     let mut checks: Vec<permissions::Check> = if args.resume { permissions::run_reads() } else { Vec::new() };
     // A dry run is checked for the same permissions: it rehearses the run it stands for.
-    checks.extend(permissions::apply_rules(sim_upgrader).iter().flat_map(permissions::Rule::checks));
+    let node_jobs = match upgrader {
+        Upgrader::NodeJob(job) => Some(job.namespace.as_str()),
+        _ => None,
+    };
+    checks.extend(permissions::apply_rules(sim_upgrader, node_jobs).iter().flat_map(permissions::Rule::checks));
     // Without the wait for volumes to detach, their reads are never made.
     if args.volume_detach_timeout.is_zero() {
         checks.retain(|c| !matches!(c, permissions::Check::Resource { resource, .. } if resource == "volumeattachments" || resource == "persistentvolumes"));
@@ -398,6 +445,51 @@ async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader)
         eprintln!(
             "warning: could not check permissions up front ({why}); a refused request will stop the run where it happens"
         );
+    }
+    Ok(())
+}
+
+/// Before anything is locked or cordoned: node jobs can run on this cluster (see
+/// [`crate::exec::node_job::preflight`]), probed on the first control-plane node.
+async fn node_job_preflight(
+    client: &kube::Client,
+    job: &crate::exec::node_job::NodeJob,
+    distro: &str,
+    dry_run: bool,
+    cancel: &Cancel,
+) -> Result<(), CliError> {
+    use crate::exec::upgrader::{Action, Role};
+    if !matches!(distro, "kubeadm" | "generic") {
+        return Err(CliError::usage(format!(
+            "--upgrader kubeadm runs kubeadm's procedure on each node; this cluster is {distro}, which upgrades its own way: choose the upgrader for {distro} (see docs/upgraders.md)"
+        )));
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let mut nodes = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| CliError::error(format!("cannot list nodes for the node-job preflight: {e}")))?
+        .items;
+    nodes.sort_by_key(|n| (!crate::k8s::node::is_control_plane(n), crate::k8s::node::name(n).to_string()));
+    let Some(first) = nodes.first() else {
+        return Err(CliError::error("the cluster has no nodes: nothing for node jobs to run on"));
+    };
+    let action = Action {
+        subject: crate::k8s::node::name(first).to_string(),
+        role: if crate::k8s::node::is_control_plane(first) {
+            Role::ControlPlane { first: true }
+        } else {
+            Role::Worker
+        },
+        target: crate::k8s::node::kubelet_version(first).map(|v| v.to_string()).unwrap_or_default(),
+        from: None,
+        workload: None,
+    };
+    let verified = crate::exec::node_job::preflight(client, job, &action, dry_run, cancel)
+        .await
+        .map_err(|e| CliError { exit: Exit::Blockers, message: e })?;
+    for line in verified {
+        eprintln!("node jobs: {line}");
     }
     Ok(())
 }
@@ -560,6 +652,9 @@ async fn apply(
         }
     }
     let cancel = Cancel::new();
+    if let crate::exec::upgrader::Upgrader::NodeJob(job) = &options.upgrader {
+        node_job_preflight(&client, job, &journal.distro, args.dry_run, &cancel).await?;
+    }
     if !args.yes && interactive && !args.dry_run {
         let question = format!("Start {} steps on {server}?", journal.steps.len());
         if prompt::confirm(&question, &cancel).await != Some(true) {

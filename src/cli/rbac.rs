@@ -26,9 +26,14 @@ pub struct RbacArgs {
     #[arg(long = "for", value_enum, value_name = "JOB")]
     pub job: RbacJob,
 
-    /// For `--for apply`: the upgrader apply will run (`sim` also patches add-on workloads).
+    /// For `--for apply`: the upgrader apply will run (`sim` also patches add-on workloads;
+    /// `kubeadm` runs node jobs in --node-job-namespace).
     #[arg(long, value_enum, default_value_t = super::apply::UpgraderKind::Manual)]
     pub upgrader: super::apply::UpgraderKind,
+
+    /// For `--for apply --upgrader kubeadm`: the namespace node jobs run in.
+    #[arg(long, value_name = "NAMESPACE", default_value = crate::exec::node_job::DEFAULT_NAMESPACE)]
+    pub node_job_namespace: String,
 
     /// Bind the roles to this user (repeatable).
     #[arg(long, value_name = "NAME")]
@@ -52,7 +57,8 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
         RbacJob::Plan => ("k8s-upgrade-plan", permissions::plan_rules(&catalog)),
         RbacJob::Apply => {
             let sim = args.upgrader == super::apply::UpgraderKind::Sim;
-            ("k8s-upgrade-apply", permissions::apply_rules_beyond_plan(&catalog, sim))
+            let node_jobs = (args.upgrader == super::apply::UpgraderKind::Kubeadm).then_some(args.node_job_namespace.as_str());
+            ("k8s-upgrade-apply", permissions::apply_rules_beyond_plan(&catalog, sim, node_jobs))
         }
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
     };

@@ -93,7 +93,7 @@ pub fn humanize(d: Duration) -> String {
 
 /// Collects output lines within the memory bound.
 #[derive(Default)]
-struct Collector {
+pub(super) struct Collector {
     out: Output,
     tail: VecDeque<String>,
     partial: [Vec<u8>; 2],
@@ -113,7 +113,8 @@ impl Collector {
         }
     }
 
-    fn feed(&mut self, stream: usize, bytes: &[u8], on_line: &(dyn Fn(&str) + Send + Sync)) {
+    /// Takes bytes of stream 0 (stdout) or 1 (stderr).
+    pub(super) fn feed(&mut self, stream: usize, bytes: &[u8], on_line: &(dyn Fn(&str) + Send + Sync)) {
         self.out.bytes += bytes.len() as u64;
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             let ends = chunk.last() == Some(&b'\n');
@@ -131,7 +132,7 @@ impl Collector {
         }
     }
 
-    fn finish(mut self, on_line: &(dyn Fn(&str) + Send + Sync)) -> Output {
+    pub(super) fn finish(mut self, on_line: &(dyn Fn(&str) + Send + Sync)) -> Output {
         for stream in 0..2 {
             if !self.partial[stream].is_empty() {
                 let raw = std::mem::take(&mut self.partial[stream]);

@@ -25,6 +25,7 @@ pub mod gates;
 pub mod journal;
 pub mod lock;
 mod node;
+pub mod node_job;
 pub mod operator;
 mod removals;
 pub mod rollout;

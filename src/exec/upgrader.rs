@@ -2,8 +2,9 @@
 //! release. `command` runs an operator-given argv template per action (subject, role, phase,
 //! versions and whether this is the first control-plane node, as separate arguments and
 //! `K8S_UPGRADE_*` variables, never a shell string) through [`super::command`]; `manual` tells
-//! the operator what to do and lets the executor wait for the result; `sim` sets the
-//! simulator's upgrade annotation or rewrites an add-on's image tag.
+//! the operator what to do and lets the executor wait for the result; `kubeadm` runs a node job
+//! on each node (see [`super::node_job`]); `sim` sets the simulator's upgrade annotation or
+//! rewrites an add-on's image tag.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub enum Upgrader {
     Sim,
     Command { argv: Vec<String>, timeout: Duration },
     Manual,
+    /// A privileged pod on each node runs kubeadm's procedure there.
+    NodeJob(super::node_job::NodeJob),
 }
 
 /// What is being upgraded.
@@ -88,6 +91,8 @@ pub enum Started {
 pub enum UpgradeError {
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error(transparent)]
+    NodeJob(#[from] super::node_job::JobError),
     #[error("{0}")]
     Api(String),
 }
@@ -101,6 +106,7 @@ impl UpgradeError {
                 | CommandError::Cancelled { output, .. }
                 | CommandError::Failed { output, .. },
             ) => Some(output),
+            UpgradeError::NodeJob(e) => e.output(),
             _ => None,
         }
     }
@@ -112,6 +118,7 @@ impl Upgrader {
             Upgrader::Sim => "sim",
             Upgrader::Command { .. } => "command",
             Upgrader::Manual => "manual",
+            Upgrader::NodeJob(_) => "kubeadm",
         }
     }
 
@@ -132,6 +139,15 @@ impl Upgrader {
                 Ok((Started::Performed, command::run(&spec, cancel, on_line).await?))
             }
             Upgrader::Manual => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
+            Upgrader::NodeJob(job) => match action.role {
+                Role::ControlPlane { .. } | Role::Worker => {
+                    let out = super::node_job::run(client, job, action, cancel, log_file, on_line).await?;
+                    Ok((Started::Performed, out))
+                }
+                // kubeadm moves kube-proxy and CoreDNS itself, with `kubeadm upgrade apply`;
+                // other add-ons are the operator's (their own charts or manifests).
+                _ => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
+            },
         }
     }
 }

@@ -24,7 +24,7 @@ pub const LOCK_NAMESPACE: &str = "kube-system";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// `None`: a ClusterRole rule; `Some(ns)`: a Role rule in that namespace.
-    pub namespace: Option<&'static str>,
+    pub namespace: Option<String>,
     pub verbs: Vec<&'static str>,
     pub api_groups: Vec<String>,
     pub resources: Vec<String>,
@@ -65,7 +65,7 @@ impl Rule {
                             group: group.clone(),
                             resource: resource.to_string(),
                             subresource: subresource.to_string(),
-                            namespace: self.namespace.unwrap_or_default().to_string(),
+                            namespace: self.namespace.clone().unwrap_or_default(),
                             name: name.to_string(),
                         });
                     }
@@ -197,8 +197,9 @@ pub fn helm_rules() -> Vec<Rule> {
 }
 
 /// What `apply` needs beyond `plan`. `sim_upgrader`: the built-in simulator's upgrader, which
-/// also patches add-on workloads.
-pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
+/// also patches add-on workloads; `node_jobs`: the namespace the `kubeadm` upgrader runs its
+/// node jobs in.
+pub fn apply_rules(sim_upgrader: bool, node_jobs: Option<&str>) -> Vec<Rule> {
     let mut rules = vec![
         Rule::resource(
             &["get", "watch", "patch"],
@@ -238,7 +239,7 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
             "retry an eviction as soon as its budget allows a disruption again",
         ),
         Rule {
-            namespace: Some(LOCK_NAMESPACE),
+            namespace: Some(LOCK_NAMESPACE.into()),
             ..Rule::resource(
                 &["create"],
                 "coordination.k8s.io",
@@ -247,7 +248,7 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
             )
         },
         Rule {
-            namespace: Some(LOCK_NAMESPACE),
+            namespace: Some(LOCK_NAMESPACE.into()),
             resource_names: vec![LOCK_LEASE],
             ..Rule::resource(
                 &["get", "update", "patch", "delete"],
@@ -265,6 +266,21 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
             "the simulator's upgrader moves add-on images to their new version",
         ));
     }
+    if let Some(ns) = node_jobs {
+        rules.push(Rule {
+            namespace: Some(ns.to_string()),
+            ..Rule::resource(
+                &["create", "get", "delete"],
+                "",
+                &["pods"],
+                "the kubeadm upgrader: start each node's upgrade job (and the preflight's probe), follow it, and remove it once it succeeded",
+            )
+        });
+        rules.push(Rule {
+            namespace: Some(ns.to_string()),
+            ..Rule::resource(&["get"], "", &["pods/log"], "the kubeadm upgrader: stream each node job's log into the journal")
+        });
+    }
     rules
 }
 
@@ -272,9 +288,9 @@ pub fn apply_rules(sim_upgrader: bool) -> Vec<Rule> {
 /// (the two are bound together, and a duplicate would be a rule nobody could prove needed). The
 /// catalog decides: listing VolumeAttachments, say, is in the plan role while the catalog lists
 /// a removed `storage.k8s.io` version of them, and then apply adds only the watch.
-pub fn apply_rules_beyond_plan(catalog: &Catalog, sim_upgrader: bool) -> Vec<Rule> {
+pub fn apply_rules_beyond_plan(catalog: &Catalog, sim_upgrader: bool, node_jobs: Option<&str>) -> Vec<Rule> {
     let granted: BTreeSet<Check> = plan_rules(catalog).iter().flat_map(Rule::checks).collect();
-    apply_rules(sim_upgrader)
+    apply_rules(sim_upgrader, node_jobs)
         .into_iter()
         .filter_map(|rule| {
             let verbs: Vec<&'static str> = rule
@@ -362,9 +378,9 @@ pub fn manifests(name: &str, rules: &[Rule], subjects: &[Subject]) -> String {
             ));
         }
     }
-    let namespaces: BTreeSet<&str> = rules.iter().filter_map(|r| r.namespace).collect();
+    let namespaces: BTreeSet<&str> = rules.iter().filter_map(|r| r.namespace.as_deref()).collect();
     for ns in namespaces {
-        let body: String = rules.iter().filter(|r| r.namespace == Some(ns)).map(rule_yaml).collect();
+        let body: String = rules.iter().filter(|r| r.namespace.as_deref() == Some(ns)).map(rule_yaml).collect();
         docs.push(format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}rules:\n{body}"));
         if !subjects.is_empty() {
             docs.push(format!(
