@@ -267,6 +267,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         }
         (&Method::GET, false, _) => list(&sim, &def, &target, &query, &headers),
         (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &headers),
+        (&Method::GET, true, "log") if def.resource == "pods" => return pod_log(sim.clone(), &target, &query),
         (&Method::POST, false, _) => {
             parse_body(&body).and_then(|o| guard(&o)).and_then(|()| create(&sim, &def, &target, &body, dry_run))
         }
@@ -721,11 +722,36 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
     }
     check_shape(def, obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(), &obj)?;
     check_pod_spec(def, &obj)?;
+    pod_security(sim, def, &obj)?;
     let stored = sim.store.create(&def.storage, obj, dry_run)?;
     if !dry_run {
         sim.changed.notify_waiters();
     }
     Ok(bytes_response(201, as_served(def, &stored), "application/json"))
+}
+
+/// Pod Security admission on a new pod (see [`super::pod_security`]).
+fn pod_security(sim: &Sim, def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    if !def.group.is_empty() || def.resource != "pods" {
+        return Ok(());
+    }
+    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let Some(namespace) = sim.store.get(&StorageKey::core("namespaces"), "", ns) else { return Ok(()) };
+    let level = super::pod_security::enforced(&namespace.value());
+    if level == "privileged" {
+        return Ok(());
+    }
+    let violations = super::pod_security::violations(&level, obj);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    Err(ApiError::forbidden(
+        format!("pods \"{name}\" is forbidden: violates PodSecurity \"{level}:latest\": {}", violations.join(", ")),
+        "",
+        "pods",
+        name,
+    ))
 }
 
 /// A pod needs at least one container, as the apiserver's validation demands (a pod without one
@@ -1182,6 +1208,142 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
         }
     });
     stream_response(vec![], Some(out_rx))
+}
+
+/// `GET …/pods/NAME/log`, as the apiserver serves it from the kubelet: one container's lines
+/// (`container` required when the pod has several), `tailLines`, `limitBytes`, `timestamps`,
+/// `sinceTime`, and `follow` until the container ends; refused while the container has not
+/// started, and for `previous` (no container here ever restarts).
+fn pod_log(sim: Arc<Sim>, t: &Target, q: &HashMap<String, String>) -> Response {
+    let ns = target_ns(t);
+    let name = t.name.clone().unwrap_or_default();
+    let Some(pod) = sim.store.get(&pdb::pods_key(), &ns, &name) else {
+        return error_response(&ApiError::not_found("pods", &name));
+    };
+    let value = pod.value();
+    let containers: Vec<String> = value
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let container = match q.get("container") {
+        Some(c) if containers.contains(c) => c.clone(),
+        Some(c) => return error_response(&ApiError::bad_request(&format!("container {c} is not valid for pod {name}"))),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return error_response(&ApiError::bad_request(&format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let flag = |k: &str| -> Result<bool, ApiError> {
+        match q.get(k).map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(&format!("{k}: invalid value \"{v}\": expected true or false"))),
+        }
+    };
+    let number = |k: &str, min: i64| -> Result<Option<i64>, ApiError> {
+        match q.get(k) {
+            None => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= min => Ok(Some(n)),
+                _ => Err(ApiError::bad_request(&format!("{k}: Invalid value: \"{v}\": must be {min} or greater"))),
+            },
+        }
+    };
+    let parsed = (|| Ok::<_, ApiError>((flag("follow")?, flag("timestamps")?, flag("previous")?, number("tailLines", 0)?, number("limitBytes", 1)?)))();
+    let (follow, timestamps, previous, tail, limit) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    if previous {
+        return error_response(&ApiError::bad_request(&format!(
+            "previous terminated container \"{container}\" in pod \"{name}\" not found"
+        )));
+    }
+    let state = value
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(container.as_str())))
+        .and_then(|c| c.get("state"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    if state.get("running").is_none() && state.get("terminated").is_none() {
+        let reason = state.pointer("/waiting/reason").and_then(Value::as_str).unwrap_or("ContainerCreating");
+        return error_response(&ApiError::bad_request(&format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    let since = q.get("sinceTime").cloned();
+    let uid = pod.meta.uid.to_string();
+    let render = move |lines: Vec<(String, String)>| -> Vec<u8> {
+        let mut out = Vec::new();
+        for (ts, line) in lines {
+            if since.as_deref().is_some_and(|s| ts.as_str() < s) {
+                continue;
+            }
+            if timestamps {
+                out.extend_from_slice(ts.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+        out
+    };
+    let mut first = sim.pod_logs.since(&uid, 0);
+    let sent = first.len();
+    if let Some(n) = tail {
+        let skip = first.len().saturating_sub(n as usize);
+        first.drain(..skip);
+    }
+    let mut head = render(first);
+    let mut budget = limit.map_or(u64::MAX, |l| l as u64);
+    let cut = |bytes: &mut Vec<u8>, budget: &mut u64| {
+        if bytes.len() as u64 > *budget {
+            bytes.truncate(*budget as usize);
+        }
+        *budget -= bytes.len() as u64;
+    };
+    cut(&mut head, &mut budget);
+    let pod_uid = uid.clone();
+    let finished = move |sim: &Sim| {
+        sim.store
+            .get(&pdb::pods_key(), &ns, &name)
+            .is_none_or(|p| p.meta.uid.as_ref() != pod_uid || matches!(&*p.meta.phase, "Succeeded" | "Failed"))
+    };
+    let text = |body: Body| {
+        let mut r = Response::new(body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r
+    };
+    if !follow || budget == 0 || finished(&sim) {
+        return text(Body::from(head));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut sent = sent;
+        if tx.send(Bytes::from(head)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let done = finished(&sim);
+            let new = sim.pod_logs.since(&uid, sent);
+            sent += new.len();
+            let mut bytes = render(new);
+            cut(&mut bytes, &mut budget);
+            if !bytes.is_empty() && tx.send(Bytes::from(bytes)).await.is_err() {
+                return;
+            }
+            if done || budget == 0 {
+                return;
+            }
+        }
+    });
+    text(Body::from_stream(ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>)))
 }
 
 fn stream_response(first: Vec<Bytes>, rx: Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Response {

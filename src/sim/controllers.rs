@@ -25,7 +25,7 @@ fn apps(resource: &str) -> StorageKey {
     StorageKey::new("apps", resource)
 }
 
-fn nodes_key() -> StorageKey {
+pub(super) fn nodes_key() -> StorageKey {
     StorageKey::core(NODES)
 }
 
@@ -89,6 +89,8 @@ struct Timers {
     job_done_at: HashMap<String, Instant>,
     /// VolumeAttachment name → when its volume has detached.
     volume_detach_at: HashMap<String, Instant>,
+    /// The kubeadm upgrader's node jobs, by pod uid.
+    node_jobs: super::node_jobs::Runs,
 }
 
 impl Timers {
@@ -96,8 +98,9 @@ impl Timers {
         [&self.pod_ready_at, &self.pod_gone_at, &self.node_back_at, &self.job_done_at, &self.volume_detach_at]
             .iter()
             .flat_map(|m| m.values())
-            .min()
             .copied()
+            .chain(self.node_jobs.next_due())
+            .min()
     }
 }
 
@@ -165,6 +168,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     schedule(sim);
     volumes::reconcile(sim, &mut timers.volume_detach_at);
     pod_lifecycle(sim, timers);
+    super::node_jobs::reconcile(sim, &mut timers.node_jobs);
     namespaces(sim);
     pdb::refresh_all(sim);
     workload_status(sim);
@@ -912,6 +916,60 @@ fn set_pod_running(p: &mut Value, ready: bool, node_ip: &str) {
     p["status"]["containerStatuses"] = Value::Array(statuses);
 }
 
+/// The first container image of a pod that no node can pull (a fault).
+fn unpullable_image(pod: &Value, faults: &super::faults::Faults) -> Option<String> {
+    if faults.unpullable_images.is_empty() {
+        return None;
+    }
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|c| c.get("image").and_then(Value::as_str))
+        .find(|i| faults.unpullable(i))
+        .map(str::to_string)
+}
+
+/// The kubelet's report for a pod whose image cannot be pulled: Pending, its containers
+/// waiting in `ImagePullBackOff` (written once).
+fn set_pull_backoff(sim: &Sim, pod: &Stored, image: &str) {
+    let waiting = pod
+        .value()
+        .pointer("/status/containerStatuses/0/state/waiting/reason")
+        .and_then(Value::as_str)
+        .is_some_and(|r| r == "ImagePullBackOff");
+    if waiting {
+        return;
+    }
+    let message = format!(
+        "Back-off pulling image \"{image}\": ErrImagePull: failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": not found"
+    );
+    let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+        let statuses: Vec<Value> = p
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        p["status"]["containerStatuses"] = Value::Array(statuses);
+        let mut conds: Vec<Value> = p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        set_pod_condition(&mut conds, "PodScheduled", true, "", "");
+        let names: Vec<&str> = statuses_names(p);
+        set_pod_condition(&mut conds, "Ready", false, "ContainersNotReady", &format!("containers with unready status: [{}]", names.join(" ")));
+        p["status"]["conditions"] = Value::Array(conds);
+        Ok(())
+    });
+}
+
+fn statuses_names(p: &Value) -> Vec<&str> {
+    p.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+        .unwrap_or_default()
+}
+
 /// Kubelet work on pods: start bound pods, follow node readiness, finish graceful deletions.
 fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
     let now = Instant::now();
@@ -961,6 +1019,11 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             // the node the pod left keeps it waiting here.
             if !node_up || !volumes::attached_for(sim, &pod) {
                 timers.pod_ready_at.remove(&uid);
+                continue;
+            }
+            if let Some(image) = unpullable_image(&pod.value(), &faults) {
+                timers.pod_ready_at.remove(&uid);
+                set_pull_backoff(sim, &pod, &image);
                 continue;
             }
             let at = *timers

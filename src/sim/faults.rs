@@ -53,6 +53,17 @@ pub struct Faults {
     /// Nodes whose block volumes never detach (a CSI driver that lost its node plugin).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes_stuck_attached: Vec<String>,
+    /// Images no node can pull (exact references, or `prefix*`): their pods wait in
+    /// `ErrImagePull` / `ImagePullBackOff`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpullable_images: Vec<String>,
+    /// Nodes whose upgrade job (the kubeadm upgrader's node job) fails: the package install
+    /// exits 100, as apt does when the pinned version is not in the repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_jobs_fail: Vec<String>,
+    /// Nodes whose upgrade job never ends (a package manager waiting on its lock).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_jobs_hang: Vec<String>,
 }
 
 impl Faults {
@@ -77,6 +88,13 @@ impl Faults {
         let n = counter.fetch_add(1, Ordering::Relaxed);
         let roll = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) as f64 / (1u64 << 53) as f64;
         (roll < rule.rate).then_some(rule)
+    }
+
+    pub fn unpullable(&self, image: &str) -> bool {
+        self.unpullable_images.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => image.starts_with(prefix),
+            None => p == image,
+        })
     }
 
     pub fn pod_stuck(&self, ns: &str, name: &str) -> bool {

@@ -14,9 +14,11 @@ pub mod authn;
 mod clock;
 mod controllers;
 pub mod faults;
+mod node_jobs;
 mod operator;
 mod patch;
 mod pdb;
+mod pod_security;
 mod proto;
 pub mod rbac;
 pub mod registry;
@@ -131,6 +133,8 @@ pub struct Sim {
     pub rbac_generation: AtomicU64,
     pub rbac_rebuild: Mutex<()>,
     pub access: scenario::Access,
+    /// Container logs (the node jobs' lines), served at `pods/NAME/log`.
+    pub pod_logs: node_jobs::PodLogs,
 }
 
 impl Sim {
