@@ -366,6 +366,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
         acknowledge_all: args.acknowledge_all,
         lock: crate::exec::lock::LockWatch::never(),
         taint_pending: !args.no_taint_pending,
+        sim_operator: args.simulate.is_some(),
     };
     let mut options = options;
     if let Upgrader::NodeJob(job) = &mut options.upgrader {

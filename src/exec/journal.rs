@@ -64,7 +64,15 @@ pub struct NodeRecord {
     /// Seconds the node took from start to done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// The upgrade's output (a node job's log, a command's lines): the kept lines of a failed
+    /// upgrade, the last [`NODE_LOG_DONE`] of one that succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
+
+/// Lines of a successful upgrade's output kept in its node's record (the journal is rewritten
+/// at every phase change, so a large cluster's must stay small).
+pub const NODE_LOG_DONE: usize = 15;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -278,6 +286,7 @@ mod tests {
                 we_cordoned: true,
                 note: None,
                 seconds: None,
+                log: vec![],
             },
             "n;rm -rf /",
         );

@@ -86,6 +86,10 @@ pub struct Options {
     pub lock: lock::LockWatch,
     /// Taint nodes waiting to roll `PreferNoSchedule`, so evicted pods avoid them.
     pub taint_pending: bool,
+    /// The cluster is the built-in simulator: its stand-in operator performs the steps an
+    /// operator does on a real cluster (API migrations, add-ons no upgrader moves), whatever
+    /// upgrades the nodes.
+    pub sim_operator: bool,
 }
 
 /// What a run did.

@@ -16,7 +16,7 @@
 # script (a fake /etc and fake package tools); nothing sets them on a node.
 set -euf
 ETC="${K8S_UPGRADE_TEST_ROOT:-}/etc"
-PATH="${K8S_UPGRADE_TEST_PATH:+$K8S_UPGRADE_TEST_PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH="${K8S_UPGRADE_TEST_PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}"
 export PATH DEBIAN_FRONTEND=noninteractive
 
 say() { echo "k8s-upgrade: $*"; }

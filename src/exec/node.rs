@@ -68,6 +68,7 @@ impl Executor<'_> {
                 we_cordoned: false,
                 note: None,
                 seconds: None,
+                log: vec![],
             },
         };
         let milestone = |phase: NodeMilestone| Event::Node {
@@ -293,7 +294,16 @@ impl Executor<'_> {
             from: record.from.as_ref().map(ToString::to_string),
             workload: None,
         };
-        match self.run_upgrader(&self.options.upgrader, &action).await {
+        let (result, lines) = self.run_upgrader_kept(&self.options.upgrader, &action).await;
+        record.log = if result.is_ok() {
+            lines[lines.len().saturating_sub(super::journal::NODE_LOG_DONE)..].to_vec()
+        } else {
+            lines
+        };
+        if !record.log.is_empty() {
+            self.save(|j| j.set_node(record, node)).await?;
+        }
+        match result {
             Ok(Started::OperatorAction(text)) => self.emit(Event::node_log(node, text)),
             Ok(Started::Performed) => self.emit(Event::node_log(
                 node,
@@ -355,8 +365,24 @@ impl Executor<'_> {
         upgrader: &super::upgrader::Upgrader,
         action: &Action,
     ) -> Result<Started, super::upgrader::UpgradeError> {
+        self.run_upgrader_kept(upgrader, action).await.0
+    }
+
+    /// [`Self::run_upgrader`], also returning the kept output lines. A node's progress shows
+    /// the last line its upgrade printed.
+    pub(super) async fn run_upgrader_kept(
+        &self,
+        upgrader: &super::upgrader::Upgrader,
+        action: &Action,
+    ) -> (Result<Started, super::upgrader::UpgradeError>, Vec<String>) {
         let subject = action.subject.clone();
-        let result = upgrader.run(&self.client, action, &self.cancel, self.options.log_file.clone(), &|_| {}).await;
+        let on_line = |line: &str| {
+            if matches!(action.role, Role::ControlPlane { .. } | Role::Worker) {
+                let shown: String = line.chars().filter(|c| !c.is_control()).take(120).collect();
+                self.emit(Event::NodeActivity { node: subject.clone(), activity: shown });
+            }
+        };
+        let result = upgrader.run(&self.client, action, &self.cancel, self.options.log_file.clone(), &on_line).await;
         let lines = match &result {
             Ok((_, out)) => out.lines(),
             Err(e) => e.output().map(|o| o.lines()).unwrap_or_default(),
@@ -364,13 +390,13 @@ impl Executor<'_> {
         if !lines.is_empty() {
             let _ = self
                 .save(|j| {
-                    for l in lines {
+                    for l in &lines {
                         j.push_log(format!("{subject}: {l}"));
                     }
                 })
                 .await;
         }
-        result.map(|(started, _)| started)
+        (result.map(|(started, _)| started), lines)
     }
 
     async fn quarantine(&self, step: usize, node: &str, record: &mut NodeRecord, why: &str) -> Result<(), ExecError> {

@@ -129,8 +129,9 @@ pub enum JobError {
     )]
     NotStarted { namespace: String, pod: String, node: String, after: Duration, reason: String, output: Output },
     #[error(
-        "node job {namespace}/{pod} on {node} did not finish within {}; the pod was deleted, which stops the script wherever it was: look at the node before resuming",
-        humanize(*after)
+        "node job {namespace}/{pod} on {node} did not finish within {}{}; the pod was deleted, which stops the script wherever it was: look at the node before resuming",
+        humanize(*after),
+        last(.output)
     )]
     Timeout { namespace: String, pod: String, node: String, after: Duration, output: Output },
     #[error(
@@ -713,6 +714,107 @@ mod tests {
         assert_eq!(state_of(&pod(json!({"phase": "Succeeded"}))), State::Exited(0));
         assert_eq!(state_of(&pod(json!({"phase": "Failed", "reason": "DeadlineExceeded"}))), State::Exited(-1));
         assert_eq!(state_of(&pod(json!({"phase": "Pending"}))), State::Waiting(None));
+    }
+
+    /// Runs the built-in script on a fake host: an `etc` with a pkgs.k8s.io repository file and
+    /// package tools that record their arguments.
+    fn run_script(manager: &str, role: &str, first: bool) -> Option<(String, String, i32)> {
+        let which = |tool: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let (sh, grep, sed) = (which("sh")?, which("grep")?, which("sed")?);
+        let root = std::env::temp_dir().join(format!("k8s-upgrade-script-{}-{manager}-{role}-{first}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let (dir, file, line) = if manager == "apt" {
+            ("etc/apt/sources.list.d", "kubernetes.list", "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.30/deb/ /\n")
+        } else {
+            ("etc/yum.repos.d", "kubernetes.repo", "[kubernetes]\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.30/rpm/\ngpgkey=https://pkgs.k8s.io/core:/stable:/v1.30/rpm/repodata/repomd.xml.key\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n")
+        };
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::write(root.join(dir).join(file), line).unwrap();
+        let record = root.join("record");
+        let tools: Vec<&str> = if manager == "apt" { vec!["apt-get", "apt-mark"] } else { vec!["dnf"] };
+        for tool in tools.into_iter().chain(["systemctl"]) {
+            let path = bin.join(tool);
+            std::fs::write(&path, format!("#!{sh}\necho \"{tool} $*\" >> {}\n", record.display())).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let kubeadm = bin.join("kubeadm");
+        std::fs::write(
+            &kubeadm,
+            format!("#!{sh}\necho \"kubeadm $*\" >> {}\n[ \"$1\" = version ] && echo v1.31.2\nexit 0\n", record.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&kubeadm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        for (name, target) in [("grep", &grep), ("sed", &sed)] {
+            std::os::unix::fs::symlink(target, bin.join(name)).unwrap();
+        }
+        let o = std::process::Command::new(&sh)
+            .args(["-c", SCRIPT, "k8s-upgrade-node"])
+            .env_clear()
+            .env("K8S_UPGRADE_TEST_ROOT", &root)
+            .env("K8S_UPGRADE_TEST_PATH", &bin)
+            .env("K8S_UPGRADE_VERSION", "1.31.2")
+            .env("K8S_UPGRADE_ROLE", role)
+            .env("K8S_UPGRADE_FIRST", first.to_string())
+            .env("K8S_UPGRADE_NODE", "node-1; reboot")
+            .output()
+            .unwrap();
+        let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+        let repo = std::fs::read_to_string(root.join(dir).join(file)).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(o.status.success() || o.status.code().is_some(), "{o:?}");
+        Some((recorded, repo, o.status.code().unwrap_or(-1)))
+    }
+
+    #[test]
+    fn the_script_follows_kubeadms_procedure_on_an_apt_host() {
+        let Some((recorded, repo, code)) = run_script("apt", "control-plane", true) else { return };
+        assert_eq!(code, 0, "{recorded}");
+        assert_eq!(
+            recorded.lines().collect::<Vec<_>>(),
+            vec![
+                "apt-mark unhold kubeadm",
+                "apt-get update -q",
+                "apt-get install -y -q kubeadm=1.31.2-*",
+                "apt-mark hold kubeadm",
+                "kubeadm version -o short",
+                "kubeadm upgrade plan v1.31.2",
+                "kubeadm upgrade apply -y v1.31.2",
+                "apt-mark unhold kubelet kubectl",
+                "apt-get update -q",
+                "apt-get install -y -q kubelet=1.31.2-* kubectl=1.31.2-*",
+                "apt-mark hold kubelet kubectl",
+                "systemctl daemon-reload",
+                "systemctl restart kubelet",
+            ]
+        );
+        assert!(repo.contains("https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /") && !repo.contains("v1.30"), "{repo}");
+    }
+
+    #[test]
+    fn the_script_runs_kubeadm_upgrade_node_on_a_dnf_worker() {
+        let Some((recorded, repo, code)) = run_script("dnf", "worker", false) else { return };
+        assert_eq!(code, 0, "{recorded}");
+        assert_eq!(
+            recorded.lines().collect::<Vec<_>>(),
+            vec![
+                "dnf install -y kubeadm-1.31.2-* --disableexcludes=kubernetes",
+                "kubeadm version -o short",
+                "kubeadm upgrade node",
+                "dnf install -y kubelet-1.31.2-* kubectl-1.31.2-* --disableexcludes=kubernetes",
+                "systemctl daemon-reload",
+                "systemctl restart kubelet",
+            ]
+        );
+        assert_eq!(repo.matches("/v1.31/rpm/").count(), 2, "{repo}");
     }
 
     #[test]

@@ -30,7 +30,13 @@ impl Executor<'_> {
             from: None,
             workload: Some(workload.into()),
         };
-        match self.run_upgrader(&self.options.upgrader, &action).await {
+        let upgrader = match &self.options.upgrader {
+            // kubeadm moves only kube-proxy and CoreDNS itself; in the simulator its stand-in
+            // operator moves the rest, as someone would with their charts.
+            Upgrader::NodeJob(_) if self.options.sim_operator => &Upgrader::Sim,
+            other => other,
+        };
+        match self.run_upgrader(upgrader, &action).await {
             Ok(Started::OperatorAction(text)) => return self.ask_operator(step, &text).await,
             Ok(Started::Performed) => self.say(format!("{addon} ({workload}) set to {line}")),
             Err(e) => return Err(ExecError::Blocked(format!("add-on {addon}: {e}"))),
@@ -57,7 +63,7 @@ impl Executor<'_> {
             })?;
             return Ok(None);
         }
-        if matches!(self.options.upgrader, Upgrader::Sim)
+        if (self.options.sim_operator || matches!(self.options.upgrader, Upgrader::Sim))
             && matches!(step.action, StepAction::MigrateApi { .. } | StepAction::HelmRelease { .. })
         {
             if self.options.dry_run {

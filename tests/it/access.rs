@@ -856,3 +856,80 @@ fn the_plain_http_debugging_mode_still_authenticates() {
     let line = one_line_error(&plan_with(&c, &anon, &[]));
     assert!(line.contains("403"), "{line}");
 }
+
+/// `apply --upgrader kubeadm` as a user bound to the printed roles: the node-job rules (pods and
+/// pods/log in kube-system only) are each needed before anything changes, and each is used.
+#[test]
+fn the_kubeadm_upgrader_needs_exactly_its_node_job_rules_and_uses_each() {
+    let mut s = scenario();
+    // kubeadm moves kube-proxy itself; other add-ons would be the operator's.
+    s.addons.retain(|a| a.name == "kube-proxy");
+    let c = Cluster::start(s, 0.05);
+    bind(&c, &["--for", "plan", "--group", "ops"]);
+    let apply_yaml = bind(&c, &["--for", "apply", "--upgrader", "kubeadm", "--group", "ops"]);
+    let operator = kubeconfig_for(
+        &c,
+        "operator.kubeconfig",
+        &Credential::ClientCert { user: "operator".into(), groups: vec!["ops".into()] },
+    );
+    let run = |tag: &str| -> Output {
+        tool_cmd(&c, &["apply", "--to", "1.25", "--yes", "--upgrader", "kubeadm", "--gate-passes", "1"])
+            .arg("--kubeconfig")
+            .arg(&operator)
+            .arg("--journal")
+            .arg(c.dir.join(format!("journal-{tag}.json")))
+            .output()
+            .expect("run apply")
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&apply_yaml).unwrap();
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "kube-system")
+        .expect("a Role in kube-system")
+        .clone();
+    let node_job_rules: Vec<usize> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["resources"].as_array().unwrap().iter().any(|x| x == "pods" || x == "pods/log"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(node_job_rules.len(), 2, "pods and pods/log: {role}");
+    for i in node_job_rules {
+        let mut narrowed = role.clone();
+        let removed = narrowed["rules"].as_array_mut().unwrap().remove(i);
+        replace_as_admin(&c, &narrowed);
+        let before = mutations(&c);
+        let o = run(&format!("narrowed-{i}"));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "apply without {removed}:\n{}\n{err}", stdout(&o));
+        let resource = removed["resources"][0].as_str().unwrap();
+        assert!(
+            err.contains("nothing was started") && err.contains(&format!("{resource} in kube-system")),
+            "apply without {removed}: {err}"
+        );
+        assert_eq!(mutations(&c), before, "apply without {removed} changed nothing");
+        replace_as_admin(&c, &role);
+    }
+    let o = run("whole");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let stats = c.stats();
+    let decisions = stats["authorizations"].as_array().unwrap();
+    for rule in role["rules"].as_array().unwrap() {
+        let used = decisions.iter().any(|d| {
+            d["user"] == "operator"
+                && d["allowed"] == true
+                && rule["verbs"].as_array().unwrap().iter().any(|v| v == &d["verb"])
+                && rule["resources"].as_array().unwrap().iter().any(|r| r == &d["resource"])
+        });
+        assert!(used, "rule {rule} was never used");
+    }
+    assert!(
+        c.get_json("/api/v1/nodes")["items"].as_array().unwrap().iter().all(|n| n["status"]["nodeInfo"]["kubeletVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1.25.")),
+        "every node upgraded through its job"
+    );
+}

@@ -1101,6 +1101,7 @@ fn run_in_process(
             acknowledge_all: false,
             lock: LockWatch::never(),
             taint_pending: true,
+            sim_operator: true,
         };
         tweak(&mut options);
         // Every event is also printed: a failing test shows how far the run got.

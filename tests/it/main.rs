@@ -5,6 +5,7 @@ mod apply;
 mod catalog;
 mod common;
 mod manifests;
+mod node_jobs;
 mod paths;
 mod plan;
 mod sim;
