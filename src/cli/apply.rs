@@ -477,11 +477,7 @@ async fn node_job_preflight(
     };
     let action = Action {
         subject: crate::k8s::node::name(first).to_string(),
-        role: if crate::k8s::node::is_control_plane(first) {
-            Role::ControlPlane { first: true }
-        } else {
-            Role::Worker
-        },
+        role: if crate::k8s::node::is_control_plane(first) { Role::ControlPlane { first: true } } else { Role::Worker },
         target: crate::k8s::node::kubelet_version(first).map(|v| v.to_string()).unwrap_or_default(),
         from: None,
         workload: None,

@@ -57,7 +57,8 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
         RbacJob::Plan => ("k8s-upgrade-plan", permissions::plan_rules(&catalog)),
         RbacJob::Apply => {
             let sim = args.upgrader == super::apply::UpgraderKind::Sim;
-            let node_jobs = (args.upgrader == super::apply::UpgraderKind::Kubeadm).then_some(args.node_job_namespace.as_str());
+            let node_jobs =
+                (args.upgrader == super::apply::UpgraderKind::Kubeadm).then_some(args.node_job_namespace.as_str());
             ("k8s-upgrade-apply", permissions::apply_rules_beyond_plan(&catalog, sim, node_jobs))
         }
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),

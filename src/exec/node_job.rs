@@ -42,8 +42,13 @@ pub const CONTAINER: &str = "upgrade";
 /// Largest `--node-script` (it travels in the pod's spec, and objects are limited to ~1.5 MB).
 pub const MAX_SCRIPT_BYTES: u64 = 256 * 1024;
 /// Waiting reasons that no retry of the kubelet will fix.
-const TERMINAL_WAITING: &[&str] =
-    &["InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "ErrImageNeverPull"];
+const TERMINAL_WAITING: &[&str] = &[
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "ErrImageNeverPull",
+];
 /// The probe: the image runs, `nsenter` reaches the host, and the host has what the built-in
 /// script calls.
 const PROBE_BUILTIN: &str = "set -e
@@ -58,7 +63,10 @@ const PROBE_CUSTOM: &str = "echo host reached";
 pub enum Script {
     Builtin,
     /// `--node-script FILE`, read once at start.
-    Custom { path: String, text: String },
+    Custom {
+        path: String,
+        text: String,
+    },
 }
 
 impl Script {
@@ -441,9 +449,7 @@ fn state_of(pod: &Pod) -> State {
         return State::Running;
     }
     State::Waiting(
-        container
-            .and_then(|s| s.waiting)
-            .map(|w| (w.reason.unwrap_or_default(), w.message.unwrap_or_default())),
+        container.and_then(|s| s.waiting).map(|w| (w.reason.unwrap_or_default(), w.message.unwrap_or_default())),
     )
 }
 
@@ -506,7 +512,8 @@ async fn follow(
             None => {}
         }
         if reader.is_none() && running_since.is_some() {
-            reader = Some(tokio::spawn(read_log(pods.clone(), name.to_string(), tx.clone(), done_rx.clone(), job.poll)));
+            reader =
+                Some(tokio::spawn(read_log(pods.clone(), name.to_string(), tx.clone(), done_rx.clone(), job.poll)));
         }
         if running_since.is_none() && started.elapsed() > job.start_timeout {
             let _ = delete_and_wait(&pods, name, job.poll).await;
@@ -526,7 +533,13 @@ async fn follow(
             let _ = done_tx.send(true);
             let _ = delete_and_wait(&pods, name, job.poll).await;
             let (namespace, pod, node) = ids();
-            return Err(JobError::Timeout { namespace, pod, node, after: job.timeout, output: collector.finish(on_line) });
+            return Err(JobError::Timeout {
+                namespace,
+                pod,
+                node,
+                after: job.timeout,
+                output: collector.finish(on_line),
+            });
         }
         tokio::select! {
             Some(bytes) = rx.recv() => {
@@ -704,11 +717,15 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
         };
         assert_eq!(
-            state_of(&pod(json!({"phase": "Pending", "containerStatuses": [{"name": "upgrade", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}))),
+            state_of(&pod(
+                json!({"phase": "Pending", "containerStatuses": [{"name": "upgrade", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]})
+            )),
             State::Waiting(Some(("ImagePullBackOff".into(), "Back-off pulling image".into())))
         );
         assert_eq!(
-            state_of(&pod(json!({"phase": "Failed", "containerStatuses": [{"name": "upgrade", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 100}}}]}))),
+            state_of(&pod(
+                json!({"phase": "Failed", "containerStatuses": [{"name": "upgrade", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 100}}}]})
+            )),
             State::Exited(100)
         );
         assert_eq!(state_of(&pod(json!({"phase": "Succeeded"}))), State::Exited(0));
@@ -728,14 +745,23 @@ mod tests {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         };
         let (sh, grep, sed) = (which("sh")?, which("grep")?, which("sed")?);
-        let root = std::env::temp_dir().join(format!("k8s-upgrade-script-{}-{manager}-{role}-{first}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("k8s-upgrade-script-{}-{manager}-{role}-{first}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let (dir, file, line) = if manager == "apt" {
-            ("etc/apt/sources.list.d", "kubernetes.list", "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.30/deb/ /\n")
+            (
+                "etc/apt/sources.list.d",
+                "kubernetes.list",
+                "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.30/deb/ /\n",
+            )
         } else {
-            ("etc/yum.repos.d", "kubernetes.repo", "[kubernetes]\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.30/rpm/\ngpgkey=https://pkgs.k8s.io/core:/stable:/v1.30/rpm/repodata/repomd.xml.key\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n")
+            (
+                "etc/yum.repos.d",
+                "kubernetes.repo",
+                "[kubernetes]\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.30/rpm/\ngpgkey=https://pkgs.k8s.io/core:/stable:/v1.30/rpm/repodata/repomd.xml.key\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n",
+            )
         };
         std::fs::create_dir_all(root.join(dir)).unwrap();
         std::fs::write(root.join(dir).join(file), line).unwrap();
@@ -749,7 +775,10 @@ mod tests {
         let kubeadm = bin.join("kubeadm");
         std::fs::write(
             &kubeadm,
-            format!("#!{sh}\necho \"kubeadm $*\" >> {}\n[ \"$1\" = version ] && echo v1.31.2\nexit 0\n", record.display()),
+            format!(
+                "#!{sh}\necho \"kubeadm $*\" >> {}\n[ \"$1\" = version ] && echo v1.31.2\nexit 0\n",
+                record.display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&kubeadm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -21,7 +21,10 @@ use super::command::{self, CommandError, CommandSpec, Output};
 #[derive(Debug, Clone)]
 pub enum Upgrader {
     Sim,
-    Command { argv: Vec<String>, timeout: Duration },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
     Manual,
     /// A privileged pod on each node runs kubeadm's procedure there.
     NodeJob(super::node_job::NodeJob),

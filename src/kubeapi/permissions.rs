@@ -278,7 +278,12 @@ pub fn apply_rules(sim_upgrader: bool, node_jobs: Option<&str>) -> Vec<Rule> {
         });
         rules.push(Rule {
             namespace: Some(ns.to_string()),
-            ..Rule::resource(&["get"], "", &["pods/log"], "the kubeadm upgrader: stream each node job's log into the journal")
+            ..Rule::resource(
+                &["get"],
+                "",
+                &["pods/log"],
+                "the kubeadm upgrader: stream each node job's log into the journal",
+            )
         });
     }
     rules
@@ -456,7 +461,7 @@ mod tests {
 
     #[test]
     fn checks_expand_verbs_resources_names_and_urls() {
-        let rules = apply_rules(false);
+        let rules = apply_rules(false, None);
         let checks: Vec<String> = rules.iter().flat_map(Rule::checks).map(|c| c.to_string()).collect();
         assert!(checks.contains(&"create pods/eviction (all namespaces)".to_string()), "{checks:?}");
         assert!(checks.contains(&"update leases.coordination.k8s.io \"k8s-upgrade-lock\" in kube-system".to_string()));
@@ -472,7 +477,7 @@ mod tests {
     #[test]
     fn no_rule_is_covered_by_the_others() {
         let catalog = Catalog::embedded().unwrap();
-        for rules in [plan_rules(&catalog), apply_rules(true), helm_rules()] {
+        for rules in [plan_rules(&catalog), apply_rules(true, Some("kube-system")), helm_rules()] {
             for (i, rule) in rules.iter().enumerate() {
                 let others: BTreeSet<Check> =
                     rules.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, r)| r.checks()).collect();
@@ -489,8 +494,8 @@ mod tests {
     #[test]
     fn the_printed_apply_role_leaves_out_what_the_plan_role_grants() {
         let catalog = Catalog::embedded().unwrap();
-        let all = apply_rules(false);
-        let printed = apply_rules_beyond_plan(&catalog, false);
+        let all = apply_rules(false, None);
+        let printed = apply_rules_beyond_plan(&catalog, false, None);
         let lists_attachments = |rules: &[Rule]| {
             rules.iter().flat_map(Rule::checks).any(|c| c.to_string().starts_with("list volumeattachments"))
         };
@@ -506,7 +511,7 @@ mod tests {
     fn manifests_are_valid_yaml_with_a_reason_per_rule() {
         let catalog = Catalog::embedded().unwrap();
         let mut rules = plan_rules(&catalog);
-        rules.extend(apply_rules(true));
+        rules.extend(apply_rules(true, Some("kube-system")));
         let text = manifests("k8s-upgrade", &rules, &[Subject::Group("ops".into())]);
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();

@@ -1228,7 +1228,9 @@ fn pod_log(sim: Arc<Sim>, t: &Target, q: &HashMap<String, String>) -> Response {
         .unwrap_or_default();
     let container = match q.get("container") {
         Some(c) if containers.contains(c) => c.clone(),
-        Some(c) => return error_response(&ApiError::bad_request(&format!("container {c} is not valid for pod {name}"))),
+        Some(c) => {
+            return error_response(&ApiError::bad_request(&format!("container {c} is not valid for pod {name}")));
+        }
         None if containers.len() == 1 => containers[0].clone(),
         None => {
             return error_response(&ApiError::bad_request(&format!(
@@ -1253,7 +1255,15 @@ fn pod_log(sim: Arc<Sim>, t: &Target, q: &HashMap<String, String>) -> Response {
             },
         }
     };
-    let parsed = (|| Ok::<_, ApiError>((flag("follow")?, flag("timestamps")?, flag("previous")?, number("tailLines", 0)?, number("limitBytes", 1)?)))();
+    let parsed = (|| {
+        Ok::<_, ApiError>((
+            flag("follow")?,
+            flag("timestamps")?,
+            flag("previous")?,
+            number("tailLines", 0)?,
+            number("limitBytes", 1)?,
+        ))
+    })();
     let (follow, timestamps, previous, tail, limit) = match parsed {
         Ok(p) => p,
         Err(e) => return error_response(&e),

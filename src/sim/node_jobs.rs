@@ -117,13 +117,20 @@ pub fn reconcile(sim: &Sim, runs: &mut Runs) {
             continue;
         }
         let uid = pod.meta.uid.to_string();
-        let run = runs.runs.entry(uid.clone()).or_insert_with(|| Run { stage: Stage::Packages, next: now, started: now });
+        let run =
+            runs.runs.entry(uid.clone()).or_insert_with(|| Run { stage: Stage::Packages, next: now, started: now });
         let deadline = pod.value().pointer("/spec/activeDeadlineSeconds").and_then(Value::as_f64);
         if let Some(d) = deadline
             && now >= run.started + sim.scaled(d)
         {
             runs.runs.remove(&uid);
-            finish(sim, &pod, None, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+            finish(
+                sim,
+                &pod,
+                None,
+                "DeadlineExceeded",
+                "Pod was active on the node longer than the specified deadline",
+            );
             continue;
         }
         if run.stage == Stage::Hung || run.next > now {
@@ -179,21 +186,28 @@ fn upgrade(sim: &Sim, pod: &Stored, stage: Stage) -> Next {
             log(&format!("k8s-upgrade: node {node_name} ({role}) to v{}", version.core()));
             log("k8s-upgrade: package manager: apt");
             log(&format!("k8s-upgrade: repository in /etc/apt/sources.list.d/kubernetes.list now at v{minor}"));
-            log(&format!("Hit:1 https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v{minor}/deb  InRelease"));
+            log(&format!(
+                "Hit:1 https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v{minor}/deb  InRelease"
+            ));
             if faults.node_jobs_fail.iter().any(|n| *n == node_name) {
                 log(&format!("E: Version '{}-*' for 'kubeadm' was not found", version.core()));
                 return Next::Exit(100);
             }
             if faults.node_jobs_hang.iter().any(|n| *n == node_name) {
-                log("Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (unattended-upgr)");
+                log(
+                    "Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (unattended-upgr)",
+                );
                 return Next::Stage(Stage::Hung);
             }
             log(&format!("Setting up kubeadm ({}-1.1) ...", version.core()));
             log(&format!("k8s-upgrade: kubeadm v{} installed", version.core()));
-            let control_plane = node.value().pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
+            let control_plane =
+                node.value().pointer("/metadata/labels/node-role.kubernetes.io~1control-plane").is_some();
             if role == "control-plane" && first {
                 if !control_plane {
-                    log("error execution phase preflight: couldn't create a Kubernetes client from file \"/etc/kubernetes/admin.conf\": open /etc/kubernetes/admin.conf: no such file or directory");
+                    log(
+                        "error execution phase preflight: couldn't create a Kubernetes client from file \"/etc/kubernetes/admin.conf\": open /etc/kubernetes/admin.conf: no such file or directory",
+                    );
                     return Next::Exit(1);
                 }
                 let current = super::controllers::oldest_apiserver(sim).unwrap_or_else(|| sim.server_version());
@@ -204,13 +218,24 @@ fn upgrade(sim: &Sim, pod: &Stored, stage: Stage) -> Next {
                     ));
                     return Next::Exit(1);
                 }
-                log(&format!("[upgrade/version] You have chosen to change the cluster version to \"v{}\"", version.core()));
-                log(&format!("[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests\" for v{}", version.core()));
-                log(&format!("[upgrade/successful] SUCCESS! Your cluster was upgraded to \"v{}\". Enjoy!", version.core()));
+                log(&format!(
+                    "[upgrade/version] You have chosen to change the cluster version to \"v{}\"",
+                    version.core()
+                ));
+                log(&format!(
+                    "[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests\" for v{}",
+                    version.core()
+                ));
+                log(&format!(
+                    "[upgrade/successful] SUCCESS! Your cluster was upgraded to \"v{}\". Enjoy!",
+                    version.core()
+                ));
             } else {
                 log("[upgrade] Reading configuration from the cluster...");
                 if control_plane {
-                    log("[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests\"");
+                    log(
+                        "[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests\"",
+                    );
                 }
                 log("[upgrade] The configuration for this node was successfully updated!");
             }
@@ -262,7 +287,8 @@ fn finish(sim: &Sim, pod: &Stored, code: Option<i32>, reason: &str, message: &st
                 }});
             }
         }
-        let mut conds: Vec<Value> = p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut conds: Vec<Value> =
+            p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
         for c in conds.iter_mut() {
             if c["type"] == "Ready" || c["type"] == "ContainersReady" {
                 c["status"] = json!("False");

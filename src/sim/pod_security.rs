@@ -25,16 +25,8 @@ const BASELINE_CAPABILITIES: &[&str] = &[
     "SYS_CHROOT",
 ];
 /// Volume types the restricted level allows.
-const RESTRICTED_VOLUMES: &[&str] = &[
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-];
+const RESTRICTED_VOLUMES: &[&str] =
+    &["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
 
 fn containers(spec: &Value) -> Vec<&Value> {
     ["initContainers", "containers", "ephemeralContainers"]
@@ -80,7 +72,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
             plural(&privileged, "container", "containers")
         ));
     }
-    let volumes: Vec<&Value> = spec.get("volumes").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
+    let volumes: Vec<&Value> =
+        spec.get("volumes").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
     let host_path: Vec<&str> = volumes
         .iter()
         .filter(|v| v.get("hostPath").is_some())
@@ -112,7 +105,9 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
                 .flatten()
                 .filter_map(Value::as_str)
                 .filter(|cap| !BASELINE_CAPABILITIES.contains(cap))
-                .map(move |cap| format!("container \"{}\" must not include \"{cap}\" in securityContext.capabilities.add", name(c)))
+                .map(move |cap| {
+                    format!("container \"{}\" must not include \"{cap}\" in securityContext.capabilities.add", name(c))
+                })
         })
         .collect();
     if !caps.is_empty() {
@@ -124,8 +119,7 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
     let restricted_volumes: Vec<&str> = volumes
         .iter()
         .filter(|v| {
-            v.as_object()
-                .is_some_and(|o| o.keys().any(|k| k != "name" && !RESTRICTED_VOLUMES.contains(&k.as_str())))
+            v.as_object().is_some_and(|o| o.keys().any(|k| k != "name" && !RESTRICTED_VOLUMES.contains(&k.as_str())))
         })
         .map(|v| v.get("name").and_then(Value::as_str).unwrap_or_default())
         .collect();

@@ -926,10 +926,11 @@ fn the_kubeadm_upgrader_needs_exactly_its_node_job_rules_and_uses_each() {
         assert!(used, "rule {rule} was never used");
     }
     assert!(
-        c.get_json("/api/v1/nodes")["items"].as_array().unwrap().iter().all(|n| n["status"]["nodeInfo"]["kubeletVersion"]
-            .as_str()
+        c.get_json("/api/v1/nodes")["items"]
+            .as_array()
             .unwrap()
-            .starts_with("v1.25.")),
+            .iter()
+            .all(|n| n["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().starts_with("v1.25.")),
         "every node upgraded through its job"
     );
 }

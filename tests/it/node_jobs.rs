@@ -73,7 +73,10 @@ fn node_jobs_upgrade_the_demo_two_minors_with_no_budget_violated_and_each_nodes_
     assert!(stderr(&o).contains("node jobs: the apiserver admits a privileged node job"), "{}", stderr(&o));
     assert!(stderr(&o).contains("runs on cp-1: host ready: kubeadm v1.24.17"), "{}", stderr(&o));
     assert!(stderr(&o).contains("cp-1: upgrading to 1.25.16 (kubeadm upgrader)"), "{}", stderr(&o));
-    assert!(out.contains("Finished 1.24.17 → 1.26.15") && out.contains("11 of 11 steps done, 0 left to the operator"), "{out}");
+    assert!(
+        out.contains("Finished 1.24.17 → 1.26.15") && out.contains("11 of 11 steps done, 0 left to the operator"),
+        "{out}"
+    );
     assert!(out.contains("simulator: 0 PDB violations, 0 pods lost"), "{out}");
     // Every node's record holds the end of its job's log: the control plane's first node ran
     // `kubeadm upgrade apply`, the others `kubeadm upgrade node`.
@@ -86,15 +89,14 @@ fn node_jobs_upgrade_the_demo_two_minors_with_no_budget_violated_and_each_nodes_
         let log: Vec<&str> = r["log"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
         let target = r["target"].as_str().unwrap();
         assert_eq!(r["phase"], "done", "{key}");
-        assert!(
-            log.last().is_some_and(|l| l.contains(&format!("kubelet restarted at v{target}"))),
-            "{key}: {log:?}"
-        );
+        assert!(log.last().is_some_and(|l| l.contains(&format!("kubelet restarted at v{target}"))), "{key}: {log:?}");
         assert!(log.len() <= 15, "{key}: a successful job keeps its last lines: {}", log.len());
     }
     let applied: Vec<&String> = records
         .iter()
-        .filter(|(_, r)| r["log"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("SUCCESS! Your cluster")))
+        .filter(|(_, r)| {
+            r["log"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("SUCCESS! Your cluster"))
+        })
         .map(|(k, _)| k)
         .collect();
     assert_eq!(applied.len(), 2, "kubeadm upgrade apply once per control-plane hop, on cp-1: {applied:?}");
@@ -146,7 +148,9 @@ fn a_failing_node_job_stops_the_run_its_pod_and_log_are_kept_and_resume_finishes
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let stats = c.stats();
     assert_eq!((stats["pdbViolations"].as_u64(), stats["podsLost"].as_u64()), (Some(0), Some(0)), "{stats}");
-    assert!(stats["nodes"].as_array().unwrap().iter().all(|n| n["kubeletVersion"].as_str().unwrap().starts_with("v1.25.")));
+    assert!(
+        stats["nodes"].as_array().unwrap().iter().all(|n| n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."))
+    );
 }
 
 #[test]
@@ -160,7 +164,9 @@ fn a_hanging_node_job_is_stopped_at_the_upgrade_timeout_and_its_pod_deleted() {
     assert!(out.contains("the pod was deleted, which stops the script wherever it was"), "{out}");
     assert!(out.contains("Could not get lock /var/lib/dpkg/lock-frontend"), "the last line is shown: {out}");
     assert!(
-        node_job_pods(&c).iter().all(|p| p["spec"]["nodeName"] != "cp-2" || p["metadata"]["deletionTimestamp"].is_string()),
+        node_job_pods(&c)
+            .iter()
+            .all(|p| p["spec"]["nodeName"] != "cp-2" || p["metadata"]["deletionTimestamp"].is_string()),
         "the hung job is deleted"
     );
 }
@@ -171,7 +177,14 @@ fn an_image_that_cannot_be_pulled_is_found_by_the_probe_before_any_node_is_touch
     faults(&c, r#"{"unpullableImages": ["registry.example/mirror/*"]}"#);
     let o = apply(
         &c,
-        &["--to", "1.25", "--node-job-image", "registry.example/mirror/busybox:1.37.0", "--node-job-start-timeout", "3s"],
+        &[
+            "--to",
+            "1.25",
+            "--node-job-image",
+            "registry.example/mirror/busybox:1.37.0",
+            "--node-job-start-timeout",
+            "3s",
+        ],
     );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{}\n{err}", stdout(&o));
@@ -252,7 +265,8 @@ fn bad_node_job_flags_are_usage_errors() {
     let o = apply(&c, &["--to", "1.25", "--node-script", big.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("larger than 256 KiB"), "{}", stderr(&o));
-    let o = crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--node-script", big.to_str().unwrap()]);
+    let o =
+        crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--node-script", big.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--node-script is for --upgrader kubeadm"), "{}", stderr(&o));
 }

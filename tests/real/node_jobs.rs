@@ -27,8 +27,10 @@ fn job(namespace: &str) -> NodeJob {
 fn node_job_pods_pass_a_real_apiserver_and_a_baseline_namespace_refuses_them_as_the_simulator_does() {
     let v = versions();
     let needed = [v[1].clone()];
-    if !available("node_job_pods_pass_a_real_apiserver_and_a_baseline_namespace_refuses_them_as_the_simulator_does", &needed)
-    {
+    if !available(
+        "node_job_pods_pass_a_real_apiserver_and_a_baseline_namespace_refuses_them_as_the_simulator_does",
+        &needed,
+    ) {
         return;
     }
     let cluster = RealCluster::up("nodejobs", &Options { version: &v[1], workers: 1, ..Options::default() });
@@ -47,7 +49,10 @@ fn node_job_pods_pass_a_real_apiserver_and_a_baseline_namespace_refuses_them_as_
         cluster.kubectl(&["create", "--dry-run=server", "-o", "json", "-f", file.to_str().unwrap()])
     };
 
-    for (name, pod) in [("job", node_job::job_pod(&job("kube-system"), &action)), ("probe", node_job::probe_pod(&job("kube-system"), &node))] {
+    for (name, pod) in [
+        ("job", node_job::job_pod(&job("kube-system"), &action)),
+        ("probe", node_job::probe_pod(&job("kube-system"), &node)),
+    ] {
         let o = dry_run(&pod, name);
         assert!(o.status.success(), "the real apiserver refuses the {name} pod: {}", text(&o.stderr));
         let admitted: Value = serde_json::from_slice(&o.stdout).unwrap();
