@@ -12,6 +12,7 @@ pub mod checks;
 pub mod cli;
 pub mod exec;
 pub mod graph;
+pub mod helm;
 pub mod inventory;
 pub mod k8s;
 pub mod kubeapi;
