@@ -88,8 +88,8 @@ impl Prepared {
         self.create.is_none() && self.supersede.is_empty()
     }
 
-    /// One line: what the rewrite does (or did).
-    pub fn summary(&self) -> String {
+    /// One line: what the rewrite does (or did) for the minor `target`.
+    pub fn summary(&self, target: &str) -> String {
         let who = format!("Helm release {}/{}", self.namespace, self.release);
         let mut parts = Vec::new();
         if !self.changes.is_empty() {
@@ -109,7 +109,7 @@ impl Prepared {
             ));
         }
         if parts.is_empty() {
-            format!("{who}: revision {} uses no API the target stops serving; nothing to rewrite", self.base)
+            format!("{who}: revision {} uses no API that {target} does not serve; nothing to rewrite", self.base)
         } else {
             format!("{who}: {}", parts.join("; "))
         }
