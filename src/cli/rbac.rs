@@ -77,7 +77,7 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
             "# k8s-upgrade plan, Helm releases: lets plan read Helm release Secrets (their manifests only).\n# RBAC cannot grant one type of Secret, so this reads every Secret: grant it only where that is acceptable.\n"
         }
         RbacJob::HelmFix => {
-            "# k8s-upgrade helm-fix, and apply's Helm release steps: rewrite a release as a new revision.\n# RBAC cannot grant one type of Secret, so this reads and writes every Secret: grant it only where that is acceptable\n# (as a RoleBinding in the releases' namespaces, say).\n"
+            "# k8s-upgrade helm-fix, and apply's Helm release steps: rewrite a release as a new revision.\n# RBAC cannot grant one type of Secret, so this reads and writes every Secret: grant it only where that is acceptable (bind it with a RoleBinding in the releases' namespaces, say).\n"
         }
     };
     print_stdout(&format!("{header}{}", permissions::manifests(name, &rules, &subjects)))?;

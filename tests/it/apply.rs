@@ -673,9 +673,11 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
     let at = |needle: &str| p.iter().position(|q| q.contains(needle)).unwrap_or_else(|| panic!("{needle}: {p:#?}"));
     assert!(at("Upgrade the control plane to 1.25") < at("Canary pool-"), "{p:#?}");
     assert!(at("Continue with batches of up to 2?") > 0, "{p:#?}");
-    // The simulator's operator does the API migrations and Helm rewrites, so none is asked.
+    // Apply rewrites the Helm release itself and the simulator's operator does the API
+    // migrations, so none is asked.
     assert!(!p.iter().any(|q| q.contains("Is it done?")), "{p:#?}");
-    assert!(run.output.contains("the simulator's operator did step 3"), "{}", run.output);
+    assert!(run.output.contains("Helm release reports/reports: revision 3 → 4"), "{}", run.output);
+    assert!(run.output.contains("the simulator's operator did step 4"), "{}", run.output);
     assert_finished_clean(&c, "1.25");
 }
 
