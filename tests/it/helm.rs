@@ -243,12 +243,22 @@ fn journal_of(path: &Path) -> Value {
 }
 
 fn demo_apply(c: &Cluster, tag: &str, args: &[&str]) -> (Output, std::path::PathBuf, std::path::PathBuf) {
+    demo_apply_as(c, &c.kubeconfig, tag, args)
+}
+
+/// `apply --to 1.25` on the demo with `kubeconfig`, unattended; its output, journal and events.
+fn demo_apply_as(
+    c: &Cluster,
+    kubeconfig: &Path,
+    tag: &str,
+    args: &[&str],
+) -> (Output, std::path::PathBuf, std::path::PathBuf) {
     let (journal, events) = (c.dir.join(format!("journal-{tag}.json")), c.dir.join(format!("events-{tag}.jsonl")));
     let mut cmd = crate::common::command();
     cmd.env("HOME", c.dir.join("home"))
         .args(["apply", "--to", "1.25", "--yes", "--gate-passes", "1", "--upgrader", "sim"])
         .args(["--delete-emptydir-data", "--force", "--kubeconfig"])
-        .arg(&c.kubeconfig)
+        .arg(kubeconfig)
         .arg("--journal")
         .arg(&journal)
         .arg("--events")
@@ -334,4 +344,69 @@ fn apply_performs_the_demo_s_helm_release_step_before_the_hop_that_removes_its_a
     assert!(manifest.contains("apiVersion: policy/v1\nkind: PodDisruptionBudget"), "{manifest}");
     assert!(manifest.contains("apiVersion: batch/v1\nkind: CronJob"), "{manifest}");
     assert!(!manifest.contains("v1beta1"), "{manifest}");
+}
+
+/// Prints roles with `k8s-upgrade rbac ARGS` and creates them as the admin.
+fn bind(c: &Cluster, args: &[&str]) {
+    let mut cmd = crate::common::command();
+    let o = cmd.env("HOME", c.dir.join("home")).arg("rbac").args(args).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for d in serde_saphyr::from_multiple::<Value>(&stdout(&o)).unwrap() {
+        let plural = match d["kind"].as_str().unwrap() {
+            "ClusterRole" => "clusterroles",
+            "ClusterRoleBinding" => "clusterrolebindings",
+            "Role" => "roles",
+            _ => "rolebindings",
+        };
+        let path = match d.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}"),
+            None => format!("/apis/rbac.authorization.k8s.io/v1/{plural}"),
+        };
+        let (status, body) = c.http("POST", &path, "application/json", &d.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+#[test]
+fn apply_with_helm_steps_asks_for_the_secret_writes_up_front_unless_a_release_command_does_them() {
+    let c = Cluster::builtin("demo", 0.02);
+    bind(&c, &["--for", "plan", "--group", "ops"]);
+    bind(&c, &["--for", "helm-releases", "--group", "ops"]);
+    bind(&c, &["--for", "apply", "--upgrader", "sim", "--group", "ops"]);
+    let operator = c.dir.join("operator.kubeconfig");
+    c.running
+        .as_ref()
+        .unwrap()
+        .write_kubeconfig_for(
+            &operator,
+            &k8s_upgrade::sim::Credential::ClientCert { user: "operator".into(), groups: vec!["ops".into()] },
+        )
+        .unwrap();
+    let before = reports_secrets(&c);
+    let run = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["--dry-run"];
+        args.extend_from_slice(extra);
+        demo_apply_as(&c, &operator, tag, &args).0
+    };
+    // The plan has a Helm release step (the operator may read releases) and nothing else does it:
+    // apply needs to write Secrets in the release's namespace, and says so before it starts.
+    let o = run("refused", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    // (list is granted: the operator reads Helm releases to plan them.)
+    assert!(
+        err.contains("2 permission(s)") && err.contains("create secrets in reports, update secrets in reports"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was started") && err.contains("rbac --for helm-fix"), "{err}");
+    // A release command does the Helm steps: no Secret write is asked for.
+    let o = run("command", &["--release-command", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("dry run: would run --release-command"));
+    // With the helm-fix role, apply goes ahead.
+    bind(&c, &["--for", "helm-fix", "--group", "ops"]);
+    let o = run("granted", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("dry run: would write: Helm release reports/reports"));
+    assert_eq!(reports_secrets(&c), before, "dry runs write nothing");
 }

@@ -16,11 +16,7 @@ use crate::cluster::{Options, RealCluster, available, scratch, text, tool, versi
 fn helm_binary() -> Result<PathBuf, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/helm.sh");
     let o = Command::new(script).arg("status").output().map_err(|e| format!("cannot run e2e/helm.sh: {e}"))?;
-    if o.status.success() {
-        Ok(PathBuf::from(text(&o.stdout).trim()))
-    } else {
-        Err(text(&o.stderr).trim().to_string())
-    }
+    if o.status.success() { Ok(PathBuf::from(text(&o.stdout).trim())) } else { Err(text(&o.stderr).trim().to_string()) }
 }
 
 fn helm(bin: &Path, home: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
