@@ -129,7 +129,11 @@ async fn fix(
             prepared.next, args.release, prepared.base
         );
         let question = if prepared.changes.is_empty() {
-            format!("Mark the revisions a stopped rewrite left deployed ({:?}) superseded?", prepared.unfinished)
+            format!(
+                "Mark revision(s) {} of Helm release {namespace}/{}, left deployed by a rewrite that stopped, superseded?",
+                prepared.unfinished.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                args.release
+            )
         } else {
             question
         };

@@ -183,9 +183,8 @@ impl ReleaseDoc {
     /// Reads a release JSON; `release` names it in errors.
     pub fn parse(release: &str, json: Vec<u8>) -> Result<ReleaseDoc, HelmError> {
         let text = String::from_utf8(json).map_err(|_| decode_err(release, "the release JSON is not UTF-8"))?;
-        let value: serde::de::IgnoredAny =
-            serde_json::from_str(&text).map_err(|e| decode_err(release, format!("the release is not JSON ({e})")))?;
-        let _ = value;
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| decode_err(release, format!("the release is not JSON ({e})")))?;
         if !text.trim_start().starts_with('{') {
             return Err(decode_err(release, "the release JSON is not an object"));
         }
