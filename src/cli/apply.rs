@@ -491,6 +491,40 @@ async fn node_job_preflight(
     Ok(())
 }
 
+/// With Helm release steps left to run and no --release-command, apply rewrites the releases
+/// itself: it must be allowed to read, create and update Secrets in their namespaces. Asked only
+/// then, so a plan without Helm steps needs no Secret write at all.
+async fn helm_preflight(client: &kube::Client, journal: &Journal, release_command: bool) -> Result<(), CliError> {
+    use crate::kubeapi::permissions::{self, Verdict};
+    if release_command {
+        return Ok(());
+    }
+    let namespaces: std::collections::BTreeSet<&str> = journal
+        .steps
+        .iter()
+        .filter(|s| !matches!(s.status, StepStatus::Done | StepStatus::Skipped))
+        .filter_map(|s| match &s.step.action {
+            crate::plan::StepAction::HelmRelease { namespace, .. } => Some(namespace.as_str()),
+            _ => None,
+        })
+        .collect();
+    if namespaces.is_empty() {
+        return Ok(());
+    }
+    let answers = permissions::review(client, &permissions::helm_fix_checks(namespaces)).await;
+    let mut missing: Vec<String> =
+        answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
+    missing.sort();
+    if !missing.is_empty() {
+        return Err(CliError::error(format!(
+            "apply rewrites the plan's Helm releases and needs {} permission(s) for it that it does not have, so nothing was started (no lock, no cordon): {}; grant the role from `k8s-upgrade rbac --for helm-fix`, or pass --release-command to rewrite them another way",
+            missing.len(),
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     args: &ApplyArgs,
@@ -648,6 +682,7 @@ async fn apply(
             }
         }
     }
+    helm_preflight(&client, &journal, options.release_command.is_some()).await?;
     let cancel = Cancel::new();
     if let crate::exec::upgrader::Upgrader::NodeJob(job) = &options.upgrader {
         node_job_preflight(&client, job, &journal.distro, args.dry_run, &cancel).await?;

@@ -7,6 +7,7 @@
 
 mod apply;
 mod args;
+mod helm_fix;
 mod inventory;
 mod paths;
 mod plan;
@@ -113,6 +114,13 @@ pub enum Command {
     /// every rule.
     Rbac(rbac::RbacArgs),
 
+    /// Rewrite a Helm release whose stored manifest uses APIs the cluster stops serving.
+    ///
+    /// As `helm mapkubeapis`: each removed API moves to its replacement (a document with none is
+    /// dropped), written as a new revision (N+1, deployed) with the previous one superseded, so
+    /// `helm upgrade` works again. Prints the manifest diff first; --dry-run stops there.
+    HelmFix(helm_fix::HelmFixArgs),
+
     /// Serve a simulated Kubernetes cluster on loopback (real kubectl works against it).
     ///
     /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
@@ -129,6 +137,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Simulate(args) => simulate::run(args),
         Command::Inventory(args) => inventory::run(args),
         Command::Rbac(args) => rbac::run(args),
+        Command::HelmFix(args) => helm_fix::run(args),
     };
     match result {
         Ok(exit) => exit,

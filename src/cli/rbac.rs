@@ -15,11 +15,14 @@ pub enum RbacJob {
     Apply,
     /// Reading Helm release Secrets, so `plan` can check Helm manifests for removed APIs.
     HelmReleases,
+    /// Rewriting Helm releases: `helm-fix`, and `apply` for its Helm release steps (unless
+    /// --release-command does them).
+    HelmFix,
 }
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for helm-releases --user alice@example.com"
+    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for helm-releases --user alice@example.com\n  k8s-upgrade rbac --for helm-fix --user alice@example.com"
 )]
 pub struct RbacArgs {
     /// Which job the roles are for.
@@ -62,6 +65,7 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
             ("k8s-upgrade-apply", permissions::apply_rules_beyond_plan(&catalog, sim, node_jobs))
         }
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
+        RbacJob::HelmFix => ("k8s-upgrade-helm-fix", permissions::helm_fix_rules()),
     };
     let mut subjects: Vec<Subject> = Vec::new();
     subjects.extend(args.user.iter().cloned().map(Subject::User));
@@ -78,6 +82,9 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
         RbacJob::Apply => "# k8s-upgrade apply: what apply needs beyond the k8s-upgrade-plan role; bind both.\n",
         RbacJob::HelmReleases => {
             "# k8s-upgrade plan, Helm releases: lets plan read Helm release Secrets (their manifests only).\n# RBAC cannot grant one type of Secret, so this reads every Secret: grant it only where that is acceptable.\n"
+        }
+        RbacJob::HelmFix => {
+            "# k8s-upgrade helm-fix, and apply's Helm release steps: rewrite a release as a new revision.\n# RBAC cannot grant one type of Secret, so this reads and writes every Secret: grant it only where that is acceptable (bind it with a RoleBinding in the releases' namespaces, say).\n"
         }
     };
     print_stdout(&format!("{header}{}", permissions::manifests(name, &rules, &subjects)))?;

@@ -10,9 +10,7 @@
 //! and nothing from it reaches a shell.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-use base64::Engine;
 use futures::future::try_join5;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -32,9 +30,6 @@ use crate::graph::NodeInfoFacts;
 use crate::kubeapi::permissions::{Check, Verdict};
 use crate::version::Version;
 
-/// Largest Helm release payload decoded (compressed), and its decompressed bound.
-pub const MAX_HELM_COMPRESSED: usize = 8 * 1024 * 1024;
-pub const MAX_HELM_DECOMPRESSED: u64 = 64 * 1024 * 1024;
 /// Page size of every list.
 const PAGE: u32 = 500;
 /// Most disruption budgets probed with a dry-run eviction, and how many probes run at once.
@@ -307,19 +302,15 @@ fn pod_facts(p: &Pod, rs_owner: &BTreeMap<(String, String), String>) -> PodFacts
     }
 }
 
-fn decode_helm(secret: &Secret) -> Option<Value> {
-    let raw = secret.data.as_ref()?.get("release")?;
-    if raw.0.len() > MAX_HELM_COMPRESSED {
-        return None;
-    }
-    let gz = base64::engine::general_purpose::STANDARD.decode(&raw.0).ok()?;
-    let mut json = Vec::new();
-    if gz.starts_with(&[0x1f, 0x8b, 0x08]) {
-        flate2::read::GzDecoder::new(&gz[..]).take(MAX_HELM_DECOMPRESSED).read_to_end(&mut json).ok()?;
-    } else {
-        json = gz;
-    }
-    serde_json::from_slice(&json).ok()
+/// A Helm release Secret's release JSON (bounded by `helm::storage`).
+fn decode_helm(secret: &Secret) -> Result<crate::helm::ReleaseDoc, crate::helm::HelmError> {
+    let what = format!(
+        "{}/{}",
+        secret.metadata.namespace.as_deref().unwrap_or_default(),
+        secret.metadata.name.as_deref().unwrap_or_default()
+    );
+    let payload = secret.data.as_ref().and_then(|d| d.get("release")).map(|b| b.0.as_slice()).unwrap_or_default();
+    crate::helm::ReleaseDoc::from_payload(&what, payload)
 }
 
 /// Another version of `api`'s kind that this cluster serves, to read through: its group-version is
@@ -562,18 +553,17 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     for s in &helm_secrets {
         let labels = s.metadata.labels.clone().unwrap_or_default();
         let status = labels.get("status").cloned().unwrap_or_default();
-        let Some(release) = decode_helm(s) else {
-            inv.warnings.push(format!(
-                "Helm release secret {}/{} could not be decoded (or is larger than allowed)",
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default()
-            ));
-            continue;
+        let release = match decode_helm(s) {
+            Ok(r) => r,
+            Err(e) => {
+                inv.warnings.push(format!("{e}; its manifest was not checked"));
+                continue;
+            }
         };
-        let name = release.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let namespace = release.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-        let revision = release.get("version").and_then(Value::as_u64).unwrap_or(0) as u32;
-        let chart = release.pointer("/chart/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = release.name().unwrap_or_default();
+        let namespace = release.namespace().unwrap_or_default();
+        let revision = release.version().unwrap_or(0) as u32;
+        let chart = release.chart_name().unwrap_or_default();
         facts.helm_releases.push(HelmReleaseFacts {
             name: name.clone(),
             namespace: namespace.clone(),
@@ -585,13 +575,11 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
             continue;
         }
         let evidence = Evidence::HelmRelease { release: name, namespace, revision };
-        if let Some(m) = release.get("manifest").and_then(Value::as_str) {
-            manifest_objects(m, &evidence, &mut inv);
+        if let Some(m) = release.manifest() {
+            manifest_objects(&m, &evidence, &mut inv);
         }
-        for hook in release.get("hooks").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(m) = hook.get("manifest").and_then(Value::as_str) {
-                manifest_objects(m, &evidence, &mut inv);
-            }
+        for m in release.hook_manifests() {
+            manifest_objects(&m, &evidence, &mut inv);
         }
     }
 

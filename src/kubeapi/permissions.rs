@@ -196,6 +196,43 @@ pub fn helm_rules() -> Vec<Rule> {
     )]
 }
 
+/// Rewriting a Helm release (`helm-fix`, and `apply` for its Helm release steps unless
+/// `--release-command` does them): read the release's revisions, create the new one and mark
+/// the old one superseded. Kept apart for the same reason as [`helm_rules`]; cluster-wide here,
+/// a Role in the releases' namespaces is enough.
+pub fn helm_fix_rules() -> Vec<Rule> {
+    vec![
+        Rule::resource(
+            &["list"],
+            "",
+            &["secrets"],
+            "the revisions of the release being rewritten (Secrets labelled owner=helm,name=RELEASE); values are never printed",
+        ),
+        Rule::resource(
+            &["create", "update"],
+            "",
+            &["secrets"],
+            "write the rewritten release as a new revision (sh.helm.release.v1.RELEASE.vN+1) and mark the previous one superseded, as Helm does",
+        ),
+    ]
+}
+
+/// The access reviews for rewriting Helm releases in `namespaces`.
+pub fn helm_fix_checks<'a>(namespaces: impl IntoIterator<Item = &'a str>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for ns in namespaces {
+        for rule in helm_fix_rules() {
+            for mut check in rule.checks() {
+                if let Check::Resource { namespace, .. } = &mut check {
+                    *namespace = ns.to_string();
+                }
+                out.push(check);
+            }
+        }
+    }
+    out
+}
+
 /// What `apply` needs beyond `plan`. `sim_upgrader`: the built-in simulator's upgrader, which
 /// also patches add-on workloads; `node_jobs`: the namespace the `kubeadm` upgrader runs its
 /// node jobs in.
@@ -477,7 +514,7 @@ mod tests {
     #[test]
     fn no_rule_is_covered_by_the_others() {
         let catalog = Catalog::embedded().unwrap();
-        for rules in [plan_rules(&catalog), apply_rules(true, Some("kube-system")), helm_rules()] {
+        for rules in [plan_rules(&catalog), apply_rules(true, Some("kube-system")), helm_rules(), helm_fix_rules()] {
             for (i, rule) in rules.iter().enumerate() {
                 let others: BTreeSet<Check> =
                     rules.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, r)| r.checks()).collect();
@@ -489,6 +526,22 @@ mod tests {
                 assert!(!rule.checks().iter().all(covered), "rule {i} ({}) adds nothing", rule.why);
             }
         }
+    }
+
+    #[test]
+    fn helm_fix_checks_are_asked_in_each_release_namespace() {
+        let checks: Vec<String> = helm_fix_checks(["shop", "reports"]).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            checks,
+            [
+                "list secrets in shop",
+                "create secrets in shop",
+                "update secrets in shop",
+                "list secrets in reports",
+                "create secrets in reports",
+                "update secrets in reports"
+            ]
+        );
     }
 
     #[test]

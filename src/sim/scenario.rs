@@ -8,7 +8,6 @@
 //! it that way.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -933,18 +932,15 @@ fn helm_secret(r: &HelmRelease) -> Result<Value, String> {
         "manifest": r.manifest,
         "hooks": [],
     });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&serde_json::to_vec(&release).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let gzipped = gz.finish().map_err(|e| e.to_string())?;
-    let b64 = base64::engine::general_purpose::STANDARD;
     // Helm stores base64(gzip(json)) as the Secret value; the API carries Secret data in base64.
-    let helm_value = b64.encode(gzipped);
-    let name = format!("sh.helm.release.v1.{}.v{}", r.name, r.revision);
+    let helm_value = crate::helm::storage::encode_payload(&serde_json::to_vec(&release).map_err(|e| e.to_string())?);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let name = crate::helm::secret_name(&r.name, u64::from(r.revision));
     let mut s = obj("v1", "Secret", Some(&r.namespace), &name);
-    s["type"] = json!("helm.sh/release.v1");
+    s["type"] = json!(crate::helm::SECRET_TYPE);
     s["metadata"]["labels"] =
         json!({"owner": "helm", "name": r.name, "status": r.status, "version": r.revision.to_string()});
-    s["data"] = json!({"release": b64.encode(helm_value.as_bytes())});
+    s["data"] = json!({"release": b64.encode(&helm_value)});
     Ok(s)
 }
 

@@ -632,7 +632,7 @@ fn a_password_in_the_server_url_never_reaches_output_journal_or_events() {
 #[test]
 fn rbac_prints_valid_yaml_with_a_reason_for_every_rule() {
     let c = cluster();
-    for job in ["plan", "apply", "helm-releases"] {
+    for job in ["plan", "apply", "helm-releases", "helm-fix"] {
         let o = tool(&c, &["rbac", "--for", job]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let text = stdout(&o);

@@ -673,9 +673,11 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
     let at = |needle: &str| p.iter().position(|q| q.contains(needle)).unwrap_or_else(|| panic!("{needle}: {p:#?}"));
     assert!(at("Upgrade the control plane to 1.25") < at("Canary pool-"), "{p:#?}");
     assert!(at("Continue with batches of up to 2?") > 0, "{p:#?}");
-    // The simulator's operator does the API migrations and Helm rewrites, so none is asked.
+    // Apply rewrites the Helm release itself and the simulator's operator does the API
+    // migrations, so none is asked.
     assert!(!p.iter().any(|q| q.contains("Is it done?")), "{p:#?}");
-    assert!(run.output.contains("the simulator's operator did step 3"), "{}", run.output);
+    assert!(run.output.contains("Helm release reports/reports: revision 3 → 4"), "{}", run.output);
+    assert!(run.output.contains("the simulator's operator did step 4"), "{}", run.output);
     assert_finished_clean(&c, "1.25");
 }
 
@@ -833,13 +835,15 @@ fn an_unattended_run_stops_before_a_hop_that_removes_apis_still_in_use_until_ack
     args.extend(command_args(&script));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     // --yes does not migrate anything: the hop to 1.25 would stop serving the CronJob and the
-    // PodSecurityPolicy that are still there, so the run stops before touching a node.
+    // PodSecurityPolicy that are still there, so the run stops before touching a node. The Helm
+    // release (step 3) is no longer among them: apply rewrote it, with this upgrader too.
     let o = apply(&c, &argv);
     assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("the hop to 1.25 stops serving APIs still in use"), "{out}");
     assert!(out.contains("CronJob reports/nightly-report") && out.contains("PodSecurityPolicy restricted"), "{out}");
-    assert!(out.contains("--acknowledge 3 --acknowledge 4 --acknowledge 5"), "{out}");
+    assert!(stderr(&o).contains("Helm release reports/reports: revision 3 → 4"), "{}", stderr(&o));
+    assert!(out.contains("Migrate them (steps 4, 5)") && out.contains("--acknowledge 4 --acknowledge 5"), "{out}");
     for n in c.stats()["nodes"].as_array().unwrap() {
         assert_eq!(n["schedulable"], true, "{n}");
         assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.2"), "{n}");
@@ -851,18 +855,18 @@ fn an_unattended_run_stops_before_a_hop_that_removes_apis_still_in_use_until_ack
             .iter()
             .all(|n| !n["kubeletVersion"].as_str().unwrap().starts_with("v1.25"))
     );
-    // Acknowledging one of the three is not enough; all three, recorded in the journal, is.
-    let mut resume: Vec<&str> = vec!["--resume", "--delete-emptydir-data", "--force", "--acknowledge", "3"];
+    // Acknowledging one of the two is not enough; both, recorded in the journal, is.
+    let mut resume: Vec<&str> = vec!["--resume", "--delete-emptydir-data", "--force", "--acknowledge", "4"];
     let cmd = command_args(&script);
     resume.extend(cmd.iter().map(String::as_str));
     let o = apply(&c, &resume);
     assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("--acknowledge 4 --acknowledge 5"), "{}", stdout(&o));
-    resume.extend(["--acknowledge", "4", "--acknowledge", "5"]);
+    assert!(stdout(&o).contains("pass --acknowledge 5"), "{}", stdout(&o));
+    resume.extend(["--acknowledge", "5"]);
     let o = apply(&c, &resume);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
-    assert_eq!(j["acknowledged"], serde_json::json!([3, 4, 5]), "{j}");
+    assert_eq!(j["acknowledged"], serde_json::json!([4, 5]), "{j}");
     assert_finished_clean(&c, "1.25");
 }
 

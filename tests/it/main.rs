@@ -4,6 +4,7 @@ mod access;
 mod apply;
 mod catalog;
 mod common;
+mod helm;
 mod manifests;
 mod node_jobs;
 mod paths;

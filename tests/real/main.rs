@@ -6,6 +6,7 @@
 mod apply;
 mod cluster;
 mod differential;
+mod helm;
 mod node_jobs;
 mod plan;
 mod rbac;
