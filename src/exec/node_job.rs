@@ -122,30 +122,39 @@ pub struct NodeJob {
     pub poll: Duration,
 }
 
+/// Which job: `namespace/pod on node`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRef {
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+}
+
+impl std::fmt::Display for JobRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} on {}", self.namespace, self.pod, self.node)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("{0}")]
     Api(String),
     #[error(
-        "node job {namespace}/{pod} on {node} exited with code {code}{}; the pod is kept for inspection (kubectl -n {namespace} logs {pod}) and apply --resume replaces it",
-        last(.output)
+        "node job {job} exited with code {code}{}; the pod is kept for inspection (kubectl -n {} logs {}) and apply --resume replaces it",
+        last(.output), .job.namespace, .job.pod
     )]
-    Failed { namespace: String, pod: String, node: String, code: i32, output: Output },
+    Failed { job: Box<JobRef>, code: i32, output: Output },
+    #[error("node job {job} did not start within {}: {reason}; the pod was deleted", humanize(*after))]
+    NotStarted { job: Box<JobRef>, after: Duration, reason: String, output: Output },
     #[error(
-        "node job {namespace}/{pod} on {node} did not start within {}: {reason}; the pod was deleted",
-        humanize(*after)
-    )]
-    NotStarted { namespace: String, pod: String, node: String, after: Duration, reason: String, output: Output },
-    #[error(
-        "node job {namespace}/{pod} on {node} did not finish within {}{}; the pod was deleted, which stops the script wherever it was: look at the node before resuming",
+        "node job {job} did not finish within {}{}; the pod was deleted, which stops the script wherever it was: look at the node before resuming",
         humanize(*after),
         last(.output)
     )]
-    Timeout { namespace: String, pod: String, node: String, after: Duration, output: Output },
-    #[error(
-        "stopped following node job {namespace}/{pod} on {node}; it keeps running on the node, and apply --resume follows it to its end"
-    )]
-    Interrupted { namespace: String, pod: String, node: String, output: Output },
+    Timeout { job: Box<JobRef>, after: Duration, output: Output },
+    #[error("stopped following node job {job}; it keeps running on the node, and apply --resume follows it to its end")]
+    Interrupted { job: Box<JobRef>, output: Output },
 }
 
 fn last(o: &Output) -> String {
@@ -476,7 +485,7 @@ async fn follow(
     };
     let mut running_since: Option<Instant> = None;
     let mut last_waiting: Option<(String, String)> = None;
-    let ids = || (job.namespace.clone(), name.to_string(), node.to_string());
+    let ids = || Box::new(JobRef { namespace: job.namespace.clone(), pod: name.to_string(), node: node.to_string() });
     let exit = loop {
         let pod = match pods.get_opt(name).await {
             Ok(Some(p)) => Some(state_of(&p)),
@@ -495,11 +504,9 @@ async fn follow(
                     && TERMINAL_WAITING.contains(&reason.as_str())
                 {
                     let _ = delete_and_wait(&pods, name, job.poll).await;
-                    let (namespace, pod, node) = ids();
+                    let which = ids();
                     return Err(JobError::NotStarted {
-                        namespace,
-                        pod,
-                        node,
+                        job: which,
                         after: started.elapsed(),
                         reason: format!("{reason}: {message}"),
                         output: collector.finish(on_line),
@@ -517,11 +524,9 @@ async fn follow(
         }
         if running_since.is_none() && started.elapsed() > job.start_timeout {
             let _ = delete_and_wait(&pods, name, job.poll).await;
-            let (namespace, pod, node) = ids();
+            let which = ids();
             return Err(JobError::NotStarted {
-                namespace,
-                pod,
-                node,
+                job: which,
                 after: job.start_timeout,
                 reason: last_waiting
                     .map(|(r, m)| if m.is_empty() { r } else { format!("{r}: {m}") })
@@ -532,14 +537,8 @@ async fn follow(
         if started.elapsed() > job.timeout {
             let _ = done_tx.send(true);
             let _ = delete_and_wait(&pods, name, job.poll).await;
-            let (namespace, pod, node) = ids();
-            return Err(JobError::Timeout {
-                namespace,
-                pod,
-                node,
-                after: job.timeout,
-                output: collector.finish(on_line),
-            });
+            let which = ids();
+            return Err(JobError::Timeout { job: which, after: job.timeout, output: collector.finish(on_line) });
         }
         tokio::select! {
             Some(bytes) = rx.recv() => {
@@ -551,8 +550,8 @@ async fn follow(
             _ = tokio::time::sleep(job.poll) => {}
             _ = cancel.abort_requested() => {
                 let _ = done_tx.send(true);
-                let (namespace, pod, node) = ids();
-                return Err(JobError::Interrupted { namespace, pod, node, output: collector.finish(on_line) });
+                let which = ids();
+                return Err(JobError::Interrupted { job: which, output: collector.finish(on_line) });
             }
         }
     };
@@ -582,11 +581,11 @@ async fn follow(
         r.abort();
     }
     let output = collector.finish(on_line);
-    let (namespace, pod, node) = ids();
+    let which = ids();
     match exit {
         Ok(0) => Ok(output),
-        Ok(code) => Err(JobError::Failed { namespace, pod, node, code, output }),
-        Err(why) => Err(JobError::Api(format!("node job {namespace}/{pod} on {node}: {why}"))),
+        Ok(code) => Err(JobError::Failed { job: which, code, output }),
+        Err(why) => Err(JobError::Api(format!("node job {which}: {why}"))),
     }
 }
 

@@ -189,11 +189,11 @@ fn upgrade(sim: &Sim, pod: &Stored, stage: Stage) -> Next {
             log(&format!(
                 "Hit:1 https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v{minor}/deb  InRelease"
             ));
-            if faults.node_jobs_fail.iter().any(|n| *n == node_name) {
+            if faults.node_jobs_fail.contains(&node_name) {
                 log(&format!("E: Version '{}-*' for 'kubeadm' was not found", version.core()));
                 return Next::Exit(100);
             }
-            if faults.node_jobs_hang.iter().any(|n| *n == node_name) {
+            if faults.node_jobs_hang.contains(&node_name) {
                 log(
                     "Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (unattended-upgr)",
                 );
