@@ -89,6 +89,8 @@ struct Timers {
     job_done_at: HashMap<String, Instant>,
     /// VolumeAttachment name → when its volume has detached.
     volume_detach_at: HashMap<String, Instant>,
+    /// When a managed pool upgrade next needs a pass.
+    pools_due: Option<Instant>,
 }
 
 impl Timers {
@@ -98,6 +100,9 @@ impl Timers {
             .flat_map(|m| m.values())
             .min()
             .copied()
+            .into_iter()
+            .chain(self.pools_due)
+            .min()
     }
 }
 
@@ -168,6 +173,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     namespaces(sim);
     pdb::refresh_all(sim);
     workload_status(sim);
+    timers.pools_due = super::pools::reconcile(sim);
 }
 
 /// Whether a node is cut off (a `nodesUnreachable` fault) and not yet replaced by an upgrade.
@@ -1106,6 +1112,7 @@ pub fn stats_document(sim: &Sim) -> Value {
     doc["podsLost"] = json!(pods_lost);
     doc["podsLostDetails"] = Value::Array(lost);
     doc["serverVersion"] = json!(sim.server_version().to_string());
+    doc["poolUpgrades"] = json!(super::pools::summary(sim));
     doc["objects"] = json!({
         "nodes": sim.store.count(&nodes_key()),
         "pods": sim.store.count(&pods_key()),

@@ -17,6 +17,7 @@ pub mod faults;
 mod operator;
 mod patch;
 mod pdb;
+pub mod pools;
 mod proto;
 pub mod rbac;
 pub mod registry;
@@ -131,6 +132,8 @@ pub struct Sim {
     pub rbac_generation: AtomicU64,
     pub rbac_rebuild: Mutex<()>,
     pub access: scenario::Access,
+    /// Managed node-pool upgrades by pool (see [`pools`]).
+    pub pools: Mutex<std::collections::BTreeMap<String, pools::PoolUpgrade>>,
 }
 
 impl Sim {

@@ -1276,6 +1276,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         rbac_generation: std::sync::atomic::AtomicU64::new(1),
         rbac_rebuild: std::sync::Mutex::new(()),
         access: s.access.clone(),
+        pools: std::sync::Mutex::new(BTreeMap::new()),
     })
 }
 
