@@ -22,6 +22,9 @@ pub enum Upgrader {
     Sim,
     Command { argv: Vec<String>, timeout: Duration },
     Manual,
+    /// A provider's CLI (`aws`, `gcloud`, `az`) upgrades the managed control plane, replaces
+    /// managed node pools and updates EKS add-ons (see [`super::managed`]).
+    Provider(super::managed::ManagedCli),
 }
 
 /// What is being upgraded.
@@ -112,6 +115,7 @@ impl Upgrader {
             Upgrader::Sim => "sim",
             Upgrader::Command { .. } => "command",
             Upgrader::Manual => "manual",
+            Upgrader::Provider(m) => m.provider.name(),
         }
     }
 
@@ -132,6 +136,16 @@ impl Upgrader {
                 Ok((Started::Performed, command::run(&spec, cancel, on_line).await?))
             }
             Upgrader::Manual => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
+            // The executor drives managed control planes, pools and EKS add-ons itself; what
+            // reaches here is left to the operator, except nodes the provider does not run.
+            Upgrader::Provider(m) => match action.role {
+                Role::ControlPlane { .. } | Role::Worker => Err(UpgradeError::Api(format!(
+                    "the {} upgrader upgrades a managed control plane and managed node pools, not node {} in place",
+                    m.provider.name(),
+                    action.subject
+                ))),
+                _ => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
+            },
         }
     }
 }
