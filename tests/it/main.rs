@@ -4,6 +4,7 @@ mod access;
 mod apply;
 mod catalog;
 mod common;
+mod managed;
 mod manifests;
 mod paths;
 mod plan;
