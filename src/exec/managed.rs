@@ -410,6 +410,10 @@ pub fn group_by_pool(
             _ => loose.push(name.clone()),
         }
     }
+    for names in pools.values_mut() {
+        names.sort();
+    }
+    loose.sort();
     (pools, loose)
 }
 
