@@ -640,8 +640,8 @@ async fn apply(
     let mut options = options;
     // Providers choose their own patches: a node or control plane at another patch of the
     // target minor is upgraded.
-    options.any_patch = matches!(journal.distro.as_str(), "eks" | "gke" | "aks")
-        || matches!(options.upgrader, Upgrader::Provider(_));
+    options.any_patch =
+        matches!(journal.distro.as_str(), "eks" | "gke" | "aks") || matches!(options.upgrader, Upgrader::Provider(_));
     options.log_file = (!args.dry_run).then(|| journal_path.with_extension("log"));
     options.lock = lock.as_ref().map_or_else(crate::exec::lock::LockWatch::never, |l| l.watch());
     let executor = Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone());

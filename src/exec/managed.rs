@@ -151,9 +151,15 @@ impl ManagedCli {
                 "--kubernetes-version",
                 &v,
             ])),
-            Provider::Gke => {
-                self.gcloud_tail(self.strings(&["container", "clusters", "upgrade", n, "--master", "--cluster-version", &v]))
-            }
+            Provider::Gke => self.gcloud_tail(self.strings(&[
+                "container",
+                "clusters",
+                "upgrade",
+                n,
+                "--master",
+                "--cluster-version",
+                &v,
+            ])),
             Provider::Aks => self.strings(&[
                 "aks",
                 "upgrade",
@@ -351,11 +357,22 @@ pub fn default_addon_version(text: &str, minor: &str) -> Option<String> {
 /// Whether an output line looks like it carries a credential (it is then kept out of the journal).
 pub fn looks_secret(line: &str) -> bool {
     let l = line.to_ascii_lowercase();
-    ["secretaccesskey", "sessiontoken", "accesstoken", "access_token", "\"token\"", "password", "client_secret", "bearer "]
-        .iter()
-        .any(|k| l.contains(k))
+    [
+        "secretaccesskey",
+        "sessiontoken",
+        "accesstoken",
+        "access_token",
+        "\"token\"",
+        "password",
+        "client_secret",
+        "bearer ",
+    ]
+    .iter()
+    .any(|k| l.contains(k))
         || line.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
-            (w.starts_with("AKIA") || w.starts_with("ASIA")) && w.len() == 20 && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            (w.starts_with("AKIA") || w.starts_with("ASIA"))
+                && w.len() == 20
+                && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         })
 }
 
@@ -417,6 +434,9 @@ pub fn group_by_pool(
     (pools, loose)
 }
 
+/// A provider call running while the pool is followed.
+type CallFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, CommandError>> + Send + 'a>>;
+
 fn key(step: usize, what: &str) -> String {
     format!("{step}/{what}")
 }
@@ -453,7 +473,11 @@ impl Executor<'_> {
             let _ = self
                 .save(|j| {
                     for l in lines {
-                        let l = if looks_secret(&l) { "(a line that looked like a credential was left out)".into() } else { l };
+                        let l = if looks_secret(&l) {
+                            "(a line that looked like a credential was left out)".into()
+                        } else {
+                            l
+                        };
                         j.push_log(format!("{subject}: {l}"));
                     }
                 })
@@ -471,13 +495,21 @@ impl Executor<'_> {
     }
 
     /// Polls an EKS update until it ends; `Ok` when Successful.
-    async fn eks_wait_update(&self, m: &ManagedCli, id: &str, of: UpdateOf<'_>, deadline: Instant, what: &str) -> Result<Update, ExecError> {
+    async fn eks_wait_update(
+        &self,
+        m: &ManagedCli,
+        id: &str,
+        of: UpdateOf<'_>,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<Update, ExecError> {
         loop {
             let text = self
                 .provider_call(what, m.describe_update_argv(id, of), m.call_timeout)
                 .await
                 .map_err(|e| ExecError::Blocked(format!("{what}: cannot read the provider's update {id}: {e}")))?;
-            let u = parse_update(&text).map_err(|e| ExecError::Blocked(format!("{what}: describe-update {id}: {e}")))?;
+            let u =
+                parse_update(&text).map_err(|e| ExecError::Blocked(format!("{what}: describe-update {id}: {e}")))?;
             if u.successful() || u.failed() {
                 return Ok(u);
             }
@@ -502,7 +534,12 @@ impl Executor<'_> {
 
     /// The managed control plane's upgrade through the provider; the caller then waits for the
     /// apiserver to report the target.
-    pub(super) async fn provider_control_plane(&self, step: usize, m: &ManagedCli, to: &Version) -> Result<(), ExecError> {
+    pub(super) async fn provider_control_plane(
+        &self,
+        step: usize,
+        m: &ManagedCli,
+        to: &Version,
+    ) -> Result<(), ExecError> {
         let k = key(step, "control-plane");
         let what = format!("the {} control plane", m.provider.name());
         let existing = self.journal.lock().await.pools.get(&k).cloned();
@@ -537,8 +574,14 @@ impl Executor<'_> {
                         let text = self
                             .provider_call("control-plane", m.control_plane_argv(to), m.call_timeout)
                             .await
-                            .map_err(|e| ExecError::Blocked(format!("{what}: the upgrade to {} was refused: {e}", to.minor_version())))?;
-                        let u = parse_update(&text).map_err(|e| ExecError::Blocked(format!("{what}: update-cluster-version: {e}")))?;
+                            .map_err(|e| {
+                                ExecError::Blocked(format!(
+                                    "{what}: the upgrade to {} was refused: {e}",
+                                    to.minor_version()
+                                ))
+                            })?;
+                        let u = parse_update(&text)
+                            .map_err(|e| ExecError::Blocked(format!("{what}: update-cluster-version: {e}")))?;
                         record.phase = PoolPhase::Started;
                         record.update_id = Some(u.id.clone());
                         self.save_pool(&k, &record).await?;
@@ -568,7 +611,10 @@ impl Executor<'_> {
                     self.save_pool(&k, &record).await?;
                     return Err(match e {
                         CommandError::Cancelled { .. } => ExecError::Interrupted(format!("{what}: {e}")),
-                        _ => ExecError::Blocked(format!("{what}: the upgrade to {} failed: {e}; apply --resume runs it again", to.minor_version())),
+                        _ => ExecError::Blocked(format!(
+                            "{what}: the upgrade to {} failed: {e}; apply --resume runs it again",
+                            to.minor_version()
+                        )),
                     });
                 }
             }
@@ -579,7 +625,12 @@ impl Executor<'_> {
     }
 
     /// An EKS add-on step through `update-addon`; `None` when the add-on is not an EKS add-on.
-    pub(super) async fn provider_addon(&self, step: &Step, m: &ManagedCli, addon: &str) -> Option<Result<Option<String>, ExecError>> {
+    pub(super) async fn provider_addon(
+        &self,
+        step: &Step,
+        m: &ManagedCli,
+        addon: &str,
+    ) -> Option<Result<Option<String>, ExecError>> {
         if m.provider != Provider::Eks {
             return None;
         }
@@ -594,7 +645,8 @@ impl Executor<'_> {
             return Ok(None);
         }
         let k = key(step.order, &format!("addon:{name}"));
-        let minor = match self.client.apiserver_version().await.ok().and_then(|v| v.git_version.parse::<Version>().ok()) {
+        let minor = match self.client.apiserver_version().await.ok().and_then(|v| v.git_version.parse::<Version>().ok())
+        {
             Some(v) => v.minor_version().to_string(),
             None => self.journal.lock().await.to.minor_version().to_string(),
         };
@@ -652,7 +704,12 @@ impl Executor<'_> {
     }
 
     /// A node roll on a managed cluster: pool by pool, by replacement.
-    pub(super) async fn provider_node_roll(&self, step: &Step, m: &ManagedCli, moves: &[KubeletMove]) -> Result<Option<String>, ExecError> {
+    pub(super) async fn provider_node_roll(
+        &self,
+        step: &Step,
+        m: &ManagedCli,
+        moves: &[KubeletMove],
+    ) -> Result<Option<String>, ExecError> {
         let all = self.nodes().await?;
         let recorded: BTreeMap<String, PoolRecord> = {
             let j = self.journal.lock().await;
@@ -662,12 +719,11 @@ impl Executor<'_> {
                 .filter(|(p, _)| p != "control-plane" && !p.starts_with("addon:"))
                 .collect()
         };
-        let workers: Vec<&k8s_openapi::api::core::v1::Node> = all.iter().filter(|n| !nodes::is_control_plane(n)).collect();
+        let workers: Vec<&k8s_openapi::api::core::v1::Node> =
+            all.iter().filter(|n| !nodes::is_control_plane(n)).collect();
         let taken: Vec<(String, Option<&BTreeMap<String, String>>)> = workers
             .iter()
-            .filter(|n| {
-                nodes::kubelet_version(n).is_some_and(|k| moves.iter().any(|mv| super::rollout::takes(mv, &k)))
-            })
+            .filter(|n| nodes::kubelet_version(n).is_some_and(|k| moves.iter().any(|mv| super::rollout::takes(mv, &k))))
             .map(|n| (nodes::name(n).to_string(), n.metadata.labels.as_ref()))
             .collect();
         let (mut pools, loose) = group_by_pool(&taken, m.provider);
@@ -701,7 +757,10 @@ impl Executor<'_> {
             }
             let Some(target) = record.as_ref().map(|r| r.target.clone()).or_else(|| target_of(names)) else { continue };
             if self.cancel.is_stop_requested() {
-                return Err(ExecError::Interrupted(format!("stopped on request before {} {pool}", m.provider.pool_word())));
+                return Err(ExecError::Interrupted(format!(
+                    "stopped on request before {} {pool}",
+                    m.provider.pool_word()
+                )));
             }
             self.ensure_lock(&format!("{} {pool}", m.provider.pool_word()))?;
             let members: Vec<&k8s_openapi::api::core::v1::Node> = workers
@@ -779,7 +838,11 @@ impl Executor<'_> {
     fn window_check_pool(&self, pool: &str, count: usize) -> Result<(), ExecError> {
         let Some(end) = self.options.window_end else { return Ok(()) };
         let durations = self.durations.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let per = durations.iter().copied().filter(|s| s.is_finite() && *s >= 0.0).fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+        let per = durations
+            .iter()
+            .copied()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
         let per = per.map_or(self.options.node_estimate, Duration::from_secs_f64);
         let need = per * count.max(1) as u32;
         match super::window::check(std::time::SystemTime::now(), end, &[], need) {
@@ -792,14 +855,21 @@ impl Executor<'_> {
     }
 
     /// Starts (or rejoins) one pool's upgrade and follows it to the end.
-    async fn roll_pool(&self, step: usize, m: &ManagedCli, pool: &str, target: &Version, record: &mut PoolRecord) -> Result<(), ExecError> {
+    async fn roll_pool(
+        &self,
+        step: usize,
+        m: &ManagedCli,
+        pool: &str,
+        target: &Version,
+        record: &mut PoolRecord,
+    ) -> Result<(), ExecError> {
         let k = key(step, pool);
         let word = m.provider.pool_word();
         let what = format!("{word} {pool}");
         let timeout = m.pool_timeout.unwrap_or(self.options.node_timeout * (record.start_count as u32 + 1));
         let deadline = Instant::now() + timeout;
         // GKE and AKS: the CLI call waits for the operation; it runs while the nodes are followed.
-        let mut blocking: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, CommandError>> + Send + '_>>> = None;
+        let mut blocking: Option<CallFuture<'_>> = None;
         let mut eks_id: Option<String> = None;
         let rejoin = record.phase == PoolPhase::Started;
         match m.provider {
@@ -809,8 +879,11 @@ impl Executor<'_> {
                     let text = self
                         .provider_call(pool, m.describe_update_argv(&id, UpdateOf::Nodegroup(pool)), m.call_timeout)
                         .await
-                        .map_err(|e| ExecError::Blocked(format!("{what}: cannot read the provider's update {id}: {e}")))?;
-                    let u = parse_update(&text).map_err(|e| ExecError::Blocked(format!("{what}: describe-update {id}: {e}")))?;
+                        .map_err(|e| {
+                            ExecError::Blocked(format!("{what}: cannot read the provider's update {id}: {e}"))
+                        })?;
+                    let u = parse_update(&text)
+                        .map_err(|e| ExecError::Blocked(format!("{what}: describe-update {id}: {e}")))?;
                     if u.failed() {
                         self.emit(Event::log(format!(
                             "{what}: the update {id} started before {} ({}): starting the pool again",
@@ -819,18 +892,25 @@ impl Executor<'_> {
                         )));
                         record.phase = PoolPhase::Failed;
                     } else {
-                        self.emit(Event::log(format!("{what}: waiting on the update {id} started before ({})", u.status)));
+                        self.emit(Event::log(format!(
+                            "{what}: waiting on the update {id} started before ({})",
+                            u.status
+                        )));
                         eks_id = Some(id);
                     }
                 }
                 if eks_id.is_none() {
                     record.phase = PoolPhase::Starting;
                     self.save_pool(&k, record).await?;
-                    let text = self
-                        .provider_call(pool, m.pool_argv(pool, target), m.call_timeout)
-                        .await
-                        .map_err(|e| ExecError::Blocked(format!("{what}: the provider refused the upgrade to {}: {e}", target.minor_version())))?;
-                    let u = parse_update(&text).map_err(|e| ExecError::Blocked(format!("{what}: update-nodegroup-version: {e}")))?;
+                    let text =
+                        self.provider_call(pool, m.pool_argv(pool, target), m.call_timeout).await.map_err(|e| {
+                            ExecError::Blocked(format!(
+                                "{what}: the provider refused the upgrade to {}: {e}",
+                                target.minor_version()
+                            ))
+                        })?;
+                    let u = parse_update(&text)
+                        .map_err(|e| ExecError::Blocked(format!("{what}: update-nodegroup-version: {e}")))?;
                     record.phase = PoolPhase::Started;
                     record.update_id = Some(u.id.clone());
                     self.save_pool(&k, record).await?;
@@ -854,6 +934,8 @@ impl Executor<'_> {
         let mut last_poll = Instant::now();
         let mut seen = PoolProgress::default();
         loop {
+            // The provider goes on either way; a run that lost the lock stops watching it.
+            self.ensure_lock(&format!("the rest of {what}"))?;
             let now_nodes: Vec<PoolNode> = self
                 .nodes()
                 .await?
@@ -877,26 +959,15 @@ impl Executor<'_> {
             }
             for n in seen.old_left.iter().filter(|n| !p.old_left.contains(n)) {
                 self.emit(Event::node_log(n, format!("drained and removed from {what} by the provider")));
-                self.emit(Event::Node {
-                    step,
-                    node: n.clone(),
-                    phase: super::NodeMilestone::Done,
-                    target: Some(target.to_string()),
-                    seconds: None,
-                    why: Some("replaced".into()),
-                    uncordoned: None,
-                });
             }
             if p != seen {
-                self.emit(Event::BatchStatus {
-                    status: format!(
-                        "{} of {} at {}, {} old left, {} joining",
-                        p.at_target.len(),
-                        record.start_count,
-                        target.minor_version(),
-                        p.old_left.len(),
-                        p.joining.len()
-                    ),
+                self.emit(Event::PoolProgress {
+                    step,
+                    pool: pool.to_string(),
+                    at_target: p.at_target.len(),
+                    old_left: p.old_left.len(),
+                    joining: p.joining.len(),
+                    old_total: record.old_nodes.len(),
                 });
             }
             seen = p.clone();
@@ -909,7 +980,8 @@ impl Executor<'_> {
                     .provider_call(pool, m.describe_update_argv(id, UpdateOf::Nodegroup(pool)), m.call_timeout)
                     .await
                     .map_err(|e| ExecError::Blocked(format!("{what}: cannot read the provider's update {id}: {e}")))?;
-                let u = parse_update(&text).map_err(|e| ExecError::Blocked(format!("{what}: describe-update {id}: {e}")))?;
+                let u = parse_update(&text)
+                    .map_err(|e| ExecError::Blocked(format!("{what}: describe-update {id}: {e}")))?;
                 if u.failed() {
                     record.phase = PoolPhase::Failed;
                     record.note = Some(u.why());
@@ -996,15 +1068,55 @@ mod tests {
         let eks = cli(Provider::Eks);
         assert_eq!(
             eks.control_plane_argv(&v("1.31.14")),
-            ["aws", "eks", "update-cluster-version", "--name", "prod; rm -rf /", "--kubernetes-version", "1.31", "--region", "eu-west-1", "--output", "json"]
+            [
+                "aws",
+                "eks",
+                "update-cluster-version",
+                "--name",
+                "prod; rm -rf /",
+                "--kubernetes-version",
+                "1.31",
+                "--region",
+                "eu-west-1",
+                "--output",
+                "json"
+            ]
         );
         assert_eq!(
             eks.pool_argv("ng-a", &v("1.31.14")),
-            ["aws", "eks", "update-nodegroup-version", "--cluster-name", "prod; rm -rf /", "--nodegroup-name", "ng-a", "--kubernetes-version", "1.31", "--region", "eu-west-1", "--output", "json"]
+            [
+                "aws",
+                "eks",
+                "update-nodegroup-version",
+                "--cluster-name",
+                "prod; rm -rf /",
+                "--nodegroup-name",
+                "ng-a",
+                "--kubernetes-version",
+                "1.31",
+                "--region",
+                "eu-west-1",
+                "--output",
+                "json"
+            ]
         );
         assert_eq!(
             eks.describe_update_argv("u-1", UpdateOf::Nodegroup("ng-a")),
-            ["aws", "eks", "describe-update", "--name", "prod; rm -rf /", "--update-id", "u-1", "--nodegroup-name", "ng-a", "--region", "eu-west-1", "--output", "json"]
+            [
+                "aws",
+                "eks",
+                "describe-update",
+                "--name",
+                "prod; rm -rf /",
+                "--update-id",
+                "u-1",
+                "--nodegroup-name",
+                "ng-a",
+                "--region",
+                "eu-west-1",
+                "--output",
+                "json"
+            ]
         );
         assert_eq!(
             eks.describe_update_argv("u-2", UpdateOf::Cluster)[..7],
@@ -1012,29 +1124,116 @@ mod tests {
         );
         assert_eq!(
             eks.addon_versions_argv("coredns", "1.31"),
-            ["aws", "eks", "describe-addon-versions", "--addon-name", "coredns", "--kubernetes-version", "1.31", "--region", "eu-west-1", "--output", "json"]
+            [
+                "aws",
+                "eks",
+                "describe-addon-versions",
+                "--addon-name",
+                "coredns",
+                "--kubernetes-version",
+                "1.31",
+                "--region",
+                "eu-west-1",
+                "--output",
+                "json"
+            ]
         );
         assert_eq!(
             eks.update_addon_argv("coredns", "v1.11.3-eksbuild.2"),
-            ["aws", "eks", "update-addon", "--cluster-name", "prod; rm -rf /", "--addon-name", "coredns", "--addon-version", "v1.11.3-eksbuild.2", "--resolve-conflicts", "PRESERVE", "--region", "eu-west-1", "--output", "json"]
+            [
+                "aws",
+                "eks",
+                "update-addon",
+                "--cluster-name",
+                "prod; rm -rf /",
+                "--addon-name",
+                "coredns",
+                "--addon-version",
+                "v1.11.3-eksbuild.2",
+                "--resolve-conflicts",
+                "PRESERVE",
+                "--region",
+                "eu-west-1",
+                "--output",
+                "json"
+            ]
         );
         let gke = cli(Provider::Gke);
         assert_eq!(
             gke.control_plane_argv(&v("1.31.2")),
-            ["gcloud", "container", "clusters", "upgrade", "prod; rm -rf /", "--master", "--cluster-version", "1.31", "--location", "europe-west1", "--project", "acme", "--quiet"]
+            [
+                "gcloud",
+                "container",
+                "clusters",
+                "upgrade",
+                "prod; rm -rf /",
+                "--master",
+                "--cluster-version",
+                "1.31",
+                "--location",
+                "europe-west1",
+                "--project",
+                "acme",
+                "--quiet"
+            ]
         );
         assert_eq!(
             gke.pool_argv("default-pool", &v("1.31.2")),
-            ["gcloud", "container", "clusters", "upgrade", "prod; rm -rf /", "--node-pool", "default-pool", "--cluster-version", "1.31", "--location", "europe-west1", "--project", "acme", "--quiet"]
+            [
+                "gcloud",
+                "container",
+                "clusters",
+                "upgrade",
+                "prod; rm -rf /",
+                "--node-pool",
+                "default-pool",
+                "--cluster-version",
+                "1.31",
+                "--location",
+                "europe-west1",
+                "--project",
+                "acme",
+                "--quiet"
+            ]
         );
         let aks = cli(Provider::Aks);
         assert_eq!(
             aks.control_plane_argv(&v("1.31.2")),
-            ["az", "aks", "upgrade", "--resource-group", "rg-prod", "--name", "prod; rm -rf /", "--control-plane-only", "--kubernetes-version", "1.31", "--yes", "--output", "json"]
+            [
+                "az",
+                "aks",
+                "upgrade",
+                "--resource-group",
+                "rg-prod",
+                "--name",
+                "prod; rm -rf /",
+                "--control-plane-only",
+                "--kubernetes-version",
+                "1.31",
+                "--yes",
+                "--output",
+                "json"
+            ]
         );
         assert_eq!(
             aks.pool_argv("nodepool1", &v("1.31.2")),
-            ["az", "aks", "nodepool", "upgrade", "--resource-group", "rg-prod", "--cluster-name", "prod; rm -rf /", "--name", "nodepool1", "--kubernetes-version", "1.31", "--yes", "--output", "json"]
+            [
+                "az",
+                "aks",
+                "nodepool",
+                "upgrade",
+                "--resource-group",
+                "rg-prod",
+                "--cluster-name",
+                "prod; rm -rf /",
+                "--name",
+                "nodepool1",
+                "--kubernetes-version",
+                "1.31",
+                "--yes",
+                "--output",
+                "json"
+            ]
         );
         // No region: the CLI's own configuration decides.
         let mut bare = cli(Provider::Eks);
@@ -1050,7 +1249,10 @@ mod tests {
 
     #[test]
     fn updates_and_addon_versions_are_read_from_the_cli_json() {
-        let u = parse_update(r#"{"update": {"id": "b5f0ba18", "status": "InProgress", "type": "VersionUpdate", "errors": []}}"#).unwrap();
+        let u = parse_update(
+            r#"{"update": {"id": "b5f0ba18", "status": "InProgress", "type": "VersionUpdate", "errors": []}}"#,
+        )
+        .unwrap();
         assert_eq!((u.id.as_str(), u.failed(), u.successful()), ("b5f0ba18", false, false));
         let f = parse_update(
             r#"{"update": {"id": "x", "status": "Failed", "errors": [{"errorCode": "PodEvictionFailure", "errorMessage": "Reached max retries", "resourceIds": ["ng-b"]}]}}"#,
@@ -1075,11 +1277,19 @@ mod tests {
         let node = |n: &str, k: &str, ready: bool| PoolNode { name: n.into(), kubelet: Some(v(k)), ready };
         let t = v("1.31.14");
         // Surge: a replacement booting, both old nodes still there.
-        let p = pool_progress(&old, 2, &[node("ng-a-1", "1.30.4", true), node("ng-a-2", "1.30.4", true), node("ng-a-x1", "1.31.2", false)], &t);
+        let p = pool_progress(
+            &old,
+            2,
+            &[node("ng-a-1", "1.30.4", true), node("ng-a-2", "1.30.4", true), node("ng-a-x1", "1.31.2", false)],
+            &t,
+        );
         assert_eq!((p.at_target.len(), p.old_left.len(), p.joining.len(), p.done), (0, 2, 1, false));
         // One old node gone, one replacement Ready (at a patch the provider chose).
         let p = pool_progress(&old, 2, &[node("ng-a-2", "1.30.4", true), node("ng-a-x1", "1.31.2", true)], &t);
-        assert_eq!((p.at_target, p.old_left.clone(), p.done), (vec!["ng-a-x1".to_string()], vec!["ng-a-2".to_string()], false));
+        assert_eq!(
+            (p.at_target, p.old_left.clone(), p.done),
+            (vec!["ng-a-x1".to_string()], vec!["ng-a-2".to_string()], false)
+        );
         // Old nodes gone but one replacement short: not done.
         let p = pool_progress(&old, 2, &[node("ng-a-x1", "1.31.2", true)], &t);
         assert!(!p.done);
@@ -1087,8 +1297,17 @@ mod tests {
         assert!(p.done);
         // Nodes are grouped by the provider's pool label; others are named.
         let l = |k: &str, val: &str| -> BTreeMap<String, String> { [(k.to_string(), val.to_string())].into() };
-        let (a, b, c) = (l("eks.amazonaws.com/nodegroup", "ng-a"), l("cloud.google.com/gke-nodepool", "p"), l("eks.amazonaws.com/nodegroup", "ng-b"));
-        let taken = vec![("n1".to_string(), Some(&a)), ("n2".to_string(), Some(&b)), ("n3".to_string(), Some(&c)), ("n4".to_string(), None)];
+        let (a, b, c) = (
+            l("eks.amazonaws.com/nodegroup", "ng-a"),
+            l("cloud.google.com/gke-nodepool", "p"),
+            l("eks.amazonaws.com/nodegroup", "ng-b"),
+        );
+        let taken = vec![
+            ("n1".to_string(), Some(&a)),
+            ("n2".to_string(), Some(&b)),
+            ("n3".to_string(), Some(&c)),
+            ("n4".to_string(), None),
+        ];
         let (pools, loose) = group_by_pool(&taken, Provider::Eks);
         assert_eq!(pools.keys().collect::<Vec<_>>(), ["ng-a", "ng-b"]);
         assert_eq!(loose, ["n2", "n4"]);

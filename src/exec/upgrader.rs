@@ -20,7 +20,10 @@ use super::command::{self, CommandError, CommandSpec, Output};
 #[derive(Debug, Clone)]
 pub enum Upgrader {
     Sim,
-    Command { argv: Vec<String>, timeout: Duration },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
     Manual,
     /// A provider's CLI (`aws`, `gcloud`, `az`) upgrades the managed control plane, replaces
     /// managed node pools and updates EKS add-ons (see [`super::managed`]).

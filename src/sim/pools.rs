@@ -42,9 +42,15 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     /// A replacement node is booting; Ready at the instant.
-    Launch { node: String, ready_at: Instant },
+    Launch {
+        node: String,
+        ready_at: Instant,
+    },
     /// Pick, cordon and drain the next old node (evictions retried at the instant).
-    Drain { old: String, next_try: Instant },
+    Drain {
+        old: String,
+        next_try: Instant,
+    },
     Done,
 }
 

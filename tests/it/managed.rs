@@ -154,11 +154,51 @@ fn eks_two_hops_replace_both_node_groups_between_control_plane_hops_with_gates_a
         mutations(&log),
         vec![
             with(&["aws", "eks", "update-cluster-version", "--name", "prod", "--kubernetes-version", "1.31"]),
-            with(&["aws", "eks", "update-nodegroup-version", "--cluster-name", "prod", "--nodegroup-name", "ng-a", "--kubernetes-version", "1.31"]),
-            with(&["aws", "eks", "update-nodegroup-version", "--cluster-name", "prod", "--nodegroup-name", "ng-b", "--kubernetes-version", "1.31"]),
+            with(&[
+                "aws",
+                "eks",
+                "update-nodegroup-version",
+                "--cluster-name",
+                "prod",
+                "--nodegroup-name",
+                "ng-a",
+                "--kubernetes-version",
+                "1.31"
+            ]),
+            with(&[
+                "aws",
+                "eks",
+                "update-nodegroup-version",
+                "--cluster-name",
+                "prod",
+                "--nodegroup-name",
+                "ng-b",
+                "--kubernetes-version",
+                "1.31"
+            ]),
             with(&["aws", "eks", "update-cluster-version", "--name", "prod", "--kubernetes-version", "1.32"]),
-            with(&["aws", "eks", "update-nodegroup-version", "--cluster-name", "prod", "--nodegroup-name", "ng-a", "--kubernetes-version", "1.32"]),
-            with(&["aws", "eks", "update-nodegroup-version", "--cluster-name", "prod", "--nodegroup-name", "ng-b", "--kubernetes-version", "1.32"]),
+            with(&[
+                "aws",
+                "eks",
+                "update-nodegroup-version",
+                "--cluster-name",
+                "prod",
+                "--nodegroup-name",
+                "ng-a",
+                "--kubernetes-version",
+                "1.32"
+            ]),
+            with(&[
+                "aws",
+                "eks",
+                "update-nodegroup-version",
+                "--cluster-name",
+                "prod",
+                "--nodegroup-name",
+                "ng-b",
+                "--kubernetes-version",
+                "1.32"
+            ]),
         ]
     );
     // Every progress read names the update it follows, and the node group for a group's.
@@ -174,10 +214,24 @@ fn eks_two_hops_replace_both_node_groups_between_control_plane_hops_with_gates_a
     let expect_roll =
         |p: &str, i: u32| vec![format!("start managed node group {p} ({i}/2)"), format!("gate managed node group {p}")];
     let roll: Vec<String> = expect_roll("ng-a", 1).into_iter().chain(expect_roll("ng-b", 2)).collect();
-    let kinds: Vec<String> =
-        events(&c).iter().filter(|e| e["event"] == "step-start").map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = events(&c)
+        .iter()
+        .filter(|e| e["event"] == "step-start")
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(kinds, ["control-plane", "nodes", "control-plane", "nodes"]);
     assert_eq!(seq, roll.iter().chain(roll.iter()).cloned().collect::<Vec<_>>());
+    // The replacement is reported as it goes: old nodes leave, new ones join at the target.
+    let ev = events(&c);
+    let last_a = ev.iter().rfind(|e| e["event"] == "pool-progress" && e["pool"] == "ng-a" && e["step"] == 2).unwrap();
+    assert_eq!(
+        (last_a["oldLeft"].as_u64(), last_a["atTarget"].as_u64(), last_a["oldTotal"].as_u64()),
+        (Some(0), Some(2), Some(2)),
+        "{last_a}"
+    );
+    assert!(ev.iter().any(|e| e["event"] == "log"
+        && e["node"] == "ng-a-1"
+        && e["line"].as_str().unwrap().contains("removed from managed node group ng-a")));
     // The journal keeps each pool's update id and says finished.
     let j = journal(&c);
     assert_eq!(j["finished"], true);
@@ -205,13 +259,38 @@ fn gke_replaces_each_node_pool_through_gcloud() {
         argv_log(&c),
         vec![
             gc(&["gcloud", "container", "clusters", "upgrade", "prod", "--master", "--cluster-version", "1.31"]),
-            gc(&["gcloud", "container", "clusters", "upgrade", "prod", "--node-pool", "default-pool", "--cluster-version", "1.31"]),
-            gc(&["gcloud", "container", "clusters", "upgrade", "prod", "--node-pool", "highmem", "--cluster-version", "1.31"]),
+            gc(&[
+                "gcloud",
+                "container",
+                "clusters",
+                "upgrade",
+                "prod",
+                "--node-pool",
+                "default-pool",
+                "--cluster-version",
+                "1.31"
+            ]),
+            gc(&[
+                "gcloud",
+                "container",
+                "clusters",
+                "upgrade",
+                "prod",
+                "--node-pool",
+                "highmem",
+                "--cluster-version",
+                "1.31"
+            ]),
         ]
     );
     assert_eq!(
         pool_sequence(&events(&c)),
-        ["start node pool default-pool (1/2)", "gate node pool default-pool", "start node pool highmem (2/2)", "gate node pool highmem"]
+        [
+            "start node pool default-pool (1/2)",
+            "gate node pool default-pool",
+            "start node pool highmem (2/2)",
+            "gate node pool highmem"
+        ]
     );
 }
 
@@ -226,16 +305,40 @@ fn aks_replaces_each_agent_pool_through_az() {
     assert_replaced(&c, "1.33", &["nodepool1-1", "nodepool1-2", "nodepool2-1", "nodepool2-2"]);
     let pool = |p: &str| {
         strs(&[
-            "az", "aks", "nodepool", "upgrade", "--resource-group", "rg-prod", "--cluster-name", "prod", "--name", p,
-            "--kubernetes-version", "1.33", "--yes", "--output", "json",
+            "az",
+            "aks",
+            "nodepool",
+            "upgrade",
+            "--resource-group",
+            "rg-prod",
+            "--cluster-name",
+            "prod",
+            "--name",
+            p,
+            "--kubernetes-version",
+            "1.33",
+            "--yes",
+            "--output",
+            "json",
         ])
     };
     assert_eq!(
         argv_log(&c),
         vec![
             strs(&[
-                "az", "aks", "upgrade", "--resource-group", "rg-prod", "--name", "prod", "--control-plane-only",
-                "--kubernetes-version", "1.33", "--yes", "--output", "json",
+                "az",
+                "aks",
+                "upgrade",
+                "--resource-group",
+                "rg-prod",
+                "--name",
+                "prod",
+                "--control-plane-only",
+                "--kubernetes-version",
+                "1.33",
+                "--yes",
+                "--output",
+                "json",
             ]),
             pool("nodepool1"),
             pool("nodepool2"),
@@ -243,7 +346,12 @@ fn aks_replaces_each_agent_pool_through_az() {
     );
     assert_eq!(
         pool_sequence(&events(&c)),
-        ["start agent pool nodepool1 (1/2)", "gate agent pool nodepool1", "start agent pool nodepool2 (2/2)", "gate agent pool nodepool2"]
+        [
+            "start agent pool nodepool1 (1/2)",
+            "gate agent pool nodepool1",
+            "start agent pool nodepool2 (2/2)",
+            "gate agent pool nodepool2"
+        ]
     );
 }
 
@@ -292,11 +400,8 @@ fn a_run_killed_while_a_pool_is_replaced_resumes_by_waiting_on_the_same_update()
         return;
     }
     let c = cluster("eks");
-    let mut child = apply_cmd(&c, "eks", None, &["--to", "1.31"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        apply_cmd(&c, "eks", None, &["--to", "1.31"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     // Killed as soon as ng-a's update is journaled as started.
     let start = Instant::now();
     let started = || {
@@ -331,10 +436,32 @@ fn a_run_killed_while_a_pool_is_replaced_resumes_by_waiting_on_the_same_update()
 
 #[test]
 fn nodes_in_no_managed_pool_stop_the_roll_with_their_names_and_bad_flags_are_usage_errors() {
-    let o = crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--upgrader", "gke", "--cluster-name", "x"]);
+    let o = crate::common::run(&[
+        "apply",
+        "--simulate",
+        "--to",
+        "1.25",
+        "--yes",
+        "--upgrader",
+        "gke",
+        "--cluster-name",
+        "x",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--location"), "{}", stderr(&o));
-    let o = crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--upgrader", "eks", "--cluster-name", "x", "--resource-group", "g"]);
+    let o = crate::common::run(&[
+        "apply",
+        "--simulate",
+        "--to",
+        "1.25",
+        "--yes",
+        "--upgrader",
+        "eks",
+        "--cluster-name",
+        "x",
+        "--resource-group",
+        "g",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--resource-group"), "{}", stderr(&o));
     if !kubectl_available("nodes_in_no_managed_pool_stop_the_roll") {
