@@ -475,3 +475,40 @@ fn nodes_in_no_managed_pool_stop_the_roll_with_their_names_and_bad_flags_are_usa
     // No node was touched.
     assert!(mutations(&argv_log(&c)).iter().all(|a| a[2] != "update-nodegroup-version"));
 }
+
+#[test]
+fn the_simulator_replaces_a_pool_through_its_budgets_and_refuses_a_second_update_while_one_runs() {
+    let c = cluster("eks");
+    let post = |body: &str| c.http("POST", "/sim/pools/ng-a/upgrade", "application/json", body);
+    // A node group may not go past the control plane.
+    let (status, body) = post(r#"{"version": "1.31"}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = c.http("PUT", "/sim/control-plane", "application/json", r#"{"version": "1.31.5-eks-f8a3c21"}"#);
+    assert_eq!(status, 200);
+    let (status, body) = post(r#"{"version": "1.31"}"#);
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let (status, body) = post(r#"{"version": "1.31"}"#);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("ResourceInUseException") && body.contains(&id), "{body}");
+    assert_eq!(c.http("GET", "/sim/pools/nope", "", "").0, 404);
+    c.wait_for("ng-a replaced", Duration::from_secs(60), || c.get_json("/sim/pools/ng-a")["status"] == "Successful");
+    let doc = c.get_json("/sim/pools/ng-a");
+    assert_eq!(doc["replaced"], serde_json::json!(["ng-a-1", "ng-a-2"]), "{doc}");
+    let nodes = c.get_json("/api/v1/nodes");
+    let ng_a: Vec<&Value> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["eks.amazonaws.com/nodegroup"] == "ng-a")
+        .collect();
+    assert_eq!(ng_a.len(), 2);
+    for n in ng_a {
+        assert!(!["ng-a-1", "ng-a-2"].contains(&n["metadata"]["name"].as_str().unwrap()), "{n}");
+        assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.31.5");
+        assert_eq!(n["metadata"]["labels"]["eks.amazonaws.com/capacityType"], "ON_DEMAND");
+    }
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert!(stats["evictions"].as_u64().unwrap() > 0, "{stats}");
+}
