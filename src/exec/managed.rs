@@ -340,18 +340,47 @@ pub fn parse_update(text: &str) -> Result<Update, String> {
     Ok(Update { id, status, errors })
 }
 
-/// The add-on version EKS marks as the default for the cluster's minor.
-pub fn default_addon_version(text: &str, minor: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(text.trim()).ok()?;
-    v.get("addons")?.as_array()?.iter().find_map(|a| {
-        a.get("addonVersions")?.as_array()?.iter().find_map(|av| {
-            let default = av.get("compatibilities")?.as_array()?.iter().any(|c| {
-                c.get("defaultVersion").and_then(Value::as_bool) == Some(true)
-                    && c.get("clusterVersion").and_then(Value::as_str).is_none_or(|cv| cv == minor)
-            });
-            default.then(|| av.get("addonVersion").and_then(Value::as_str).map(str::to_string)).flatten()
-        })
-    })
+/// The add-on versions `describe-addon-versions` lists for `minor`, each with whether EKS marks it
+/// the default there.
+pub fn addon_versions(text: &str, minor: &str) -> Vec<(String, bool)> {
+    let Ok(v) = serde_json::from_str::<Value>(text.trim()) else { return vec![] };
+    let mut out = Vec::new();
+    for a in v.get("addons").and_then(Value::as_array).into_iter().flatten() {
+        for av in a.get("addonVersions").and_then(Value::as_array).into_iter().flatten() {
+            let Some(version) = av.get("addonVersion").and_then(Value::as_str) else { continue };
+            let compat: Vec<&Value> = av
+                .get("compatibilities")
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .filter(|c| c.get("clusterVersion").and_then(Value::as_str).is_none_or(|cv| cv == minor))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if compat.is_empty() {
+                continue;
+            }
+            let default = compat.iter().any(|c| c.get("defaultVersion").and_then(Value::as_bool) == Some(true));
+            out.push((version.to_string(), default));
+        }
+    }
+    out
+}
+
+/// `v1.19.2-eksbuild.1` as numbers for ordering: `[1, 19, 2, 1]`.
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).filter_map(|p| p.parse().ok()).collect()
+}
+
+/// The version for an add-on step run while the cluster is on `now`, before the control plane
+/// moves to the minor of `next` (the same list when no hop follows): EKS's default for the next
+/// minor when it is offered for the current one too, else the newest offered for both.
+pub fn pick_addon_version(now: &[(String, bool)], next: &[(String, bool)]) -> Option<String> {
+    let offered_now = |v: &str| now.iter().any(|(n, _)| n == v);
+    if let Some((v, _)) = next.iter().find(|(v, default)| *default && offered_now(v)) {
+        return Some(v.clone());
+    }
+    next.iter().filter(|(v, _)| offered_now(v)).max_by_key(|(v, _)| version_key(v)).map(|(v, _)| v.clone())
 }
 
 /// Whether an output line looks like it carries a credential (it is then kept out of the journal).
@@ -650,6 +679,19 @@ impl Executor<'_> {
             Some(v) => v.minor_version().to_string(),
             None => self.journal.lock().await.to.minor_version().to_string(),
         };
+        // Placed before a control-plane hop, the add-on must run on both sides of it.
+        let next_minor = {
+            let j = self.journal.lock().await;
+            j.steps
+                .iter()
+                .map(|s| &s.step)
+                .filter(|s| s.order > step.order)
+                .find_map(|s| match &s.action {
+                    crate::plan::StepAction::ControlPlane { to, .. } => Some(to.minor_version().to_string()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| minor.clone())
+        };
         let existing = self.journal.lock().await.pools.get(&k).cloned();
         let mut record = existing.unwrap_or(PoolRecord {
             step: step.order,
@@ -665,12 +707,20 @@ impl Executor<'_> {
             (PoolPhase::Done, _) => return Ok(None),
             (PoolPhase::Started, Some(id)) => id.clone(),
             _ => {
-                let text = self
-                    .provider_call(name, m.addon_versions_argv(name, &minor), m.call_timeout)
-                    .await
-                    .map_err(|e| ExecError::Blocked(format!("{what}: cannot read its versions for {minor}: {e}")))?;
-                let version = default_addon_version(&text, &minor).ok_or_else(|| {
-                    ExecError::Blocked(format!("{what}: EKS names no default version for Kubernetes {minor}"))
+                let what = &what;
+                let list = |minor: String| async move {
+                    let text =
+                        self.provider_call(name, m.addon_versions_argv(name, &minor), m.call_timeout).await.map_err(
+                            |e| ExecError::Blocked(format!("{what}: cannot read its versions for {minor}: {e}")),
+                        )?;
+                    Ok::<_, ExecError>(addon_versions(&text, &minor))
+                };
+                let now = list(minor.clone()).await?;
+                let next = if next_minor == minor { now.clone() } else { list(next_minor.clone()).await? };
+                let version = pick_addon_version(&now, &next).ok_or_else(|| {
+                    ExecError::Blocked(format!(
+                        "{what}: EKS offers no version for both Kubernetes {minor} and {next_minor}; update it by hand, then apply --resume"
+                    ))
                 })?;
                 record.phase = PoolPhase::Starting;
                 self.save_pool(&k, &record).await?;
@@ -1261,11 +1311,45 @@ mod tests {
         assert!(f.failed());
         assert_eq!(f.why(), "PodEvictionFailure: Reached max retries (ng-b)");
         assert!(parse_update("An error occurred").is_err());
-        let versions = r#"{"addons": [{"addonName": "coredns", "addonVersions": [
-            {"addonVersion": "v1.11.4-eksbuild.1", "compatibilities": [{"clusterVersion": "1.31", "defaultVersion": false}]},
-            {"addonVersion": "v1.11.3-eksbuild.2", "compatibilities": [{"clusterVersion": "1.31", "defaultVersion": true}]}]}]}"#;
-        assert_eq!(default_addon_version(versions, "1.31").as_deref(), Some("v1.11.3-eksbuild.2"));
-        assert_eq!(default_addon_version(versions, "1.30"), None);
+        let list = |pairs: &[(&str, &str, bool)]| -> String {
+            let vs: Vec<Value> = pairs
+                .iter()
+                .map(|(v, minor, d)| serde_json::json!({"addonVersion": v, "compatibilities": [{"clusterVersion": minor, "defaultVersion": d}]}))
+                .collect();
+            serde_json::json!({"addons": [{"addonName": "vpc-cni", "addonVersions": vs}]}).to_string()
+        };
+        let now = addon_versions(
+            &list(&[
+                ("v1.18.5-eksbuild.1", "1.30", true),
+                ("v1.19.2-eksbuild.1", "1.30", false),
+                ("v1.19.0-eksbuild.1", "1.30", false),
+            ]),
+            "1.30",
+        );
+        assert_eq!(now.len(), 3);
+        let next = addon_versions(
+            &list(&[("v1.19.2-eksbuild.1", "1.31", true), ("v1.19.0-eksbuild.1", "1.31", false)]),
+            "1.31",
+        );
+        // The next minor's default, offered now too.
+        assert_eq!(pick_addon_version(&now, &next).as_deref(), Some("v1.19.2-eksbuild.1"));
+        // Its default not offered now: the newest offered for both.
+        let next = addon_versions(
+            &list(&[
+                ("v1.20.4-eksbuild.2", "1.31", true),
+                ("v1.19.0-eksbuild.1", "1.31", false),
+                ("v1.19.2-eksbuild.1", "1.31", false),
+            ]),
+            "1.31",
+        );
+        assert_eq!(pick_addon_version(&now, &next).as_deref(), Some("v1.19.2-eksbuild.1"));
+        // No hop after the step: the default for the cluster's minor.
+        assert_eq!(pick_addon_version(&now, &now).as_deref(), Some("v1.18.5-eksbuild.1"));
+        assert_eq!(
+            pick_addon_version(&now, &addon_versions(&list(&[("v2.0.0-eksbuild.1", "1.31", true)]), "1.31")),
+            None
+        );
+        assert!(addon_versions("not json", "1.31").is_empty());
         assert!(looks_secret(r#"  "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG""#));
         assert!(looks_secret("key AKIAIOSFODNN7EXAMPLE here"));
         assert!(!looks_secret(r#"  "status": "InProgress","#));

@@ -512,3 +512,51 @@ fn the_simulator_replaces_a_pool_through_its_budgets_and_refuses_a_second_update
     assert_eq!(stats["pdbViolations"], 0, "{stats}");
     assert!(stats["evictions"].as_u64().unwrap() > 0, "{stats}");
 }
+
+#[test]
+fn an_eks_add_on_step_runs_update_addon_with_a_version_eks_offers_on_both_sides_of_the_hop() {
+    if !kubectl_available("an_eks_add_on_step_runs_update_addon") {
+        return;
+    }
+    let c = cluster("eks-addons");
+    let o = apply(&c, "eks", None, &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_replaced(&c, "1.31", &["ng-a-1", "ng-a-2", "ng-b-1", "ng-b-2"]);
+    let with = |v: &[&str]| -> Vec<String> {
+        strs(v).into_iter().chain(strs(&["--region", "eu-west-1", "--output", "json"])).collect()
+    };
+    let log = argv_log(&c);
+    let m = mutations(&log);
+    assert_eq!(
+        m[..4],
+        [
+            with(&["aws", "eks", "describe-addon-versions", "--addon-name", "vpc-cni", "--kubernetes-version", "1.30"]),
+            with(&["aws", "eks", "describe-addon-versions", "--addon-name", "vpc-cni", "--kubernetes-version", "1.31"]),
+            with(&[
+                "aws",
+                "eks",
+                "update-addon",
+                "--cluster-name",
+                "prod",
+                "--addon-name",
+                "vpc-cni",
+                "--addon-version",
+                "v1.19.2-eksbuild.1",
+                "--resolve-conflicts",
+                "PRESERVE",
+            ]),
+            with(&["aws", "eks", "update-cluster-version", "--name", "prod", "--kubernetes-version", "1.31"]),
+        ]
+    );
+    assert!(
+        log.iter()
+            .any(|a| a[2] == "describe-update" && a.windows(2).any(|w| w[0] == "--addon-name" && w[1] == "vpc-cni"))
+    );
+    let ds = c.get_json("/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node");
+    assert!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().ends_with(":v1.19.2-eksbuild.1"),
+        "{}",
+        ds["spec"]["template"]["spec"]["containers"][0]["image"]
+    );
+    assert_eq!(journal(&c)["pools"]["1/addon:vpc-cni"]["phase"], "done");
+}
