@@ -3,7 +3,9 @@
 //! versions and whether this is the first control-plane node, as separate arguments and
 //! `K8S_UPGRADE_*` variables, never a shell string) through [`super::command`]; `manual` tells
 //! the operator what to do and lets the executor wait for the result; `sim` sets the
-//! simulator's upgrade annotation or rewrites an add-on's image tag.
+//! simulator's upgrade annotation or rewrites an add-on's image tag; `Provider` (`eks`, `gke`,
+//! `aks`) has the executor drive the provider's CLI for the managed control plane, managed node
+//! pools (replaced) and EKS add-ons (see [`super::managed`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,13 +22,8 @@ use super::command::{self, CommandError, CommandSpec, Output};
 #[derive(Debug, Clone)]
 pub enum Upgrader {
     Sim,
-    Command {
-        argv: Vec<String>,
-        timeout: Duration,
-    },
+    Command { argv: Vec<String>, timeout: Duration },
     Manual,
-    /// A provider's CLI (`aws`, `gcloud`, `az`) upgrades the managed control plane, replaces
-    /// managed node pools and updates EKS add-ons (see [`super::managed`]).
     Provider(super::managed::ManagedCli),
 }
 
