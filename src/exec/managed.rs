@@ -904,6 +904,27 @@ impl Executor<'_> {
         }
     }
 
+    /// The nodes of `pool` now.
+    async fn pool_nodes(&self, m: &ManagedCli, pool: &str) -> Result<Vec<PoolNode>, ExecError> {
+        Ok(self
+            .nodes()
+            .await?
+            .iter()
+            .filter(|n| {
+                n.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| m.provider.pool_labels().iter().find_map(|k| l.get(*k)))
+                    .is_some_and(|p| p == pool)
+            })
+            .map(|n| PoolNode {
+                name: nodes::name(n).to_string(),
+                kubelet: nodes::kubelet_version(n),
+                ready: nodes::is_ready(n),
+            })
+            .collect())
+    }
+
     /// Starts (or rejoins) one pool's upgrade and follows it to the end.
     async fn roll_pool(
         &self,
@@ -969,6 +990,15 @@ impl Executor<'_> {
                 }
             }
             Provider::Gke | Provider::Aks => {
+                // A call cut short (a kill, Ctrl-C) may have seen the provider finish meanwhile:
+                // a pool already replaced is not upgraded again.
+                if matches!(record.phase, PoolPhase::Started | PoolPhase::Failed)
+                    && pool_progress(&record.old_nodes, record.start_count, &self.pool_nodes(m, pool).await?, target)
+                        .done
+                {
+                    self.emit(Event::log(format!("{what}: already replaced since the last run")));
+                    return Ok(());
+                }
                 if rejoin {
                     self.emit(Event::log(format!(
                         "{what}: its upgrade was started before and not seen to finish: running it again (the provider continues or restarts it)"
@@ -986,23 +1016,7 @@ impl Executor<'_> {
         loop {
             // The provider goes on either way; a run that lost the lock stops watching it.
             self.ensure_lock(&format!("the rest of {what}"))?;
-            let now_nodes: Vec<PoolNode> = self
-                .nodes()
-                .await?
-                .iter()
-                .filter(|n| {
-                    n.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| m.provider.pool_labels().iter().find_map(|k| l.get(*k)))
-                        .is_some_and(|p| p == pool)
-                })
-                .map(|n| PoolNode {
-                    name: nodes::name(n).to_string(),
-                    kubelet: nodes::kubelet_version(n),
-                    ready: nodes::is_ready(n),
-                })
-                .collect();
+            let now_nodes = self.pool_nodes(m, pool).await?;
             let p = pool_progress(&record.old_nodes, record.start_count, &now_nodes, target);
             for n in p.at_target.iter().filter(|n| !seen.at_target.contains(n)) {
                 self.emit(Event::node_log(n, format!("joined {what} Ready at {}", target.minor_version())));
@@ -1069,11 +1083,16 @@ impl Executor<'_> {
                                 record.phase = PoolPhase::Failed;
                                 record.note = Some(e.to_string());
                                 self.save_pool(&k, record).await?;
+                                // Read again: the provider may have replaced nodes since the last look.
+                                let left = match self.pool_nodes(m, pool).await {
+                                    Ok(now) => pool_progress(&record.old_nodes, record.start_count, &now, target).old_left.len(),
+                                    Err(_) => p.old_left.len(),
+                                };
                                 return Err(match e {
                                     CommandError::Cancelled { .. } => ExecError::Interrupted(format!("{what}: {e}; apply --resume runs it again")),
                                     _ => ExecError::Blocked(format!(
                                         "{what}: the upgrade failed with {} of {} node(s) replaced: {e}; look at the pool, then apply --resume runs it again",
-                                        record.old_nodes.len() - p.old_left.len(),
+                                        record.old_nodes.len() - left,
                                         record.old_nodes.len(),
                                     )),
                                 });

@@ -560,3 +560,25 @@ fn an_eks_add_on_step_runs_update_addon_with_a_version_eks_offers_on_both_sides_
     );
     assert_eq!(journal(&c)["pools"]["1/addon:vpc-cni"]["phase"], "done");
 }
+
+#[test]
+fn a_gcloud_failure_mid_pool_stops_with_exit_3_and_resume_runs_the_pool_again() {
+    if !kubectl_available("a_gcloud_failure_mid_pool_stops_with_exit_3") {
+        return;
+    }
+    let c = cluster("gke");
+    let o = apply(&c, "gke", Some("highmem"), &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("node pool highmem: the upgrade failed with 1 of 2 node(s) replaced"), "{out}");
+    assert!(out.contains("finished with error: Reached max retries"), "{out}");
+    assert_eq!(journal(&c)["pools"]["2/highmem"]["phase"], "failed");
+    let o = apply(&c, "gke", None, &["--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_replaced(&c, "1.31", &["default-pool-1", "default-pool-2", "highmem-1", "highmem-2"]);
+    let pools: Vec<String> = argv_log(&c)
+        .iter()
+        .filter_map(|a| a.iter().position(|x| x == "--node-pool").map(|i| a[i + 1].clone()))
+        .collect();
+    assert_eq!(pools, ["default-pool", "highmem", "highmem"]);
+}
