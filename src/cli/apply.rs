@@ -15,6 +15,7 @@ use super::{CliError, Exit, render};
 use crate::exec::command::{quote, split_argv};
 use crate::exec::drain::DrainPolicy;
 use crate::exec::journal::{self, Journal, StepStatus};
+use crate::exec::managed::Provider;
 use crate::exec::operator::Unattended;
 use crate::exec::upgrader::Upgrader;
 use crate::exec::{Cancel, CancelLevel, EventSink, ExecError, Executor, Operator, Options, Outcome};
@@ -33,6 +34,12 @@ pub enum UpgraderKind {
     /// Run kubeadm's upgrade procedure on each node through a privileged pod pinned to it
     /// (no SSH); see --node-job-image, --node-job-namespace and --node-script.
     Kubeadm,
+    /// Amazon EKS through the aws CLI: the control plane, managed node groups (replaced), EKS add-ons.
+    Eks,
+    /// Google GKE through gcloud: the control plane and node pools (replaced).
+    Gke,
+    /// Azure AKS through az: the control plane and agent pools (replaced).
+    Aks,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -81,6 +88,9 @@ pub struct ApplyArgs {
     /// inside arguments. K8S_UPGRADE_NODE/ROLE/PHASE/VERSION/FROM/FIRST are set too.
     #[arg(long, value_name = "ARGV")]
     pub upgrade_command: Option<String>,
+
+    #[command(flatten)]
+    pub provider: super::provider::ProviderArgs,
 
     /// Kill an upgrade command, or stop a node job, after this long.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
@@ -307,6 +317,9 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                 poll: Duration::from_secs(2),
             })
         }
+        (Some(UpgraderKind::Eks), _) => Upgrader::Provider(args.provider.managed(Provider::Eks)?),
+        (Some(UpgraderKind::Gke), _) => Upgrader::Provider(args.provider.managed(Provider::Gke)?),
+        (Some(UpgraderKind::Aks), _) => Upgrader::Provider(args.provider.managed(Provider::Aks)?),
         (Some(UpgraderKind::Sim), _) | (None, true) => Upgrader::Sim,
         (Some(UpgraderKind::Manual), _) | (None, false) => Upgrader::Manual,
     };
@@ -754,7 +767,8 @@ async fn apply(
     let mut options = options;
     // Providers choose their own patches: a node or control plane at another patch of the
     // target minor is upgraded.
-    options.any_patch = matches!(journal.distro.as_str(), "eks" | "gke" | "aks");
+    options.any_patch =
+        matches!(journal.distro.as_str(), "eks" | "gke" | "aks") || matches!(options.upgrader, Upgrader::Provider(_));
     options.log_file = (!args.dry_run).then(|| journal_path.with_extension("log"));
     options.lock = lock.as_ref().map_or_else(crate::exec::lock::LockWatch::never, |l| l.watch());
     let executor = Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone());

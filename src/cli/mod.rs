@@ -12,6 +12,7 @@ mod inventory;
 mod paths;
 mod plan;
 mod prompt;
+mod provider;
 mod rbac;
 pub mod render;
 mod report;

@@ -159,6 +159,14 @@ impl Reporter {
                     bar.set_message(format!("{left} of {total} pods left"));
                 }
             }
+            Event::PoolProgress { at_target, old_left, joining, old_total, .. } => {
+                if let Some(b) = &self.bars
+                    && let Some(bar) = &*lock(&b.batch)
+                {
+                    bar.set_position(old_total.saturating_sub(*old_left) as u64);
+                    bar.set_message(format!("{at_target} at the target, {joining} joining, {old_left} old left"));
+                }
+            }
             Event::Log { node: Some(node), line } => self.say(&format!("{node}: {line}")),
             Event::Log { node: None, line } => self.say(line),
             Event::OperatorStepLeft { step, what } => self.say(&format!(

@@ -43,7 +43,7 @@ impl Executor<'_> {
             self.nodes().await?.into_iter().filter(nodes::is_control_plane).collect();
         cps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         if cps.is_empty() {
-            return self.managed_control_plane(from, to).await;
+            return self.managed_control_plane(step.order, from, to).await;
         }
         let names: Vec<String> = cps.iter().map(|n| nodes::name(n).to_string()).collect();
         self.emit(Event::BatchStart { label: "control plane".into(), nodes: names.clone() });
@@ -103,7 +103,24 @@ impl Executor<'_> {
     }
 
     /// A control plane the provider runs: start its upgrade, then wait for the apiserver.
-    async fn managed_control_plane(&self, from: &Version, target: &Version) -> Result<Option<String>, ExecError> {
+    async fn managed_control_plane(
+        &self,
+        step: usize,
+        from: &Version,
+        target: &Version,
+    ) -> Result<Option<String>, ExecError> {
+        if let super::upgrader::Upgrader::Provider(m) = &self.options.upgrader {
+            if self.options.dry_run {
+                let argv = m.control_plane_argv(target);
+                self.say(format!(
+                    "dry run: would run {}",
+                    argv.iter().map(|a| super::command::quote(a)).collect::<Vec<_>>().join(" ")
+                ));
+            } else {
+                self.provider_control_plane(step, m, target).await?;
+            }
+            return self.wait_apiserver(from, target, self.options.node_timeout.max(m.upgrade_timeout)).await;
+        }
         let action = Action {
             subject: "control-plane".into(),
             role: Role::ManagedControlPlane,
@@ -118,7 +135,17 @@ impl Executor<'_> {
                 Err(e) => return Err(ExecError::Blocked(format!("the control-plane upgrade failed: {e}"))),
             }
         }
-        let deadline = Instant::now() + self.options.node_timeout;
+        self.wait_apiserver(from, target, self.options.node_timeout).await
+    }
+
+    /// Waits for the apiserver to report the target minor.
+    async fn wait_apiserver(
+        &self,
+        from: &Version,
+        target: &Version,
+        timeout: std::time::Duration,
+    ) -> Result<Option<String>, ExecError> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(v) = self.client.apiserver_version().await
                 && let Ok(seen) = v.git_version.parse::<Version>()
@@ -138,7 +165,7 @@ impl Executor<'_> {
                 return Err(ExecError::Blocked(format!(
                     "the control plane did not report {} within {}",
                     target.minor_version(),
-                    super::command::humanize(self.options.node_timeout)
+                    super::command::humanize(timeout)
                 )));
             }
             tokio::select! {

@@ -100,6 +100,17 @@ pub enum Event {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         failures: Vec<String>,
     },
+    /// A managed pool's replacement moved on (its provider surges new nodes and removes the
+    /// old ones): nodes Ready at the target, old nodes still there, nodes still joining, and the
+    /// old nodes it started with.
+    PoolProgress {
+        step: usize,
+        pool: String,
+        at_target: usize,
+        old_left: usize,
+        joining: usize,
+        old_total: usize,
+    },
     /// An operator step the run could not perform or verify, left to the operator.
     OperatorStepLeft {
         step: usize,

@@ -73,6 +73,42 @@ pub struct NodeRecord {
 /// Lines of a successful upgrade's output kept in its node's record (the journal is rewritten
 /// at every phase change, so a large cluster's must stay small).
 pub const NODE_LOG_DONE: usize = 15;
+/// Where a provider-run upgrade (a managed control plane, a managed node pool, an EKS add-on)
+/// is; written before the next action, so a resumed run waits on an update in progress instead
+/// of starting a second one, and starts it again only when the provider said it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolPhase {
+    /// About to ask the provider (a crash here left no update id: resume asks again).
+    Starting,
+    /// The provider accepted the update (`update_id` when it gave one).
+    Started,
+    /// The provider reported the update failed; a resumed run starts it again.
+    Failed,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolRecord {
+    /// The plan step (order) this record belongs to.
+    pub step: usize,
+    pub target: Version,
+    pub phase: PoolPhase,
+    /// The provider's update id or operation, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_id: Option<String>,
+    /// The pool's nodes below the target when the pool started (they are to be replaced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old_nodes: Vec<String>,
+    /// Nodes in the pool when it started: a replaced pool has at least as many at the target.
+    #[serde(default)]
+    pub start_count: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +133,10 @@ pub struct Journal {
     pub steps: Vec<JournalStep>,
     /// Per node and step: `"<step>/<node>"`.
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// Provider-run upgrades per step: `"<step>/<pool>"`, `"<step>/control-plane"` or
+    /// `"<step>/addon:<name>"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, PoolRecord>,
     /// Steps the operator acknowledged with `--acknowledge` (by order): their blockers are not
     /// checked again before the hop.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
@@ -141,6 +181,7 @@ impl Journal {
                 .map(|s| JournalStep { step: s.clone(), status: StepStatus::Pending, note: None })
                 .collect(),
             nodes: BTreeMap::new(),
+            pools: BTreeMap::new(),
             acknowledged: Default::default(),
             requests_at_start: None,
             log: vec![],
@@ -270,6 +311,7 @@ mod tests {
             to: "1.31.2".parse().unwrap(),
             steps: vec![],
             nodes: BTreeMap::new(),
+            pools: BTreeMap::new(),
             acknowledged: Default::default(),
             requests_at_start: None,
             log: vec![],

@@ -8,9 +8,10 @@
 //! By phase: [`control_plane`] upgrades each control-plane node (first one, then the others) or
 //! waits for a managed control plane; [`rollout`] picks batches for a node roll; [`node`] is the
 //! per-node state machine (cordon, drain through the Eviction API, upgrade, wait Ready at the
-//! target, uncordon); [`steps`] runs add-on and operator steps; [`window`] decides whether a node
-//! can still finish before the maintenance window closes; [`gates`] holds the cluster to its
-//! baseline health between them. Every phase is written to the journal before the next action,
+//! target, uncordon); [`managed`] drives the providers' CLIs for managed control planes, node
+//! pools (replaced pool by pool) and EKS add-ons; [`steps`] runs add-on and operator steps;
+//! [`window`] decides whether a node can still finish before the maintenance window closes;
+//! [`gates`] holds the cluster to its baseline health between them. Every phase is written to the journal before the next action,
 //! so a run stopped anywhere (a stop request, the window, a crash, SIGKILL) resumes at the exact
 //! point.
 
@@ -24,6 +25,7 @@ pub mod events;
 pub mod gates;
 pub mod journal;
 pub mod lock;
+pub mod managed;
 mod node;
 pub mod node_job;
 pub mod operator;

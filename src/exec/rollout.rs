@@ -131,6 +131,10 @@ impl Executor<'_> {
         step: &crate::plan::Step,
         moves: &[KubeletMove],
     ) -> Result<Option<String>, ExecError> {
+        // Managed pools are replaced by their provider, pool by pool (see `managed`).
+        if let super::upgrader::Upgrader::Provider(m) = &self.options.upgrader {
+            return self.provider_node_roll(step, m, moves).await;
+        }
         let all = self.nodes().await?;
         let recorded: BTreeMap<String, NodeRecord> = {
             let j = self.journal.lock().await;

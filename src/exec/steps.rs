@@ -28,6 +28,11 @@ impl Executor<'_> {
         workload: &str,
         line: &str,
     ) -> Result<Option<String>, ExecError> {
+        if let Upgrader::Provider(m) = &self.options.upgrader
+            && let Some(done) = self.provider_addon(step, m, addon).await
+        {
+            return done;
+        }
         if self.options.dry_run {
             self.say(format!("dry run: would upgrade {addon} ({workload}) to {line}"));
             return Ok(None);

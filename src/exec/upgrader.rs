@@ -4,7 +4,9 @@
 //! `K8S_UPGRADE_*` variables, never a shell string) through [`super::command`]; `manual` tells
 //! the operator what to do and lets the executor wait for the result; `kubeadm` runs a node job
 //! on each node (see [`super::node_job`]); `sim` sets the simulator's upgrade annotation or
-//! rewrites an add-on's image tag.
+//! rewrites an add-on's image tag; `Provider` (`eks`, `gke`, `aks`) has the executor drive the
+//! provider's CLI for the managed control plane, managed node pools (replaced) and EKS add-ons
+//! (see [`super::managed`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +30,7 @@ pub enum Upgrader {
     Manual,
     /// A privileged pod on each node runs kubeadm's procedure there.
     NodeJob(super::node_job::NodeJob),
+    Provider(super::managed::ManagedCli),
 }
 
 /// What is being upgraded.
@@ -122,6 +125,7 @@ impl Upgrader {
             Upgrader::Command { .. } => "command",
             Upgrader::Manual => "manual",
             Upgrader::NodeJob(_) => "kubeadm",
+            Upgrader::Provider(m) => m.provider.name(),
         }
     }
 
@@ -149,6 +153,16 @@ impl Upgrader {
                 }
                 // kubeadm moves kube-proxy and CoreDNS itself, with `kubeadm upgrade apply`;
                 // other add-ons are the operator's (their own charts or manifests).
+                _ => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
+            },
+            // The executor drives managed control planes, pools and EKS add-ons itself; what
+            // reaches here is left to the operator, except nodes the provider does not run.
+            Upgrader::Provider(m) => match action.role {
+                Role::ControlPlane { .. } | Role::Worker => Err(UpgradeError::Api(format!(
+                    "the {} upgrader upgrades a managed control plane and managed node pools, not node {} in place",
+                    m.provider.name(),
+                    action.subject
+                ))),
                 _ => Ok((Started::OperatorAction(manual_text(action)), Output::default())),
             },
         }

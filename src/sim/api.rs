@@ -1368,7 +1368,8 @@ fn stream_response(first: Vec<Bytes>, rx: Option<tokio::sync::mpsc::Receiver<Byt
     r
 }
 
-/// `/sim/stats`, `/sim/faults`, `/sim/compact`, `/sim/control-plane`, `/sim/operator-step`.
+/// `/sim/stats`, `/sim/faults`, `/sim/compact`, `/sim/control-plane`, `/sim/operator-step`,
+/// `/sim/pools[/{pool}[/upgrade]]`.
 fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
     match (method, path) {
         (&Method::GET, "/sim/stats") => json_response(200, &super::controllers::stats_document(sim)),
@@ -1425,6 +1426,25 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
             sim.refresh_registry();
             sim.stats.apiserver_restarted();
             json_response(200, &json!({"version": sim.server_version().to_string(), "at": now_rfc3339()}))
+        }
+        (&Method::GET, "/sim/pools") => json_response(200, &super::pools::all(sim)),
+        (&Method::GET, p) if p.starts_with("/sim/pools/") && !p["/sim/pools/".len()..].contains('/') => {
+            let pool = &p["/sim/pools/".len()..];
+            match super::pools::describe(sim, pool) {
+                Some(doc) => json_response(200, &doc),
+                None => error_response(&ApiError::not_found("pools", pool)),
+            }
+        }
+        (&Method::POST, p) if p.starts_with("/sim/pools/") && p.ends_with("/upgrade") => {
+            let pool = &p["/sim/pools/".len()..p.len() - "/upgrade".len()];
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            match super::pools::start(sim, pool, &v) {
+                Ok(doc) => json_response(201, &doc),
+                Err((code, message)) => json_response(
+                    code,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "code": code}),
+                ),
+            }
         }
         _ => error_response(&ApiError::not_found_path(path)),
     }

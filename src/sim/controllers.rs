@@ -91,6 +91,8 @@ struct Timers {
     volume_detach_at: HashMap<String, Instant>,
     /// The kubeadm upgrader's node jobs, by pod uid.
     node_jobs: super::node_jobs::Runs,
+    /// When a managed pool upgrade next needs a pass.
+    pools_due: Option<Instant>,
 }
 
 impl Timers {
@@ -100,6 +102,7 @@ impl Timers {
             .flat_map(|m| m.values())
             .copied()
             .chain(self.node_jobs.next_due())
+            .chain(self.pools_due)
             .min()
     }
 }
@@ -172,6 +175,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     namespaces(sim);
     pdb::refresh_all(sim);
     workload_status(sim);
+    timers.pools_due = super::pools::reconcile(sim);
 }
 
 /// Whether a node is cut off (a `nodesUnreachable` fault) and not yet replaced by an upgrade.
@@ -1169,6 +1173,7 @@ pub fn stats_document(sim: &Sim) -> Value {
     doc["podsLost"] = json!(pods_lost);
     doc["podsLostDetails"] = Value::Array(lost);
     doc["serverVersion"] = json!(sim.server_version().to_string());
+    doc["poolUpgrades"] = json!(super::pools::summary(sim));
     doc["objects"] = json!({
         "nodes": sim.store.count(&nodes_key()),
         "pods": sim.store.count(&pods_key()),

@@ -19,6 +19,7 @@ mod operator;
 mod patch;
 mod pdb;
 mod pod_security;
+pub mod pools;
 mod proto;
 pub mod rbac;
 pub mod registry;
@@ -135,6 +136,8 @@ pub struct Sim {
     pub access: scenario::Access,
     /// Container logs (the node jobs' lines), served at `pods/NAME/log`.
     pub pod_logs: node_jobs::PodLogs,
+    /// Managed node-pool upgrades by pool (see [`pools`]).
+    pub pools: Mutex<std::collections::BTreeMap<String, pools::PoolUpgrade>>,
 }
 
 impl Sim {

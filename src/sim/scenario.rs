@@ -1273,6 +1273,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         rbac_rebuild: std::sync::Mutex::new(()),
         access: s.access.clone(),
         pod_logs: Default::default(),
+        pools: std::sync::Mutex::new(BTreeMap::new()),
     })
 }
 

@@ -5,6 +5,7 @@ mod apply;
 mod catalog;
 mod common;
 mod helm;
+mod managed;
 mod manifests;
 mod node_jobs;
 mod paths;
