@@ -452,25 +452,9 @@ fn bind(c: &Cluster, args: &[&str]) -> String {
     let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
     assert!(!docs.is_empty());
     for d in docs {
-        create_as_admin(c, &d);
+        c.create_rbac(&d);
     }
     yaml
-}
-
-fn create_as_admin(c: &Cluster, d: &Value) {
-    let kind = d["kind"].as_str().unwrap();
-    let plural = match kind {
-        "ClusterRole" => "clusterroles",
-        "ClusterRoleBinding" => "clusterrolebindings",
-        "Role" => "roles",
-        _ => "rolebindings",
-    };
-    let path = match d.pointer("/metadata/namespace").and_then(Value::as_str) {
-        Some(ns) => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}"),
-        None => format!("/apis/rbac.authorization.k8s.io/v1/{plural}"),
-    };
-    let (status, body) = c.http("POST", &path, "application/json", &d.to_string());
-    assert_eq!(status, 201, "{body}");
 }
 
 fn replace_as_admin(c: &Cluster, d: &Value) {

@@ -352,18 +352,7 @@ fn bind(c: &Cluster, args: &[&str]) {
     let o = cmd.env("HOME", c.dir.join("home")).arg("rbac").args(args).stdin(Stdio::null()).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for d in serde_saphyr::from_multiple::<Value>(&stdout(&o)).unwrap() {
-        let plural = match d["kind"].as_str().unwrap() {
-            "ClusterRole" => "clusterroles",
-            "ClusterRoleBinding" => "clusterrolebindings",
-            "Role" => "roles",
-            _ => "rolebindings",
-        };
-        let path = match d.pointer("/metadata/namespace").and_then(Value::as_str) {
-            Some(ns) => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}"),
-            None => format!("/apis/rbac.authorization.k8s.io/v1/{plural}"),
-        };
-        let (status, body) = c.http("POST", &path, "application/json", &d.to_string());
-        assert_eq!(status, 201, "{body}");
+        c.create_rbac(&d);
     }
 }
 

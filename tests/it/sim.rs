@@ -175,6 +175,22 @@ impl Cluster {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Creates an RBAC object (Role, ClusterRole or a binding) as the admin.
+    pub fn create_rbac(&self, d: &Value) {
+        let plural = match d["kind"].as_str().unwrap() {
+            "ClusterRole" => "clusterroles",
+            "ClusterRoleBinding" => "clusterrolebindings",
+            "Role" => "roles",
+            _ => "rolebindings",
+        };
+        let path = match d.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}"),
+            None => format!("/apis/rbac.authorization.k8s.io/v1/{plural}"),
+        };
+        let (status, body) = self.http("POST", &path, "application/json", &d.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+
     pub fn stats(&self) -> Value {
         self.get_json("/sim/stats")
     }
