@@ -490,6 +490,17 @@ async fn follow(
         let pod = match pods.get_opt(name).await {
             Ok(Some(p)) => Some(state_of(&p)),
             Ok(None) => Some(State::Gone),
+            // A refusal does not pass by itself: say so now rather than at the timeout. The job
+            // keeps running on the node, and a resume follows it.
+            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+                let _ = done_tx.send(true);
+                return Err(JobError::Api(format!(
+                    "cannot follow node job {}: {} ({}); it keeps running on the node, and apply --resume follows it once the permission is back",
+                    ids(),
+                    s.message,
+                    s.code
+                )));
+            }
             // The apiserver restarts during a control-plane upgrade: keep waiting.
             Err(_) => None,
         };
