@@ -7,6 +7,7 @@
 
 mod apply;
 mod args;
+pub mod conventions;
 mod helm_fix;
 mod inventory;
 mod paths;
@@ -127,10 +128,21 @@ pub enum Command {
     /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
     /// never allows a disruption) and large (5,000 nodes, 150,000 pods).
     Simulate(simulate::SimulateArgs),
+
+    /// Print the shell completion script for bash, zsh, fish, powershell or elvish.
+    Completions(conventions::CompletionsArgs),
+
+    /// Write the man pages (the tool and each subcommand) generated from these definitions.
+    Man(conventions::ManArgs),
 }
 
 /// Runs a parsed command line and returns the exit code. Errors are printed here, as one line.
 pub fn run(cli: Cli) -> Exit {
+    run_as(cli, "k8s-upgrade")
+}
+
+/// [`run`] for a binary invoked as `argv0` (`kubectl-upgrade`: the kubectl plugin).
+pub fn run_as(cli: Cli, argv0: &str) -> Exit {
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),
@@ -139,6 +151,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Inventory(args) => inventory::run(args),
         Command::Rbac(args) => rbac::run(args),
         Command::HelmFix(args) => helm_fix::run(args),
+        Command::Completions(args) => conventions::completions(args, argv0),
+        Command::Man(args) => conventions::man(args),
     };
     match result {
         Ok(exit) => exit,

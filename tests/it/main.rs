@@ -4,6 +4,7 @@ mod access;
 mod apply;
 mod catalog;
 mod common;
+mod conventions;
 mod helm;
 mod managed;
 mod manifests;
