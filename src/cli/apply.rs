@@ -445,9 +445,7 @@ async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader)
         checks.retain(|c| !matches!(c, permissions::Check::Resource { resource, .. } if resource == "volumeattachments" || resource == "persistentvolumes"));
     }
     let answers = permissions::review(client, &checks).await;
-    let mut missing: Vec<String> =
-        answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
-    missing.sort();
+    let missing = permissions::denied(&answers);
     if !missing.is_empty() {
         return Err(CliError::error(format!(
             "apply needs {} permission(s) it does not have, so nothing was started (no lock, no cordon): {}; grant the roles from `k8s-upgrade rbac --for plan` and `k8s-upgrade rbac --for apply`",
@@ -508,7 +506,7 @@ async fn node_job_preflight(
 /// itself: it must be allowed to read, create and update Secrets in their namespaces. Asked only
 /// then, so a plan without Helm steps needs no Secret write at all.
 async fn helm_preflight(client: &kube::Client, journal: &Journal, release_command: bool) -> Result<(), CliError> {
-    use crate::kubeapi::permissions::{self, Verdict};
+    use crate::kubeapi::permissions;
     if release_command {
         return Ok(());
     }
@@ -525,9 +523,7 @@ async fn helm_preflight(client: &kube::Client, journal: &Journal, release_comman
         return Ok(());
     }
     let answers = permissions::review(client, &permissions::helm_fix_checks(namespaces)).await;
-    let mut missing: Vec<String> =
-        answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
-    missing.sort();
+    let missing = permissions::denied(&answers);
     if !missing.is_empty() {
         return Err(CliError::error(format!(
             "apply rewrites the plan's Helm releases and needs {} permission(s) for it that it does not have, so nothing was started (no lock, no cordon): {}; grant the role from `k8s-upgrade rbac --for helm-fix`, or pass --release-command to rewrite them another way",

@@ -444,6 +444,14 @@ pub enum Verdict {
 }
 
 /// Asks the server about every check with SelfSubjectAccessReview, eight at a time.
+/// The checks a review refused, named and sorted, for one error line.
+pub fn denied(answers: &[(Check, Verdict)]) -> Vec<String> {
+    let mut missing: Vec<String> =
+        answers.iter().filter(|(_, v)| *v == Verdict::Denied).map(|(c, _)| c.to_string()).collect();
+    missing.sort();
+    missing
+}
+
 pub async fn review(client: &Client, checks: &[Check]) -> Vec<(Check, Verdict)> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let unique: BTreeSet<Check> = checks.iter().cloned().collect();
