@@ -454,9 +454,9 @@ async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader)
         )));
     }
     if let Some((_, Verdict::Unknown(why))) = answers.iter().find(|(_, v)| matches!(v, Verdict::Unknown(_))) {
-        eprintln!(
-            "warning: could not check permissions up front ({why}); a refused request will stop the run where it happens"
-        );
+        super::logging::warn(&format!(
+            "could not check permissions up front ({why}); a refused request will stop the run where it happens"
+        ));
     }
     Ok(())
 }
@@ -497,7 +497,7 @@ async fn node_job_preflight(
         .await
         .map_err(|e| CliError { exit: Exit::Blockers, message: e })?;
     for line in verified {
-        eprintln!("node jobs: {line}");
+        super::logging::say(&format!("node jobs: {line}"));
     }
     Ok(())
 }

@@ -116,11 +116,11 @@ async fn fix(
         cluster::prepare(client, &served, &target, &namespace, &args.release, &Now::system()).await.map_err(fail)?;
     print_stdout(&prepared.diff)?;
     if prepared.is_noop() {
-        eprintln!("{}", prepared.summary(&to_minor.to_string()));
+        super::logging::say(&prepared.summary(&to_minor.to_string()));
         return Ok(Exit::Success);
     }
     if args.dry_run {
-        eprintln!("dry run, nothing written: {}", prepared.summary(&to_minor.to_string()));
+        super::logging::say(&format!("dry run, nothing written: {}", prepared.summary(&to_minor.to_string())));
         return Ok(Exit::Success);
     }
     if !args.yes && interactive {
@@ -142,6 +142,6 @@ async fn fix(
         }
     }
     cluster::write(client, &prepared).await.map_err(fail)?;
-    eprintln!("{}", prepared.summary(&to_minor.to_string()));
+    super::logging::say(&prepared.summary(&to_minor.to_string()));
     Ok(Exit::Success)
 }

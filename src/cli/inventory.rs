@@ -33,7 +33,7 @@ pub fn run(args: InventoryArgs) -> Result<Exit, CliError> {
     let catalog = args.catalog.load()?;
     let inv = args.source.collect(&catalog, args.source.inventory.is_none())?;
     for w in &inv.warnings {
-        eprintln!("warning: {w}");
+        super::logging::warn(&w.to_string());
     }
     let text = match args.output {
         InventoryFormat::Yaml => render::yaml(&inv)?,

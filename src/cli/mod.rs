@@ -10,6 +10,7 @@ mod args;
 pub mod conventions;
 mod helm_fix;
 mod inventory;
+pub mod logging;
 mod paths;
 mod plan;
 mod prompt;
@@ -82,6 +83,9 @@ impl From<crate::graph::PathError> for CliError {
 #[derive(Debug, Parser)]
 #[command(name = "k8s-upgrade", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub logging: logging::LogArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -143,6 +147,7 @@ pub fn run(cli: Cli) -> Exit {
 
 /// [`run`] for a binary invoked as `argv0` (`kubectl-upgrade`: the kubectl plugin).
 pub fn run_as(cli: Cli, argv0: &str) -> Exit {
+    logging::init(&cli.logging);
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),
@@ -157,8 +162,7 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(e) => {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {}", e.message);
+            logging::error(&e.message);
             e.exit
         }
     }

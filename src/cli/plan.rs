@@ -79,7 +79,7 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
     let given_from = args.from.as_deref().map(|f| parse_version_flag("--from", f)).transpose()?;
     let inv = args.source.collect(&catalog, args.source.wants_cluster(given_from.is_some()))?;
     for w in &inv.warnings {
-        eprintln!("warning: {w}");
+        super::logging::warn(&w.to_string());
     }
     let from = match given_from.or_else(|| inv.cluster.as_ref().and_then(|c| c.server_version.clone())) {
         Some(v) => v,

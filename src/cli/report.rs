@@ -49,7 +49,9 @@ impl Reporter {
             )),
             None => None,
         };
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("CI").is_none();
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("CI").is_none()
+            && !super::logging::logs_on_stderr();
         let bars = terminal.then(|| {
             let multi = indicatif::MultiProgress::new();
             let overall = multi.add(indicatif::ProgressBar::new(steps as u64));
@@ -68,12 +70,16 @@ impl Reporter {
     /// A log line (above the bars on a terminal).
     pub fn say(&self, line: &str) {
         let t = self.started.elapsed().as_secs_f64();
+        if super::logging::json() {
+            tracing::info!(target: "k8s_upgrade::apply", elapsed = (t * 10.0).round() / 10.0, "{line}");
+            return;
+        }
         let text = format!("[{t:7.1}s] {line}");
         match &self.bars {
             Some(b) if !b.hidden.load(Ordering::SeqCst) => {
                 let _ = b.multi.println(text);
             }
-            _ => eprintln!("{text}"),
+            _ => super::logging::say(&text),
         }
     }
 

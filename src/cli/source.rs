@@ -84,7 +84,7 @@ impl SourceArgs {
             let summary = manifests::scan(m, &options, &mut inv).map_err(|e| CliError::error(e.to_string()))?;
             // Only a directory can pass files over; a file or stdin has nothing to add.
             if m.is_dir() {
-                eprintln!("--manifests {}: {summary}", m.display());
+                super::logging::say(&format!("--manifests {}: {summary}", m.display()));
             }
         }
         Ok(inv)
@@ -133,7 +133,7 @@ impl SourceArgs {
     /// terminal (nothing otherwise, so logs and pipes stay clean).
     fn collect_options(&self) -> (live::CollectOptions, Option<indicatif::ProgressBar>) {
         let mut options = live::CollectOptions { dry_run_evictions: self.dry_run_evictions, progress: None };
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) || super::logging::logs_on_stderr() {
             return (options, None);
         }
         let bar = indicatif::ProgressBar::new_spinner();

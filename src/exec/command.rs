@@ -163,6 +163,9 @@ pub async fn run(
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(CommandError::Spawn { program: String::new(), message: "the command is empty".into() });
     };
+    // argv only: the environment may carry credentials.
+    tracing::info!(argv = ?spec.argv, timeout_s = spec.timeout.as_secs(), "running a command");
+    let started = std::time::Instant::now();
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -247,6 +250,13 @@ pub async fn run(
     }
     let output = collector.finish(on_line);
     let program = program.clone();
+    let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    match &end {
+        End::Exited(Ok(status)) => tracing::info!(%program, %status, seconds, "command finished"),
+        End::Exited(Err(e)) => tracing::info!(%program, error = %e, seconds, "command could not be waited for"),
+        End::Timeout => tracing::info!(%program, seconds, "command timed out"),
+        End::Cancelled => tracing::info!(%program, seconds, "command stopped on request"),
+    }
     match end {
         End::Timeout => Err(CommandError::Timeout { program, after: spec.timeout, output }),
         End::Cancelled => Err(CommandError::Cancelled { program, output }),

@@ -469,7 +469,16 @@ async fn evict_one(
             }
             // The budget that refused this round, as the watch saw it then.
             let mut refused_by: Option<(String, Option<String>)> = None;
-            match api.evict(&name, &params).await {
+            let answer = api.evict(&name, &params).await;
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let code = match &answer {
+                    Ok(_) => 201,
+                    Err(kube::Error::Api(s)) => s.code,
+                    Err(_) => 0,
+                };
+                tracing::debug!(node, pod = %reference, code, "eviction");
+            }
+            match answer {
                 Ok(_) => break,
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
                 // The UID precondition failed: the pod we meant is gone; a namesake is not ours.

@@ -209,7 +209,10 @@ pub async fn acquire(
             }
         };
         match written {
-            Ok(lease) => return Ok(start_renewer(api, holder, &lease)),
+            Ok(lease) => {
+                tracing::info!(holder, lease = %format!("{LEASE_NAMESPACE}/{LEASE_NAME}"), "cluster lock taken");
+                return Ok(start_renewer(api, holder, &lease));
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(LockError::Api(e.to_string())),
         }
@@ -263,6 +266,7 @@ fn start_renewer(api: Api<Lease>, holder: &str, lease: &Lease) -> Held {
                         .then(|| format!("it could not be renewed for {}s: {e}", renewed.elapsed().as_secs())),
                 };
                 if let Some(why) = problem {
+                    tracing::warn!(%why, "cluster lock lost");
                     let _ = tx.send(Some(why));
                     break;
                 }

@@ -175,10 +175,12 @@ impl<'a> Executor<'a> {
         }
         let copy = j.clone();
         drop(j);
+        let started = Instant::now();
         // Written on a blocking thread: an fsync must not stall the runtime's workers.
         tokio::task::spawn_blocking(move || copy.save())
             .await
             .map_err(|e| ExecError::Failed(format!("the journal writer stopped: {e}")))??;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal written");
         Ok(())
     }
 

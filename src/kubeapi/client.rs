@@ -173,8 +173,8 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
         ConnectError::Server(format!("cannot set up a client for {server}: {}", first_line(&e.to_string())))
     })?;
     let client = match exec_auth {
-        Some(layer) => builder.with_layer(&layer).build(),
-        None => builder.build(),
+        Some(layer) => builder.with_layer(&layer).with_layer(&RequestLogLayer).build(),
+        None => builder.with_layer(&RequestLogLayer).build(),
     };
     let first = opts.connect_timeout.unwrap_or(FIRST_REQUEST_TIMEOUT);
     match tokio::time::timeout(first, client.apiserver_version()).await {
@@ -188,7 +188,63 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
             )));
         }
     }
+    tracing::info!(server = %server, "connected");
     Ok(Connection { client, server })
+}
+
+/// Logs every request at `debug` (`-vv`) as `kubectl -v=6` does: method, path and query, status
+/// and time to the response headers. Never a header: they carry the credentials.
+#[derive(Clone, Copy)]
+struct RequestLogLayer;
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> RequestLog<S> {
+        RequestLog { inner }
+    }
+}
+
+struct RequestLog<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<Body>> for RequestLog<S>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<B>, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            let fut = self.inner.call(req);
+            return Box::pin(async move { fut.await.map_err(Into::into) });
+        }
+        let method = req.method().clone();
+        let path: String = req.uri().path_and_query().map_or_else(|| "/".into(), |p| p.as_str().chars().take(2048).collect());
+        let started = std::time::Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let result = fut.await.map_err(Into::into);
+            let ms = started.elapsed().as_millis() as u64;
+            match &result {
+                Ok(response) => {
+                    tracing::debug!(%method, %path, status = response.status().as_u16(), ms, "request");
+                }
+                Err(e) => tracing::debug!(%method, %path, error = %first_line(&e.to_string()), ms, "request failed"),
+            }
+            result
+        })
+    }
 }
 
 fn interactive_possible(exec: &ExecConfig) -> bool {
