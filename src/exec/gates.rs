@@ -252,6 +252,83 @@ async fn check_with(
     Checked { failures, free: false }
 }
 
+/// For each workload short of replicas in `failures`, up to three of its pods that are not Ready
+/// and why, as the kubelet and scheduler say it: what the operator would run `kubectl describe`
+/// for. Text from the cluster is cut to one short printable line.
+fn why_unavailable(cache: &Cache, failures: &[String]) -> Vec<String> {
+    let clean = |s: &str| -> String {
+        s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(240).collect::<String>().trim().to_string()
+    };
+    let pods = cache.pods.state();
+    let mut out = Vec::new();
+    for f in failures {
+        let Some((kind, rest)) = f.split_once(' ') else { continue };
+        let Some((reference, _)) = rest.split_once(" has ") else { continue };
+        if !rest.contains(" available replicas") {
+            continue;
+        }
+        let Some((ns, name)) = reference.split_once('/') else { continue };
+        let selector = match kind {
+            "Deployment" => cache
+                .deployments
+                .state()
+                .iter()
+                .find(|d| d.metadata.namespace.as_deref() == Some(ns) && d.metadata.name.as_deref() == Some(name))
+                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
+            "StatefulSet" => cache
+                .statefulsets
+                .state()
+                .iter()
+                .find(|d| d.metadata.namespace.as_deref() == Some(ns) && d.metadata.name.as_deref() == Some(name))
+                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
+            _ => None,
+        };
+        let Some(selector) = selector
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| crate::labels::LabelSelector::from_json(&v).ok())
+            .filter(|s| !s.is_empty())
+        else {
+            continue;
+        };
+        let stuck = pods.iter().filter(|p| {
+            p.metadata.namespace.as_deref() == Some(ns)
+                && p.metadata.deletion_timestamp.is_none()
+                && selector.matches_map(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+                && !crate::k8s::pod::is_ready(p)
+        });
+        for p in stuck.take(3) {
+            let status = p.status.clone().unwrap_or_default();
+            let phase = status.phase.as_deref().unwrap_or("Unknown");
+            let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("no node");
+            let condition = |t: &str| {
+                status.conditions.iter().flatten().find(|c| c.type_ == t && c.status == "False").map(|c| {
+                    format!("{}: {}", c.reason.as_deref().unwrap_or(t), c.message.as_deref().unwrap_or_default())
+                })
+            };
+            let waiting = status.container_statuses.iter().flatten().find_map(|c| {
+                c.state.as_ref().and_then(|s| s.waiting.as_ref()).map(|w| {
+                    format!(
+                        "container {} waiting: {} {}",
+                        c.name,
+                        w.reason.as_deref().unwrap_or_default(),
+                        w.message.as_deref().unwrap_or_default()
+                    )
+                })
+            });
+            let why = condition("PodScheduled")
+                .or(waiting)
+                .or_else(|| condition("Ready"))
+                .unwrap_or_else(|| "not Ready".to_string());
+            out.push(format!(
+                "  {kind} {reference}: pod {} {phase} on {node}: {}",
+                clean(&crate::k8s::pod::reference(p)),
+                clean(&why)
+            ));
+        }
+    }
+    out
+}
+
 /// How often a gate that keeps failing on the watched objects checks them by listing instead
 /// (and the node wait reads the node directly): a watch can go quiet without failing.
 pub(super) const DIRECT_CROSS_CHECK: Duration = Duration::from_secs(30);
@@ -293,6 +370,8 @@ pub async fn wait(
         } else {
             streak = 0;
             if Instant::now() >= deadline {
+                let mut failures = failures;
+                failures.extend(why_unavailable(cache, &failures));
                 return Err(failures);
             }
         }
