@@ -25,7 +25,14 @@ pub struct LogArgs {
 
     /// How stderr is written: text for people, json for log pipelines (one object per line; the
     /// command's own messages become log events and progress bars are off).
-    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text", global = true, env = "K8S_UPGRADE_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        global = true,
+        env = "K8S_UPGRADE_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -82,15 +89,8 @@ pub fn init(args: &LogArgs) {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let installed = match args.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder
-            .with_ansi(use_color())
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init(),
+        LogFormat::Text => builder.with_ansi(use_color()).try_init(),
     };
     if installed.is_ok()
         && let Some(w) = warning

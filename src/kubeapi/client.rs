@@ -230,7 +230,8 @@ where
             return Box::pin(async move { fut.await.map_err(Into::into) });
         }
         let method = req.method().clone();
-        let path: String = req.uri().path_and_query().map_or_else(|| "/".into(), |p| p.as_str().chars().take(2048).collect());
+        let path: String =
+            req.uri().path_and_query().map_or_else(|| "/".into(), |p| p.as_str().chars().take(2048).collect());
         let started = std::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {

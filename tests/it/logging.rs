@@ -59,9 +59,8 @@ fn default_output_has_no_log_lines_and_plan_stdout_is_the_same_at_every_level() 
     let loud = command().args(["plan", "--simulate", "demo", "--to", "1.26", "-o", "json", "-vv"]).output().unwrap();
     assert_eq!(quiet.status.code(), loud.status.code());
     // The run id and times differ between runs; the plan's steps must not.
-    let steps = |o: &std::process::Output| {
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["steps"].to_string()
-    };
+    let steps =
+        |o: &std::process::Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["steps"].to_string();
     assert_eq!(steps(&quiet), steps(&loud));
     assert!(!stderr(&quiet).contains(" DEBUG ") && !stderr(&quiet).contains(" INFO "), "{}", stderr(&quiet));
     let loud_err = stderr(&loud);
@@ -125,7 +124,11 @@ fn a_bad_filter_is_named_and_the_verbose_level_kept() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("warning: K8S_UPGRADE_LOG=\"k8s_upgrade=[[[\" is not a valid filter"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: K8S_UPGRADE_LOG=\"k8s_upgrade=[[[\" is not a valid filter"),
+        "{}",
+        stderr(&o)
+    );
     let o = command().args(["paths", "--log-format", "xml"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("xml"), "{}", stderr(&o));
