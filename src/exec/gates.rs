@@ -253,47 +253,53 @@ async fn check_with(
 }
 
 /// For each workload short of replicas in `failures`, up to three of its pods that are not Ready
-/// and why, as the kubelet and scheduler say it: what the operator would run `kubectl describe`
-/// for. Text from the cluster is cut to one short printable line.
-fn why_unavailable(cache: &Cache, failures: &[String]) -> Vec<String> {
+/// and why, as the scheduler and kubelet say it: what the operator would run `kubectl describe`
+/// for. Read from the API once, when the gate gives up (the run's cache keeps no templates,
+/// selectors or container states). Text from the cluster is cut to one short printable line.
+async fn why_unavailable(client: &Client, failures: &[String]) -> Vec<String> {
     let clean = |s: &str| -> String {
         s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(240).collect::<String>().trim().to_string()
     };
-    let pods = cache.pods.state();
     let mut out = Vec::new();
-    for f in failures {
+    for f in failures.iter().take(5) {
         let Some((kind, rest)) = f.split_once(' ') else { continue };
         let Some((reference, _)) = rest.split_once(" has ") else { continue };
         if !rest.contains(" available replicas") {
             continue;
         }
         let Some((ns, name)) = reference.split_once('/') else { continue };
+        // A list by name, not a get: the roles grant list and watch on workloads.
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
         let selector = match kind {
-            "Deployment" => cache
-                .deployments
-                .state()
-                .iter()
-                .find(|d| d.metadata.namespace.as_deref() == Some(ns) && d.metadata.name.as_deref() == Some(name))
-                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
-            "StatefulSet" => cache
-                .statefulsets
-                .state()
-                .iter()
-                .find(|d| d.metadata.namespace.as_deref() == Some(ns) && d.metadata.name.as_deref() == Some(name))
-                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
+            "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
+                .list(&by_name)
+                .await
+                .ok()
+                .and_then(|l| l.items.into_iter().find(|d| d.metadata.name.as_deref() == Some(name)))
+                .and_then(|d| d.spec.map(|s| s.selector)),
+            "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .list(&by_name)
+                .await
+                .ok()
+                .and_then(|l| l.items.into_iter().find(|d| d.metadata.name.as_deref() == Some(name)))
+                .and_then(|d| d.spec.map(|s| s.selector)),
             _ => None,
         };
-        let Some(selector) = selector
-            .and_then(|s| serde_json::to_value(s).ok())
+        let Some(selector) = selector else { continue };
+        let Some(matcher) = serde_json::to_value(&selector)
+            .ok()
             .and_then(|v| crate::labels::LabelSelector::from_json(&v).ok())
             .filter(|s| !s.is_empty())
         else {
             continue;
         };
-        let stuck = pods.iter().filter(|p| {
-            p.metadata.namespace.as_deref() == Some(ns)
-                && p.metadata.deletion_timestamp.is_none()
-                && selector.matches_map(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+        // matchLabels narrows the list on the server; the whole selector is applied here.
+        let narrow: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+        let lp = ListParams::default().labels(&narrow.join(",")).limit(500);
+        let Ok(pods) = Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await else { continue };
+        let stuck = pods.items.into_iter().filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && matcher.matches_map(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
                 && !crate::k8s::pod::is_ready(p)
         });
         for p in stuck.take(3) {
@@ -320,8 +326,9 @@ fn why_unavailable(cache: &Cache, failures: &[String]) -> Vec<String> {
                 .or_else(|| condition("Ready"))
                 .unwrap_or_else(|| "not Ready".to_string());
             out.push(format!(
-                "  {kind} {reference}: pod {} {phase} on {node}: {}",
-                clean(&crate::k8s::pod::reference(p)),
+                "{kind} {reference}: pod {} {phase} on {}: {}",
+                clean(&crate::k8s::pod::reference(&p)),
+                clean(node),
                 clean(&why)
             ));
         }
@@ -371,7 +378,7 @@ pub async fn wait(
             streak = 0;
             if Instant::now() >= deadline {
                 let mut failures = failures;
-                failures.extend(why_unavailable(cache, &failures));
+                failures.extend(why_unavailable(client, &failures).await);
                 return Err(failures);
             }
         }

@@ -1557,3 +1557,27 @@ fn a_blocker_that_appeared_after_the_plan_was_saved_stops_apply_of_that_plan() {
     let o = apply(&c, &["--plan", saved.to_str().unwrap(), "--pod-selector", "app!=web"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn a_gate_that_times_out_names_the_stuck_pods_and_why() {
+    let s = scenario_130(
+        "stuck",
+        1,
+        "  - { name: w, count: 2, roles: [worker] }\n",
+        "timings: { nodeRestartSeconds: 1, podStartSeconds: 0.5, apiserverRestartSeconds: 0.5 }\nworkloads:\n  - { kind: Deployment, name: web, replicas: 2, image: \"registry.example/web:1.0\", pdb: { maxUnavailable: 1 } }\n",
+    )
+    .unwrap();
+    let c = Cluster::start(s, 0.05);
+    // The replacement of an evicted pod can never start: its image cannot be pulled.
+    let (status, body) =
+        c.http("PATCH", "/sim/faults", "application/json", r#"{"unpullableImages": ["registry.example/web*"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.31", "--gate-timeout", "4s"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}\n{}", stderr(&o));
+    assert!(out.contains("Deployment default/web has 1 available replicas (was 2)"), "{out}");
+    assert!(
+        out.contains("Deployment default/web: pod default/web-") && out.contains("ImagePullBackOff"),
+        "the gate does not say which pod is stuck and why:\n{out}"
+    );
+}

@@ -86,7 +86,7 @@ fn json_format_makes_stderr_a_pure_log_stream_for_apply() {
     let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
     // The run's own progress lines are log events, with the level and target a pipeline needs.
     assert!(messages.iter().any(|m| m.contains("cordoned")), "{messages:?}");
-    assert!(messages.iter().any(|m| *m == "cluster lock taken"), "{messages:?}");
+    assert!(messages.contains(&"cluster lock taken"), "{messages:?}");
     assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string() && l["target"].is_string()));
     let requests = lines.iter().filter(|l| l["message"] == "request").count();
     let evictions: Vec<_> = lines.iter().filter(|l| l["message"] == "eviction").collect();
