@@ -415,10 +415,10 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                 && let Ok(text) = client.request_text(req).await
                 && let Ok(stats) = serde_json::from_str::<serde_json::Value>(&text)
             {
-                println!(
-                    "simulator: {} PDB violations, {} pods lost, {} evictions ({} refused by a budget), {} API requests",
+                super::print_result(&format!(
+                    "simulator: {} PDB violations, {} pods lost, {} evictions ({} refused by a budget), {} API requests\n",
                     stats["pdbViolations"], stats["podsLost"], stats["evictions"], stats["pdb429"], stats["totalRequests"]
-                );
+                ));
             }
             running.shutdown().await;
         }
@@ -578,7 +578,7 @@ async fn apply(
                     ),
                 });
             }
-            println!("the run {} already finished; nothing to resume", j.run_id);
+            super::print_result(&format!("the run {} already finished; nothing to resume\n", j.run_id));
             return Ok(Exit::Success);
         }
         j
@@ -918,7 +918,7 @@ fn summary(
             out.push_str(&format!("  to continue: {}\n", resume_command(&j.path)));
         }
     }
-    print!("{out}");
+    super::print_result(&out);
 }
 
 /// The command that continues this run: the same flags, with --resume in place of --to/--plan.

@@ -168,6 +168,16 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
     }
 }
 
+/// Writes what a run did to stdout; when stdout is closed (`| head -1`) or cannot be written, to
+/// stderr instead: the summary of a run says what it left behind (cordoned nodes, how to resume)
+/// and must not be lost with the pipe.
+pub(crate) fn print_result(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
+        logging::say(text.trim_end_matches('\n'));
+    }
+}
+
 /// Writes a rendered document to stdout; a closed pipe (`| head`) is not an error.
 pub(crate) fn print_stdout(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();

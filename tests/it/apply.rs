@@ -1581,3 +1581,24 @@ fn a_gate_that_times_out_names_the_stuck_pods_and_why() {
         "the gate does not say which pod is stuck and why:\n{out}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_nothing_early_and_the_summary_reaches_stderr() {
+    let mut child = crate::common::command()
+        .env("K8S_UPGRADE_TIME_SCALE", "0.02")
+        .env("HOME", std::env::temp_dir().join(format!("k8s-upgrade-it-closed-stdout-{}", std::process::id())))
+        .args(["apply", "--simulate", "demo", "--to", "1.25", "--yes", "--delete-emptydir-data", "--force"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As `| head -1` does once it has its line: the reading end goes away.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("Finished 1.24.17 → 1.25.16"), "the summary was lost with stdout:\n{err}");
+    assert!(err.contains("simulator: 0 PDB violations"), "{err}");
+}
