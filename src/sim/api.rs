@@ -1116,7 +1116,20 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
     };
     sim.stats.watch_opened();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
-    let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(std::time::Duration::from_secs);
+    // Any int64 is a valid timeoutSeconds to the apiserver; the simulator holds a watch for at
+    // most a day, so a huge value cannot overflow the deadline it computes.
+    let timeout = match q.get("timeoutSeconds").map(|s| s.parse::<i64>()) {
+        None => None,
+        // 0 (or less) means no timeout was asked for, as the apiserver reads it.
+        Some(Ok(s)) if s <= 0 => None,
+        Some(Ok(s)) => Some(std::time::Duration::from_secs(s.min(86_400) as u64)),
+        Some(Err(_)) => {
+            return error_response(&ApiError::bad_request(&format!(
+                "timeoutSeconds: Invalid value: {:?}: not an integer",
+                q.get("timeoutSeconds").map(|s| s.chars().take(64).collect::<String>()).unwrap_or_default()
+            )));
+        }
+    };
     let mut rx = sim.store.subscribe();
     let ns = t.namespace.clone();
     let matches = move |c: &Change, def: &ResourceDef| -> bool {

@@ -68,6 +68,16 @@ pub struct Faults {
 
 impl Faults {
     pub fn validate(&self) -> Result<(), String> {
+        // Bounds that keep a fault a fault: a latency past a minute or a watch dropped more
+        // often than every millisecond only hangs or spins the simulator.
+        if self.latency_ms > 60_000 {
+            return Err(format!("faults.latencyMs: {} is above the limit of 60000 (one minute)", self.latency_ms));
+        }
+        if let Some(s) = self.drop_watches_every_seconds
+            && !(s.is_finite() && (0.001..=86_400.0).contains(&s))
+        {
+            return Err(format!("faults.dropWatchesEverySeconds: {s} is not between 0.001 and 86400"));
+        }
         for e in &self.errors {
             if !matches!(e.code, 429 | 500 | 503) {
                 return Err(format!("faults.errors: code {} is not one of 429, 500, 503", e.code));

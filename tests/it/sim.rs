@@ -970,3 +970,28 @@ fn malformed_bodies_are_refused_and_concurrent_evictions_cannot_overspend_a_budg
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
 }
+
+#[test]
+fn fault_values_and_watch_timeouts_are_bounded() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    for (body, named) in [
+        (r#"{"latencyMs": 18446744073709551615}"#, "18446744073709551615"),
+        (r#"{"latencyMs": 600000}"#, "600000"),
+        (r#"{"dropWatchesEverySeconds": -1}"#, "-1"),
+        (r#"{"dropWatchesEverySeconds": 1e308}"#, "dropWatchesEverySeconds"),
+    ] {
+        let (status, text) = c.http("PATCH", "/sim/faults", "application/json", body);
+        assert_eq!(status, 400, "{body} was accepted: {text}");
+        assert!(text.contains(named), "{body}: {text}");
+    }
+    // Beyond int64 is not a number the apiserver takes; the simulator says so instead of
+    // panicking in the watch task (and keeps serving).
+    let (status, text) =
+        c.http("GET", "/api/v1/pods?watch=1&timeoutSeconds=18446744073709551615", "application/json", "");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("timeoutSeconds"), "{text}");
+    // A watch with a timeout ends when it runs out.
+    let raw = https_raw(c.addr(), c.tls.clone(), "GET", "/api/v1/nodes?watch=1&timeoutSeconds=1", "", "");
+    assert!(raw.contains(" 200 "), "{raw}");
+    assert_eq!(c.http("GET", "/api/v1/nodes", "application/json", "").0, 200);
+}
