@@ -358,7 +358,14 @@ fn manifest_objects(manifest: &str, evidence: &Evidence, inv: &mut Inventory) {
 pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOptions) -> Result<Inventory, LiveError> {
     let progress = options.progress.as_ref();
     let server = client.apiserver_version().await.map_err(|e| read_error("the version", e))?;
-    let mut facts = ClusterFacts { server_version: parse_version(&server.git_version), ..Default::default() };
+    let version = server.git_version.parse::<Version>().map_err(|e| LiveError::Read {
+        what: "the version".into(),
+        message: format!(
+            "the server reports gitVersion {:?}, which is not a Kubernetes version ({e}); the plan needs the server's version to know where the path starts",
+            server.git_version.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect::<String>()
+        ),
+    })?;
+    let mut facts = ClusterFacts { server_version: Some(version), ..Default::default() };
     // Both answers are awaited, so a refusal of both is always reported for /api first.
     let (core, groups) = futures::join!(client.list_core_api_versions(), client.list_api_groups());
     let core = core.map_err(|e| read_error("discovery", e))?;

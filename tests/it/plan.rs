@@ -200,3 +200,46 @@ fn dry_run_evictions_confirm_budgets_without_evicting_anything() {
     assert!(!stdout(&o).contains("dryRunEviction"));
     assert_eq!(c.stats()["evictions"], before);
 }
+
+/// A plain-HTTP server on loopback that answers every request with `body` (JSON), as an
+/// apiserver that reports a version it made up.
+fn fake_apiserver(body: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_version_that_is_not_a_version_is_named() {
+    let addr = fake_apiserver(
+        r#"{"major":"1","minor":"29","gitVersion":"v1.29.3.4","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":"linux/amd64"}"#,
+    );
+    let dir = std::env::temp_dir().join(format!("k8s-upgrade-it-badversion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let o = crate::common::run(&["plan", "--kubeconfig", kubeconfig.to_str().unwrap(), "--to", "1.30"]);
+    let err = crate::common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("gitVersion \"v1.29.3.4\"") && err.contains("not a Kubernetes version"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
