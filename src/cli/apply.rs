@@ -861,11 +861,16 @@ fn summary(
     let done = j.steps.iter().filter(|s| s.status == StepStatus::Done).count();
     let skipped: Vec<&journal::JournalStep> = j.steps.iter().filter(|s| s.status == StepStatus::Skipped).collect();
     let mut out = String::new();
+    // A dry run changed nothing: it says what it walked through, never "done" or "upgraded".
+    let (verb_done, verb_nodes) =
+        if args.dry_run { ("walked through", "nodes would be upgraded") } else { ("done", "nodes upgraded") };
     out.push_str(&format!(
-        "\n{} {} → {} in {:.1}s: {done} of {} steps done, {} left to the operator, {} nodes upgraded\n",
+        "\n{} {} → {} in {:.1}s: {done} of {} steps {verb_done}, {} left to the operator, {} {verb_nodes}{}\n",
         match error {
+            None if args.dry_run => "Dry run finished",
             None if outcome.quarantined.is_empty() => "Finished",
             None => "Finished (with nodes skipped)",
+            Some(_) if args.dry_run => "Dry run stopped",
             Some(_) => "Stopped",
         },
         j.from,
@@ -873,7 +878,8 @@ fn summary(
         took.as_secs_f64(),
         j.steps.len(),
         skipped.len(),
-        outcome.nodes_done.len()
+        outcome.nodes_done.len(),
+        if args.dry_run { "; nothing was changed (server-side dry run)" } else { "" }
     ));
     if !outcome.nodes_done.is_empty() {
         let mut secs: Vec<f64> = outcome.nodes_done.iter().map(|(_, s)| *s).collect();

@@ -222,11 +222,15 @@ fn a_node_that_never_comes_back_stops_the_run_with_the_journal_intact() {
 #[test]
 fn transient_errors_429_storms_and_dropped_watches_are_ridden_out() {
     let c = Cluster::builtin("demo", 0.02);
+    // The last two reach the add-on steps: kube-proxy is a DaemonSet read, CoreDNS a Deployment
+    // patched (D28).
     let faults = r#"{"errors": [
         {"verb": "evict", "code": 429, "rate": 0.5},
         {"verb": "list", "resource": "pods", "code": 503, "rate": 0.2},
         {"verb": "patch", "resource": "nodes", "code": 500, "rate": 0.1},
-        {"verb": "get", "resource": "nodes", "code": 503, "rate": 0.1}
+        {"verb": "get", "resource": "nodes", "code": 503, "rate": 0.1},
+        {"verb": "get", "resource": "daemonsets", "code": 503, "rate": 0.3},
+        {"verb": "patch", "resource": "deployments", "code": 503, "rate": 0.3}
     ], "dropWatchesEverySeconds": 0.3}"#;
     let (status, body) = c.http("PUT", "/sim/faults", "application/json", faults);
     assert_eq!(status, 200, "{body}");
@@ -450,6 +454,11 @@ fn dry_run_changes_nothing() {
     let o = apply(&c, &["--to", "1.25", "--dry-run", "--delete-emptydir-data", "--force"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("dry run: would evict"), "{}", stderr(&o));
+    // The summary says what a dry run is: nothing done, nothing upgraded (D37).
+    let out = stdout(&o);
+    assert!(out.contains("Dry run finished 1.24.17 → 1.25.16"), "{out}");
+    assert!(out.contains("steps walked through") && out.contains("nodes would be upgraded"), "{out}");
+    assert!(out.contains("nothing was changed") && !out.contains("nodes upgraded"), "{out}");
     let stats = c.stats();
     assert_eq!(stats["evictions"], 0, "dry-run evictions are not counted as evictions: {stats}");
     assert!(
