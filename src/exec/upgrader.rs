@@ -292,7 +292,12 @@ async fn sim_addon(client: &Client, action: &Action) -> Result<(), String> {
     let version = concrete_version(&action.target).ok_or_else(|| format!("no version in '{}'", action.target))?;
     let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", kind), plural);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-    let obj = api.get(name).await.map_err(|e| format!("cannot read {workload}: {e}"))?;
+    // Add-on steps often follow a control-plane restart: a 503 then is the apiserver coming
+    // back, retried like every other read and the (idempotent) patch below.
+    let one_line = |e: &kube::Error| crate::kubeapi::errors::describe(e, "the API server");
+    let obj = crate::kubeapi::retry::with_retries(|| api.get(name))
+        .await
+        .map_err(|e| format!("cannot read {workload}: {}", one_line(&e)))?;
     let containers =
         obj.data.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
     let patched: Vec<Value> = containers
@@ -309,10 +314,11 @@ async fn sim_addon(client: &Client, action: &Action) -> Result<(), String> {
         })
         .collect();
     let patch = json!({"spec": {"template": {"spec": {"containers": patched}}}});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+    let (params, patch) = (PatchParams::default(), Patch::Strategic(&patch));
+    crate::kubeapi::retry::with_retries(|| api.patch(name, &params, &patch))
         .await
         .map(|_| ())
-        .map_err(|e| format!("cannot update {workload}: {e}"))
+        .map_err(|e| format!("cannot update {workload}: {}", one_line(&e)))
 }
 
 #[cfg(test)]
