@@ -105,6 +105,7 @@ fn use_color() -> bool {
 
 /// A line for the user on stderr (a log event at `info` in the json format).
 pub fn say(line: &str) {
+    let line = &*super::printable::printable(line);
     if json() {
         tracing::info!(target: "k8s_upgrade", "{line}");
     } else {
@@ -114,6 +115,7 @@ pub fn say(line: &str) {
 
 /// A warning for the user: `warning: …` on stderr (a `warn` event in the json format).
 pub fn warn(line: &str) {
+    let line = &super::printable::one_line(line);
     if json() {
         tracing::warn!(target: "k8s_upgrade", "{line}");
     } else {
@@ -123,6 +125,7 @@ pub fn warn(line: &str) {
 
 /// The one-line error a command ends with: `error: …` (an `error` event in the json format).
 pub fn error(line: &str) {
+    let line = &super::printable::one_line(line);
     if json() {
         tracing::error!(target: "k8s_upgrade", "{line}");
     } else {

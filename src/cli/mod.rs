@@ -13,6 +13,7 @@ mod inventory;
 pub mod logging;
 mod paths;
 mod plan;
+pub mod printable;
 mod prompt;
 mod provider;
 mod rbac;
@@ -172,6 +173,7 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
 /// stderr instead: the summary of a run says what it left behind (cordoned nodes, how to resume)
 /// and must not be lost with the pipe.
 pub(crate) fn print_result(text: &str) {
+    let text = printable::printable(text);
     let mut out = std::io::stdout().lock();
     if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
         logging::say(text.trim_end_matches('\n'));
@@ -180,6 +182,7 @@ pub(crate) fn print_result(text: &str) {
 
 /// Writes a rendered document to stdout; a closed pipe (`| head`) is not an error.
 pub(crate) fn print_stdout(text: &str) -> Result<(), CliError> {
+    let text = printable::printable(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

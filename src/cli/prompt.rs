@@ -26,7 +26,7 @@ impl TerminalOperator {
 /// Prints `prompt` and reads a line, or `None` once a stop is requested.
 pub async fn read_answer(prompt: String, cancel: &Cancel) -> Option<String> {
     let read = tokio::task::spawn_blocking(move || {
-        eprint!("{prompt} ");
+        eprint!("{} ", super::printable::printable(&prompt));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);

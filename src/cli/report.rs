@@ -69,6 +69,7 @@ impl Reporter {
 
     /// A log line (above the bars on a terminal).
     pub fn say(&self, line: &str) {
+        let line = &*super::printable::printable(line);
         let t = self.started.elapsed().as_secs_f64();
         if super::logging::json() {
             tracing::info!(target: "k8s_upgrade::apply", elapsed = (t * 10.0).round() / 10.0, "{line}");
@@ -110,7 +111,7 @@ impl Reporter {
             Event::StepStart { index, step, total, kind, description } => {
                 if let Some(b) = &self.bars {
                     b.overall.set_position(*index as u64);
-                    b.overall.set_message(description.clone());
+                    b.overall.set_message(super::printable::one_line(description));
                 }
                 self.say(&format!("step {step}/{total} {}: {description}", kind.as_str()));
             }
@@ -126,7 +127,7 @@ impl Reporter {
                 if let Some(b) = &self.bars
                     && let Some(bar) = &*lock(&b.batch)
                 {
-                    bar.set_message(status.clone());
+                    bar.set_message(super::printable::one_line(status));
                 }
             }
             Event::Node { node, phase: NodeMilestone::Done, seconds, uncordoned, .. } => {
@@ -154,7 +155,7 @@ impl Reporter {
             Event::NodeActivity { node, activity } => {
                 if let Some(bar) = self.node_bar(node) {
                     bar.set_style(style("{spinner} {prefix:>12} {msg}"));
-                    bar.set_message(activity.clone());
+                    bar.set_message(super::printable::one_line(activity));
                 }
             }
             Event::PodsLeft { node, left, total } => {
@@ -185,7 +186,7 @@ impl Reporter {
         let Some(b) = &self.bars else { return };
         let bar = b.multi.add(indicatif::ProgressBar::new(nodes as u64));
         bar.set_style(style("{prefix:>12} {bar:20} {pos}/{len} nodes {msg}"));
-        bar.set_prefix(label.to_string());
+        bar.set_prefix(super::printable::one_line(label));
         if let Some(old) = lock(&b.batch).replace(bar) {
             old.finish_and_clear();
         }
@@ -197,7 +198,7 @@ impl Reporter {
         let bar = nodes.entry(node.to_string()).or_insert_with(|| {
             let bar = b.multi.add(indicatif::ProgressBar::new(0));
             bar.set_style(style("{spinner} {prefix:>12} {msg}"));
-            bar.set_prefix(node.chars().take(40).collect::<String>());
+            bar.set_prefix(super::printable::one_line(&node.chars().take(40).collect::<String>()));
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });

@@ -243,3 +243,27 @@ fn a_server_version_that_is_not_a_version_is_named() {
     assert!(err.contains("gitVersion \"v1.29.3.4\"") && err.contains("not a Kubernetes version"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn escape_sequences_and_newlines_never_reach_the_terminal_raw() {
+    // An OSC window title, a clear-screen and a forged second line in values we print back.
+    for bad in ["1.25\u{1b}]0;owned\u{7}", "1.25\u{1b}[2J", "1.25\nerror: forged", "1.2\u{202e}5"] {
+        let o = crate::common::run(&["paths", "--distro", "kubeadm", "--from", "1.24", "--to", bad]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(!err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{202e}'), "{bad:?}: {err:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{bad:?}: {err:?}");
+    }
+    let dir = std::env::temp_dir().join(format!("k8s-upgrade-it-esc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("esc.yaml");
+    std::fs::write(
+        &scenario,
+        "name: \"esc\\e]0;owned\\a\"\ncluster: { version: \"1.24.17\\e[2J\", distro: kubeadm }\n",
+    )
+    .unwrap();
+    let o = crate::common::run(&["plan", "--simulate", scenario.to_str().unwrap(), "--to", "1.25"]);
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+}
