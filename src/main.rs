@@ -4,13 +4,24 @@
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
+use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
-    let matches = k8s_upgrade::cli::conventions::command(&argv0).get_matches();
-    let cli = match k8s_upgrade::cli::Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
-    k8s_upgrade::cli::run_as(cli, &argv0).into()
+    let parsed = k8s_upgrade::cli::conventions::command(&argv0)
+        .try_get_matches()
+        .and_then(|m| k8s_upgrade::cli::Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => k8s_upgrade::cli::run_as(cli, &argv0).into(),
+        // Help and version are ours to print as clap styles them.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        // A usage error quotes what was typed: rendered without styling (which drops escape
+        // sequences) and with any other control character made visible.
+        Err(e) => {
+            let text = e.render().to_string();
+            eprint!("{}", k8s_upgrade::cli::printable::printable(&text));
+            ExitCode::from(2)
+        }
+    }
 }

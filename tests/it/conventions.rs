@@ -106,7 +106,7 @@ fn installed_as_kubectl_upgrade_kubectl_runs_it_as_a_plugin() {
     assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("kubeadm: 1.24.17 → 1.27"), "{}", stdout(&o));
     let o = kubectl(&["upgrade", "--help"]);
-    assert!(stdout(&o).contains("Usage: kubectl upgrade <COMMAND>"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("Usage: kubectl upgrade [OPTIONS] <COMMAND>"), "{}", stdout(&o));
     let o = kubectl(&["upgrade", "completions", "bash"]);
     assert!(stdout(&o).contains("kubectl-upgrade"), "completions name the plugin binary");
     let _ = std::fs::remove_dir_all(&dir);

@@ -267,3 +267,17 @@ fn escape_sequences_and_newlines_never_reach_the_terminal_raw() {
     assert_ne!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
 }
+
+#[test]
+fn a_usage_error_from_the_parser_never_prints_the_escapes_it_quotes() {
+    let o =
+        crate::common::run(&["apply", "--simulate", "--to", "1.25", "--yes", "--drain-timeout", "\u{1b}]0;owned\u{7}"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid value") && err.contains("--drain-timeout"), "{err:?}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    // Help still comes out as clap writes it.
+    let o = crate::common::run(&["paths", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("--distro"));
+}
