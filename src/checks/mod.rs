@@ -10,7 +10,7 @@ mod addons;
 mod calendar;
 mod drain;
 mod removed_apis;
-mod skew;
+pub mod skew;
 
 pub use access::access;
 pub use addons::addons;
@@ -74,6 +74,7 @@ pub enum FindingCode {
     SupportEnded,
     SupportEnding,
     SupportExtended,
+    UpgradeInProgress,
 }
 
 impl FindingCode {
@@ -108,6 +109,7 @@ impl FindingCode {
             FindingCode::SkewKubelet => "SKEW_KUBELET",
             FindingCode::SkewKubeletBehind => "SKEW_KUBELET_BEHIND",
             FindingCode::SkewKubeProxy => "SKEW_KUBE_PROXY",
+            FindingCode::UpgradeInProgress => "UPGRADE_IN_PROGRESS",
             FindingCode::SupportEnded => "SUPPORT_ENDED",
             FindingCode::SupportEnding => "SUPPORT_ENDING",
             FindingCode::SupportExtended => "SUPPORT_EXTENDED",

@@ -24,6 +24,36 @@ fn allowed_older(rule: &ComponentSkew, version: Minor) -> u32 {
     crate::k8s::skew::allowed_lag(rule.max_older, rule.older_than.as_ref(), version)
 }
 
+/// The oldest apiserver of a read cluster: `/version` and every kube-apiserver static pod (a
+/// load balancer may answer `/version` from an apiserver already upgraded).
+pub fn oldest_apiserver(cluster: &ClusterFacts) -> Option<Version> {
+    apiservers(cluster).1
+}
+
+/// Control-plane nodes one minor past the oldest apiserver whose own kube-apiserver already runs
+/// their kubelet's minor: a control-plane upgrade half-way through (kubeadm upgrades the first
+/// control-plane node, apiserver and kubelet, before the others). Their kubelets are not a skew
+/// violation but the upgrade in progress, which the plan's first hop completes.
+pub fn control_plane_upgrade_in_progress(cluster: &ClusterFacts) -> Vec<(String, Version)> {
+    let Some(oldest) = oldest_apiserver(cluster) else { return vec![] };
+    let base = oldest.minor_version();
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_control_plane())
+        .filter_map(|n| {
+            let k = n.kubelet.as_ref()?;
+            let km = k.minor_version();
+            let own_apiserver = cluster
+                .control_plane
+                .iter()
+                .find(|c| c.node == n.name && c.component == "kube-apiserver")
+                .and_then(|c| c.version.as_ref())?;
+            (km.minors_since(base) == 1 && own_apiserver.minor_version() >= km).then(|| (n.name.clone(), k.clone()))
+        })
+        .collect()
+}
+
 /// The apiserver versions seen, by node; and the oldest apiserver, the reference for every rule.
 fn apiservers(cluster: &ClusterFacts) -> (Vec<(&str, &Version)>, Option<Version>) {
     let seen: Vec<(&str, &Version)> = cluster
@@ -57,8 +87,35 @@ fn kubelet_findings(cluster: &ClusterFacts, distro: &DistroFile, api: &Version, 
     // (kubelet version, newer?) → nodes
     let mut groups: BTreeMap<(Version, bool), Vec<String>> = BTreeMap::new();
     let mut lagging: BTreeMap<Version, Vec<String>> = BTreeMap::new();
+    let in_progress = control_plane_upgrade_in_progress(cluster);
+    if let Some((_, k)) = in_progress.first() {
+        let nodes: Vec<String> = in_progress.iter().map(|(n, _)| n.clone()).collect();
+        let mut details = serde_json::Map::new();
+        details.insert("nodes".into(), json!(nodes));
+        details.insert("apiserver".into(), json!(api.to_string()));
+        details.insert("to".into(), json!(k.to_string()));
+        out.push(Finding {
+            code: FindingCode::UpgradeInProgress,
+            severity: Severity::Warning,
+            hop: None,
+            subject: format!("control plane {} → {}", api.minor_version(), k.minor_version()),
+            message: format!(
+                "a control-plane upgrade to {} is in progress: {} already run{} kube-apiserver and kubelet {}, the oldest apiserver is {api}; the plan starts from {api} and its first hop finishes that upgrade",
+                k.minor_version(),
+                nodes_named(&nodes),
+                if nodes.len() == 1 { "s" } else { "" },
+                k.minor_version(),
+            ),
+            evidence: None,
+            remediation: "finish it with this plan (or with `kubeadm upgrade node` on the remaining control-plane nodes) before anything else changes".into(),
+            details: Details::facts(details),
+        });
+    }
     for n in &cluster.nodes {
         let Some(k) = &n.kubelet else { continue };
+        if in_progress.iter().any(|(name, _)| *name == n.name) {
+            continue;
+        }
         let lag = api.minor_version().minors_since(k.minor_version());
         let newer = lag < 0;
         if newer || lag > i64::from(allowed_lag(&distro.nodes, k.minor_version())) {

@@ -588,7 +588,7 @@ async fn apply(
             .await
             .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?;
         let live_plan = |to: Target, distro: Option<String>, via: Vec<crate::version::Version>| {
-            let from = inv.cluster.as_ref().and_then(|c| c.server_version.clone());
+            let from = inv.cluster.as_ref().and_then(crate::checks::skew::oldest_apiserver);
             let distro = distro
                 .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
                 .unwrap_or_else(|| "generic".into());

@@ -81,7 +81,7 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
     for w in &inv.warnings {
         super::logging::warn(&w.to_string());
     }
-    let from = match given_from.or_else(|| inv.cluster.as_ref().and_then(|c| c.server_version.clone())) {
+    let from = match given_from.or_else(|| inv.cluster.as_ref().and_then(crate::checks::skew::oldest_apiserver)) {
         Some(v) => v,
         None => {
             return Err(CliError::usage(

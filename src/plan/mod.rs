@@ -447,7 +447,24 @@ pub fn cluster_facts(inv: &Inventory) -> graph::Facts {
 
 fn with_cluster_facts(inv: &Inventory, req: &PathRequest) -> PathRequest {
     let mut req = req.clone();
+    let given_kubelets = !req.kubelets.is_empty();
     fill_facts(inv, &mut req.facts, &mut req.kubelets);
+    // Control-plane nodes already past the oldest apiserver in an upgrade half-way through are
+    // where the first hop lands, not kubelets to plan rolls for.
+    if let Some(c) = &inv.cluster
+        && !given_kubelets
+    {
+        let ahead = checks::skew::control_plane_upgrade_in_progress(c);
+        if !ahead.is_empty() {
+            req.kubelets = c
+                .nodes
+                .iter()
+                .filter(|n| !ahead.iter().any(|(name, _)| *name == n.name))
+                .filter_map(|n| n.kubelet.clone())
+                .collect();
+            req.facts.kubelets = Some(req.kubelets.clone());
+        }
+    }
     req
 }
 

@@ -1611,3 +1611,36 @@ fn a_closed_stdout_ends_nothing_early_and_the_summary_reaches_stderr() {
     assert!(err.contains("Finished 1.24.17 → 1.25.16"), "the summary was lost with stdout:\n{err}");
     assert!(err.contains("simulator: 0 PDB violations"), "{err}");
 }
+
+#[test]
+fn a_control_plane_upgrade_killed_half_way_can_be_planned_again() {
+    let c = Cluster::builtin("demo", 0.02);
+    let (status, _) = c.http("PATCH", "/sim/faults", "application/json", r#"{"latencyMs": 5}"#);
+    assert_eq!(status, 200);
+    let mut child = spawn_apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    // The first control-plane node is at 1.25 (apiserver and kubelet); the others are not.
+    wait_event(&c, Duration::from_secs(60), |e| e["event"] == "node" && e["node"] == "cp-1" && e["phase"] == "done");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = crate::common::command()
+        .env("HOME", c.dir.join("home"))
+        .args(["plan", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .args(["--to", "1.26", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}\n{}", stdout(&o), stderr(&o));
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Planned from the oldest apiserver, with the upgrade in progress said, not refused (D12).
+    assert!(plan["from"].as_str().unwrap().starts_with("1.24."), "{plan}");
+    let in_progress: Vec<&Value> =
+        plan["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "UPGRADE_IN_PROGRESS").collect();
+    assert_eq!(in_progress.len(), 1, "{plan}");
+    let message = in_progress[0]["message"].as_str().unwrap();
+    assert!(message.contains("cp-1") && message.contains("in progress"), "{message}");
+    assert!(
+        !plan["findings"].as_array().unwrap().iter().any(|f| f["code"] == "SKEW_KUBELET"
+            && f["message"].as_str().is_some_and(|m| m.contains("cp-1"))),
+        "cp-1's kubelet is reported as a skew violation: {plan}"
+    );
+}
