@@ -44,6 +44,23 @@ pub struct SourceArgs {
 /// Largest inventory file read.
 const MAX_INVENTORY_BYTES: u64 = 512 * 1024 * 1024;
 
+/// Reads a saved inventory, JSON or YAML. The YAML parser's resource budget grows with the file
+/// (already bounded by [`MAX_INVENTORY_BYTES`]), so the inventory of a large cluster reads back;
+/// aliases keep the default limits, which are what stops an alias bomb.
+pub fn parse_inventory(text: &str) -> Result<Inventory, String> {
+    let first_line = |e: String| e.lines().next().unwrap_or_default().to_string();
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| first_line(e.to_string()));
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = Some(MAX_INVENTORY_BYTES as usize);
+    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(text.len());
+    let options = serde_saphyr::options! { budget: Some(budget), with_snippet: false };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| first_line(e.to_string()))
+}
+
 impl SourceArgs {
     /// True when a cluster (real or simulated) or an inventory file should be read even without
     /// `--from`.
@@ -67,13 +84,7 @@ impl SourceArgs {
             }
             let text = std::fs::read_to_string(path)
                 .map_err(|e| CliError::error(format!("cannot read --inventory {}: {e}", path.display())))?;
-            serde_saphyr::from_str::<Inventory>(&text).map_err(|e| {
-                CliError::error(format!(
-                    "--inventory {}: {}",
-                    path.display(),
-                    e.to_string().lines().next().unwrap_or_default()
-                ))
-            })?
+            parse_inventory(&text).map_err(|e| CliError::error(format!("--inventory {}: {e}", path.display())))?
         } else if cluster {
             self.collect_cluster(catalog)?
         } else {

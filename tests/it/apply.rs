@@ -1639,8 +1639,11 @@ fn a_control_plane_upgrade_killed_half_way_can_be_planned_again() {
     let message = in_progress[0]["message"].as_str().unwrap();
     assert!(message.contains("cp-1") && message.contains("in progress"), "{message}");
     assert!(
-        !plan["findings"].as_array().unwrap().iter().any(|f| f["code"] == "SKEW_KUBELET"
-            && f["message"].as_str().is_some_and(|m| m.contains("cp-1"))),
+        !plan["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "SKEW_KUBELET" && f["message"].as_str().is_some_and(|m| m.contains("cp-1"))),
         "cp-1's kubelet is reported as a skew violation: {plan}"
     );
 }

@@ -281,3 +281,27 @@ fn a_usage_error_from_the_parser_never_prints_the_escapes_it_quotes() {
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("--distro"));
 }
+
+#[test]
+fn the_inventory_of_a_mid_sized_cluster_reads_back_in_yaml_and_json() {
+    // 120 nodes and 9,000 pods: past the YAML parser's default budget of 250,000 nodes (D11).
+    let dir = std::env::temp_dir().join(format!("k8s-upgrade-it-inventory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("mid.yaml");
+    std::fs::write(
+        &scenario,
+        "name: mid\ncluster: { version: \"1.29.10\", distro: kubeadm }\nnodePools:\n  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }\n  - { name: w, count: 120, roles: [worker] }\nworkloads:\n  - { kind: Deployment, name: web, replicas: 9000 }\n",
+    )
+    .unwrap();
+    for format in ["yaml", "json"] {
+        let o = crate::common::run(&["inventory", "--simulate", scenario.to_str().unwrap(), "-o", format]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let file = dir.join(format!("inv.{format}"));
+        std::fs::write(&file, &o.stdout).unwrap();
+        let o = crate::common::run(&["plan", "--inventory", file.to_str().unwrap(), "--to", "1.30", "-o", "json"]);
+        assert!(matches!(o.status.code(), Some(0) | Some(3)), "{format}: {}", stderr(&o));
+        let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(plan["from"].as_str().unwrap().starts_with("1.29."), "{plan}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
