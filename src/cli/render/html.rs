@@ -150,9 +150,10 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", "DejaVu Sans Mono", M
 .banner.warn { border-color: #d4a72c; background: var(--amber-bg); }
 .banner.ok { border-color: var(--green); background: var(--green-bg); }
 .banner ol { margin: 4px 0 2px; padding-left: 22px; }
-.banner li { margin: 4px 0; }
+.banner li { margin: 3px 0; }
 .where { display: inline-block; font-size: 11.5px; font-weight: 600; color: #fff; background: var(--red); border-radius: 4px; padding: 0 6px; margin-right: 4px; }
 .fix { color: #3d444d; font-size: 12.5px; }
+.banner .fix { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .by { font-size: 12px; color: var(--muted); }
 .by.none { color: var(--red); font-weight: 600; }
 .by.ok { color: var(--green); font-weight: 600; }
@@ -221,6 +222,7 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; border-top: 1px
   details::details-content { content-visibility: visible; display: block; }
   details > summary { list-style: none; }
   tr, .banner li, details.group { break-inside: avoid; }
+  .banner .fix { white-space: normal; }
   h2 { break-after: avoid; }
   .banner, .chip, .sev, .st, .kind, .where, .sw { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
@@ -584,7 +586,11 @@ impl Tone {
     }
 }
 
-fn tone_of(p: &Plan, s: &Step, extra_blockers: usize) -> Tone {
+fn tone_of(p: &Plan, s: &Step, extra_blockers: usize, run: Option<&Journal>) -> Tone {
+    // A step the run failed or stopped at is what the reader looks for first.
+    if run_mark(run, s.order).is_some_and(|(_, colour)| colour == RED) {
+        return Tone::Fix;
+    }
     let severities = s.resolves.iter().filter_map(|i| p.findings.get(*i)).map(|f| f.severity);
     let worst = severities.min();
     if extra_blockers > 0 || worst == Some(Severity::Blocker) {
@@ -602,8 +608,8 @@ const BOX_W: f64 = 136.0;
 const BOX_H: f64 = 60.0;
 const GAP: f64 = 252.0;
 const CARD_W: f64 = 212.0;
-const CARD_H: f64 = 42.0;
-const CARD_GAP: f64 = 12.0;
+const CARD_H: f64 = 40.0;
+const CARD_GAP: f64 = 10.0;
 const PAD_X: f64 = 56.0;
 const PAD_Y: f64 = 18.0;
 /// Widest picture shrunk to fit the page (about 3/4 of its size on a 1280-pixel page).
@@ -630,10 +636,10 @@ fn card(
         out,
         "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" font-weight=\"700\" fill=\"{stroke}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" fill=\"{INK}\">{}</text>",
         x + 10.0,
-        y + 16.0,
+        y + 15.0,
         escape(head),
         x + 10.0,
-        y + 33.0,
+        y + 31.0,
         escape(body)
     );
     if let Some((b, colour)) = badge {
@@ -685,7 +691,7 @@ pub fn path_svg(p: &Plan, run: Option<&Journal>) -> String {
     let stack = |n: usize| n as f64 * (CARD_H + CARD_GAP);
     let y0 = PAD_Y + stack(max_before) + if max_before > 0 { 26.0 } else { 8.0 };
     let arrow_y = y0 + BOX_H / 2.0;
-    let roll_top = y0 + BOX_H + if start_blockers > 0 { 62.0 } else { 46.0 };
+    let roll_top = y0 + BOX_H + if start_blockers > 0 { 62.0 } else { 42.0 };
     let height = (roll_top + stack(max_after) + PAD_Y).max(y0 + BOX_H + 64.0);
     let n = l.versions.len() as f64;
     let width = PAD_X * 2.0 + n * BOX_W + (n - 1.0) * GAP;
@@ -759,7 +765,7 @@ pub fn path_svg(p: &Plan, run: Option<&Journal>) -> String {
         }
         let count = shown(before.len());
         let top = y0 - 26.0 - stack(count) + CARD_GAP;
-        let fixes_blocker = before.iter().any(|s| matches!(tone_of(p, s, 0), Tone::Fix));
+        let fixes_blocker = before.iter().any(|s| matches!(tone_of(p, s, 0, run), Tone::Fix));
         let all_done = before.iter().all(|s| run_mark(run, s.order).is_some_and(|(_, c)| c == GREEN));
         let line = if all_done {
             GREEN
@@ -780,7 +786,7 @@ pub fn path_svg(p: &Plan, run: Option<&Journal>) -> String {
                 &mut out,
                 mid - CARD_W / 2.0,
                 y,
-                tone_of(p, s, 0),
+                tone_of(p, s, 0, run),
                 &head,
                 &body,
                 &s.description,
@@ -789,7 +795,8 @@ pub fn path_svg(p: &Plan, run: Option<&Journal>) -> String {
         }
         if before.len() > MAX_CARDS {
             let rest = &before[MAX_CARDS..];
-            let tone = if rest.iter().any(|s| matches!(tone_of(p, s, 0), Tone::Fix)) { Tone::Fix } else { Tone::Step };
+            let tone =
+                if rest.iter().any(|s| matches!(tone_of(p, s, 0, run), Tone::Fix)) { Tone::Fix } else { Tone::Step };
             let first = rest.first().map_or(0, |s| s.order);
             let last = rest.last().map_or(0, |s| s.order);
             card(
@@ -879,7 +886,16 @@ pub fn path_svg(p: &Plan, run: Option<&Journal>) -> String {
             } else {
                 s.description.clone()
             };
-            card(&mut out, cx - CARD_W / 2.0, roll_top + stack(k), tone_of(p, s, extra), &head, &body, &tooltip, badge);
+            card(
+                &mut out,
+                cx - CARD_W / 2.0,
+                roll_top + stack(k),
+                tone_of(p, s, extra, run),
+                &head,
+                &body,
+                &tooltip,
+                badge,
+            );
         }
         if after.len() > MAX_CARDS {
             card(
@@ -1323,10 +1339,10 @@ fn offset_label(secs: f64, interval: f64) -> String {
         format!("+{}s", secs.round() as u64)
     } else if interval < 3600.0 {
         let s = secs.round() as u64;
-        if s % 60 == 0 { format!("+{}m", s / 60) } else { format!("+{}m{:02}s", s / 60, s % 60) }
+        if s.is_multiple_of(60) { format!("+{}m", s / 60) } else { format!("+{}m{:02}s", s / 60, s % 60) }
     } else {
         let m = (secs / 60.0).round() as u64;
-        if m % 60 == 0 { format!("+{}h", m / 60) } else { format!("+{}h{:02}m", m / 60, m % 60) }
+        if m.is_multiple_of(60) { format!("+{}h", m / 60) } else { format!("+{}h{:02}m", m / 60, m % 60) }
     }
 }
 
