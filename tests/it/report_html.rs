@@ -371,3 +371,38 @@ fn a_report_that_cannot_be_written_is_reported_without_changing_the_exit_code() 
     assert!(stdout(&o).starts_with("kubeadm: 1.24.17 → 1.25.16"));
     assert!(std::fs::read_to_string(&page).unwrap().contains("id=\"path-picture\""));
 }
+
+/// Ctrl-C ends a run at a safe point, and the report of that run is written all the same.
+#[test]
+fn an_interrupted_run_still_writes_its_report() {
+    let dir = scratch("interrupted");
+    let (events, report) = (dir.join("events.jsonl"), dir.join("run.html"));
+    let mut child = command()
+        .args(["apply", "--simulate", "--to", "1.25", "--yes", "--delete-emptydir-data", "--force"])
+        .args(["--time-scale", "0.3"])
+        .arg("--journal")
+        .arg(dir.join("run.journal.json"))
+        .arg("--events")
+        .arg(&events)
+        .arg("--save-html")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first node has been cordoned, the run is under way.
+    let t = Instant::now();
+    while !std::fs::read_to_string(&events).unwrap_or_default().contains("\"phase\":\"cordoned\"") {
+        assert!(t.elapsed() < Duration::from_secs(120), "no node was cordoned");
+        assert!(child.try_wait().unwrap().is_none(), "apply ended before a node was cordoned");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}\n{}", stdout(&o), stderr(&o));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("Stopped · exit 130 (interrupted)"), "{}", stderr(&o));
+    assert!(html.contains("stopped on request"));
+    assert!(html.contains("<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"timeline\""));
+    assert!(html.contains("<span class=\"st done\">done</span>"), "the steps before the stop are done");
+}
