@@ -1533,7 +1533,7 @@ pub fn timeline_svg(j: &Journal, ended: Stamp, quarantined: &[String]) -> Option
         clock(t1),
         duration(span),
         if hidden > 0 {
-            format!(" · {} more not drawn (the journal has them all)", plural(hidden, "node", "nodes"))
+            format!(" · {} not drawn (the journal has them all)", more(hidden, "node", "nodes"))
         } else {
             String::new()
         }
@@ -1891,6 +1891,26 @@ mod tests {
         assert!(html.contains("keeps the steps but not the plan's findings"));
         assert!(html.contains("findings not in the journal") && !html.contains("no blockers"));
         assert!(!html.contains("id=\"blockers\""));
+    }
+
+    #[test]
+    fn a_large_roll_draws_a_bounded_timeline_that_keeps_the_nodes_left_cordoned() {
+        let p = sample();
+        let mut j = journal_for(&p);
+        let template = j.nodes["4/w-1"].clone();
+        for i in 0..500 {
+            let mut r = template.clone();
+            for t in &mut r.times {
+                t.at = Stamp(t.at.0 + jiff::SignedDuration::from_millis(i));
+            }
+            j.nodes.insert(format!("4/bulk-{i:03}"), r);
+        }
+        // The two nodes in trouble sort last among 503 but are drawn all the same.
+        let svg = timeline_svg(&j, Stamp::now(), &["w-<2>".to_string()]).unwrap();
+        // Drawn: the two in trouble, w-1 and 197 of the bulk, each with five phases and its end.
+        assert_eq!(svg.matches("<title>bulk-").count(), (MAX_TIMELINE_NODES - 3) * 6);
+        assert!(svg.contains("w-&lt;2&gt; · quarantined") && svg.contains("w-3 · left cordoned"));
+        assert!(svg.contains("303 more nodes not drawn (the journal has them all)"));
     }
 
     #[test]
