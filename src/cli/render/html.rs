@@ -958,7 +958,7 @@ fn finding_row(out: &mut String, f: &Finding, step: Option<usize>) {
     let sev = severity_name(f.severity);
     let evidence = f.evidence.as_ref().map(|e| text(&e.describe())).unwrap_or_default();
     let fixed_by = match (step, f.severity) {
-        (Some(order), _) => format!("<div class=\"by\">step {order}</div>"),
+        (Some(order), _) => format!("<div class=\"by\">step {order} fixes it</div>"),
         (None, Severity::Blocker) => "<div class=\"by none\">no step fixes it</div>".into(),
         _ => String::new(),
     };
