@@ -241,6 +241,13 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
 
+    /// At the end of the run (done, stopped, window or Ctrl-C), write one self-contained HTML
+    /// page to FILE: the plan's picture, blockers and findings, each step's status and time, and
+    /// a timeline of every node's phases. A failure to write it is reported but does not change
+    /// the run's exit code.
+    #[arg(long, value_name = "FILE")]
+    pub save_html: Option<PathBuf>,
+
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }
@@ -555,6 +562,8 @@ async fn apply(
             crate::exec::cache::Cache::start(&client, std::time::Duration::from_secs(120), attachments).await
         })
     };
+    // The plan this run carries out, for --save-html (a resumed run has only its journal).
+    let mut report_plan = None;
     let journal = if args.resume {
         let j = Journal::load(&journal_path)
             .map_err(|e| CliError::error(format!("{e}; pass --journal FILE if the run used another journal")))?;
@@ -661,6 +670,7 @@ async fn apply(
             });
         }
         let run_id = new_run_id();
+        report_plan = Some(plan.clone());
         Journal::new(journal_path.clone(), &run_id, server, &plan)
     };
     let mut journal = journal;
@@ -782,8 +792,45 @@ async fn apply(
     let j = executor.journal().await;
     let exit = exit_of(&result);
     summary(&j, &outcome, result.as_ref().err(), started.elapsed(), args, simulated);
+    if let Some(file) = &args.save_html {
+        save_html(file, report_plan.as_ref(), &j, &outcome, &result, exit, started.elapsed(), args, simulated);
+    }
     reporter.record(serde_json::json!({"event": "run-end", "exit": exit as u8}));
     Ok(exit)
+}
+
+/// Writes the run's HTML report; a failure is said on stderr and leaves the exit code alone.
+#[allow(clippy::too_many_arguments)]
+fn save_html(
+    file: &std::path::Path,
+    plan: Option<&Plan>,
+    j: &Journal,
+    outcome: &Outcome,
+    result: &Result<Outcome, ExecError>,
+    exit: Exit,
+    took: Duration,
+    args: &ApplyArgs,
+    simulated: bool,
+) {
+    let error = result.as_ref().err();
+    let run = render::html::RunView {
+        journal: j,
+        exit: exit as u8,
+        error: error.map(ToString::to_string),
+        quarantined: &outcome.quarantined,
+        nodes_done: outcome.nodes_done.len(),
+        took,
+        dry_run: args.dry_run,
+        continue_with: (error.is_some() && !j.finished && !simulated && !args.dry_run).then(|| resume_command(&j.path)),
+        ended: journal::Stamp::now(),
+    };
+    match super::plan::write_atomically(file, &render::html::apply_html(plan, &run)) {
+        Ok(()) => eprintln!("HTML report written to {}", file.display()),
+        Err(e) => eprintln!(
+            "warning: --save-html {}: {e}; the report was not written (the run's exit code is unchanged)",
+            file.display()
+        ),
+    }
 }
 
 /// A new run must not write over the journal of one that has not finished: that journal is the

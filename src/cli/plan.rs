@@ -16,6 +16,8 @@ pub enum PlanFormat {
     Json,
     Yaml,
     Markdown,
+    /// One self-contained page: the path as a picture, blockers, findings by hop, steps.
+    Html,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -61,6 +63,10 @@ pub struct PlanArgs {
     /// Also write the plan document (YAML) to FILE.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+
+    /// Also write the plan as one self-contained HTML page (as `-o html`) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub save_html: Option<PathBuf>,
 
     #[command(flatten)]
     pub source: SourceArgs,
@@ -108,17 +114,28 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
     };
     let plan = crate::plan::plan_drain_scoped(&inv, &catalog, &req, scope.as_ref())?;
     if let Some(path) = &args.save {
-        let text = render::yaml(&plan)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| CliError::error(format!("cannot save the plan to {}: {e}", path.display())))?;
+        write_atomically(path, &render::yaml(&plan)?).map_err(|e| {
+            CliError::error(format!(
+                "cannot save the plan to {}: {e}; check that its directory exists and is writable",
+                path.display()
+            ))
+        })?;
+    }
+    let generated = || render::html::generated_at(crate::exec::journal::Stamp::now());
+    if let Some(path) = &args.save_html {
+        write_atomically(path, &render::html::plan_html(&plan, &generated())).map_err(|e| {
+            CliError::error(format!(
+                "--save-html {}: {e}; check that its directory exists and is writable",
+                path.display()
+            ))
+        })?;
     }
     let text = match args.output {
         PlanFormat::Table => render::plan_table(&plan),
         PlanFormat::Json => render::json(&plan)?,
         PlanFormat::Yaml => render::yaml(&plan)?,
         PlanFormat::Markdown => render::plan_markdown(&plan),
+        PlanFormat::Html => render::html::plan_html(&plan, &generated()),
     };
     print_stdout(&text)?;
     let exit = if plan.has_blockers() { Exit::Blockers } else { Exit::Success };
@@ -127,4 +144,26 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
     // the run and returns nothing the operating system does not reclaim anyway.
     std::mem::forget((inv, plan, text));
     Ok(exit)
+}
+
+/// Writes `text` to `path` through a temp file beside it and a rename, so a reader (or a crash)
+/// sees the old file or the new one, never half of one.
+pub(crate) fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }

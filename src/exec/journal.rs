@@ -68,6 +68,59 @@ pub struct NodeRecord {
     /// upgrade, the last [`NODE_LOG_DONE`] of one that succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// When the node reached each phase, in order (stamped by [`Journal::set_node`]; absent in
+    /// journals written before phases were timed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<PhaseTime>,
+}
+
+/// A node phase and when it was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    pub phase: NodePhase,
+    pub at: Stamp,
+}
+
+/// Phase times kept per node: a phase is stamped when it changes, so a node that is resumed
+/// again and again (each resume may go back to an earlier phase) cannot grow its record forever.
+const MAX_PHASE_TIMES: usize = 32;
+
+/// A moment, written in the journal as RFC 3339 in UTC with its fraction of a second, so a
+/// person reading the journal sees a time and the report can draw sub-second phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp(pub jiff::Timestamp);
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp(jiff::Timestamp::now())
+    }
+
+    /// Seconds from `earlier` to this moment (negative when it is before).
+    pub fn seconds_since(self, earlier: Stamp) -> f64 {
+        let d = self.0.as_nanosecond() - earlier.0.as_nanosecond();
+        d as f64 / 1e9
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<jiff::Timestamp>()
+            .map(Stamp)
+            .map_err(|e| serde::de::Error::custom(format!("time {text:?} is not RFC 3339: {e}")))
+    }
 }
 
 /// Lines of a successful upgrade's output kept in its node's record (the journal is rewritten
@@ -117,6 +170,12 @@ pub struct JournalStep {
     pub status: StepStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// When a run first started the step (a resumed step keeps its first start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Stamp>,
+    /// When the step ended: done, skipped, failed or stopped (the last time, when resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Stamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,7 +237,13 @@ impl Journal {
             steps: plan
                 .steps
                 .iter()
-                .map(|s| JournalStep { step: s.clone(), status: StepStatus::Pending, note: None })
+                .map(|s| JournalStep {
+                    step: s.clone(),
+                    status: StepStatus::Pending,
+                    note: None,
+                    started: None,
+                    ended: None,
+                })
                 .collect(),
             nodes: BTreeMap::new(),
             pools: BTreeMap::new(),
@@ -209,9 +274,25 @@ impl Journal {
         self.nodes.iter().filter(|(_, r)| r.phase == NodePhase::Quarantined).map(|(k, _)| Self::node_of(k)).collect()
     }
 
-    /// Records a node's state.
+    /// Records a node's state, stamping the time when its phase changed (the times already
+    /// recorded are kept whatever `record` holds: callers keep their own copy of a record).
     pub fn set_node(&mut self, record: &NodeRecord, node: &str) {
-        self.nodes.insert(Self::key(record.step, node), record.clone());
+        self.set_node_at(record, node, Stamp::now());
+    }
+
+    fn set_node_at(&mut self, record: &NodeRecord, node: &str, at: Stamp) {
+        let key = Self::key(record.step, node);
+        let mut times = self.nodes.get(&key).map(|r| r.times.clone()).unwrap_or_default();
+        if times.last().map(|t| t.phase) != Some(record.phase) {
+            times.push(PhaseTime { phase: record.phase, at });
+            if times.len() > MAX_PHASE_TIMES {
+                // The first stamp says when the node began; the latest ones say where it is.
+                times.remove(1);
+            }
+        }
+        let mut record = record.clone();
+        record.times = times;
+        self.nodes.insert(key, record);
     }
 
     /// Nodes this run cordoned and has not uncordoned, with their phase.
@@ -329,6 +410,7 @@ mod tests {
                 note: None,
                 seconds: None,
                 log: vec![],
+                times: vec![],
             },
             "n;rm -rf /",
         );
@@ -341,5 +423,85 @@ mod tests {
         assert!(Journal::load(&path).unwrap_err().to_string().contains("cannot read the journal"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(default_path("https://10.0.0.1:6443/").ends_with("k8s-upgrade/10.0.0.1_6443_.journal.json"));
+    }
+
+    fn record(phase: NodePhase) -> NodeRecord {
+        NodeRecord {
+            step: 2,
+            target: "1.31.2".parse().unwrap(),
+            phase,
+            from: None,
+            we_cordoned: true,
+            note: None,
+            seconds: None,
+            log: vec![],
+            times: vec![],
+        }
+    }
+
+    fn at(s: &str) -> Stamp {
+        Stamp(s.parse().unwrap())
+    }
+
+    #[test]
+    fn phase_changes_are_stamped_once_and_bounded() {
+        let mut j = Journal::new(
+            PathBuf::from("j.json"),
+            "r",
+            "c",
+            &crate::plan::Plan {
+                api_version: crate::plan::API_VERSION.into(),
+                kind: crate::plan::KIND.into(),
+                distro: "kubeadm".into(),
+                from: "1.30.1".parse().unwrap(),
+                to: "1.31.2".parse().unwrap(),
+                kubelets: vec![],
+                steps: vec![],
+                findings: vec![],
+                summary: crate::plan::Summary { blockers: 0, warnings: 0, infos: 0 },
+                notes: vec![],
+                inventory_warnings: vec![],
+            },
+        );
+        j.set_node_at(&record(NodePhase::Cordoned), "n1", at("2026-11-27T01:00:00Z"));
+        // The same phase again (a note changed) keeps its first time.
+        let mut again = record(NodePhase::Cordoned);
+        again.note = Some("x".into());
+        j.set_node_at(&again, "n1", at("2026-11-27T01:00:05Z"));
+        assert_eq!(j.node(2, "n1").unwrap().note.as_deref(), Some("x"));
+        j.set_node_at(&record(NodePhase::Drained), "n1", at("2026-11-27T01:00:07.25Z"));
+        let r = j.node(2, "n1").unwrap();
+        assert_eq!(
+            r.times,
+            [
+                PhaseTime { phase: NodePhase::Cordoned, at: at("2026-11-27T01:00:00Z") },
+                PhaseTime { phase: NodePhase::Drained, at: at("2026-11-27T01:00:07.25Z") },
+            ]
+        );
+        assert_eq!(r.times[1].at.seconds_since(r.times[0].at), 7.25);
+        // A node resumed again and again keeps its first stamp and the latest ones.
+        for i in 0..100 {
+            let phase = if i % 2 == 0 { NodePhase::UpgradeStarted } else { NodePhase::Drained };
+            j.set_node_at(&record(phase), "n1", at(&format!("2026-11-27T02:{:02}:{:02}Z", i / 60, i % 60)));
+        }
+        let r = j.node(2, "n1").unwrap();
+        assert_eq!(r.times.len(), MAX_PHASE_TIMES);
+        assert_eq!(r.times[0].at, at("2026-11-27T01:00:00Z"));
+        assert_eq!(r.times.last().unwrap().at, at("2026-11-27T02:01:39Z"));
+        // Written as RFC 3339, read back the same; a journal from before the times still loads.
+        let json = serde_json::to_value(&j).unwrap();
+        assert_eq!(
+            json["nodes"]["2/n1"]["times"][0],
+            serde_json::json!({"phase": "cordoned", "at": "2026-11-27T01:00:00Z"})
+        );
+        let back: Journal = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.nodes, j.nodes);
+        let mut old = json;
+        old["nodes"]["2/n1"].as_object_mut().unwrap().remove("times");
+        let back: Journal = serde_json::from_value(old.clone()).unwrap();
+        assert!(back.node(2, "n1").unwrap().times.is_empty());
+        old["nodes"]["2/n1"]["times"] = serde_json::json!([{"phase": "drained", "at": "yesterday"}]);
+        let e = serde_json::from_value::<Journal>(old).unwrap_err().to_string();
+        assert!(e.contains("\"yesterday\" is not RFC 3339"), "{e}");
     }
 }

@@ -224,7 +224,12 @@ impl<'a> Executor<'a> {
                 kind: step.kind,
                 description: step.description.clone(),
             });
-            self.save(|j| j.steps[index].status = StepStatus::Running).await?;
+            self.save(|j| {
+                let s = &mut j.steps[index];
+                s.status = StepStatus::Running;
+                s.started.get_or_insert_with(journal::Stamp::now);
+            })
+            .await?;
             let started = Instant::now();
             let outcome = match &step.action {
                 StepAction::ControlPlane { from, to } => self.control_plane(&step, from, to).await,
@@ -241,6 +246,7 @@ impl<'a> Executor<'a> {
                     self.save(|j| {
                         j.steps[index].status = status;
                         j.steps[index].note = note.clone();
+                        j.steps[index].ended = Some(journal::Stamp::now());
                     })
                     .await?;
                     self.emit(Event::StepDone {
@@ -255,6 +261,7 @@ impl<'a> Executor<'a> {
                     self.save(|j| {
                         j.steps[index].status = status;
                         j.steps[index].note = Some(message.chars().take(2000).collect());
+                        j.steps[index].ended = Some(journal::Stamp::now());
                     })
                     .await?;
                     self.emit(Event::StepStopped { step: step.order, message });

@@ -69,6 +69,7 @@ impl Executor<'_> {
                 note: None,
                 seconds: None,
                 log: vec![],
+                times: vec![],
             },
         };
         let milestone = |phase: NodeMilestone| Event::Node {

@@ -13,4 +13,5 @@ mod manifests;
 mod node_jobs;
 mod paths;
 mod plan;
+mod report_html;
 mod sim;

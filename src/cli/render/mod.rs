@@ -1,7 +1,9 @@
 //! Renderers: turn documents into text for stdout (tables for people, JSON/YAML for machines,
-//! DOT and Mermaid for pictures). Pure string building; no I/O.
+//! DOT and Mermaid for pictures, a self-contained HTML page for plans and runs). Pure string
+//! building; no I/O.
 
 mod graphviz;
+pub mod html;
 mod plan;
 mod table;
 
