@@ -271,6 +271,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         (&Method::POST, false, _) => {
             parse_body(&body).and_then(|o| guard(&o)).and_then(|()| create(&sim, &def, &target, &body, dry_run))
         }
+        (&Method::POST, true, "token") if def.resource == "serviceaccounts" && def.group.is_empty() => {
+            super::token::create(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body, dry_run)
+                .map(|(code, v)| json_response(code, &v))
+        }
         (&Method::POST, true, "eviction") if def.resource == "pods" => {
             pdb::evict(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body, dry_run)
         }
@@ -793,6 +797,69 @@ fn check_shape(def: &ResourceDef, name: &str, v: &Value) -> Result<(), ApiError>
         if v.pointer(&format!("/metadata/{field}")).is_some_and(|m| !m.is_object() && !m.is_null()) {
             return bad(&format!("metadata.{field}"));
         }
+    }
+    if def.group.is_empty() && def.resource == "configmaps" {
+        check_config_map(name, v)?;
+    }
+    Ok(())
+}
+
+/// A ConfigMap as the apiserver decodes and validates it: `data` strings, `binaryData` base64,
+/// keys of `[-._a-zA-Z0-9]` in one of the two only, and at most 1 MiB of both together.
+fn check_config_map(name: &str, v: &Value) -> Result<(), ApiError> {
+    use base64::Engine;
+    const MAX: usize = 1024 * 1024;
+    let mut total = 0;
+    let mut keys = std::collections::BTreeSet::new();
+    for (field, binary) in [("data", false), ("binaryData", true)] {
+        let Some(map) = v.get(field).filter(|m| !m.is_null()) else { continue };
+        let map = map.as_object().ok_or_else(|| ApiError::bad_request(&format!("{field} must be an object")))?;
+        for (key, value) in map {
+            let text =
+                value.as_str().ok_or_else(|| ApiError::bad_request(&format!("{field}[{key}] must be a string")))?;
+            let valid = !key.is_empty()
+                && key.len() <= 253
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && key != "."
+                && key != "..";
+            if !valid {
+                return Err(ApiError::invalid_field(
+                    "ConfigMap",
+                    name,
+                    &format!("{field}[{key}]"),
+                    "FieldValueInvalid",
+                    &format!(
+                        "Invalid value: \"{key}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+                    ),
+                ));
+            }
+            if !keys.insert(key.clone()) {
+                return Err(ApiError::invalid_field(
+                    "ConfigMap",
+                    name,
+                    &format!("data[{key}]"),
+                    "FieldValueDuplicate",
+                    &format!("Duplicate value: \"{key}\""),
+                ));
+            }
+            total += if binary {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| ApiError::bad_request(&format!("{field}[{key}]: illegal base64 data ({e})")))?
+                    .len()
+            } else {
+                text.len()
+            };
+        }
+    }
+    if total > MAX {
+        return Err(ApiError::invalid_field(
+            "ConfigMap",
+            name,
+            "[]",
+            "FieldValueTooLong",
+            &format!("Too long: may not be more than {MAX} bytes"),
+        ));
     }
     Ok(())
 }
