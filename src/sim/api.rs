@@ -241,16 +241,23 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             _ => error_response(&ApiError::method_not_allowed(method.as_str(), &path)),
         };
     }
-    // Kubernetes protobuf is read only for the access reviews (as `kubectl auth` sends them);
-    // anywhere else say so plainly rather than call the body malformed JSON.
-    if matches!(method, Method::POST | Method::PUT | Method::PATCH)
-        && headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with(super::proto::MEDIA_TYPE))
-    {
+    // Kubernetes protobuf is read only for the access reviews (as `kubectl auth` sends them) and
+    // TokenRequests (as `kubectl create token` sends them); anywhere else say so plainly rather
+    // than call the body malformed JSON.
+    let protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with(super::proto::MEDIA_TYPE));
+    let body = if protobuf && method == Method::POST && def.resource == "serviceaccounts" && sub == "token" {
+        match super::proto::decode_token_request(&body) {
+            Ok(v) => Bytes::from(v.to_string()),
+            Err(e) => return error_response(&ApiError::bad_request(&e)),
+        }
+    } else if protobuf && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
         return error_response(&ApiError::unsupported_media(super::proto::MEDIA_TYPE));
-    }
+    } else {
+        body
+    };
     // RBAC's escalation check on writes to roles and bindings (no-op for everything else).
     let guard = |obj: &Value| escalation(&sim, &authorizer, &user, &def, &target, obj);
     // NamespaceLifecycle: nothing new (objects, evictions) in a namespace being deleted.
