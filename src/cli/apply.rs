@@ -17,7 +17,7 @@ use crate::exec::drain::DrainPolicy;
 use crate::exec::journal::{self, Journal, StepStatus};
 use crate::exec::managed::Provider;
 use crate::exec::operator::Unattended;
-use crate::exec::store::{CLUSTER_ARG, ClusterJournal, JournalStore};
+use crate::exec::store::{CLUSTER_ARG, JournalStore};
 use crate::exec::upgrader::Upgrader;
 use crate::exec::{Cancel, CancelLevel, EventSink, ExecError, Executor, Operator, Options, Outcome};
 use crate::graph::{Facts, PathRequest, Target};
@@ -563,10 +563,10 @@ async fn apply(
     simulated: bool,
 ) -> Result<Exit, CliError> {
     let store = match args.journal.as_deref() {
-        Some(p) if p.as_os_str() == CLUSTER_ARG => JournalStore::Cluster(ClusterJournal::new(&client)),
+        Some(p) if p.as_os_str() == CLUSTER_ARG => JournalStore::cluster(&client),
         Some(p) => JournalStore::File(p.to_path_buf()),
         // In a pod the local disk goes with the pod: the journal lives in the cluster.
-        None if !simulated && args.kube.in_cluster().is_some() => JournalStore::Cluster(ClusterJournal::new(&client)),
+        None if !simulated && args.kube.in_cluster().is_some() => JournalStore::cluster(&client),
         None => JournalStore::File(journal::default_path(server)),
     };
     let journal_path = match &store {

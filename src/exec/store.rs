@@ -41,10 +41,15 @@ const ANNOTATION_PREFIX: &str = "k8s-upgrade.dev/";
 /// A journal's home for one run.
 pub enum JournalStore {
     File(PathBuf),
-    Cluster(ClusterJournal),
+    Cluster(Box<ClusterJournal>),
 }
 
 impl JournalStore {
+    /// The journal's ConfigMap in the cluster `client` reaches.
+    pub fn cluster(client: &Client) -> JournalStore {
+        JournalStore::Cluster(Box::new(ClusterJournal::new(client)))
+    }
+
     /// Writes the whole journal; in the cluster, only over the version this run last saw.
     pub async fn save(&self, journal: &Journal) -> Result<(), JournalError> {
         match self {

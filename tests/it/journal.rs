@@ -15,16 +15,30 @@ use crate::sim::Cluster;
 
 const CM_PATH: &str = "/api/v1/namespaces/kube-system/configmaps/k8s-upgrade-journal";
 
-/// A machine of its own: HOME and XDG_STATE_HOME under `dir`, events in `dir`.
+/// A machine of its own: HOME and XDG_STATE_HOME under `dir`, events in `dir`, and the
+/// cluster's kubeconfig.
 struct Machine {
     dir: PathBuf,
+    kubeconfig: PathBuf,
 }
 
 impl Machine {
     fn new(c: &Cluster, name: &str) -> Machine {
         let dir = c.dir.join(name);
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        Machine { dir }
+        Machine { dir, kubeconfig: c.kubeconfig.clone() }
+    }
+
+    /// The same, reaching the cluster by another URL (as a laptop's load balancer and a pod's
+    /// service address differ): `localhost` for `127.0.0.1`, both in the serving certificate.
+    fn elsewhere(c: &Cluster, name: &str) -> Machine {
+        let m = Machine::new(c, name);
+        let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+        assert!(text.contains("https://127.0.0.1:"), "{text}");
+        // Named *.kubeconfig in the cluster's dir, so its credential is searched for in outputs.
+        let kubeconfig = c.dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig, text.replace("https://127.0.0.1:", "https://localhost:")).unwrap();
+        Machine { kubeconfig, ..m }
     }
 
     fn events(&self) -> PathBuf {
@@ -32,13 +46,13 @@ impl Machine {
     }
 
     /// `k8s-upgrade apply ARGS` from this machine, unattended, with the sim upgrader.
-    fn apply(&self, c: &Cluster, args: &[&str]) -> Command {
+    fn apply(&self, args: &[&str]) -> Command {
         let mut cmd = crate::common::command();
         cmd.env("HOME", self.dir.join("home"))
             .env("XDG_STATE_HOME", self.dir.join("state"))
             .arg("apply")
             .arg("--kubeconfig")
-            .arg(&c.kubeconfig)
+            .arg(&self.kubeconfig)
             .arg("--events")
             .arg(self.events())
             .args(["--yes", "--gate-passes", "1", "--upgrader", "sim", "--delete-emptydir-data", "--force"])
@@ -47,12 +61,12 @@ impl Machine {
         cmd
     }
 
-    fn spawn(&self, c: &Cluster, args: &[&str]) -> Child {
-        self.apply(c, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn apply")
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.apply(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn apply")
     }
 
     fn run(&self, c: &Cluster, args: &[&str]) -> Output {
-        let o = self.apply(c, args).output().expect("run apply");
+        let o = self.apply(args).output().expect("run apply");
         c.assert_no_credentials(&[&stdout(&o), &stderr(&o)]);
         o
     }
@@ -144,7 +158,7 @@ fn slow_demo() -> Cluster {
 fn a_run_killed_mid_drain_is_finished_from_another_home_with_the_journal_in_the_cluster() {
     let c = slow_demo();
     let a = Machine::new(&c, "machine-a");
-    let mut child = a.spawn(&c, &["--to", "1.25", "--journal", "cluster"]);
+    let mut child = a.spawn(&["--to", "1.25", "--journal", "cluster"]);
     a.wait_event(Duration::from_secs(90), worker_cordoned);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -162,8 +176,8 @@ fn a_run_killed_mid_drain_is_finished_from_another_home_with_the_journal_in_the_
     // Nothing of the journal was left on machine A's disk.
     assert!(!a.state_files().iter().any(|f| f.ends_with(".journal.json")), "{:?}", a.state_files());
 
-    // Machine B: another HOME and state directory, the same credentials.
-    let b = Machine::new(&c, "machine-b");
+    // Machine B: another HOME and state directory, the same credentials, another URL.
+    let b = Machine::elsewhere(&c, "machine-b");
     let o = b.run(&c, &["--resume", "--journal", "cluster"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains(&format!("run {run_id}")), "the same run continues: {}", stderr(&o));
@@ -189,7 +203,7 @@ fn a_run_killed_mid_drain_is_finished_from_another_home_with_the_journal_in_the_
 fn someone_else_writing_the_journal_stops_the_run_without_overwriting_it() {
     let c = slow_demo();
     let a = Machine::new(&c, "a");
-    let child = a.spawn(&c, &["--to", "1.25", "--journal", "cluster"]);
+    let child = a.spawn(&["--to", "1.25", "--journal", "cluster"]);
     a.wait_event(Duration::from_secs(90), worker_cordoned);
     let (status, body) = c.http(
         "PATCH",
@@ -214,7 +228,7 @@ fn resume_or_start_starts_when_there_is_no_run_and_continues_an_unfinished_one_t
     let c = slow_demo();
     let a = Machine::new(&c, "first-pod");
     assert!(journal_cm(&c).is_none());
-    let mut child = a.spawn(&c, &["--to", "1.25", "--journal", "cluster", "--resume-or-start"]);
+    let mut child = a.spawn(&["--to", "1.25", "--journal", "cluster", "--resume-or-start"]);
     a.wait_event(Duration::from_secs(90), worker_cordoned);
     child.kill().unwrap();
     child.wait().unwrap();
