@@ -822,8 +822,11 @@ fn check_config_map(name: &str, v: &Value) -> Result<(), ApiError> {
         let Some(map) = v.get(field).filter(|m| !m.is_null()) else { continue };
         let map = map.as_object().ok_or_else(|| ApiError::bad_request(&format!("{field} must be an object")))?;
         for (key, value) in map {
-            let text =
-                value.as_str().ok_or_else(|| ApiError::bad_request(&format!("{field}[{key}] must be a string")))?;
+            // Go's decoder leaves a null as the empty string.
+            let text = value
+                .as_str()
+                .or(value.is_null().then_some(""))
+                .ok_or_else(|| ApiError::bad_request(&format!("{field}[{key}] must be a string")))?;
             let valid = !key.is_empty()
                 && key.len() <= 253
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -1521,5 +1524,32 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
             }
         }
         _ => error_response(&ApiError::not_found_path(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_maps_are_held_to_the_apiserver_s_validation() {
+        use base64::Engine;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        let ok = json!({"data": {"a.b_c-d": "x", "empty": null}, "binaryData": {"blob": b64(1000)}});
+        assert!(check_config_map("cm", &ok).is_ok());
+        // 1 MiB of data and binaryData together is the most.
+        let exact = json!({"data": {"a": "x".repeat(1000)}, "binaryData": {"b": b64(1024 * 1024 - 1000)}});
+        assert!(check_config_map("cm", &exact).is_ok());
+        let over = json!({"data": {"a": "x".repeat(1001)}, "binaryData": {"b": b64(1024 * 1024 - 1000)}});
+        let e = check_config_map("cm", &over).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("Too long: may not be more than 1048576 bytes"), "{}", e.message);
+        let e = check_config_map("cm", &json!({"binaryData": {"b": "not base64!"}})).unwrap_err();
+        assert_eq!(e.code, 400);
+        let e = check_config_map("cm", &json!({"data": {"a/b": "x"}})).unwrap_err();
+        assert!(e.message.contains("a valid config key"), "{}", e.message);
+        let e = check_config_map("cm", &json!({"data": {"k": "x"}, "binaryData": {"k": b64(1)}})).unwrap_err();
+        assert!(e.message.contains("Duplicate value"), "{}", e.message);
+        assert_eq!(check_config_map("cm", &json!({"data": {"k": 1}})).unwrap_err().code, 400);
     }
 }
