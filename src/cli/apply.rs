@@ -17,6 +17,7 @@ use crate::exec::drain::DrainPolicy;
 use crate::exec::journal::{self, Journal, StepStatus};
 use crate::exec::managed::Provider;
 use crate::exec::operator::Unattended;
+use crate::exec::store::{CLUSTER_ARG, JournalStore};
 use crate::exec::upgrader::Upgrader;
 use crate::exec::{Cancel, CancelLevel, EventSink, ExecError, Executor, Operator, Options, Outcome};
 use crate::graph::{Facts, PathRequest, Target};
@@ -58,6 +59,11 @@ pub struct ApplyArgs {
     /// Continue the run recorded in the journal.
     #[arg(long)]
     pub resume: bool,
+
+    /// Continue the unfinished run in the journal if there is one (refused when it goes to
+    /// another version than --to), else start a new run: a retried Job runs the same command.
+    #[arg(long, requires = "to", conflicts_with_all = ["resume", "plan", "simulate"])]
+    pub resume_or_start: bool,
 
     /// The cluster is on its provider's long-term-support plan (AKS LTS): minors may be skipped
     /// to a higher minor still in long-term support. The Kubernetes API does not say, so tell it.
@@ -233,8 +239,10 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub break_lock: bool,
 
-    /// Journal file (default: under the user's state directory, named by cluster).
-    #[arg(long, value_name = "FILE")]
+    /// Where the journal is kept: `cluster` for the ConfigMap kube-system/k8s-upgrade-journal
+    /// (resumable from any machine; the default in a pod), or a file (`./cluster` for a file of
+    /// that name). Default: a file under the user's state directory, named by cluster.
+    #[arg(long, value_name = "FILE|cluster")]
     pub journal: Option<PathBuf>,
 
     /// Also write every event as a JSON line to FILE.
@@ -435,18 +443,27 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
 
 /// Asks the cluster, with SelfSubjectAccessReview, for every permission this run will use, and
 /// refuses with the whole list of what is missing before anything is locked or cordoned.
-async fn preflight(client: &kube::Client, args: &ApplyArgs, upgrader: &Upgrader) -> Result<(), CliError> {
+async fn preflight(
+    client: &kube::Client,
+    args: &ApplyArgs,
+    upgrader: &Upgrader,
+    cluster_journal: bool,
+) -> Result<(), CliError> {
     use crate::kubeapi::permissions::{self, Verdict};
     let sim_upgrader = matches!(upgrader, Upgrader::Sim);
     // A new run plans first, and the collector checks each read it makes (a refused one blocks
     // the plan, so apply stops there, before the lock); a resumed run reads without planning.
-    let mut checks: Vec<permissions::Check> = if args.resume { permissions::run_reads() } else { Vec::new() };
+    let mut checks: Vec<permissions::Check> =
+        if args.resume || args.resume_or_start { permissions::run_reads() } else { Vec::new() };
     // A dry run is checked for the same permissions: it rehearses the run it stands for.
     let node_jobs = match upgrader {
         Upgrader::NodeJob(job) => Some(job.namespace.as_str()),
         _ => None,
     };
     checks.extend(permissions::apply_rules(sim_upgrader, node_jobs).iter().flat_map(permissions::Rule::checks));
+    if cluster_journal {
+        checks.extend(permissions::cluster_journal_rules().iter().flat_map(permissions::Rule::checks));
+    }
     // Without the wait for volumes to detach, their reads are never made.
     if args.volume_detach_timeout.is_zero() {
         checks.retain(|c| !matches!(c, permissions::Check::Resource { resource, .. } if resource == "volumeattachments" || resource == "persistentvolumes"));
@@ -552,8 +569,18 @@ async fn apply(
     interactive: bool,
     simulated: bool,
 ) -> Result<Exit, CliError> {
-    preflight(&client, args, &options.upgrader).await?;
-    let journal_path = args.journal.clone().unwrap_or_else(|| journal::default_path(server));
+    let store = match args.journal.as_deref() {
+        Some(p) if p.as_os_str() == CLUSTER_ARG => JournalStore::cluster(&client),
+        Some(p) => JournalStore::File(p.to_path_buf()),
+        // In a pod the local disk goes with the pod: the journal lives in the cluster.
+        None if !simulated && args.kube.in_cluster().is_some() => JournalStore::cluster(&client),
+        None => JournalStore::File(journal::default_path(server)),
+    };
+    let journal_path = match &store {
+        JournalStore::File(p) => p.clone(),
+        JournalStore::Cluster(_) => PathBuf::new(),
+    };
+    preflight(&client, args, &options.upgrader, store.is_cluster()).await?;
     // The run's watches start while the plan is collected; they only read.
     let watches = {
         let client = client.clone();
@@ -564,10 +591,40 @@ async fn apply(
     };
     // The plan this run carries out, for --save-html (a resumed run has only its journal).
     let mut report_plan = None;
-    let journal = if args.resume {
-        let j = Journal::load(&journal_path)
-            .map_err(|e| CliError::error(format!("{e}; pass --journal FILE if the run used another journal")))?;
-        if j.cluster != server {
+    let existing = if args.resume || args.resume_or_start { Some(read_journal(&store).await) } else { None };
+    let continued = match existing {
+        None => None,
+        Some(Ok(Some(j))) if args.resume_or_start && !j.finished => {
+            same_target(&j, args.to.as_deref().unwrap_or("latest"), &store)?;
+            Some(j)
+        }
+        Some(found) if args.resume_or_start => {
+            refuse_unfinished_journal(&store, found)?;
+            None
+        }
+        Some(Ok(Some(j))) => Some(j),
+        Some(Ok(None)) => {
+            return Err(CliError::error(match &store {
+                JournalStore::Cluster(_) => format!(
+                    "there is no journal in the cluster ({}): nothing to resume; pass --journal FILE if the run kept its journal in a file",
+                    store.describe()
+                ),
+                JournalStore::File(p) => format!(
+                    "cannot read the journal {}: it does not exist; pass --journal FILE (or --journal cluster) if the run used another journal",
+                    p.display()
+                ),
+            }));
+        }
+        Some(Err(e)) => {
+            return Err(CliError::error(format!(
+                "{e}; pass --journal FILE (or --journal cluster) if the run used another journal"
+            )));
+        }
+    };
+    let journal = if let Some(j) = continued {
+        // A journal read from the cluster belongs to it whatever URL reaches it from here (an
+        // in-cluster service address, a laptop's load balancer); a file is checked.
+        if !store.is_cluster() && j.cluster != server {
             return Err(CliError::error(format!(
                 "the journal {} belongs to the cluster at {}, not {server}",
                 journal_path.display(),
@@ -592,7 +649,9 @@ async fn apply(
         }
         j
     } else {
-        refuse_unfinished_journal(&journal_path)?;
+        if !args.resume_or_start {
+            refuse_unfinished_journal(&store, read_journal(&store).await)?;
+        }
         let inv = live::collect(&client, catalog, &live::CollectOptions::default())
             .await
             .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?;
@@ -739,7 +798,7 @@ async fn apply(
         )
     };
     if !args.dry_run
-        && let Err(e) = journal.save()
+        && let Err(e) = store.save(&journal).await
     {
         if let Some(l) = &lock {
             l.release().await;
@@ -753,7 +812,7 @@ async fn apply(
         } else {
             format!("{} → {}", journal.from, journal.to)
         },
-        journal_path.display(),
+        store.describe(),
         if args.dry_run { " (dry run: nothing changes)" } else { "" }
     ));
     reporter
@@ -775,9 +834,17 @@ async fn apply(
     // target minor is upgraded.
     options.any_patch =
         matches!(journal.distro.as_str(), "eks" | "gke" | "aks") || matches!(options.upgrader, Upgrader::Provider(_));
-    options.log_file = (!args.dry_run).then(|| journal_path.with_extension("log"));
+    // Full command output stays on this machine: next to a file journal, or under the user's
+    // state directory for a journal in the cluster.
+    options.log_file = (!args.dry_run).then(|| match &store {
+        JournalStore::File(p) => p.with_extension("log"),
+        JournalStore::Cluster(_) => journal::default_path(server).with_extension("log"),
+    });
     options.lock = lock.as_ref().map_or_else(crate::exec::lock::LockWatch::never, |l| l.watch());
-    let executor = Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone());
+    let journal_arg = store.arg();
+    let journal_at = store.describe();
+    let executor =
+        Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone()).with_store(store);
     let started = std::time::Instant::now();
     let result = executor.run().await;
     signals.abort();
@@ -791,9 +858,21 @@ async fn apply(
     };
     let j = executor.journal().await;
     let exit = exit_of(&result);
-    summary(&j, &outcome, result.as_ref().err(), started.elapsed(), args, simulated);
+    summary(&j, &outcome, result.as_ref().err(), started.elapsed(), args, simulated, &journal_arg);
     if let Some(file) = &args.save_html {
-        save_html(file, report_plan.as_ref(), &j, &outcome, &result, exit, started.elapsed(), args, simulated);
+        save_html(
+            file,
+            report_plan.as_ref(),
+            &j,
+            &outcome,
+            &result,
+            exit,
+            started.elapsed(),
+            args,
+            simulated,
+            &journal_arg,
+            journal_at,
+        );
     }
     reporter.record(serde_json::json!({"event": "run-end", "exit": exit as u8}));
     Ok(exit)
@@ -811,6 +890,8 @@ fn save_html(
     took: Duration,
     args: &ApplyArgs,
     simulated: bool,
+    journal_arg: &str,
+    journal_at: String,
 ) {
     let error = result.as_ref().err();
     let run = render::html::RunView {
@@ -821,43 +902,91 @@ fn save_html(
         nodes_done: outcome.nodes_done.len(),
         took,
         dry_run: args.dry_run,
-        continue_with: (error.is_some() && !j.finished && !simulated && !args.dry_run).then(|| resume_command(&j.path)),
+        continue_with: (error.is_some() && !j.finished && !simulated && !args.dry_run)
+            .then(|| resume_command(journal_arg)),
         ended: journal::Stamp::now(),
+        journal_at,
     };
     match super::plan::write_atomically(file, &render::html::apply_html(plan, &run)) {
-        Ok(()) => eprintln!("HTML report written to {}", file.display()),
-        Err(e) => eprintln!(
-            "warning: --save-html {}: {e}; the report was not written (the run's exit code is unchanged)",
+        Ok(()) => super::logging::say(&format!("HTML report written to {}", file.display())),
+        Err(e) => super::logging::warn(&format!(
+            "--save-html {}: {e}; the report was not written (the run's exit code is unchanged)",
             file.display()
+        )),
+    }
+}
+
+/// The journal in `store`, if there is one (a file journal that does not exist is none).
+async fn read_journal(store: &JournalStore) -> Result<Option<Journal>, journal::JournalError> {
+    match store {
+        JournalStore::File(p) if !p.exists() => Ok(None),
+        JournalStore::File(p) => Journal::load(p).map(Some),
+        JournalStore::Cluster(c) => c.load().await,
+    }
+}
+
+/// How to throw a journal away, for messages.
+fn discard_hint(store: &JournalStore) -> String {
+    match store {
+        JournalStore::File(p) => format!("or move {} away to discard it", p.display()),
+        JournalStore::Cluster(_) => format!(
+            "or discard it with `kubectl -n {} delete configmap {}`",
+            crate::exec::store::CONFIGMAP_NAMESPACE,
+            crate::exec::store::CONFIGMAP_NAME
         ),
     }
 }
 
 /// A new run must not write over the journal of one that has not finished: that journal is the
 /// only record of which nodes it cordoned.
-fn refuse_unfinished_journal(path: &std::path::Path) -> Result<(), CliError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let discard = format!("or move {} away to discard it", path.display());
-    match Journal::load(path) {
-        Ok(j) if j.finished => Ok(()),
-        Ok(j) => {
+fn refuse_unfinished_journal(
+    store: &JournalStore,
+    found: Result<Option<Journal>, journal::JournalError>,
+) -> Result<(), CliError> {
+    let discard = discard_hint(store);
+    match found {
+        Ok(None) => Ok(()),
+        Ok(Some(j)) if j.finished => Ok(()),
+        Ok(Some(j)) => {
             let cordoned: Vec<String> = j.left_cordoned().into_iter().map(|(n, p)| format!("{n} ({p:?})")).collect();
             Err(CliError::error(format!(
                 "the journal {} holds the unfinished run {}{}: continue it with `k8s-upgrade apply --resume --journal {}`, {discard} (its nodes stay as they are)",
-                path.display(),
+                store.describe(),
                 j.run_id,
                 if cordoned.is_empty() {
                     String::new()
                 } else {
                     format!(", which left cordoned {}", cordoned.join(", "))
                 },
-                quote(&path.display().to_string()),
+                quote(&store.arg()),
             )))
         }
         Err(e) => Err(CliError::error(format!("{e}; a new run will not write over it: look at it, {discard}"))),
     }
+}
+
+/// `--resume-or-start` continues an unfinished run only towards the version it was asked for:
+/// a Job's command line names its target, and a different one means a different intent.
+fn same_target(j: &Journal, to: &str, store: &JournalStore) -> Result<(), CliError> {
+    let wanted = to.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
+    let same = match &wanted {
+        // What `latest` meant is decided when a run is planned; the run under way decided it.
+        Target::Latest => true,
+        Target::Version(v) => {
+            v.minor_version() == j.to.minor_version() && v.patch.is_none_or(|p| j.to.patch == Some(p))
+        }
+    };
+    if same {
+        return Ok(());
+    }
+    Err(CliError::error(format!(
+        "the journal {} holds the unfinished run {} to {}, not --to {to}: finish it with `k8s-upgrade apply --resume --journal {}`, {} (its nodes stay as they are), then start again",
+        store.describe(),
+        j.run_id,
+        j.to,
+        quote(&store.arg()),
+        discard_hint(store)
+    )))
 }
 
 /// The documented exit code of a run's result.
@@ -904,6 +1033,7 @@ fn summary(
     took: Duration,
     args: &ApplyArgs,
     simulated: bool,
+    journal_arg: &str,
 ) {
     let done = j.steps.iter().filter(|s| s.status == StepStatus::Done).count();
     let skipped: Vec<&journal::JournalStep> = j.steps.iter().filter(|s| s.status == StepStatus::Skipped).collect();
@@ -968,14 +1098,14 @@ fn summary(
         } else if simulated {
             out.push_str("  (the simulator's state ends with this process, so this run cannot be resumed)\n");
         } else if !args.dry_run {
-            out.push_str(&format!("  to continue: {}\n", resume_command(&j.path)));
+            out.push_str(&format!("  to continue: {}\n", resume_command(journal_arg)));
         }
     }
     super::print_result(&out);
 }
 
 /// The command that continues this run: the same flags, with --resume in place of --to/--plan.
-fn resume_command(journal: &std::path::Path) -> String {
+fn resume_command(journal: &str) -> String {
     let mut out = vec!["k8s-upgrade".to_string(), "apply".into(), "--resume".into()];
     let mut args = std::env::args().skip(2).peekable();
     let mut has_journal = false;
@@ -984,7 +1114,7 @@ fn resume_command(journal: &std::path::Path) -> String {
             "--to" | "--plan" | "--events" => {
                 args.next();
             }
-            "--resume" => {}
+            "--resume" | "--resume-or-start" => {}
             _ if a.starts_with("--to=") || a.starts_with("--plan=") || a.starts_with("--events=") => {}
             _ => {
                 has_journal |= a == "--journal" || a.starts_with("--journal=");
@@ -994,7 +1124,7 @@ fn resume_command(journal: &std::path::Path) -> String {
     }
     if !has_journal {
         out.push("--journal".into());
-        out.push(journal.display().to_string());
+        out.push(journal.to_string());
     }
     // Shown for copying: quoted where a shell would split or expand.
     out.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")

@@ -30,16 +30,29 @@ pub struct KubeArgs {
 }
 
 impl KubeArgs {
-    /// Connects as these flags say, checking the server once; errors are one line.
+    /// Connects as these flags say, checking the server once; errors are one line. In a pod,
+    /// with no kubeconfig named (no --kubeconfig, --context or KUBECONFIG), as its ServiceAccount.
     pub async fn connect(&self) -> Result<crate::kubeapi::Connection, CliError> {
         let opts = crate::kubeapi::ConnectOptions {
             context: self.context.clone(),
             exec_timeout: self.exec_timeout,
             connect_timeout: Some(self.connect_timeout),
         };
-        crate::kubeapi::connect(crate::kubeapi::KubeconfigSource::from_flag(self.kubeconfig.as_deref()), &opts)
-            .await
-            .map_err(|e| CliError::error(e.to_string()))
+        let source = match self.in_cluster() {
+            Some(ic) => crate::kubeapi::KubeconfigSource::InCluster(ic),
+            None => crate::kubeapi::KubeconfigSource::from_flag(self.kubeconfig.as_deref()),
+        };
+        crate::kubeapi::connect(source, &opts).await.map_err(|e| CliError::error(e.to_string()))
+    }
+
+    /// The pod's ServiceAccount, when this runs in a pod and no kubeconfig was named (as
+    /// client-go falls back to the in-cluster config only then).
+    pub fn in_cluster(&self) -> Option<crate::kubeapi::incluster::InCluster> {
+        let kubeconfig_env = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+        if self.kubeconfig.is_some() || self.context.is_some() || kubeconfig_env {
+            return None;
+        }
+        crate::kubeapi::incluster::detect()
     }
 }
 

@@ -20,9 +20,17 @@ pub enum RbacJob {
     HelmFix,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JournalPlace {
+    /// A file on the machine that runs apply.
+    File,
+    /// The ConfigMap kube-system/k8s-upgrade-journal.
+    Cluster,
+}
+
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for helm-releases --user alice@example.com\n  k8s-upgrade rbac --for helm-fix --user alice@example.com"
+    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for apply --journal cluster --service-account kube-system:k8s-upgrade\n  k8s-upgrade rbac --for helm-releases --user alice@example.com\n  k8s-upgrade rbac --for helm-fix --user alice@example.com"
 )]
 pub struct RbacArgs {
     /// Which job the roles are for.
@@ -37,6 +45,11 @@ pub struct RbacArgs {
     /// For `--for apply --upgrader kubeadm`: the namespace node jobs run in.
     #[arg(long, value_name = "NAMESPACE", default_value = crate::exec::node_job::DEFAULT_NAMESPACE)]
     pub node_job_namespace: String,
+
+    /// For `--for apply`: where apply keeps its journal; `cluster` adds the rules for its
+    /// ConfigMap in kube-system (`--journal cluster`, and the default in a pod).
+    #[arg(long, value_enum, default_value_t = JournalPlace::File)]
+    pub journal: JournalPlace,
 
     /// Bind the roles to this user (repeatable).
     #[arg(long, value_name = "NAME")]
@@ -62,7 +75,11 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
             let sim = args.upgrader == super::apply::UpgraderKind::Sim;
             let node_jobs =
                 (args.upgrader == super::apply::UpgraderKind::Kubeadm).then_some(args.node_job_namespace.as_str());
-            ("k8s-upgrade-apply", permissions::apply_rules_beyond_plan(&catalog, sim, node_jobs))
+            let mut rules = permissions::apply_rules_beyond_plan(&catalog, sim, node_jobs);
+            if args.journal == JournalPlace::Cluster {
+                rules.extend(permissions::cluster_journal_rules());
+            }
+            ("k8s-upgrade-apply", rules)
         }
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
         RbacJob::HelmFix => ("k8s-upgrade-helm-fix", permissions::helm_fix_rules()),

@@ -14,7 +14,7 @@ use crate::version::Version;
 
 pub const JOURNAL_API_VERSION: &str = "k8s-upgrade.dev/v1alpha1";
 /// Largest journal read back.
-const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -221,6 +221,15 @@ pub enum JournalError {
     Write { path: String, message: String },
     #[error("cannot read the journal {path}: {message}")]
     Read { path: String, message: String },
+    /// Someone else wrote the journal since this run last did (a cluster journal only).
+    #[error(
+        "the journal {path} was written by someone else: {message}; this run stopped rather than overwrite it. Find out who (kubectl -n kube-system get configmap k8s-upgrade-journal -o yaml), and once only one run acts on the cluster continue with `k8s-upgrade apply --resume --journal cluster`"
+    )]
+    Conflict { path: String, message: String },
+    #[error(
+        "the journal does not fit in {path}: {size} bytes compressed with its command output left out, more than the {limit} allowed; keep it in a file instead (--journal FILE)"
+    )]
+    TooLarge { path: String, size: usize, limit: usize },
 }
 
 impl Journal {
@@ -343,11 +352,17 @@ impl Journal {
             return Err(rerr(format!("larger than {MAX_JOURNAL_BYTES} bytes")));
         }
         let text = std::fs::read(path).map_err(|e| rerr(e.to_string()))?;
-        let mut j: Journal = serde_json::from_slice(&text).map_err(|e| rerr(e.to_string()))?;
-        if j.api_version != JOURNAL_API_VERSION || j.kind != "ApplyJournal" {
-            return Err(rerr(format!("not an apply journal ({} {})", j.api_version, j.kind)));
-        }
+        let mut j = Journal::from_json(&text).map_err(rerr)?;
         j.path = path.to_path_buf();
+        Ok(j)
+    }
+
+    /// A journal from its JSON, checked to be one (without a path).
+    pub fn from_json(text: &[u8]) -> Result<Journal, String> {
+        let j: Journal = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        if j.api_version != JOURNAL_API_VERSION || j.kind != "ApplyJournal" {
+            return Err(format!("not an apply journal ({} {})", j.api_version, j.kind));
+        }
         Ok(j)
     }
 

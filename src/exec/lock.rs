@@ -7,7 +7,9 @@
 //! a holder whose clock is off is never mistaken for a dead one. The holder identity is
 //! `user@host/run-id/pid.nonce`: a second process resuming the same run while the first still
 //! lives is refused, not treated as the same holder; a holder on this machine whose process is
-//! gone (a killed run resumed at once) is taken over without waiting for its lease to lapse. A renewer that sees the lease taken, deleted, or
+//! gone (a killed run resumed at once) is taken over without waiting for its lease to lapse,
+//! and a holder of the same run on another machine (a retried Job's pod, a resume from a
+//! laptop) is watched for a lease duration and taken over only if it did not renew. A renewer that sees the lease taken, deleted, or
 //! not renewable for [`RENEW_DEADLINE`] reports it as lost; the executor stops at its next safe
 //! point. Release deletes the lease only with the resourceVersion and UID this run last wrote.
 
@@ -110,11 +112,21 @@ fn run_of(holder: &str) -> Option<&str> {
     parts.next().map(|_| run)
 }
 
+/// The host in a holder identity `user@host/...`.
+fn host_of(holder: &str) -> Option<&str> {
+    holder.split('/').next().and_then(|u| u.split_once('@')).map(|(_, host)| host)
+}
+
+/// Whether `theirs` holds the lock for the run `ours` resumes, from another machine: a pod of a
+/// retried Job, or a laptop after a bastion died. Its process cannot be asked, so it is watched.
+fn same_run_elsewhere(ours: &str, theirs: &str) -> bool {
+    run_of(ours).is_some() && run_of(ours) == run_of(theirs) && host_of(ours) != host_of(theirs)
+}
+
 /// Whether `theirs` is a holder on this machine (the same host as `ours`) whose process is gone:
 /// identities end in `/PID.NONCE`. A holder elsewhere cannot be judged this way.
 fn local_holder_gone(ours: &str, theirs: &str) -> bool {
-    let host = |h: &str| h.split('/').next().and_then(|u| u.split_once('@')).map(|(_, host)| host.to_string());
-    if host(ours).is_none() || host(ours) != host(theirs) {
+    if host_of(ours).is_none() || host_of(ours) != host_of(theirs) {
         return false;
     }
     let Some(pid) = theirs
@@ -173,17 +185,27 @@ pub async fn acquire(
                         s.holder
                     ));
                 } else if !s.holder.is_empty() && !break_lock {
-                    if s.age <= s.duration {
+                    let elsewhere = same_run_elsewhere(holder, &s.holder);
+                    if s.age <= s.duration && !elsewhere {
                         return Err(refusal(holder, s));
                     }
-                    // It looks abandoned by its own clock; believe it only after watching it
-                    // stay unchanged for a whole lease duration.
-                    waiting(format!(
-                        "the cluster lock held by {} was last renewed {}s ago by its clock; watching it for {}s to be sure that run is gone",
-                        s.holder,
-                        if s.age == i64::MAX { "never".to_string() } else { s.age.to_string() },
-                        s.duration
-                    ));
+                    // It looks abandoned by its own clock, or it is this very run's from a
+                    // machine whose process cannot be asked: believe it gone only after watching
+                    // it stay unchanged for a whole lease duration (a live holder renews well
+                    // within one).
+                    waiting(if elsewhere && s.age <= s.duration {
+                        format!(
+                            "the cluster lock is held by {}, this run's holder on another machine (renewed {}s ago by its clock); watching it for {}s: if that process is gone the lock is taken over, if it still renews this one stops",
+                            s.holder, s.age, s.duration
+                        )
+                    } else {
+                        format!(
+                            "the cluster lock held by {} was last renewed {}s ago by its clock; watching it for {}s to be sure that run is gone",
+                            s.holder,
+                            if s.age == i64::MAX { "never".to_string() } else { s.age.to_string() },
+                            s.duration
+                        )
+                    });
                     let since = Instant::now();
                     let mut changed = None;
                     while since.elapsed() < Duration::from_secs(s.duration.max(0) as u64) {
@@ -313,6 +335,15 @@ mod tests {
         // Another host, or an identity without a PID, is not judged.
         assert!(!local_holder_gone(&me, "alice@other/r1/2147483646.0001"));
         assert!(!local_holder_gone(&me, "alice@bastion/run-1"));
+    }
+
+    #[test]
+    fn the_same_run_held_from_another_machine_is_watched_not_refused() {
+        assert!(same_run_elsewhere("root@job-pod-2/18f2-ab/1.0001", "root@job-pod-1/18f2-ab/1.00ff"));
+        // The same machine is judged by its process; another run is refused.
+        assert!(!same_run_elsewhere("root@job-pod-1/18f2-ab/7.0001", "root@job-pod-1/18f2-ab/1.00ff"));
+        assert!(!same_run_elsewhere("root@job-pod-2/18f2-ab/1.0001", "root@job-pod-1/other/1.00ff"));
+        assert!(!same_run_elsewhere("root@job-pod-2/18f2-ab/1.0001", "legacy-holder"));
     }
 
     #[test]

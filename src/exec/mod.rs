@@ -32,6 +32,7 @@ pub mod operator;
 mod removals;
 pub mod rollout;
 mod steps;
+pub mod store;
 pub mod upgrader;
 pub mod volumes;
 pub mod window;
@@ -118,6 +119,8 @@ pub struct Executor<'a> {
     durations: Mutex<Vec<f64>>,
     outcome: Mutex<Outcome>,
     saving: tokio::sync::Mutex<()>,
+    /// Where each save goes (the journal's file unless [`Executor::with_store`] says otherwise).
+    store: store::JournalStore,
 }
 
 impl<'a> Executor<'a> {
@@ -131,6 +134,7 @@ impl<'a> Executor<'a> {
         cancel: Cancel,
     ) -> Self {
         let durations = journal.nodes.values().filter_map(|r| r.seconds).collect();
+        let store = store::JournalStore::File(journal.path.clone());
         Executor {
             client,
             cache,
@@ -143,7 +147,14 @@ impl<'a> Executor<'a> {
             durations: Mutex::new(durations),
             outcome: Mutex::new(Outcome::default()),
             saving: tokio::sync::Mutex::new(()),
+            store,
         }
+    }
+
+    /// Keeps the journal in `store` (a cluster journal, say) instead of its file.
+    pub fn with_store(mut self, store: store::JournalStore) -> Self {
+        self.store = store;
+        self
     }
 
     /// The journal as it stands.
@@ -166,7 +177,7 @@ impl<'a> Executor<'a> {
 
     async fn save<F: FnOnce(&mut Journal)>(&self, f: F) -> Result<(), ExecError> {
         // One save at a time, in the order of the changes: nodes rolling together share the
-        // journal and its temp file.
+        // journal, its temp file and the ConfigMap's resourceVersion.
         let _one = self.saving.lock().await;
         let mut j = self.journal.lock().await;
         f(&mut j);
@@ -176,10 +187,7 @@ impl<'a> Executor<'a> {
         let copy = j.clone();
         drop(j);
         let started = Instant::now();
-        // Written on a blocking thread: an fsync must not stall the runtime's workers.
-        tokio::task::spawn_blocking(move || copy.save())
-            .await
-            .map_err(|e| ExecError::Failed(format!("the journal writer stopped: {e}")))??;
+        self.store.save(&copy).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal written");
         Ok(())
     }

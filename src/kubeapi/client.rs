@@ -40,6 +40,8 @@ pub enum KubeconfigSource {
     /// Already in memory (the built-in simulator hands its kubeconfig over this way, so no
     /// credential is ever written to a temporary file).
     Inline(Box<Kubeconfig>),
+    /// The pod's ServiceAccount (see [`super::incluster`]).
+    InCluster(super::incluster::InCluster),
 }
 
 impl KubeconfigSource {
@@ -55,6 +57,7 @@ impl KubeconfigSource {
             },
             KubeconfigSource::File(p) => p.display().to_string(),
             KubeconfigSource::Inline(_) => "the simulator's kubeconfig".into(),
+            KubeconfigSource::InCluster(ic) => ic.describe(),
         }
     }
 }
@@ -105,6 +108,9 @@ fn load(source: &KubeconfigSource) -> Result<Kubeconfig, ConnectError> {
         KubeconfigSource::Default => Kubeconfig::read().map_err(err),
         KubeconfigSource::File(p) => Kubeconfig::read_from(p).map_err(err),
         KubeconfigSource::Inline(kc) => Ok((**kc).clone()),
+        KubeconfigSource::InCluster(ic) => {
+            ic.kubeconfig().map_err(|message| ConnectError::Kubeconfig { source_name: source.describe(), message })
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod errors;
 pub mod exec;
+pub mod incluster;
 pub mod permissions;
 pub mod redact;
 pub mod retry;

@@ -326,6 +326,36 @@ pub fn apply_rules(sim_upgrader: bool, node_jobs: Option<&str>) -> Vec<Rule> {
     rules
 }
 
+/// The journal's ConfigMap (see `exec::store`), name and namespace.
+pub const JOURNAL_CONFIGMAP: &str = "k8s-upgrade-journal";
+
+/// What `apply --journal cluster` needs besides [`apply_rules`]: its journal's ConfigMap next to
+/// the lock, and nothing else of kube-system's ConfigMaps (writes replace it with the version
+/// last read, so neither `patch` nor `list` is needed).
+pub fn cluster_journal_rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            namespace: Some(LOCK_NAMESPACE.into()),
+            ..Rule::resource(
+                &["create"],
+                "",
+                &["configmaps"],
+                "--journal cluster: create the run's journal (create cannot be limited to one name)",
+            )
+        },
+        Rule {
+            namespace: Some(LOCK_NAMESPACE.into()),
+            resource_names: vec![JOURNAL_CONFIGMAP],
+            ..Rule::resource(
+                &["get", "update"],
+                "",
+                &["configmaps"],
+                "--journal cluster: read the journal to resume it from any machine, and write it at every phase, and nothing but it",
+            )
+        },
+    ]
+}
+
 /// The apply role as printed: [`apply_rules`] without the verbs the plan role already grants
 /// (the two are bound together, and a duplicate would be a rule nobody could prove needed). The
 /// catalog decides: listing VolumeAttachments, say, is in the plan role while the catalog lists

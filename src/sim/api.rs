@@ -241,16 +241,23 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             _ => error_response(&ApiError::method_not_allowed(method.as_str(), &path)),
         };
     }
-    // Kubernetes protobuf is read only for the access reviews (as `kubectl auth` sends them);
-    // anywhere else say so plainly rather than call the body malformed JSON.
-    if matches!(method, Method::POST | Method::PUT | Method::PATCH)
-        && headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with(super::proto::MEDIA_TYPE))
-    {
+    // Kubernetes protobuf is read only for the access reviews (as `kubectl auth` sends them) and
+    // TokenRequests (as `kubectl create token` sends them); anywhere else say so plainly rather
+    // than call the body malformed JSON.
+    let protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with(super::proto::MEDIA_TYPE));
+    let body = if protobuf && method == Method::POST && def.resource == "serviceaccounts" && sub == "token" {
+        match super::proto::decode_token_request(&body) {
+            Ok(v) => Bytes::from(v.to_string()),
+            Err(e) => return error_response(&ApiError::bad_request(&e)),
+        }
+    } else if protobuf && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
         return error_response(&ApiError::unsupported_media(super::proto::MEDIA_TYPE));
-    }
+    } else {
+        body
+    };
     // RBAC's escalation check on writes to roles and bindings (no-op for everything else).
     let guard = |obj: &Value| escalation(&sim, &authorizer, &user, &def, &target, obj);
     // NamespaceLifecycle: nothing new (objects, evictions) in a namespace being deleted.
@@ -270,6 +277,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         (&Method::GET, true, "log") if def.resource == "pods" => return pod_log(sim.clone(), &target, &query),
         (&Method::POST, false, _) => {
             parse_body(&body).and_then(|o| guard(&o)).and_then(|()| create(&sim, &def, &target, &body, dry_run))
+        }
+        (&Method::POST, true, "token") if def.resource == "serviceaccounts" && def.group.is_empty() => {
+            super::token::create(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body, dry_run)
+                .map(|(code, v)| json_response(code, &v))
         }
         (&Method::POST, true, "eviction") if def.resource == "pods" => {
             pdb::evict(&sim, &target_ns(&target), target.name.as_deref().unwrap_or_default(), &body, dry_run)
@@ -793,6 +804,72 @@ fn check_shape(def: &ResourceDef, name: &str, v: &Value) -> Result<(), ApiError>
         if v.pointer(&format!("/metadata/{field}")).is_some_and(|m| !m.is_object() && !m.is_null()) {
             return bad(&format!("metadata.{field}"));
         }
+    }
+    if def.group.is_empty() && def.resource == "configmaps" {
+        check_config_map(name, v)?;
+    }
+    Ok(())
+}
+
+/// A ConfigMap as the apiserver decodes and validates it: `data` strings, `binaryData` base64,
+/// keys of `[-._a-zA-Z0-9]` in one of the two only, and at most 1 MiB of both together.
+fn check_config_map(name: &str, v: &Value) -> Result<(), ApiError> {
+    use base64::Engine;
+    const MAX: usize = 1024 * 1024;
+    let mut total = 0;
+    let mut keys = std::collections::BTreeSet::new();
+    for (field, binary) in [("data", false), ("binaryData", true)] {
+        let Some(map) = v.get(field).filter(|m| !m.is_null()) else { continue };
+        let map = map.as_object().ok_or_else(|| ApiError::bad_request(&format!("{field} must be an object")))?;
+        for (key, value) in map {
+            // Go's decoder leaves a null as the empty string.
+            let text = value
+                .as_str()
+                .or(value.is_null().then_some(""))
+                .ok_or_else(|| ApiError::bad_request(&format!("{field}[{key}] must be a string")))?;
+            let valid = !key.is_empty()
+                && key.len() <= 253
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && key != "."
+                && key != "..";
+            if !valid {
+                return Err(ApiError::invalid_field(
+                    "ConfigMap",
+                    name,
+                    &format!("{field}[{key}]"),
+                    "FieldValueInvalid",
+                    &format!(
+                        "Invalid value: \"{key}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+                    ),
+                ));
+            }
+            if !keys.insert(key.clone()) {
+                return Err(ApiError::invalid_field(
+                    "ConfigMap",
+                    name,
+                    &format!("data[{key}]"),
+                    "FieldValueDuplicate",
+                    &format!("Duplicate value: \"{key}\""),
+                ));
+            }
+            total += if binary {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| ApiError::bad_request(&format!("{field}[{key}]: illegal base64 data ({e})")))?
+                    .len()
+            } else {
+                text.len()
+            };
+        }
+    }
+    if total > MAX {
+        return Err(ApiError::invalid_field(
+            "ConfigMap",
+            name,
+            "[]",
+            "FieldValueTooLong",
+            &format!("Too long: may not be more than {MAX} bytes"),
+        ));
     }
     Ok(())
 }
@@ -1460,5 +1537,32 @@ fn control(sim: &Sim, method: &Method, path: &str, body: &Bytes) -> Response {
             }
         }
         _ => error_response(&ApiError::not_found_path(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_maps_are_held_to_the_apiserver_s_validation() {
+        use base64::Engine;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        let ok = json!({"data": {"a.b_c-d": "x", "empty": null}, "binaryData": {"blob": b64(1000)}});
+        assert!(check_config_map("cm", &ok).is_ok());
+        // 1 MiB of data and binaryData together is the most.
+        let exact = json!({"data": {"a": "x".repeat(1000)}, "binaryData": {"b": b64(1024 * 1024 - 1000)}});
+        assert!(check_config_map("cm", &exact).is_ok());
+        let over = json!({"data": {"a": "x".repeat(1001)}, "binaryData": {"b": b64(1024 * 1024 - 1000)}});
+        let e = check_config_map("cm", &over).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("Too long: may not be more than 1048576 bytes"), "{}", e.message);
+        let e = check_config_map("cm", &json!({"binaryData": {"b": "not base64!"}})).unwrap_err();
+        assert_eq!(e.code, 400);
+        let e = check_config_map("cm", &json!({"data": {"a/b": "x"}})).unwrap_err();
+        assert!(e.message.contains("a valid config key"), "{}", e.message);
+        let e = check_config_map("cm", &json!({"data": {"k": "x"}, "binaryData": {"k": b64(1)}})).unwrap_err();
+        assert!(e.message.contains("Duplicate value"), "{}", e.message);
+        assert_eq!(check_config_map("cm", &json!({"data": {"k": 1}})).unwrap_err().code, 400);
     }
 }

@@ -35,15 +35,28 @@ pub struct ImpersonationRefused(pub String);
 /// The bearer tokens the simulator accepts.
 #[derive(Debug, Default)]
 pub struct Tokens {
-    by_token: RwLock<HashMap<String, UserInfo>>,
+    by_token: RwLock<HashMap<String, (UserInfo, Option<Binding>)>>,
+}
+
+/// What a token from the TokenRequest API is bound to: the ServiceAccount's UID (a deleted and
+/// recreated ServiceAccount does not inherit its tokens) and an expiry.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub uid: String,
+    pub expires: std::time::SystemTime,
 }
 
 impl Tokens {
     pub fn insert(&self, token: String, user: UserInfo) {
-        self.by_token.write().unwrap_or_else(|p| p.into_inner()).insert(token, user);
+        self.by_token.write().unwrap_or_else(|p| p.into_inner()).insert(token, (user, None));
     }
 
-    fn get(&self, token: &str) -> Option<UserInfo> {
+    /// A token issued by the TokenRequest API.
+    pub fn insert_bound(&self, token: String, user: UserInfo, binding: Binding) {
+        self.by_token.write().unwrap_or_else(|p| p.into_inner()).insert(token, (user, Some(binding)));
+    }
+
+    fn get(&self, token: &str) -> Option<(UserInfo, Option<Binding>)> {
         self.by_token.read().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
     }
 }
@@ -81,11 +94,15 @@ pub fn authenticate(
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(Unauthorized);
         }
-        let user = tokens.get(token.trim()).ok_or(Unauthorized)?;
-        if let Some((ns, name)) = user.name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':'))
-            && store.get(&super::store::StorageKey::core("serviceaccounts"), ns, name).is_none()
-        {
-            return Err(Unauthorized);
+        let (user, binding) = tokens.get(token.trim()).ok_or(Unauthorized)?;
+        if let Some((ns, name)) = user.name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+            let account =
+                store.get(&super::store::StorageKey::core("serviceaccounts"), ns, name).ok_or(Unauthorized)?;
+            if let Some(b) = binding
+                && (*account.meta.uid != *b.uid || std::time::SystemTime::now() >= b.expires)
+            {
+                return Err(Unauthorized);
+            }
         }
         return Ok(with_authenticated(user));
     }

@@ -31,6 +31,7 @@ mod status;
 mod store;
 mod tables;
 pub mod tls;
+pub mod token;
 mod volumes;
 
 use std::net::SocketAddr;
@@ -432,7 +433,7 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), SimError> {
 }
 
 /// 32 random bytes from the system's generator, hex.
-fn random_token() -> std::io::Result<String> {
+pub(crate) fn random_token() -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;

@@ -1,7 +1,8 @@
 //! Just enough of Kubernetes' protobuf wire format to read the review requests kubectl sends as
 //! `application/vnd.kubernetes.protobuf` (`kubectl auth can-i` does): the `k8s\0` envelope, the
 //! `runtime.Unknown` wrapper, and the spec fields of SelfSubjectAccessReview,
-//! SelfSubjectRulesReview and SelfSubjectReview, turned into the JSON those handlers read. Every
+//! SelfSubjectRulesReview, SelfSubjectReview and TokenRequest (`kubectl create token` sends
+//! one), turned into the JSON those handlers read. Every
 //! length is checked against the input; malformed input is an error, never a panic.
 
 use serde_json::{Map, Value, json};
@@ -11,8 +12,9 @@ pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 const MAGIC: &[u8] = b"k8s\0";
 
 enum Field<'a> {
-    /// A number or fixed-width value: none of the fields we read is one.
+    /// A fixed-width value: none of the fields we read is one.
     Scalar,
+    Varint(u64),
     Bytes(&'a [u8]),
 }
 
@@ -37,10 +39,7 @@ fn fields(buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, String> {
         let key = varint(buf, &mut pos)?;
         let (number, wire) = (key >> 3, key & 7);
         let field = match wire {
-            0 => {
-                varint(buf, &mut pos)?;
-                Field::Scalar
-            }
+            0 => Field::Varint(varint(buf, &mut pos)?),
             2 => {
                 let len = usize::try_from(varint(buf, &mut pos)?).map_err(|_| "length too large")?;
                 let end = pos.checked_add(len).filter(|e| *e <= buf.len()).ok_or("length past the end")?;
@@ -80,6 +79,36 @@ fn strings(buf: &[u8], names: &[(u64, &str)]) -> Result<Map<String, Value>, Stri
         }
     }
     Ok(out)
+}
+
+/// Decodes an enveloped TokenRequest to its JSON form: `spec.audiences` (field 1, repeated) and
+/// `spec.expirationSeconds` (field 4), the fields the handler reads.
+pub fn decode_token_request(body: &[u8]) -> Result<Value, String> {
+    let inner = body.strip_prefix(MAGIC).ok_or("the body lacks the k8s protobuf envelope")?;
+    let unknown = fields(inner)?;
+    let type_meta = strings(bytes_of(&unknown, 1).unwrap_or_default(), &[(1, "apiVersion"), (2, "kind")])?;
+    if type_meta.get("kind").and_then(Value::as_str) != Some("TokenRequest") {
+        return Err("the protobuf body is not a TokenRequest".into());
+    }
+    let object = fields(bytes_of(&unknown, 2).unwrap_or_default())?;
+    let spec = fields(bytes_of(&object, 2).unwrap_or_default())?;
+    let mut audiences = Vec::new();
+    let mut seconds = None;
+    for (number, field) in &spec {
+        match (number, field) {
+            (1, Field::Bytes(b)) => {
+                audiences.push(std::str::from_utf8(b).map_err(|_| "an audience is not UTF-8")?.to_string())
+            }
+            // int64 on the wire: a negative value is its two's complement.
+            (4, Field::Varint(v)) => seconds = Some(*v as i64),
+            _ => {}
+        }
+    }
+    Ok(json!({
+        "apiVersion": type_meta.get("apiVersion").cloned().unwrap_or(Value::Null),
+        "kind": "TokenRequest",
+        "spec": {"audiences": audiences, "expirationSeconds": seconds},
+    }))
 }
 
 /// Decodes an enveloped review request to its JSON form (apiVersion, kind, spec).
@@ -150,6 +179,23 @@ mod tests {
         let v = decode_review(&body).unwrap();
         assert_eq!(v["spec"]["resourceAttributes"]["subresource"], "eviction");
         assert_eq!(v["spec"]["resourceAttributes"]["verb"], "create");
+    }
+
+    #[test]
+    fn a_token_request_decodes_its_audiences_and_expiry() {
+        let mut spec = field(1, b"vault");
+        spec.extend(field(1, b"https://kubernetes.default.svc.cluster.local"));
+        spec.extend([4 << 3, 0x90, 0x1c]); // expirationSeconds: 3600
+        let object = field(2, &spec);
+        let mut type_meta = field(1, b"authentication.k8s.io/v1");
+        type_meta.extend(field(2, b"TokenRequest"));
+        let mut unknown = field(1, &type_meta);
+        unknown.extend(field(2, &object));
+        let body = [MAGIC, &unknown[..]].concat();
+        let v = decode_token_request(&body).unwrap();
+        assert_eq!(v["spec"]["expirationSeconds"], 3600);
+        assert_eq!(v["spec"]["audiences"], json!(["vault", "https://kubernetes.default.svc.cluster.local"]));
+        assert!(decode_token_request(b"k8s\0\x0a\x05").is_err());
     }
 
     #[test]

@@ -5,11 +5,13 @@ use std::process::{Command, Output};
 /// The day every test evaluates support dates on, so snapshots do not age.
 pub const TODAY: &str = "2026-11-26";
 
-/// The built binary with a fixed "today" and no inherited K8S_UPGRADE_* or KUBECONFIG settings.
+/// The built binary with a fixed "today" and no inherited K8S_UPGRADE_*, KUBECONFIG or in-cluster
+/// settings.
 pub fn command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-upgrade"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" {
+        // A test run inside a pod must not connect as that pod's ServiceAccount.
+        if k.starts_with("K8S_UPGRADE_") || k == "KUBECONFIG" || k.starts_with("KUBERNETES_SERVICE_") {
             cmd.env_remove(k);
         }
     }

@@ -6,6 +6,7 @@ mod catalog;
 mod common;
 mod conventions;
 mod helm;
+mod journal;
 mod krew;
 mod logging;
 mod managed;

@@ -272,6 +272,8 @@ pub struct RunView<'a> {
     pub continue_with: Option<String>,
     /// When the run ended (open bars of the timeline end here).
     pub ended: Stamp,
+    /// Where the journal lives: a file, or the ConfigMap in the cluster.
+    pub journal_at: String,
 }
 
 /// The report of an `apply` run: the plan it ran (read back from the journal when the run was
@@ -1250,7 +1252,7 @@ fn run_summary(out: &mut String, run: &RunView<'_>) {
     let _ = write!(
         out,
         "<dt>journal</dt><dd class=\"mono\">{}{}</dd>",
-        text(&j.path.display().to_string()),
+        text(&run.journal_at),
         if run.dry_run { " (dry run: not written)" } else { "" }
     );
     if let Some(e) = &run.error {
@@ -1868,6 +1870,7 @@ mod tests {
             dry_run: false,
             continue_with: Some("k8s-upgrade apply --resume --journal '/var/lib/k/run.journal.json'".into()),
             ended,
+            journal_at: "/var/lib/k/run.journal.json".into(),
         };
         let html = apply_html(Some(&p), &run);
         assert!(html.contains("✗ Stopped · exit 3 (stopped at a blocker or gate)"));
@@ -1935,6 +1938,7 @@ mod tests {
             dry_run: true,
             continue_with: None,
             ended: Stamp::now(),
+            journal_at: "ConfigMap kube-system/k8s-upgrade-journal in the cluster".into(),
         };
         let html = apply_html(Some(&p), &run);
         assert!(html.contains("The journal holds no times"));
