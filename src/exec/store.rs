@@ -229,6 +229,7 @@ fn label_value(s: &str) -> String {
 fn compact(j: &mut Journal, level: u8) -> String {
     let mut dropped_run = 0;
     let mut dropped_nodes = 0;
+    let mut dropped_times = 0;
     let mut keep_run = |j: &mut Journal, keep: usize| {
         let extra = j.log.len().saturating_sub(keep);
         j.log.drain(..extra);
@@ -250,6 +251,11 @@ fn compact(j: &mut Journal, level: u8) -> String {
         let extra = r.log.len().saturating_sub(keep);
         r.log.drain(..extra);
         dropped_nodes += extra;
+        // Phase times feed the report's timeline, not the resume: finished nodes' go first.
+        if (level >= 2 && r.phase == NodePhase::Done) || level >= 3 {
+            dropped_times += r.times.len();
+            r.times.clear();
+        }
     }
     if level >= 3 {
         for s in &mut j.steps {
@@ -263,10 +269,14 @@ fn compact(j: &mut Journal, level: u8) -> String {
             }
         }
     }
-    if dropped_run + dropped_nodes == 0 && level < 3 {
+    if dropped_run + dropped_nodes + dropped_times == 0 && level < 3 {
         String::new()
-    } else {
+    } else if dropped_times == 0 {
         format!("{dropped_run} run log lines and {dropped_nodes} node log lines left out to fit the ConfigMap")
+    } else {
+        format!(
+            "{dropped_run} run log lines, {dropped_nodes} node log lines and {dropped_times} phase times left out to fit the ConfigMap"
+        )
     }
 }
 
@@ -376,6 +386,25 @@ mod tests {
                     note: None,
                     seconds: Some(41.5),
                     log: (0..crate::exec::journal::NODE_LOG_DONE).map(|_| random(log_chars)).collect(),
+                    // A finished node's whole history, as the report's timeline reads it.
+                    times: [
+                        NodePhase::Started,
+                        NodePhase::Cordoned,
+                        NodePhase::Drained,
+                        NodePhase::UpgradeStarted,
+                        NodePhase::UpgradeFinished,
+                        NodePhase::Upgraded,
+                        NodePhase::Done,
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, phase)| crate::exec::journal::PhaseTime {
+                        phase,
+                        at: crate::exec::journal::Stamp(
+                            jiff::Timestamp::from_second(1_790_000_000 + i as i64 * 37 + k as i64 * 11).unwrap(),
+                        ),
+                    })
+                    .collect(),
                 },
                 &format!("ip-10-{}-{}-{}.eu-west-1.compute.internal", i / 65536, (i / 256) % 256, i % 256),
             );
