@@ -10,6 +10,7 @@ mod args;
 pub mod conventions;
 mod helm_fix;
 mod inventory;
+mod job;
 mod paths;
 mod plan;
 mod prompt;
@@ -129,6 +130,9 @@ pub enum Command {
     /// never allows a disruption) and large (5,000 nodes, 150,000 pods).
     Simulate(simulate::SimulateArgs),
 
+    /// Print a Job (with its ServiceAccount and roles) that runs `apply` inside the cluster.
+    Job(Box<job::JobArgs>),
+
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish.
     Completions(conventions::CompletionsArgs),
 
@@ -151,6 +155,7 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
         Command::Inventory(args) => inventory::run(args),
         Command::Rbac(args) => rbac::run(args),
         Command::HelmFix(args) => helm_fix::run(args),
+        Command::Job(args) => job::run(*args),
         Command::Completions(args) => conventions::completions(args, argv0),
         Command::Man(args) => conventions::man(args),
     };

@@ -6,6 +6,7 @@ mod catalog;
 mod common;
 mod conventions;
 mod helm;
+mod job;
 mod managed;
 mod manifests;
 mod node_jobs;
