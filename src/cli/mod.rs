@@ -8,6 +8,7 @@
 mod apply;
 mod args;
 pub mod conventions;
+mod fleet;
 mod helm_fix;
 mod inventory;
 mod job;
@@ -133,6 +134,9 @@ pub enum Command {
     /// Print a Job (with its ServiceAccount and roles) that runs `apply` inside the cluster.
     Job(Box<job::JobArgs>),
 
+    /// Plan many clusters at once (one table), or print one upgrade Job per cluster.
+    Fleet(fleet::FleetArgs),
+
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish.
     Completions(conventions::CompletionsArgs),
 
@@ -156,6 +160,7 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
         Command::Rbac(args) => rbac::run(args),
         Command::HelmFix(args) => helm_fix::run(args),
         Command::Job(args) => job::run(*args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Completions(args) => conventions::completions(args, argv0),
         Command::Man(args) => conventions::man(args),
     };

@@ -5,6 +5,7 @@ mod apply;
 mod catalog;
 mod common;
 mod conventions;
+mod fleet;
 mod helm;
 mod job;
 mod managed;
