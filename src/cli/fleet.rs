@@ -26,6 +26,8 @@ use crate::plan::{Plan, StepKind};
 
 /// Most clusters one invocation takes: a bound on threads, files and the table.
 const MAX_CONTEXTS: usize = 1000;
+/// Longest context name taken (kubectl has no limit; a Kubernetes name has 253).
+const MAX_CONTEXT_NAME: usize = 253;
 /// Largest file inlined into a kubeconfig Secret (a CA bundle, a certificate, a key, a token).
 const MAX_INLINED_BYTES: u64 = 1024 * 1024;
 /// Where a fleet Job's pod finds its cluster's kubeconfig.
@@ -88,6 +90,13 @@ impl ContextArgs {
         };
         let mut out: Vec<String> = Vec::new();
         for c in wanted {
+            // The name travels into annotations, file names and messages: keep it bounded.
+            if c.chars().count() > MAX_CONTEXT_NAME {
+                return Err(CliError::usage(format!(
+                    "context '{}…': longer than {MAX_CONTEXT_NAME} characters; rename it in the kubeconfig",
+                    printable(&c.chars().take(40).collect::<String>())
+                )));
+            }
             if !known.contains(&c.as_str()) {
                 return Err(CliError::usage(format!(
                     "--contexts: context '{}' is not in the kubeconfig (contexts: {})",
@@ -898,5 +907,24 @@ mod tests {
             assert!(e.message.contains(needle), "{user}: {}", e.message);
             assert!(!e.message.contains("hunter2"));
         }
+    }
+
+    #[test]
+    fn contexts_are_resolved_in_order_once_and_bounded() {
+        let long = "x".repeat(MAX_CONTEXT_NAME + 1);
+        let kc = Kubeconfig::from_yaml(&format!(
+            "apiVersion: v1\nkind: Config\ncontexts:\n- name: a\n  context: {{cluster: c}}\n- name: b\n  context: {{cluster: c}}\n- name: {long}\n  context: {{cluster: c}}\n"
+        ))
+        .unwrap();
+        let args = |contexts: &[&str], all: bool| ContextArgs {
+            contexts: contexts.iter().map(|s| s.to_string()).collect(),
+            all_contexts: all,
+            kubeconfig: None,
+        };
+        assert_eq!(args(&["b", "a", "b", " a "], false).resolve(&kc).unwrap(), ["b", "a"]);
+        let e = args(&[], true).resolve(&kc).unwrap_err();
+        assert!(e.exit == Exit::Usage && e.message.contains("longer than 253 characters"), "{}", e.message);
+        let e = args(&["c"], false).resolve(&kc).unwrap_err();
+        assert!(e.message.contains("context 'c' is not in the kubeconfig"), "{}", e.message);
     }
 }
