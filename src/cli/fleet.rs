@@ -125,6 +125,7 @@ impl ContextArgs {
 pub enum FleetFormat {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -456,12 +457,15 @@ fn plan(args: FleetPlanArgs) -> Result<Exit, CliError> {
         bar.finish_and_clear();
     }
     let text = match args.output {
-        FleetFormat::Json => render::json(&FleetDocument {
-            api_version: crate::plan::API_VERSION,
-            kind: "FleetPlan",
-            target: &args.to,
-            clusters: &rows,
-        })?,
+        FleetFormat::Json | FleetFormat::Yaml => {
+            let doc = FleetDocument {
+                api_version: crate::plan::API_VERSION,
+                kind: "FleetPlan",
+                target: &args.to,
+                clusters: &rows,
+            };
+            if args.output == FleetFormat::Json { render::json(&doc)? } else { render::yaml(&doc)? }
+        }
         FleetFormat::Table => table(&rows),
     };
     print_stdout(&text)?;
@@ -718,9 +722,7 @@ pub(crate) fn minify(kc: &Kubeconfig, context: &str) -> Result<Value, CliError> 
 fn jobs(args: FleetJobsArgs) -> Result<Exit, CliError> {
     parse_target(&args.to)?;
     dns_label_flag("--namespace", &args.namespace)?;
-    if args.image.is_empty() || args.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(CliError::usage(format!("--image '{}': not an image reference", args.image.escape_debug())));
-    }
+    super::job::check_image("--image", &args.image)?;
     args.apply.validate()?;
     if args.out_dir.is_none() && std::io::stdout().is_terminal() {
         return Err(CliError::usage(

@@ -139,7 +139,7 @@ fn upgrader_name(u: UpgraderKind) -> String {
 }
 
 /// An image reference as a pod spec may carry it: no whitespace or control characters, bounded.
-fn check_image(flag: &str, image: &str) -> Result<(), CliError> {
+pub(crate) fn check_image(flag: &str, image: &str) -> Result<(), CliError> {
     if image.is_empty() || image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(CliError::usage(format!(
             "{flag} '{}': not an image reference (e.g. registry.example.com/k8s-upgrade:v1)",

@@ -177,6 +177,13 @@ fn fleet_plan_refuses_unknown_contexts_and_out_of_range_concurrency() {
     assert!(stderr(&o).contains("'1.x'"), "{}", stderr(&o));
     let o = common::run(&["fleet", "plan", "--kubeconfig", kc, "--to", "1.33"]);
     assert_eq!(o.status.code(), Some(2), "--contexts or --all-contexts is required");
+    // A lone unreachable cluster: exit 1, its row in the YAML document says why.
+    let o = common::run(&["fleet", "plan", "--kubeconfig", kc, "--all-contexts", "--to", "1.33", "-o", "yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc: Value = serde_saphyr::from_str(&stdout(&o)).unwrap();
+    assert_eq!((doc["kind"].as_str(), doc["clusters"][0]["status"].as_str()), (Some("FleetPlan"), Some("error")));
+    assert!(doc["clusters"][0]["error"].as_str().unwrap().contains("https://127.0.0.1:1"), "{doc}");
+    assert!(!stdout(&o).contains("t0ken-for-a") && !stderr(&o).contains("t0ken-for-a"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
