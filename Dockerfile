@@ -21,10 +21,13 @@ COPY src src
 COPY upgrade-paths upgrade-paths
 COPY scenarios scenarios
 COPY benches benches
+# ring compiles C for the target: with musl's gcc wrapper (musl-tools), named explicitly since the
+# cross-compiler name cc-rs looks for first (x86_64-linux-musl-gcc) is not installed.
 RUN set -eu; \
     target="$(uname -m)-unknown-linux-musl"; \
     case "$target" in x86_64-*|aarch64-*) ;; *) echo "unsupported architecture: $target" >&2; exit 1 ;; esac; \
     rustup target add "$target"; \
+    export "CC_$(echo "$target" | tr - _)=musl-gcc"; \
     cargo build --release --locked --target "$target" --bin k8s-upgrade; \
     cp "target/$target/release/k8s-upgrade" /k8s-upgrade; \
     /k8s-upgrade --version
