@@ -50,6 +50,18 @@ fn dates_for(catalog: &Catalog, distro: &DistroFile, minor: Minor) -> Option<Dat
     None
 }
 
+/// When support for `minor` on `distro` ends, as the support findings date it: the end of
+/// standard support (upstream end of life for distros that follow upstream), and the end of
+/// extended support where the distro sells one.
+pub fn end_of_support(catalog: &Catalog, distro: &DistroFile, minor: Minor) -> Option<(Date, Option<Date>)> {
+    let d = dates_for(catalog, distro, minor)?;
+    match (d.standard, d.extended) {
+        (Some(s), e) => Some((s, e)),
+        (None, Some(e)) => Some((e, None)),
+        (None, None) => None,
+    }
+}
+
 /// Support findings for the minors the hops land on, as of `today`.
 pub fn support_calendar(
     catalog: &Catalog,

@@ -14,7 +14,7 @@ pub mod skew;
 
 pub use access::access;
 pub use addons::addons;
-pub use calendar::support_calendar;
+pub use calendar::{end_of_support, support_calendar};
 pub use drain::drainability;
 pub use removed_apis::removed_apis;
 pub use skew::skew;

@@ -364,6 +364,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             max_backoff: Duration::from_secs_f64(sim_scale.map_or(5.0, |s| (s * 5.0).clamp(0.05, 5.0))),
             budget_patience: args.budget_patience,
             volume_detach_timeout: Some(args.volume_detach_timeout).filter(|d| !d.is_zero()),
+            own_pod: super::job::own_pod(),
             skip_wait_for_delete: args.skip_wait_for_delete_timeout.filter(|d| !d.is_zero()),
             grace_period: args.grace_period,
             pod_selector: match &args.pod_selector {

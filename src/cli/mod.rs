@@ -8,8 +8,10 @@
 mod apply;
 mod args;
 pub mod conventions;
+mod fleet;
 mod helm_fix;
 mod inventory;
+mod job;
 pub mod logging;
 mod paths;
 mod plan;
@@ -134,6 +136,12 @@ pub enum Command {
     /// never allows a disruption) and large (5,000 nodes, 150,000 pods).
     Simulate(simulate::SimulateArgs),
 
+    /// Print a Job (with its ServiceAccount and roles) that runs `apply` inside the cluster.
+    Job(Box<job::JobArgs>),
+
+    /// Plan many clusters at once (one table), or print one upgrade Job per cluster.
+    Fleet(fleet::FleetArgs),
+
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish.
     Completions(conventions::CompletionsArgs),
 
@@ -157,6 +165,8 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
         Command::Inventory(args) => inventory::run(args),
         Command::Rbac(args) => rbac::run(args),
         Command::HelmFix(args) => helm_fix::run(args),
+        Command::Job(args) => job::run(*args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Completions(args) => conventions::completions(args, argv0),
         Command::Man(args) => conventions::man(args),
     };

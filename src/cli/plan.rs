@@ -8,6 +8,7 @@ use super::args::{CatalogArgs, parse_version_flag};
 use super::source::{SourceArgs, infer_distro};
 use super::{CliError, Exit, print_stdout, render};
 use crate::graph::{Facts, PathRequest, Target};
+use crate::plan::Plan;
 use crate::version::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,27 +76,78 @@ pub struct PlanArgs {
     pub catalog: CatalogArgs,
 }
 
-pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
-    let catalog = args.catalog.load()?;
-    let today = args.catalog.today()?;
-    let to = args.to.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
-    let kubelets =
-        args.kubelets.iter().map(|k| parse_version_flag("--kubelet", k)).collect::<Result<Vec<Version>, _>>()?;
-    let via = args.via.iter().map(|v| parse_version_flag("--via", v)).collect::<Result<Vec<Version>, _>>()?;
-    let given_from = args.from.as_deref().map(|f| parse_version_flag("--from", f)).transpose()?;
-    let inv = args.source.collect(&catalog, args.source.wants_cluster(given_from.is_some()))?;
-    for w in &inv.warnings {
-        super::logging::warn(&w.to_string());
+/// The request of one plan, validated from flags; `fleet plan` builds one for every cluster.
+pub(crate) struct PlanInputs {
+    pub to: Target,
+    pub from: Option<Version>,
+    pub distro: Option<String>,
+    pub kubelets: Vec<Version>,
+    pub via: Vec<Version>,
+    pub lts: bool,
+    pub scope: Option<crate::labels::LabelSelector>,
+    pub today: crate::catalog::Date,
+}
+
+impl PlanArgs {
+    fn inputs(&self, today: crate::catalog::Date) -> Result<PlanInputs, CliError> {
+        Ok(PlanInputs {
+            to: parse_target(&self.to)?,
+            from: self.from.as_deref().map(|f| parse_version_flag("--from", f)).transpose()?,
+            distro: self.distro.clone(),
+            kubelets: self
+                .kubelets
+                .iter()
+                .map(|k| parse_version_flag("--kubelet", k))
+                .collect::<Result<Vec<Version>, _>>()?,
+            via: self.via.iter().map(|v| parse_version_flag("--via", v)).collect::<Result<Vec<Version>, _>>()?,
+            lts: self.lts,
+            scope: match &self.pod_selector {
+                None => None,
+                Some(s) => Some(
+                    crate::labels::LabelSelector::parse(s)
+                        .map_err(|e| CliError::usage(format!("--pod-selector '{s}': {e}")))?,
+                ),
+            },
+            today,
+        })
     }
-    let from = match given_from.or_else(|| inv.cluster.as_ref().and_then(crate::checks::skew::oldest_apiserver)) {
-        Some(v) => v,
-        None => {
-            return Err(CliError::usage(
-                "no --from given and no cluster read; pass --from VERSION or point at a cluster",
-            ));
-        }
-    };
-    let distro = match args.distro.clone().or_else(|| infer_distro(&inv).map(str::to_string)) {
+}
+
+/// `--to` as `plan` reads it: a version or `latest` (exit 2 naming the value otherwise).
+pub(crate) fn parse_target(to: &str) -> Result<Target, CliError> {
+    to.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))
+}
+
+/// Reads one source and plans it: the single path `plan` and `fleet plan` share.
+pub(crate) fn plan_source(
+    inputs: &PlanInputs,
+    source: &SourceArgs,
+    catalog: &crate::catalog::Catalog,
+) -> Result<(crate::inventory::Inventory, Plan), CliError> {
+    let inv = source.collect(catalog, source.wants_cluster(inputs.from.is_some()))?;
+    let plan = plan_inventory(inputs, &inv, catalog)??;
+    Ok((inv, plan))
+}
+
+/// Plans a collected inventory. The outer error is about the inputs (no version, no distro);
+/// the inner result is the planner's, kept typed so `fleet plan` can tell a cluster already past
+/// the target (a refused downgrade) from a failure.
+#[allow(clippy::result_large_err)] // as `plan::plan`
+pub(crate) fn plan_inventory(
+    inputs: &PlanInputs,
+    inv: &crate::inventory::Inventory,
+    catalog: &crate::catalog::Catalog,
+) -> Result<Result<Plan, crate::graph::PathError>, CliError> {
+    let from =
+        match inputs.from.clone().or_else(|| inv.cluster.as_ref().and_then(crate::checks::skew::oldest_apiserver)) {
+            Some(v) => v,
+            None => {
+                return Err(CliError::usage(
+                    "no --from given and no cluster read; pass --from VERSION or point at a cluster",
+                ));
+            }
+        };
+    let distro = match inputs.distro.clone().or_else(|| infer_distro(inv).map(str::to_string)) {
         Some(d) => d,
         None => {
             return Err(CliError::usage(
@@ -103,23 +155,27 @@ pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
             ));
         }
     };
-    let req =
-        PathRequest { distro, from, to, via, kubelets, facts: Facts { lts: args.lts, ..Facts::default() }, today };
-    let scope = match &args.pod_selector {
-        None => None,
-        Some(s) => Some(
-            crate::labels::LabelSelector::parse(s)
-                .map_err(|e| CliError::usage(format!("--pod-selector '{s}': {e}")))?,
-        ),
+    let req = PathRequest {
+        distro,
+        from,
+        to: inputs.to.clone(),
+        via: inputs.via.clone(),
+        kubelets: inputs.kubelets.clone(),
+        facts: Facts { lts: inputs.lts, ..Facts::default() },
+        today: inputs.today,
     };
-    let plan = crate::plan::plan_drain_scoped(&inv, &catalog, &req, scope.as_ref())?;
+    Ok(crate::plan::plan_drain_scoped(inv, catalog, &req, inputs.scope.as_ref()))
+}
+
+pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
+    let catalog = args.catalog.load()?;
+    let inputs = args.inputs(args.catalog.today()?)?;
+    let (inv, plan) = plan_source(&inputs, &args.source, &catalog)?;
+    for w in &inv.warnings {
+        super::logging::warn(&w.to_string());
+    }
     if let Some(path) = &args.save {
-        write_atomically(path, &render::yaml(&plan)?).map_err(|e| {
-            CliError::error(format!(
-                "cannot save the plan to {}: {e}; check that its directory exists and is writable",
-                path.display()
-            ))
-        })?;
+        save(&plan, path)?;
     }
     let generated = || render::html::generated_at(crate::exec::journal::Stamp::now());
     if let Some(path) = &args.save_html {
@@ -166,4 +222,14 @@ pub(crate) fn write_atomically(path: &std::path::Path, text: &str) -> std::io::R
             Err(e)
         }
     }
+}
+
+/// Writes the plan document (YAML) to `path` atomically (see [`write_atomically`]).
+pub(crate) fn save(plan: &Plan, path: &std::path::Path) -> Result<(), CliError> {
+    write_atomically(path, &render::yaml(plan)?).map_err(|e| {
+        CliError::error(format!(
+            "cannot save the plan to {}: {e}; check that its directory exists and is writable",
+            path.display()
+        ))
+    })
 }

@@ -67,23 +67,33 @@ pub struct RbacArgs {
     pub catalog: CatalogArgs,
 }
 
-pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
-    let catalog = args.catalog.load()?;
-    let (name, rules) = match args.job {
-        RbacJob::Plan => ("k8s-upgrade-plan", permissions::plan_rules(&catalog)),
+/// The role printed for `job`: its name and rules (`k8s-upgrade job` binds the same ones).
+pub(crate) fn role(
+    job: RbacJob,
+    upgrader: super::apply::UpgraderKind,
+    node_job_namespace: &str,
+    journal: JournalPlace,
+    catalog: &crate::catalog::Catalog,
+) -> (&'static str, Vec<permissions::Rule>) {
+    match job {
+        RbacJob::Plan => ("k8s-upgrade-plan", permissions::plan_rules(catalog)),
         RbacJob::Apply => {
-            let sim = args.upgrader == super::apply::UpgraderKind::Sim;
-            let node_jobs =
-                (args.upgrader == super::apply::UpgraderKind::Kubeadm).then_some(args.node_job_namespace.as_str());
-            let mut rules = permissions::apply_rules_beyond_plan(&catalog, sim, node_jobs);
-            if args.journal == JournalPlace::Cluster {
+            let sim = upgrader == super::apply::UpgraderKind::Sim;
+            let node_jobs = (upgrader == super::apply::UpgraderKind::Kubeadm).then_some(node_job_namespace);
+            let mut rules = permissions::apply_rules_beyond_plan(catalog, sim, node_jobs);
+            if journal == JournalPlace::Cluster {
                 rules.extend(permissions::cluster_journal_rules());
             }
             ("k8s-upgrade-apply", rules)
         }
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
         RbacJob::HelmFix => ("k8s-upgrade-helm-fix", permissions::helm_fix_rules()),
-    };
+    }
+}
+
+pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
+    let catalog = args.catalog.load()?;
+    let (name, rules) = role(args.job, args.upgrader, &args.node_job_namespace, args.journal, &catalog);
     let mut subjects: Vec<Subject> = Vec::new();
     subjects.extend(args.user.iter().cloned().map(Subject::User));
     subjects.extend(args.group.iter().cloned().map(Subject::Group));

@@ -39,6 +39,11 @@ pub struct SourceArgs {
     /// PodDisruptionBudget (nothing is evicted; needs create on pods/eviction).
     #[arg(long)]
     pub dry_run_evictions: bool,
+
+    /// No spinner even on a terminal: `fleet plan` reads several clusters at once and reports
+    /// each as one line.
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 /// Largest inventory file read.
@@ -144,7 +149,7 @@ impl SourceArgs {
     /// terminal (nothing otherwise, so logs and pipes stay clean).
     fn collect_options(&self) -> (live::CollectOptions, Option<indicatif::ProgressBar>) {
         let mut options = live::CollectOptions { dry_run_evictions: self.dry_run_evictions, progress: None };
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) || super::logging::logs_on_stderr() {
+        if self.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) || super::logging::logs_on_stderr() {
             return (options, None);
         }
         let bar = indicatif::ProgressBar::new_spinner();

@@ -46,6 +46,11 @@ pub struct DrainPolicy {
     /// How long to wait for the volumes of evicted pods to detach before the upgrade action
     /// (`None`: do not wait).
     pub volume_detach_timeout: Option<Duration>,
+    /// The pod this run executes in (`k8s-upgrade job`: namespace and name from the downward
+    /// API). It is never evicted: evicting it would stop the upgrade half-way through a node.
+    /// It stays on its node; if the node goes away the pod dies with it, and the Job's retry
+    /// continues from the journal.
+    pub own_pod: Option<(String, String)>,
 }
 
 impl DrainPolicy {
@@ -107,13 +112,19 @@ pub enum DrainError {
     Api(String),
 }
 
+fn is_own_pod(p: &Pod, policy: &DrainPolicy) -> bool {
+    policy.own_pod.as_ref().is_some_and(|(ns, name)| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str()) && p.metadata.name.as_deref() == Some(name.as_str())
+    })
+}
+
 /// The pods a drain of `node` evicts out of `pods` (the pods bound to it), or every reason it
 /// cannot.
 pub fn classify(node: &str, pods: Vec<Pod>, policy: &DrainPolicy) -> Result<Vec<Pod>, DrainError> {
     let mut out = Vec::new();
     let mut reasons = Vec::new();
     for p in pods {
-        if past_waiting(&p, policy) {
+        if past_waiting(&p, policy) || is_own_pod(&p, policy) {
             continue;
         }
         if let Some(sel) = &policy.pod_selector
@@ -695,10 +706,40 @@ mod tests {
             grace_period: None,
             pod_selector: None,
             volume_detach_timeout: None,
+            own_pod: None,
         };
         let kept = classify("n", vec![long_ago.clone(), running.clone()], &policy).unwrap();
         assert_eq!(kept.len(), 2);
         let kept = classify("n", vec![long_ago, running], &policy.for_unreachable_node()).unwrap();
         assert_eq!(kept.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), ["b"]);
+    }
+
+    /// The run's own pod (a Job's, with an emptyDir for its state) is left where it is, and a
+    /// pod of the same name in another namespace is not mistaken for it.
+    #[test]
+    fn the_run_s_own_pod_is_never_evicted_and_does_not_refuse_the_drain() {
+        let job_pod = |ns: &str| {
+            pod(json!({"metadata": {"name": "k8s-upgrade-x7k2q", "namespace": ns,
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "k8s-upgrade", "uid": "u", "controller": true}]},
+                "spec": {"containers": [{"name": "apply", "image": "i"}], "volumes": [{"name": "state", "emptyDir": {}}]}}))
+        };
+        let policy = DrainPolicy {
+            delete_emptydir_data: false,
+            force: false,
+            timeout: Duration::from_secs(60),
+            dry_run: false,
+            max_backoff: Duration::from_secs(5),
+            budget_patience: Duration::from_secs(600),
+            skip_wait_for_delete: None,
+            grace_period: None,
+            pod_selector: None,
+            volume_detach_timeout: None,
+            own_pod: Some(("kube-system".into(), "k8s-upgrade-x7k2q".into())),
+        };
+        assert!(classify("n", vec![job_pod("kube-system")], &policy).unwrap().is_empty());
+        // Without the identity, the same pod is a pod with emptyDir like any other.
+        let anonymous = DrainPolicy { own_pod: None, ..policy.clone() };
+        assert!(matches!(classify("n", vec![job_pod("kube-system")], &anonymous), Err(DrainError::Refused { .. })));
+        assert!(matches!(classify("n", vec![job_pod("shop")], &policy), Err(DrainError::Refused { .. })));
     }
 }

@@ -437,6 +437,13 @@ fn subjects_yaml(subjects: &[Subject]) -> String {
 /// named `name` for the cluster-wide rules, a Role of the same name in each namespace that has
 /// rules, and (when `subjects` is not empty) a binding for each.
 pub fn manifests(name: &str, rules: &[Rule], subjects: &[Subject]) -> String {
+    manifests_bound_as(name, name, rules, subjects)
+}
+
+/// [`manifests`] with bindings named `binding` instead of after the role: a binding of its own
+/// (for one ServiceAccount, say) leaves the subjects of the usual `name` binding alone, since
+/// `kubectl apply` of a binding replaces its whole subject list.
+pub fn manifests_bound_as(name: &str, binding: &str, rules: &[Rule], subjects: &[Subject]) -> String {
     let labels = "  labels:\n    app.kubernetes.io/name: k8s-upgrade\n";
     let mut docs = Vec::new();
     let cluster: Vec<&Rule> = rules.iter().filter(|r| r.namespace.is_none()).collect();
@@ -445,7 +452,7 @@ pub fn manifests(name: &str, rules: &[Rule], subjects: &[Subject]) -> String {
         docs.push(format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\n{labels}rules:\n{body}"));
         if !subjects.is_empty() {
             docs.push(format!(
-                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {name}\n{labels}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {name}\n{}",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {binding}\n{labels}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {name}\n{}",
                 subjects_yaml(subjects)
             ));
         }
@@ -456,7 +463,7 @@ pub fn manifests(name: &str, rules: &[Rule], subjects: &[Subject]) -> String {
         docs.push(format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}rules:\n{body}"));
         if !subjects.is_empty() {
             docs.push(format!(
-                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {name}\n{}",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {binding}\n  namespace: {ns}\n{labels}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {name}\n{}",
                 subjects_yaml(subjects)
             ));
         }

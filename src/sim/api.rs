@@ -732,6 +732,7 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         obj["metadata"]["namespace"] = json!(ns);
     }
     check_shape(def, obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(), &obj)?;
+    validate_kind(sim, def, &mut obj, "")?;
     check_pod_spec(def, &obj)?;
     pod_security(sim, def, &obj)?;
     let stored = sim.store.create(&def.storage, obj, dry_run)?;
@@ -739,6 +740,15 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         sim.changed.notify_waiters();
     }
     Ok(bytes_response(201, as_served(def, &stored), "application/json"))
+}
+
+/// Validation of one kind's spec on every write of the object itself (see [`super::jobs`]).
+fn validate_kind(sim: &Sim, def: &ResourceDef, obj: &mut Value, sub: &str) -> Result<(), ApiError> {
+    if def.group == "batch" && def.resource == "jobs" && sub.is_empty() {
+        super::jobs::prepare(sim.registry().minor, obj);
+        super::jobs::validate(obj)?;
+    }
+    Ok(())
 }
 
 /// Pod Security admission on a new pod (see [`super::pod_security`]).
@@ -923,6 +933,7 @@ fn update(
     let stored = sim.store.mutate(&def.storage, &ns, &name, expect, dry_run, |cur| {
         check_shape(def, &name, &obj)?;
         let mut next = obj.clone();
+        validate_kind(sim, def, &mut next, sub)?;
         restrict(def, cur, &mut next, sub);
         *cur = next;
         Ok(())
@@ -975,6 +986,7 @@ fn patch_object(
             return Err(ApiError::conflict(&def.resource, &name));
         }
         check_shape(def, &name, &next)?;
+        validate_kind(sim, def, &mut next, sub)?;
         guard(&next)?;
         restrict(def, cur, &mut next, sub);
         *cur = next;

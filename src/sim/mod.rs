@@ -14,6 +14,7 @@ pub mod authn;
 mod clock;
 mod controllers;
 pub mod faults;
+mod jobs;
 mod node_jobs;
 mod operator;
 mod patch;
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
 
 pub use faults::Faults;
+pub use pod_security::violations as pod_security_violations;
 pub use scenario::{Scenario, ScenarioError};
 pub use store::StorageKey;
 

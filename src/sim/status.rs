@@ -76,6 +76,11 @@ impl ApiError {
         )
     }
 
+    /// Several fields refused at once (`ValidateJob` and kin), each a cause with its field.
+    pub fn invalid_causes(kind: &str, name: &str, group: &str, message: String, causes: Vec<Value>) -> Self {
+        Self::new(422, "Invalid", message, json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+    }
+
     /// A JSON patch that does not apply: the apiserver answers 422 with a generic message and
     /// no details of which operation failed.
     pub fn patch_failed() -> Self {

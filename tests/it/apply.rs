@@ -1093,6 +1093,7 @@ fn run_in_process(
                 grace_period: None,
                 pod_selector: None,
                 volume_detach_timeout: Some(Duration::from_secs(60)),
+                own_pod: None,
             },
             gates: gates::GateOptions {
                 passes: 1,

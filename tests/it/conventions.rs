@@ -52,9 +52,20 @@ fn man_renders_a_page_for_the_tool_and_each_subcommand() {
     let o = crate::common::run(&["man", "--out-dir", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let pages: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
-    for sub in
-        ["", "-paths", "-plan", "-apply", "-inventory", "-rbac", "-helm-fix", "-simulate", "-completions", "-man"]
-    {
+    for sub in [
+        "",
+        "-paths",
+        "-plan",
+        "-apply",
+        "-inventory",
+        "-rbac",
+        "-helm-fix",
+        "-simulate",
+        "-job",
+        "-fleet",
+        "-completions",
+        "-man",
+    ] {
         let page = dir.join(format!("k8s-upgrade{sub}.1"));
         assert!(pages.contains(&page.display().to_string()), "{pages:?}");
         let Ok(o) = Command::new("man").env("MANWIDTH", "100").env("MANPAGER", "cat").arg("-l").arg(&page).output()
