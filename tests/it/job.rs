@@ -184,3 +184,107 @@ fn the_pod_passes_pod_security_restricted() {
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("violates PodSecurity \"restricted:latest\""), "{}", stderr(&refused));
 }
+
+/// The value a pod's `valueFrom.fieldRef` would get, for the fields the Job uses.
+fn field_ref(path: &str, pod: &str) -> String {
+    match path {
+        "metadata.name" => pod.to_string(),
+        "metadata.namespace" => "kube-system".to_string(),
+        other => panic!("the Job reads {other}, which this test does not provide"),
+    }
+}
+
+#[test]
+fn the_job_s_command_run_as_its_pod_would_run_it_upgrades_the_cluster_and_a_retry_changes_nothing() {
+    let test = "the_job_s_command_run_as_its_pod_would_run_it_upgrades_the_cluster";
+    if !kubectl_available(test) {
+        return;
+    }
+    let c = Cluster::start(small("1.24.17"), 0.02);
+    let text = {
+        let o = common::run(&["job", "--to", "1.25", "--upgrader", "sim"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let applied = kubectl_stdin(&c, &["apply"], &text);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+
+    // What the kubelet would start: the Job's pod template, read back from the apiserver.
+    let stored = c.get_json("/apis/batch/v1/namespaces/kube-system/jobs/k8s-upgrade");
+    let pod = &stored["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert!(container["command"].is_null(), "the image's entrypoint is the binary: {container}");
+    let args: Vec<String> =
+        container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert_eq!(args[..7], ["apply", "--to", "1.25", "--yes", "--journal", "cluster", "--resume-or-start"]);
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+
+    // The projected ServiceAccount token, CA and namespace, as the kubelet mounts them.
+    let token = c.kubectl_ok(&["create", "token", sa, "-n", "kube-system", "--duration", "1h"]);
+    let sa_dir = c.dir.join("job-serviceaccount");
+    std::fs::create_dir_all(&sa_dir).unwrap();
+    std::fs::write(sa_dir.join("ca.crt"), c.running.as_ref().unwrap().ca_pem().unwrap()).unwrap();
+    std::fs::write(sa_dir.join("namespace"), "kube-system").unwrap();
+    std::fs::write(sa_dir.join("token"), token.trim()).unwrap();
+
+    let run_pod = |pod_name: &str| {
+        // Each emptyDir volume is a fresh directory, mounted where the container says.
+        let mounts: Vec<(String, std::path::PathBuf)> = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let dir = c.dir.join(pod_name).join(m["name"].as_str().unwrap());
+                std::fs::create_dir_all(&dir).unwrap();
+                (m["mountPath"].as_str().unwrap().to_string(), dir)
+            })
+            .collect();
+        let mut cmd = common::command();
+        cmd.env_remove("KUBECONFIG")
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", c.addr().port().to_string())
+            .env("K8S_UPGRADE_SERVICEACCOUNT_DIR", &sa_dir)
+            .env("XDG_STATE_HOME", c.dir.join(pod_name).join("unused-state"));
+        for e in container["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().unwrap();
+            let value = match (e["value"].as_str(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str()) {
+                (Some(v), _) => mounts
+                    .iter()
+                    .find(|(path, _)| v.starts_with(path.as_str()))
+                    .map_or(v.to_string(), |(path, dir)| v.replacen(path.as_str(), &dir.display().to_string(), 1)),
+                (None, Some(path)) => field_ref(path, pod_name),
+                _ => panic!("env {e} is neither a value nor a fieldRef"),
+            };
+            cmd.env(name, value);
+        }
+        cmd.args(&args).stdin(Stdio::null()).output().unwrap()
+    };
+
+    let o = run_pod("k8s-upgrade-abcde");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("journal ConfigMap kube-system/k8s-upgrade-journal"), "{}", stderr(&o));
+    let stats = c.stats();
+    assert_eq!(stats["pdbViolations"], 0, "{stats}");
+    assert_eq!(stats["podsLost"], 0, "{stats}");
+    for n in stats["nodes"].as_array().unwrap() {
+        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
+        assert_eq!(n["schedulable"], true, "{n}");
+    }
+    // The run acted as the Job's ServiceAccount, not as the test's admin.
+    let as_sa = stats["authorizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["user"] == format!("system:serviceaccount:kube-system:{sa}") && a["verb"] == "create");
+    assert!(as_sa, "no write was authorized for the ServiceAccount");
+    let cm = c.get_json("/api/v1/namespaces/kube-system/configmaps/k8s-upgrade-journal");
+    assert_eq!(cm["metadata"]["labels"]["k8s-upgrade.dev/finished"], "true", "{cm}");
+    assert!(!stdout(&o).contains(token.trim()) && !stderr(&o).contains(token.trim()), "the token leaked");
+
+    // The Job controller retrying the pod (its node went away, say) runs the same command line:
+    // the finished run is not done again.
+    let evictions = c.stats()["evictions"].clone();
+    let o = run_pod("k8s-upgrade-fghij");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(c.stats()["evictions"], evictions, "a retry evicted pods again");
+}
