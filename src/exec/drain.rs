@@ -668,6 +668,23 @@ async fn patch_node(nodes: &Api<Node>, node: &str, patch: &serde_json::Value) ->
 mod tests {
     use super::*;
 
+    /// kubectl drain's defaults with a one-minute timeout.
+    fn test_policy() -> DrainPolicy {
+        DrainPolicy {
+            delete_emptydir_data: false,
+            force: false,
+            timeout: Duration::from_secs(60),
+            dry_run: false,
+            max_backoff: Duration::from_secs(5),
+            budget_patience: Duration::from_secs(600),
+            skip_wait_for_delete: None,
+            grace_period: None,
+            pod_selector: None,
+            volume_detach_timeout: None,
+            own_pod: None,
+        }
+    }
+
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).unwrap()
     }
@@ -695,19 +712,7 @@ mod tests {
         );
         let running = pod(json!({"metadata": {"name": "b", "namespace": "x",
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": true}]}}));
-        let policy = DrainPolicy {
-            delete_emptydir_data: false,
-            force: false,
-            timeout: Duration::from_secs(60),
-            dry_run: false,
-            max_backoff: Duration::from_secs(5),
-            budget_patience: Duration::from_secs(600),
-            skip_wait_for_delete: None,
-            grace_period: None,
-            pod_selector: None,
-            volume_detach_timeout: None,
-            own_pod: None,
-        };
+        let policy = test_policy();
         let kept = classify("n", vec![long_ago.clone(), running.clone()], &policy).unwrap();
         assert_eq!(kept.len(), 2);
         let kept = classify("n", vec![long_ago, running], &policy.for_unreachable_node()).unwrap();
@@ -723,19 +728,7 @@ mod tests {
                 "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "k8s-upgrade", "uid": "u", "controller": true}]},
                 "spec": {"containers": [{"name": "apply", "image": "i"}], "volumes": [{"name": "state", "emptyDir": {}}]}}))
         };
-        let policy = DrainPolicy {
-            delete_emptydir_data: false,
-            force: false,
-            timeout: Duration::from_secs(60),
-            dry_run: false,
-            max_backoff: Duration::from_secs(5),
-            budget_patience: Duration::from_secs(600),
-            skip_wait_for_delete: None,
-            grace_period: None,
-            pod_selector: None,
-            volume_detach_timeout: None,
-            own_pod: Some(("kube-system".into(), "k8s-upgrade-x7k2q".into())),
-        };
+        let policy = DrainPolicy { own_pod: Some(("kube-system".into(), "k8s-upgrade-x7k2q".into())), ..test_policy() };
         assert!(classify("n", vec![job_pod("kube-system")], &policy).unwrap().is_empty());
         // Without the identity, the same pod is a pod with emptyDir like any other.
         let anonymous = DrainPolicy { own_pod: None, ..policy.clone() };

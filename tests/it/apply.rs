@@ -74,25 +74,12 @@ fn node_doc(c: &Cluster, name: &str) -> Value {
     c.get_json(&format!("/api/v1/nodes/{name}"))
 }
 
-/// After a finished run: no budget violated, no pod lost, every node Ready and schedulable at
-/// the `minor` kubelet (e.g. "1.25").
-fn assert_finished_clean(c: &Cluster, minor: &str) {
-    let stats = c.stats();
-    assert_eq!(stats["pdbViolations"], 0, "{stats}");
-    assert_eq!(stats["podsLost"], 0, "{stats}");
-    for n in stats["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with(&format!("v{minor}.")), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-        assert_eq!(n["ready"], true, "{n}");
-    }
-}
-
 #[test]
 fn the_demo_path_runs_end_to_end_with_no_budget_violated_and_no_pod_lost() {
     let c = Cluster::builtin("demo", 0.02);
     let o = apply(&c, &["--to", "1.27", "--delete-emptydir-data", "--force"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.27");
+    c.assert_finished_clean("1.27");
     // Control plane before nodes at every hop, add-on steps before the hop that needs them.
     let ev = read_events(&events(&c));
     let steps: Vec<(String, String)> = ev
@@ -184,7 +171,7 @@ fn a_budget_its_operator_relaxes_is_waited_for_and_named() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
     // With a patience shorter than the operator takes, the drain gives up naming it.
     let c = pinned_cluster();
     let (status, body) =
@@ -290,7 +277,7 @@ fn sigkill_mid_drain_then_resume_finishes_without_draining_a_node_twice() {
         let key = format!("{}/{}", e["step"], e["node"]);
         assert!(!done_before.contains(&key), "{key} was finished before the kill and drained again");
     }
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
 }
 
 #[test]
@@ -341,7 +328,7 @@ fn two_applies_started_together_one_runs_and_the_other_is_refused_naming_it() {
         .unwrap()
         .to_string();
     assert!(stderr(loser).contains(&run_id) && stderr(loser).contains("--break-lock"), "{}", stderr(loser));
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
 }
 
 #[test]
@@ -687,7 +674,7 @@ fn on_a_terminal_apply_asks_before_starting_before_the_control_plane_and_after_t
     assert!(!p.iter().any(|q| q.contains("Is it done?")), "{p:#?}");
     assert!(run.output.contains("Helm release reports/reports: revision 3 → 4"), "{}", run.output);
     assert!(run.output.contains("the simulator's operator did step 4"), "{}", run.output);
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
 }
 
 #[test]
@@ -766,7 +753,7 @@ fn on_a_terminal_waiting_again_on_a_stuck_drain_finishes_once_the_cause_is_fixed
     let stuck = run.prompts.iter().filter(|q| q.contains("[w]ait again")).count();
     assert_eq!(stuck, 1, "{:#?}", run.prompts);
     assert_eq!(run.code, Some(0), "{}", run.output);
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
 }
 
 /// A cluster where some pods can only run on the node they are on: one pinned by hostname, and
@@ -797,7 +784,7 @@ fn pods_that_can_only_run_on_the_node_being_upgraded_do_not_deadlock_its_health_
     // schedulable again: the node is handed back before the gate, which then passes.
     let o = apply(&c, &["--to", "1.31", "--gate-timeout", "20s"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
     let pods = c.get_json("/api/v1/pods");
     for p in pods["items"].as_array().unwrap() {
         assert_eq!(p["status"]["phase"], "Running", "{}", p["metadata"]["name"]);
@@ -876,7 +863,7 @@ fn an_unattended_run_stops_before_a_hop_that_removes_apis_still_in_use_until_ack
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
     assert_eq!(j["acknowledged"], serde_json::json!([4, 5]), "{j}");
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
 }
 
 #[test]
@@ -915,7 +902,7 @@ fn resume_after_a_failed_upgrade_command_runs_it_again() {
     resume.extend(cmd.iter().map(String::as_str));
     let o = apply(&c, &resume);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
 }
 
 /// A cluster and a running `apply --to 1.31` whose upgrade command, in a process group of its
@@ -1299,7 +1286,7 @@ workloads:
     let o = apply(&c, &["--to", "1.31", "--drain-timeout", "60s"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("w-2: is unreachable (Ready Unknown)"), "{}", stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
 }
 
 #[test]
@@ -1366,7 +1353,7 @@ fn tainting_the_nodes_still_to_roll_spares_pods_a_second_eviction() {
         args.extend_from_slice(extra);
         let o = apply(&c, &args);
         assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-        assert_finished_clean(&c, "1.31");
+        c.assert_finished_clean("1.31");
         // No taint is left behind.
         for n in c.get_json("/api/v1/nodes")["items"].as_array().unwrap() {
             assert!(!n["spec"]["taints"].to_string().contains("upgrade-pending"), "{n}");
@@ -1404,7 +1391,7 @@ fn parallel_batches_stay_within_each_pool_and_every_budget() {
     let c = Cluster::builtin("pools", 0.02);
     let o = apply(&c, &["--to", "1.31", "--max-unavailable", "30%"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
     let ev = read_events(&events(&c));
     let batches: Vec<Vec<String>> = ev
         .iter()
@@ -1468,7 +1455,7 @@ fn a_node_is_upgraded_only_once_the_volumes_of_its_evicted_pods_have_detached() 
         "{}",
         stderr(&o)
     );
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
     // The StatefulSet's volumes followed their pods.
     assert_eq!(c.get_json("/apis/storage.k8s.io/v1/volumeattachments")["items"].as_array().unwrap().len(), 2);
 }
@@ -1494,7 +1481,7 @@ fn a_volume_that_never_detaches_stops_the_run_with_its_node_cordoned_and_named()
     assert_eq!(status, 200, "{body}");
     let o = apply(&c, &["--to", "1.31", "--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
 }
 
 #[test]
@@ -1524,14 +1511,14 @@ workloads:
     let c = Cluster::start(scenario(), 0.02);
     let o = apply(&c, &["--to", "1.31", "--max-unavailable", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
     // The canary, then one node of each pool at a time.
     assert_eq!(batch_sizes(&c), [1, 2, 2, 1]);
 
     let c = Cluster::start(scenario(), 0.02);
     let o = apply(&c, &["--to", "1.31", "--max-unavailable", "1", "--max-parallel", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_finished_clean(&c, "1.31");
+    c.assert_finished_clean("1.31");
     assert_eq!(batch_sizes(&c), [1; 6]);
 }
 

@@ -263,13 +263,8 @@ fn the_job_s_command_run_as_its_pod_would_run_it_upgrades_the_cluster_and_a_retr
     let o = run_pod("k8s-upgrade-abcde");
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("journal ConfigMap kube-system/k8s-upgrade-journal"), "{}", stderr(&o));
+    c.assert_finished_clean("1.25");
     let stats = c.stats();
-    assert_eq!(stats["pdbViolations"], 0, "{stats}");
-    assert_eq!(stats["podsLost"], 0, "{stats}");
-    for n in stats["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with("v1.25."), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-    }
     // The run acted as the Job's ServiceAccount, not as the test's admin.
     let as_sa = stats["authorizations"]
         .as_array()

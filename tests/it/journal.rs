@@ -134,19 +134,6 @@ fn stored_journal(cm: &Value) -> Value {
     serde_json::from_str(&json).unwrap()
 }
 
-/// After a finished run: no budget violated, no pod lost, every node Ready and schedulable at
-/// the `minor` kubelet.
-fn assert_finished_clean(c: &Cluster, minor: &str) {
-    let stats = c.stats();
-    assert_eq!(stats["pdbViolations"], 0, "{stats}");
-    assert_eq!(stats["podsLost"], 0, "{stats}");
-    for n in stats["nodes"].as_array().unwrap() {
-        assert!(n["kubeletVersion"].as_str().unwrap().starts_with(&format!("v{minor}.")), "{n}");
-        assert_eq!(n["schedulable"], true, "{n}");
-        assert_eq!(n["ready"], true, "{n}");
-    }
-}
-
 /// The demo cluster with drains slow enough for a kill to land in one.
 fn slow_demo() -> Cluster {
     let c = Cluster::builtin("demo", 0.02);
@@ -186,7 +173,7 @@ fn a_run_killed_mid_drain_is_finished_from_another_home_with_the_journal_in_the_
     assert!(stderr(&o).contains(&format!("run {run_id}")), "the same run continues: {}", stderr(&o));
     assert!(stderr(&o).contains("ConfigMap kube-system/k8s-upgrade-journal"), "{}", stderr(&o));
     assert!(stderr(&o).contains("baseline (from the journal"), "{}", stderr(&o));
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
     let cm = journal_cm(&c).unwrap();
     assert_eq!(cm["metadata"]["labels"]["k8s-upgrade.dev/finished"], "true");
     assert_eq!(stored_journal(&cm)["finished"], true);
@@ -260,7 +247,7 @@ fn resume_or_start_starts_when_there_is_no_run_and_continues_an_unfinished_one_t
     let o = b.run(&c, &["--to", "1.25", "--journal", "cluster", "--resume-or-start"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains(&format!("run {run_id}")), "{}", stderr(&o));
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
     // A file named `cluster` is `./cluster`: a file journal, not the ConfigMap.
     let o = b.run(&c, &["--resume", "--journal", "./cluster"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -402,7 +389,7 @@ fn in_a_pod_the_service_account_s_token_from_kubectl_create_token_plans_and_appl
         journal_cm(&c).expect("the journal is in the cluster")["metadata"]["labels"]["k8s-upgrade.dev/finished"],
         "true"
     );
-    assert_finished_clean(&c, "1.25");
+    c.assert_finished_clean("1.25");
 
     // Once the ServiceAccount is gone, so is its token; a recreated one does not inherit it.
     let (status, body) = c.http("DELETE", "/api/v1/namespaces/kube-system/serviceaccounts/upgrader", "", "");

@@ -191,6 +191,19 @@ impl Cluster {
         assert_eq!(status, 201, "{body}");
     }
 
+    /// After a finished run: no budget violated, no pod lost, every node Ready and schedulable
+    /// at the `minor` kubelet (e.g. "1.25").
+    pub fn assert_finished_clean(&self, minor: &str) {
+        let stats = self.stats();
+        assert_eq!(stats["pdbViolations"], 0, "{stats}");
+        assert_eq!(stats["podsLost"], 0, "{stats}");
+        for n in stats["nodes"].as_array().unwrap() {
+            assert!(n["kubeletVersion"].as_str().unwrap().starts_with(&format!("v{minor}.")), "{n}");
+            assert_eq!(n["schedulable"], true, "{n}");
+            assert_eq!(n["ready"], true, "{n}");
+        }
+    }
+
     pub fn stats(&self) -> Value {
         self.get_json("/sim/stats")
     }
