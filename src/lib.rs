@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod k8s;
 pub mod kubeapi;
 pub mod labels;
+pub mod limits;
 pub mod plan;
 pub mod quantity;
 pub mod sim;

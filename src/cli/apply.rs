@@ -679,8 +679,8 @@ async fn apply(
             crate::plan::plan_drain_scoped(&inv, catalog, &req, scope.as_ref()).map_err(CliError::from)
         };
         let plan = if let Some(file) = &args.plan {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| CliError::error(format!("cannot read --plan {}: {e}", file.display())))?;
+            let text = crate::limits::read_text(file, "--plan", crate::plan::MAX_DOCUMENT_BYTES)
+                .map_err(|e| CliError::error(e.to_string()))?;
             let saved =
                 Plan::from_document(&text).map_err(|e| CliError::error(format!("--plan {}: {e}", file.display())))?;
             // Planned again through the saved plan's own control-plane releases, so a plan made

@@ -101,17 +101,8 @@ pub fn today_utc() -> Date {
     Date::from_timestamp(jiff::Timestamp::now()).unwrap_or(Date::UNIX_EPOCH)
 }
 
-fn read_file_bounded(path: &Path, name: &str) -> Result<String, CliError> {
-    let io_err = |e: std::io::Error| CliError::error(format!("cannot read catalog file {}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(CliError::error(format!(
-            "catalog file {name} is {} bytes, more than the {MAX_FILE_BYTES} allowed",
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    String::from_utf8(bytes).map_err(|_| CliError::error(format!("catalog file {} is not UTF-8", path.display())))
+fn read_file_bounded(path: &Path) -> Result<String, CliError> {
+    crate::limits::read_text(path, "catalog file", MAX_FILE_BYTES).map_err(|e| CliError::error(e.to_string()))
 }
 
 /// Reads `kubernetes.yaml`, `skew.yaml`, `apis.yaml`, `addons.yaml` and `distros/*.yaml`.
@@ -126,7 +117,7 @@ fn read_catalog_dir(dir: &Path) -> Result<Vec<SourceFile>, CliError> {
     for name in crate::catalog::CORE_FILES {
         let path = dir.join(name);
         if path.exists() {
-            files.push(SourceFile { name: name.to_string(), text: read_file_bounded(&path, name)? });
+            files.push(SourceFile { name: name.to_string(), text: read_file_bounded(&path)? });
         }
     }
     let distros = dir.join("distros");
@@ -136,7 +127,7 @@ fn read_catalog_dir(dir: &Path) -> Result<Vec<SourceFile>, CliError> {
         for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")).take(256) {
             let Some(file) = path.file_name().and_then(|f| f.to_str()) else { continue };
             let name = format!("distros/{file}");
-            let text = read_file_bounded(&path, &name)?;
+            let text = read_file_bounded(&path)?;
             files.push(SourceFile { name, text });
         }
     }

@@ -586,11 +586,7 @@ fn read_inlined(context: &str, what: &str, path: &str) -> Result<Vec<u8>, CliErr
             printable(context)
         ))
     };
-    let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
-    if meta.len() > MAX_INLINED_BYTES {
-        return Err(refuse(format!("larger than {MAX_INLINED_BYTES} bytes")));
-    }
-    std::fs::read(path).map_err(|e| refuse(e.to_string()))
+    crate::limits::read(std::path::Path::new(path), what, MAX_INLINED_BYTES).map_err(|e| refuse(e.to_string()))
 }
 
 /// The kubeconfig of one context, alone and self-contained (every file inlined), as a JSON

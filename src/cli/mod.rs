@@ -89,6 +89,11 @@ pub struct Cli {
     #[command(flatten)]
     pub logging: logging::LogArgs,
 
+    /// Largest input file read, in bytes, for every kind at once (plans, journals, inventories,
+    /// scenarios, catalog files); each has its own default otherwise.
+    #[arg(long, value_name = "BYTES", global = true, env = "K8S_UPGRADE_MAX_INPUT_BYTES")]
+    pub max_input_bytes: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -157,6 +162,9 @@ pub fn run(cli: Cli) -> Exit {
 /// [`run`] for a binary invoked as `argv0` (`kubectl-upgrade`: the kubectl plugin).
 pub fn run_as(cli: Cli, argv0: &str) -> Exit {
     logging::init(&cli.logging);
+    if let Some(bytes) = cli.max_input_bytes {
+        crate::limits::set_override(bytes);
+    }
     let result = match cli.command {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),

@@ -79,16 +79,8 @@ impl SourceArgs {
     /// Collects the inventory; `cluster` says whether to read a cluster at all.
     pub fn collect(&self, catalog: &Catalog, cluster: bool) -> Result<Inventory, CliError> {
         let mut inv = if let Some(path) = &self.inventory {
-            let meta = std::fs::metadata(path)
-                .map_err(|e| CliError::error(format!("cannot read --inventory {}: {e}", path.display())))?;
-            if meta.len() > MAX_INVENTORY_BYTES {
-                return Err(CliError::error(format!(
-                    "--inventory {}: larger than {MAX_INVENTORY_BYTES} bytes",
-                    path.display()
-                )));
-            }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::error(format!("cannot read --inventory {}: {e}", path.display())))?;
+            let text = crate::limits::read_text(path, "--inventory", MAX_INVENTORY_BYTES)
+                .map_err(|e| CliError::error(e.to_string()))?;
             parse_inventory(&text).map_err(|e| CliError::error(format!("--inventory {}: {e}", path.display())))?
         } else if cluster {
             self.collect_cluster(catalog)?

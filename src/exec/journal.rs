@@ -230,6 +230,8 @@ pub enum JournalError {
         "the journal does not fit in {path}: {size} bytes compressed with its command output left out, more than the {limit} allowed; keep it in a file instead (--journal FILE)"
     )]
     TooLarge { path: String, size: usize, limit: usize },
+    #[error(transparent)]
+    Input(#[from] crate::limits::ReadError),
 }
 
 impl Journal {
@@ -347,11 +349,7 @@ impl Journal {
 
     pub fn load(path: &Path) -> Result<Journal, JournalError> {
         let rerr = |m: String| JournalError::Read { path: path.display().to_string(), message: m };
-        let meta = std::fs::metadata(path).map_err(|e| rerr(e.to_string()))?;
-        if meta.len() > MAX_JOURNAL_BYTES {
-            return Err(rerr(format!("larger than {MAX_JOURNAL_BYTES} bytes")));
-        }
-        let text = std::fs::read(path).map_err(|e| rerr(e.to_string()))?;
+        let text = crate::limits::read(path, "the journal", MAX_JOURNAL_BYTES)?;
         let mut j = Journal::from_json(&text).map_err(rerr)?;
         j.path = path.to_path_buf();
         Ok(j)
@@ -391,6 +389,13 @@ pub fn default_path(cluster: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endless_journal_stops_at_its_limit() {
+        let e = Journal::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(e, JournalError::Input(crate::limits::ReadError::TooLarge { .. })), "{e}");
+        assert!(e.to_string().contains("the journal /dev/zero is larger than"), "{e}");
+    }
 
     #[test]
     fn save_is_atomic_and_round_trips() {

@@ -97,6 +97,9 @@ pub struct Summary {
 /// The envelope of every document this tool writes.
 pub const API_VERSION: &str = graph::API_VERSION;
 pub const KIND: &str = "UpgradePlan";
+/// Largest plan document read back (`apply --plan`): a plan of a 5,000-node cluster with every
+/// finding is a few megabytes.
+pub const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -448,12 +448,17 @@ impl Scenario {
             "large" => Ok(large()),
             path => {
                 let err = |m: String| ScenarioError { file: path.to_string(), message: m };
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| err(format!("{e}; built-in scenarios are {}", BUILTIN.join(", "))))?;
-                if meta.len() > MAX_SCENARIO_BYTES as u64 {
-                    return Err(err(format!("{} bytes is more than the {MAX_SCENARIO_BYTES} allowed", meta.len())));
-                }
-                let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+                let text = match crate::limits::read_text(
+                    std::path::Path::new(path),
+                    "scenario file",
+                    MAX_SCENARIO_BYTES as u64,
+                ) {
+                    Ok(t) => t,
+                    Err(crate::limits::ReadError::Io { message, .. }) => {
+                        return Err(err(format!("{message}; built-in scenarios are {}", BUILTIN.join(", "))));
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                };
                 Scenario::parse(path, &text)
             }
         }

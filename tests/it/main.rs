@@ -2,6 +2,7 @@
 
 mod access;
 mod apply;
+mod bad_input;
 mod catalog;
 mod common;
 mod conventions;

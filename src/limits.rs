@@ -1,0 +1,82 @@
+//! One size limit for every input read from a file: plans, journals, inventories, scenarios,
+//! catalog files, node scripts, files inlined into kubeconfigs. Sizes reported by the file system
+//! are not trusted (devices, pipes and `/proc` say 0): the read itself stops one byte past the
+//! limit, so `/dev/zero` or an endless pipe costs at most the limit in memory. Each input has its
+//! own default; `--max-input-bytes` (or `K8S_UPGRADE_MAX_INPUT_BYTES`) replaces them all, and
+//! the error names the input, the limit and that flag.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
+
+static OVERRIDE: OnceLock<u64> = OnceLock::new();
+
+/// Replaces every input's default limit for this process (set once, from the command line).
+pub fn set_override(bytes: u64) {
+    let _ = OVERRIDE.set(bytes);
+}
+
+/// The limit in force for an input whose default is `default`.
+pub fn limit(default: u64) -> u64 {
+    OVERRIDE.get().copied().unwrap_or(default)
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReadError {
+    #[error("cannot read {what} {path}: {message}")]
+    Io { what: String, path: String, message: String },
+    #[error(
+        "{what} {path} is larger than {limit} bytes, the limit for it; if it is what you meant, raise the limit with --max-input-bytes (or K8S_UPGRADE_MAX_INPUT_BYTES)"
+    )]
+    TooLarge { what: String, path: String, limit: u64 },
+    #[error("{what} {path} is not UTF-8 text")]
+    NotText { what: String, path: String },
+}
+
+/// Reads `path` (`what` names it in errors, e.g. "--plan") up to the limit for `default`.
+pub fn read(path: &Path, what: &str, default: u64) -> Result<Vec<u8>, ReadError> {
+    let shown = || path.display().to_string();
+    let io = |e: std::io::Error| ReadError::Io { what: what.into(), path: shown(), message: e.to_string() };
+    let limit = limit(default);
+    let file = std::fs::File::open(path).map_err(io)?;
+    // The reported length only sizes the buffer: a device or a pipe reports 0.
+    let hint = file.metadata().map(|m| m.len()).unwrap_or(0).min(limit).min(64 * 1024 * 1024);
+    let mut bytes = Vec::with_capacity(hint as usize);
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge { what: what.into(), path: shown(), limit });
+    }
+    Ok(bytes)
+}
+
+/// [`read`] for text.
+pub fn read_text(path: &Path, what: &str, default: u64) -> Result<String, ReadError> {
+    String::from_utf8(read(path, what, default)?)
+        .map_err(|_| ReadError::NotText { what: what.into(), path: path.display().to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_device_stops_at_the_limit_and_names_it() {
+        let e = read(Path::new("/dev/zero"), "--plan", 1024).unwrap_err();
+        assert_eq!(e, ReadError::TooLarge { what: "--plan".into(), path: "/dev/zero".into(), limit: 1024 });
+        assert!(e.to_string().contains("--max-input-bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_file_within_the_limit_is_read_whole() {
+        let dir = std::env::temp_dir().join(format!("k8s-upgrade-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("x");
+        std::fs::write(&f, "hello").unwrap();
+        assert_eq!(read_text(&f, "x", 5).unwrap(), "hello");
+        assert!(matches!(read_text(&f, "x", 4), Err(ReadError::TooLarge { limit: 4, .. })));
+        std::fs::write(&f, [0xff, 0xfe]).unwrap();
+        assert!(matches!(read_text(&f, "x", 5), Err(ReadError::NotText { .. })));
+        assert!(matches!(read(&dir.join("missing"), "x", 5), Err(ReadError::Io { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
