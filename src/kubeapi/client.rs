@@ -199,7 +199,8 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
 }
 
 /// Logs every request at `debug` (`-vv`) as `kubectl -v=6` does: method, path and query, status
-/// and time to the response headers. Never a header: they carry the credentials.
+/// and time to the response headers. Never a header: they carry the credentials. It also bounds
+/// every response body ([`Bounded`]): a server that streams without end cannot fill memory.
 #[derive(Clone, Copy)]
 struct RequestLogLayer;
 
@@ -215,29 +216,32 @@ struct RequestLog<S> {
     inner: S,
 }
 
+/// Largest response body read for one request (a page of a list, a document, `/metrics`).
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest single event of a watch stream (one line).
+pub const MAX_WATCH_EVENT_BYTES: u64 = 16 * 1024 * 1024;
+
 impl<S, B> Service<Request<Body>> for RequestLog<S>
 where
     S: Service<Request<Body>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
 {
-    type Response = Response<B>;
+    type Response = Response<Bounded<B>>;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Response<B>, BoxError>>;
+    type Future = BoxFuture<'static, Result<Response<Bounded<B>>, BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        if !tracing::enabled!(tracing::Level::DEBUG) {
-            let fut = self.inner.call(req);
-            return Box::pin(async move { fut.await.map_err(Into::into) });
-        }
         let method = req.method().clone();
         let path: String =
             req.uri().path_and_query().map_or_else(|| "/".into(), |p| p.as_str().chars().take(2048).collect());
+        let watch = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
         let started = std::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -249,8 +253,71 @@ where
                 }
                 Err(e) => tracing::debug!(%method, %path, error = %first_line(&e.to_string()), ms, "request failed"),
             }
-            result
+            let described = format!("{method} {}", path.split('?').next().unwrap_or_default());
+            result.map(|r| r.map(|inner| Bounded { inner, read: 0, watch, request: described }))
         })
+    }
+}
+
+/// A response body that fails once it passes its bound: [`MAX_RESPONSE_BYTES`] in all, or for a
+/// watch [`MAX_WATCH_EVENT_BYTES`] without a newline (a watch streams for as long as it lives,
+/// one event per line).
+pub struct Bounded<B> {
+    inner: B,
+    read: u64,
+    watch: bool,
+    request: String,
+}
+
+impl<B> http_body::Body for Bounded<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let limit = if this.watch {
+                        match data.iter().rposition(|b| *b == b'\n') {
+                            Some(p) => this.read = (data.len() - p - 1) as u64,
+                            None => this.read += data.len() as u64,
+                        }
+                        MAX_WATCH_EVENT_BYTES
+                    } else {
+                        this.read += data.len() as u64;
+                        MAX_RESPONSE_BYTES
+                    };
+                    if this.read > limit {
+                        let what = if this.watch { "one watch event of" } else { "the answer to" };
+                        return std::task::Poll::Ready(Some(Err(format!(
+                            "{what} {} is larger than {limit} bytes; the server (or something between) is not answering as an apiserver does",
+                            this.request
+                        )
+                        .into())));
+                    }
+                }
+                std::task::Poll::Ready(Some(Ok(frame)))
+            }
+            std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e.into()))),
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -166,3 +166,71 @@ fn every_bad_input_gets_its_exit_code_its_message_and_stays_within_memory_and_ti
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A plain-HTTP "apiserver" on loopback that answers `/version` with a body that never ends.
+fn endless_body_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"gitVersion\":\"",
+                );
+                let chunk = vec![b'a'; 1 << 20];
+                // Up to 4 GiB, until the client hangs up.
+                for _ in 0..4096 {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_response_body_that_never_ends_is_cut_at_its_bound_d14() {
+    let dir = scratch().join("d14");
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = endless_body_server();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let rss = dir.join("rss");
+    let time = gnu_time();
+    let mut cmd = match time {
+        Some(t) => {
+            let mut c = Command::new(t);
+            c.arg("-f").arg("%M").arg("-o").arg(&rss).arg(env!("CARGO_BIN_EXE_k8s-upgrade"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_k8s-upgrade")),
+    };
+    let started = Instant::now();
+    let o = cmd
+        .args(["plan", "--kubeconfig", kubeconfig.to_str().unwrap(), "--to", "1.30"])
+        .env("HOME", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("GET /version is larger than 67108864 bytes"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    if time.is_some() {
+        let text = std::fs::read_to_string(&rss).unwrap();
+        let kb: u64 = text.lines().last().unwrap().trim().parse().unwrap();
+        assert!(kb < 200 * 1024, "peak memory {} MB", kb / 1024);
+    }
+}
