@@ -191,7 +191,14 @@ async fn watch_pods(api: Api<Pod>, world: Arc<Mutex<World>>) {
                 if let Some(seen) = relisted.as_mut() {
                     seen.insert(k.clone());
                 }
-                let now = view(&p);
+                let mut now = view(&p);
+                // Once approved by the eviction API, always: the disruption controller clears a
+                // DisruptionTarget condition no deletion followed within two minutes (an apply
+                // killed mid-eviction), and the resumed run's eviction may then delete the pod
+                // before the condition is set again.
+                if let Some(prev) = w.pods.get(&k) {
+                    now.evicted |= prev.evicted;
+                }
                 let before = w.pods.insert(k.clone(), now.clone());
                 if let Some(before) = before
                     && now.terminating
