@@ -551,6 +551,20 @@ async fn evict_one(
                                 "PodDisruptionBudget {pdb}: currentHealthy {}/desiredHealthy {}",
                                 st.current_healthy, st.desired_healthy
                             );
+                            // Evictions the apiserver granted whose pods are not gone yet hold the
+                            // budget for up to two minutes (the disruption controller's timeout):
+                            // after a run killed mid-eviction, this is why the resume waits.
+                            let in_flight: Vec<&String> = st.disrupted_pods.iter().flatten().map(|(p, _)| p).collect();
+                            if !in_flight.is_empty() {
+                                why.push_str(&format!(
+                                    "; it still counts {} granted eviction{} whose pod{} not gone ({}{}), for up to 2 minutes",
+                                    in_flight.len(),
+                                    if in_flight.len() == 1 { "" } else { "s" },
+                                    if in_flight.len() == 1 { " is" } else { "s are" },
+                                    in_flight.iter().take(3).map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+                                    if in_flight.len() > 3 { ", …" } else { "" }
+                                ));
+                            }
                         }
                         refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                     }
