@@ -25,8 +25,13 @@ pub struct KubeArgs {
     pub exec_timeout: Option<std::time::Duration>,
 
     /// Longest reaching the server may take: connection, TLS handshake and its first answer.
-    #[arg(long, value_name = "DURATION", default_value = "30s", env = "K8S_UPGRADE_CONNECT_TIMEOUT", value_parser = super::apply::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20s", env = "K8S_UPGRADE_CONNECT_TIMEOUT", value_parser = super::apply::parse_duration)]
     pub connect_timeout: std::time::Duration,
+
+    /// Longest one API request may take, its whole answer included (as kubectl's flag; 0: no
+    /// limit). Watches are not bounded by it; one silent for 150s is cut and started again.
+    #[arg(long, value_name = "DURATION", default_value = "60s", env = "K8S_UPGRADE_REQUEST_TIMEOUT", value_parser = super::apply::parse_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 impl KubeArgs {
@@ -37,6 +42,8 @@ impl KubeArgs {
             context: self.context.clone(),
             exec_timeout: self.exec_timeout,
             connect_timeout: Some(self.connect_timeout),
+            request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
+            watch_silence: None,
         };
         let source = match self.in_cluster() {
             Some(ic) => crate::kubeapi::KubeconfigSource::InCluster(ic),
@@ -62,7 +69,10 @@ pub async fn connect_simulator(running: &crate::sim::Running) -> Result<crate::k
     let kubeconfig = running.kubeconfig(&running.default_credential()).map_err(|e| CliError::error(e.to_string()))?;
     crate::kubeapi::connect(
         crate::kubeapi::KubeconfigSource::Inline(Box::new(kubeconfig)),
-        &crate::kubeapi::ConnectOptions::default(),
+        &crate::kubeapi::ConnectOptions {
+            request_timeout: Some(crate::kubeapi::client::REQUEST_TIMEOUT),
+            ..Default::default()
+        },
     )
     .await
     .map_err(|e| CliError::error(e.to_string()))

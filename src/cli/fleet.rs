@@ -153,8 +153,12 @@ pub struct FleetPlanArgs {
     pub output: FleetFormat,
 
     /// Longest reaching each server may take: connection, TLS handshake and its first answer.
-    #[arg(long, value_name = "DURATION", default_value = "30s", env = "K8S_UPGRADE_CONNECT_TIMEOUT", value_parser = super::apply::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20s", env = "K8S_UPGRADE_CONNECT_TIMEOUT", value_parser = super::apply::parse_duration)]
     pub connect_timeout: std::time::Duration,
+
+    /// Longest one API request may take, its whole answer included (0: no limit).
+    #[arg(long, value_name = "DURATION", default_value = "60s", env = "K8S_UPGRADE_REQUEST_TIMEOUT", value_parser = super::apply::parse_duration)]
+    pub request_timeout: std::time::Duration,
 
     /// Longest a kubeconfig `exec` credential plugin may run (default 60s).
     #[arg(long, value_name = "DURATION", env = "K8S_UPGRADE_EXEC_TIMEOUT", value_parser = super::apply::parse_duration)]
@@ -490,6 +494,7 @@ fn plan_one(args: &FleetPlanArgs, inputs: &PlanInputs, catalog: &crate::catalog:
             context: Some(context.to_string()),
             exec_timeout: args.exec_timeout,
             connect_timeout: args.connect_timeout,
+            request_timeout: args.request_timeout,
         },
         simulate: None,
         inventory: None,

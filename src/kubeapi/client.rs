@@ -28,7 +28,13 @@ pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound when the plugin may prompt on a terminal (a device-code login takes a person).
 pub const DEFAULT_INTERACTIVE_EXEC_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the first request (`/version`) may take by default, connection and TLS included.
-const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one request (other than a watch) may take by default, its whole body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a watch may stay silent. We ask for bookmarks, which an apiserver sends about once a
+/// minute on an idle watch (its watch cache's `defaultBookmarkFrequency`); two and a half
+/// minutes without a byte is a server, or something between, that stopped talking.
+pub const WATCH_SILENCE: Duration = Duration::from_secs(150);
 
 /// Where the kubeconfig comes from.
 #[derive(Debug, Clone)]
@@ -68,8 +74,13 @@ pub struct ConnectOptions {
     pub context: Option<String>,
     /// Bound on a credential plugin run; defaults depend on whether it may prompt.
     pub exec_timeout: Option<Duration>,
-    /// Bound on reaching the server: connection, TLS and the first answer (default 30 s).
+    /// Bound on reaching the server: connection, TLS and the first answer (default 20 s).
     pub connect_timeout: Option<Duration>,
+    /// Bound on each later request but watches, from sending it to the end of its body
+    /// (`--request-timeout`; `None`: unbounded, as kubectl's `0`).
+    pub request_timeout: Option<Duration>,
+    /// Longest silence on a watch before it is cut (default [`WATCH_SILENCE`]).
+    pub watch_silence: Option<Duration>,
 }
 
 /// A client that has reached its server once.
@@ -132,6 +143,8 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
         ConnectError::Kubeconfig { source_name: source.describe(), message: first_line(&e.to_string()) }
     })?;
     let server = redact_url(&config.cluster_url.to_string());
+    let first = opts.connect_timeout.unwrap_or(FIRST_REQUEST_TIMEOUT);
+    config.connect_timeout = Some(first);
     // Retries are ours to decide: a 429 from the Eviction API is a budget's answer to report and
     // back off from with the budget named, not a transient error to retry blindly for minutes.
     config.default_retry = false;
@@ -178,11 +191,14 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
     let builder = ClientBuilder::try_from(config).map_err(|e| {
         ConnectError::Server(format!("cannot set up a client for {server}: {}", first_line(&e.to_string())))
     })?;
-    let client = match exec_auth {
-        Some(layer) => builder.with_layer(&layer).with_layer(&RequestLogLayer).build(),
-        None => builder.with_layer(&RequestLogLayer).build(),
+    let log = RequestLogLayer {
+        request_timeout: opts.request_timeout,
+        watch_silence: opts.watch_silence.unwrap_or(WATCH_SILENCE),
     };
-    let first = opts.connect_timeout.unwrap_or(FIRST_REQUEST_TIMEOUT);
+    let client = match exec_auth {
+        Some(layer) => builder.with_layer(&layer).with_layer(&log).build(),
+        None => builder.with_layer(&log).build(),
+    };
     match tokio::time::timeout(first, client.apiserver_version()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(ConnectError::Server(describe(&e, &server))),
@@ -200,20 +216,40 @@ pub async fn connect(source: KubeconfigSource, opts: &ConnectOptions) -> Result<
 
 /// Logs every request at `debug` (`-vv`) as `kubectl -v=6` does: method, path and query, status
 /// and time to the response headers. Never a header: they carry the credentials. It also bounds
-/// every response body ([`Bounded`]): a server that streams without end cannot fill memory.
+/// every response ([`Bounded`]) in size and time: a server that streams without end cannot fill
+/// memory, one that stalls or trickles cannot hold a request past `--request-timeout`, and a
+/// watch that falls silent is cut, so the watcher lists again (or fails, naming the server).
 #[derive(Clone, Copy)]
-struct RequestLogLayer;
+struct RequestLogLayer {
+    request_timeout: Option<Duration>,
+    watch_silence: Duration,
+}
 
 impl<S> Layer<S> for RequestLogLayer {
     type Service = RequestLog<S>;
 
     fn layer(&self, inner: S) -> RequestLog<S> {
-        RequestLog { inner }
+        RequestLog { inner, bounds: *self }
     }
 }
 
 struct RequestLog<S> {
     inner: S,
+    bounds: RequestLogLayer,
+}
+
+/// A request the server did not finish in time: the text names the request and the bound.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stalled(pub String);
+
+fn stalled(request: &str, bound: Duration, watch: bool) -> BoxError {
+    let secs = bound.as_secs_f64();
+    Box::new(Stalled(if watch {
+        format!("the watch {request} was silent for {secs}s (not even a bookmark); it is cut and listed again")
+    } else {
+        format!("{request} got no complete answer within {secs}s; raise --request-timeout if the server is only slow")
+    }))
 }
 
 /// Largest response body read for one request (a page of a list, a document, `/metrics`).
@@ -242,10 +278,20 @@ where
         let path: String =
             req.uri().path_and_query().map_or_else(|| "/".into(), |p| p.as_str().chars().take(2048).collect());
         let watch = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+        let described = format!("{method} {}", path.split('?').next().unwrap_or_default());
         let started = std::time::Instant::now();
+        // A watch's answer starts with its headers at once; what may take long is the stream.
+        let bound = if watch { Some(self.bounds.watch_silence) } else { self.bounds.request_timeout };
+        let deadline = bound.map(|b| tokio::time::Instant::now() + b);
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let result = fut.await.map_err(Into::into);
+            let result = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, fut).await {
+                    Ok(r) => r.map_err(Into::into),
+                    Err(_) => Err(stalled(&described, bound.unwrap_or_default(), watch)),
+                },
+                None => fut.await.map_err(Into::into),
+            };
             let ms = started.elapsed().as_millis() as u64;
             match &result {
                 Ok(response) => {
@@ -253,20 +299,36 @@ where
                 }
                 Err(e) => tracing::debug!(%method, %path, error = %first_line(&e.to_string()), ms, "request failed"),
             }
-            let described = format!("{method} {}", path.split('?').next().unwrap_or_default());
-            result.map(|r| r.map(|inner| Bounded { inner, read: 0, watch, request: described }))
+            let timer = match (watch, bound, deadline) {
+                (true, Some(silence), _) => Some(Box::pin(tokio::time::sleep(silence))),
+                (false, _, Some(at)) => Some(Box::pin(tokio::time::sleep_until(at))),
+                _ => None,
+            };
+            result.map(|r| {
+                r.map(|inner| Bounded {
+                    inner,
+                    read: 0,
+                    watch,
+                    request: described,
+                    timer,
+                    bound: bound.unwrap_or_default(),
+                })
+            })
         })
     }
 }
 
 /// A response body that fails once it passes its bound: [`MAX_RESPONSE_BYTES`] in all, or for a
 /// watch [`MAX_WATCH_EVENT_BYTES`] without a newline (a watch streams for as long as it lives,
-/// one event per line).
+/// one event per line); and in time: the request's deadline, or for a watch a silence longer
+/// than its bound (the timer starts again with every byte).
 pub struct Bounded<B> {
     inner: B,
     read: u64,
     watch: bool,
     request: String,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    bound: Duration,
 }
 
 impl<B> http_body::Body for Bounded<B>
@@ -282,8 +344,21 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
         let this = &mut *self;
+        // A deadline passes even while bytes trickle in; a watch's silence only while none do.
+        if !this.watch
+            && let Some(timer) = this.timer.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            this.timer = None;
+            return std::task::Poll::Ready(Some(Err(stalled(&this.request, this.bound, false))));
+        }
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             std::task::Poll::Ready(Some(Ok(frame))) => {
+                if this.watch
+                    && let Some(timer) = this.timer.as_mut()
+                {
+                    timer.as_mut().reset(tokio::time::Instant::now() + this.bound);
+                }
                 if let Some(data) = frame.data_ref() {
                     let limit = if this.watch {
                         match data.iter().rposition(|b| *b == b'\n') {
@@ -308,7 +383,16 @@ where
             }
             std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e.into()))),
             std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Pending => {
+                if this.watch
+                    && let Some(timer) = this.timer.as_mut()
+                    && timer.as_mut().poll(cx).is_ready()
+                {
+                    this.timer = None;
+                    return std::task::Poll::Ready(Some(Err(stalled(&this.request, this.bound, true))));
+                }
+                std::task::Poll::Pending
+            }
         }
     }
 
@@ -430,5 +514,111 @@ where
             }
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Node;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A plain-HTTP "apiserver" on loopback: `/version` is answered; a watch gets its headers and
+    /// then silence; any other request gets its headers and then one byte every 200 ms.
+    async fn stalling_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    // Keep-alive: requests come one after another on the connection.
+                    loop {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                        if line.starts_with("GET /version") {
+                            let body = r#"{"major":"1","minor":"31","gitVersion":"v1.31.4"}"#;
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if conn.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        let _ = conn
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                            )
+                            .await;
+                        if line.contains("watch=true") {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                        let _ = conn.write_all(b"1\r\n{\r\n").await;
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            if conn.write_all(b"1\r\n \r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn client_for(server: &str) -> Connection {
+        let kc = Kubeconfig::from_yaml(&format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{server}'}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ))
+        .unwrap();
+        let opts = ConnectOptions {
+            request_timeout: Some(Duration::from_secs(1)),
+            watch_silence: Some(Duration::from_secs(1)),
+            connect_timeout: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        connect(KubeconfigSource::Inline(Box::new(kc)), &opts).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_trickles_fails_at_the_request_deadline_naming_the_request() {
+        let server = stalling_server().await;
+        let conn = client_for(&server).await;
+        let nodes: kube::Api<Node> = kube::Api::all(conn.client.clone());
+        let started = std::time::Instant::now();
+        let err = nodes.list(&Default::default()).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+        let line = super::super::errors::describe(&err, &conn.server);
+        assert!(
+            line.contains(&server) && line.contains("GET /api/v1/nodes got no complete answer within 1s"),
+            "{line}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_watch_is_cut_naming_it() {
+        let server = stalling_server().await;
+        let conn = client_for(&server).await;
+        let nodes: kube::Api<Node> = kube::Api::all(conn.client.clone());
+        let started = std::time::Instant::now();
+        let mut events = nodes.watch(&Default::default(), "0").await.unwrap().boxed();
+        let first = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("the watch was not cut");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+        let err = first.expect("an error, not the end").unwrap_err();
+        let line = super::super::errors::describe(&err, &conn.server);
+        assert!(line.contains("the watch GET /api/v1/nodes was silent for 1s"), "{line}");
     }
 }

@@ -30,6 +30,8 @@ pub enum Cause {
     ConnectionRefused,
     /// The server did not answer in time.
     Timeout,
+    /// A request (named in the text) the server did not finish within its bound.
+    Stalled(String),
     /// The host name does not resolve.
     UnknownHost,
     /// The exec credential plugin failed (its own one-line message).
@@ -97,6 +99,9 @@ pub fn cause(e: &kube::Error) -> Cause {
         if let Some(x) = err.downcast_ref::<ExecError>() {
             return Cause::Credential(x.to_string());
         }
+        if let Some(s) = err.downcast_ref::<super::client::Stalled>() {
+            return Cause::Stalled(s.0.clone());
+        }
     }
     for err in &errors {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -156,6 +161,7 @@ impl Cause {
             Cause::Timeout => {
                 format!("{server} did not answer in time; check the address, VPN or proxy-url, and firewall")
             }
+            Cause::Stalled(m) => format!("{server} stalled: {m}"),
             Cause::UnknownHost => {
                 format!("cannot resolve the host of {server}; check the kubeconfig's server address and DNS")
             }
