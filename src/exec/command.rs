@@ -20,6 +20,9 @@ const TAIL_LINES: usize = 100;
 const MAX_LINE: usize = 2000;
 /// Between TERM and KILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long the pipes are still read once the command has exited: what it wrote just before
+/// exiting is in them, but a background process it left may hold them open for ever.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
@@ -198,8 +201,15 @@ pub async fn run(
         Timeout,
         Cancelled,
     }
+    // The command's end is its exit, not the end of its output: a process it started in the
+    // background (`daemon &`) can hold stdout open long after the command is done.
+    let mut exited: Option<std::io::Result<ExitStatus>> = None;
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut left_holding_output = false;
     let end = loop {
-        let closed = streams.iter().all(Option::is_none);
+        if let Some(status) = exited.take_if(|_| streams.iter().all(Option::is_none)) {
+            break End::Exited(status);
+        }
         let [b0, b1] = &mut bufs;
         let [s0, s1] = &mut streams;
         let read0 = async {
@@ -216,7 +226,8 @@ pub async fn run(
         };
         // A first stop request leaves the command to finish (an upgrade cut short leaves a
         // node half-done); only an abort ends it.
-        let cancelled = cancel.abort_requested();
+        let cancelled = cancel.kill_requested();
+        let running = exited.is_none();
         tokio::select! {
             r = read0 => match r {
                 Ok(0) | Err(_) => streams[0] = None,
@@ -232,11 +243,28 @@ pub async fn run(
                     collector.feed(1, &bufs[1][..n], on_line);
                 }
             },
-            status = child.wait(), if closed => break End::Exited(status),
-            _ = tokio::time::sleep_until(deadline) => break End::Timeout,
-            _ = cancelled => break End::Cancelled,
+            status = child.wait(), if running => {
+                exited = Some(status);
+                drain_until = Some((tokio::time::Instant::now() + PIPE_GRACE).min(deadline));
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or(deadline)), if !running => {
+                left_holding_output = true;
+                break End::Exited(exited.take().unwrap_or_else(|| Err(std::io::Error::other("no exit status"))));
+            }
+            _ = tokio::time::sleep_until(deadline), if running => break End::Timeout,
+            _ = cancelled, if running => break End::Cancelled,
         }
     };
+    if left_holding_output {
+        // Not killed: the command succeeded or failed on its own, and what it started in the
+        // background may be what it was asked to start.
+        tracing::warn!(%program, "the command exited; a process it left running still holds its output, which is no longer read");
+        collector.feed(
+            1,
+            b"(the command exited, but a process it started still holds its output open; that output is not read)\n",
+            on_line,
+        );
+    }
     if matches!(end, End::Timeout | End::Cancelled) {
         signal_group(pid, rustix::process::Signal::TERM);
         if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
@@ -321,6 +349,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(3500));
         assert!(!marker.exists(), "a grandchild outlived the timeout");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_command_that_exits_is_done_even_when_its_background_child_holds_the_output_d5() {
+        let s = spec("sleep 30 & echo upgraded; exit 0", Duration::from_secs(20));
+        let t = std::time::Instant::now();
+        let out = rt().block_on(run(&s, &Cancel::new(), &|_| {})).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "waited for the background child: {:?}", t.elapsed());
+        assert!(out.head.iter().any(|l| l == "upgraded"), "{out:?}");
+        assert!(out.last_line().is_some_and(|l| l.contains("still holds its output open")), "{out:?}");
+        // Its exit status still counts.
+        let e = rt().block_on(run(&spec("sleep 30 & exit 4", Duration::from_secs(20)), &Cancel::new(), &|_| {}));
+        assert!(e.unwrap_err().to_string().contains("exit status: 4"));
+        // Output written just before the exit is all read.
+        let out =
+            rt().block_on(run(&spec("seq 1 20000; exit 0", Duration::from_secs(20)), &Cancel::new(), &|_| {})).unwrap();
+        assert_eq!(out.last_line(), Some("20000"));
     }
 
     #[test]
