@@ -632,6 +632,23 @@ async fn apply(
                 j.cluster
             )));
         }
+        if !j.finished {
+            // Resuming executes the journal's targets: an edited or damaged one is refused
+            // rather than trusted (one /version tells where the control plane is now).
+            let now = client
+                .apiserver_version()
+                .await
+                .ok()
+                .and_then(|info| info.git_version.parse::<crate::version::Version>().ok());
+            if let Err(why) = j.check_resumable(catalog, now.as_ref()) {
+                return Err(CliError::error(format!(
+                    "the journal {} cannot be resumed: {}; it was edited or damaged. Restore the journal the run wrote, {} and plan again (kubectl get nodes shows what is cordoned)",
+                    store.describe(),
+                    why,
+                    discard_hint(&store)
+                )));
+            }
+        }
         if j.finished {
             let quarantined = j.quarantined();
             if !quarantined.is_empty() {
@@ -818,7 +835,7 @@ async fn apply(
     ));
     reporter
         .record(serde_json::json!({"event": "run-start", "run": run_id, "cluster": server, "dryRun": args.dry_run}));
-    let signals = spawn_signal_handler(cancel.clone(), reporter.clone());
+    let signals = spawn_signal_handler(cancel.clone(), reporter.clone(), matches!(options.upgrader, Upgrader::Manual));
     let terminal;
     let operator: &dyn Operator = if args.yes || !interactive {
         &Unattended
@@ -846,8 +863,34 @@ async fn apply(
     let journal_at = store.describe();
     let executor =
         Executor::new(client.clone(), cache, journal, options, operator, events, cancel.clone()).with_store(store);
+    // Another run took the lock (--break-lock): waits end now and nothing new starts; an
+    // upgrade command in flight is left to finish.
+    let lock_loss = {
+        let mut watch = options_lock_watch(&lock);
+        let (cancel, reporter) = (cancel.clone(), reporter.clone());
+        tokio::spawn(async move {
+            if let Some(why) = watch.wait_lost().await {
+                reporter.say(&format!(
+                    "the cluster lock is no longer this run's ({why}): stopping now; an upgrade command in flight finishes, every wait ends"
+                ));
+                cancel.end_waits();
+            }
+        })
+    };
     let started = std::time::Instant::now();
     let result = executor.run().await;
+    lock_loss.abort();
+    // A wait cut short because the lock was lost is that, not an interruption.
+    let result = match (result, lock.as_ref().and_then(|l| l.watch().lost())) {
+        (Err(ExecError::Interrupted(what)), Some(why)) => Err(ExecError::LockLost(format!(
+            "the cluster lock ({}/{}) was taken by another run: {why}; this run {what}. Find out who holds it (kubectl -n {} get lease {} -o yaml) before resuming",
+            crate::exec::lock::LEASE_NAMESPACE,
+            crate::exec::lock::LEASE_NAME,
+            crate::exec::lock::LEASE_NAMESPACE,
+            crate::exec::lock::LEASE_NAME
+        ))),
+        (result, _) => result,
+    };
     signals.abort();
     reporter.finish();
     if let Some(l) = lock {
@@ -990,6 +1033,10 @@ fn same_target(j: &Journal, to: &str, store: &JournalStore) -> Result<(), CliErr
     )))
 }
 
+fn options_lock_watch(lock: &Option<crate::exec::lock::Held>) -> crate::exec::lock::LockWatch {
+    lock.as_ref().map_or_else(crate::exec::lock::LockWatch::never, |l| l.watch())
+}
+
 /// The documented exit code of a run's result.
 fn exit_of(result: &Result<Outcome, ExecError>) -> Exit {
     match result {
@@ -1004,7 +1051,7 @@ fn exit_of(result: &Result<Outcome, ExecError>) -> Exit {
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP: the first stops at the next safe point, the next stops now.
-fn spawn_signal_handler(cancel: Cancel, reporter: Arc<Reporter>) -> tokio::task::JoinHandle<()> {
+fn spawn_signal_handler(cancel: Cancel, reporter: Arc<Reporter>, manual: bool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
@@ -1017,6 +1064,9 @@ fn spawn_signal_handler(cancel: Cancel, reporter: Arc<Reporter>) -> tokio::task:
                 _ = hup.recv() => "SIGHUP",
             };
             match cancel.escalate() {
+                CancelLevel::Stop if manual => reporter.say(&format!(
+                    "{name}: stopping at the next safe point; a drain in flight finishes, a wait for a node you are upgrading by hand ends now with the node left cordoned (send it again to stop now)"
+                )),
                 CancelLevel::Stop => reporter.say(&format!(
                     "{name}: stopping at the next safe point; the node in flight finishes (send it again to stop now)"
                 )),

@@ -364,6 +364,116 @@ impl Journal {
         Ok(j)
     }
 
+    /// Whether this journal can be resumed on a cluster whose apiserver reports `server`: a
+    /// journal is a file anyone can edit or damage, and resuming executes the targets it holds.
+    /// It must describe an upgrade (forward, between releases `catalog` knows for its distro),
+    /// each step inside that upgrade and in order, each node record's target its step's, and no
+    /// step still to run may take the control plane below where it is now. The error names the
+    /// value at fault.
+    pub fn check_resumable(&self, catalog: &crate::catalog::Catalog, server: Option<&Version>) -> Result<(), String> {
+        use crate::plan::StepAction;
+        if self.steps.is_empty() {
+            let cordoned: Vec<&str> = self.left_cordoned().into_iter().map(|(n, _)| n).collect();
+            return Err(format!(
+                "it lists no steps{}",
+                if cordoned.is_empty() {
+                    String::new()
+                } else {
+                    format!(" although it cordoned {}", cordoned.join(", "))
+                }
+            ));
+        }
+        if self.from > self.to {
+            return Err(format!("it goes from {} down to {}, and apply never downgrades", self.from, self.to));
+        }
+        let Some(distro) = catalog.distro(&self.distro) else {
+            return Err(format!(
+                "its distro '{}' is not in the catalog (known: {})",
+                self.distro,
+                catalog.distro_names().join(", ")
+            ));
+        };
+        let known = |v: &Version| {
+            catalog.offered_minors(distro).contains(&v.minor_version())
+                && catalog.latest_patch(distro, v.minor_version()).is_some_and(|latest| v.without_suffix() <= latest)
+        };
+        if !known(&self.to) {
+            return Err(format!("its target {} is not a {} release the catalog knows", self.to, self.distro));
+        }
+        let inside = |v: &Version| *v >= self.from && *v <= self.to;
+        let mut last_control_plane: Option<&Version> = None;
+        let mut last_order = None;
+        for s in &self.steps {
+            let step = &s.step;
+            let i = step.order;
+            if last_order.is_some_and(|o| o >= i) {
+                return Err(format!("step {i} comes after step {}", last_order.unwrap_or_default()));
+            }
+            last_order = Some(i);
+            let targets: Vec<&Version> = match &step.action {
+                StepAction::ControlPlane { from, to } => {
+                    if from >= to || !inside(to) || !known(to) {
+                        return Err(format!(
+                            "step {i} moves the control plane from {from} to {to}, which is not a step of an upgrade from {} to {} through known releases",
+                            self.from, self.to
+                        ));
+                    }
+                    if last_control_plane.is_some_and(|prev| prev >= to) {
+                        return Err(format!("step {i} moves the control plane to {to}, not past the step before it"));
+                    }
+                    last_control_plane = Some(to);
+                    let pending = !matches!(s.status, StepStatus::Done | StepStatus::Skipped);
+                    if pending
+                        && let Some(now) = server
+                        && to.minor_version() < now.minor_version()
+                    {
+                        return Err(format!(
+                            "step {i}, still to run, would take the control plane to {to}, below the {now} it runs now"
+                        ));
+                    }
+                    vec![to]
+                }
+                StepAction::Nodes { moves } => {
+                    for m in moves {
+                        // Kubelets may lag the control plane: a move can end below `from`.
+                        if m.to < m.from || m.to > self.to {
+                            return Err(format!(
+                                "step {i} moves kubelets from {} to {}, which is not part of an upgrade to {}",
+                                m.from, m.to, self.to
+                            ));
+                        }
+                    }
+                    moves.iter().map(|m| &m.to).collect()
+                }
+                _ => vec![],
+            };
+            if let Some(t) = &step.target
+                && *t > self.to
+            {
+                return Err(format!("step {i}'s target {t} is beyond the run's target {}", self.to));
+            }
+            for (key, record) in self.nodes.iter().filter(|(_, r)| r.step == i) {
+                if !targets.is_empty() && !targets.contains(&&record.target) {
+                    return Err(format!(
+                        "node {} in step {i} has the target {}, which its step does not move it to",
+                        Self::node_of(key),
+                        record.target
+                    ));
+                }
+            }
+        }
+        for (key, record) in &self.nodes {
+            if !self.steps.iter().any(|s| s.step.order == record.step) || !key.starts_with(&format!("{}/", record.step))
+            {
+                return Err(format!(
+                    "the node record {key} names step {}, which the journal does not hold",
+                    record.step
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The first step not done or skipped.
     pub fn next_step(&self) -> Option<usize> {
         self.steps.iter().position(|s| !matches!(s.status, StepStatus::Done | StepStatus::Skipped))
@@ -395,6 +505,110 @@ mod tests {
         let e = Journal::load(Path::new("/dev/zero")).unwrap_err();
         assert!(matches!(e, JournalError::Input(crate::limits::ReadError::TooLarge { .. })), "{e}");
         assert!(e.to_string().contains("the journal /dev/zero is larger than"), "{e}");
+    }
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    /// A two-step run 1.30.1 -> 1.31.2 (control plane, then the nodes), the control plane done.
+    fn resumable() -> Journal {
+        use crate::plan::{StepAction, StepKind};
+        let step = |order: usize, kind: StepKind, action: StepAction| JournalStep {
+            step: Step {
+                order,
+                kind,
+                target: Some(v("1.31.2")),
+                description: String::new(),
+                moves: vec![],
+                resolves: vec![],
+                action,
+            },
+            status: StepStatus::Pending,
+            note: None,
+            started: None,
+            ended: None,
+        };
+        let mut j = Journal {
+            api_version: JOURNAL_API_VERSION.into(),
+            kind: "ApplyJournal".into(),
+            run_id: "r1".into(),
+            cluster: "https://h".into(),
+            distro: "kubeadm".into(),
+            from: v("1.30.1"),
+            to: v("1.31.2"),
+            steps: vec![],
+            nodes: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            acknowledged: Default::default(),
+            requests_at_start: None,
+            log: vec![],
+            baseline: None,
+            finished: false,
+            path: PathBuf::from("j.json"),
+        };
+        j.steps = vec![
+            step(1, StepKind::ControlPlane, StepAction::ControlPlane { from: v("1.30.1"), to: v("1.31.2") }),
+            step(
+                2,
+                StepKind::Nodes,
+                StepAction::Nodes { moves: vec![crate::graph::KubeletMove { from: v("1.30.1"), to: v("1.31.2") }] },
+            ),
+        ];
+        j.steps[0].status = StepStatus::Done;
+        j.set_node(&record(NodePhase::Drained), "w-1");
+        j
+    }
+
+    #[test]
+    fn an_edited_journal_is_refused_naming_what_is_wrong_d31() {
+        let catalog = crate::catalog::Catalog::embedded().unwrap();
+        let now = v("1.31.2");
+        assert_eq!(resumable().check_resumable(&catalog, Some(&now)), Ok(()));
+
+        let mut future = resumable();
+        future.nodes.get_mut("2/w-1").unwrap().target = v("9.99.0");
+        let e = future.check_resumable(&catalog, Some(&now)).unwrap_err();
+        assert!(e.contains("node w-1 in step 2 has the target 9.99.0"), "{e}");
+
+        let mut everything_future = resumable();
+        everything_future.to = v("9.99.0");
+        let e = everything_future.check_resumable(&catalog, Some(&now)).unwrap_err();
+        assert!(e.contains("its target 9.99.0 is not a kubeadm release"), "{e}");
+
+        // Every version rewritten to 1.19.0 consistently: the pending step would downgrade.
+        let mut down = resumable();
+        down.steps[0].status = StepStatus::Pending;
+        down.from = v("1.18.20");
+        down.to = v("1.19.0");
+        down.steps[0].step.action = crate::plan::StepAction::ControlPlane { from: v("1.18.20"), to: v("1.19.0") };
+        down.steps[1].step.action = crate::plan::StepAction::Nodes {
+            moves: vec![crate::graph::KubeletMove { from: v("1.18.20"), to: v("1.19.0") }],
+        };
+        down.steps[0].step.target = Some(v("1.19.0"));
+        down.steps[1].step.target = Some(v("1.19.0"));
+        down.nodes.get_mut("2/w-1").unwrap().target = v("1.19.0");
+        let e = down.check_resumable(&catalog, Some(&v("1.29.10"))).unwrap_err();
+        assert!(e.contains("below the 1.29.10 it runs now"), "{e}");
+
+        let mut backwards = resumable();
+        backwards.from = v("1.32.0");
+        assert!(backwards.check_resumable(&catalog, None).unwrap_err().contains("down to 1.31.2"));
+
+        let mut empty = resumable();
+        empty.steps.clear();
+        let e = empty.check_resumable(&catalog, Some(&now)).unwrap_err();
+        assert!(e.contains("lists no steps although it cordoned w-1"), "{e}");
+
+        let mut stray = resumable();
+        let mut r = record(NodePhase::Cordoned);
+        r.step = 7;
+        stray.set_node(&r, "w-2");
+        assert!(stray.check_resumable(&catalog, Some(&now)).unwrap_err().contains("7/w-2 names step 7"));
+
+        let mut unknown = resumable();
+        unknown.distro = "nope".into();
+        assert!(unknown.check_resumable(&catalog, Some(&now)).unwrap_err().contains("distro 'nope'"));
     }
 
     #[test]

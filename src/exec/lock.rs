@@ -9,9 +9,13 @@
 //! lives is refused, not treated as the same holder; a holder on this machine whose process is
 //! gone (a killed run resumed at once) is taken over without waiting for its lease to lapse,
 //! and a holder of the same run on another machine (a retried Job's pod, a resume from a
-//! laptop) is watched for a lease duration and taken over only if it did not renew. A renewer that sees the lease taken, deleted, or
-//! not renewable for [`RENEW_DEADLINE`] reports it as lost; the executor stops at its next safe
-//! point. Release deletes the lease only with the resourceVersion and UID this run last wrote.
+//! laptop) is watched for a lease duration and taken over only if it did not renew. A renewer
+//! that sees the lease taken, deleted, or not renewable for [`RENEW_DEADLINE`] reports it as
+//! lost; the run then ends every wait at once and starts nothing more (an upgrade command in
+//! flight finishes). `--break-lock` taking a lease its holder renewed recently waits until that
+//! holder's renewer has looked ([`RENEW_EVERY`] and a margin) before acting, so the two runs do
+//! not act together. Release deletes the lease only with the resourceVersion and UID this run
+//! last wrote.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +59,19 @@ impl LockWatch {
     /// Why the lock was lost, once it was.
     pub fn lost(&self) -> Option<String> {
         self.0.borrow().clone()
+    }
+
+    /// Resolves with the reason once the lock is lost; `None` if it never will be (released,
+    /// or a dry run's).
+    pub async fn wait_lost(&mut self) -> Option<String> {
+        loop {
+            if let Some(why) = self.0.borrow_and_update().clone() {
+                return Some(why);
+            }
+            if self.0.changed().await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// A watch that never reports a loss (dry runs take no lock).
@@ -175,6 +192,8 @@ pub async fn acquire(
     // so that the refusal names that run.
     for _ in 0..3 {
         let existing = api.get_opt(LEASE_NAME).await.map_err(|e| LockError::Api(e.to_string()))?;
+        // A live holder displaced by --break-lock, whom we must give time to notice.
+        let mut displaced = None;
         let written = match existing {
             None => api.create(&PostParams::default(), &lease_body(holder, None)).await,
             Some(lease) => {
@@ -225,6 +244,9 @@ pub async fn acquire(
                         Some(_) => continue,
                     }
                 }
+                if break_lock && !s.holder.is_empty() && s.age <= s.duration && s.holder != holder {
+                    displaced = Some(s.holder.clone());
+                }
                 // Replace with our holder; the resourceVersion makes a race with another taker fail.
                 api.replace(LEASE_NAME, &PostParams::default(), &lease_body(holder, lease.metadata.resource_version))
                     .await
@@ -233,7 +255,19 @@ pub async fn acquire(
         match written {
             Ok(lease) => {
                 tracing::info!(holder, lease = %format!("{LEASE_NAMESPACE}/{LEASE_NAME}"), "cluster lock taken");
-                return Ok(start_renewer(api, holder, &lease));
+                let held = start_renewer(api, holder, &lease);
+                if let Some(previous) = displaced {
+                    // Its renewer looks every RENEW_EVERY; once it sees the lease gone it ends
+                    // its waits and starts nothing more. Acting before then would be two runs
+                    // on one cluster.
+                    let pause = RENEW_EVERY + Duration::from_secs(5);
+                    waiting(format!(
+                        "the cluster lock was taken from {previous}, which renewed it recently; waiting {}s for that run to notice and stop before this one acts",
+                        pause.as_secs()
+                    ));
+                    tokio::time::sleep(pause).await;
+                }
+                return Ok(held);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(LockError::Api(e.to_string())),

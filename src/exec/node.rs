@@ -469,6 +469,14 @@ impl Executor<'_> {
             if self.cancel.is_abort_requested() {
                 return Err(ExecError::Interrupted(format!("stopped while waiting for {node}; it stays cordoned")));
             }
+            // With the manual upgrader nothing of ours is in flight while the operator works on
+            // the node, so a first stop request ends the wait at once instead of holding on for
+            // up to --node-timeout; the journal keeps the phase and a resume waits again.
+            if self.cancel.is_stop_requested() && matches!(self.options.upgrader, super::upgrader::Upgrader::Manual) {
+                return Err(ExecError::Interrupted(format!(
+                    "stopped while waiting for {node} to be upgraded by hand to {target}; it stays cordoned, and `apply --resume` waits for it again"
+                )));
+            }
             changes.borrow_and_update();
             let stale = self.cache.is_stale(super::cache::Kind::Nodes)
                 || last_direct.elapsed() >= super::gates::DIRECT_CROSS_CHECK;

@@ -559,7 +559,7 @@ async fn follow(
                 collector.feed(0, &bytes, on_line);
             }
             _ = tokio::time::sleep(job.poll) => {}
-            _ = cancel.abort_requested() => {
+            _ = cancel.kill_requested() => {
                 let _ = done_tx.send(true);
                 let which = ids();
                 return Err(JobError::Interrupted { job: which, output: collector.finish(on_line) });

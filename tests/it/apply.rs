@@ -991,7 +991,9 @@ fn a_run_whose_lock_is_taken_stops_at_its_next_safe_point_and_leaves_the_lease_a
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("is no longer this run's: it was taken by bob@other/run-9/0001"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("it was taken by bob@other/run-9/0001"), "{}", stdout(&o));
+    // Its waits ended as soon as its renewer looked (every 15 s), not at the end of a drain.
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
     // The new holder keeps its lease: the stopped run does not delete what is not its own.
     let lease = c.get_json(path);
     assert_eq!(lease["spec"]["holderIdentity"], "bob@other/run-9/0001", "{lease}");
@@ -1634,4 +1636,162 @@ fn a_control_plane_upgrade_killed_half_way_can_be_planned_again() {
             .any(|f| f["code"] == "SKEW_KUBELET" && f["message"].as_str().is_some_and(|m| m.contains("cp-1"))),
         "cp-1's kubelet is reported as a skew violation: {plan}"
     );
+}
+
+#[test]
+fn a_drain_held_by_an_interrupted_run_s_granted_eviction_says_why_and_goes_on_once_it_lapses() {
+    let s = scenario_130(
+        "granted",
+        1,
+        "  - { name: w, count: 2, roles: [worker] }\n",
+        "timings: { nodeRestartSeconds: 1, podStartSeconds: 0.5, apiserverRestartSeconds: 0.5 }\nworkloads:\n  - { kind: Deployment, name: web, replicas: 2, pdb: { maxUnavailable: 1 } }\n",
+    )
+    .unwrap();
+    let c = Cluster::start(s, 0.05);
+    // An eviction the apiserver granted and whose pod was never deleted (its client was killed
+    // mid-request): the budget counts it for the disruption controller's two minutes (6 s here).
+    let pods = c.get_json("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb");
+    let held = pods["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"status": {"disruptedPods": {held.clone(): now}}}).to_string();
+    let (status, body) = c.http(
+        "PATCH",
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web-pdb/status",
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let o = apply(&c, &["--to", "1.31"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("still counts 1 granted eviction whose pod is not gone ({held})")),
+        "the wait is not explained:\n{err}"
+    );
+    c.assert_finished_clean("1.31");
+}
+
+#[test]
+fn a_resume_refuses_a_journal_edited_to_a_future_version_a_downgrade_or_no_steps_d31() {
+    if !crate::sim::kubectl_available(
+        "a_resume_refuses_a_journal_edited_to_a_future_version_a_downgrade_or_no_steps_d31",
+    ) {
+        return;
+    }
+    let c = pinned_cluster();
+    let script = kubectl_upgrader(&c, "exit 100");
+    let mut args: Vec<String> = ["--to", "1.31"].map(String::from).to_vec();
+    args.extend(command_args(&script));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = apply(&c, &argv);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    let original = std::fs::read_to_string(journal(&c)).unwrap();
+    let mut resume: Vec<&str> = vec!["--resume"];
+    let cmd = command_args(&script);
+    resume.extend(cmd.iter().map(String::as_str));
+    use serde_json::json;
+    let edits: [(&str, &dyn Fn(&mut Value), &str); 3] = [
+        (
+            "a node's target edited to 9.99.0",
+            &|j: &mut Value| {
+                for r in j["nodes"].as_object_mut().unwrap().values_mut() {
+                    r["target"] = json!("9.99.0");
+                }
+            },
+            "has the target 9.99.0, which its step does not move it to",
+        ),
+        (
+            "every version edited down to 1.19.0",
+            &|j: &mut Value| {
+                let text = j.to_string().replace("1.30.4", "1.18.20").replace("1.31.14", "1.19.16");
+                *j = serde_json::from_str(&text).unwrap();
+            },
+            "below the",
+        ),
+        ("the steps removed", &|j: &mut Value| j["steps"] = json!([]), "it lists no steps although it cordoned"),
+    ];
+    for (what, edit, phrase) in edits {
+        let mut j: Value = serde_json::from_str(&original).unwrap();
+        edit(&mut j);
+        std::fs::write(journal(&c), serde_json::to_vec_pretty(&j).unwrap()).unwrap();
+        let before = c.get_json("/api/v1/nodes");
+        let o = apply(&c, &resume);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}\n{err}", stdout(&o));
+        assert!(err.contains("cannot be resumed") && err.contains(phrase), "{what}: {err}");
+        let after = c.get_json("/api/v1/nodes");
+        assert_eq!(
+            before["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| &n["status"]["nodeInfo"]["kubeletVersion"])
+                .collect::<Vec<_>>(),
+            after["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| &n["status"]["nodeInfo"]["kubeletVersion"])
+                .collect::<Vec<_>>(),
+            "{what}: the refused resume changed a node"
+        );
+    }
+    // The journal as the run wrote it still resumes.
+    std::fs::write(journal(&c), &original).unwrap();
+    let o = apply(&c, &resume);
+    assert_eq!(o.status.code(), Some(3), "the upgrade command still fails: {}\n{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn a_first_stop_ends_the_wait_for_a_node_upgraded_by_hand_at_once_d38() {
+    let c = pinned_cluster();
+    let mut child = spawn_apply(&c, &["--to", "1.31", "--upgrader", "manual"]);
+    wait_event(&c, Duration::from_secs(60), |e| e["event"] == "node" && e["phase"] == "upgrading");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    // Nothing of ours is in flight: the run does not wait out --node-timeout (20 minutes).
+    while child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(15), "the first stop did not end the wait");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(130), "{out}\n{err}");
+    assert!(err.contains("a wait for a node you are upgrading by hand ends now"), "{err}");
+    assert!(format!("{out}{err}").contains("to be upgraded by hand to 1.31"), "{out}\n{err}");
+    assert!(out.contains("to continue: k8s-upgrade apply --resume"), "{out}");
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(journal(&c)).unwrap()).unwrap();
+    assert!(j["nodes"].as_object().unwrap().values().any(|r| r["phase"] == "upgrade-finished"), "{j}");
+}
+
+#[test]
+fn break_lock_waits_for_the_displaced_run_to_stop_before_it_acts_d9() {
+    let c = Cluster::builtin("demo", 0.2);
+    let mut a = spawn_apply(&c, &["--to", "1.25", "--delete-emptydir-data", "--force"]);
+    wait_event(&c, Duration::from_secs(60), |e| e["event"] == "node" && e["phase"] == "cordoned");
+    let (journal_b, events_b) = (c.dir.join("b.journal.json"), c.dir.join("b.events.jsonl"));
+    let mut b =
+        apply_cmd_at(&c, &journal_b, &events_b, &["--to", "1.25", "--break-lock", "--delete-emptydir-data", "--force"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let t = Instant::now();
+    let a_out = loop {
+        if a.try_wait().unwrap().is_some() {
+            break a.wait_with_output().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(90), "the displaced run went on");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The run that took the lock has touched no node yet: the two never acted together.
+    let b_cordons = read_events(&events_b).iter().filter(|e| e["event"] == "node" && e["phase"] == "cordoned").count();
+    assert_eq!(b_cordons, 0, "the breaking run cordoned a node while the displaced one still ran");
+    assert_eq!(a_out.status.code(), Some(1), "{}\n{}", stdout(&a_out), stderr(&a_out));
+    assert!(stdout(&a_out).contains("was taken by another run"), "{}", stdout(&a_out));
+    assert!(stderr(&a_out).contains("stopping now; an upgrade command in flight finishes"), "{}", stderr(&a_out));
+    let _ = b.kill();
+    let b_out = b.wait_with_output().unwrap();
+    assert!(stderr(&b_out).contains("waiting 20s for that run to notice and stop"), "{}", stderr(&b_out));
 }
