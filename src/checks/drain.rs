@@ -140,6 +140,33 @@ fn pdb_findings(cluster: &ClusterFacts, scope: Option<&LabelSelector>, out: &mut
         }
         if pdb.disruptions_allowed <= 0
             && pdb.expected_pods > 0
+            && !pdb.disrupted_pods.is_empty()
+            && pdb.current_healthy + pdb.disrupted_pods.len() as i64 > pdb.desired_healthy
+        {
+            // Held only by evictions granted moments ago (a drain in flight, or a run killed
+            // between its eviction and the pod's deletion): the disruption controller forgets
+            // them within two minutes.
+            let mut details = pdb_details(pdb, &pods);
+            details.insert("disruptedPods".into(), json!(pdb.disrupted_pods));
+            out.push(Finding {
+                code: FindingCode::PdbBlocksDrain,
+                severity: Severity::Warning,
+                hop: None,
+                subject,
+                message: format!(
+                    "{} allows 0 disruptions now only because it still counts {} granted eviction(s) whose pods are not gone ({}); the disruption controller drops them within two minutes, then drains of their nodes go on",
+                    pdb.name,
+                    pdb.disrupted_pods.len(),
+                    pdb.disrupted_pods.join(", ")
+                ),
+                evidence: None,
+                remediation: "nothing to do unless it stays so: another drain or an interrupted apply run evicted them; apply waits for the budget".into(),
+                details: Details::facts(details),
+            });
+            continue;
+        }
+        if pdb.disruptions_allowed <= 0
+            && pdb.expected_pods > 0
             && let Some(operator) = &pdb.operator
         {
             let mut details = pdb_details(pdb, &pods);
@@ -582,6 +609,7 @@ mod tests {
             disruptions_allowed: allowed,
             expected_pods: expected,
             operator: None,
+            disrupted_pods: vec![],
         }
     }
 
@@ -618,6 +646,30 @@ mod tests {
         let inv =
             cluster(roomy_nodes(), pods, vec![pdb("shop", "web", "web", (2, 1), 1, 2)], vec![deploy("shop", "web", 2)]);
         assert!(drainability(&inv, None).is_empty(), "{:#?}", drainability(&inv, None));
+    }
+
+    #[test]
+    fn a_budget_held_only_by_granted_evictions_is_a_warning_not_a_blocker() {
+        let pods = vec![
+            pod("shop", "web-0", "n1", Some("Deployment/web"), &[("app", "web")]),
+            pod("shop", "web-1", "n2", Some("Deployment/web"), &[("app", "web")]),
+        ];
+        // maxUnavailable 1 of 2: one eviction granted, its pod not gone yet.
+        let mut budget = pdb("shop", "web", "web", (1, 1), 0, 2);
+        budget.disrupted_pods = vec!["web-0".into()];
+        let inv = cluster(roomy_nodes(), pods.clone(), vec![budget.clone()], vec![deploy("shop", "web", 2)]);
+        let f = drainability(&inv, None);
+        assert_eq!(codes(&f), vec![FindingCode::PdbBlocksDrain]);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(
+            f[0].message.contains("still counts 1 granted eviction(s) whose pods are not gone (web-0)"),
+            "{}",
+            f[0].message
+        );
+        // A budget that allows nothing with every pod counted stays a blocker.
+        budget.current_healthy = 0;
+        let inv = cluster(roomy_nodes(), pods, vec![budget], vec![deploy("shop", "web", 2)]);
+        assert_eq!(drainability(&inv, None)[0].severity, Severity::Blocker);
     }
 
     #[test]

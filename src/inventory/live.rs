@@ -552,6 +552,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
                 disruptions_allowed: i64::from(status.disruptions_allowed),
                 expected_pods: i64::from(status.expected_pods),
                 operator: crate::k8s::budget::operator_of(p),
+                disrupted_pods: status.disrupted_pods.map(|d| d.into_keys().take(100).collect()).unwrap_or_default(),
             }
         })
         .collect();

@@ -245,6 +245,11 @@ pub struct PdbFacts {
     /// The operator that manages the budget and relaxes it itself when safe, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// Pods in `status.disruptedPods`: evictions the apiserver granted whose pods are not gone
+    /// yet. The budget counts them as disrupted until the disruption controller drops them
+    /// (two minutes after the grant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disrupted_pods: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
