@@ -31,6 +31,8 @@ pub enum ReadError {
     TooLarge { what: String, path: String, limit: u64 },
     #[error("{what} {path} is not UTF-8 text")]
     NotText { what: String, path: String },
+    #[error("{what} {path} is not text: it holds a NUL byte at offset {offset}")]
+    Binary { what: String, path: String, offset: u64 },
 }
 
 /// Reads `path` (`what` names it in errors, e.g. "--plan") up to the limit for `default`.
@@ -49,10 +51,32 @@ pub fn read(path: &Path, what: &str, default: u64) -> Result<Vec<u8>, ReadError>
     Ok(bytes)
 }
 
-/// [`read`] for text.
+/// [`read`] for text (YAML, JSON): the read also stops at the first NUL byte, which no text
+/// input holds, so a device such as `/dev/zero` is refused at once instead of at the limit.
 pub fn read_text(path: &Path, what: &str, default: u64) -> Result<String, ReadError> {
-    String::from_utf8(read(path, what, default)?)
-        .map_err(|_| ReadError::NotText { what: what.into(), path: path.display().to_string() })
+    let shown = || path.display().to_string();
+    let io = |e: std::io::Error| ReadError::Io { what: what.into(), path: shown(), message: e.to_string() };
+    let limit = limit(default);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let hint = file.metadata().map(|m| m.len()).unwrap_or(0).min(limit).min(64 * 1024 * 1024);
+    let mut bytes = Vec::with_capacity(hint as usize);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if let Some(at) = chunk[..n].iter().position(|b| *b == 0) {
+            return Err(ReadError::Binary { what: what.into(), path: shown(), offset: (bytes.len() + at) as u64 });
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        if bytes.len() as u64 > limit {
+            return Err(ReadError::TooLarge { what: what.into(), path: shown(), limit });
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText { what: what.into(), path: shown() })
 }
 
 #[cfg(test)]
@@ -76,6 +100,9 @@ mod tests {
         assert!(matches!(read_text(&f, "x", 4), Err(ReadError::TooLarge { limit: 4, .. })));
         std::fs::write(&f, [0xff, 0xfe]).unwrap();
         assert!(matches!(read_text(&f, "x", 5), Err(ReadError::NotText { .. })));
+        std::fs::write(&f, b"ab\0cd").unwrap();
+        assert!(matches!(read_text(&f, "x", 50), Err(ReadError::Binary { offset: 2, .. })));
+        assert!(matches!(read_text(Path::new("/dev/zero"), "x", 1 << 30), Err(ReadError::Binary { offset: 0, .. })));
         assert!(matches!(read(&dir.join("missing"), "x", 5), Err(ReadError::Io { .. })));
         let _ = std::fs::remove_dir_all(&dir);
     }

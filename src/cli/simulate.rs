@@ -85,7 +85,17 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             if args.insecure_http { "" } else { "-k " },
             running.url(),
         ))?;
-        let _ = tokio::signal::ctrl_c().await;
+        // SIGTERM (systemd, a CI timeout, `kill`) and SIGHUP stop it as Ctrl-C does, kubeconfig
+        // removed.
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (mut term, mut hup) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::hangup()).ok());
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                Some(_) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {}
+            }
+        }
         running.shutdown().await;
         let _ = std::fs::remove_file(&path);
         Ok::<_, CliError>(())
