@@ -90,6 +90,16 @@ pub struct Catalog {
 }
 
 fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, CatalogError> {
+    // The schema version first: a file of another schema is named as that, not as the first
+    // field this build misses in it.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u32>,
+    }
+    if let Ok(Head { schema_version: Some(found) }) = serde_saphyr::from_str::<Head>(text) {
+        check_schema(file, found)?;
+    }
     let options = serde_saphyr::options! { with_snippet: false };
     serde_saphyr::from_str_with_options(text, options).map_err(|e| CatalogError::Parse {
         file: file.to_string(),

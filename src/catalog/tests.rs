@@ -151,6 +151,10 @@ fn missing_files_and_schema_versions_are_named() {
     let files = with_file("apis.yaml", |t| t.replacen("schemaVersion: 1", "schemaVersion: 9", 1));
     let err = Catalog::from_sources("test", files).unwrap_err();
     assert_eq!(err, CatalogError::Schema { file: "apis.yaml".into(), found: 9, supported: 1 });
+    // A newer schema that also changed the fields is named by its version, not a missing field.
+    let files = with_file("kubernetes.yaml", |_| "schemaVersion: 2\nreleases2: []\n".into());
+    let err = Catalog::from_sources("test", files).unwrap_err();
+    assert_eq!(err, CatalogError::Schema { file: "kubernetes.yaml".into(), found: 2, supported: 1 });
 
     let files = with_file("distros/gke.yaml", |t| t.replacen("name: gke", "name: gce", 1));
     let err = Catalog::from_sources("test", files).unwrap_err().to_string();

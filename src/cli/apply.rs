@@ -437,6 +437,14 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                 ));
             }
             running.shutdown().await;
+            // The simulator's cluster is gone with it: a journal in the state directory could
+            // never be resumed, only mistaken for a real cluster's (one named with --journal
+            // is the user's to keep).
+            if args.journal.is_none() {
+                let path = journal::default_path(&server);
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path.with_extension("log"));
+            }
         }
         result
     })

@@ -170,6 +170,17 @@ pub(crate) fn plan_inventory(
 pub fn run(args: PlanArgs) -> Result<Exit, CliError> {
     let catalog = args.catalog.load()?;
     let inputs = args.inputs(args.catalog.today()?)?;
+    if let Some(from) = &inputs.from
+        && let Some(known) = catalog.release(from.minor_version()).map(|r| r.latest_patch.without_suffix())
+        && !from.is_minor_only()
+        && from.without_suffix() > known
+    {
+        super::logging::warn(&format!(
+            "--from {from}: no such release is known; the newest {} patch in the catalog (data of {}) is {known}; check the version, or update the catalog if it is newer",
+            from.minor_version(),
+            catalog.data_date()
+        ));
+    }
     let (inv, plan) = plan_source(&inputs, &args.source, &catalog)?;
     for w in &inv.warnings {
         super::logging::warn(&w.to_string());

@@ -14,6 +14,8 @@ use crate::exec::{Event, NodeMilestone};
 
 pub struct Reporter {
     events: Option<Mutex<std::fs::File>>,
+    /// Set once a write to the events file failed (said once, not per event).
+    events_failed: AtomicBool,
     bars: Option<Bars>,
     started: Instant,
 }
@@ -64,7 +66,7 @@ impl Reporter {
                 nodes: Mutex::new(BTreeMap::new()),
             }
         });
-        Ok(Reporter { events, bars, started: Instant::now() })
+        Ok(Reporter { events, events_failed: AtomicBool::new(false), bars, started: Instant::now() })
     }
 
     /// A log line (above the bars on a terminal).
@@ -94,7 +96,13 @@ impl Reporter {
         if let (Some(d), serde_json::Value::Object(extra)) = (doc.as_object_mut(), fields) {
             d.extend(extra);
         }
-        let _ = writeln!(lock(f), "{doc}");
+        if let Err(e) = writeln!(lock(f), "{doc}")
+            && !self.events_failed.swap(true, Ordering::SeqCst)
+        {
+            // The run goes on (the journal, not this file, is what resume reads), but whoever
+            // reads the events must know they are incomplete from here.
+            self.say(&format!("warning: cannot write to the --events file ({e}); later events are missing from it"));
+        }
     }
 
     pub fn handle(&self, event: &Event) {

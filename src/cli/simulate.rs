@@ -19,8 +19,8 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "NAME|FILE", default_value = "demo", env = "K8S_UPGRADE_SCENARIO")]
     pub scenario: String,
 
-    /// Address to listen on; loopback only.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", env = "K8S_UPGRADE_LISTEN")]
+    /// Address to listen on; loopback only (`localhost:PORT` is 127.0.0.1:PORT).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", env = "K8S_UPGRADE_LISTEN", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Where to write a kubeconfig for kubectl and k8s-upgrade (default: in the temp directory).
@@ -101,4 +101,24 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
         Ok::<_, CliError>(())
     })?;
     Ok(Exit::Success)
+}
+
+/// `IP:PORT`, or `localhost:PORT` as 127.0.0.1 (never resolved: the name could point anywhere).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port (0 to 65535)"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| format!("'{text}' is not IP:PORT (for example 127.0.0.1:8443 or localhost:0)"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn localhost_is_loopback_and_other_names_are_refused() {
+        assert_eq!(super::parse_listen("localhost:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(super::parse_listen("[::1]:8443").unwrap().to_string(), "[::1]:8443");
+        assert!(super::parse_listen("example.com:80").unwrap_err().contains("not IP:PORT"));
+        assert!(super::parse_listen("localhost:99999").unwrap_err().contains("not a port"));
+    }
 }

@@ -335,12 +335,17 @@ impl Journal {
         let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(werr)?;
         let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(werr)?;
-            f.write_all(&text).map_err(werr)?;
-            f.sync_all().map_err(werr)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = written {
+            // A full disk must not leave half a journal beside the whole one.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(werr(e));
         }
-        std::fs::rename(&tmp, &self.path).map_err(werr)?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }

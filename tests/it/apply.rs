@@ -1690,7 +1690,8 @@ fn a_resume_refuses_a_journal_edited_to_a_future_version_a_downgrade_or_no_steps
     let cmd = command_args(&script);
     resume.extend(cmd.iter().map(String::as_str));
     use serde_json::json;
-    let edits: [(&str, &dyn Fn(&mut Value), &str); 3] = [
+    type Edit<'a> = (&'a str, &'a dyn Fn(&mut Value), &'a str);
+    let edits: [Edit; 3] = [
         (
             "a node's target edited to 9.99.0",
             &|j: &mut Value| {

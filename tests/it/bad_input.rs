@@ -29,8 +29,10 @@ struct Input {
     cluster: Option<Cluster>,
     /// More checks once the run has ended (what it must not have changed, files it must not
     /// have written).
-    after: Option<Box<dyn FnOnce(&Output, Option<&Cluster>) -> Result<(), String>>>,
+    after: Option<After>,
 }
+
+type After = Box<dyn FnOnce(&Output, Option<&Cluster>) -> Result<(), String>>;
 
 enum Program {
     Ours,
@@ -562,7 +564,7 @@ fn rows() -> Vec<Row> {
             let plugin = executable(&dir.join("hang.sh"), "#!/bin/sh\nsleep 600\n");
             let kc = kubeconfig_to(dir, "https://127.0.0.1:1", &format!("{{exec: {{apiVersion: client.authentication.k8s.io/v1beta1, command: {}, interactiveMode: Never}}}}", plugin.display()));
             ours(&["plan", "--kubeconfig", &s(&kc), "--to", "1.31", "--exec-timeout", "2s"])
-        }, 1, "did not finish within 2s").within(15, 200),
+        }, 1, "hang.sh\" did not finish within 2s; it was killed").within(15, 200),
         row("D16 an exec plugin that fails after printing a token", |dir| {
             let plugin = executable(&dir.join("leak.sh"), "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"SECRET-IN-STDOUT\"}}'\necho 'token=SECRET-IN-STDERR' >&2\nexit 3\n");
             let kc = kubeconfig_to(dir, "https://127.0.0.1:1", &format!("{{exec: {{apiVersion: client.authentication.k8s.io/v1beta1, command: {}, interactiveMode: Never}}}}", plugin.display()));
@@ -621,9 +623,17 @@ fn rows() -> Vec<Row> {
             std::fs::write(dir.join("m.yaml"), format!("%YAML 1.2\n---\n{}", manifest("batch/v1beta1", "CronJob", "directed"))).unwrap();
             plan_manifests("m.yaml").after(expect_removed(&["CronJob directed"]))
         }, 3, "").absent(&["not valid YAML"]),
-        row("D26 apply's stdout closed by head -1", |dir| Input {
-            program: Program::Bash("set -o pipefail; \"$0\" apply --simulate --to 1.25 --yes --delete-emptydir-data --force | head -1".into()),
-            ..ours(&[]).env("K8S_UPGRADE_TIME_SCALE", "0.02").env("HOME", &s(&dir.join("home")))
+        row("D26 apply's stdout closed by head -1", |dir| {
+            let state = dir.join("state");
+            Input {
+                program: Program::Bash("set -o pipefail; \"$0\" apply --simulate --to 1.25 --yes --delete-emptydir-data --force | head -1".into()),
+                ..ours(&[]).env("K8S_UPGRADE_TIME_SCALE", "0.02").env("XDG_STATE_HOME", &s(&state))
+            }
+            .after(move |_, _| {
+                // Nor does a simulated run leave a journal that could never be resumed.
+                let left: Vec<_> = std::fs::read_dir(state.join("k8s-upgrade")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+                if left.is_empty() { Ok(()) } else { Err(format!("left behind: {left:?}")) }
+            })
         }, 0, "Finished").absent(&["Broken pipe"]).within(120, 200),
         row("D27 a watch with a timeoutSeconds past int64", |_| {
             let c = cluster();
