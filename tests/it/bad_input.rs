@@ -496,6 +496,28 @@ fn rows() -> Vec<Row> {
                 if std::fs::read(&journal).unwrap() == before { Ok(()) } else { Err("the journal was rewritten".into()) }
             })
         }, 1, "holds the unfinished run").within(60, 200).kubectl(),
+        row("D9 --break-lock while the holder still runs", |dir| {
+            // Slow enough that the holder is mid-roll when the lock is broken.
+            let c = Cluster::builtin("demo", 0.2);
+            let quote = |args: Vec<String>| args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+            let a = quote(apply_args(&c, dir, &["--to", "1.25", "--delete-emptydir-data", "--force"]));
+            let b = quote(
+                apply_args(&c, dir, &["--to", "1.25", "--delete-emptydir-data", "--force", "--break-lock"])
+                    .into_iter()
+                    .map(|x| x.replace("journal.json", "b.journal.json").replace("events.jsonl", "b.events.jsonl"))
+                    .collect(),
+            );
+            Input {
+                program: Program::Bash(format!(
+                    "\"$0\" {a} > a.out 2>&1 & a=$!; until grep -q '\"phase\":\"cordoned\"' events.jsonl 2>/dev/null; do sleep 0.05; done; \
+                     \"$0\" {b} > b.out 2>&1 & b=$!; wait $a; echo \"displaced run exited $?\"; \
+                     echo \"cordons by the breaking run meanwhile: $(grep -c '\"phase\":\"cordoned\"' b.events.jsonl)\"; \
+                     kill $b; wait $b; cat a.out b.out"
+                )),
+                ..ours(&[])
+            }
+            .on(c)
+        }, 0, "displaced run exited 1\ncordons by the breaking run meanwhile: 0").within(120, 300),
         row("D10 apply --plan refuses a blocker that appeared after the save", |dir| {
             let c = cluster();
             let saved = dir.join("plan.yaml");
