@@ -436,7 +436,9 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                     stats["pdbViolations"], stats["podsLost"], stats["evictions"], stats["pdb429"], stats["totalRequests"]
                 ));
             }
-            running.shutdown().await;
+            // Controllers that panicked fail the run whatever it reported: the cluster it talked to
+            // had stopped.
+            running.shutdown().await.map_err(|e| CliError::error(e.to_string()))?;
         }
         result
     })

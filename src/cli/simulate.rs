@@ -85,10 +85,15 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             if args.insecure_http { "" } else { "-k " },
             running.url(),
         ))?;
-        let _ = tokio::signal::ctrl_c().await;
-        running.shutdown().await;
+        // Serves until Ctrl-C, or until the controllers panic: then the simulator has stopped
+        // serving and the command fails with the reason.
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = running.failed() => {}
+        }
+        let stopped = running.shutdown().await;
         let _ = std::fs::remove_file(&path);
-        Ok::<_, CliError>(())
+        stopped.map_err(|e| CliError::error(e.to_string()))
     })?;
     Ok(Exit::Success)
 }

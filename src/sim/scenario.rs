@@ -1279,6 +1279,8 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         access: s.access.clone(),
         pod_logs: Default::default(),
         pools: std::sync::Mutex::new(BTreeMap::new()),
+        #[cfg(test)]
+        test_panic_in_pass: Default::default(),
     })
 }
 

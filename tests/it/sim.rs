@@ -293,7 +293,12 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
-            self.rt.block_on(r.shutdown());
+            // Controllers that panicked fail the test that ran against them.
+            if let Err(e) = self.rt.block_on(r.shutdown())
+                && !std::thread::panicking()
+            {
+                panic!("{e}");
+            }
         }
         // Every journal, events file and saved output of every test is searched for the
         // credentials its kubeconfigs carry.
