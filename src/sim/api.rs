@@ -599,10 +599,14 @@ struct ListQuery {
     continue_token: Option<String>,
 }
 
-fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
+/// The selectors and paging of a list, watch or deletecollection, refused as the apiserver
+/// refuses them (400): a label selector `labels.Parse` does not accept, a field selector that
+/// does not parse or names a field label the kind does not support.
+fn list_query(q: &HashMap<String, String>, def: &ResourceDef) -> Result<ListQuery, ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())
         .map_err(|e| ApiError::bad_request(&e))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())
+        .and_then(|f| f.for_resource(def))
         .map_err(|e| ApiError::bad_request(&e))?;
     let limit = match q.get("limit") {
         Some(l) => {
@@ -620,7 +624,7 @@ fn list(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let lq = list_query(q)?;
+    let lq = list_query(q, def)?;
     let node = if def.resource == "pods" { lq.fields.node_name().map(str::to_string) } else { None };
     let page = sim.store.list(
         &def.storage,
@@ -1118,7 +1122,7 @@ fn delete_collection(
     query: &HashMap<String, String>,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
-    let lq = list_query(query)?;
+    let lq = list_query(query, def)?;
     let page = sim.store.list(&def.storage, t.namespace.as_deref(), None, None, None, |o| {
         lq.labels.matches_labels(&o.meta.labels) && lq.fields.matches_stored(o)
     })?;
@@ -1199,7 +1203,7 @@ fn bookmark(def: &ResourceDef, rv: u64) -> Bytes {
 }
 
 async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, String>) -> Response {
-    let lq = match list_query(&q) {
+    let lq = match list_query(&q, &def) {
         Ok(lq) => lq,
         Err(e) => return error_response(&e),
     };
