@@ -94,6 +94,67 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
 }
 
+const JSON: &str = "application/json";
+const YAML: &str = "application/yaml";
+
+/// The media type of a request body as the apiserver's input negotiation reads it: type and
+/// subtype, lower-cased, without parameters; `None` without a Content-Type (JSON is assumed).
+fn body_media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    (!text.trim().is_empty()).then_some(essence)
+}
+
+/// The patch types the simulator applies (server-side apply is not among them).
+const PATCH_TYPES: [&str; 3] =
+    ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
+
+/// Checks a body's media type as the apiserver does before it reads one, and turns YAML into
+/// JSON. A create, update or delete body must be in a media type the resource decodes (JSON,
+/// YAML, and protobuf for built-in kinds; JSON and YAML for custom resources), else 415 with the
+/// list; a patch must name a patch type, else the router's 415.
+fn negotiate_body(method: &Method, def: &ResourceDef, headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    let media = body_media_type(headers);
+    if *method == Method::PATCH {
+        // The router compares the type without parameters, case-sensitively; no Content-Type
+        // is application/octet-stream to it.
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).split(';').next().unwrap_or_default().trim().to_string())
+            .unwrap_or_default();
+        return match given.as_str() {
+            t if PATCH_TYPES.contains(&t) => Ok(body),
+            "application/apply-patch+yaml" => Err(ApiError::new_unsupported(
+                "server-side apply (application/apply-patch+yaml) is not supported by the simulator; use a JSON, merge or strategic merge patch",
+            )),
+            _ => Err(ApiError::unsupported_patch_media()),
+        };
+    }
+    let reads_body = matches!(*method, Method::POST | Method::PUT) || (*method == Method::DELETE && !body.is_empty());
+    if !reads_body {
+        return Ok(body);
+    }
+    let accepted: &[&str] = if def.custom { &[JSON, YAML] } else { &[JSON, YAML, super::proto::MEDIA_TYPE] };
+    match media.as_deref() {
+        None | Some(JSON) => Ok(body),
+        Some(YAML) => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ApiError::bad_request("error converting YAML to JSON: the body is not UTF-8"))?;
+            let options = serde_saphyr::options! { with_snippet: false };
+            let v: Value = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+                ApiError::bad_request(&format!(
+                    "error converting YAML to JSON: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ))
+            })?;
+            Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+        }
+        Some(m) if accepted.contains(&m) => Ok(body),
+        Some(_) => Err(ApiError::unsupported_media(accepted)),
+    }
+}
+
 fn accepts(headers: &HeaderMap, needle: &str) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(needle))
 }
@@ -231,6 +292,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return error_response(&ApiError::bad_request(&format!("request body larger than {MAX_BODY} bytes"))),
     };
+    let body = match negotiate_body(&method, &def, &headers, body) {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     if def.review {
         return match (&method, target.name.is_some()) {
@@ -253,8 +318,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             Ok(v) => Bytes::from(v.to_string()),
             Err(e) => return error_response(&ApiError::bad_request(&e)),
         }
-    } else if protobuf && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-        return error_response(&ApiError::unsupported_media(super::proto::MEDIA_TYPE));
+    } else if protobuf && !body.is_empty() {
+        // The apiserver decodes protobuf bodies of every built-in kind; the simulator decodes
+        // only the ones above, and refuses the rest as a body it cannot read.
+        return error_response(&ApiError::unsupported_media(&[JSON, YAML]));
     } else {
         body
     };
@@ -982,7 +1049,8 @@ fn patch_object(
                 patch::JsonPatchError::Apply(_) => ApiError::patch_failed(),
             })?;
         } else {
-            return Err(ApiError::unsupported_media(&ct));
+            // `negotiate_body` let only the three patch types through.
+            return Err(ApiError::unsupported_patch_media());
         }
         if let Some(rv) = p.pointer("/metadata/resourceVersion").and_then(Value::as_str)
             && cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
