@@ -335,12 +335,23 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         let name = target.name.clone().unwrap_or_default();
         return error_response(&ApiError::namespace_terminating(&def.resource, &name, ns));
     }
+    // A list or get at a resourceVersion the store has not reached waits for it (a watch from
+    // the future is accepted and stays silent until the store passes it, as the watch cache does).
+    let watching = query.get("watch").is_some_and(|w| w == "1" || w == "true");
+    if method == Method::GET
+        && !watching
+        && matches!(sub.as_str(), "" | "status")
+        && let Ok(Some(rv)) = resource_version_param(&query)
+        && let Err(e) = wait_fresh(&sim, rv).await
+    {
+        return error_response(&e);
+    }
     let result = match (&method, target.name.is_some(), sub.as_str()) {
         (&Method::GET, false, _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => {
             return watch(sim.clone(), def, target, query).await;
         }
         (&Method::GET, false, _) => list(&sim, &def, &target, &query, &headers),
-        (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &headers),
+        (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &query, &headers),
         (&Method::GET, true, "log") if def.resource == "pods" => return pod_log(sim.clone(), &target, &query),
         (&Method::POST, false, _) => {
             parse_body(&body).and_then(|o| guard(&o)).and_then(|()| create(&sim, &def, &target, &body, dry_run))
@@ -659,6 +670,46 @@ fn list_item(def: &ResourceDef, obj: &Stored) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
+/// How long a read at a resourceVersion the store has not reached yet waits for it, as the
+/// apiserver's watch cache waits (`blockTimeout`) before answering 504.
+const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The `resourceVersion` parameter as the apiserver's storage parses it (`ParseResourceVersion`):
+/// absent, `""` and `"0"` ask for no particular version; anything else must be an unsigned
+/// 64-bit integer, and the error is the field error the apiserver builds for it.
+fn resource_version_param(q: &HashMap<String, String>) -> Result<Option<u64>, String> {
+    let s = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => return Ok(None),
+        Some(s) => s,
+    };
+    let why = if s.bytes().all(|b| b.is_ascii_digit()) {
+        match s.parse::<u64>() {
+            Ok(n) => return Ok(Some(n)),
+            Err(_) => "value out of range",
+        }
+    } else {
+        "invalid syntax"
+    };
+    let quoted = crate::k8s::validation::go_quote(s);
+    Err(format!("resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: {why}"))
+}
+
+/// Waits until the store has reached `rv`, for at most [`FRESHNESS_WAIT`]; then the read is
+/// refused as the apiserver refuses it ("Too large resource version").
+async fn wait_fresh(sim: &Sim, rv: u64) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+    loop {
+        let current = sim.store.current_rv();
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::too_large_resource_version(rv, current));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 struct ListQuery {
     labels: LabelSelector,
     fields: FieldSelector,
@@ -692,6 +743,14 @@ fn list(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let lq = list_query(q, def)?;
+    // The storage's ValidateListOptions: a resourceVersion that is no number is the client's
+    // mistake (400), and a continue token carries its own.
+    resource_version_param(q).map_err(|e| ApiError::bad_request(&format!("invalid resource version: {e}")))?;
+    if lq.continue_token.as_deref().is_some_and(|c| !c.is_empty())
+        && q.get("resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != "0")
+    {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+    }
     let node = if def.resource == "pods" { lq.fields.node_name().map(str::to_string) } else { None };
     let page = sim.store.list(
         &def.storage,
@@ -750,7 +809,16 @@ fn maybe_gzip(headers: &HeaderMap, body: Bytes) -> Response {
     }
 }
 
-fn get(sim: &Sim, def: &ResourceDef, t: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
+fn get(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    // The watch cache's Get parses the version before it looks: an error there reaches the
+    // client as a 500 without a reason, as it does from a real apiserver.
+    resource_version_param(q).map_err(ApiError::internal_unreasoned)?;
     let name = t.name.as_deref().unwrap_or_default();
     let obj =
         sim.store.get(&def.storage, &target_ns(t), name).ok_or_else(|| ApiError::not_found(&def.resource, name))?;
@@ -1275,6 +1343,12 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
         Ok(lq) => lq,
         Err(e) => return error_response(&e),
     };
+    // The watch cache parses the version when the watch starts; an error is a 500 without a
+    // reason from a real apiserver too.
+    let start_rv = match resource_version_param(&q) {
+        Ok(rv) => rv,
+        Err(e) => return error_response(&ApiError::internal_unreasoned(e)),
+    };
     sim.stats.watch_opened();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
     // Any int64 is a valid timeoutSeconds to the apiserver; the simulator holds a watch for at
@@ -1299,8 +1373,6 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
             && lq.labels.matches_labels(&c.object.meta.labels)
             && lq.fields.matches_stored(&c.object)
     };
-    let start_rv: Option<u64> =
-        q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0").and_then(|s| s.parse().ok());
     let (tx, out_rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
     let mut initial: Vec<Bytes> = Vec::new();
     let mut last_rv = sim.store.current_rv();
@@ -1340,7 +1412,10 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
                 return;
             }
         }
-        if bookmarks && tx.send(bookmark(&def2, last_rv)).await.is_err() {
+        // A watch from a resourceVersion the store has not reached gets no bookmark until the
+        // store passes it: the watch cache bookmarks only versions past the one asked for.
+        let reached = |sim: &Sim, rv: u64| sim.store.current_rv() >= rv;
+        if bookmarks && reached(&sim2, last_rv) && tx.send(bookmark(&def2, last_rv)).await.is_err() {
             return;
         }
         let deadline = timeout.map(|d| opened + d);
@@ -1360,7 +1435,7 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
                         }
                 }
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(bookmark(&def2, last_rv)).await.is_err() { return; }
+                    if reached(&sim2, last_rv) && tx.send(bookmark(&def2, last_rv)).await.is_err() { return; }
                 }
                 msg = rx.recv() => match msg {
                     Ok(c) => {

@@ -149,6 +149,18 @@ impl ApiError {
         Self::new(410, "Expired", format!("too old resource version: {rv}"), Value::Null)
     }
 
+    /// A read at a resourceVersion the store has not reached within the apiserver's 3 s wait
+    /// (`NewTooLargeResourceVersionError`): 504 Timeout, retry after a second.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        )
+        .with_retry_after(1)
+    }
+
     pub fn gone_continue() -> Self {
         Self::new(
             410,
