@@ -159,9 +159,55 @@ fn accepts(headers: &HeaderMap, needle: &str) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(needle))
 }
 
+/// The path as Go's HTTP server hands it to the apiserver: every percent-escape decoded (`%2D`
+/// is `-`; `%2F` is a `/`, which then separates segments there as here, so no name can hold
+/// one). `None` for a malformed escape, which Go's server refuses before any handler sees it.
+fn decode_path(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_string());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Subresources a real apiserver routes for a resource, implemented here or not: a name outside
+/// these is a path no route serves (404), one inside that the simulator does not serve for the
+/// method is 405.
+fn routed_subresource(def: &ResourceDef, sub: &str) -> bool {
+    def.subresources.iter().any(|s| s.name == sub)
+        || match (def.group.as_str(), def.resource.as_str()) {
+            ("", "pods") => matches!(
+                sub,
+                "log" | "exec" | "attach" | "portforward" | "proxy" | "binding" | "ephemeralcontainers" | "resize"
+            ),
+            ("", "nodes" | "services") => sub == "proxy",
+            ("", "serviceaccounts") => sub == "token",
+            _ => false,
+        }
+}
+
 async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
+    let Some(path) = decode_path(parts.uri.path()) else {
+        // What Go's server answers for a URL it cannot parse, before the apiserver sees it.
+        return text_response(400, "400 Bad Request".into());
+    };
     let query = query_map(parts.uri.query());
     let method = parts.method.clone();
     let headers = parts.headers.clone();
@@ -374,6 +420,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         (&Method::GET | &Method::PUT | &Method::PATCH, true, "scale") => {
             scale(&sim, &def, &target, &method, &body, &headers, dry_run)
         }
+        _ if !sub.is_empty() && !routed_subresource(&def, &sub) => Err(ApiError::not_found_path(&path)),
         _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
     };
     if def.group == "rbac.authorization.k8s.io" && method != Method::GET && !dry_run && result.is_ok() {
