@@ -930,6 +930,17 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
 
 /// Validation of one kind's spec on every write of the object itself (see [`super::jobs`]).
 fn validate_kind(sim: &Sim, def: &ResourceDef, obj: &mut Value, sub: &str) -> Result<(), ApiError> {
+    let templated = matches!(
+        (def.group.as_str(), def.resource.as_str()),
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") | ("batch", "jobs")
+    );
+    if templated && sub.is_empty() {
+        let errs = super::names::template_label_problems(obj);
+        if !errs.is_empty() {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            return Err(super::names::refusal(&def.kind, &def.group, name, &errs));
+        }
+    }
     if def.group == "batch" && def.resource == "jobs" && sub.is_empty() {
         super::jobs::prepare(sim.registry().minor, obj);
         super::jobs::validate(obj)?;

@@ -15,6 +15,7 @@ mod clock;
 mod controllers;
 pub mod faults;
 mod jobs;
+mod names;
 mod node_jobs;
 mod operator;
 mod patch;

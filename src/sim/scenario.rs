@@ -648,11 +648,18 @@ struct Builder<'a> {
     next_node: usize,
     seq: u64,
     node_ips: BTreeMap<String, String>,
+    /// The first object a real apiserver would have refused (its name or labels): the build
+    /// fails with it. The checks of [`Scenario::validate`] catch these earlier, naming the field.
+    refused: Option<String>,
 }
 
 impl Builder<'_> {
     fn load(&mut self, key: &StorageKey, v: Value) {
-        self.store.load(key, v);
+        if let Err(e) = self.store.load(key, v)
+            && self.refused.is_none()
+        {
+            self.refused = Some(e.message);
+        }
     }
 
     fn uid_of(&self, key: &StorageKey, ns: &str, name: &str) -> String {
@@ -1032,6 +1039,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         next_node: 0,
         seq: 0,
         node_ips: BTreeMap::new(),
+        refused: None,
     };
 
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"]
@@ -1230,12 +1238,21 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
             return Err(err(format!("field 'manifests': document {} ({api} {kind}) has no metadata.name", i + 1)));
         }
         let storage = def.storage.clone();
-        b.load(&storage, v);
+        b.store.load(&storage, v).map_err(|e| {
+            err(format!(
+                "field 'manifests': document {} ({api} {kind}) is refused as a real apiserver refuses it: {}",
+                i + 1,
+                e.message
+            ))
+        })?;
     }
     for r in &s.helm_releases {
         ensure_namespace(&mut b, &r.namespace);
         let secret = helm_secret(r).map_err(|e| err(format!("helm release {}: {e}", r.name)))?;
         b.load(&StorageKey::core("secrets"), secret);
+    }
+    if let Some(refused) = b.refused.take() {
+        return Err(err(format!("the scenario makes an object a real apiserver refuses: {refused}")));
     }
     let stats = super::stats::Stats::default();
     for r in &s.past_requests {
