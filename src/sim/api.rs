@@ -918,6 +918,7 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         obj["metadata"]["namespace"] = json!(ns);
     }
     check_shape(def, obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(), &obj)?;
+    check_replicas(def, &obj, "", false)?;
     validate_kind(sim, def, &mut obj, "")?;
     check_pod_spec(def, &obj)?;
     pod_security(sim, def, &obj)?;
@@ -926,6 +927,18 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         sim.changed.notify_waiters();
     }
     Ok(bytes_response(201, as_served(def, &stored), "application/json"))
+}
+
+/// A Deployment's, ReplicaSet's or StatefulSet's `spec.replicas` on every write of the object
+/// itself, bounded as [`super::replicas`] explains; `patched` says the object came from a patch.
+fn check_replicas(def: &ResourceDef, obj: &Value, sub: &str, patched: bool) -> Result<(), ApiError> {
+    if !sub.is_empty() || !super::replicas::bounded(&def.group, &def.resource) {
+        return Ok(());
+    }
+    super::replicas::check(obj.pointer("/spec/replicas")).map_err(|p| {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        super::replicas::refusal(&def.kind, &def.group, &def.version, name, patched.then_some(obj), &p)
+    })
 }
 
 /// Validation of one kind's spec on every write of the object itself (see [`super::jobs`]).
@@ -1130,6 +1143,7 @@ fn update(
     let stored = sim.store.mutate(&def.storage, &ns, &name, expect, dry_run, |cur| {
         check_shape(def, &name, &obj)?;
         let mut next = obj.clone();
+        check_replicas(def, &next, sub, false)?;
         validate_kind(sim, def, &mut next, sub)?;
         restrict(def, cur, &mut next, sub);
         *cur = next;
@@ -1184,6 +1198,7 @@ fn patch_object(
             return Err(ApiError::conflict(&def.resource, &name));
         }
         check_shape(def, &name, &next)?;
+        check_replicas(def, &next, sub, true)?;
         validate_kind(sim, def, &mut next, sub)?;
         guard(&next)?;
         restrict(def, cur, &mut next, sub);
@@ -1360,12 +1375,9 @@ fn scale(
             None
         }
         .ok_or_else(|| ApiError::bad_request("scale needs spec.replicas"))?;
-        if !(0..=100_000).contains(&replicas) {
-            return Err(ApiError::invalid(
-                &def.resource,
-                &name,
-                &format!("spec.replicas: Invalid value: {replicas}: must be between 0 and 100000"),
-            ));
+        // ValidateScale's check, and the simulator's ceiling on replicas.
+        if let Err(p) = super::replicas::check(Some(&json!(replicas))) {
+            return Err(super::replicas::refusal("Scale", "autoscaling", "v1", &name, None, &p));
         }
         let s = sim.store.mutate(&def.storage, &ns, &name, None, dry_run, |cur| {
             cur["spec"]["replicas"] = json!(replicas);

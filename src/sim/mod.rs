@@ -25,6 +25,7 @@ pub mod pools;
 mod proto;
 pub mod rbac;
 pub mod registry;
+pub mod replicas;
 pub mod scenario;
 mod selectors;
 mod serve;
@@ -146,6 +147,10 @@ pub struct Sim {
     pub pod_logs: node_jobs::PodLogs,
     /// Managed node-pool upgrades by pool (see [`pools`]).
     pub pools: Mutex<std::collections::BTreeMap<String, pools::PoolUpgrade>>,
+    /// Most pods the controllers create (see [`replicas::POD_CEILING`]; tests lower it).
+    pub pod_ceiling: std::sync::atomic::AtomicUsize,
+    /// The controllers stand at the pod ceiling (reported once each time it is reached).
+    pub pod_ceiling_reached: std::sync::atomic::AtomicBool,
     /// Unit tests only: the next controller pass panics.
     #[cfg(test)]
     pub(crate) test_panic_in_pass: std::sync::atomic::AtomicBool,

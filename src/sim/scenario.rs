@@ -1296,6 +1296,8 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         access: s.access.clone(),
         pod_logs: Default::default(),
         pools: std::sync::Mutex::new(BTreeMap::new()),
+        pod_ceiling: std::sync::atomic::AtomicUsize::new(super::replicas::POD_CEILING),
+        pod_ceiling_reached: Default::default(),
         #[cfg(test)]
         test_panic_in_pass: Default::default(),
     })

@@ -1013,3 +1013,68 @@ fn fault_values_and_watch_timeouts_are_bounded() {
     assert!(raw.contains(" 200 "), "{raw}");
     assert_eq!(c.http("GET", "/api/v1/nodes", "application/json", "").0, 200);
 }
+
+/// Pods in the cluster, from the simulator's own count.
+fn pod_count(c: &Cluster) -> u64 {
+    c.stats()["objects"]["pods"].as_u64().unwrap()
+}
+
+#[test]
+fn replicas_are_bounded_on_every_write_and_the_pod_count_stays_bounded_d33() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    let before = pod_count(&c);
+    let web = "/apis/apps/v1/namespaces/default/deployments/web";
+    // Every way of writing the value: merge, strategic and JSON patches, an update, a create.
+    for (method, path, ct, body) in [
+        ("PATCH", web, "application/merge-patch+json", r#"{"spec":{"replicas":100000000}}"#.to_string()),
+        ("PATCH", web, "application/strategic-merge-patch+json", r#"{"spec":{"replicas":100000000}}"#.to_string()),
+        ("PATCH", web, "application/json-patch+json", r#"[{"op":"replace","path":"/spec/replicas","value":100000000}]"#.to_string()),
+        ("PATCH", web, "application/merge-patch+json", r#"{"spec":{"replicas":-1}}"#.to_string()),
+        ("PUT", web, "application/json", {
+            let mut d = c.get_json(web);
+            d["spec"]["replicas"] = json!(100_001);
+            d.to_string()
+        }),
+        ("POST", "/apis/apps/v1/namespaces/default/deployments", "application/json", json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "huge"},
+            "spec": {"replicas": 100_000_000, "selector": {"matchLabels": {"app": "huge"}},
+                     "template": {"metadata": {"labels": {"app": "huge"}}, "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
+        }).to_string()),
+        ("POST", "/apis/apps/v1/namespaces/default/statefulsets", "application/json", json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "huge"},
+            "spec": {"replicas": 200_000, "serviceName": "huge", "selector": {"matchLabels": {"app": "huge"}},
+                     "template": {"metadata": {"labels": {"app": "huge"}}, "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
+        }).to_string()),
+        ("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", "application/json",
+            r#"{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":100001}}"#.to_string()),
+    ] {
+        let (status, text) = c.http(method, path, ct, &body);
+        assert_eq!(status, 422, "{method} {path} {ct}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["reason"], "Invalid", "{text}");
+        assert!(v["message"].as_str().unwrap().contains("spec.replicas: Invalid value: "), "{text}");
+        assert_eq!(v["details"]["causes"][0]["field"], "spec.replicas", "{text}");
+    }
+    // A value that is no int32 does not decode.
+    let (status, text) = c.http("PATCH", web, "application/merge-patch+json", r#"{"spec":{"replicas":"many"}}"#);
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains("cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
+        "{text}"
+    );
+    // kubectl sees the refusal, named as a field error.
+    if kubectl_available("replicas_are_bounded_on_every_write_and_the_pod_count_stays_bounded_d33") {
+        let o = c.kubectl(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":100000000}}"#]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("is invalid") && err.contains("must be no more than 100000"),
+            "{err}"
+        );
+    }
+    // The ceiling itself is allowed, and nothing above it reached the store: the pod count did
+    // not run away.
+    assert_eq!(c.get_json(web)["spec"]["replicas"], 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(pod_count(&c) <= before + 3, "{} pods, {before} before", pod_count(&c));
+    assert_eq!(c.stats()["podCeilingReached"], false);
+}
