@@ -27,6 +27,7 @@ pub mod rbac;
 pub mod registry;
 pub mod replicas;
 pub mod scenario;
+mod scenario_checks;
 mod selectors;
 mod serve;
 pub mod stats;
