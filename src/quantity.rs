@@ -3,25 +3,91 @@
 //! byte counts for size flags (`--max-manifest-bytes 64Mi`), where a bad value is an error rather
 //! than a zero.
 
-/// A Kubernetes quantity (`100m`, `2`, `512Mi`, `1G`) as a number.
+/// A Kubernetes quantity (`100m`, `2`, `512Mi`, `1G`, `1.5e3`) as a number; anything
+/// [`parse_strict`] refuses (after trimming spaces) is 0.
 pub fn parse_quantity(q: &str) -> f64 {
-    let q = q.trim();
-    for (suffix, m) in [
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("m", 0.001),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ] {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<f64>().unwrap_or(0.0) * m;
-        }
+    parse_strict(q.trim()).unwrap_or(0.0)
+}
+
+/// What `resource.ParseQuantity` says of a string that is no quantity.
+pub const QUANTITY_FORMAT_ERROR: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+/// What it says of a number with an unknown suffix.
+pub const QUANTITY_SUFFIX_ERROR: &str = "unable to parse quantity's suffix";
+
+/// A quantity read as `resource.ParseQuantity` reads it: an optional sign, digits with an
+/// optional fraction, then one suffix — binary (`Ki` … `Ei`), decimal (`n`, `u`, `m`, none, `k`,
+/// `M`, `G`, `T`, `P`, `E`) or an exponent (`e3`, `E-2`). The error is its message. The value is
+/// an `f64`, so a quantity too large for one (`1e400`) is infinite: callers that count with it
+/// refuse that.
+pub fn parse_strict(q: &str) -> Result<f64, String> {
+    let b = q.as_bytes();
+    if b.is_empty() {
+        return Err(QUANTITY_FORMAT_ERROR.into());
     }
-    q.parse().unwrap_or(0.0)
+    let mut pos = 0;
+    let negative = match b[0] {
+        b'-' => {
+            pos = 1;
+            true
+        }
+        b'+' => {
+            pos = 1;
+            false
+        }
+        _ => false,
+    };
+    let digits_from = |start: usize| b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let whole_len = digits_from(pos);
+    let whole = &q[pos..pos + whole_len];
+    pos += whole_len;
+    let mut fraction = "";
+    if pos < b.len() && b[pos] == b'.' {
+        let n = digits_from(pos + 1);
+        fraction = &q[pos + 1..pos + 1 + n];
+        pos += 1 + n;
+    }
+    // As Go's parser: the suffix is letters from `eEinumkKMGTP`, then an optional sign and digits.
+    let suffix = &q[pos..];
+    let letters = suffix.bytes().take_while(|c| b"eEinumkKMGTP".contains(c)).count();
+    let mut rest = &suffix.as_bytes()[letters..];
+    if let Some(c) = rest.first()
+        && (*c == b'-' || *c == b'+')
+    {
+        rest = &rest[1..];
+    }
+    if !rest.iter().all(|c| c.is_ascii_digit()) {
+        return Err(QUANTITY_FORMAT_ERROR.into());
+    }
+    let mantissa: f64 = match format!("{}.{}", if whole.is_empty() { "0" } else { whole }, fraction).parse() {
+        Ok(m) => m,
+        Err(_) => return Err(QUANTITY_FORMAT_ERROR.into()),
+    };
+    let multiplier = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        s if s.len() > 1 && (s.starts_with('e') || s.starts_with('E')) => match s[1..].parse::<i32>() {
+            Ok(e) => 10f64.powi(e),
+            Err(_) => return Err(QUANTITY_SUFFIX_ERROR.into()),
+        },
+        _ => return Err(QUANTITY_SUFFIX_ERROR.into()),
+    };
+    let v = mantissa * multiplier;
+    Ok(if negative { -v } else { v })
 }
 
 /// The suffixes a byte count takes, as in Kubernetes quantities.
@@ -71,7 +137,7 @@ pub fn parse_bytes(q: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_quantity};
+    use super::*;
 
     #[test]
     fn byte_counts_are_exact_and_bad_ones_are_errors() {
@@ -96,5 +162,16 @@ mod tests {
         assert_eq!(parse_quantity("512Mi"), 512.0 * 1_048_576.0);
         assert_eq!(parse_quantity("1G"), 1e9);
         assert_eq!(parse_quantity("bogus"), 0.0);
+        assert_eq!(parse_quantity("1.5e3"), 1500.0);
+        assert_eq!(parse_quantity("2Pi"), 2.0 * 1024f64.powi(5));
+        assert_eq!(parse_quantity(" 250m "), 0.25);
+        assert_eq!(parse_strict("abc").unwrap_err(), QUANTITY_FORMAT_ERROR);
+        assert_eq!(parse_strict("lots").unwrap_err(), QUANTITY_FORMAT_ERROR);
+        assert_eq!(parse_strict("5Gb").unwrap_err(), QUANTITY_FORMAT_ERROR);
+        assert_eq!(parse_strict("5mm").unwrap_err(), QUANTITY_SUFFIX_ERROR);
+        assert_eq!(parse_strict("-5Gi").unwrap(), -5.0 * 1024f64.powi(3));
+        assert!(parse_strict("1e400").unwrap().is_infinite());
+        assert_eq!(parse_strict(".5").unwrap(), 0.5);
+        assert_eq!(parse_strict("").unwrap_err(), QUANTITY_FORMAT_ERROR);
     }
 }

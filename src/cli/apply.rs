@@ -436,7 +436,9 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                     stats["pdbViolations"], stats["podsLost"], stats["evictions"], stats["pdb429"], stats["totalRequests"]
                 ));
             }
-            running.shutdown().await;
+            // Controllers that panicked fail the run whatever it reported: the cluster it talked to
+            // had stopped.
+            let stopped = running.shutdown().await;
             // The simulator's cluster is gone with it: a journal in the state directory could
             // never be resumed, only mistaken for a real cluster's (one named with --journal
             // is the user's to keep).
@@ -445,6 +447,7 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
                 let _ = std::fs::remove_file(&path);
                 let _ = std::fs::remove_file(path.with_extension("log"));
             }
+            stopped.map_err(|e| CliError::error(e.to_string()))?;
         }
         result
     })

@@ -76,7 +76,7 @@ pub fn run(args: HelmFixArgs) -> Result<Exit, CliError> {
                 fix(&args, &catalog, to, &conn.client, interactive).await
             }
             .await;
-            running.shutdown().await;
+            running.shutdown().await.map_err(|e| CliError::error(e.to_string()))?;
             return result;
         }
         let conn = args.kube.connect().await?;

@@ -85,8 +85,9 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             if args.insecure_http { "" } else { "-k " },
             running.url(),
         ))?;
-        // SIGTERM (systemd, a CI timeout, `kill`) and SIGHUP stop it as Ctrl-C does, kubeconfig
-        // removed.
+        // Serves until Ctrl-C, SIGTERM (systemd, a CI timeout, `kill`) or SIGHUP, kubeconfig
+        // removed; or until the controllers panic: then the simulator has stopped serving and
+        // the command fails with the reason.
         {
             use tokio::signal::unix::{SignalKind, signal};
             let (mut term, mut hup) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::hangup()).ok());
@@ -94,11 +95,12 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
                 _ = tokio::signal::ctrl_c() => {}
                 Some(_) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
                 Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {}
+                _ = running.failed() => {}
             }
         }
-        running.shutdown().await;
+        let stopped = running.shutdown().await;
         let _ = std::fs::remove_file(&path);
-        Ok::<_, CliError>(())
+        stopped.map_err(|e| CliError::error(e.to_string()))
     })?;
     Ok(Exit::Success)
 }

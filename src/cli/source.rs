@@ -117,7 +117,7 @@ impl SourceArgs {
                         .map_err(|e| CliError::error(first_line(&e.to_string())))
                 }
                 .await;
-                running.shutdown().await;
+                running.shutdown().await.map_err(|e| CliError::error(e.to_string()))?;
                 return result;
             }
             let conn = self.kube.connect().await?;

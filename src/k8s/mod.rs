@@ -9,3 +9,4 @@ pub mod image;
 pub mod node;
 pub mod pod;
 pub mod skew;
+pub mod validation;

@@ -94,13 +94,120 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
 }
 
+const JSON: &str = "application/json";
+const YAML: &str = "application/yaml";
+
+/// The media type of a request body as the apiserver's input negotiation reads it: type and
+/// subtype, lower-cased, without parameters; `None` without a Content-Type (JSON is assumed).
+fn body_media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    (!text.trim().is_empty()).then_some(essence)
+}
+
+/// The patch types the simulator applies (server-side apply is not among them).
+const PATCH_TYPES: [&str; 3] =
+    ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
+
+/// Checks a body's media type as the apiserver does before it reads one, and turns YAML into
+/// JSON. A create, update or delete body must be in a media type the resource decodes (JSON,
+/// YAML, and protobuf for built-in kinds; JSON and YAML for custom resources), else 415 with the
+/// list; a patch must name a patch type, else the router's 415.
+fn negotiate_body(method: &Method, def: &ResourceDef, headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    let media = body_media_type(headers);
+    if *method == Method::PATCH {
+        // The router compares the type without parameters, case-sensitively; no Content-Type
+        // is application/octet-stream to it.
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).split(';').next().unwrap_or_default().trim().to_string())
+            .unwrap_or_default();
+        return match given.as_str() {
+            t if PATCH_TYPES.contains(&t) => Ok(body),
+            "application/apply-patch+yaml" => Err(ApiError::new_unsupported(
+                "server-side apply (application/apply-patch+yaml) is not supported by the simulator; use a JSON, merge or strategic merge patch",
+            )),
+            _ => Err(ApiError::unsupported_patch_media()),
+        };
+    }
+    let reads_body = matches!(*method, Method::POST | Method::PUT) || (*method == Method::DELETE && !body.is_empty());
+    if !reads_body {
+        return Ok(body);
+    }
+    let accepted: &[&str] = if def.custom { &[JSON, YAML] } else { &[JSON, YAML, super::proto::MEDIA_TYPE] };
+    match media.as_deref() {
+        None | Some(JSON) => Ok(body),
+        Some(YAML) => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ApiError::bad_request("error converting YAML to JSON: the body is not UTF-8"))?;
+            let options = serde_saphyr::options! { with_snippet: false };
+            let v: Value = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+                ApiError::bad_request(&format!(
+                    "error converting YAML to JSON: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ))
+            })?;
+            Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+        }
+        Some(m) if accepted.contains(&m) => Ok(body),
+        Some(_) => Err(ApiError::unsupported_media(accepted)),
+    }
+}
+
 fn accepts(headers: &HeaderMap, needle: &str) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(needle))
 }
 
+/// The path as Go's HTTP server hands it to the apiserver: every percent-escape decoded (`%2D`
+/// is `-`; `%2F` is a `/`, which then separates segments there as here, so no name can hold
+/// one). `None` for a malformed escape, which Go's server refuses before any handler sees it.
+fn decode_path(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_string());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Subresources a real apiserver routes for a resource, implemented here or not: a name outside
+/// these is a path no route serves (404), one inside that the simulator does not serve for the
+/// method is 405.
+fn routed_subresource(def: &ResourceDef, sub: &str) -> bool {
+    def.subresources.iter().any(|s| s.name == sub)
+        || match (def.group.as_str(), def.resource.as_str()) {
+            ("", "pods") => matches!(
+                sub,
+                "log" | "exec" | "attach" | "portforward" | "proxy" | "binding" | "ephemeralcontainers" | "resize"
+            ),
+            ("", "nodes" | "services") => sub == "proxy",
+            ("", "serviceaccounts") => sub == "token",
+            _ => false,
+        }
+}
+
 async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
+    let Some(path) = decode_path(parts.uri.path()) else {
+        // What Go's server answers for a URL it cannot parse, before the apiserver sees it.
+        return text_response(400, "400 Bad Request".into());
+    };
     let query = query_map(parts.uri.query());
     let method = parts.method.clone();
     let headers = parts.headers.clone();
@@ -231,6 +338,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return error_response(&ApiError::bad_request(&format!("request body larger than {MAX_BODY} bytes"))),
     };
+    let body = match negotiate_body(&method, &def, &headers, body) {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     if def.review {
         return match (&method, target.name.is_some()) {
@@ -253,8 +364,10 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             Ok(v) => Bytes::from(v.to_string()),
             Err(e) => return error_response(&ApiError::bad_request(&e)),
         }
-    } else if protobuf && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-        return error_response(&ApiError::unsupported_media(super::proto::MEDIA_TYPE));
+    } else if protobuf && !body.is_empty() {
+        // The apiserver decodes protobuf bodies of every built-in kind; the simulator decodes
+        // only the ones above, and refuses the rest as a body it cannot read.
+        return error_response(&ApiError::unsupported_media(&[JSON, YAML]));
     } else {
         body
     };
@@ -268,12 +381,23 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         let name = target.name.clone().unwrap_or_default();
         return error_response(&ApiError::namespace_terminating(&def.resource, &name, ns));
     }
+    // A list or get at a resourceVersion the store has not reached waits for it (a watch from
+    // the future is accepted and stays silent until the store passes it, as the watch cache does).
+    let watching = query.get("watch").is_some_and(|w| w == "1" || w == "true");
+    if method == Method::GET
+        && !watching
+        && matches!(sub.as_str(), "" | "status")
+        && let Ok(Some(rv)) = resource_version_param(&query)
+        && let Err(e) = wait_fresh(&sim, rv).await
+    {
+        return error_response(&e);
+    }
     let result = match (&method, target.name.is_some(), sub.as_str()) {
         (&Method::GET, false, _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => {
             return watch(sim.clone(), def, target, query).await;
         }
         (&Method::GET, false, _) => list(&sim, &def, &target, &query, &headers),
-        (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &headers),
+        (&Method::GET, true, "") | (&Method::GET, true, "status") => get(&sim, &def, &target, &query, &headers),
         (&Method::GET, true, "log") if def.resource == "pods" => return pod_log(sim.clone(), &target, &query),
         (&Method::POST, false, _) => {
             parse_body(&body).and_then(|o| guard(&o)).and_then(|()| create(&sim, &def, &target, &body, dry_run))
@@ -296,6 +420,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         (&Method::GET | &Method::PUT | &Method::PATCH, true, "scale") => {
             scale(&sim, &def, &target, &method, &body, &headers, dry_run)
         }
+        _ if !sub.is_empty() && !routed_subresource(&def, &sub) => Err(ApiError::not_found_path(&path)),
         _ => Err(ApiError::method_not_allowed(method.as_str(), &path)),
     };
     if def.group == "rbac.authorization.k8s.io" && method != Method::GET && !dry_run && result.is_ok() {
@@ -592,6 +717,46 @@ fn list_item(def: &ResourceDef, obj: &Stored) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
+/// How long a read at a resourceVersion the store has not reached yet waits for it, as the
+/// apiserver's watch cache waits (`blockTimeout`) before answering 504.
+const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The `resourceVersion` parameter as the apiserver's storage parses it (`ParseResourceVersion`):
+/// absent, `""` and `"0"` ask for no particular version; anything else must be an unsigned
+/// 64-bit integer, and the error is the field error the apiserver builds for it.
+fn resource_version_param(q: &HashMap<String, String>) -> Result<Option<u64>, String> {
+    let s = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => return Ok(None),
+        Some(s) => s,
+    };
+    let why = if s.bytes().all(|b| b.is_ascii_digit()) {
+        match s.parse::<u64>() {
+            Ok(n) => return Ok(Some(n)),
+            Err(_) => "value out of range",
+        }
+    } else {
+        "invalid syntax"
+    };
+    let quoted = crate::k8s::validation::go_quote(s);
+    Err(format!("resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: {why}"))
+}
+
+/// Waits until the store has reached `rv`, for at most [`FRESHNESS_WAIT`]; then the read is
+/// refused as the apiserver refuses it ("Too large resource version").
+async fn wait_fresh(sim: &Sim, rv: u64) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+    loop {
+        let current = sim.store.current_rv();
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::too_large_resource_version(rv, current));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 struct ListQuery {
     labels: LabelSelector,
     fields: FieldSelector,
@@ -599,10 +764,14 @@ struct ListQuery {
     continue_token: Option<String>,
 }
 
-fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
+/// The selectors and paging of a list, watch or deletecollection, refused as the apiserver
+/// refuses them (400): a label selector `labels.Parse` does not accept, a field selector that
+/// does not parse or names a field label the kind does not support.
+fn list_query(q: &HashMap<String, String>, def: &ResourceDef) -> Result<ListQuery, ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())
         .map_err(|e| ApiError::bad_request(&e))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())
+        .and_then(|f| f.for_resource(def))
         .map_err(|e| ApiError::bad_request(&e))?;
     let limit = match q.get("limit") {
         Some(l) => {
@@ -620,7 +789,15 @@ fn list(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let lq = list_query(q)?;
+    let lq = list_query(q, def)?;
+    // The storage's ValidateListOptions: a resourceVersion that is no number is the client's
+    // mistake (400), and a continue token carries its own.
+    resource_version_param(q).map_err(|e| ApiError::bad_request(&format!("invalid resource version: {e}")))?;
+    if lq.continue_token.as_deref().is_some_and(|c| !c.is_empty())
+        && q.get("resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != "0")
+    {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+    }
     let node = if def.resource == "pods" { lq.fields.node_name().map(str::to_string) } else { None };
     let page = sim.store.list(
         &def.storage,
@@ -679,7 +856,16 @@ fn maybe_gzip(headers: &HeaderMap, body: Bytes) -> Response {
     }
 }
 
-fn get(sim: &Sim, def: &ResourceDef, t: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
+fn get(
+    sim: &Sim,
+    def: &ResourceDef,
+    t: &Target,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    // The watch cache's Get parses the version before it looks: an error there reaches the
+    // client as a 500 without a reason, as it does from a real apiserver.
+    resource_version_param(q).map_err(ApiError::internal_unreasoned)?;
     let name = t.name.as_deref().unwrap_or_default();
     let obj =
         sim.store.get(&def.storage, &target_ns(t), name).ok_or_else(|| ApiError::not_found(&def.resource, name))?;
@@ -732,6 +918,7 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
         obj["metadata"]["namespace"] = json!(ns);
     }
     check_shape(def, obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(), &obj)?;
+    check_replicas(def, &obj, "", false)?;
     validate_kind(sim, def, &mut obj, "")?;
     check_pod_spec(def, &obj)?;
     pod_security(sim, def, &obj)?;
@@ -742,8 +929,31 @@ fn create(sim: &Sim, def: &ResourceDef, t: &Target, body: &Bytes, dry_run: bool)
     Ok(bytes_response(201, as_served(def, &stored), "application/json"))
 }
 
+/// A Deployment's, ReplicaSet's or StatefulSet's `spec.replicas` on every write of the object
+/// itself, bounded as [`super::replicas`] explains; `patched` says the object came from a patch.
+fn check_replicas(def: &ResourceDef, obj: &Value, sub: &str, patched: bool) -> Result<(), ApiError> {
+    if !sub.is_empty() || !super::replicas::bounded(&def.group, &def.resource) {
+        return Ok(());
+    }
+    super::replicas::check(obj.pointer("/spec/replicas")).map_err(|p| {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        super::replicas::refusal(&def.kind, &def.group, &def.version, name, patched.then_some(obj), &p)
+    })
+}
+
 /// Validation of one kind's spec on every write of the object itself (see [`super::jobs`]).
 fn validate_kind(sim: &Sim, def: &ResourceDef, obj: &mut Value, sub: &str) -> Result<(), ApiError> {
+    let templated = matches!(
+        (def.group.as_str(), def.resource.as_str()),
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") | ("batch", "jobs")
+    );
+    if templated && sub.is_empty() {
+        let errs = super::names::template_label_problems(obj);
+        if !errs.is_empty() {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            return Err(super::names::refusal(&def.kind, &def.group, name, &errs));
+        }
+    }
     if def.group == "batch" && def.resource == "jobs" && sub.is_empty() {
         super::jobs::prepare(sim.registry().minor, obj);
         super::jobs::validate(obj)?;
@@ -933,6 +1143,7 @@ fn update(
     let stored = sim.store.mutate(&def.storage, &ns, &name, expect, dry_run, |cur| {
         check_shape(def, &name, &obj)?;
         let mut next = obj.clone();
+        check_replicas(def, &next, sub, false)?;
         validate_kind(sim, def, &mut next, sub)?;
         restrict(def, cur, &mut next, sub);
         *cur = next;
@@ -978,7 +1189,8 @@ fn patch_object(
                 patch::JsonPatchError::Apply(_) => ApiError::patch_failed(),
             })?;
         } else {
-            return Err(ApiError::unsupported_media(&ct));
+            // `negotiate_body` let only the three patch types through.
+            return Err(ApiError::unsupported_patch_media());
         }
         if let Some(rv) = p.pointer("/metadata/resourceVersion").and_then(Value::as_str)
             && cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
@@ -986,6 +1198,7 @@ fn patch_object(
             return Err(ApiError::conflict(&def.resource, &name));
         }
         check_shape(def, &name, &next)?;
+        check_replicas(def, &next, sub, true)?;
         validate_kind(sim, def, &mut next, sub)?;
         guard(&next)?;
         restrict(def, cur, &mut next, sub);
@@ -1118,7 +1331,7 @@ fn delete_collection(
     query: &HashMap<String, String>,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
-    let lq = list_query(query)?;
+    let lq = list_query(query, def)?;
     let page = sim.store.list(&def.storage, t.namespace.as_deref(), None, None, None, |o| {
         lq.labels.matches_labels(&o.meta.labels) && lq.fields.matches_stored(o)
     })?;
@@ -1162,12 +1375,9 @@ fn scale(
             None
         }
         .ok_or_else(|| ApiError::bad_request("scale needs spec.replicas"))?;
-        if !(0..=100_000).contains(&replicas) {
-            return Err(ApiError::invalid(
-                &def.resource,
-                &name,
-                &format!("spec.replicas: Invalid value: {replicas}: must be between 0 and 100000"),
-            ));
+        // ValidateScale's check, and the simulator's ceiling on replicas.
+        if let Err(p) = super::replicas::check(Some(&json!(replicas))) {
+            return Err(super::replicas::refusal("Scale", "autoscaling", "v1", &name, None, &p));
         }
         let s = sim.store.mutate(&def.storage, &ns, &name, None, dry_run, |cur| {
             cur["spec"]["replicas"] = json!(replicas);
@@ -1199,9 +1409,15 @@ fn bookmark(def: &ResourceDef, rv: u64) -> Bytes {
 }
 
 async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, String>) -> Response {
-    let lq = match list_query(&q) {
+    let lq = match list_query(&q, &def) {
         Ok(lq) => lq,
         Err(e) => return error_response(&e),
+    };
+    // The watch cache parses the version when the watch starts; an error is a 500 without a
+    // reason from a real apiserver too.
+    let start_rv = match resource_version_param(&q) {
+        Ok(rv) => rv,
+        Err(e) => return error_response(&ApiError::internal_unreasoned(e)),
     };
     sim.stats.watch_opened();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
@@ -1227,8 +1443,6 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
             && lq.labels.matches_labels(&c.object.meta.labels)
             && lq.fields.matches_stored(&c.object)
     };
-    let start_rv: Option<u64> =
-        q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0").and_then(|s| s.parse().ok());
     let (tx, out_rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
     let mut initial: Vec<Bytes> = Vec::new();
     let mut last_rv = sim.store.current_rv();
@@ -1268,7 +1482,10 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
                 return;
             }
         }
-        if bookmarks && tx.send(bookmark(&def2, last_rv)).await.is_err() {
+        // A watch from a resourceVersion the store has not reached gets no bookmark until the
+        // store passes it: the watch cache bookmarks only versions past the one asked for.
+        let reached = |sim: &Sim, rv: u64| sim.store.current_rv() >= rv;
+        if bookmarks && reached(&sim2, last_rv) && tx.send(bookmark(&def2, last_rv)).await.is_err() {
             return;
         }
         let deadline = timeout.map(|d| opened + d);
@@ -1288,7 +1505,7 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
                         }
                 }
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(bookmark(&def2, last_rv)).await.is_err() { return; }
+                    if reached(&sim2, last_rv) && tx.send(bookmark(&def2, last_rv)).await.is_err() { return; }
                 }
                 msg = rx.recv() => match msg {
                     Ok(c) => {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::clock::now_rfc3339;
 use super::pdb::{self, pods_key};
 use super::store::{StorageKey, Stored, name_suffix};
-use super::{Sim, UPGRADE_ANNOTATION, volumes};
+use super::{Sim, UPGRADE_ANNOTATION, replicas, volumes};
 use crate::version::Version;
 
 const NODES: &str = "nodes";
@@ -124,15 +124,11 @@ pub async fn run(sim: Arc<Sim>) {
             // Remember the version seen *before* reconciling: if this pass wrote anything, the
             // next pass runs too, until one pass changes nothing.
             seen_rv = rv;
-            // A pass that trips over an object it cannot handle must not stop the cluster:
-            // report it and keep going (the next change or timer runs another pass).
-            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                reconcile(&sim, &mut timers);
-                observe(&sim);
-            }));
-            if pass.is_err() {
-                eprintln!("simulator: a controller pass failed on an object it could not handle; continuing");
-            }
+            // No panic is caught here: a controller that panics ends this task, and the
+            // simulator stops serving and reports it (see `super::supervise`). A cluster whose
+            // controllers silently skipped a pass would go on answering as if all were well.
+            reconcile(&sim, &mut timers);
+            observe(&sim);
             // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
             // once, the way a real controller reacts to its own writes; bounded so that a
             // controller that never settles cannot spin.
@@ -160,6 +156,11 @@ pub async fn run(sim: Arc<Sim>) {
 }
 
 fn reconcile(sim: &Sim, timers: &mut Timers) {
+    // Unit tests only: proves a panicking pass is not swallowed. Nothing a client sends can set it.
+    #[cfg(test)]
+    if sim.test_panic_in_pass.load(std::sync::atomic::Ordering::Relaxed) {
+        panic!("test fault: a controller pass panicked");
+    }
     unreachable_nodes(sim);
     kubelets(sim, timers);
     deployments(sim);
@@ -578,6 +579,9 @@ fn replica_sets(sim: &Sim) {
         let template = rs.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         // Like the real controller's burst limit: at most 500 new pods per pass.
         for i in have..desired.min(have + 500) {
+            if !replicas::may_create_pod(sim) {
+                break;
+            }
             let seed = sim.store.current_rv().wrapping_add(i as u64).wrapping_mul(31);
             let name = format!("{}-{}", rs.name(), name_suffix(seed ^ uid.len() as u64 ^ (i as u64) << 40));
             let _ = sim.store.create(&pods_key(), new_pod(&rs.value(), "ReplicaSet", &name, &template), false);
@@ -597,9 +601,18 @@ fn stateful_sets(sim: &Sim) {
         let ns = sts.namespace().to_string();
         let desired = int_at(&sts.value(), "/spec/replicas", 1);
         let template = sts.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
+        // A burst limit as for replica sets: at most 500 new pods per pass.
+        let mut created = 0;
         for i in 0..desired {
+            if created >= 500 {
+                break;
+            }
             let name = format!("{}-{i}", sts.name());
             if sim.store.get(&pods_key(), &ns, &name).is_none() {
+                if !replicas::may_create_pod(sim) {
+                    break;
+                }
+                created += 1;
                 let mut pod = new_pod(&sts.value(), "StatefulSet", &name, &template);
                 pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(name);
                 volumes::add_to_pod(&mut pod, volumes::ensure_claims(&sim.store, &sts.value(), &ns, &name));
@@ -677,6 +690,9 @@ fn daemon_sets(sim: &Sim) {
                     )
                 )
             );
+            if !replicas::may_create_pod(sim) {
+                continue;
+            }
             let mut pod = new_pod(&ds.value(), "DaemonSet", &name, &template);
             pod["spec"]["nodeName"] = json!(node.name());
             let _ = sim.store.create(&pods_key(), pod, false);
@@ -704,7 +720,7 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
             owned.iter().filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed") && !p.meta.terminating).count()
                 as i64;
         let completions = int_at(&job.value(), "/spec/completions", 1);
-        if succeeded + active < completions && active == 0 {
+        if succeeded + active < completions && active == 0 && replicas::may_create_pod(sim) {
             let template = job.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
             let name = format!("{}-{}", job.name(), name_suffix(sim.store.current_rv()));
             let _ = sim.store.create(&pods_key(), new_pod(&job.value(), "Job", &name, &template), false);
@@ -1173,6 +1189,8 @@ pub fn stats_document(sim: &Sim) -> Value {
     doc["podsLost"] = json!(pods_lost);
     doc["podsLostDetails"] = Value::Array(lost);
     doc["serverVersion"] = json!(sim.server_version().to_string());
+    doc["podCeiling"] = json!(sim.pod_ceiling.load(std::sync::atomic::Ordering::Relaxed));
+    doc["podCeilingReached"] = json!(sim.pod_ceiling_reached.load(std::sync::atomic::Ordering::Relaxed));
     doc["poolUpgrades"] = json!(super::pools::summary(sim));
     doc["objects"] = json!({
         "nodes": sim.store.count(&nodes_key()),
@@ -1181,4 +1199,48 @@ pub fn stats_document(sim: &Sim) -> Value {
         "poddisruptionbudgets": sim.store.count(&pdb::pdb_key()),
     });
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn controllers_stop_creating_pods_at_the_ceiling_and_say_so() {
+        let catalog = Arc::new(crate::catalog::Catalog::embedded().unwrap());
+        let scenario = super::super::Scenario::load("demo").unwrap();
+        let sim = super::super::scenario::build(scenario, catalog, 0.01).unwrap();
+        let before = sim.store.count(&pods_key());
+        sim.pod_ceiling.store(before + 25, Ordering::Relaxed);
+        let dep = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "many", "namespace": "default"},
+            "spec": {"replicas": 100_000, "selector": {"matchLabels": {"app": "many"}},
+                     "template": {"metadata": {"labels": {"app": "many"}}, "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
+        });
+        sim.store.create(&apps("deployments"), dep, false).unwrap();
+        let sts = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 100_000, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
+        });
+        sim.store.create(&apps("statefulsets"), sts, false).unwrap();
+        let mut timers = Timers::default();
+        for _ in 0..5 {
+            reconcile(&sim, &mut timers);
+        }
+        assert_eq!(sim.store.count(&pods_key()), before + 25, "the ceiling holds");
+        assert!(sim.pod_ceiling_reached.load(Ordering::Relaxed));
+        let stats = stats_document(&sim);
+        assert_eq!(stats["podCeilingReached"], true, "{stats}");
+        // Room again: creating resumes, in bursts.
+        sim.pod_ceiling.store(before + 2_000, Ordering::Relaxed);
+        reconcile(&sim, &mut timers);
+        let after = sim.store.count(&pods_key());
+        // Two bursts of 500 (the ReplicaSet's and the StatefulSet's), and whatever else a pass starts.
+        assert!(after > before + 25 + 900 && after <= before + 25 + 1_100, "{after}");
+        assert!(!sim.pod_ceiling_reached.load(Ordering::Relaxed));
+    }
 }

@@ -15,6 +15,7 @@ mod clock;
 mod controllers;
 pub mod faults;
 mod jobs;
+mod names;
 mod node_jobs;
 mod operator;
 mod patch;
@@ -24,7 +25,9 @@ pub mod pools;
 mod proto;
 pub mod rbac;
 pub mod registry;
+pub mod replicas;
 pub mod scenario;
+mod scenario_checks;
 mod selectors;
 mod serve;
 pub mod stats;
@@ -41,7 +44,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, watch};
 
 pub use faults::Faults;
 pub use pod_security::violations as pod_security_violations;
@@ -70,6 +73,10 @@ pub enum SimError {
     Kubeconfig { path: String, message: String },
     #[error("simulator credentials: {0}")]
     Credential(String),
+    /// The controllers panicked: the simulated cluster stopped serving rather than go on
+    /// without them.
+    #[error("the simulator failed: its controllers panicked ({0}); the simulated cluster stopped serving")]
+    ControllersFailed(String),
 }
 
 /// Delays of the simulated cluster, in seconds before `--time-scale`.
@@ -141,6 +148,13 @@ pub struct Sim {
     pub pod_logs: node_jobs::PodLogs,
     /// Managed node-pool upgrades by pool (see [`pools`]).
     pub pools: Mutex<std::collections::BTreeMap<String, pools::PoolUpgrade>>,
+    /// Most pods the controllers create (see [`replicas::POD_CEILING`]; tests lower it).
+    pub pod_ceiling: std::sync::atomic::AtomicUsize,
+    /// The controllers stand at the pod ceiling (reported once each time it is reached).
+    pub pod_ceiling_reached: std::sync::atomic::AtomicBool,
+    /// Unit tests only: the next controller pass panics.
+    #[cfg(test)]
+    pub(crate) test_panic_in_pass: std::sync::atomic::AtomicBool,
 }
 
 impl Sim {
@@ -290,9 +304,39 @@ pub struct Running {
     /// Over plain HTTP: a random token for the admin (made at start, known only to this process
     /// and the kubeconfig it writes).
     admin_token: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
+    /// Serving, stopping, or failed (the server stops on either of the last two).
+    phase: Arc<watch::Sender<Phase>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    controllers: Option<tokio::task::JoinHandle<()>>,
+    controllers: Option<tokio::task::AbortHandle>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Where a running simulator is: the server serves while `Serving` and stops on anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    Stopping,
+    /// The controllers panicked, with this message.
+    Failed(String),
+}
+
+/// Waits for the controllers' task to end. Only a shutdown ends it normally (by aborting it); a
+/// panic fails the whole simulator at once: the panic hook has printed where, this prints what it
+/// means, and the server stops, so that no client goes on talking to a cluster whose controllers
+/// are gone. [`Running::failed`] and [`Running::shutdown`] report it to the caller.
+async fn supervise(controllers: tokio::task::JoinHandle<()>, phase: Arc<watch::Sender<Phase>>) {
+    let Err(e) = controllers.await else { return };
+    if !e.is_panic() {
+        return;
+    }
+    let payload = e.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    eprintln!("simulator: FATAL: the controllers panicked ({message}); the simulated cluster stops serving");
+    phase.send_replace(Phase::Failed(message));
 }
 
 impl Running {
@@ -315,13 +359,27 @@ impl Running {
         pki.issue_client(user, groups).map_err(|e| SimError::Credential(e.to_string()))
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+    /// Stops the server and the controllers. An error says the controllers had panicked while it
+    /// ran (the server had then stopped already): whatever the caller did against it failed for
+    /// that reason, and the caller must fail too.
+    pub async fn shutdown(mut self) -> Result<(), SimError> {
         if let Some(c) = self.controllers.take() {
             c.abort();
         }
+        if let Some(s) = self.supervisor.take() {
+            let _ = s.await;
+        }
+        let failure = match &*self.phase.borrow() {
+            Phase::Failed(message) => Some(message.clone()),
+            _ => None,
+        };
+        self.phase.send_if_modified(|p| {
+            let serving = *p == Phase::Serving;
+            if serving {
+                *p = Phase::Stopping;
+            }
+            serving
+        });
         if let Some(s) = self.server.take() {
             // Long-lived watch streams would hold a graceful shutdown for minutes: give open
             // requests a moment, then cut them.
@@ -329,6 +387,24 @@ impl Running {
             if tokio::time::timeout(std::time::Duration::from_millis(500), s).await.is_err() {
                 abort.abort();
             }
+        }
+        match failure {
+            Some(message) => Err(SimError::ControllersFailed(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves once the controllers have panicked (never otherwise), with the error that says
+    /// so. A caller that serves until told to stop waits on this too and exits with it.
+    pub async fn failed(&self) -> SimError {
+        let mut rx = self.phase.subscribe();
+        match rx.wait_for(|p| matches!(p, Phase::Failed(_))).await {
+            Ok(p) => match &*p {
+                Phase::Failed(message) => SimError::ControllersFailed(message.clone()),
+                _ => unreachable!("wait_for returned a phase it did not ask for"),
+            },
+            // The sender lives as long as `self`: this is never reached.
+            Err(_) => std::future::pending().await,
         }
     }
 
@@ -397,9 +473,13 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.phase.send_if_modified(|p| {
+            let serving = *p == Phase::Serving;
+            if serving {
+                *p = Phase::Stopping;
+            }
+            serving
+        });
         if let Some(c) = self.controllers.take() {
             c.abort();
         }
@@ -467,17 +547,68 @@ pub async fn start(scenario: Scenario, catalog: Arc<Catalog>, opts: SimOptions) 
         .await
         .map_err(|e| SimError::Bind { addr: opts.listen, message: e.to_string() })?;
     let addr = listener.local_addr().map_err(|e| SimError::Bind { addr: opts.listen, message: e.to_string() })?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (phase, stop) = watch::channel(Phase::Serving);
+    let phase = Arc::new(phase);
     let app = api::router(sim.clone());
-    let server = tokio::spawn(serve::run(listener, app, pki.clone(), stop_rx));
+    let server = tokio::spawn(serve::run(listener, app, pki.clone(), async move {
+        let mut stop = stop;
+        let _ = stop.wait_for(|p| *p != Phase::Serving).await;
+    }));
     let controllers = tokio::spawn(controllers::run(sim.clone()));
+    let controllers_abort = controllers.abort_handle();
+    let supervisor = tokio::spawn(supervise(controllers, phase.clone()));
     Ok(Running {
         addr,
         sim,
         pki,
         admin_token,
-        stop: Some(stop_tx),
+        phase,
         server: Some(server),
-        controllers: Some(controllers),
+        controllers: Some(controllers_abort),
+        supervisor: Some(supervisor),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(rt: &tokio::runtime::Runtime) -> Running {
+        let catalog = Arc::new(Catalog::embedded().expect("embedded catalog"));
+        let options = SimOptions { transport: Transport::PlainHttp, ..Default::default() };
+        rt.block_on(start(Scenario::load("demo").expect("demo"), catalog, options)).expect("simulator starts")
+    }
+
+    #[test]
+    fn a_controller_that_panics_stops_the_simulator_and_is_reported() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let r = running(&rt);
+        let addr = r.addr;
+        assert!(std::net::TcpStream::connect(addr).is_ok(), "the simulator serves before the fault");
+        r.sim.test_panic_in_pass.store(true, std::sync::atomic::Ordering::Relaxed);
+        r.sim.changed.notify_waiters();
+        let failed = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(20), r.failed()).await })
+            .expect("the panic is reported, not swallowed");
+        assert!(
+            matches!(&failed, SimError::ControllersFailed(m) if m.contains("a controller pass panicked")),
+            "{failed}"
+        );
+        // The server stopped on its own: nobody goes on talking to a cluster without controllers.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(addr).is_ok() {
+            assert!(Instant::now() < deadline, "the server still accepts connections after the panic");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let e = rt.block_on(r.shutdown()).expect_err("shutdown reports the panic");
+        assert!(e.to_string().contains("controllers panicked (test fault: a controller pass panicked)"), "{e}");
+    }
+
+    #[test]
+    fn a_simulator_whose_controllers_did_not_panic_shuts_down_cleanly() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let r = running(&rt);
+        std::thread::sleep(Duration::from_millis(200));
+        rt.block_on(r.shutdown()).expect("a clean shutdown");
+    }
 }

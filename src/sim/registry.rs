@@ -41,6 +41,9 @@ pub struct ResourceDef {
     pub deprecated: Option<String>,
     /// A create-only review (SelfSubjectAccessReview and kin): answered, never stored.
     pub review: bool,
+    /// A kind a scenario brought (a CRD's, or an unknown group's): served as
+    /// apiextensions-apiserver serves custom resources, not as a built-in.
+    pub custom: bool,
 }
 
 impl ResourceDef {
@@ -77,6 +80,7 @@ fn def(group: &str, version: &str, resource: &str, kind: &str, namespaced: bool,
         storage: StorageKey::new(group, resource),
         deprecated: None,
         review: false,
+        custom: false,
     }
 }
 
@@ -282,7 +286,9 @@ impl Registry {
             if defs.iter().any(|d| d.group == x.group && d.version == x.version && d.kind == x.kind) {
                 continue;
             }
-            defs.push(def(&x.group, &x.version, &x.resource, &x.kind, x.namespaced, &[]));
+            let mut d = def(&x.group, &x.version, &x.resource, &x.kind, x.namespaced, &[]);
+            d.custom = true;
+            defs.push(d);
         }
         Registry { minor, defs }
     }

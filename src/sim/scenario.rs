@@ -466,9 +466,22 @@ impl Scenario {
 
     pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         let options = serde_saphyr::options! { with_snippet: false };
-        let s: Scenario = serde_saphyr::from_str_with_options(text, options).map_err(|e| ScenarioError {
-            file: file.to_string(),
-            message: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
+        // The path of the field being read when the parser failed, so a type error names it.
+        let mut path = String::new();
+        let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
+                path = e.path().to_string();
+                e.into_inner()
+            })
+        });
+        let s = parsed.map_err(|e| {
+            let mut message =
+                e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+            if let Some(better) = type_error(&message, e.location(), text) {
+                message = better;
+            }
+            let message = if path.is_empty() || path == "." { message } else { format!("field '{path}': {message}") };
+            ScenarioError { file: file.to_string(), message }
         })?;
         s.validate(file)?;
         Ok(Scenario { source: file.to_string(), ..s })
@@ -583,6 +596,7 @@ impl Scenario {
         if pods > MAX_PODS {
             return Err(err("workloads", format!("{pods} replicas is more than the {MAX_PODS} allowed")));
         }
+        super::scenario_checks::check(self).map_err(|r| err(&r.field, r.message))?;
         for (i, w) in self.workloads.iter().enumerate() {
             let Some(size) = &w.block_volume else { continue };
             if w.kind != WorkloadKind::StatefulSet {
@@ -648,11 +662,18 @@ struct Builder<'a> {
     next_node: usize,
     seq: u64,
     node_ips: BTreeMap<String, String>,
+    /// The first object a real apiserver would have refused (its name or labels): the build
+    /// fails with it. The checks of [`Scenario::validate`] catch these earlier, naming the field.
+    refused: Option<String>,
 }
 
 impl Builder<'_> {
     fn load(&mut self, key: &StorageKey, v: Value) {
-        self.store.load(key, v);
+        if let Err(e) = self.store.load(key, v)
+            && self.refused.is_none()
+        {
+            self.refused = Some(e.message);
+        }
     }
 
     fn uid_of(&self, key: &StorageKey, ns: &str, name: &str) -> String {
@@ -698,7 +719,9 @@ fn running_status() -> Value {
 }
 
 fn pod_template(w: &Workload, labels: &BTreeMap<String, String>, image: &str) -> Value {
-    let mut container = json!({"name": w.name.chars().take(63).collect::<String>(), "image": image});
+    // A container name is a DNS-1123 label: the workload's name (a subdomain) without its dots.
+    let container_name: String = w.name.replace('.', "-").chars().take(63).collect();
+    let mut container = json!({"name": container_name.trim_end_matches('-'), "image": image});
     if let Some(r) = &w.requests {
         let mut req = json!({});
         if let Some(c) = &r.cpu {
@@ -1032,6 +1055,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         next_node: 0,
         seq: 0,
         node_ips: BTreeMap::new(),
+        refused: None,
     };
 
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"]
@@ -1229,13 +1253,32 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         if v.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(err(format!("field 'manifests': document {} ({api} {kind}) has no metadata.name", i + 1)));
         }
+        if super::replicas::bounded(&def.group, &def.resource)
+            && let Err(p) = super::replicas::check(v.pointer("/spec/replicas"))
+        {
+            return Err(err(format!(
+                "field 'manifests': document {} ({api} {kind} {}): spec.replicas: {}",
+                i + 1,
+                super::scenario_checks::shown(v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()),
+                p.detail()
+            )));
+        }
         let storage = def.storage.clone();
-        b.load(&storage, v);
+        b.store.load(&storage, v).map_err(|e| {
+            err(format!(
+                "field 'manifests': document {} ({api} {kind}) is refused as a real apiserver refuses it: {}",
+                i + 1,
+                e.message
+            ))
+        })?;
     }
     for r in &s.helm_releases {
         ensure_namespace(&mut b, &r.namespace);
         let secret = helm_secret(r).map_err(|e| err(format!("helm release {}: {e}", r.name)))?;
         b.load(&StorageKey::core("secrets"), secret);
+    }
+    if let Some(refused) = b.refused.take() {
+        return Err(err(format!("the scenario makes an object a real apiserver refuses: {refused}")));
     }
     let stats = super::stats::Stats::default();
     for r in &s.past_requests {
@@ -1279,7 +1322,45 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         access: s.access.clone(),
         pod_logs: Default::default(),
         pools: std::sync::Mutex::new(BTreeMap::new()),
+        pod_ceiling: std::sync::atomic::AtomicUsize::new(super::replicas::POD_CEILING),
+        pod_ceiling_reached: Default::default(),
+        #[cfg(test)]
+        test_panic_in_pass: Default::default(),
     })
+}
+
+/// A scalar of the wrong type (`invalid u32 at line 5, column 12`) said with the value found and
+/// what the field takes.
+fn type_error(message: &str, location: Option<serde_saphyr::Location>, text: &str) -> Option<String> {
+    let ty = message.strip_prefix("invalid ")?.split_whitespace().next()?;
+    let expected = match ty {
+        "u8" | "u16" | "u32" | "u64" | "usize" => {
+            let max = match ty {
+                "u8" => u64::from(u8::MAX),
+                "u16" => u64::from(u16::MAX),
+                "u32" => u64::from(u32::MAX),
+                _ => u64::MAX,
+            };
+            format!("a whole number from 0 to {max}")
+        }
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "bool" => "true or false".to_string(),
+        _ => return None,
+    };
+    let location = location?;
+    let (line, column) = (location.line(), location.column());
+    let row = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let found: String = row
+        .chars()
+        .skip(usize::try_from(column).ok()?.saturating_sub(1))
+        .take_while(|c| !matches!(c, ',' | '}' | ']' | '#'))
+        .collect();
+    let found = found.trim().trim_matches(['"', '\'']);
+    Some(format!(
+        "invalid value {} at line {line}, column {column}: expected {expected}",
+        super::scenario_checks::shown(found)
+    ))
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -1366,5 +1447,189 @@ pub fn large() -> Scenario {
         past_requests: vec![],
         access: Access::default(),
         source: "large (built in)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scenario file with `extra` appended (top-level keys) and `pools` as its node pools.
+    fn file(pools: &str, extra: &str) -> String {
+        format!("name: t\ncluster: {{ version: \"1.30.4\", distro: kubeadm }}\nnodePools:\n{pools}{extra}")
+    }
+
+    fn refused(text: &str) -> String {
+        match Scenario::parse("s.yaml", text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const ONE_POOL: &str = "  - { name: w, count: 2 }\n";
+
+    #[test]
+    fn pools_and_node_names_are_unique_and_valid_d32() {
+        let e = refused(&file("  - { name: w, count: 2 }\n  - { name: w, count: 2 }\n", ""));
+        assert!(e.contains("field 'nodePools[1].name'") && e.contains("pool names must be unique"), "{e}");
+        let e = refused(&file("  - { name: w, count: 2 }\n  - { name: w-1, count: 1 }\n", ""));
+        assert!(e.contains("field 'nodePools[1].name'") && e.contains("\"w-1\" is also a node of nodePools[0]"), "{e}");
+        for (name, phrase) in [
+            ("''", "a pool needs a name"),
+            ("'x/y'", "lowercase RFC 1123 subdomain"),
+            ("'../etc'", "\"../etc\""),
+            ("'a b;rm -rf x#'", "\"a b;rm -rf x#\""),
+            ("'$(touch /tmp/x);x'", "lowercase RFC 1123"),
+            ("'--help'", "lowercase RFC 1123"),
+            ("\"esc\\e[2J\"", "\\x1b"),
+            ("UPPER", "lowercase RFC 1123"),
+        ] {
+            let e = refused(&file(&format!("  - {{ name: {name}, count: 1 }}\n"), ""));
+            assert!(e.starts_with("scenario s.yaml: field 'nodePools[0].name': invalid value "), "{e}");
+            assert!(e.contains(phrase), "{name}: {e}");
+            assert!(!e.contains('\u{1b}') && !e.contains('\n'), "{e}");
+        }
+        let e = refused(&file(&format!("  - {{ name: {}, count: 1 }}\n", "a".repeat(5000)), ""));
+        assert!(e.contains("(5000 characters)") && e.len() < 600, "{e}");
+        // A node name is also its hostname label: at most 63 characters.
+        let e = refused(&file(&format!("  - {{ name: {}, count: 1 }}\n", "a".repeat(64)), ""));
+        assert!(e.contains("kubernetes.io/hostname"), "{e}");
+    }
+
+    #[test]
+    fn namespaces_workloads_quantities_budgets_and_addons_are_checked_d32() {
+        for (extra, field, phrase) in [
+            ("namespaces: ['']\n", "namespaces[0]", "a name is required"),
+            ("namespaces: ['../etc']\n", "namespaces[0]", "RFC 1123 label"),
+            ("namespaces: [UPPER]\n", "namespaces[0]", "RFC 1123 label"),
+            ("namespaces: ['a/b']\n", "namespaces[0]", "RFC 1123 label"),
+            ("workloads: [{ kind: Deployment, name: 'x/y' }]\n", "workloads[0].name", "RFC 1123 subdomain"),
+            ("workloads: [{ kind: StatefulSet, name: 'a.b' }]\n", "workloads[0].name", "must not contain dots"),
+            (
+                "workloads: [{ kind: Pod, name: web, namespace: 'Bad NS' }]\n",
+                "workloads[0].namespace",
+                "RFC 1123 label",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, requests: { cpu: abc } }]\n",
+                "workloads[0].requests.cpu",
+                "quantities must match",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, requests: { memory: lots } }]\n",
+                "workloads[0].requests.memory",
+                "quantities must match",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, requests: { cpu: '1e400' } }]\n",
+                "workloads[0].requests.cpu",
+                "more than the simulator can count",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, replicas: 100001 }]\n",
+                "workloads[0].replicas",
+                "at most 100000",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, pdb: { minAvailable: -3 } }]\n",
+                "workloads[0].pdb.minAvailable",
+                "greater than or equal to 0",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, pdb: { minAvailable: abc } }]\n",
+                "workloads[0].pdb.minAvailable",
+                "a valid percent string",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, pdb: { maxUnavailable: '150%' } }]\n",
+                "workloads[0].pdb.maxUnavailable",
+                "must not be greater than 100%",
+            ),
+            (
+                "workloads: [{ kind: Deployment, name: web, pdb: { minAvailable: 1, maxUnavailable: 1 } }]\n",
+                "workloads[0].pdb",
+                "cannot be both set",
+            ),
+            ("workloads: [{ kind: Deployment, name: web, image: '' }]\n", "workloads[0].image", "Required value"),
+            (
+                "workloads: [{ kind: Deployment, name: web, labels: { app: 'a b' } }]\n",
+                "workloads[0].labels",
+                "a valid label must be",
+            ),
+            (
+                "addons: [{ name: coredns, version: not-a-version }]\n",
+                "addons[0].version",
+                "expected the add-on's version",
+            ),
+            ("addons: [{ name: coredns, version: '1.11.1', image: '' }]\n", "addons[0].image", "Required value"),
+            (
+                "addons: [{ name: coredns, version: '1.11.1', pdb: { minAvailable: '150%' } }]\n",
+                "addons[0].pdb.minAvailable",
+                "100%",
+            ),
+        ] {
+            let e = refused(&file(ONE_POOL, extra));
+            assert!(e.contains(&format!("field '{field}': ")) && e.contains(phrase), "{extra}: {e}");
+        }
+        for (pool, field, phrase) in [
+            (
+                "  - { name: w, count: 1, capacity: { cpu: abc } }\n",
+                "nodePools[0].capacity.cpu",
+                "quantities must match",
+            ),
+            (
+                "  - { name: w, count: 1, capacity: { memory: -5Gi } }\n",
+                "nodePools[0].capacity.memory",
+                "greater than or equal to 0",
+            ),
+            ("  - { name: w, count: 1, labels: { 'a/b/c': x } }\n", "nodePools[0].labels", "label key"),
+        ] {
+            let e = refused(&file(pool, ""));
+            assert!(e.contains(&format!("field '{field}': ")) && e.contains(phrase), "{pool}: {e}");
+        }
+        // What is valid still is.
+        let ok = file(
+            "  - { name: cp, count: 1, roles: [control-plane] }\n  - { name: pool.a, count: 3, capacity: { cpu: 1500m, memory: 1.5Gi } }\n",
+            "namespaces: [team-a]\nworkloads:\n  - { kind: Deployment, name: web.v2, namespace: team-a, requests: { cpu: 100m, memory: 64Mi }, pdb: { minAvailable: '50%' } }\n  - { kind: StatefulSet, name: db, replicas: 3, pdb: { maxUnavailable: 0 } }\naddons: [{ name: coredns, version: v1.11.1 }]\n",
+        );
+        Scenario::parse("ok.yaml", &ok).unwrap();
+        for name in ["demo", "blocked", "pools"] {
+            Scenario::load(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_type_error_names_the_field_d32() {
+        let e = refused(&file("  - { name: w, count: many }\n", ""));
+        assert!(e.contains("field 'nodePools[0].count'") && e.contains("line"), "{e}");
+        let e = refused(&file(ONE_POOL, "workloads: [{ kind: Deployment, name: web, replicas: -2 }]\n"));
+        assert!(e.contains("field 'workloads[0].replicas'"), "{e}");
+        let e = refused(&file(ONE_POOL, "workloads: [{ kind: Deployment, name: web, tolerateAll: maybe }]\n"));
+        assert!(e.contains("field 'workloads[0].tolerateAll'"), "{e}");
+    }
+
+    #[test]
+    fn manifests_are_held_to_the_api_s_rules_d32_d33() {
+        let catalog = Arc::new(Catalog::embedded().unwrap());
+        let build = |manifests: &str| {
+            let text = file(
+                ONE_POOL,
+                &format!("manifests: |\n{}", manifests.lines().map(|l| format!("  {l}\n")).collect::<String>()),
+            );
+            let s = Scenario::parse("m.yaml", &text).unwrap();
+            super::build(s, catalog.clone(), 1.0).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let e = build(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web }\nspec: { replicas: 100000000, selector: { matchLabels: { app: web } }, template: { metadata: { labels: { app: web } } } }\n",
+        );
+        assert!(
+            e.contains("document 1")
+                && e.contains("spec.replicas: Invalid value: 100000000: must be no more than 100000"),
+            "{e}"
+        );
+        let e = build("apiVersion: v1\nkind: ConfigMap\nmetadata: { name: 'x/y' }\n");
+        assert!(e.contains("document 1") && e.contains("ConfigMap \"x/y\" is invalid: metadata.name"), "{e}");
+        let e = build("apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ok, namespace: '../etc' }\n");
+        assert!(e.contains("refuses") && e.contains("Namespace \"../etc\" is invalid"), "{e}");
     }
 }

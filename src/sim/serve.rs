@@ -10,7 +10,6 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tower::Service;
 
@@ -24,7 +23,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a stop, open requests get this long before their connections are cut.
 const DRAIN: Duration = Duration::from_millis(300);
 
-pub async fn run(listener: TcpListener, app: Router, pki: Option<Arc<Pki>>, mut stop: oneshot::Receiver<()>) {
+/// Serves until `stop` resolves.
+pub async fn run(listener: TcpListener, app: Router, pki: Option<Arc<Pki>>, stop: impl Future<Output = ()>) {
+    let mut stop = std::pin::pin!(stop);
     let acceptor = pki.as_ref().map(|p| tokio_rustls::TlsAcceptor::from(p.server_config.clone()));
     let mut connections = JoinSet::new();
     loop {

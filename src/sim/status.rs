@@ -120,19 +120,45 @@ impl ApiError {
         Self::new(405, "MethodNotAllowed", format!("the server does not allow method {method} on {path}"), json!({}))
     }
 
-    pub fn unsupported_media(ct: &str) -> Self {
+    /// A body in a media type the resource does not decode, as the apiserver's input negotiation
+    /// refuses it (the message lists what it accepts; no details).
+    pub fn unsupported_media(accepted: &[&str]) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
             ),
             Value::Null,
         )
     }
 
+    /// A media type the apiserver accepts that the simulator does not implement, said plainly.
+    pub fn new_unsupported(message: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", message.to_string(), Value::Null)
+    }
+
+    /// A PATCH whose Content-Type is no patch type: refused by the router before any handler,
+    /// worded as the apiserver's router words it.
+    pub fn unsupported_patch_media() -> Self {
+        Self::new(415, "UnsupportedMediaType", "415: Unsupported Media Type".into(), json!({}))
+    }
+
     pub fn gone(rv: u64) -> Self {
         Self::new(410, "Expired", format!("too old resource version: {rv}"), Value::Null)
+    }
+
+    /// A read at a resourceVersion the store has not reached within the apiserver's 3 s wait
+    /// (`NewTooLargeResourceVersionError`): 504 Timeout, retry after a second.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        )
+        .with_retry_after(1)
     }
 
     pub fn gone_continue() -> Self {

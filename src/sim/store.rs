@@ -477,7 +477,7 @@ impl Store {
             obj["metadata"]["name"] = Value::String(format!("{generate}{}", short_suffix(suffix)));
         }
         let name = meta_str(&obj, "name").to_string();
-        validate_name(&key.resource, &name)?;
+        check_meta(key, &obj)?;
         if key.group.is_empty() && key.resource == "pods" {
             default_pod(&mut obj);
         }
@@ -761,8 +761,10 @@ impl Store {
         keys
     }
 
-    /// Bulk load without history or broadcast (scenario start-up of large clusters).
-    pub fn load(&self, key: &StorageKey, mut obj: Value) {
+    /// Bulk load without history or broadcast (scenario start-up of large clusters). The object
+    /// is held to the same checks of name and labels as one created through the API.
+    pub fn load(&self, key: &StorageKey, mut obj: Value) -> Result<(), ApiError> {
+        check_meta(key, &obj)?;
         let mut st = self.write();
         if obj.pointer("/metadata/uid").is_none() {
             obj["metadata"]["uid"] = Value::String(self.new_uid());
@@ -779,6 +781,7 @@ impl Store {
         let bucket = st.buckets.entry(key.clone()).or_default();
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored);
+        Ok(())
     }
 }
 
@@ -817,21 +820,15 @@ pub fn name_suffix(seed: u64) -> String {
     short_suffix(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x9e37_79b9)
 }
 
-fn validate_name(resource: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            resource,
-            name,
-            "metadata.name: Invalid value: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
-        ))
+/// The name and labels of an object about to be stored, held to the apiserver's validation of
+/// its kind (see [`super::names`]).
+fn check_meta(key: &StorageKey, obj: &Value) -> Result<(), ApiError> {
+    let errs = super::names::problems(&key.group, &key.resource, obj);
+    if errs.is_empty() {
+        return Ok(());
     }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or(&key.resource);
+    Err(super::names::refusal(kind, &key.group, meta_str(obj, "name"), &errs))
 }
 
 /// A continue token carries the last key returned and the resourceVersion of the first page,

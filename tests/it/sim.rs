@@ -293,7 +293,12 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
-            self.rt.block_on(r.shutdown());
+            // Controllers that panicked fail the test that ran against them.
+            if let Err(e) = self.rt.block_on(r.shutdown())
+                && !std::thread::panicking()
+            {
+                panic!("{e}");
+            }
         }
         // Every journal, events file and saved output of every test is searched for the
         // credentials its kubeconfigs carry.
@@ -1007,4 +1012,254 @@ fn fault_values_and_watch_timeouts_are_bounded() {
     let raw = https_raw(c.addr(), c.tls.clone(), "GET", "/api/v1/nodes?watch=1&timeoutSeconds=1", "", "");
     assert!(raw.contains(" 200 "), "{raw}");
     assert_eq!(c.http("GET", "/api/v1/nodes", "application/json", "").0, 200);
+}
+
+/// Pods in the cluster, from the simulator's own count.
+fn pod_count(c: &Cluster) -> u64 {
+    c.stats()["objects"]["pods"].as_u64().unwrap()
+}
+
+#[test]
+fn replicas_are_bounded_on_every_write_and_the_pod_count_stays_bounded_d33() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    let before = pod_count(&c);
+    let web = "/apis/apps/v1/namespaces/default/deployments/web";
+    // Every way of writing the value: merge, strategic and JSON patches, an update, a create.
+    for (method, path, ct, body) in [
+        ("PATCH", web, "application/merge-patch+json", r#"{"spec":{"replicas":100000000}}"#.to_string()),
+        ("PATCH", web, "application/strategic-merge-patch+json", r#"{"spec":{"replicas":100000000}}"#.to_string()),
+        ("PATCH", web, "application/json-patch+json", r#"[{"op":"replace","path":"/spec/replicas","value":100000000}]"#.to_string()),
+        ("PATCH", web, "application/merge-patch+json", r#"{"spec":{"replicas":-1}}"#.to_string()),
+        ("PUT", web, "application/json", {
+            let mut d = c.get_json(web);
+            d["spec"]["replicas"] = json!(100_001);
+            d.to_string()
+        }),
+        ("POST", "/apis/apps/v1/namespaces/default/deployments", "application/json", json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "huge"},
+            "spec": {"replicas": 100_000_000, "selector": {"matchLabels": {"app": "huge"}},
+                     "template": {"metadata": {"labels": {"app": "huge"}}, "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
+        }).to_string()),
+        ("POST", "/apis/apps/v1/namespaces/default/statefulsets", "application/json", json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "huge"},
+            "spec": {"replicas": 200_000, "serviceName": "huge", "selector": {"matchLabels": {"app": "huge"}},
+                     "template": {"metadata": {"labels": {"app": "huge"}}, "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
+        }).to_string()),
+        ("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", "application/json",
+            r#"{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":100001}}"#.to_string()),
+    ] {
+        let (status, text) = c.http(method, path, ct, &body);
+        assert_eq!(status, 422, "{method} {path} {ct}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["reason"], "Invalid", "{text}");
+        assert!(v["message"].as_str().unwrap().contains("spec.replicas: Invalid value: "), "{text}");
+        assert_eq!(v["details"]["causes"][0]["field"], "spec.replicas", "{text}");
+    }
+    // A value that is no int32 does not decode.
+    let (status, text) = c.http("PATCH", web, "application/merge-patch+json", r#"{"spec":{"replicas":"many"}}"#);
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains("cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
+        "{text}"
+    );
+    // kubectl sees the refusal, named as a field error.
+    if kubectl_available("replicas_are_bounded_on_every_write_and_the_pod_count_stays_bounded_d33") {
+        let o = c.kubectl(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":100000000}}"#]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("is invalid") && err.contains("must be no more than 100000"),
+            "{err}"
+        );
+    }
+    // The ceiling itself is allowed, and nothing above it reached the store: the pod count did
+    // not run away.
+    assert_eq!(c.get_json(web)["spec"]["replicas"], 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(pod_count(&c) <= before + 3, "{} pods, {before} before", pod_count(&c));
+    assert_eq!(c.stats()["podCeilingReached"], false);
+}
+
+#[test]
+fn content_types_selectors_and_paths_are_held_to_the_apiserver_d34() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // A body in a media type the apiserver does not decode: 415, with what it accepts.
+    let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}).to_string();
+    for (method, path, ct) in [
+        ("POST", cms.to_string(), "text/xml"),
+        ("PUT", format!("{cms}/x"), "text/plain"),
+        ("POST", cms.to_string(), "json"),
+    ] {
+        let (status, text) = c.http(method, &path, ct, &cm("x"));
+        assert_eq!(status, 415, "{method} {ct}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["reason"], "UnsupportedMediaType", "{text}");
+        assert_eq!(
+            v["message"],
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+        );
+    }
+    // JSON with parameters, and YAML, are read.
+    assert_eq!(c.http("POST", cms, "application/json; charset=utf-8", &cm("a-b")).0, 201);
+    let (status, text) = c.http(
+        "POST",
+        cms,
+        "application/yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata: {k: v}\n",
+    );
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(c.get_json(&format!("{cms}/from-yaml"))["data"]["k"], "v");
+    // A patch in no patch type: the router's 415.
+    let (status, text) = c.http("PATCH", &format!("{cms}/a-b"), "application/json", "{}");
+    assert_eq!(status, 415, "{text}");
+    assert!(text.contains("415: Unsupported Media Type"), "{text}");
+
+    // Paths are percent-decoded: %2D is a dash; %2F separates segments, so no name holds one.
+    assert_eq!(c.get_json(&format!("{cms}/a%2Db"))["metadata"]["name"], "a-b");
+    assert_eq!(c.http("GET", &format!("{cms}/a%2Fb"), "application/json", "").0, 404);
+    assert_eq!(c.http("GET", &format!("{cms}/a%zzb"), "application/json", "").0, 400);
+
+    // Field selectors: only the labels the apiserver supports for the kind.
+    for (path, message) in [
+        ("/api/v1/pods?fieldSelector=spec.foo.bar%3Dx", "field label not supported: spec.foo.bar"),
+        ("/api/v1/nodes?fieldSelector=metadata.namespace%3Dx", "field label not supported: metadata.namespace"),
+        (
+            "/api/v1/configmaps?fieldSelector=data.k%3Dv",
+            r#""data.k" is not a known field selector: only "metadata.name", "metadata.namespace""#,
+        ),
+        (
+            "/api/v1/pods?fieldSelector=spec.nodeName",
+            "invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'",
+        ),
+        ("/api/v1/pods?watch=1&fieldSelector=spec.foo%3Dx", "field label not supported: spec.foo"),
+    ] {
+        let (status, text) = c.http("GET", path, "application/json", "");
+        assert_eq!(status, 400, "{path}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((v["reason"].as_str(), v["message"].as_str()), (Some("BadRequest"), Some(message)), "{path}");
+    }
+    let running = c.get_json("/api/v1/pods?fieldSelector=status.phase%3DRunning,spec.hostNetwork%3Dfalse");
+    assert!(!running["items"].as_array().unwrap().is_empty(), "{running}");
+    let schedulable = c.get_json("/api/v1/nodes?fieldSelector=spec.unschedulable%3Dfalse");
+    assert_eq!(schedulable["items"].as_array().unwrap().len(), 4, "{schedulable}");
+
+    // Label selectors: parsed and checked as labels.Parse does.
+    let parens = "(".repeat(5000);
+    for (selector, message) in [
+        (parens.as_str(), "found '(', expected: !, identifier, or 'end of string'".to_string()),
+        ("app=((((", "unable to parse requirement: found '(', expected: identifier".to_string()),
+        (
+            &*format!("app={}", "v".repeat(64)),
+            format!(
+                "unable to parse requirement: values[0][app]: Invalid value: \"{}\": must be no more than 63 bytes",
+                "v".repeat(64)
+            ),
+        ),
+    ] {
+        let q: String = form_urlencoded::byte_serialize(selector.as_bytes()).collect();
+        let (status, text) = c.http("GET", &format!("/api/v1/pods?labelSelector={q}"), "application/json", "");
+        assert_eq!(status, 400, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["message"].as_str(), Some(message.as_str()));
+    }
+    if kubectl_available("content_types_selectors_and_paths_are_held_to_the_apiserver_d34") {
+        let out = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app in (web)",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name",
+        ]);
+        assert_eq!(out.lines().count(), 3, "{out}");
+    }
+}
+
+#[test]
+fn resource_versions_are_parsed_and_a_future_one_is_waited_for_d34() {
+    let c = Cluster::start(small("1.30.14"), 0.02);
+    let invalid = |rv: &str| {
+        format!("resourceVersion: Invalid value: \"{rv}\": strconv.ParseUint: parsing \"{rv}\": invalid syntax")
+    };
+    // A list: 400, from the storage's check of list options.
+    for rv in ["abc", "-5"] {
+        let (status, text) = c.http("GET", &format!("/api/v1/pods?resourceVersion={rv}"), "application/json", "");
+        assert_eq!(status, 400, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["reason"], "BadRequest");
+        assert_eq!(v["message"].as_str().unwrap(), format!("invalid resource version: {}", invalid(rv)));
+    }
+    // A get and a watch: the watch cache's parse error, a 500 without a reason, as a real
+    // apiserver answers (kubernetes/kubernetes#139485).
+    for path in [
+        "/api/v1/namespaces/default/configmaps/kube-root-ca.crt?resourceVersion=abc",
+        "/api/v1/pods?watch=1&resourceVersion=abc",
+    ] {
+        let (status, text) = c.http("GET", path, "application/json", "");
+        assert_eq!(status, 500, "{path}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v.get("reason").is_none(), "{text}");
+        assert_eq!(v["message"].as_str().unwrap(), invalid("abc"));
+    }
+    // A list at a version the store has not reached waits up to 3 s, then 504 Timeout.
+    let started = Instant::now();
+    let raw = https_raw(c.addr(), c.tls.clone(), "GET", "/api/v1/pods?resourceVersion=99999999999", "", "");
+    let took = started.elapsed();
+    assert!(raw.starts_with("HTTP/1.0 504") || raw.starts_with("HTTP/1.1 504"), "{raw}");
+    assert!(raw.to_ascii_lowercase().contains("retry-after: 1"), "{raw}");
+    assert!(took >= Duration::from_millis(2900) && took < Duration::from_secs(10), "{took:?}");
+    let body: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["reason"], "Timeout");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("Timeout: Too large resource version: 99999999999, current: ")
+    );
+    assert_eq!(body["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+    // A watch from the future is accepted and silent (no bookmark past the store either) until
+    // the store passes the version; then it delivers what comes after it.
+    let raw = https_raw(
+        c.addr(),
+        c.tls.clone(),
+        "GET",
+        "/api/v1/configmaps?watch=1&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion=99999999999",
+        "",
+        "",
+    );
+    assert!(raw.contains(" 200 ") && !raw.contains("\"type\""), "{raw}");
+    let current: u64 =
+        c.get_json("/api/v1/configmaps")["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let from = current + 1;
+    let watcher = {
+        let (addr, tls) = (c.addr(), c.tls.clone());
+        std::thread::spawn(move || {
+            https_raw(
+                addr,
+                tls,
+                "GET",
+                &format!("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=3&resourceVersion={from}"),
+                "",
+                "",
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    for name in ["first", "second"] {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}).to_string();
+        assert_eq!(c.http("POST", "/api/v1/namespaces/default/configmaps", "application/json", &body).0, 201);
+    }
+    let raw = watcher.join().unwrap();
+    let events: Vec<Value> = raw
+        .split_once("\r\n\r\n")
+        .unwrap()
+        .1
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e["object"]["metadata"]["name"] == "second"), "{raw}");
+    for e in &events {
+        let rv: u64 = e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        assert!(rv > from, "an event at or before {from}: {e}");
+    }
 }
