@@ -10,9 +10,11 @@
 //! gone (a killed run resumed at once) is taken over without waiting for its lease to lapse,
 //! and a holder of the same run on another machine (a retried Job's pod, a resume from a
 //! laptop) is watched for a lease duration and taken over only if it did not renew. A renewer
-//! that sees the lease taken, deleted, or not renewable for [`RENEW_DEADLINE`] reports it as
-//! lost; the run then ends every wait at once and starts nothing more (an upgrade command in
-//! flight finishes). `--break-lock` taking a lease its holder renewed recently waits until that
+//! that sees the lease taken or deleted reports it as lost; the run then ends every wait at once
+//! and starts nothing more (an upgrade command in flight finishes). A renewal that fails (the
+//! apiserver restarting under our own control-plane step, its RBAC cache not yet filled) loses
+//! nothing by itself: the next read that succeeds tells whether someone took the lease
+//! meanwhile, and only then is it lost. Past [`RENEW_DEADLINE`] of failures this is said once. `--break-lock` taking a lease its holder renewed recently waits until that
 //! holder's renewer has looked ([`RENEW_EVERY`] and a margin) before acting, so the two runs do
 //! not act together. Release deletes the lease only with the resourceVersion and UID this run
 //! last wrote.
@@ -31,8 +33,8 @@ pub const LEASE_NAMESPACE: &str = "kube-system";
 /// A lease not renewed for this long (as this process observes it) is abandoned.
 pub const LEASE_SECONDS: i32 = 60;
 const RENEW_EVERY: Duration = Duration::from_secs(15);
-/// A renewer that could not renew for this long gives up: well before anyone else may take the
-/// lease over (they must see it unchanged for [`LEASE_SECONDS`]).
+/// A renewer that could not renew for this long says so (once an outage): from then on another
+/// run could see the lease lapse, and the next successful read decides whether it did.
 pub const RENEW_DEADLINE: Duration = Duration::from_secs(40);
 /// How often a lease that looks abandoned is read while it is watched.
 const OBSERVE_EVERY: Duration = Duration::from_secs(2);
@@ -283,6 +285,19 @@ fn refusal(ours: &str, s: Seen) -> LockError {
     }
 }
 
+/// A failed renewal loses nothing by itself (see the module's notes); a long outage is said once.
+fn renewal_failed(warned: &mut bool, e: &kube::Error, renewed: Instant) -> Option<String> {
+    if renewed.elapsed() >= RENEW_DEADLINE && !*warned {
+        *warned = true;
+        tracing::warn!(
+            seconds = renewed.elapsed().as_secs(),
+            error = %e,
+            "the cluster lock could not be renewed; it stays this run's unless another run takes it meanwhile"
+        );
+    }
+    None
+}
+
 fn start_renewer(api: Api<Lease>, holder: &str, lease: &Lease) -> Held {
     let written = Arc::new(Mutex::new((lease.metadata.resource_version.clone(), lease.metadata.uid.clone())));
     let (tx, rx) = tokio::sync::watch::channel(None);
@@ -290,6 +305,7 @@ fn start_renewer(api: Api<Lease>, holder: &str, lease: &Lease) -> Held {
         let (api, holder, written) = (api.clone(), holder.to_string(), written.clone());
         tokio::spawn(async move {
             let mut renewed = Instant::now();
+            let mut warned = false;
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
                 // Renew only while the lease is still ours, and only the version we read: a
@@ -310,16 +326,16 @@ fn start_renewer(api: Api<Lease>, holder: &str, lease: &Lease) -> Held {
                         match api.patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&patch)).await {
                             Ok(l) => {
                                 renewed = Instant::now();
+                                warned = false;
                                 *written.lock().unwrap_or_else(|e| e.into_inner()) =
                                     (l.metadata.resource_version, l.metadata.uid);
                                 None
                             }
-                            Err(e) => (renewed.elapsed() >= RENEW_DEADLINE)
-                                .then(|| format!("it could not be renewed for {}s: {e}", renewed.elapsed().as_secs())),
+                            // A 409: someone wrote the lease since our read; the next read says who.
+                            Err(e) => renewal_failed(&mut warned, &e, renewed),
                         }
                     }
-                    Err(e) => (renewed.elapsed() >= RENEW_DEADLINE)
-                        .then(|| format!("it could not be renewed for {}s: {e}", renewed.elapsed().as_secs())),
+                    Err(e) => renewal_failed(&mut warned, &e, renewed),
                 };
                 if let Some(why) = problem {
                     tracing::warn!(%why, "cluster lock lost");

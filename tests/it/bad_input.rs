@@ -375,6 +375,16 @@ fn plan_against(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Input {
     Input { args, ..ours(&[]) }
 }
 
+/// `plan --simulate FILE --to 1.31` over a scenario at 1.30.4 with these pools and the rest.
+fn scenario_plan(dir: &Path, pools: &str, rest: &str) -> Input {
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!("name: s\ncluster: {{ version: \"1.30.4\", distro: kubeadm }}\nnodePools:\n{pools}{rest}"),
+    )
+    .unwrap();
+    ours(&["plan", "--simulate", "s.yaml", "--to", "1.31"])
+}
+
 /// A manifest of `kind` in `api_version` named `name`.
 fn manifest(api_version: &str, kind: &str, name: &str) -> String {
     format!("apiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: {name}\n")
@@ -702,6 +712,62 @@ fn rows() -> Vec<Row> {
             std::fs::write(&path, j.to_string()).unwrap();
             apply_input(c, dir, &["--resume", "--upgrader", "command", "--upgrade-command", &cmd])
         }, 1, "cannot be resumed").within(60, 200).kubectl(),
+        row("D32 a scenario whose pools share a name", |dir| scenario_plan(dir, "  - { name: w, count: 2 }\n  - { name: w, count: 2 }\n", ""), 1, "field 'nodePools[1].name'").within(10, 200),
+        row("D32 a scenario node name a real API refuses", |dir| scenario_plan(dir, "  - { name: '$(touch x);x', count: 1 }\n", ""), 1, "field 'nodePools[0].name': invalid value").within(10, 200),
+        row("D32 a scenario quantity that is not one", |dir| scenario_plan(dir, "  - { name: w, count: 1, capacity: { cpu: abc } }\n", ""), 1, "field 'nodePools[0].capacity.cpu'").within(10, 200),
+        row("D32 a scenario budget of 150%", |dir| scenario_plan(dir, "  - { name: w, count: 2 }\n", "workloads: [{ kind: Deployment, name: web, pdb: { maxUnavailable: '150%' } }]\n"), 1, "must not be greater than 100%").within(10, 200),
+        row("D32 a scenario add-on version that is not one", |dir| scenario_plan(dir, "  - { name: w, count: 2 }\n", "addons: [{ name: coredns, version: not-a-version }]\n"), 1, "field 'addons[0].version'").within(10, 200),
+        row("D32 a scenario type error names its field", |dir| scenario_plan(dir, "  - { name: w, count: many }\n", ""), 1, "field 'nodePools[0].count'").within(10, 200),
+        row("D33 kubectl patch to 100000000 replicas", |_| {
+            let c = cluster();
+            Input { program: Program::Kubectl, ..ours(&["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":100000000}}"#]) }
+                .on(c)
+                .after(|_, c| {
+                    let d = c.unwrap().get_json("/apis/apps/v1/namespaces/default/deployments/web");
+                    if d["spec"]["replicas"] == 3 { Ok(()) } else { Err(format!("replicas changed: {}", d["spec"]["replicas"])) }
+                })
+        }, 1, "must be no more than 100000").kubectl(),
+        row("D34 an unknown field selector", |_| {
+            let c = cluster();
+            Input { program: Program::Kubectl, ..ours(&["get", "pods", "-A", "--field-selector", "spec.foo.bar=x"]) }.on(c)
+        }, 1, "field label not supported: spec.foo.bar").kubectl(),
+        row("D34 a label selector of 5,000 parentheses", |_| {
+            let c = cluster();
+            let selector = "(".repeat(5000);
+            let mut input = Input { program: Program::Kubectl, ..ours(&["get", "pods", "-A", "-l"]) }.on(c);
+            input.args.push(selector);
+            input
+        }, 1, "BadRequest").kubectl(),
+        row("D34 a resourceVersion that is not a number", |_| {
+            let c = cluster();
+            Input { program: Program::Kubectl, ..ours(&["get", "--raw", "/api/v1/pods?resourceVersion=abc"]) }.on(c)
+        }, 1, "invalid resource version").kubectl(),
+        row("D34 a body in text/xml and a future resourceVersion", |dir| {
+            let c = cluster();
+            let (status, body) = c.http("POST", "/api/v1/namespaces/default/configmaps", "text/xml", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#);
+            let (future, future_body) = c.http("GET", "/api/v1/namespaces/default/configmaps?resourceVersion=999999999", "application/json", "");
+            std::fs::write(dir.join("answers"), format!("{status} {body}\n{future} {future_body}\n")).unwrap();
+            Input { program: Program::Bash("cat answers".into()), ..ours(&[]) }.on(c).after(move |o, _| {
+                let text = String::from_utf8_lossy(&o.stdout);
+                if text.starts_with("415 ") && text.contains("\n504 ") && text.contains("Too large resource version") {
+                    Ok(())
+                } else {
+                    Err(format!("answers: {text}"))
+                }
+            })
+        }, 0, "UnsupportedMediaType").within(30, 200),
+        row("D35 a fault latency of u64::MAX", |dir| {
+            let c = cluster();
+            let (status, body) = c.http("PATCH", "/sim/faults", "application/json", r#"{"latencyMs": 18446744073709551615}"#);
+            std::fs::write(dir.join("answer"), format!("{status} {body}\n")).unwrap();
+            Input { program: Program::Bash("cat answer".into()), ..ours(&[]) }.on(c).after(|o, c| {
+                let text = String::from_utf8_lossy(&o.stdout);
+                // Refused, and the simulator still answers at once.
+                let started = Instant::now();
+                let _ = c.unwrap().get_json("/api/v1/nodes");
+                if text.starts_with("4") && started.elapsed() < Duration::from_secs(2) { Ok(()) } else { Err(format!("answer: {text}")) }
+            })
+        }, 0, "latencyMs").within(30, 200),
         row("D36 a version with an escape sequence", |_| ours(&["paths", "--distro", "kubeadm", "--from", "1.24", "--to", "1.25\u{1b}[2J"]), 2, "--to").within(10, 100),
         row("D36 a version with a newline", |_| ours(&["paths", "--distro", "kubeadm", "--from", "1.24\nerror: forged", "--to", "1.25"]), 2, "--from").within(10, 100),
         row("D37 apply --dry-run says nothing changed", |dir| {
