@@ -2,8 +2,8 @@
 //!
 //! Reads `.yaml`, `.yml` and `.json` files recursively (symlinked files are followed; hidden and
 //! symlinked directories are not entered; whatever is passed over is counted in the
-//! [`ScanSummary`]), splits multi-document YAML, unwraps `kind: List` and top-level sequences
-//! (a JSON array of objects), and records each object with its file and document number (from 1;
+//! [`ScanSummary`]), splits multi-document YAML, unwraps `kind: List` (Lists inside it too, down
+//! to [`MAX_LIST_DEPTH`]) and top-level sequences (a JSON array of objects), and records each object with its file and document number (from 1;
 //! a leading `---` or a comment-only preamble is not a document). A document that does not parse
 //! (a Helm template, broken YAML) or that defines a mapping key twice (kubectl rejects those,
 //! whatever their formatting) becomes a warning naming the file and document, and the scan goes
@@ -446,7 +446,7 @@ fn parse_document(file: &str, doc: &Document<'_>, inv: &mut Inventory) -> usize 
     };
     if head.kind.as_deref().is_some_and(|k| k.ends_with("List")) && head.has_items {
         return match serde_saphyr::from_str_with_options::<Value>(doc.text, options()) {
-            Ok(value) => add_object(file, document, None, &value, inv, 0),
+            Ok(value) => add_object(file, document, &[], &value, inv, 0),
             Err(e) => {
                 rejected(e, inv);
                 0
@@ -458,7 +458,7 @@ fn parse_document(file: &str, doc: &Document<'_>, inv: &mut Inventory) -> usize 
         "kind": head.kind,
         "metadata": {"name": head.metadata.as_ref().and_then(|m| m.name.clone()), "namespace": head.metadata.as_ref().and_then(|m| m.namespace.clone())},
     });
-    add_object(file, document, None, &value, inv, 0)
+    add_object(file, document, &[], &value, inv, 0)
 }
 
 enum JsonError {
@@ -954,32 +954,61 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
+/// Deepest nesting of Lists unwrapped (a List in a List is read, as kubectl flattens them); the
+/// items of a List nested deeper are not read, and a warning names it.
+pub const MAX_LIST_DEPTH: usize = 8;
+
 /// A whole document's value: an object (or List), or a sequence of them.
 fn add_value(file: &str, document: usize, v: &Value, inv: &mut Inventory) -> usize {
     match v.as_array() {
         Some(items) => {
-            items.iter().enumerate().map(|(i, item)| add_object(file, document, Some(i + 1), item, inv, 0)).sum()
+            items.iter().enumerate().map(|(i, item)| add_object(file, document, &[i + 1], item, inv, 0)).sum()
         }
-        None => add_object(file, document, None, v, inv, 0),
+        None => add_object(file, document, &[], v, inv, 0),
     }
 }
 
-/// Records `v` (an element `item` of a sequence or List, counted from 1, when it is one).
-fn add_object(file: &str, document: usize, item: Option<usize>, v: &Value, inv: &mut Inventory, depth: usize) -> usize {
+/// ` item 2` for the second element of a sequence or List, ` item 2.1` for the first of a List
+/// that is that element, and so on; nothing for a whole document.
+fn item_label(item: &[usize]) -> String {
+    if item.is_empty() {
+        return String::new();
+    }
+    let path: Vec<String> = item.iter().map(usize::to_string).collect();
+    format!(" item {}", path.join("."))
+}
+
+/// Records `v`, found at `item` (element numbers from 1, outermost first; empty for a whole
+/// document) inside `lists` Lists. A `*List` is unwrapped into its items, Lists in it too, down
+/// to [`MAX_LIST_DEPTH`].
+fn add_object(file: &str, document: usize, item: &[usize], v: &Value, inv: &mut Inventory, lists: usize) -> usize {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     if kind.ends_with("List")
-        && depth == 0
         && let Some(items) = v.get("items").and_then(Value::as_array)
     {
+        if lists >= MAX_LIST_DEPTH {
+            let what =
+                if items.len() == 1 { "its item is".to_string() } else { format!("its {} items are", items.len()) };
+            inv.warnings.push(format!(
+                "{file}: document {document}{} is a {kind} nested more than {MAX_LIST_DEPTH} Lists deep; {what} not read",
+                item_label(item)
+            ));
+            return 0;
+        }
+        let mut path = item.to_vec();
+        path.push(0);
         return items
             .iter()
             .enumerate()
-            .map(|(i, entry)| add_object(file, document, Some(i + 1), entry, inv, depth + 1))
+            .map(|(i, entry)| {
+                *path.last_mut().expect("pushed above") = i + 1;
+                add_object(file, document, &path, entry, inv, lists + 1)
+            })
             .sum();
     }
     if kind.is_empty() || api_version.is_empty() {
-        let at = item.map(|i| format!(" item {i}")).unwrap_or_default();
+        let at = item_label(item);
         if !v.is_object() && !v.is_null() {
             inv.warnings.push(format!("{file}: document {document}{at} is not an object, skipped"));
         } else if !v.is_null() {
@@ -1151,6 +1180,42 @@ mod tests {
         assert_eq!((n, inv.warnings.len()), (2, 0), "{:?}", inv.warnings);
         assert_eq!(inv.objects[1].kind, "CronJob");
         assert_eq!(parse("e.json", "[]").0, 0);
+    }
+
+    /// D23: a List inside a List was recorded as one `v1 List` object and its items lost.
+    #[test]
+    fn lists_inside_lists_are_unwrapped_down_to_the_bound() {
+        let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: batch/v1beta1\n    kind: CronJob\n    metadata: {name: inner}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: outer}\n";
+        let (n, inv) = parse("nested-list.yaml", yaml);
+        assert_eq!((n, inv.warnings.len()), (2, 0), "{:?}", inv.warnings);
+        let found: Vec<(&str, &str, &str)> =
+            inv.objects.iter().map(|o| (o.api_version.as_str(), o.kind.as_str(), o.name.as_str())).collect();
+        assert_eq!(found, [("batch/v1beta1", "CronJob", "inner"), ("v1", "ConfigMap", "outer")]);
+        assert_eq!(inv.objects[0].evidence, Evidence::Manifest { file: "nested-list.yaml".into(), document: 1 });
+        // The same in JSON, in a top-level array, and with a typed list kind.
+        let json = r#"[{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicyList", "items": [{"apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicy", "metadata": {"name": "psp"}}, 7]}]}]"#;
+        let (n, inv) = parse("l.json", json);
+        assert_eq!(n, 1, "{:?}", inv.warnings);
+        assert_eq!((inv.objects[0].kind.as_str(), inv.objects[0].name.as_str()), ("PodSecurityPolicy", "psp"));
+        assert_eq!(inv.warnings, ["l.json: document 1 item 1.1.2 is not an object, skipped"]);
+        // Nested deeper than the bound: the innermost List's items are not read, and it says so.
+        let object = r#"{"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "deep"}}"#;
+        let nest = |levels: usize| {
+            (0..levels).fold(object.to_string(), |inner, _| {
+                format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{inner}]}}"#)
+            })
+        };
+        let (n, inv) = parse("deep.json", &nest(MAX_LIST_DEPTH));
+        assert_eq!((n, inv.warnings.len()), (1, 0), "{:?}", inv.warnings);
+        let (n, inv) = parse("deeper.json", &nest(MAX_LIST_DEPTH + 1));
+        assert_eq!(n, 0);
+        let at = vec!["1"; MAX_LIST_DEPTH].join(".");
+        assert_eq!(
+            inv.warnings,
+            [format!(
+                "deeper.json: document 1 item {at} is a List nested more than {MAX_LIST_DEPTH} Lists deep; its item is not read"
+            )]
+        );
     }
 
     #[test]
