@@ -1,8 +1,8 @@
 //! The manifests collector: Kubernetes objects from files, directories or stdin.
 //!
-//! Reads `.yaml`, `.yml` and `.json` files recursively (symlinked files are followed; hidden and
-//! symlinked directories are not entered; whatever is passed over is counted in the
-//! [`ScanSummary`]), splits multi-document YAML, unwraps `kind: List` (Lists inside it too, down
+//! Reads `.yaml`, `.yml` and `.json` files recursively (symlinked files and directories are
+//! followed, each directory read once whatever the links; hidden directories are not entered;
+//! whatever is passed over is counted in the [`ScanSummary`]), splits multi-document YAML, unwraps `kind: List` (Lists inside it too, down
 //! to [`MAX_LIST_DEPTH`]) and top-level sequences (a JSON array of objects), and records each object with its file and document number (from 1;
 //! a leading `---` or a comment-only preamble is not a document). A document that does not parse
 //! (a Helm template, broken YAML) or that defines a mapping key twice (kubectl rejects those,
@@ -57,10 +57,13 @@ pub struct ScanSummary {
     pub objects: usize,
     /// Files in a scanned directory without a `.yaml`, `.yml` or `.json` extension.
     pub skipped_not_manifest: usize,
-    /// Other directory entries: FIFOs, sockets, devices, symlinks to directories, broken symlinks.
+    /// Other directory entries: FIFOs, sockets, devices, broken symlinks.
     pub skipped_not_regular: usize,
     /// Hidden directories (`.git`, `.github`), not entered.
     pub skipped_hidden_dirs: usize,
+    /// Symlinked directories followed (one whose target the scan reads already is not, and a
+    /// warning names it).
+    pub linked_dirs: usize,
 }
 
 impl fmt::Display for ScanSummary {
@@ -77,6 +80,10 @@ impl fmt::Display for ScanSummary {
         if self.skipped_hidden_dirs > 0 {
             let dirs = if self.skipped_hidden_dirs == 1 { "directory" } else { "directories" };
             write!(f, ", {} hidden {dirs} not entered", self.skipped_hidden_dirs)?;
+        }
+        if self.linked_dirs > 0 {
+            let dirs = if self.linked_dirs == 1 { "directory" } else { "directories" };
+            write!(f, ", {} symlinked {dirs} followed", self.linked_dirs)?;
         }
         Ok(())
     }
@@ -153,9 +160,9 @@ pub fn scan(path: &Path, options: &ScanOptions, inv: &mut Inventory) -> Result<S
         let objects = read_file(path, options, inv)?;
         return Ok(ScanSummary { files_read: 1, objects, ..ScanSummary::default() });
     }
-    let mut files = Vec::new();
     let mut summary = ScanSummary::default();
-    walk(path, 0, &mut files, &mut summary)?;
+    let (mut files, warnings) = walk(path, &mut summary)?;
+    inv.warnings.extend(warnings);
     if files.len() > MAX_FILES {
         return Err(ScanError::TooMany { path: path.display().to_string() });
     }
@@ -201,41 +208,106 @@ fn is_manifest(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, summary: &mut ScanSummary) -> Result<(), ScanError> {
-    if depth > MAX_DEPTH {
-        return Err(ScanError::TooDeep { path: dir.display().to_string() });
-    }
-    let unreadable = |path: &Path, e: std::io::Error| ScanError::Unreadable {
-        path: path.display().to_string(),
-        message: e.to_string(),
+/// Lists the manifest files under `root`, counting what it passes over in `summary`, with a
+/// warning for each directory not read again.
+///
+/// Symlinked directories are followed, unlike `kubectl apply -R` and Pluto's file finder (both
+/// walk with Go's `filepath.Walk`, which does not follow them; kubectl declined to, since
+/// applying whatever a link brings in is a risk). This scan only reads, and a removed API missed
+/// is the failure it exists to prevent, so a tree that shares manifests through links is read
+/// whole. Each directory is read once, keyed on its canonical path: the real tree is walked
+/// first, then the links met on the way (and those met under them), so a file is reported under
+/// its real path when the scan holds it, and a link whose target was already read (a loop, or a
+/// second way into the same directory) is named in a warning and not entered. The depth and
+/// file-count bounds hold through links as elsewhere.
+fn walk(root: &Path, summary: &mut ScanSummary) -> Result<(Vec<PathBuf>, Vec<String>), ScanError> {
+    let mut walker = Walker {
+        files: Vec::new(),
+        summary,
+        entered: std::collections::HashMap::new(),
+        links: std::collections::VecDeque::new(),
+        warnings: Vec::new(),
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| unreadable(dir, e))?;
-        let p = entry.path();
-        let ft = entry.file_type().map_err(|e| unreadable(&p, e))?;
-        if ft.is_dir() {
-            if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                summary.skipped_hidden_dirs += 1;
+    walker.enter(root, 0)?;
+    while let Some((link, depth)) = walker.links.pop_front() {
+        if walker.enter(&link, depth)? {
+            walker.summary.linked_dirs += 1;
+        }
+    }
+    Ok((walker.files, walker.warnings))
+}
+
+struct Walker<'a> {
+    files: Vec<PathBuf>,
+    summary: &'a mut ScanSummary,
+    /// Every directory entered: its canonical path and the path it was entered as.
+    entered: std::collections::HashMap<PathBuf, PathBuf>,
+    /// Symlinked directories met and not yet entered, with their depth.
+    links: std::collections::VecDeque<(PathBuf, usize)>,
+    warnings: Vec<String>,
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+impl Walker<'_> {
+    /// Reads `dir` unless it was read already (false then).
+    fn enter(&mut self, dir: &Path, depth: usize) -> Result<bool, ScanError> {
+        if depth > MAX_DEPTH {
+            return Err(ScanError::TooDeep { path: dir.display().to_string() });
+        }
+        let unreadable = |path: &Path, e: std::io::Error| ScanError::Unreadable {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let canonical = std::fs::canonicalize(dir).map_err(|e| unreadable(dir, e))?;
+        if let Some(first) = self.entered.get(&canonical) {
+            self.warnings.push(format!(
+                "{}: a symlink leads to {}, which this scan reads already (a loop, or a second way in); not read again",
+                dir.display(),
+                first.display()
+            ));
+            return Ok(false);
+        }
+        self.entered.insert(canonical, dir.to_path_buf());
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
+            let entry = entry.map_err(|e| unreadable(dir, e))?;
+            let ft = entry.file_type().map_err(|e| unreadable(&entry.path(), e))?;
+            entries.push((entry.path(), ft));
+        }
+        // In name order, so which of two links to one directory is followed does not depend on
+        // the file system.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (p, ft) in entries {
+            // A symlink counts as what it points to.
+            let target = if ft.is_symlink() { std::fs::metadata(&p).ok() } else { None };
+            let linked_dir = target.as_ref().is_some_and(std::fs::Metadata::is_dir);
+            if ft.is_dir() || linked_dir {
+                if is_hidden(&p) {
+                    self.summary.skipped_hidden_dirs += 1;
+                } else if linked_dir {
+                    self.links.push_back((p, depth + 1));
+                } else {
+                    self.enter(&p, depth + 1)?;
+                }
                 continue;
             }
-            walk(&p, depth + 1, out, summary)?;
-            continue;
-        }
-        // A symlink counts as what it points to, except a directory: following those could loop.
-        let regular = ft.is_file() || (ft.is_symlink() && std::fs::metadata(&p).is_ok_and(|m| m.is_file()));
-        if !regular {
-            summary.skipped_not_regular += 1;
-        } else if !is_manifest(&p) {
-            summary.skipped_not_manifest += 1;
-        } else {
-            out.push(p);
-            if out.len() > MAX_FILES {
-                return Err(ScanError::TooMany { path: dir.display().to_string() });
+            let regular = ft.is_file() || target.as_ref().is_some_and(std::fs::Metadata::is_file);
+            if !regular {
+                self.summary.skipped_not_regular += 1;
+            } else if !is_manifest(&p) {
+                self.summary.skipped_not_manifest += 1;
+            } else {
+                self.files.push(p);
+                if self.files.len() > MAX_FILES {
+                    return Err(ScanError::TooMany { path: dir.display().to_string() });
+                }
             }
         }
+        Ok(true)
     }
-    Ok(())
 }
 
 /// Reads at most `limit` bytes, failing (rather than cutting) when there are more: a regular
@@ -1311,16 +1383,87 @@ mod tests {
             files_read: 3,
             objects: 3,
             skipped_not_manifest: 2,
-            skipped_not_regular: 2,
+            skipped_not_regular: 1,
             skipped_hidden_dirs: 1,
+            linked_dirs: 0,
         };
         assert_eq!(summary, expected);
         assert_eq!(
             summary.to_string(),
-            "3 files read (3 objects), 2 skipped (not .yaml/.yml/.json), 2 skipped (not regular files), 1 hidden directory not entered"
+            "3 files read (3 objects), 2 skipped (not .yaml/.yml/.json), 1 skipped (not regular files), 1 hidden directory not entered"
+        );
+        // The link leads to `sub`, read already.
+        assert_eq!(inv.warnings.len(), 1, "{:?}", inv.warnings);
+        assert!(
+            inv.warnings[0].starts_with(&format!(
+                "{}: a symlink leads to {}",
+                d.join("sub-link").display(),
+                d.join("sub").display()
+            )),
+            "{:?}",
+            inv.warnings
         );
         let one = scan(&d.join("a.yaml"), &ScanOptions::default(), &mut Inventory::default()).unwrap();
         assert_eq!(one.to_string(), "1 file read (1 object)");
+    }
+
+    /// D22: a symlinked directory was counted as "not a regular file" and its manifests missed.
+    #[test]
+    fn symlinked_directories_are_followed_once_and_loops_end_with_a_warning() {
+        let tree = TempTree::new("links");
+        let (root, shared) = (tree.0.join("tree"), tree.0.join("shared"));
+        std::fs::create_dir_all(root.join("app/deep")).unwrap();
+        std::fs::create_dir_all(shared.join("jobs")).unwrap();
+        let obj =
+            |kind: &str, api: &str, name: &str| format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n");
+        std::fs::write(root.join("app/web.yaml"), obj("ConfigMap", "v1", "web")).unwrap();
+        std::fs::write(shared.join("jobs/cron.yaml"), obj("CronJob", "batch/v1beta1", "nightly")).unwrap();
+        // Out of the tree, twice (read once); a loop back to the root; a link to a directory
+        // inside the tree; and a link that leads nowhere.
+        std::os::unix::fs::symlink(&shared, root.join("app/shared")).unwrap();
+        std::os::unix::fs::symlink("../../../shared", root.join("app/deep/again")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("app/deep/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("app"), root.join("app-link")).unwrap();
+        std::os::unix::fs::symlink(tree.0.join("missing"), root.join("gone")).unwrap();
+        let mut inv = Inventory::default();
+        let summary = scan(&root, &ScanOptions::default(), &mut inv).expect("scan");
+        assert_eq!(
+            summary.to_string(),
+            "2 files read (2 objects), 1 skipped (not regular files), 1 symlinked directory followed"
+        );
+        let found: Vec<(String, String)> = inv
+            .objects
+            .iter()
+            .map(|o| match &o.evidence {
+                Evidence::Manifest { file, .. } => (o.name.clone(), file.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let shown = |p: PathBuf| p.display().to_string();
+        assert_eq!(
+            found,
+            [
+                ("nightly".to_string(), shown(root.join("app/deep/again/jobs/cron.yaml"))),
+                ("web".to_string(), shown(root.join("app/web.yaml")))
+            ]
+        );
+        // Links are followed once the real tree is read, in the order met (by name, depth
+        // first): `app/deep/again` reads `shared`, so `app/shared` is a second way in.
+        let read_already = |link: &str, first: PathBuf| {
+            format!(
+                "{}: a symlink leads to {}, which this scan reads already (a loop, or a second way in); not read again",
+                root.join(link).display(),
+                first.display()
+            )
+        };
+        assert_eq!(
+            inv.warnings,
+            [
+                read_already("app/deep/loop", root.clone()),
+                read_already("app/shared", root.join("app/deep/again")),
+                read_already("app-link", root.join("app")),
+            ]
+        );
     }
 
     #[test]
