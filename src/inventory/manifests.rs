@@ -1290,6 +1290,18 @@ mod tests {
         );
     }
 
+    /// D21: `kind:` at column 0 inside a multi-line double-quoted string is not the document's kind.
+    #[test]
+    fn a_kind_inside_a_multi_line_quoted_string_is_not_the_kind() {
+        let yaml =
+            "apiVersion: batch/v1beta1\nkind: CronJob\nnote: \"text\nkind: ConfigMap\"\nmetadata: {name: hidden}\n";
+        assert_eq!(quick_identity(yaml), None, "the quick reader declines it");
+        let (n, inv) = parse("fn-quoted.yaml", yaml);
+        assert_eq!((n, inv.warnings.len()), (1, 0), "{:?}", inv.warnings);
+        let o = &inv.objects[0];
+        assert_eq!((o.api_version.as_str(), o.kind.as_str(), o.name.as_str()), ("batch/v1beta1", "CronJob", "hidden"));
+    }
+
     #[test]
     fn quick_identity_reads_block_documents_and_declines_the_unusual() {
         let doc = "# c\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  labels:\n    name: not-this\n  name: \"web\"\n  namespace: shop # comment\nspec:\n  name: nope\n";
