@@ -346,12 +346,12 @@ fn read_file(path: &Path, options: &ScanOptions, inv: &mut Inventory) -> Result<
 
 /// One YAML document of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Document<'a> {
+pub(crate) struct Document<'a> {
     /// Counted from 1, as YAML counts: every `---` starts one.
-    number: usize,
+    pub(crate) number: usize,
     /// The file's line (from 1) where `text` starts.
-    line: usize,
-    text: &'a str,
+    pub(crate) line: usize,
+    pub(crate) text: &'a str,
 }
 
 /// Whether `text` holds nothing but blank lines, comments and directives (`%YAML`).
@@ -370,7 +370,7 @@ fn is_empty_document(text: &str) -> bool {
 /// line (a comment, or a document's first node, which would otherwise be lost). What comes before
 /// the first `---`, or between `...` and the next `---`, is a document only if it has content: a
 /// leading `---` does not make the first object document 2. Fails past `max` documents.
-fn documents(text: &str, max: usize) -> Result<Vec<Document<'_>>, usize> {
+pub(crate) fn documents(text: &str, max: usize) -> Result<Vec<Document<'_>>, usize> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return Ok(vec![Document { number: 1, line: 1, text }]);
@@ -680,7 +680,7 @@ enum Continues {
 /// scalars, keys that are not plain strings, a key repeated, or a missing apiVersion or kind.
 /// This is what makes a scan of a large tree fast; documents it declines are parsed and
 /// validated in full, so whatever it cannot be sure of is decided by the parser alone.
-fn quick_identity(doc: &str) -> Option<(String, String, Option<String>, Option<String>)> {
+pub(crate) fn quick_identity(doc: &str) -> Option<(String, String, Option<String>, Option<String>)> {
     if doc.contains("{{") || doc.contains('\t') {
         return None;
     }
@@ -1020,6 +1020,18 @@ struct HeadMeta {
     name: Option<String>,
     #[serde(default)]
     namespace: Option<String>,
+}
+
+/// A document's apiVersion, kind, name and namespace as the parser reads them (as the scan reads
+/// a document the quick reader declines), or why it rejects the document. The fuzz harness holds
+/// the quick reader to it.
+pub(crate) type Identity = (Option<String>, Option<String>, Option<String>, Option<String>);
+
+pub(crate) fn parsed_identity(doc: &str) -> Result<Identity, String> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let head: Head = serde_saphyr::from_str_with_options(doc, options).map_err(|e| e.to_string())?;
+    let meta = head.metadata.unwrap_or(HeadMeta { name: None, namespace: None });
+    Ok((head.api_version, head.kind, meta.name, meta.namespace))
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
