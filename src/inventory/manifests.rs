@@ -607,24 +607,26 @@ impl<'de> Visitor<'de> for NoDuplicateKeys<'_> {
 }
 
 /// A plain scalar value of a `key: value` line, or `None` when it needs a real YAML parser
-/// (quotes with escapes, anchors, tags, block scalars, flow collections, templates).
+/// (quotes with escapes, anchors, tags, block scalars, flow collections, templates) or is not a
+/// string to YAML (`null`, `~`). A comment after a quoted value starts past its closing quote:
+/// a ` #` inside the quotes is part of the text.
 fn plain_value(raw: &str) -> Option<String> {
-    let v = match raw.find(" #") {
-        Some(i) => &raw[..i],
-        None => raw,
-    }
-    .trim();
-    let v = if let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
-        if inner.contains('\\') {
+    let raw = raw.trim();
+    let v = if let Some(&q @ (b'"' | b'\'')) = raw.as_bytes().first() {
+        let (inner, rest) = quoted(raw, q)?;
+        if !(rest.is_empty() || (rest.starts_with(' ') && rest.trim_start().starts_with('#'))) {
             return None;
         }
-        inner
-    } else if let Some(inner) = v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
-        if inner.contains('\'') {
-            return None;
-        }
-        inner
+        inner?
     } else {
+        let v = match raw.find(" #") {
+            Some(i) => &raw[..i],
+            None => raw,
+        }
+        .trim();
+        if matches!(v, "null" | "Null" | "NULL" | "~") {
+            return None;
+        }
         v
     };
     let special = v.is_empty() || v.starts_with(['&', '*', '!', '|', '>', '{', '[', '%', '@', '`']);
@@ -1344,6 +1346,34 @@ mod tests {
         ] {
             assert_eq!(quick_identity(unusual), None, "{unusual}");
         }
+    }
+
+    /// Found by the `manifests` fuzz target's differential check: the quick reader cut a quoted
+    /// value at a ` #` inside its quotes (the name `"a` for `name: "a # b"`), and read `null` and
+    /// `~` as strings where the parser reads no value.
+    #[test]
+    fn quick_identity_agrees_with_the_parser_on_quoted_hashes_and_nulls() {
+        let pod = |meta: &str| format!("apiVersion: v1\nkind: Pod\nmetadata:\n{meta}");
+        for (doc, name) in [
+            (pod("  name: \"a # b\"\n"), Some("a # b")),
+            (pod("  name: 'a # b' # comment\n"), Some("a # b")),
+            (pod("  name: \"a\" # comment\n"), Some("a")),
+            (pod("  name: a # comment\n"), Some("a")),
+        ] {
+            let quick = quick_identity(&doc).map(|(_, _, n, _)| n);
+            assert_eq!(quick, Some(name.map(str::to_string)), "{doc}");
+            assert_eq!(parsed_identity(&doc).unwrap().2.as_deref(), name, "{doc}");
+        }
+        for doc in [
+            pod("  name: null\n"),
+            pod("  name: ~\n"),
+            "apiVersion: v1\nkind: ~\n".to_string(),
+            pod("  name: \"a\"b\n"),
+        ] {
+            assert_eq!(quick_identity(&doc), None, "{doc}");
+        }
+        let (n, inv) = parse("f.yaml", &pod("  name: null\n"));
+        assert_eq!((n, inv.objects[0].name.as_str()), (1, "<unnamed>"));
     }
 
     #[test]
