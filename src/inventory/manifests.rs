@@ -690,6 +690,9 @@ pub(crate) fn quick_identity(doc: &str) -> Option<(String, String, Option<String
     if doc.contains('\r') && doc.split('\r').skip(1).any(|s| !s.starts_with('\n')) {
         return None;
     }
+    if !printable(doc) {
+        return None;
+    }
     let (mut api, mut kind, mut name, mut ns) = (None, None, None, None);
     let mut stack: Vec<Frame> = Vec::new();
     let mut keys: Vec<&str> = Vec::new();
@@ -801,6 +804,19 @@ pub(crate) fn quick_identity(doc: &str) -> Option<(String, String, Option<String
         return None;
     }
     Some((api?, kind, name, ns))
+}
+
+/// Whether `text` holds only characters YAML allows in a stream (its `c-printable` set, plus
+/// the line breaks): the parser rejects a document with a NUL, another control character or
+/// U+FFFE anywhere in it, so the quick reader must not read one.
+fn printable(text: &str) -> bool {
+    let ascii = |b: u8| (b' '..=b'~').contains(&b) || matches!(b, b'\n' | b'\r' | b'\t');
+    match text.bytes().position(|b| !ascii(b)) {
+        None => true,
+        Some(i) => text[i..].chars().all(|c| {
+            matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        }),
+    }
 }
 
 /// `- ` or a lone `-`: a block sequence item.
@@ -1374,6 +1390,27 @@ mod tests {
         }
         let (n, inv) = parse("f.yaml", &pod("  name: null\n"));
         assert_eq!((n, inv.objects[0].name.as_str()), (1, "<unnamed>"));
+    }
+
+    /// Found by the `manifests` fuzz target: a NUL (or another character YAML does not allow)
+    /// anywhere in a document made the parser reject it while the quick reader read it.
+    #[test]
+    fn quick_identity_declines_characters_yaml_does_not_allow() {
+        for c in ['\0', '\u{1}', '\u{1b}', '\u{7f}', '\u{80}', '\u{9f}', '\u{fffe}'] {
+            for doc in [
+                format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a{c}b\n"),
+                format!("# note {c}\napiVersion: v1\nkind: Pod\n"),
+            ] {
+                assert_eq!(quick_identity(&doc), None, "{doc:?}");
+            }
+        }
+        let doc = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: caf\u{e9}\u{85}\u{a0}\u{1f600}\n";
+        assert_eq!(quick_identity(doc).and_then(|(_, _, n, _)| n).as_deref(), Some("caf\u{e9}\u{85}\u{a0}\u{1f600}"));
+        assert_eq!(parsed_identity(doc).unwrap().2.as_deref(), Some("caf\u{e9}\u{85}\u{a0}\u{1f600}"));
+        let nul = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\0b\n";
+        assert!(parsed_identity(nul).is_err(), "the parser rejects a NUL");
+        let (n, inv) = parse("f.yaml", nul);
+        assert_eq!((n, inv.warnings.len()), (0, 1), "{:?}", inv.warnings);
     }
 
     #[test]
