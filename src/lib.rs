@@ -13,6 +13,8 @@ pub mod catalog;
 pub mod checks;
 pub mod cli;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod helm;
 pub mod inventory;

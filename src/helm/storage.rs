@@ -201,10 +201,12 @@ impl ReleaseDoc {
         &self.text
     }
 
+    /// Where the value at `path` is. A key repeated in one object means its last value, as Go's
+    /// JSON decoder (Helm's) reads it.
     fn span(&self, path: &[&str]) -> Option<Range<usize>> {
         let mut span = 0..self.text.len();
         for key in path {
-            span = members(&self.text, span).into_iter().find(|(k, _)| k == key)?.1;
+            span = members(&self.text, span).into_iter().rfind(|(k, _)| k == key)?.1;
         }
         Some(span)
     }
@@ -255,11 +257,11 @@ impl ReleaseDoc {
     }
 
     /// Sets member `key` of the object at `path` to the JSON `value` (its bytes as given):
-    /// replaces the old value's bytes, or appends the member when it is missing. Nothing else
-    /// moves.
+    /// replaces the old value's bytes (the last, when the key is repeated: the one Helm reads),
+    /// or appends the member when it is missing. Nothing else moves.
     pub fn set(&mut self, path: &[&str], key: &str, value: &str) -> bool {
         let Some(object) = self.span(path) else { return false };
-        if let Some((_, old)) = members(&self.text, object.clone()).into_iter().find(|(k, _)| k == key) {
+        if let Some((_, old)) = members(&self.text, object.clone()).into_iter().rfind(|(k, _)| k == key) {
             self.text.replace_range(old, value);
             return true;
         }
@@ -416,6 +418,21 @@ mod tests {
         let mut expected_labels = labels.clone();
         expected_labels.insert("status".into(), "superseded".into());
         assert_eq!(old_labels, expected_labels);
+    }
+
+    /// A repeated key means its last value, as Helm's decoder reads it: the manifest checked and
+    /// the one rewritten are the one Helm would apply. (Found writing the `helm_release` fuzz
+    /// target, whose harness holds this reader to a full JSON parse.)
+    #[test]
+    fn a_repeated_key_is_read_and_rewritten_as_its_last_value() {
+        let text = r#"{"manifest":"kind: A\n","info":{"status":"failed","status":"deployed"},"manifest":"kind: B\n","version":1}"#;
+        let doc = ReleaseDoc::parse("shop/web", text.as_bytes().to_vec()).unwrap();
+        assert_eq!(doc.manifest().as_deref(), Some("kind: B\n"));
+        assert_eq!(doc.status().as_deref(), Some("deployed"));
+        let (_, next) = next_revision(&BTreeMap::new(), &doc, "kind: C\n", 2, "d", "now", 0);
+        let full: serde_json::Value = serde_json::from_str(next.text()).unwrap();
+        assert_eq!(full["manifest"], "kind: C\n", "{}", next.text());
+        assert!(next.text().starts_with(r#"{"manifest":"kind: A\n","#), "{}", next.text());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The manifests collector: Kubernetes objects from files, directories or stdin.
 //!
-//! Reads `.yaml`, `.yml` and `.json` files recursively (symlinked files are followed; hidden and
-//! symlinked directories are not entered; whatever is passed over is counted in the
-//! [`ScanSummary`]), splits multi-document YAML, unwraps `kind: List` and top-level sequences
-//! (a JSON array of objects), and records each object with its file and document number (from 1;
+//! Reads `.yaml`, `.yml` and `.json` files recursively (symlinked files and directories are
+//! followed, each directory read once whatever the links; hidden directories are not entered;
+//! whatever is passed over is counted in the [`ScanSummary`]), splits multi-document YAML, unwraps `kind: List` (Lists inside it too, down
+//! to [`MAX_LIST_DEPTH`]) and top-level sequences (a JSON array of objects), and records each object with its file and document number (from 1;
 //! a leading `---` or a comment-only preamble is not a document). A document that does not parse
 //! (a Helm template, broken YAML) or that defines a mapping key twice (kubectl rejects those,
 //! whatever their formatting) becomes a warning naming the file and document, and the scan goes
@@ -57,10 +57,13 @@ pub struct ScanSummary {
     pub objects: usize,
     /// Files in a scanned directory without a `.yaml`, `.yml` or `.json` extension.
     pub skipped_not_manifest: usize,
-    /// Other directory entries: FIFOs, sockets, devices, symlinks to directories, broken symlinks.
+    /// Other directory entries: FIFOs, sockets, devices, broken symlinks.
     pub skipped_not_regular: usize,
     /// Hidden directories (`.git`, `.github`), not entered.
     pub skipped_hidden_dirs: usize,
+    /// Symlinked directories followed (one whose target the scan reads already is not, and a
+    /// warning names it).
+    pub linked_dirs: usize,
 }
 
 impl fmt::Display for ScanSummary {
@@ -77,6 +80,10 @@ impl fmt::Display for ScanSummary {
         if self.skipped_hidden_dirs > 0 {
             let dirs = if self.skipped_hidden_dirs == 1 { "directory" } else { "directories" };
             write!(f, ", {} hidden {dirs} not entered", self.skipped_hidden_dirs)?;
+        }
+        if self.linked_dirs > 0 {
+            let dirs = if self.linked_dirs == 1 { "directory" } else { "directories" };
+            write!(f, ", {} symlinked {dirs} followed", self.linked_dirs)?;
         }
         Ok(())
     }
@@ -153,9 +160,9 @@ pub fn scan(path: &Path, options: &ScanOptions, inv: &mut Inventory) -> Result<S
         let objects = read_file(path, options, inv)?;
         return Ok(ScanSummary { files_read: 1, objects, ..ScanSummary::default() });
     }
-    let mut files = Vec::new();
     let mut summary = ScanSummary::default();
-    walk(path, 0, &mut files, &mut summary)?;
+    let (mut files, warnings) = walk(path, &mut summary)?;
+    inv.warnings.extend(warnings);
     if files.len() > MAX_FILES {
         return Err(ScanError::TooMany { path: path.display().to_string() });
     }
@@ -201,41 +208,106 @@ fn is_manifest(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, summary: &mut ScanSummary) -> Result<(), ScanError> {
-    if depth > MAX_DEPTH {
-        return Err(ScanError::TooDeep { path: dir.display().to_string() });
-    }
-    let unreadable = |path: &Path, e: std::io::Error| ScanError::Unreadable {
-        path: path.display().to_string(),
-        message: e.to_string(),
+/// Lists the manifest files under `root`, counting what it passes over in `summary`, with a
+/// warning for each directory not read again.
+///
+/// Symlinked directories are followed, unlike `kubectl apply -R` and Pluto's file finder (both
+/// walk with Go's `filepath.Walk`, which does not follow them; kubectl declined to, since
+/// applying whatever a link brings in is a risk). This scan only reads, and a removed API missed
+/// is the failure it exists to prevent, so a tree that shares manifests through links is read
+/// whole. Each directory is read once, keyed on its canonical path: the real tree is walked
+/// first, then the links met on the way (and those met under them), so a file is reported under
+/// its real path when the scan holds it, and a link whose target was already read (a loop, or a
+/// second way into the same directory) is named in a warning and not entered. The depth and
+/// file-count bounds hold through links as elsewhere.
+fn walk(root: &Path, summary: &mut ScanSummary) -> Result<(Vec<PathBuf>, Vec<String>), ScanError> {
+    let mut walker = Walker {
+        files: Vec::new(),
+        summary,
+        entered: std::collections::HashMap::new(),
+        links: std::collections::VecDeque::new(),
+        warnings: Vec::new(),
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| unreadable(dir, e))?;
-        let p = entry.path();
-        let ft = entry.file_type().map_err(|e| unreadable(&p, e))?;
-        if ft.is_dir() {
-            if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                summary.skipped_hidden_dirs += 1;
+    walker.enter(root, 0)?;
+    while let Some((link, depth)) = walker.links.pop_front() {
+        if walker.enter(&link, depth)? {
+            walker.summary.linked_dirs += 1;
+        }
+    }
+    Ok((walker.files, walker.warnings))
+}
+
+struct Walker<'a> {
+    files: Vec<PathBuf>,
+    summary: &'a mut ScanSummary,
+    /// Every directory entered: its canonical path and the path it was entered as.
+    entered: std::collections::HashMap<PathBuf, PathBuf>,
+    /// Symlinked directories met and not yet entered, with their depth.
+    links: std::collections::VecDeque<(PathBuf, usize)>,
+    warnings: Vec<String>,
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+impl Walker<'_> {
+    /// Reads `dir` unless it was read already (false then).
+    fn enter(&mut self, dir: &Path, depth: usize) -> Result<bool, ScanError> {
+        if depth > MAX_DEPTH {
+            return Err(ScanError::TooDeep { path: dir.display().to_string() });
+        }
+        let unreadable = |path: &Path, e: std::io::Error| ScanError::Unreadable {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let canonical = std::fs::canonicalize(dir).map_err(|e| unreadable(dir, e))?;
+        if let Some(first) = self.entered.get(&canonical) {
+            self.warnings.push(format!(
+                "{}: a symlink leads to {}, which this scan reads already (a loop, or a second way in); not read again",
+                dir.display(),
+                first.display()
+            ));
+            return Ok(false);
+        }
+        self.entered.insert(canonical, dir.to_path_buf());
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
+            let entry = entry.map_err(|e| unreadable(dir, e))?;
+            let ft = entry.file_type().map_err(|e| unreadable(&entry.path(), e))?;
+            entries.push((entry.path(), ft));
+        }
+        // In name order, so which of two links to one directory is followed does not depend on
+        // the file system.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (p, ft) in entries {
+            // A symlink counts as what it points to.
+            let target = if ft.is_symlink() { std::fs::metadata(&p).ok() } else { None };
+            let linked_dir = target.as_ref().is_some_and(std::fs::Metadata::is_dir);
+            if ft.is_dir() || linked_dir {
+                if is_hidden(&p) {
+                    self.summary.skipped_hidden_dirs += 1;
+                } else if linked_dir {
+                    self.links.push_back((p, depth + 1));
+                } else {
+                    self.enter(&p, depth + 1)?;
+                }
                 continue;
             }
-            walk(&p, depth + 1, out, summary)?;
-            continue;
-        }
-        // A symlink counts as what it points to, except a directory: following those could loop.
-        let regular = ft.is_file() || (ft.is_symlink() && std::fs::metadata(&p).is_ok_and(|m| m.is_file()));
-        if !regular {
-            summary.skipped_not_regular += 1;
-        } else if !is_manifest(&p) {
-            summary.skipped_not_manifest += 1;
-        } else {
-            out.push(p);
-            if out.len() > MAX_FILES {
-                return Err(ScanError::TooMany { path: dir.display().to_string() });
+            let regular = ft.is_file() || target.as_ref().is_some_and(std::fs::Metadata::is_file);
+            if !regular {
+                self.summary.skipped_not_regular += 1;
+            } else if !is_manifest(&p) {
+                self.summary.skipped_not_manifest += 1;
+            } else {
+                self.files.push(p);
+                if self.files.len() > MAX_FILES {
+                    return Err(ScanError::TooMany { path: dir.display().to_string() });
+                }
             }
         }
+        Ok(true)
     }
-    Ok(())
 }
 
 /// Reads at most `limit` bytes, failing (rather than cutting) when there are more: a regular
@@ -274,12 +346,12 @@ fn read_file(path: &Path, options: &ScanOptions, inv: &mut Inventory) -> Result<
 
 /// One YAML document of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Document<'a> {
+pub(crate) struct Document<'a> {
     /// Counted from 1, as YAML counts: every `---` starts one.
-    number: usize,
+    pub(crate) number: usize,
     /// The file's line (from 1) where `text` starts.
-    line: usize,
-    text: &'a str,
+    pub(crate) line: usize,
+    pub(crate) text: &'a str,
 }
 
 /// Whether `text` holds nothing but blank lines, comments and directives (`%YAML`).
@@ -298,7 +370,7 @@ fn is_empty_document(text: &str) -> bool {
 /// line (a comment, or a document's first node, which would otherwise be lost). What comes before
 /// the first `---`, or between `...` and the next `---`, is a document only if it has content: a
 /// leading `---` does not make the first object document 2. Fails past `max` documents.
-fn documents(text: &str, max: usize) -> Result<Vec<Document<'_>>, usize> {
+pub(crate) fn documents(text: &str, max: usize) -> Result<Vec<Document<'_>>, usize> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return Ok(vec![Document { number: 1, line: 1, text }]);
@@ -446,7 +518,7 @@ fn parse_document(file: &str, doc: &Document<'_>, inv: &mut Inventory) -> usize 
     };
     if head.kind.as_deref().is_some_and(|k| k.ends_with("List")) && head.has_items {
         return match serde_saphyr::from_str_with_options::<Value>(doc.text, options()) {
-            Ok(value) => add_object(file, document, None, &value, inv, 0),
+            Ok(value) => add_object(file, document, &[], &value, inv, 0),
             Err(e) => {
                 rejected(e, inv);
                 0
@@ -458,7 +530,7 @@ fn parse_document(file: &str, doc: &Document<'_>, inv: &mut Inventory) -> usize 
         "kind": head.kind,
         "metadata": {"name": head.metadata.as_ref().and_then(|m| m.name.clone()), "namespace": head.metadata.as_ref().and_then(|m| m.namespace.clone())},
     });
-    add_object(file, document, None, &value, inv, 0)
+    add_object(file, document, &[], &value, inv, 0)
 }
 
 enum JsonError {
@@ -535,24 +607,26 @@ impl<'de> Visitor<'de> for NoDuplicateKeys<'_> {
 }
 
 /// A plain scalar value of a `key: value` line, or `None` when it needs a real YAML parser
-/// (quotes with escapes, anchors, tags, block scalars, flow collections, templates).
+/// (quotes with escapes, anchors, tags, block scalars, flow collections, templates) or is not a
+/// string to YAML (`null`, `~`). A comment after a quoted value starts past its closing quote:
+/// a ` #` inside the quotes is part of the text.
 fn plain_value(raw: &str) -> Option<String> {
-    let v = match raw.find(" #") {
-        Some(i) => &raw[..i],
-        None => raw,
-    }
-    .trim();
-    let v = if let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
-        if inner.contains('\\') {
+    let raw = raw.trim();
+    let v = if let Some(&q @ (b'"' | b'\'')) = raw.as_bytes().first() {
+        let (inner, rest) = quoted(raw, q)?;
+        if !(rest.is_empty() || (rest.starts_with(' ') && rest.trim_start().starts_with('#'))) {
             return None;
         }
-        inner
-    } else if let Some(inner) = v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
-        if inner.contains('\'') {
-            return None;
-        }
-        inner
+        inner?
     } else {
+        let v = match raw.find(" #") {
+            Some(i) => &raw[..i],
+            None => raw,
+        }
+        .trim();
+        if matches!(v, "null" | "Null" | "NULL" | "~") {
+            return None;
+        }
         v
     };
     let special = v.is_empty() || v.starts_with(['&', '*', '!', '|', '>', '{', '[', '%', '@', '`']);
@@ -608,12 +682,15 @@ enum Continues {
 /// scalars, keys that are not plain strings, a key repeated, or a missing apiVersion or kind.
 /// This is what makes a scan of a large tree fast; documents it declines are parsed and
 /// validated in full, so whatever it cannot be sure of is decided by the parser alone.
-fn quick_identity(doc: &str) -> Option<(String, String, Option<String>, Option<String>)> {
+pub(crate) fn quick_identity(doc: &str) -> Option<(String, String, Option<String>, Option<String>)> {
     if doc.contains("{{") || doc.contains('\t') {
         return None;
     }
     // A lone carriage return breaks a line for YAML but not for `lines()`.
     if doc.contains('\r') && doc.split('\r').skip(1).any(|s| !s.starts_with('\n')) {
+        return None;
+    }
+    if !printable(doc) {
         return None;
     }
     let (mut api, mut kind, mut name, mut ns) = (None, None, None, None);
@@ -727,6 +804,19 @@ fn quick_identity(doc: &str) -> Option<(String, String, Option<String>, Option<S
         return None;
     }
     Some((api?, kind, name, ns))
+}
+
+/// Whether `text` holds only characters YAML allows in a stream (its `c-printable` set, plus
+/// the line breaks): the parser rejects a document with a NUL, another control character or
+/// U+FFFE anywhere in it, so the quick reader must not read one.
+fn printable(text: &str) -> bool {
+    let ascii = |b: u8| (b' '..=b'~').contains(&b) || matches!(b, b'\n' | b'\r' | b'\t');
+    match text.bytes().position(|b| !ascii(b)) {
+        None => true,
+        Some(i) => text[i..].chars().all(|c| {
+            matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        }),
+    }
 }
 
 /// `- ` or a lone `-`: a block sequence item.
@@ -950,36 +1040,77 @@ struct HeadMeta {
     namespace: Option<String>,
 }
 
+/// A document's apiVersion, kind, name and namespace as the parser reads them (as the scan reads
+/// a document the quick reader declines), or why it rejects the document. The fuzz harness holds
+/// the quick reader to it.
+pub(crate) type Identity = (Option<String>, Option<String>, Option<String>, Option<String>);
+
+pub(crate) fn parsed_identity(doc: &str) -> Result<Identity, String> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let head: Head = serde_saphyr::from_str_with_options(doc, options).map_err(|e| e.to_string())?;
+    let meta = head.metadata.unwrap_or(HeadMeta { name: None, namespace: None });
+    Ok((head.api_version, head.kind, meta.name, meta.namespace))
+}
+
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
+
+/// Deepest nesting of Lists unwrapped (a List in a List is read, as kubectl flattens them); the
+/// items of a List nested deeper are not read, and a warning names it.
+pub const MAX_LIST_DEPTH: usize = 8;
 
 /// A whole document's value: an object (or List), or a sequence of them.
 fn add_value(file: &str, document: usize, v: &Value, inv: &mut Inventory) -> usize {
     match v.as_array() {
         Some(items) => {
-            items.iter().enumerate().map(|(i, item)| add_object(file, document, Some(i + 1), item, inv, 0)).sum()
+            items.iter().enumerate().map(|(i, item)| add_object(file, document, &[i + 1], item, inv, 0)).sum()
         }
-        None => add_object(file, document, None, v, inv, 0),
+        None => add_object(file, document, &[], v, inv, 0),
     }
 }
 
-/// Records `v` (an element `item` of a sequence or List, counted from 1, when it is one).
-fn add_object(file: &str, document: usize, item: Option<usize>, v: &Value, inv: &mut Inventory, depth: usize) -> usize {
+/// ` item 2` for the second element of a sequence or List, ` item 2.1` for the first of a List
+/// that is that element, and so on; nothing for a whole document.
+fn item_label(item: &[usize]) -> String {
+    if item.is_empty() {
+        return String::new();
+    }
+    let path: Vec<String> = item.iter().map(usize::to_string).collect();
+    format!(" item {}", path.join("."))
+}
+
+/// Records `v`, found at `item` (element numbers from 1, outermost first; empty for a whole
+/// document) inside `lists` Lists. A `*List` is unwrapped into its items, Lists in it too, down
+/// to [`MAX_LIST_DEPTH`].
+fn add_object(file: &str, document: usize, item: &[usize], v: &Value, inv: &mut Inventory, lists: usize) -> usize {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     if kind.ends_with("List")
-        && depth == 0
         && let Some(items) = v.get("items").and_then(Value::as_array)
     {
+        if lists >= MAX_LIST_DEPTH {
+            let what =
+                if items.len() == 1 { "its item is".to_string() } else { format!("its {} items are", items.len()) };
+            inv.warnings.push(format!(
+                "{file}: document {document}{} is a {kind} nested more than {MAX_LIST_DEPTH} Lists deep; {what} not read",
+                item_label(item)
+            ));
+            return 0;
+        }
+        let mut path = item.to_vec();
+        path.push(0);
         return items
             .iter()
             .enumerate()
-            .map(|(i, entry)| add_object(file, document, Some(i + 1), entry, inv, depth + 1))
+            .map(|(i, entry)| {
+                *path.last_mut().expect("pushed above") = i + 1;
+                add_object(file, document, &path, entry, inv, lists + 1)
+            })
             .sum();
     }
     if kind.is_empty() || api_version.is_empty() {
-        let at = item.map(|i| format!(" item {i}")).unwrap_or_default();
+        let at = item_label(item);
         if !v.is_object() && !v.is_null() {
             inv.warnings.push(format!("{file}: document {document}{at} is not an object, skipped"));
         } else if !v.is_null() {
@@ -1153,6 +1284,54 @@ mod tests {
         assert_eq!(parse("e.json", "[]").0, 0);
     }
 
+    /// D23: a List inside a List was recorded as one `v1 List` object and its items lost.
+    #[test]
+    fn lists_inside_lists_are_unwrapped_down_to_the_bound() {
+        let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: batch/v1beta1\n    kind: CronJob\n    metadata: {name: inner}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: outer}\n";
+        let (n, inv) = parse("nested-list.yaml", yaml);
+        assert_eq!((n, inv.warnings.len()), (2, 0), "{:?}", inv.warnings);
+        let found: Vec<(&str, &str, &str)> =
+            inv.objects.iter().map(|o| (o.api_version.as_str(), o.kind.as_str(), o.name.as_str())).collect();
+        assert_eq!(found, [("batch/v1beta1", "CronJob", "inner"), ("v1", "ConfigMap", "outer")]);
+        assert_eq!(inv.objects[0].evidence, Evidence::Manifest { file: "nested-list.yaml".into(), document: 1 });
+        // The same in JSON, in a top-level array, and with a typed list kind.
+        let json = r#"[{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicyList", "items": [{"apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicy", "metadata": {"name": "psp"}}, 7]}]}]"#;
+        let (n, inv) = parse("l.json", json);
+        assert_eq!(n, 1, "{:?}", inv.warnings);
+        assert_eq!((inv.objects[0].kind.as_str(), inv.objects[0].name.as_str()), ("PodSecurityPolicy", "psp"));
+        assert_eq!(inv.warnings, ["l.json: document 1 item 1.1.2 is not an object, skipped"]);
+        // Nested deeper than the bound: the innermost List's items are not read, and it says so.
+        let object = r#"{"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "deep"}}"#;
+        let nest = |levels: usize| {
+            (0..levels).fold(object.to_string(), |inner, _| {
+                format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{inner}]}}"#)
+            })
+        };
+        let (n, inv) = parse("deep.json", &nest(MAX_LIST_DEPTH));
+        assert_eq!((n, inv.warnings.len()), (1, 0), "{:?}", inv.warnings);
+        let (n, inv) = parse("deeper.json", &nest(MAX_LIST_DEPTH + 1));
+        assert_eq!(n, 0);
+        let at = vec!["1"; MAX_LIST_DEPTH].join(".");
+        assert_eq!(
+            inv.warnings,
+            [format!(
+                "deeper.json: document 1 item {at} is a List nested more than {MAX_LIST_DEPTH} Lists deep; its item is not read"
+            )]
+        );
+    }
+
+    /// D21: `kind:` at column 0 inside a multi-line double-quoted string is not the document's kind.
+    #[test]
+    fn a_kind_inside_a_multi_line_quoted_string_is_not_the_kind() {
+        let yaml =
+            "apiVersion: batch/v1beta1\nkind: CronJob\nnote: \"text\nkind: ConfigMap\"\nmetadata: {name: hidden}\n";
+        assert_eq!(quick_identity(yaml), None, "the quick reader declines it");
+        let (n, inv) = parse("fn-quoted.yaml", yaml);
+        assert_eq!((n, inv.warnings.len()), (1, 0), "{:?}", inv.warnings);
+        let o = &inv.objects[0];
+        assert_eq!((o.api_version.as_str(), o.kind.as_str(), o.name.as_str()), ("batch/v1beta1", "CronJob", "hidden"));
+    }
+
     #[test]
     fn quick_identity_reads_block_documents_and_declines_the_unusual() {
         let doc = "# c\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  labels:\n    name: not-this\n  name: \"web\"\n  namespace: shop # comment\nspec:\n  name: nope\n";
@@ -1183,6 +1362,55 @@ mod tests {
         ] {
             assert_eq!(quick_identity(unusual), None, "{unusual}");
         }
+    }
+
+    /// Found by the `manifests` fuzz target's differential check: the quick reader cut a quoted
+    /// value at a ` #` inside its quotes (the name `"a` for `name: "a # b"`), and read `null` and
+    /// `~` as strings where the parser reads no value.
+    #[test]
+    fn quick_identity_agrees_with_the_parser_on_quoted_hashes_and_nulls() {
+        let pod = |meta: &str| format!("apiVersion: v1\nkind: Pod\nmetadata:\n{meta}");
+        for (doc, name) in [
+            (pod("  name: \"a # b\"\n"), Some("a # b")),
+            (pod("  name: 'a # b' # comment\n"), Some("a # b")),
+            (pod("  name: \"a\" # comment\n"), Some("a")),
+            (pod("  name: a # comment\n"), Some("a")),
+        ] {
+            let quick = quick_identity(&doc).map(|(_, _, n, _)| n);
+            assert_eq!(quick, Some(name.map(str::to_string)), "{doc}");
+            assert_eq!(parsed_identity(&doc).unwrap().2.as_deref(), name, "{doc}");
+        }
+        for doc in [
+            pod("  name: null\n"),
+            pod("  name: ~\n"),
+            "apiVersion: v1\nkind: ~\n".to_string(),
+            pod("  name: \"a\"b\n"),
+        ] {
+            assert_eq!(quick_identity(&doc), None, "{doc}");
+        }
+        let (n, inv) = parse("f.yaml", &pod("  name: null\n"));
+        assert_eq!((n, inv.objects[0].name.as_str()), (1, "<unnamed>"));
+    }
+
+    /// Found by the `manifests` fuzz target: a NUL (or another character YAML does not allow)
+    /// anywhere in a document made the parser reject it while the quick reader read it.
+    #[test]
+    fn quick_identity_declines_characters_yaml_does_not_allow() {
+        for c in ['\0', '\u{1}', '\u{1b}', '\u{7f}', '\u{80}', '\u{9f}', '\u{fffe}'] {
+            for doc in [
+                format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a{c}b\n"),
+                format!("# note {c}\napiVersion: v1\nkind: Pod\n"),
+            ] {
+                assert_eq!(quick_identity(&doc), None, "{doc:?}");
+            }
+        }
+        let doc = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: caf\u{e9}\u{85}\u{a0}\u{1f600}\n";
+        assert_eq!(quick_identity(doc).and_then(|(_, _, n, _)| n).as_deref(), Some("caf\u{e9}\u{85}\u{a0}\u{1f600}"));
+        assert_eq!(parsed_identity(doc).unwrap().2.as_deref(), Some("caf\u{e9}\u{85}\u{a0}\u{1f600}"));
+        let nul = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\0b\n";
+        assert!(parsed_identity(nul).is_err(), "the parser rejects a NUL");
+        let (n, inv) = parse("f.yaml", nul);
+        assert_eq!((n, inv.warnings.len()), (0, 1), "{:?}", inv.warnings);
     }
 
     #[test]
@@ -1246,16 +1474,87 @@ mod tests {
             files_read: 3,
             objects: 3,
             skipped_not_manifest: 2,
-            skipped_not_regular: 2,
+            skipped_not_regular: 1,
             skipped_hidden_dirs: 1,
+            linked_dirs: 0,
         };
         assert_eq!(summary, expected);
         assert_eq!(
             summary.to_string(),
-            "3 files read (3 objects), 2 skipped (not .yaml/.yml/.json), 2 skipped (not regular files), 1 hidden directory not entered"
+            "3 files read (3 objects), 2 skipped (not .yaml/.yml/.json), 1 skipped (not regular files), 1 hidden directory not entered"
+        );
+        // The link leads to `sub`, read already.
+        assert_eq!(inv.warnings.len(), 1, "{:?}", inv.warnings);
+        assert!(
+            inv.warnings[0].starts_with(&format!(
+                "{}: a symlink leads to {}",
+                d.join("sub-link").display(),
+                d.join("sub").display()
+            )),
+            "{:?}",
+            inv.warnings
         );
         let one = scan(&d.join("a.yaml"), &ScanOptions::default(), &mut Inventory::default()).unwrap();
         assert_eq!(one.to_string(), "1 file read (1 object)");
+    }
+
+    /// D22: a symlinked directory was counted as "not a regular file" and its manifests missed.
+    #[test]
+    fn symlinked_directories_are_followed_once_and_loops_end_with_a_warning() {
+        let tree = TempTree::new("links");
+        let (root, shared) = (tree.0.join("tree"), tree.0.join("shared"));
+        std::fs::create_dir_all(root.join("app/deep")).unwrap();
+        std::fs::create_dir_all(shared.join("jobs")).unwrap();
+        let obj =
+            |kind: &str, api: &str, name: &str| format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n");
+        std::fs::write(root.join("app/web.yaml"), obj("ConfigMap", "v1", "web")).unwrap();
+        std::fs::write(shared.join("jobs/cron.yaml"), obj("CronJob", "batch/v1beta1", "nightly")).unwrap();
+        // Out of the tree, twice (read once); a loop back to the root; a link to a directory
+        // inside the tree; and a link that leads nowhere.
+        std::os::unix::fs::symlink(&shared, root.join("app/shared")).unwrap();
+        std::os::unix::fs::symlink("../../../shared", root.join("app/deep/again")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("app/deep/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("app"), root.join("app-link")).unwrap();
+        std::os::unix::fs::symlink(tree.0.join("missing"), root.join("gone")).unwrap();
+        let mut inv = Inventory::default();
+        let summary = scan(&root, &ScanOptions::default(), &mut inv).expect("scan");
+        assert_eq!(
+            summary.to_string(),
+            "2 files read (2 objects), 1 skipped (not regular files), 1 symlinked directory followed"
+        );
+        let found: Vec<(String, String)> = inv
+            .objects
+            .iter()
+            .map(|o| match &o.evidence {
+                Evidence::Manifest { file, .. } => (o.name.clone(), file.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let shown = |p: PathBuf| p.display().to_string();
+        assert_eq!(
+            found,
+            [
+                ("nightly".to_string(), shown(root.join("app/deep/again/jobs/cron.yaml"))),
+                ("web".to_string(), shown(root.join("app/web.yaml")))
+            ]
+        );
+        // Links are followed once the real tree is read, in the order met (by name, depth
+        // first): `app/deep/again` reads `shared`, so `app/shared` is a second way in.
+        let read_already = |link: &str, first: PathBuf| {
+            format!(
+                "{}: a symlink leads to {}, which this scan reads already (a loop, or a second way in); not read again",
+                root.join(link).display(),
+                first.display()
+            )
+        };
+        assert_eq!(
+            inv.warnings,
+            [
+                read_already("app/deep/loop", root.clone()),
+                read_already("app/shared", root.join("app/deep/again")),
+                read_already("app-link", root.join("app")),
+            ]
+        );
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl Stored {
         self.meta.owner.as_ref().map(|o| (&*o.kind, &*o.name, &*o.uid))
     }
 
-    fn new(key: &StorageKey, value: Value) -> Arc<Self> {
+    pub(crate) fn new(key: &StorageKey, value: Value) -> Arc<Self> {
         let (value, type_prefix) = type_meta_first(value);
         let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
         let meta = Meta::of(&value);

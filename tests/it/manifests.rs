@@ -262,3 +262,39 @@ fn arrays_leading_markers_and_duplicate_keys_read_alike_in_every_format() {
         )
     );
 }
+
+/// D21, D22, D23 from the adversarial review: a CronJob whose quoted note holds `kind: ConfigMap`
+/// at column 0, a List inside a List, and a symlinked directory (with a loop beside it) each hid
+/// a removed API.
+#[test]
+fn quoted_kinds_nested_lists_and_symlinked_directories_hide_no_removed_api() {
+    let dir = Scratch::new("hidden");
+    let d = dir.0.join("deploy");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(dir.0.join("shared")).unwrap();
+    std::fs::write(
+        d.join("fn-quoted.yaml"),
+        "apiVersion: batch/v1beta1\nkind: CronJob\nnote: \"text\nkind: ConfigMap\"\nmetadata: {name: hidden}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("nested-list.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: batch/v1beta1\n    kind: CronJob\n    metadata:\n      name: inner\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("shared/pdb.yaml"),
+        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: linked\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../shared", d.join("shared")).unwrap();
+    std::os::unix::fs::symlink(".", d.join("loop")).unwrap();
+    let o = plan(&dir.0, &["--manifests", "deploy"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(removed(&o), ["CronJob hidden 1", "CronJob inner 1", "PodDisruptionBudget linked 1"]);
+    assert_eq!(
+        stderr(&o),
+        "--manifests deploy: 3 files read (3 objects), 1 symlinked directory followed\n\
+         warning: deploy/loop: a symlink leads to deploy, which this scan reads already (a loop, or a second way in); not read again\n"
+    );
+}
