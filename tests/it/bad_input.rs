@@ -640,6 +640,23 @@ fn rows() -> Vec<Row> {
             std::fs::write(dir.join("m.yaml"), "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata:\n  name: nightly\n  annotations:\n    note: \"first line\nkind: ConfigMap\n      still the note\"\n").unwrap();
             plan_manifests("m.yaml").after(expect_removed(&["CronJob nightly"]))
         }, 3, ""),
+        row("D22 a symlinked directory inside a scanned tree", |dir| {
+            std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+            std::fs::create_dir_all(dir.join("tree")).unwrap();
+            std::fs::write(dir.join("elsewhere/cron.yaml"), manifest("batch/v1beta1", "CronJob", "linked")).unwrap();
+            std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("tree/linked")).unwrap();
+            // A loop back to the tree's root is read once, not for ever.
+            std::os::unix::fs::symlink(dir.join("tree"), dir.join("tree/loop")).unwrap();
+            plan_manifests("tree").after(expect_removed(&["CronJob linked"]))
+        }, 3, ""),
+        row("D23 a List inside a List", |dir| {
+            std::fs::write(
+                dir.join("m.yaml"),
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: batch/v1beta1\n    kind: CronJob\n    metadata: {name: nested}\n",
+            )
+            .unwrap();
+            plan_manifests("m.yaml").after(expect_removed(&["CronJob nested"]))
+        }, 3, ""),
         row("D24 a FIFO as --manifests (process substitution)", |dir| {
             let fifo = dir.join("fifo");
             assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
