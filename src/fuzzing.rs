@@ -12,8 +12,11 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// A harness: one input, no panic.
+pub type Harness = fn(&[u8]);
+
 /// The targets, by the name of their fuzz target (and of their corpus directory).
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Harness); 7] = [
     ("version", version),
     ("manifests", manifests),
     ("helm_release", helm_release),
