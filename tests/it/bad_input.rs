@@ -119,8 +119,10 @@ fn s(p: &Path) -> String {
 }
 
 /// Runs one row; `Err` says every way it failed.
-fn run_row(r: &Row, base: &Path, time: Option<&str>) -> Result<(), String> {
-    let dir = base.join(r.name.split_whitespace().take(4).collect::<Vec<_>>().join("-").replace(['/', '\''], "_"));
+fn run_row(r: &Row, index: usize, base: &Path, time: Option<&str>) -> Result<(), String> {
+    // Numbered: two rows whose names begin alike must never share a directory.
+    let slug = r.name.split_whitespace().take(4).collect::<Vec<_>>().join("-").replace(['/', '\''], "_");
+    let dir = base.join(format!("{index:02}-{slug}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("home")).unwrap();
     let input = (r.setup)(&dir);
@@ -867,7 +869,7 @@ fn every_bad_input_gets_its_exit_code_its_message_and_stays_within_memory_and_ti
                         continue;
                     }
                     let started = Instant::now();
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_row(r, &base, time)))
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_row(r, i, &base, time)))
                         .unwrap_or_else(|p| {
                             Err(format!(
                                 "its setup panicked: {}",
