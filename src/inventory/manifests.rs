@@ -1311,7 +1311,7 @@ mod tests {
         assert_eq!((n, inv.warnings.len()), (1, 0), "{:?}", inv.warnings);
         let (n, inv) = parse("deeper.json", &nest(MAX_LIST_DEPTH + 1));
         assert_eq!(n, 0);
-        let at = vec!["1"; MAX_LIST_DEPTH].join(".");
+        let at = ["1"; MAX_LIST_DEPTH].join(".");
         assert_eq!(
             inv.warnings,
             [format!(
