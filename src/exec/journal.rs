@@ -516,6 +516,28 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A kubeadm run 1.30.1 -> 1.31.2 with no steps or nodes yet.
+    fn empty(cluster: &str, path: PathBuf) -> Journal {
+        Journal {
+            api_version: JOURNAL_API_VERSION.into(),
+            kind: "ApplyJournal".into(),
+            run_id: "r1".into(),
+            cluster: cluster.into(),
+            distro: "kubeadm".into(),
+            from: v("1.30.1"),
+            to: v("1.31.2"),
+            steps: vec![],
+            nodes: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            acknowledged: Default::default(),
+            requests_at_start: None,
+            log: vec![],
+            baseline: None,
+            finished: false,
+            path,
+        }
+    }
+
     /// A two-step run 1.30.1 -> 1.31.2 (control plane, then the nodes), the control plane done.
     fn resumable() -> Journal {
         use crate::plan::{StepAction, StepKind};
@@ -534,24 +556,7 @@ mod tests {
             started: None,
             ended: None,
         };
-        let mut j = Journal {
-            api_version: JOURNAL_API_VERSION.into(),
-            kind: "ApplyJournal".into(),
-            run_id: "r1".into(),
-            cluster: "https://h".into(),
-            distro: "kubeadm".into(),
-            from: v("1.30.1"),
-            to: v("1.31.2"),
-            steps: vec![],
-            nodes: BTreeMap::new(),
-            pools: BTreeMap::new(),
-            acknowledged: Default::default(),
-            requests_at_start: None,
-            log: vec![],
-            baseline: None,
-            finished: false,
-            path: PathBuf::from("j.json"),
-        };
+        let mut j = empty("https://h", PathBuf::from("j.json"));
         j.steps = vec![
             step(1, StepKind::ControlPlane, StepAction::ControlPlane { from: v("1.30.1"), to: v("1.31.2") }),
             step(
@@ -621,24 +626,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("k8s-upgrade-journal-{}-{}", std::process::id(), fastrand::u64(..)));
         let path = dir.join("c.journal.json");
-        let mut j = Journal {
-            api_version: JOURNAL_API_VERSION.into(),
-            kind: "ApplyJournal".into(),
-            run_id: "r1".into(),
-            cluster: "http://127.0.0.1:1".into(),
-            distro: "kubeadm".into(),
-            from: "1.30.1".parse().unwrap(),
-            to: "1.31.2".parse().unwrap(),
-            steps: vec![],
-            nodes: BTreeMap::new(),
-            pools: BTreeMap::new(),
-            acknowledged: Default::default(),
-            requests_at_start: None,
-            log: vec![],
-            baseline: None,
-            finished: false,
-            path: path.clone(),
-        };
+        let mut j = empty("http://127.0.0.1:1", path.clone());
         j.set_node(
             &NodeRecord {
                 step: 3,

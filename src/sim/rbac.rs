@@ -9,12 +9,13 @@
 //! before RBAC.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
+
+use crate::k8s::validation::go_quote;
 
 /// The user every `system:masters` member is: a superuser that RBAC never refuses (kube-apiserver's privileged-group authorizer runs before RBAC).
 pub const SUPERUSER_GROUP: &str = "system:masters";
@@ -647,35 +648,6 @@ fn sanitize_html(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
-}
-
-/// Go's `%q` (strconv.Quote), for the messages that upstream formats with it. Go's notion of
-/// printable is wider than `char::is_control`; the difference only shows on exotic input.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 
