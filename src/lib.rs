@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod checks;
 pub mod cli;
+pub mod clock;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;

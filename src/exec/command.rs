@@ -168,7 +168,7 @@ pub async fn run(
     };
     // argv only: the environment may carry credentials.
     tracing::info!(argv = ?spec.argv, timeout_s = spec.timeout.as_secs(), "running a command");
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -342,7 +342,7 @@ mod tests {
         // The grandchild would write the marker after 3 s if it survived its group.
         let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
         let s = spec(&script, Duration::from_millis(300));
-        let t = std::time::Instant::now();
+        let t = tokio::time::Instant::now();
         let e = rt().block_on(run(&s, &Cancel::new(), &|_| {})).unwrap_err();
         assert!(matches!(e, CommandError::Timeout { .. }), "{e}");
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn a_command_that_exits_is_done_even_when_its_background_child_holds_the_output_d5() {
         let s = spec("sleep 30 & echo upgraded; exit 0", Duration::from_secs(20));
-        let t = std::time::Instant::now();
+        let t = tokio::time::Instant::now();
         let out = rt().block_on(run(&s, &Cancel::new(), &|_| {})).unwrap();
         assert!(t.elapsed() < Duration::from_secs(5), "waited for the background child: {:?}", t.elapsed());
         assert!(out.head.iter().any(|l| l == "upgraded"), "{out:?}");

@@ -7,7 +7,9 @@
 //! Deletion is observed through the run's pod watch (a new UID counts as gone), not by polling.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -65,7 +67,7 @@ impl DrainPolicy {
 /// How long a pod has been terminating, if it is.
 fn terminating_for(p: &Pod) -> Option<Duration> {
     let since = p.metadata.deletion_timestamp.as_ref()?.0;
-    let d = k8s_openapi::jiff::Timestamp::now().duration_since(since);
+    let d = crate::clock::now().duration_since(since);
     Some(Duration::try_from(d).unwrap_or(Duration::ZERO))
 }
 

@@ -92,7 +92,7 @@ pub struct Stamp(pub jiff::Timestamp);
 
 impl Stamp {
     pub fn now() -> Stamp {
-        Stamp(jiff::Timestamp::now())
+        Stamp(crate::clock::now())
     }
 
     /// Seconds from `earlier` to this moment (negative when it is before).

@@ -20,7 +20,9 @@
 //! last wrote.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -102,7 +104,7 @@ impl Drop for Held {
 }
 
 fn now() -> MicroTime {
-    MicroTime(k8s_openapi::jiff::Timestamp::now())
+    MicroTime(crate::clock::now())
 }
 
 fn lease_body(holder: &str, resource_version: Option<String>) -> Lease {
@@ -175,7 +177,7 @@ fn seen(lease: &Lease) -> Seen {
     let renewed = spec.renew_time.as_ref().map(|t| t.0);
     Seen {
         holder: spec.holder_identity.unwrap_or_default(),
-        age: renewed.map_or(i64::MAX, |t| k8s_openapi::jiff::Timestamp::now().duration_since(t).as_secs()),
+        age: renewed.map_or(i64::MAX, |t| crate::clock::now().duration_since(t).as_secs()),
         duration: i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS)),
         version: lease.metadata.resource_version.clone(),
     }

@@ -895,7 +895,7 @@ impl Executor<'_> {
             .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
         let per = per.map_or(self.options.node_estimate, Duration::from_secs_f64);
         let need = per * count.max(1) as u32;
-        match super::window::check(std::time::SystemTime::now(), end, &[], need) {
+        match super::window::check(crate::clock::system_now(), end, &[], need) {
             Ok(()) => Ok(()),
             Err(need) => Err(ExecError::WindowClosing(format!(
                 "the maintenance window closes before pool {pool} could be replaced ({count} node(s), up to {}); stopped before starting it",

@@ -39,7 +39,9 @@ pub mod window;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
@@ -344,7 +346,7 @@ impl<'a> Executor<'a> {
     fn window_check(&self, node: &str) -> Result<(), ExecError> {
         let Some(end) = self.options.window_end else { return Ok(()) };
         let durations = self.durations.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match window::check(SystemTime::now(), end, &durations, self.options.node_estimate) {
+        match window::check(crate::clock::system_now(), end, &durations, self.options.node_estimate) {
             Ok(()) => Ok(()),
             Err(need) => Err(ExecError::WindowClosing(format!(
                 "the maintenance window closes before {node} could finish (a node takes up to {}{}); stopped before starting it",

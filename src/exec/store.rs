@@ -135,7 +135,7 @@ impl ClusterJournal {
     }
 
     async fn save(&self, journal: &Journal) -> Result<(), JournalError> {
-        let encoded = encode(journal, &k8s_openapi::jiff::Timestamp::now().to_string())?;
+        let encoded = encode(journal, &crate::clock::now().to_string())?;
         let mut version = self.version.lock().await;
         let body = encoded.config_map(version.clone());
         let written = crate::kubeapi::retry::with_retries(|| async {

@@ -261,7 +261,42 @@ fn node_facts(n: &Node) -> NodeFacts {
             kernel_version: info.kernel_version.clone(),
         },
         allocatable: (q(&status.allocatable, "pods"), q(&status.allocatable, "cpu"), q(&status.allocatable, "memory")),
+        labels,
     }
+}
+
+/// The placement rules of a pod's spec (`nodeSelector`, `affinity`, `tolerations`,
+/// `topologySpreadConstraints`), those it has, or `None`. Bounded: a spec whose rules take more
+/// than 64 KiB as JSON keeps none of them, and the twin then places the pod anywhere.
+fn placement(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<serde_json::Value> {
+    let mut rules = serde_json::Map::new();
+    let mut put = |key: &str, value: Option<serde_json::Value>| {
+        if let Some(v) = value.filter(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty())) {
+            rules.insert(key.to_string(), v);
+        }
+    };
+    put(
+        "nodeSelector",
+        spec.node_selector.as_ref().filter(|m| !m.is_empty()).and_then(|m| serde_json::to_value(m).ok()),
+    );
+    put("affinity", spec.affinity.as_ref().and_then(|a| serde_json::to_value(a).ok()));
+    put("tolerations", spec.tolerations.as_ref().filter(|t| !t.is_empty()).and_then(|t| serde_json::to_value(t).ok()));
+    put(
+        "topologySpreadConstraints",
+        spec.topology_spread_constraints.as_ref().filter(|t| !t.is_empty()).and_then(|t| serde_json::to_value(t).ok()),
+    );
+    let rules = serde_json::Value::Object(rules);
+    (rules.as_object().is_some_and(|o| !o.is_empty()) && rules.to_string().len() <= 64 * 1024).then_some(rules)
+}
+
+/// Seconds from a Ready pod's start to its Ready condition.
+fn start_seconds(p: &Pod) -> Option<f64> {
+    let status = p.status.as_ref()?;
+    let started = status.start_time.as_ref()?.0;
+    let ready = status.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+    let at = ready.last_transition_time.as_ref()?.0;
+    let secs = at.duration_since(started).as_secs_f64();
+    (0.0..=3600.0).contains(&secs).then_some(secs)
 }
 
 fn pod_facts(p: &Pod, rs_owner: &BTreeMap<(String, String), String>) -> PodFacts {
@@ -299,6 +334,9 @@ fn pod_facts(p: &Pod, rs_owner: &BTreeMap<(String, String), String>) -> PodFacts
         eviction_veto: crate::k8s::pod::eviction_vetoed(p),
         labels: p.metadata.labels.clone().unwrap_or_default(),
         requests,
+        placement: placement(&spec),
+        start_seconds: start_seconds(p),
+        grace_seconds: spec.termination_grace_period_seconds,
     }
 }
 

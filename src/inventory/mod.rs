@@ -162,6 +162,9 @@ pub struct NodeFacts {
     pub node_info: crate::graph::NodeInfoFacts,
     /// Allocatable pods, CPU cores and memory bytes.
     pub allocatable: (f64, f64, f64),
+    /// The node's labels (pool, zone, instance type: what pods select and spread over).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl NodeFacts {
@@ -225,6 +228,17 @@ pub struct PodFacts {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Requested CPU cores and memory bytes.
     pub requests: (f64, f64),
+    /// Where the pod may run: the `nodeSelector`, `affinity`, `tolerations` and
+    /// `topologySpreadConstraints` of its spec, those it has (a rehearsal's twin places pods by
+    /// them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<serde_json::Value>,
+    /// Seconds from the pod's start to its Ready condition, when it is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_seconds: Option<f64>,
+    /// `terminationGracePeriodSeconds` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

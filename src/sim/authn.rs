@@ -99,7 +99,7 @@ pub fn authenticate(
             let account =
                 store.get(&super::store::StorageKey::core("serviceaccounts"), ns, name).ok_or(Unauthorized)?;
             if let Some(b) = binding
-                && (*account.meta.uid != *b.uid || std::time::SystemTime::now() >= b.expires)
+                && (*account.meta.uid != *b.uid || crate::clock::system_now() >= b.expires)
             {
                 return Err(Unauthorized);
             }

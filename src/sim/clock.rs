@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 
 pub fn unix_now() -> i64 {
-    Timestamp::now().as_second()
+    crate::clock::now().as_second()
 }
 
 /// `secs` since the epoch as the apiserver writes `metav1.Time`: whole seconds, UTC, `Z`

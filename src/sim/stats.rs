@@ -200,7 +200,7 @@ impl Stats {
 }
 
 fn now_unix() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    crate::clock::system_now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// When this simulator process started, for an apiserver that never restarted.

@@ -7,7 +7,7 @@
 //! and only when its audiences include the apiserver's, as bound tokens do. `kubectl create
 //! token` works against it.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -88,7 +88,7 @@ pub fn create(sim: &Sim, namespace: &str, name: &str, body: &[u8], dry_run: bool
                 service_account_user(namespace, name),
                 Binding {
                     uid: account.meta.uid.to_string(),
-                    expires: SystemTime::now() + Duration::from_secs(seconds as u64),
+                    expires: crate::clock::system_now() + Duration::from_secs(seconds as u64),
                 },
             );
         }

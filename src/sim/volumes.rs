@@ -12,7 +12,7 @@
 //! moved wait for them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use serde_json::{Value, json};
 
