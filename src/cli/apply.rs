@@ -303,16 +303,17 @@ fn new_run_id() -> String {
     format!("{:x}-{:x}", t.as_secs(), std::process::id() ^ t.subsec_nanos())
 }
 
-pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
-    let catalog = args.catalog.load()?;
-    let today = args.catalog.today()?;
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    if !args.yes && !interactive && !args.dry_run {
-        return Err(CliError::usage(
-            "apply asks for confirmation and there is no terminal: pass --yes to run unattended",
-        ));
-    }
-    let upgrader = match (args.upgrader, args.simulate.is_some()) {
+/// The executor's options from apply's flags. `sim_scale`: the simulator's time scale when the
+/// run is against the built-in simulator (gate and poll intervals follow its clock). With
+/// `twin` (a rehearsal's twin) nodes are upgraded by the simulator whatever
+/// --upgrader says, and intervals stay the real run's.
+pub(crate) fn executor_options(
+    args: &ApplyArgs,
+    catalog: &crate::catalog::Catalog,
+    sim_scale: Option<f64>,
+    twin: bool,
+) -> Result<Options, CliError> {
+    let upgrader = match (if twin { Some(UpgraderKind::Sim) } else { args.upgrader }, args.simulate.is_some() || twin) {
         (Some(UpgraderKind::Command), _) => Upgrader::Command {
             argv: argv("--upgrade-command", &args.upgrade_command)?
                 .ok_or_else(|| CliError::usage("--upgrader command needs --upgrade-command ARGV"))?,
@@ -347,8 +348,6 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(ts.as_second().max(0) as u64))
         }
     };
-    let time_scale = super::simulate::parse_time_scale(args.time_scale)?;
-    let sim_scale = args.simulate.as_ref().map(|_| time_scale);
     // Gate and poll intervals follow the simulator's clock, so a fast simulation is not slowed
     // by waits sized for real nodes.
     let poll = Duration::from_secs_f64(sim_scale.map_or(2.0, |s| (s * 0.5).clamp(0.01, 2.0)));
@@ -403,6 +402,20 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     } else if args.node_script.is_some() {
         return Err(CliError::usage("--node-script is for --upgrader kubeadm"));
     }
+    Ok(options)
+}
+
+pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
+    let catalog = args.catalog.load()?;
+    let today = args.catalog.today()?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !args.yes && !interactive && !args.dry_run {
+        return Err(CliError::usage(
+            "apply asks for confirmation and there is no terminal: pass --yes to run unattended",
+        ));
+    }
+    let time_scale = super::simulate::parse_time_scale(args.time_scale)?;
+    let options = executor_options(&args, &catalog, args.simulate.as_ref().map(|_| time_scale), false)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

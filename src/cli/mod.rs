@@ -19,6 +19,7 @@ pub mod printable;
 mod prompt;
 mod provider;
 mod rbac;
+mod rehearse;
 pub mod render;
 mod report;
 mod simulate;
@@ -141,6 +142,14 @@ pub enum Command {
     /// never allows a disruption) and large (5,000 nodes, 150,000 pods).
     Simulate(simulate::SimulateArgs),
 
+    /// Rehearse an upgrade on a simulated twin of the cluster and forecast it: time per step
+    /// and in total against the window, drains that stall, pods with no room, replicas lost.
+    ///
+    /// Reads the cluster (only reads), builds its twin, runs apply's executor on it in virtual
+    /// time with the same flags, and exits 3 when the run would not start, stall, stop or miss
+    /// the window.
+    Rehearse(Box<rehearse::RehearseArgs>),
+
     /// Print a Job (with its ServiceAccount and roles) that runs `apply` inside the cluster.
     Job(Box<job::JobArgs>),
 
@@ -169,6 +178,7 @@ pub fn run_as(cli: Cli, argv0: &str) -> Exit {
         Command::Paths(args) => paths::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(*args),
+        Command::Rehearse(args) => rehearse::run(*args),
         Command::Simulate(args) => simulate::run(args),
         Command::Inventory(args) => inventory::run(args),
         Command::Rbac(args) => rbac::run(args),

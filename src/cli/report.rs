@@ -182,6 +182,9 @@ impl Reporter {
                     bar.set_message(format!("{at_target} at the target, {joining} joining, {old_left} old left"));
                 }
             }
+            Event::EvictionRefused { node, pod, why, .. } => {
+                self.say(&format!("{node}: waiting to evict {pod}: {why}"))
+            }
             Event::Log { node: Some(node), line } => self.say(&format!("{node}: {line}")),
             Event::Log { node: None, line } => self.say(line),
             Event::OperatorStepLeft { step, what } => self.say(&format!(

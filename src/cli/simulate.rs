@@ -36,6 +36,21 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "F", default_value_t = 1.0, env = "K8S_UPGRADE_TIME_SCALE")]
     pub time_scale: f64,
 
+    /// Serve the twin of a cluster instead of a scenario: its nodes, workloads (with their
+    /// placement rules and where their pods run) and budgets, from an inventory saved with
+    /// `k8s-upgrade inventory -o yaml`.
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
+    pub from_inventory: Option<PathBuf>,
+
+    /// With --from-inventory: how long a node's upgrade takes in the twin.
+    #[arg(long, value_name = "DURATION", default_value = "90s", requires = "from_inventory", value_parser = super::apply::parse_duration)]
+    pub node_restart: std::time::Duration,
+
+    /// With --from-inventory: write the twin's scenario to FILE (YAML), to read, edit or serve
+    /// again with --scenario FILE.
+    #[arg(long, value_name = "FILE", requires = "from_inventory")]
+    pub write_scenario: Option<PathBuf>,
+
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }
@@ -57,7 +72,29 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
         )));
     }
     let catalog = Arc::new(args.catalog.load()?);
-    let scenario = Scenario::load(&args.scenario).map_err(|e| CliError::error(e.to_string()))?;
+    let scenario = match &args.from_inventory {
+        None => Scenario::load(&args.scenario).map_err(|e| CliError::error(e.to_string()))?,
+        Some(path) => {
+            let inv = super::source::read_inventory(path, "--from-inventory")?;
+            let distro = super::source::infer_distro(&inv).unwrap_or("generic");
+            let timings = sim::twin::TwinTimings {
+                node_restart_seconds: args.node_restart.as_secs_f64(),
+                pod_start_seconds: None,
+                pod_stop_seconds: 5.0,
+            };
+            let twin = sim::twin::from_inventory(&inv, distro, timings)
+                .map_err(|e| CliError::error(format!("--from-inventory {}: {e}", path.display())))?;
+            for note in &twin.notes {
+                super::logging::warn(&format!("twin: {note}"));
+            }
+            if let Some(out) = &args.write_scenario {
+                let text = super::render::yaml(&twin.scenario)?;
+                super::plan::write_atomically(out, &text)
+                    .map_err(|e| CliError::error(format!("cannot write the scenario to {}: {e}", out.display())))?;
+            }
+            twin.scenario
+        }
+    };
     let name = scenario.name.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -52,6 +52,12 @@ const MAX_INVENTORY_BYTES: u64 = 512 * 1024 * 1024;
 /// Reads a saved inventory, JSON or YAML. The YAML parser's resource budget grows with the file
 /// (already bounded by [`MAX_INVENTORY_BYTES`]), so the inventory of a large cluster reads back;
 /// aliases keep the default limits, which are what stops an alias bomb.
+/// Reads a saved inventory file given with `flag`.
+pub fn read_inventory(path: &std::path::Path, flag: &str) -> Result<Inventory, CliError> {
+    let text = crate::limits::read_text(path, flag, MAX_INVENTORY_BYTES).map_err(|e| CliError::error(e.to_string()))?;
+    parse_inventory(&text).map_err(|e| CliError::error(format!("{flag} {}: {e}", path.display())))
+}
+
 pub fn parse_inventory(text: &str) -> Result<Inventory, String> {
     let first_line = |e: String| e.lines().next().unwrap_or_default().to_string();
     if text.trim_start().starts_with('{') {
@@ -79,9 +85,7 @@ impl SourceArgs {
     /// Collects the inventory; `cluster` says whether to read a cluster at all.
     pub fn collect(&self, catalog: &Catalog, cluster: bool) -> Result<Inventory, CliError> {
         let mut inv = if let Some(path) = &self.inventory {
-            let text = crate::limits::read_text(path, "--inventory", MAX_INVENTORY_BYTES)
-                .map_err(|e| CliError::error(e.to_string()))?;
-            parse_inventory(&text).map_err(|e| CliError::error(format!("--inventory {}: {e}", path.display())))?
+            read_inventory(path, "--inventory")?
         } else if cluster {
             self.collect_cluster(catalog)?
         } else {

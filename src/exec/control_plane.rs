@@ -5,7 +5,7 @@
 //! to report the target minor. A control-plane node is never skipped: a drain the operator
 //! gives up on stops the hop.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};

@@ -571,7 +571,14 @@ async fn evict_one(
                         refused_by = b.metadata.name.clone().map(|n| (n, b.metadata.resource_version.clone()));
                     }
                     if why != last_said {
-                        events.emit(Event::node_log(node, format!("waiting to evict {reference}: {why}")));
+                        events.emit(Event::EvictionRefused {
+                            node: node.to_string(),
+                            pod: reference.clone(),
+                            budget: budgets
+                                .first()
+                                .map(|b| format!("{ns}/{}", b.metadata.name.as_deref().unwrap_or_default())),
+                            why: why.clone(),
+                        });
                         last_said = why.clone();
                     }
                     left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), why);

@@ -86,6 +86,17 @@ pub enum Event {
         left: usize,
         total: usize,
     },
+    /// An eviction refused with 429 (a disruption budget, or the apiserver throttling): the
+    /// drain of `node` waits on `pod`. Sent when the reason changes, not on every retry.
+    EvictionRefused {
+        node: String,
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// `namespace/name` of the budget that refused it, when one covers the pod.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        budget: Option<String>,
+        why: String,
+    },
     /// A line worth telling the operator, about a node when `node` is set.
     Log {
         #[serde(skip_serializing_if = "Option::is_none")]

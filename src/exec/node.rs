@@ -5,7 +5,9 @@
 //! action, so a resumed run continues from the phase it finds; an upgrade that was started and
 //! not seen to finish is started again unless the node already reports the target.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};

@@ -14,7 +14,9 @@
 //! stopped with the reason. A job found from an earlier, interrupted run is followed rather than
 //! started twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::Pod;

@@ -20,6 +20,7 @@ mod node_jobs;
 mod operator;
 mod patch;
 mod pdb;
+mod placement;
 mod pod_security;
 pub mod pools;
 mod proto;
@@ -36,6 +37,7 @@ pub(crate) mod store;
 mod tables;
 pub mod tls;
 pub mod token;
+pub mod twin;
 mod volumes;
 
 use std::net::SocketAddr;
@@ -569,6 +571,48 @@ pub async fn start(scenario: Scenario, catalog: Arc<Catalog>, opts: SimOptions) 
         controllers: Some(controllers_abort),
         supervisor: Some(supervisor),
     })
+}
+
+/// A simulated cluster served in memory to clients of this process, with no socket: requests
+/// go straight to the router as the admin. Nothing else can reach it, and, with no I/O to wait
+/// on, a paused runtime's clock jumps over every wait (a rehearsal runs in virtual time).
+pub struct InMemory {
+    pub sim: Arc<Sim>,
+    pub client: kube::Client,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl InMemory {
+    /// Builds the cluster and starts its controllers (inside a runtime).
+    pub fn start(scenario: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<InMemory, SimError> {
+        use tower::ServiceExt;
+        let sim = Arc::new(scenario::build(scenario, catalog, time_scale)?);
+        let token = random_token().map_err(|e| SimError::Credential(format!("cannot make a token: {e}")))?;
+        sim.tokens.insert(token.clone(), rbac::UserInfo { name: ADMIN_USER.into(), groups: vec![ADMIN_GROUP.into()] });
+        let bearer = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| SimError::Credential(format!("cannot make a token: {e}")))?;
+        let app = api::router(sim.clone());
+        let info = Arc::new(authn::ConnInfo::default());
+        let service = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
+            req.extensions_mut().insert(info.clone());
+            req.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let client = kube::Client::new(service, "default");
+        let controllers = tokio::spawn(controllers::run(sim.clone()));
+        Ok(InMemory { sim, client, controllers })
+    }
+
+    /// Whether the controllers stopped (a panic): whatever ran against this cluster is void.
+    pub fn controllers_stopped(&self) -> bool {
+        self.controllers.is_finished()
+    }
+}
+
+impl Drop for InMemory {
+    fn drop(&mut self) {
+        self.controllers.abort();
+    }
 }
 
 #[cfg(test)]

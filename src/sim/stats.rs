@@ -34,6 +34,8 @@ struct Inner {
     restarted_with_volumes: Vec<String>,
     deprecated: BTreeSet<(String, String, String, String, String)>,
     availability: BTreeMap<String, Availability>,
+    /// Pods the scheduler found no node for, by `namespace/name` (bounded).
+    unschedulable: BTreeMap<String, Unplaced>,
     unauthorized: u64,
     forbidden: u64,
     authorizations: BTreeMap<Decided, u64>,
@@ -43,6 +45,18 @@ struct Inner {
 
 /// One distinct authorization decision: (user, verb, group, resource[/sub], namespace, path, allowed).
 type Decided = (String, String, String, String, String, String, bool);
+
+/// A pod the scheduler could not place: since when (unix seconds), until when it was bound.
+#[derive(Debug, Clone)]
+struct Unplaced {
+    workload: String,
+    message: String,
+    since: f64,
+    until: Option<f64>,
+}
+
+/// Unschedulable pods remembered (a bound: a cluster out of room can have thousands).
+const MAX_UNPLACED: usize = 10_000;
 
 /// Distinct authorization decisions kept (a bound: clients choose the strings).
 const MAX_AUTHORIZATIONS: usize = 20_000;
@@ -126,6 +140,37 @@ impl Stats {
     }
 
     /// Records a workload's ready replicas; keeps the minimum seen.
+    /// The scheduler found no node for a pod (`namespace/name`, of `workload`).
+    pub fn unschedulable(&self, pod: &str, workload: &str, message: &str) {
+        let mut s = self.lock();
+        if s.unschedulable.len() >= MAX_UNPLACED && !s.unschedulable.contains_key(pod) {
+            return;
+        }
+        let e = s.unschedulable.entry(pod.to_string()).or_insert_with(|| Unplaced {
+            workload: workload.to_string(),
+            message: String::new(),
+            since: now_unix(),
+            until: None,
+        });
+        e.message = message.chars().take(1024).collect();
+        e.until = None;
+    }
+
+    /// A pod recorded as unschedulable was bound to a node.
+    pub fn placed(&self, pod: &str) {
+        let mut s = self.lock();
+        if let Some(e) = s.unschedulable.get_mut(pod)
+            && e.until.is_none()
+        {
+            e.until = Some(now_unix());
+        }
+    }
+
+    /// Whether any pod was ever recorded as unschedulable (a cheap check before `placed`).
+    pub fn any_unschedulable(&self) -> bool {
+        !self.lock().unschedulable.is_empty()
+    }
+
     pub fn observe_availability(&self, workload: &str, desired: i64, ready: i64) {
         let mut s = self.lock();
         let e = s.availability.entry(workload.to_string()).or_insert(Availability { desired, min_ready: ready });
@@ -190,6 +235,9 @@ impl Stats {
             "restartsWithVolumesAttached": s.restarted_with_volumes,
             "deprecatedApisRequested": s.deprecated.iter().map(|(g, v, r, sub, rm)| serde_json::json!({"group": g, "version": v, "resource": r, "subresource": sub, "removedRelease": rm})).collect::<Vec<_>>(),
             "minAvailable": s.availability,
+            "unschedulable": s.unschedulable.iter().map(|(pod, u)| serde_json::json!({
+                "pod": pod, "workload": u.workload, "message": u.message, "since": u.since, "until": u.until,
+            })).collect::<Vec<_>>(),
             "unauthorized": s.unauthorized,
             "forbidden": s.forbidden,
             "authorizations": s.authorizations.iter().map(|((user, verb, group, resource, namespace, path, allowed), n)| serde_json::json!({

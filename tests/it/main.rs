@@ -17,5 +17,6 @@ mod manifests;
 mod node_jobs;
 mod paths;
 mod plan;
+mod rehearse;
 mod report_html;
 mod sim;

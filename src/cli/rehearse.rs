@@ -1,0 +1,773 @@
+//! `k8s-upgrade rehearse`: read the cluster (only read), build its twin in the simulator, run
+//! the same executor `apply` would run on the twin, in virtual time, and report what will
+//! happen: the predicted time of each step and of the whole run against the window, the drains
+//! that stall and on which budget, the pods that find no room during the roll and the node they
+//! wait for, the most replicas any workload loses at once, and whether any budget is broken.
+//!
+//! The twin runs in a paused single-threaded runtime with no socket between the executor and
+//! the simulated apiserver, so its clock jumps over every wait: hours of a roll take the CPU
+//! time of its requests. The executor runs with apply's real intervals and the sim upgrader;
+//! what the live cluster cannot tell (how long a node's upgrade takes, how long its pods take to
+//! stop) comes from flags, and is printed with the forecast.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::apply::{ApplyArgs, parse_duration};
+use super::printable::one_line;
+use super::{CliError, Exit};
+use crate::exec::command::humanize;
+use crate::exec::events::{Event, NodeMilestone};
+use crate::exec::journal::Journal;
+use crate::exec::operator::Unattended;
+use crate::exec::store::JournalStore;
+use crate::exec::{Cancel, EventSink, Executor};
+use crate::graph::{Facts, PathRequest, Target};
+use crate::inventory::live;
+use crate::sim::twin::{self, Twin, TwinTimings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForecastFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Exit codes: 0 the rehearsal finished within the window with no budget broken, 1 error, 2 usage, 3 the run would not start (blockers), stall, stop or miss the window.\n\nExamples:\n  k8s-upgrade rehearse --to 1.33 --window-end 2026-12-05T04:00:00Z\n  k8s-upgrade rehearse --simulate blocked --to 1.32\n  k8s-upgrade rehearse --inventory inv.yaml --to 1.32 --node-restart 3m -o json"
+)]
+pub struct RehearseArgs {
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+
+    /// Rehearse on the twin of an inventory saved with `k8s-upgrade inventory -o yaml`
+    /// instead of reading a cluster.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "context", "simulate"])]
+    pub inventory: Option<PathBuf>,
+
+    /// How long one node's upgrade takes, from the upgrade action to Ready at the new version
+    /// (the API cannot tell; measure one node and give it here).
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
+    pub node_restart: Duration,
+
+    /// How long a pod takes from being placed to Ready (default: the median of the cluster's
+    /// running pods, from their start time to their Ready condition).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub pod_start: Option<Duration>,
+
+    /// How long a pod takes to stop once evicted (at most its grace period).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub pod_stop: Duration,
+
+    /// Output format of the forecast.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: ForecastFormat,
+
+    /// Also write the forecast to FILE (YAML; JSON when FILE ends in .json).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+}
+
+/// What the rehearsal predicts.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Forecast {
+    pub api_version: String,
+    pub kind: String,
+    /// The cluster the twin was made from.
+    pub cluster: String,
+    pub from: String,
+    pub to: String,
+    pub twin: TwinSummary,
+    /// Blockers no step resolves: `apply` would refuse to start without --ignore-blockers. The
+    /// rehearsal goes on past them to show where they bite.
+    pub blockers: Vec<String>,
+    /// Whether the run would finish every step.
+    pub finished: bool,
+    /// How it ends: `finished`, or the executor's reason for stopping.
+    pub outcome: String,
+    /// Predicted wall time of the run, in seconds.
+    pub predicted_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowVerdict>,
+    pub steps: Vec<StepForecast>,
+    /// Node upgrades: how many, and their median and longest predicted time.
+    pub nodes: NodeSummary,
+    /// Evictions refused while draining: the drain of `node` waited on `pod`.
+    pub stalls: Vec<Stall>,
+    /// Pods no node could take during the roll.
+    pub unplaceable: Vec<Unplaceable>,
+    /// Workloads that lost replicas at some point, most first.
+    pub replicas_lost: Vec<ReplicasLost>,
+    pub pdb_violations: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pdb_violation_details: Vec<serde_json::Value>,
+    /// Wall time the rehearsal itself took, in seconds.
+    pub rehearsal_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TwinSummary {
+    pub nodes: usize,
+    pub pods: usize,
+    pub workloads: usize,
+    pub budgets: usize,
+    pub node_restart_seconds: f64,
+    pub pod_start_seconds: f64,
+    pub pod_start_source: String,
+    pub pod_stop_seconds: f64,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowVerdict {
+    pub end: String,
+    pub predicted_end: String,
+    pub fits: bool,
+    /// Seconds to spare (negative: past the end).
+    pub margin_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepForecast {
+    pub step: usize,
+    pub kind: String,
+    pub description: String,
+    /// Predicted seconds; `None` when the step did not run.
+    pub seconds: Option<f64>,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSummary {
+    pub upgraded: usize,
+    pub median_seconds: f64,
+    pub longest_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub longest_node: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stall {
+    pub node: String,
+    pub pod: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+    pub why: String,
+    /// Predicted seconds the drain waited on this pod.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unplaceable {
+    /// `Kind namespace/name`.
+    pub workload: String,
+    pub pods: usize,
+    /// Longest predicted wait of one of them, in seconds.
+    pub longest_seconds: f64,
+    /// Nodes being upgraded that ran this workload's pods when they waited: what would need
+    /// to be free (back and uncordoned) for them to be placed.
+    pub waits_for: Vec<String>,
+    /// Whether some never found a node before the run ended.
+    pub still_pending: bool,
+    /// The scheduler's reason, in its words.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicasLost {
+    /// `Kind namespace/name`.
+    pub workload: String,
+    pub desired: i64,
+    pub lowest_ready: i64,
+    pub lost: i64,
+}
+
+pub fn run(args: RehearseArgs) -> Result<Exit, CliError> {
+    let a = &args.apply;
+    for (set, flag) in [
+        (a.resume, "--resume"),
+        (a.resume_or_start, "--resume-or-start"),
+        (a.journal.is_some(), "--journal"),
+        (a.break_lock, "--break-lock"),
+        (a.dry_run, "--dry-run"),
+        (a.plan.is_some(), "--plan"),
+        (a.save_html.is_some(), "--save-html"),
+        (a.events.is_some(), "--events"),
+    ] {
+        if set {
+            return Err(CliError::usage(format!(
+                "{flag} is for apply; rehearse reads the cluster, runs the upgrade on its twin and changes nothing"
+            )));
+        }
+    }
+    if a.to.is_none() {
+        return Err(CliError::usage("rehearse needs --to VERSION (or latest)"));
+    }
+    let catalog = a.catalog.load()?;
+    let today = a.catalog.today()?;
+    let source = super::source::SourceArgs {
+        kube: a.kube.clone(),
+        simulate: a.simulate.clone(),
+        inventory: args.inventory.clone(),
+        manifests: vec![],
+        max_manifest_bytes: 64 * 1024 * 1024,
+        dry_run_evictions: false,
+        quiet: false,
+    };
+    let cluster = match (&args.inventory, &a.simulate) {
+        (Some(p), _) => format!("inventory {}", p.display()),
+        (None, Some(s)) => format!("simulated cluster '{s}'"),
+        (None, None) => match &a.kube.context {
+            Some(c) => format!("context {c}"),
+            None => "the current kubeconfig context".to_string(),
+        },
+    };
+    let inv = source.collect(&catalog, true)?;
+    let timings = TwinTimings {
+        node_restart_seconds: args.node_restart.as_secs_f64(),
+        pod_start_seconds: args.pod_start.map(|d| d.as_secs_f64()),
+        pod_stop_seconds: args.pod_stop.as_secs_f64(),
+    };
+    let distro = a
+        .distro
+        .clone()
+        .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
+        .unwrap_or_else(|| "generic".into());
+    let twin = twin::from_inventory(&inv, &distro, timings)
+        .map_err(|e| CliError::error(format!("cannot build the twin: {e}")))?;
+    let options = super::apply::executor_options(a, &catalog, None, true)?;
+    let window_end = options.window_end;
+    crate::clock::use_virtual_time();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
+    let started = std::time::Instant::now();
+    super::logging::say(&format!(
+        "rehearsing on the twin of {cluster} ({} nodes, {} pods) in virtual time",
+        inv.cluster.as_ref().map_or(0, |c| c.nodes.len()),
+        inv.cluster.as_ref().map_or(0, |c| c.pods.len())
+    ));
+    let mut forecast = runtime.block_on(rehearse(&args, &catalog, today, &twin, options, cluster))?;
+    forecast.rehearsal_seconds = started.elapsed().as_secs_f64();
+    if let Some(end) = window_end {
+        let start = std::time::SystemTime::now();
+        let predicted_end = start + Duration::from_secs_f64(forecast.predicted_seconds);
+        let margin = match end.duration_since(predicted_end) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        let stamp = |t: std::time::SystemTime| {
+            jiff::Timestamp::try_from(t)
+                .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+                .unwrap_or_default()
+        };
+        forecast.window = Some(WindowVerdict {
+            end: stamp(end),
+            predicted_end: stamp(predicted_end),
+            fits: margin >= 0.0 && forecast.finished,
+            margin_seconds: margin,
+        });
+    }
+    if let Some(path) = &args.save {
+        let text = if path.extension().is_some_and(|e| e == "json") {
+            super::render::json(&forecast)?
+        } else {
+            super::render::yaml(&forecast)?
+        };
+        super::plan::write_atomically(path, &text)
+            .map_err(|e| CliError::error(format!("cannot write the forecast to {}: {e}", path.display())))?;
+    }
+    let text = match args.output {
+        ForecastFormat::Table => table(&forecast),
+        ForecastFormat::Json => super::render::json(&forecast)?,
+        ForecastFormat::Yaml => super::render::yaml(&forecast)?,
+    };
+    super::print_stdout(&text)?;
+    let clean = forecast.blockers.is_empty()
+        && forecast.finished
+        && forecast.pdb_violations == 0
+        && forecast.window.as_ref().is_none_or(|w| w.fits);
+    Ok(if clean { Exit::Success } else { Exit::Blockers })
+}
+
+/// A private directory for the twin's journal, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch, CliError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!(
+            "k8s-upgrade-rehearsal-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        // Created, not reused: a path someone else made (or a symlink) is refused.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| CliError::error(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Events with the virtual moment they happened, seconds from the start.
+type Timeline = Arc<Mutex<Vec<(f64, Event)>>>;
+
+async fn rehearse(
+    args: &RehearseArgs,
+    catalog: &crate::catalog::Catalog,
+    today: crate::catalog::Date,
+    twin: &Twin,
+    options: crate::exec::Options,
+    cluster: String,
+) -> Result<Forecast, CliError> {
+    let a = &args.apply;
+    let sim = crate::sim::InMemory::start(twin.scenario.clone(), Arc::new(catalog.clone()), 1.0)
+        .map_err(|e| CliError::error(format!("cannot build the twin: {e}")))?;
+    let client = sim.client.clone();
+    // The twin is planned as apply plans the cluster.
+    let inv = live::collect(&client, catalog, &live::CollectOptions::default()).await.map_err(|e| {
+        CliError::error(format!("cannot read the twin: {}", e.to_string().lines().next().unwrap_or_default()))
+    })?;
+    let c = inv.cluster.as_ref().ok_or_else(|| CliError::error("the twin reported no cluster"))?;
+    let from = crate::checks::skew::oldest_apiserver(c)
+        .ok_or_else(|| CliError::error("the twin did not report its version"))?;
+    let to_text = a.to.as_deref().unwrap_or("latest");
+    let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
+    let distro = a
+        .distro
+        .clone()
+        .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
+        .unwrap_or_else(|| "generic".into());
+    let req = PathRequest {
+        distro,
+        from,
+        to,
+        via: vec![],
+        kubelets: vec![],
+        facts: Facts { lts: a.lts, ..Facts::default() },
+        today,
+    };
+    let scope = a.pod_selector.as_deref().and_then(|s| crate::labels::LabelSelector::parse(s).ok());
+    let plan = crate::plan::plan_drain_scoped(&inv, catalog, &req, scope.as_ref()).map_err(CliError::from)?;
+    let blockers: Vec<String> = plan
+        .unresolved_blockers()
+        .iter()
+        .map(|f| one_line(&format!("{} {}: {}", f.code, f.subject, f.message)))
+        .collect();
+    let scratch = Scratch::new()?;
+    let path = scratch.0.join("journal.json");
+    let run_id = format!("rehearsal-{:x}", fastrand::u64(..));
+    let mut journal = Journal::new(path.clone(), &run_id, "twin", &plan);
+    for order in &a.acknowledge {
+        if journal.steps.iter().any(|s| s.step.order == *order) {
+            journal.acknowledged.insert(*order);
+        }
+    }
+    let cache = crate::exec::cache::Cache::start(
+        &client,
+        Duration::from_secs(120),
+        options.drain.volume_detach_timeout.is_some(),
+    )
+    .await
+    .map_err(|e| CliError::error(format!("the twin's watches did not start: {e}")))?;
+    let t0 = Instant::now();
+    let t0_unix = crate::clock::system_now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let timeline: Timeline = Arc::new(Mutex::new(Vec::new()));
+    let events = {
+        let timeline = timeline.clone();
+        EventSink::new(move |e| {
+            let at = t0.elapsed().as_secs_f64();
+            timeline.lock().unwrap_or_else(|p| p.into_inner()).push((at, e));
+        })
+    };
+    let steps: Vec<(usize, String, String)> = journal
+        .steps
+        .iter()
+        .map(|s| (s.step.order, s.step.kind.as_str().to_string(), s.step.description.clone()))
+        .collect();
+    let unattended = Unattended;
+    let executor = Executor::new(client.clone(), cache, journal, options, &unattended, events, Cancel::new())
+        .with_store(JournalStore::File(path));
+    let result = executor.run().await;
+    let predicted = t0.elapsed().as_secs_f64();
+    if sim.controllers_stopped() {
+        return Err(CliError::error("the twin's controllers stopped (a simulator fault); the rehearsal is void"));
+    }
+    let (finished, outcome) = match &result {
+        Ok(o) if o.quarantined.is_empty() => (true, "finished".to_string()),
+        Ok(o) => (false, format!("finished, but skipped and quarantined {}", o.quarantined.join(", "))),
+        Err(e) => (false, one_line(&e.to_string())),
+    };
+    let stats = sim.sim.stats.snapshot();
+    let events = timeline.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let pods = sim.sim.store.count(&crate::sim::StorageKey::core("pods"));
+    drop(sim);
+    Ok(Forecast {
+        api_version: "k8s-upgrade.dev/v1".into(),
+        kind: "Rehearsal".into(),
+        cluster,
+        from: plan.from.to_string(),
+        to: plan.to.to_string(),
+        twin: TwinSummary {
+            nodes: twin.scenario.node_pools.iter().map(|p| p.count as usize).sum(),
+            pods,
+            workloads: twin.scenario.workloads.len(),
+            budgets: c.pdbs.len(),
+            node_restart_seconds: args.node_restart.as_secs_f64(),
+            pod_start_seconds: twin.pod_start.0,
+            pod_start_source: twin.pod_start.1.clone(),
+            pod_stop_seconds: args.pod_stop.as_secs_f64(),
+            notes: twin.notes.clone(),
+        },
+        blockers,
+        finished,
+        outcome,
+        predicted_seconds: predicted,
+        window: None,
+        steps: step_forecasts(&steps, &events),
+        nodes: node_summary(&events),
+        stalls: stalls(&events),
+        unplaceable: unplaceable(&stats, &events, &twin.placements, t0_unix, predicted),
+        replicas_lost: replicas_lost(&stats),
+        pdb_violations: stats["pdbViolations"].as_u64().unwrap_or(0) as usize,
+        pdb_violation_details: stats["pdbViolationDetails"].as_array().cloned().unwrap_or_default(),
+        rehearsal_seconds: 0.0,
+    })
+}
+
+fn step_forecasts(steps: &[(usize, String, String)], events: &[(f64, Event)]) -> Vec<StepForecast> {
+    steps
+        .iter()
+        .map(|(order, kind, description)| {
+            let mut seconds = None;
+            let mut outcome = "not reached".to_string();
+            for (_, e) in events {
+                match e {
+                    Event::StepDone { step, seconds: s, skipped } if step == order => {
+                        seconds = Some(*s);
+                        outcome = skipped.as_ref().map_or("done".into(), |why| format!("skipped: {}", one_line(why)));
+                    }
+                    Event::StepStopped { step, message } if step == order => {
+                        outcome = format!("stopped: {}", one_line(message))
+                    }
+                    _ => {}
+                }
+            }
+            StepForecast { step: *order, kind: kind.clone(), description: one_line(description), seconds, outcome }
+        })
+        .collect()
+}
+
+fn node_summary(events: &[(f64, Event)]) -> NodeSummary {
+    let mut done: Vec<(f64, &str)> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Node { node, phase: NodeMilestone::Done, seconds: Some(s), .. } => Some((*s, node.as_str())),
+            _ => None,
+        })
+        .collect();
+    if done.is_empty() {
+        return NodeSummary::default();
+    }
+    done.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let longest = done[done.len() - 1];
+    NodeSummary {
+        upgraded: done.len(),
+        median_seconds: done[done.len() / 2].0,
+        longest_seconds: longest.0,
+        longest_node: Some(longest.1.to_string()),
+    }
+}
+
+/// Each refused eviction, from the first refusal to the node's next milestone (or the end).
+fn stalls(events: &[(f64, Event)]) -> Vec<Stall> {
+    let end = events.last().map_or(0.0, |(t, _)| *t);
+    let mut open: BTreeMap<(String, String), (f64, Option<String>, String)> = BTreeMap::new();
+    let mut out = Vec::new();
+    let close = |open: &mut BTreeMap<(String, String), (f64, Option<String>, String)>,
+                 node: &str,
+                 at: f64,
+                 out: &mut Vec<Stall>| {
+        let keys: Vec<(String, String)> = open.keys().filter(|(n, _)| n == node).cloned().collect();
+        for k in keys {
+            if let Some((since, budget, why)) = open.remove(&k) {
+                out.push(Stall { node: k.0, pod: k.1, budget, why, seconds: at - since });
+            }
+        }
+    };
+    for (at, e) in events {
+        match e {
+            Event::EvictionRefused { node, pod, budget, why } => {
+                let entry = open.entry((node.clone(), pod.clone())).or_insert((*at, budget.clone(), why.clone()));
+                entry.1 = budget.clone();
+                entry.2 = one_line(why);
+            }
+            Event::PodsLeft { node, left, .. } => {
+                // The drain moved on: pods it waited on that are no longer counted were evicted.
+                let _ = left;
+                close(&mut open, node, *at, &mut out);
+            }
+            Event::Node { node, .. } => close(&mut open, node, *at, &mut out),
+            _ => {}
+        }
+    }
+    for ((node, pod), (since, budget, why)) in open {
+        out.push(Stall { node, pod, budget, why, seconds: end - since });
+    }
+    out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.node.cmp(&b.node)));
+    out
+}
+
+/// Nodes of the run that were cordoned and not yet done at `at`.
+fn nodes_out_at(events: &[(f64, Event)], at: f64) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (t, e) in events {
+        if *t > at {
+            break;
+        }
+        if let Event::Node { node, phase, .. } = e {
+            match phase {
+                NodeMilestone::Cordoned => {
+                    out.insert(node.clone());
+                }
+                NodeMilestone::Done => {
+                    out.remove(node);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn unplaceable(
+    stats: &serde_json::Value,
+    events: &[(f64, Event)],
+    placements: &BTreeMap<String, BTreeSet<String>>,
+    started: f64,
+    end: f64,
+) -> Vec<Unplaceable> {
+    let Some(records) = stats["unschedulable"].as_array() else { return vec![] };
+    let mut by: BTreeMap<String, Unplaceable> = BTreeMap::new();
+    for r in records {
+        let workload = r["workload"].as_str().unwrap_or_default().to_string();
+        let since = r["since"].as_f64().unwrap_or(started) - started;
+        let until = r["until"].as_f64().map(|u| u - started);
+        let seconds = until.unwrap_or(end) - since;
+        let out = nodes_out_at(events, since.max(0.0));
+        let ran_on = placements.get(&workload);
+        let mut waits: Vec<String> = out.iter().filter(|n| ran_on.is_some_and(|p| p.contains(*n))).cloned().collect();
+        if waits.is_empty() {
+            waits = out.into_iter().collect();
+        }
+        let e = by.entry(workload.clone()).or_insert_with(|| Unplaceable {
+            workload: workload.clone(),
+            pods: 0,
+            longest_seconds: 0.0,
+            waits_for: vec![],
+            still_pending: false,
+            message: one_line(r["message"].as_str().unwrap_or_default()),
+        });
+        e.pods += 1;
+        e.longest_seconds = e.longest_seconds.max(seconds);
+        e.still_pending |= until.is_none();
+        for w in waits {
+            if !e.waits_for.contains(&w) {
+                e.waits_for.push(w);
+            }
+        }
+    }
+    let mut v: Vec<Unplaceable> = by.into_values().collect();
+    v.sort_by(|a, b| b.longest_seconds.total_cmp(&a.longest_seconds).then_with(|| a.workload.cmp(&b.workload)));
+    v
+}
+
+fn replicas_lost(stats: &serde_json::Value) -> Vec<ReplicasLost> {
+    let Some(m) = stats["minAvailable"].as_object() else { return vec![] };
+    let mut v: Vec<ReplicasLost> = m
+        .iter()
+        .filter_map(|(k, a)| {
+            let desired = a["desired"].as_i64()?;
+            let lowest = a["minReady"].as_i64()?;
+            // Keys are `namespace/Kind/name`.
+            let mut parts = k.splitn(3, '/');
+            let (ns, kind, name) = (parts.next()?, parts.next()?, parts.next()?);
+            (lowest < desired).then(|| ReplicasLost {
+                workload: format!("{kind} {ns}/{name}"),
+                desired,
+                lowest_ready: lowest,
+                lost: desired - lowest,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| b.lost.cmp(&a.lost).then_with(|| a.workload.cmp(&b.workload)));
+    v
+}
+
+fn secs(s: f64) -> String {
+    humanize(Duration::from_secs_f64(s.max(0.0)))
+}
+
+fn table(f: &Forecast) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let p = |s: &str| one_line(s);
+    let _ = writeln!(
+        o,
+        "Rehearsal of {} → {} on the twin of {} ({} nodes, {} pods, {} workloads, {} budgets), in {:.1}s of wall time",
+        f.from,
+        f.to,
+        p(&f.cluster),
+        f.twin.nodes,
+        f.twin.pods,
+        f.twin.workloads,
+        f.twin.budgets,
+        f.rehearsal_seconds
+    );
+    let _ = writeln!(
+        o,
+        "Assumed: a node's upgrade takes {} (--node-restart), pods start in {} ({}), pods stop in {} (--pod-stop)",
+        secs(f.twin.node_restart_seconds),
+        secs(f.twin.pod_start_seconds),
+        f.twin.pod_start_source,
+        secs(f.twin.pod_stop_seconds)
+    );
+    for n in &f.twin.notes {
+        let _ = writeln!(o, "Twin: {}", p(n));
+    }
+    o.push('\n');
+    if !f.blockers.is_empty() {
+        let _ = writeln!(
+            o,
+            "apply would not start: {} blocker(s) no step resolves (rehearsed past them with --ignore-blockers to show where they bite):",
+            f.blockers.len()
+        );
+        for b in &f.blockers {
+            let _ = writeln!(o, "  {}", p(b));
+        }
+        o.push('\n');
+    }
+    let _ = writeln!(
+        o,
+        "Predicted: {} in total, {}; {} PDB violation(s)",
+        secs(f.predicted_seconds),
+        if f.finished { "every step finishes".to_string() } else { format!("the run stops: {}", p(&f.outcome)) },
+        f.pdb_violations
+    );
+    if let Some(w) = &f.window {
+        let _ = writeln!(
+            o,
+            "Window: ends {}, predicted end {}: {}",
+            w.end,
+            w.predicted_end,
+            if w.fits {
+                format!("fits with {} to spare", secs(w.margin_seconds))
+            } else if w.margin_seconds < 0.0 {
+                format!("misses it by {}", secs(-w.margin_seconds))
+            } else {
+                "the run would not finish".to_string()
+            }
+        );
+    }
+    if f.nodes.upgraded > 0 {
+        let _ = writeln!(
+            o,
+            "Nodes: {} upgraded, median {}, longest {} ({})",
+            f.nodes.upgraded,
+            secs(f.nodes.median_seconds),
+            secs(f.nodes.longest_seconds),
+            p(f.nodes.longest_node.as_deref().unwrap_or_default())
+        );
+    }
+    o.push('\n');
+    let _ = writeln!(o, "{:<5} {:<14} {:>10}  {:<32} DESCRIPTION", "STEP", "KIND", "PREDICTED", "OUTCOME");
+    for s in &f.steps {
+        let _ = writeln!(
+            o,
+            "{:<5} {:<14} {:>10}  {:<32} {}",
+            s.step,
+            s.kind,
+            s.seconds.map_or("-".to_string(), secs),
+            clip(&s.outcome, 32),
+            p(&s.description)
+        );
+    }
+    o.push('\n');
+    if f.stalls.is_empty() {
+        let _ = writeln!(o, "Drains that stall: none");
+    } else {
+        let _ = writeln!(o, "Drains that stall ({}):", f.stalls.len());
+        for s in f.stalls.iter().take(20) {
+            let _ = writeln!(
+                o,
+                "  {} waits {} to evict {}{}: {}",
+                p(&s.node),
+                secs(s.seconds),
+                p(&s.pod),
+                s.budget.as_ref().map_or(String::new(), |b| format!(" (PodDisruptionBudget {})", p(b))),
+                p(&s.why)
+            );
+        }
+        if f.stalls.len() > 20 {
+            let _ = writeln!(o, "  … and {} more (-o json lists them all)", f.stalls.len() - 20);
+        }
+    }
+    if f.unplaceable.is_empty() {
+        let _ = writeln!(o, "Pods that find no node during the roll: none");
+    } else {
+        let _ = writeln!(o, "Pods that find no node during the roll ({} workloads):", f.unplaceable.len());
+        for u in f.unplaceable.iter().take(20) {
+            let _ = writeln!(
+                o,
+                "  {}: {} pod(s) wait up to {}{}; they wait for {}. Scheduler: {}",
+                p(&u.workload),
+                u.pods,
+                secs(u.longest_seconds),
+                if u.still_pending { ", some still pending at the end" } else { "" },
+                if u.waits_for.is_empty() {
+                    "room no node being upgraded frees".to_string()
+                } else {
+                    p(&u.waits_for.join(", "))
+                },
+                p(&u.message)
+            );
+        }
+    }
+    if f.replicas_lost.is_empty() {
+        let _ = writeln!(o, "Replicas lost at once: none");
+    } else {
+        let _ = writeln!(o, "Most replicas lost at once:");
+        for r in f.replicas_lost.iter().take(10) {
+            let _ = writeln!(o, "  {}: {} of {} (lowest ready {})", p(&r.workload), r.lost, r.desired, r.lowest_ready);
+        }
+    }
+    o
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+}
