@@ -822,6 +822,9 @@ fn schedule(sim: &Sim) {
         match best {
             Some(i) => {
                 snapshot.bind(&rules, i);
+                if sim.stats.any_unschedulable() {
+                    sim.stats.placed(&format!("{}/{}", pod.namespace(), pod.name()));
+                }
                 let node = snapshot.nodes[i].name.clone();
                 let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                     p["spec"]["nodeName"] = json!(node);
@@ -835,6 +838,7 @@ fn schedule(sim: &Sim) {
             None => {
                 let msg = placement::fit_error(snapshot.nodes.len(), &rejections);
                 if str_at(&value, "/status/conditions/0/message") != msg {
+                    sim.stats.unschedulable(&format!("{}/{}", pod.namespace(), pod.name()), &workload_of(pod), &msg);
                     let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                         p["status"]["phase"] = json!("Pending");
                         p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now_rfc3339()}]);
@@ -843,6 +847,18 @@ fn schedule(sim: &Sim) {
                 }
             }
         }
+    }
+}
+
+/// `Kind namespace/name` of the workload a pod belongs to (a ReplicaSet's pods to its
+/// Deployment, named as the Deployment controller names its ReplicaSets).
+fn workload_of(pod: &Stored) -> String {
+    match pod.owner() {
+        Some(("ReplicaSet", rs, _)) => {
+            format!("Deployment {}/{}", pod.namespace(), rs.rsplit_once('-').map_or(rs, |(d, _)| d))
+        }
+        Some((kind, name, _)) => format!("{kind} {}/{name}", pod.namespace()),
+        None => format!("Pod {}/{}", pod.namespace(), pod.name()),
     }
 }
 

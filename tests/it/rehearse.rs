@@ -89,7 +89,7 @@ fn at_ninety_percent_memory_the_pods_of_a_drained_node_find_no_room_and_wait_for
     let lost = &f["replicasLost"][0];
     assert_eq!((lost["workload"].as_str(), lost["lost"].as_i64()), (Some("Deployment shop/big"), Some(3)), "{f:#}");
     let out = stdout(&rehearse(&c, &["--to", "1.31", "--node-restart", "20s", "--pod-stop", "2s"]));
-    assert!(out.contains("Pods that find no node during the roll (1 workloads)"), "{out}");
+    assert!(out.contains("Pods that find no node during the roll (1 workload)"), "{out}");
     assert!(out.contains("they wait for worker-1, worker-2, worker-3"), "{out}");
 }
 
