@@ -7,7 +7,7 @@
 //! (refusing to come back when that would break the skew policy), and budgets get fresh status.
 //! All delays are scaled by the simulator's time scale.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::clock::now_rfc3339;
 use super::pdb::{self, pods_key};
 use super::store::{StorageKey, Stored, name_suffix};
-use super::{Sim, UPGRADE_ANNOTATION, replicas, volumes};
+use super::{Sim, UPGRADE_ANNOTATION, placement, replicas, volumes};
 use crate::version::Version;
 
 const NODES: &str = "nodes";
@@ -634,46 +634,17 @@ fn stateful_sets(sim: &Sim) {
     }
 }
 
-fn tolerates(pod_spec: &Value, taint: &Value) -> bool {
-    pod_spec.get("tolerations").and_then(Value::as_array).is_some_and(|ts| {
-        ts.iter().any(|t| {
-            let key_ok = t.get("key").is_none() || t["key"] == taint["key"] || str_at(t, "/key").is_empty();
-            let effect_ok =
-                t.get("effect").is_none() || t["effect"] == taint["effect"] || str_at(t, "/effect").is_empty();
-            let op = str_at(t, "/operator");
-            let value_ok = op == "Exists"
-                || t.get("value") == taint.get("value")
-                || (t.get("value").is_none() && taint.get("value").is_none());
-            key_ok && effect_ok && value_ok
-        })
-    })
-}
-
-fn node_selector_ok(pod_spec: &Value, node: &Value) -> bool {
-    let labels = crate::labels::labels_of(node);
-    pod_spec
-        .get("nodeSelector")
-        .and_then(Value::as_object)
-        .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()))
-}
-
 fn daemon_sets(sim: &Sim) {
     let nodes = sim.store.all(&nodes_key());
     let pods = pods_by_owner(sim);
     for ds in sim.store.all(&apps("daemonsets")) {
         let uid = &*ds.meta.uid;
         let template = ds.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let spec = template.get("spec").cloned().unwrap_or(json!({}));
+        let rules = placement::PodRules::of(ds.namespace(), &template, (0.0, 0.0));
         let owned = pods.get(uid).cloned().unwrap_or_default();
         let mut wanted = HashSet::new();
         for node in &nodes {
-            let taints = node.value().pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default();
-            let fits = node_selector_ok(&spec, &node.value())
-                && taints
-                    .iter()
-                    .filter(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute"))
-                    .all(|t| tolerates(&spec, t));
-            if !fits {
+            if !rules.daemon_fits(&placement::NodeInfo::of(&node.value())) {
                 continue;
             }
             wanted.insert(node.name().to_string());
@@ -796,85 +767,60 @@ fn garbage_collect(sim: &Sim) {
     }
 }
 
-fn quantity_at(v: &Value, p: &str) -> f64 {
-    match v.pointer(p) {
-        Some(Value::String(s)) => super::store::parse_quantity(s),
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-        _ => 0.0,
-    }
-}
-
-/// Binds pending pods to Ready, schedulable nodes that tolerate, select and fit them.
+/// Binds pending pods as kube-scheduler does: to a node that passes every filter of
+/// [`placement`] (the one with the most free pod slots among those whose PreferNoSchedule taints
+/// the pod tolerates); a pod no node takes gets kube-scheduler's Unschedulable message.
 fn schedule(sim: &Sim) {
-    let pending: Vec<Arc<Stored>> = sim
-        .store
-        .all(&pods_key())
-        .into_iter()
+    let all = sim.store.all(&pods_key());
+    let pending: Vec<&Arc<Stored>> = all
+        .iter()
         .filter(|p| p.meta.node_name.is_empty() && !p.meta.terminating && &*p.meta.phase != "Succeeded")
         .collect();
     if pending.is_empty() {
         return;
     }
-    struct Room {
-        pods: f64,
-        cpu: f64,
-        mem: f64,
-    }
     let nodes = sim.store.all(&nodes_key());
-    let mut room: BTreeMap<String, Room> = BTreeMap::new();
-    for n in nodes
-        .iter()
-        .filter(|n| node_ready(&n.value()) && n.value().pointer("/spec/unschedulable") != Some(&json!(true)))
-    {
-        let mut r = Room {
-            pods: quantity_at(&n.value(), "/status/allocatable/pods").max(1.0),
-            cpu: quantity_at(&n.value(), "/status/allocatable/cpu"),
-            mem: quantity_at(&n.value(), "/status/allocatable/memory"),
-        };
+    let mut infos = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let mut info = placement::NodeInfo::for_scheduler(&n.value());
         for p in sim.store.pods_on_node(n.name()).iter().filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed")) {
-            let (c, m) = p.meta.requests;
-            r.pods -= 1.0;
-            r.cpu -= c;
-            r.mem -= m;
+            info.take(p.meta.requests);
         }
-        room.insert(n.name().to_string(), r);
+        infos.push(info);
     }
+    let mut snapshot = placement::Snapshot::new(&sim.store, infos);
+    snapshot.set_anti_holders(all.iter().filter(|p| p.meta.required_anti_affinity));
     for pod in pending {
-        let spec = pod.value().get("spec").cloned().unwrap_or(json!({}));
-        let (cpu, mem) = pod.meta.requests;
-        let best = nodes
-            .iter()
-            .filter(|n| {
-                room.get(n.name()).is_some_and(|r| r.pods >= 1.0 && r.cpu >= cpu && r.mem >= mem)
-                    && node_selector_ok(&spec, &n.value())
-                    && n.value().pointer("/spec/taints").and_then(Value::as_array).is_none_or(|ts| {
-                        ts.iter()
-                            .filter(|t| matches!(str_at(t, "/effect"), "NoSchedule" | "NoExecute"))
-                            .all(|t| tolerates(&spec, t))
-                    })
-            })
-            .max_by(|a, b| {
-                // kube-scheduler's TaintToleration scoring: a node whose PreferNoSchedule taints
-                // the pod does not tolerate scores lower; then the most room.
-                let avoided = |n: &Arc<Stored>| {
-                    n.value().pointer("/spec/taints").and_then(Value::as_array).is_some_and(|ts| {
-                        ts.iter().any(|t| str_at(t, "/effect") == "PreferNoSchedule" && !tolerates(&spec, t))
-                    })
-                };
-                let (ra, rb) = (&room[a.name()], &room[b.name()]);
-                avoided(b)
-                    .cmp(&avoided(a))
-                    .then_with(|| ra.pods.partial_cmp(&rb.pods).unwrap_or(std::cmp::Ordering::Equal))
-                    .then_with(|| b.name().cmp(a.name()))
-            })
-            .map(|n| n.name().to_string());
-        match best {
-            Some(node) => {
-                if let Some(r) = room.get_mut(&node) {
-                    r.pods -= 1.0;
-                    r.cpu -= cpu;
-                    r.mem -= mem;
+        let value = pod.value();
+        let rules = placement::PodRules::of(pod.namespace(), &value, pod.meta.requests);
+        let prep = snapshot.prepare(&rules);
+        let mut rejections = Vec::new();
+        let mut best: Option<usize> = None;
+        for i in 0..snapshot.nodes.len() {
+            match snapshot.filter(&rules, &prep, i) {
+                Err(r) => rejections.push(r),
+                Ok(()) => {
+                    // kube-scheduler's TaintToleration scoring: a node whose PreferNoSchedule
+                    // taints the pod does not tolerate scores lower; then the most room.
+                    let better = best.is_none_or(|b| {
+                        let (a, b) = (&snapshot.nodes[i], &snapshot.nodes[b]);
+                        rules
+                            .avoids(b)
+                            .cmp(&rules.avoids(a))
+                            .then_with(|| a.pods.partial_cmp(&b.pods).unwrap_or(std::cmp::Ordering::Equal))
+                            .then_with(|| b.name.cmp(&a.name))
+                            .is_gt()
+                    });
+                    if better {
+                        best = Some(i);
+                    }
                 }
+            }
+        }
+        match best {
+            Some(i) => {
+                snapshot.bind(&rules, i);
+                let node = snapshot.nodes[i].name.clone();
                 let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                     p["spec"]["nodeName"] = json!(node);
                     let mut conds: Vec<Value> =
@@ -885,9 +831,8 @@ fn schedule(sim: &Sim) {
                 });
             }
             None => {
-                let msg =
-                    format!("0/{} nodes are available: no Ready, schedulable node has room for this pod.", nodes.len());
-                if str_at(&pod.value(), "/status/conditions/0/message") != msg {
+                let msg = placement::fit_error(snapshot.nodes.len(), &rejections);
+                if str_at(&value, "/status/conditions/0/message") != msg {
                     let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                         p["status"]["phase"] = json!("Pending");
                         p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now_rfc3339()}]);

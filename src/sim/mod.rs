@@ -20,6 +20,7 @@ mod node_jobs;
 mod operator;
 mod patch;
 mod pdb;
+mod placement;
 mod pod_security;
 pub mod pools;
 mod proto;

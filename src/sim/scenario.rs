@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::controllers::template_hash;
 use super::faults::Faults;
+use super::placement::{NodeInfo, PodRules, Snapshot};
 use super::registry::{ExtraKind, Registry, plural_of};
 use super::store::{StorageKey, Store, name_suffix, parse_quantity as quantity};
 use super::{Sim, Timings};
@@ -150,6 +151,10 @@ pub struct NodePool {
     /// Start cordoned.
     #[serde(default)]
     pub unschedulable: bool,
+    /// The pool's node names, one per node (as in the cluster being copied); by default
+    /// `NAME-1` … `NAME-N` (or `NAME` for a pool of one).
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn default_os() -> String {
@@ -228,6 +233,19 @@ pub struct Workload {
     pub tolerate_all: bool,
     #[serde(default)]
     pub termination_grace_period_seconds: Option<i64>,
+    /// The pods' `spec.affinity`, as is.
+    #[serde(default)]
+    pub affinity: Option<Value>,
+    /// The pods' tolerations, besides the one `tolerateAll` adds.
+    #[serde(default)]
+    pub tolerations: Vec<Value>,
+    /// The pods' `spec.topologySpreadConstraints`, as is.
+    #[serde(default)]
+    pub topology_spread_constraints: Vec<Value>,
+    /// Where the pods run: replica `i` starts on `nodes[i]` when that node exists, whatever the
+    /// rules say (the cluster being copied put it there); the others are placed by the rules.
+    #[serde(default)]
+    pub nodes: Vec<String>,
 }
 
 fn default_ns() -> String {
@@ -657,8 +675,9 @@ fn obj(api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> Value {
 struct Builder<'a> {
     store: &'a Store,
     registry: Registry,
-    /// Free pod slots (pods, milli-CPU, bytes) per schedulable node, in placement order.
-    room: Vec<(String, Value, i64, f64, f64)>,
+    /// The nodes and the room left on them, and the pods placement rules count.
+    snap: Snapshot<'a>,
+    /// Where round-robin placement looks first.
     next_node: usize,
     seq: u64,
     node_ips: BTreeMap<String, String>,
@@ -683,20 +702,24 @@ impl Builder<'_> {
             .unwrap_or_default()
     }
 
-    /// Picks a node for a pod with these requests and selector, round-robin over nodes with room.
-    fn place(&mut self, cpu: f64, mem: f64, selector: &BTreeMap<String, String>, tolerate_all: bool) -> Option<String> {
-        let n = self.room.len();
-        for i in 0..n {
-            let idx = (self.next_node + i) % n;
-            let (name, labels, pods, c, m) = &mut self.room[idx];
-            let tainted = labels.get("__tainted").is_some();
-            let selected = selector.iter().all(|(k, v)| labels.get(k).and_then(Value::as_str) == Some(v.as_str()));
-            if *pods > 0 && *c >= cpu && *m >= mem && selected && (!tainted || tolerate_all) {
-                *pods -= 1;
-                *c -= cpu;
-                *m -= mem;
+    /// Picks a node for a pod as the scheduler's filters allow, round-robin over the nodes, or
+    /// the node it is pinned to when that node exists; the pod's room is taken.
+    fn place(&mut self, rules: &PodRules, pinned: Option<&str>) -> Option<String> {
+        if let Some(i) = pinned.and_then(|n| self.snap.index_of(n)) {
+            self.snap.bind(rules, i);
+            return Some(self.snap.nodes[i].name.clone());
+        }
+        let n = self.snap.nodes.len();
+        if n == 0 {
+            return None;
+        }
+        let prep = self.snap.prepare(rules);
+        for k in 0..n {
+            let idx = (self.next_node + k) % n;
+            if self.snap.filter(rules, &prep, idx).is_ok() {
+                self.snap.bind(rules, idx);
                 self.next_node = (idx + 1) % n;
-                return Some(name.clone());
+                return Some(self.snap.nodes[idx].name.clone());
             }
         }
         None
@@ -746,8 +769,19 @@ fn pod_template(w: &Workload, labels: &BTreeMap<String, String>, image: &str) ->
     if !w.node_selector.is_empty() {
         spec["nodeSelector"] = json!(w.node_selector);
     }
+    let mut tolerations = Vec::new();
     if w.tolerate_all {
-        spec["tolerations"] = json!([{"operator": "Exists"}]);
+        tolerations.push(json!({"operator": "Exists"}));
+    }
+    tolerations.extend(w.tolerations.iter().cloned());
+    if !tolerations.is_empty() {
+        spec["tolerations"] = Value::Array(tolerations);
+    }
+    if let Some(a) = &w.affinity {
+        spec["affinity"] = a.clone();
+    }
+    if !w.topology_spread_constraints.is_empty() {
+        spec["topologySpreadConstraints"] = Value::Array(w.topology_spread_constraints.clone());
     }
     if let Some(g) = w.termination_grace_period_seconds {
         spec["terminationGracePeriodSeconds"] = json!(g);
@@ -768,6 +802,8 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
     let (cpu, mem) = w.requests.as_ref().map_or((0.0, 0.0), |r| {
         (r.cpu.as_deref().map(quantity).unwrap_or(0.0), r.memory.as_deref().map(quantity).unwrap_or(0.0))
     });
+    let rules = PodRules::of(ns, &tpl, (cpu, mem));
+    let pinned = |i: u32| w.nodes.get(i as usize).map(String::as_str);
     let make_pod = |b: &mut Builder<'_>,
                     name: String,
                     owner: Option<(&str, &str, &str, &str)>,
@@ -840,8 +876,9 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
             rs["spec"] = json!({"replicas": w.replicas, "selector": {"matchLabels": sel}, "template": rs_tpl});
             b.load(&StorageKey::new("apps", "replicasets"), rs);
             let rs_uid = b.uid_of(&StorageKey::new("apps", "replicasets"), ns, &rs_name);
+            let rules = rules.with_label("pod-template-hash", &hash);
             for i in 0..w.replicas {
-                let node = b.place(cpu, mem, &w.node_selector, w.tolerate_all);
+                let node = b.place(&rules, pinned(i));
                 let name = format!("{rs_name}-{}", name_suffix(b.seq.wrapping_mul(7919) ^ u64::from(i)));
                 make_pod(
                     b,
@@ -866,8 +903,8 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
             b.load(&StorageKey::new("apps", "statefulsets"), sts);
             let uid = b.uid_of(&StorageKey::new("apps", "statefulsets"), ns, &w.name);
             for i in 0..w.replicas {
-                let node = b.place(cpu, mem, &w.node_selector, w.tolerate_all);
                 let name = format!("{}-{i}", w.name);
+                let node = b.place(&rules.with_label("statefulset.kubernetes.io/pod-name", &name), pinned(i));
                 make_pod(
                     b,
                     name.clone(),
@@ -894,9 +931,14 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
             ds["spec"] = json!({"selector": {"matchLabels": selector_labels}, "template": dtpl});
             b.load(&StorageKey::new("apps", "daemonsets"), ds);
             let uid = b.uid_of(&StorageKey::new("apps", "daemonsets"), ns, &w.name);
-            let nodes: Vec<String> =
-                b.store.all(&StorageKey::core("nodes")).iter().map(|n| n.name().to_string()).collect();
-            for node in nodes {
+            // The DaemonSet controller's choice of nodes: taints tolerated, labels selected.
+            let rules = PodRules::of(ns, &dtpl, (cpu, mem));
+            for i in 0..b.snap.nodes.len() {
+                if !rules.daemon_fits(&b.snap.nodes[i]) {
+                    continue;
+                }
+                b.snap.bind(&rules, i);
+                let node = b.snap.nodes[i].name.clone();
                 let name = format!("{}-{}", w.name, name_suffix(b.seq.wrapping_mul(104_729)));
                 make_pod(b, name, Some(("apps/v1", "DaemonSet", &w.name, &uid)), Some(node), &[]);
             }
@@ -910,7 +952,7 @@ fn add_workload(b: &mut Builder<'_>, w: &Workload, image: &str) -> Result<(), St
         }
         WorkloadKind::Pod => {
             for i in 0..w.replicas {
-                let node = b.place(cpu, mem, &w.node_selector, w.tolerate_all);
+                let node = b.place(&rules, pinned(i));
                 let name = if w.replicas == 1 { w.name.clone() } else { format!("{}-{i}", w.name) };
                 make_pod(b, name, None, node, &[]);
             }
@@ -1051,7 +1093,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
     let mut b = Builder {
         store: &store,
         registry: registry.clone(),
-        room: Vec::new(),
+        snap: Snapshot::new(&store, Vec::new()),
         next_node: 0,
         seq: 0,
         node_ips: BTreeMap::new(),
@@ -1085,6 +1127,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
         tokens.insert(sa.token.clone(), super::authn::service_account_user(&sa.namespace, &sa.name));
     }
     let mut node_index = 0u32;
+    let mut node_infos = Vec::new();
     for pool in &s.node_pools {
         let kubelet: Version = pool
             .version
@@ -1094,7 +1137,7 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
             .map_err(|e: crate::version::VersionError| err(e.to_string()))?;
         for i in 0..pool.count {
             node_index += 1;
-            let name = if pool.count == 1 { pool.name.clone() } else { format!("{}-{}", pool.name, i + 1) };
+            let name = super::scenario_checks::node_name(pool, i + 1);
             let mut labels: BTreeMap<String, String> = pool.labels.clone();
             labels.insert("kubernetes.io/hostname".into(), name.clone());
             labels.insert("kubernetes.io/os".into(), "linux".into());
@@ -1142,22 +1185,9 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
                     "machineID": format!("{:032x}", u128::from(node_index) * 0x9e37_79b9), "systemUUID": format!("{:032x}", u128::from(node_index) * 0x7f4a_7c15), "bootID": format!("{:032x}", u128::from(node_index) * 0x2545_f491),
                 },
             });
+            node_infos.push(NodeInfo::for_scheduler(&node));
             b.load(&StorageKey::core("nodes"), node);
             b.node_ips.insert(name.clone(), ip.clone());
-            let mut placement_labels = json!(labels);
-            let tainted = pool.taints.iter().any(|t| t.effect != "PreferNoSchedule");
-            if tainted {
-                placement_labels["__tainted"] = json!("yes");
-            }
-            if !pool.unschedulable {
-                b.room.push((
-                    name.clone(),
-                    placement_labels,
-                    i64::from(pool.capacity.pods),
-                    quantity(&pool.capacity.cpu),
-                    quantity(&pool.capacity.memory),
-                ));
-            }
             if pool.roles.iter().any(|r| r == "control-plane") {
                 let node_uid = b.uid_of(&StorageKey::core("nodes"), "", &name);
                 let api_tag = format!("v{}", version.core());
@@ -1185,6 +1215,13 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
             }
         }
     }
+    // The static pods take their slots.
+    for info in &mut node_infos {
+        for p in store.pods_on_node(&info.name) {
+            info.take(p.meta.requests);
+        }
+    }
+    b.snap = Snapshot::new(&store, node_infos);
     for a in &s.addons {
         let install = addon_install(&a.name);
         let (kind, ns, name, repo, prefix, labels, replicas) = match &install {
@@ -1228,6 +1265,10 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
             node_selector: BTreeMap::new(),
             tolerate_all: kind == WorkloadKind::DaemonSet || (kind == WorkloadKind::Deployment && a.name == "coredns"),
             termination_grace_period_seconds: None,
+            affinity: None,
+            tolerations: vec![],
+            topology_spread_constraints: vec![],
+            nodes: vec![],
         };
         add_workload(&mut b, &w, &image).map_err(err)?;
     }
@@ -1399,6 +1440,10 @@ pub fn large() -> Scenario {
             node_selector: BTreeMap::new(),
             tolerate_all: false,
             termination_grace_period_seconds: None,
+            affinity: None,
+            tolerations: vec![],
+            topology_spread_constraints: vec![],
+            nodes: vec![],
         });
     }
     Scenario {
@@ -1424,6 +1469,7 @@ pub fn large() -> Scenario {
                 container_runtime: default_runtime(),
                 kernel_version: default_kernel(),
                 unschedulable: false,
+                names: vec![],
             },
             NodePool {
                 name: "worker".into(),
@@ -1437,6 +1483,7 @@ pub fn large() -> Scenario {
                 container_runtime: default_runtime(),
                 kernel_version: default_kernel(),
                 unschedulable: false,
+                names: vec![],
             },
         ],
         namespaces: (0..50).map(|i| format!("team-{i:02}")).collect(),

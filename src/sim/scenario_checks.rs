@@ -151,9 +151,25 @@ fn check_pdb(field: &str, p: &PdbSpec) -> Checked {
     Ok(())
 }
 
-/// The name of node `i` (from 1) of a pool.
+/// The name of node `i` (from 1) of a pool: its entry in `names`, else NAME-i (NAME alone for
+/// a pool of one).
 pub fn node_name(pool: &NodePool, i: u32) -> String {
+    if let Some(n) = (i as usize).checked_sub(1).and_then(|k| pool.names.get(k)) {
+        return n.clone();
+    }
     if pool.count == 1 { pool.name.clone() } else { format!("{}-{i}", pool.name) }
+}
+
+/// A node name as the apiserver takes it, which is also the node's kubernetes.io/hostname
+/// label value.
+fn check_node_name(field: &str, shown_as: &str, n: &str, what: &str) -> Checked {
+    check_name(field, "", "nodes", n, what)?;
+    check_messages(
+        field,
+        shown_as,
+        validation::label_value(n).into_iter().map(|m| format!("node {}: {m}", shown(n))).collect(),
+        "a node name is also its kubernetes.io/hostname label value, at most 63 characters",
+    )
 }
 
 fn check_pools(pools: &[NodePool]) -> Checked {
@@ -167,20 +183,32 @@ fn check_pools(pools: &[NodePool]) -> Checked {
         if let Some(j) = pools[..i].iter().position(|q| q.name == p.name) {
             return Err(refuse(field, &p.name, format!("the name of nodePools[{j}] too; pool names must be unique")));
         }
-        if p.count > 0 {
-            for n in [node_name(p, 1), node_name(p, p.count)] {
-                check_name(
-                    &field,
-                    "",
-                    "nodes",
-                    &n,
-                    "node names (NAME, or NAME-1 … NAME-N) are lowercase RFC 1123 subdomains",
+        if !p.names.is_empty() {
+            if p.names.len() != p.count as usize {
+                return Err(Refusal {
+                    field: format!("nodePools[{i}].names"),
+                    message: format!(
+                        "{} names for a pool of {} nodes; give one name per node (count), or none",
+                        p.names.len(),
+                        p.count
+                    ),
+                });
+            }
+            for (k, n) in p.names.iter().enumerate() {
+                check_node_name(
+                    &format!("nodePools[{i}].names[{k}]"),
+                    n,
+                    n,
+                    "node names are lowercase RFC 1123 subdomains",
                 )?;
-                check_messages(
+            }
+        } else if p.count > 0 {
+            for n in [node_name(p, 1), node_name(p, p.count)] {
+                check_node_name(
                     &field,
                     &p.name,
-                    validation::label_value(&n).into_iter().map(|m| format!("node {}: {m}", shown(&n))).collect(),
-                    "a node name is also its kubernetes.io/hostname label value, at most 63 characters",
+                    &n,
+                    "node names (NAME, or NAME-1 … NAME-N) are lowercase RFC 1123 subdomains",
                 )?;
             }
         }
@@ -188,6 +216,18 @@ fn check_pools(pools: &[NodePool]) -> Checked {
         for k in 1..=p.count {
             let n = node_name(p, k);
             if let Some(j) = seen.insert(n.clone(), i) {
+                if !p.names.is_empty() {
+                    let same = if j == i {
+                        "an earlier name of this pool".to_string()
+                    } else {
+                        format!("a node of nodePools[{j}] ({})", shown(&pools[j].name))
+                    };
+                    return Err(refuse(
+                        format!("nodePools[{i}].names[{}]", k - 1),
+                        &n,
+                        format!("also {same}; each node name must be unique"),
+                    ));
+                }
                 return Err(refuse(
                     field,
                     &p.name,
@@ -303,6 +343,393 @@ pub fn check_workload(field: &str, w: &Workload) -> Checked {
     }
     if let Some(p) = &w.pdb {
         check_pdb(&format!("{field}.pdb"), p)?;
+    }
+    check_scheduling(field, w)
+}
+
+/// Most terms, expressions, tolerations or constraints one list of a workload may have.
+const MAX_TERMS: usize = 100;
+
+fn json_shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn refuse_json(field: impl Into<String>, v: &Value, why: impl std::fmt::Display) -> Refusal {
+    refuse(field, &json_shown(v), why)
+}
+
+/// An optional list of at most [`MAX_TERMS`] entries.
+fn list<'v>(field: &str, v: Option<&'v Value>) -> Result<&'v [Value], Refusal> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) if a.len() <= MAX_TERMS => Ok(a),
+        Some(Value::Array(a)) => {
+            Err(Refusal { field: field.to_string(), message: format!("{} entries; at most {MAX_TERMS}", a.len()) })
+        }
+        Some(other) => Err(refuse_json(field, other, "must be a list")),
+    }
+}
+
+fn object<'v>(field: &str, v: &'v Value) -> Result<&'v serde_json::Map<String, Value>, Refusal> {
+    v.as_object().ok_or_else(|| refuse_json(field, v, "must be an object"))
+}
+
+/// Only these keys in an object (as strict decoding has it).
+fn known_keys(field: &str, m: &serde_json::Map<String, Value>, keys: &[&str]) -> Checked {
+    match m.keys().find(|k| !keys.contains(&k.as_str())) {
+        Some(k) => Err(refuse(field, k, format!("unknown field; expected one of {}", keys.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+fn string_values(field: &str, v: Option<&Value>) -> Result<Vec<String>, Refusal> {
+    list(field, v)?
+        .iter()
+        .enumerate()
+        .map(|(k, x)| {
+            x.as_str().map(str::to_string).ok_or_else(|| refuse_json(format!("{field}[{k}]"), x, "must be a string"))
+        })
+        .collect()
+}
+
+/// A `nodeSelectorRequirement` (`fields`: of `matchFields`, which only take `metadata.name`).
+fn check_node_requirement(field: &str, r: &Value, fields: bool) -> Checked {
+    let m = object(field, r)?;
+    known_keys(field, m, &["key", "operator", "values"])?;
+    let key = m.get("key").and_then(Value::as_str).unwrap_or_default();
+    if fields {
+        if key != "metadata.name" {
+            return Err(refuse(format!("{field}.key"), key, "matchFields take only the key metadata.name"));
+        }
+    } else {
+        check_messages(&format!("{field}.key"), key, validation::label_key(key), "a node label key")?;
+    }
+    let op = m.get("operator").and_then(Value::as_str).unwrap_or_default();
+    let values = string_values(&format!("{field}.values"), m.get("values"))?;
+    let ops: &[&str] = if fields { &["In", "NotIn"] } else { &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] };
+    if !ops.contains(&op) {
+        return Err(refuse(
+            format!("{field}.operator"),
+            op,
+            format!("not a supported operator; expected one of {}", ops.join(", ")),
+        ));
+    }
+    let bad = |why: &str| Err(refuse(format!("{field}.values"), &values.join(","), why));
+    match op {
+        "In" | "NotIn" if fields && values.len() != 1 => bad("matchFields take exactly one value"),
+        "In" | "NotIn" if values.is_empty() => bad("must be specified when `operator` is 'In' or 'NotIn'"),
+        "Exists" | "DoesNotExist" if !values.is_empty() => {
+            bad("may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+        }
+        "Gt" | "Lt" if values.len() != 1 || values[0].parse::<i64>().is_err() => {
+            bad("must be one integer when `operator` is 'Gt' or 'Lt'")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_node_term(field: &str, t: &Value) -> Checked {
+    let m = object(field, t)?;
+    known_keys(field, m, &["matchExpressions", "matchFields"])?;
+    for (k, r) in list(&format!("{field}.matchExpressions"), m.get("matchExpressions"))?.iter().enumerate() {
+        check_node_requirement(&format!("{field}.matchExpressions[{k}]"), r, false)?;
+    }
+    for (k, r) in list(&format!("{field}.matchFields"), m.get("matchFields"))?.iter().enumerate() {
+        check_node_requirement(&format!("{field}.matchFields[{k}]"), r, true)?;
+    }
+    Ok(())
+}
+
+/// A `metav1.LabelSelector`: matchLabels and In/NotIn/Exists/DoesNotExist expressions.
+fn check_label_selector(field: &str, v: &Value) -> Checked {
+    let m = object(field, v)?;
+    known_keys(field, m, &["matchLabels", "matchExpressions"])?;
+    if let Some(ml) = m.get("matchLabels") {
+        let ml = object(&format!("{field}.matchLabels"), ml)?;
+        let mut labels = BTreeMap::new();
+        for (k, v) in ml {
+            let v = v.as_str().ok_or_else(|| refuse_json(format!("{field}.matchLabels"), v, "must be a string"))?;
+            labels.insert(k.clone(), v.to_string());
+        }
+        check_labels(&format!("{field}.matchLabels"), &labels)?;
+    }
+    for (k, e) in list(&format!("{field}.matchExpressions"), m.get("matchExpressions"))?.iter().enumerate() {
+        let f = format!("{field}.matchExpressions[{k}]");
+        let em = object(&f, e)?;
+        known_keys(&f, em, &["key", "operator", "values"])?;
+        let key = em.get("key").and_then(Value::as_str).unwrap_or_default();
+        check_messages(&format!("{f}.key"), key, validation::label_key(key), "a label key")?;
+        let op = em.get("operator").and_then(Value::as_str).unwrap_or_default();
+        let values = string_values(&format!("{f}.values"), em.get("values"))?;
+        match op {
+            "In" | "NotIn" if values.is_empty() => {
+                return Err(refuse(format!("{f}.values"), "", "must be specified when `operator` is 'In' or 'NotIn'"));
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Err(refuse(
+                    format!("{f}.values"),
+                    &values.join(","),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            _ => {
+                return Err(refuse(
+                    format!("{f}.operator"),
+                    op,
+                    "not a valid label selector operator; expected one of In, NotIn, Exists, DoesNotExist",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_topology_key(field: &str, v: Option<&Value>) -> Checked {
+    let key = v.and_then(Value::as_str).unwrap_or_default();
+    if key.is_empty() {
+        return Err(refuse(field, key, "Required value: can not be empty"));
+    }
+    check_messages(field, key, validation::label_key(key), "a topology key is a node label key")
+}
+
+fn check_pod_term(field: &str, t: &Value) -> Checked {
+    let m = object(field, t)?;
+    known_keys(
+        field,
+        m,
+        &["labelSelector", "namespaces", "namespaceSelector", "topologyKey", "matchLabelKeys", "mismatchLabelKeys"],
+    )?;
+    if let Some(sel) = m.get("labelSelector") {
+        check_label_selector(&format!("{field}.labelSelector"), sel)?;
+    }
+    if let Some(sel) = m.get("namespaceSelector") {
+        check_label_selector(&format!("{field}.namespaceSelector"), sel)?;
+    }
+    for (k, ns) in string_values(&format!("{field}.namespaces"), m.get("namespaces"))?.iter().enumerate() {
+        check_namespace(&format!("{field}.namespaces[{k}]"), ns)?;
+    }
+    check_topology_key(&format!("{field}.topologyKey"), m.get("topologyKey"))
+}
+
+fn check_weight(field: &str, m: &serde_json::Map<String, Value>) -> Checked {
+    let w = m.get("weight").unwrap_or(&Value::Null);
+    match w.as_i64() {
+        Some(1..=100) => Ok(()),
+        _ => Err(refuse_json(format!("{field}.weight"), w, "must be in the range 1-100")),
+    }
+}
+
+/// `spec.affinity` as pod validation takes it.
+fn check_affinity(field: &str, a: &Value) -> Checked {
+    let m = object(field, a)?;
+    known_keys(field, m, &["nodeAffinity", "podAffinity", "podAntiAffinity"])?;
+    if let Some(na) = m.get("nodeAffinity") {
+        let f = format!("{field}.nodeAffinity");
+        let nm = object(&f, na)?;
+        known_keys(
+            &f,
+            nm,
+            &["requiredDuringSchedulingIgnoredDuringExecution", "preferredDuringSchedulingIgnoredDuringExecution"],
+        )?;
+        if let Some(req) = nm.get("requiredDuringSchedulingIgnoredDuringExecution") {
+            let rf = format!("{f}.requiredDuringSchedulingIgnoredDuringExecution");
+            let rm = object(&rf, req)?;
+            known_keys(&rf, rm, &["nodeSelectorTerms"])?;
+            let terms = list(&format!("{rf}.nodeSelectorTerms"), rm.get("nodeSelectorTerms"))?;
+            if terms.is_empty() {
+                return Err(Refusal {
+                    field: format!("{rf}.nodeSelectorTerms"),
+                    message: "Required value: must have at least one node selector term".into(),
+                });
+            }
+            for (k, t) in terms.iter().enumerate() {
+                check_node_term(&format!("{rf}.nodeSelectorTerms[{k}]"), t)?;
+            }
+        }
+        let pf = format!("{f}.preferredDuringSchedulingIgnoredDuringExecution");
+        for (k, p) in list(&pf, nm.get("preferredDuringSchedulingIgnoredDuringExecution"))?.iter().enumerate() {
+            let pf = format!("{pf}[{k}]");
+            let pm = object(&pf, p)?;
+            known_keys(&pf, pm, &["weight", "preference"])?;
+            check_weight(&pf, pm)?;
+            check_node_term(&format!("{pf}.preference"), pm.get("preference").unwrap_or(&Value::Null))?;
+        }
+    }
+    for kind in ["podAffinity", "podAntiAffinity"] {
+        let Some(pa) = m.get(kind) else { continue };
+        let f = format!("{field}.{kind}");
+        let pm = object(&f, pa)?;
+        known_keys(
+            &f,
+            pm,
+            &["requiredDuringSchedulingIgnoredDuringExecution", "preferredDuringSchedulingIgnoredDuringExecution"],
+        )?;
+        let rf = format!("{f}.requiredDuringSchedulingIgnoredDuringExecution");
+        for (k, t) in list(&rf, pm.get("requiredDuringSchedulingIgnoredDuringExecution"))?.iter().enumerate() {
+            check_pod_term(&format!("{rf}[{k}]"), t)?;
+        }
+        let pf = format!("{f}.preferredDuringSchedulingIgnoredDuringExecution");
+        for (k, p) in list(&pf, pm.get("preferredDuringSchedulingIgnoredDuringExecution"))?.iter().enumerate() {
+            let pf = format!("{pf}[{k}]");
+            let wm = object(&pf, p)?;
+            known_keys(&pf, wm, &["weight", "podAffinityTerm"])?;
+            check_weight(&pf, wm)?;
+            check_pod_term(&format!("{pf}.podAffinityTerm"), wm.get("podAffinityTerm").unwrap_or(&Value::Null))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_toleration(field: &str, t: &Value) -> Checked {
+    let m = object(field, t)?;
+    known_keys(field, m, &["key", "operator", "value", "effect", "tolerationSeconds"])?;
+    let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (key, op, value, effect) = (s("key"), s("operator"), s("value"), s("effect"));
+    if !key.is_empty() {
+        check_messages(&format!("{field}.key"), key, validation::label_key(key), "a taint key is a label key")?;
+    }
+    match op {
+        "" | "Equal" if key.is_empty() => {
+            return Err(refuse(
+                format!("{field}.operator"),
+                op,
+                "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
+            ));
+        }
+        "" | "Equal" => {}
+        "Exists" if !value.is_empty() => {
+            return Err(refuse(format!("{field}.operator"), value, "value must be empty when `operator` is 'Exists'"));
+        }
+        "Exists" => {}
+        _ => {
+            return Err(refuse(
+                format!("{field}.operator"),
+                op,
+                "not a supported toleration operator; expected Equal or Exists",
+            ));
+        }
+    }
+    if !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(refuse(
+            format!("{field}.effect"),
+            effect,
+            "not a supported taint effect; expected NoSchedule, PreferNoSchedule or NoExecute",
+        ));
+    }
+    Ok(())
+}
+
+fn check_spread(field: &str, c: &Value) -> Checked {
+    let m = object(field, c)?;
+    known_keys(
+        field,
+        m,
+        &[
+            "maxSkew",
+            "topologyKey",
+            "whenUnsatisfiable",
+            "labelSelector",
+            "minDomains",
+            "nodeAffinityPolicy",
+            "nodeTaintsPolicy",
+            "matchLabelKeys",
+        ],
+    )?;
+    let skew = m.get("maxSkew").unwrap_or(&Value::Null);
+    if !skew.as_i64().is_some_and(|s| (1..=i64::from(i32::MAX)).contains(&s)) {
+        return Err(refuse_json(format!("{field}.maxSkew"), skew, "must be an integer greater than zero"));
+    }
+    check_topology_key(&format!("{field}.topologyKey"), m.get("topologyKey"))?;
+    let when = m.get("whenUnsatisfiable").and_then(Value::as_str).unwrap_or_default();
+    if !matches!(when, "DoNotSchedule" | "ScheduleAnyway") {
+        return Err(refuse(
+            format!("{field}.whenUnsatisfiable"),
+            when,
+            "supported values: \"DoNotSchedule\", \"ScheduleAnyway\"",
+        ));
+    }
+    if let Some(sel) = m.get("labelSelector") {
+        check_label_selector(&format!("{field}.labelSelector"), sel)?;
+    }
+    if let Some(d) = m.get("minDomains") {
+        if !d.as_i64().is_some_and(|d| d >= 1) {
+            return Err(refuse_json(format!("{field}.minDomains"), d, "must be greater than 0"));
+        }
+        if when != "DoNotSchedule" {
+            return Err(refuse_json(
+                format!("{field}.minDomains"),
+                d,
+                "can only use minDomains if whenUnsatisfiable=DoNotSchedule",
+            ));
+        }
+    }
+    for policy in ["nodeAffinityPolicy", "nodeTaintsPolicy"] {
+        if let Some(p) = m.get(policy)
+            && !matches!(p.as_str(), Some("Honor" | "Ignore"))
+        {
+            return Err(refuse_json(format!("{field}.{policy}"), p, "supported values: \"Honor\", \"Ignore\""));
+        }
+    }
+    Ok(())
+}
+
+/// Affinity, tolerations, topology spread and pinned nodes of a workload.
+fn check_scheduling(field: &str, w: &Workload) -> Checked {
+    if let Some(a) = &w.affinity {
+        check_affinity(&format!("{field}.affinity"), a)?;
+    }
+    if w.tolerations.len() > MAX_TERMS {
+        return Err(Refusal {
+            field: format!("{field}.tolerations"),
+            message: format!("{} entries; at most {MAX_TERMS}", w.tolerations.len()),
+        });
+    }
+    for (k, t) in w.tolerations.iter().enumerate() {
+        check_toleration(&format!("{field}.tolerations[{k}]"), t)?;
+    }
+    if w.topology_spread_constraints.len() > MAX_TERMS {
+        return Err(Refusal {
+            field: format!("{field}.topologySpreadConstraints"),
+            message: format!("{} entries; at most {MAX_TERMS}", w.topology_spread_constraints.len()),
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, c) in w.topology_spread_constraints.iter().enumerate() {
+        let f = format!("{field}.topologySpreadConstraints[{k}]");
+        check_spread(&f, c)?;
+        let pair = (c["topologyKey"].as_str().unwrap_or_default(), c["whenUnsatisfiable"].as_str().unwrap_or_default());
+        if !seen.insert(pair) {
+            return Err(refuse(
+                format!("{f}.{{topologyKey, whenUnsatisfiable}}"),
+                &format!("{}, {}", pair.0, pair.1),
+                "Duplicate value",
+            ));
+        }
+    }
+    if !w.nodes.is_empty() {
+        let f = format!("{field}.nodes");
+        if matches!(w.kind, WorkloadKind::DaemonSet | WorkloadKind::Job) {
+            return Err(Refusal {
+                field: f,
+                message: format!(
+                    "only a Deployment, StatefulSet or Pod is placed on given nodes; this is a {:?}",
+                    w.kind
+                ),
+            });
+        }
+        if w.nodes.len() > w.replicas as usize {
+            return Err(Refusal {
+                field: f,
+                message: format!("{} nodes for {} replicas; at most one node per replica", w.nodes.len(), w.replicas),
+            });
+        }
+        for (k, n) in w.nodes.iter().enumerate() {
+            check_node_name(&format!("{f}[{k}]"), n, n, "a node name is a lowercase RFC 1123 subdomain")?;
+        }
     }
     Ok(())
 }

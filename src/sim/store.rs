@@ -69,6 +69,9 @@ pub struct Meta {
     pub requests: (f64, f64),
     /// The PersistentVolumeClaims its volumes name (pods).
     pub claims: Box<[Box<str>]>,
+    /// It has required pod anti-affinity terms (pods), which the scheduler must honour for
+    /// pods placed after it.
+    pub required_anti_affinity: bool,
 }
 
 pub use crate::quantity::parse_quantity;
@@ -135,6 +138,10 @@ impl Meta {
                         .collect()
                 })
                 .unwrap_or_default(),
+            required_anti_affinity: v
+                .pointer("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()),
         }
     }
 

@@ -1,0 +1,735 @@
+//! Where a pod may run: kube-scheduler's filters, shared by the scheduler controller and by
+//! scenario building so the two never disagree.
+//!
+//! The filters run in kube-scheduler's plugin order and a node is rejected by the first that
+//! fails: NodeUnschedulable (cordoned nodes, unless the pod tolerates the unschedulable taint),
+//! TaintToleration (NoSchedule and NoExecute taints; a node that is not Ready carries the
+//! not-ready or unreachable taint), NodeAffinity (`nodeSelector` and required node affinity),
+//! NodeResourcesFit (pods, CPU, memory), PodTopologySpread (`DoNotSchedule` constraints) and
+//! InterPodAffinity (required pod affinity and anti-affinity, and the required anti-affinity of
+//! pods already running). A pod that fits nowhere gets the scheduler's own message
+//! ([`fit_error`]).
+//!
+//! Pods without affinity or spread rules cost nothing extra: the pods a rule counts are read
+//! from the store only when a pod with such a rule is placed, by namespace, and kept up to date
+//! as pods are bound.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::store::{StorageKey, Store, Stored};
+use crate::labels::LabelSelector;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Extracted pod labels, as the store keeps them.
+type PodLabels = Box<[(Box<str>, Box<str>)]>;
+
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: String,
+}
+
+impl Taint {
+    fn of(v: &Value) -> Taint {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        Taint { key: s("key"), value: s("value"), effect: s("effect") }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Toleration {
+    key: String,
+    operator: String,
+    value: String,
+    effect: String,
+}
+
+impl Toleration {
+    /// `Toleration.ToleratesTaint`.
+    fn tolerates(&self, t: &Taint) -> bool {
+        if !self.effect.is_empty() && self.effect != t.effect {
+            return false;
+        }
+        if !self.key.is_empty() && self.key != t.key {
+            return false;
+        }
+        match self.operator.as_str() {
+            "" | "Equal" => self.value == t.value,
+            "Exists" => true,
+            _ => false,
+        }
+    }
+}
+
+/// A node as the filters see it, with the room left on it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: Labels,
+    /// Taints in the node's order.
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    /// Free pod slots, CPU cores and memory bytes (allocatable less what bound pods request).
+    pub pods: f64,
+    pub cpu: f64,
+    pub mem: f64,
+}
+
+fn quantity_at(v: &Value, p: &str) -> f64 {
+    match v.pointer(p) {
+        Some(Value::String(s)) => super::store::parse_quantity(s),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+impl NodeInfo {
+    /// A node object with all its allocatable room free, its taints as they are (the DaemonSet
+    /// controller's view).
+    pub fn of(node: &Value) -> NodeInfo {
+        NodeInfo {
+            name: node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            labels: crate::labels::labels_of(node),
+            taints: node
+                .pointer("/spec/taints")
+                .and_then(Value::as_array)
+                .map_or_else(Vec::new, |ts| ts.iter().map(Taint::of).collect()),
+            unschedulable: node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
+            pods: quantity_at(node, "/status/allocatable/pods").max(1.0),
+            cpu: quantity_at(node, "/status/allocatable/cpu"),
+            mem: quantity_at(node, "/status/allocatable/memory"),
+        }
+    }
+
+    /// The scheduler's view: a node that is not Ready also carries the NoSchedule taint the
+    /// node lifecycle controller puts on it (`not-ready`, or `unreachable` when Unknown).
+    pub fn for_scheduler(node: &Value) -> NodeInfo {
+        let mut info = NodeInfo::of(node);
+        let ready = node
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or("Unknown");
+        if ready != "True" {
+            let key = if ready == "False" { NOT_READY_TAINT } else { UNREACHABLE_TAINT };
+            if !info.taints.iter().any(|t| t.key == key && t.effect == "NoSchedule") {
+                info.taints.push(Taint { key: key.into(), value: String::new(), effect: "NoSchedule".into() });
+            }
+        }
+        info
+    }
+
+    /// Takes a pod's requests off the room.
+    pub fn take(&mut self, (cpu, mem): (f64, f64)) {
+        self.pods -= 1.0;
+        self.cpu -= cpu;
+        self.mem -= mem;
+    }
+}
+
+/// A `nodeSelectorRequirement` or `labelSelectorRequirement` operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    Gt,
+    Lt,
+    /// Anything else: never matches (kube-scheduler cannot build the selector).
+    Bad,
+}
+
+#[derive(Debug, Clone)]
+struct Requirement {
+    key: String,
+    op: Op,
+    values: Vec<String>,
+}
+
+impl Requirement {
+    fn of(v: &Value) -> Requirement {
+        let op = match v.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            "In" => Op::In,
+            "NotIn" => Op::NotIn,
+            "Exists" => Op::Exists,
+            "DoesNotExist" => Op::DoesNotExist,
+            "Gt" => Op::Gt,
+            "Lt" => Op::Lt,
+            _ => Op::Bad,
+        };
+        Requirement {
+            key: v.get("key").and_then(Value::as_str).unwrap_or_default().to_string(),
+            op,
+            values: v
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether the value found under the key (none when the label is absent) satisfies it.
+    fn matches(&self, found: Option<&str>) -> bool {
+        let number = |s: &str| s.parse::<i64>().ok();
+        let bound = || if self.values.len() == 1 { number(&self.values[0]) } else { None };
+        match self.op {
+            Op::In => found.is_some_and(|f| self.values.iter().any(|v| v == f)),
+            Op::NotIn => found.is_none_or(|f| !self.values.iter().any(|v| v == f)),
+            Op::Exists => found.is_some(),
+            Op::DoesNotExist => found.is_none(),
+            Op::Gt => matches!((found.and_then(number), bound()), (Some(f), Some(b)) if f > b),
+            Op::Lt => matches!((found.and_then(number), bound()), (Some(f), Some(b)) if f < b),
+            Op::Bad => false,
+        }
+    }
+}
+
+/// A `nodeSelectorTerm`: label expressions and field expressions, all of which must hold; an
+/// empty term matches no node.
+#[derive(Debug, Clone)]
+struct NodeTerm {
+    expressions: Vec<Requirement>,
+    fields: Vec<Requirement>,
+}
+
+impl NodeTerm {
+    fn of(v: &Value) -> NodeTerm {
+        let reqs = |k: &str| {
+            v.get(k).and_then(Value::as_array).map_or_else(Vec::new, |a| a.iter().map(Requirement::of).collect())
+        };
+        NodeTerm { expressions: reqs("matchExpressions"), fields: reqs("matchFields") }
+    }
+
+    fn matches(&self, node: &NodeInfo) -> bool {
+        if self.expressions.is_empty() && self.fields.is_empty() {
+            return false;
+        }
+        self.expressions.iter().all(|r| r.matches(node.labels.get(&r.key).map(String::as_str)))
+            && self
+                .fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && matches!(r.op, Op::In | Op::NotIn) && r.matches(Some(&node.name)))
+    }
+}
+
+/// A required pod (anti-)affinity term.
+#[derive(Debug, Clone)]
+struct PodTerm {
+    /// `None`: no selector, which matches no pod.
+    selector: Option<LabelSelector>,
+    namespaces: HashSet<String>,
+    /// `namespaceSelector`, matched against a namespace's `kubernetes.io/metadata.name` label.
+    namespace_selector: Option<LabelSelector>,
+    topology_key: String,
+}
+
+fn selector_of(v: Option<&Value>) -> Option<LabelSelector> {
+    v.filter(|v| v.is_object()).and_then(|v| LabelSelector::from_json(v).ok())
+}
+
+impl PodTerm {
+    fn of(v: &Value, own_namespace: &str) -> PodTerm {
+        let mut namespaces: HashSet<String> = v
+            .get("namespaces")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let namespace_selector = v.get("namespaceSelector").filter(|s| !s.is_null()).map(|s| {
+            // A selector that cannot be read selects nothing.
+            LabelSelector::from_json(s).unwrap_or_else(|_| LabelSelector::parse("a,!a").unwrap_or_default())
+        });
+        if namespaces.is_empty() && namespace_selector.is_none() {
+            namespaces.insert(own_namespace.to_string());
+        }
+        PodTerm {
+            selector: selector_of(v.get("labelSelector")),
+            namespaces,
+            namespace_selector,
+            topology_key: v.get("topologyKey").and_then(Value::as_str).unwrap_or_default().to_string(),
+        }
+    }
+
+    fn namespace_matches(&self, ns: &str) -> bool {
+        self.namespaces.contains(ns)
+            || self.namespace_selector.as_ref().is_some_and(|s| {
+                s.matches_map(&BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]))
+            })
+    }
+
+    fn matches(&self, ns: &str, labels: &PodLabels) -> bool {
+        self.namespace_matches(ns) && self.selector.as_ref().is_some_and(|s| s.matches_labels(labels))
+    }
+}
+
+/// A `DoNotSchedule` topology spread constraint.
+#[derive(Debug, Clone)]
+struct Spread {
+    max_skew: i64,
+    topology_key: String,
+    selector: Option<LabelSelector>,
+    min_domains: i64,
+    /// `nodeAffinityPolicy: Honor` (the default): only nodes the pod may select are domains.
+    honor_affinity: bool,
+    /// `nodeTaintsPolicy: Honor`: only nodes whose taints the pod tolerates are domains.
+    honor_taints: bool,
+}
+
+/// What the filters need of a pod, read once from its spec.
+#[derive(Debug, Clone, Default)]
+pub struct PodRules {
+    pub namespace: String,
+    labels: PodLabels,
+    pub requests: (f64, f64),
+    tolerations: Vec<Toleration>,
+    node_selector: Vec<(String, String)>,
+    /// Required node affinity terms (ORed); `None` when there are none.
+    node_affinity: Option<Vec<NodeTerm>>,
+    affinity: Vec<PodTerm>,
+    anti_affinity: Vec<PodTerm>,
+    spread: Vec<Spread>,
+}
+
+impl PodRules {
+    /// The rules of a pod object (or of a pod template with its namespace given).
+    pub fn of(namespace: &str, pod: &Value, requests: (f64, f64)) -> PodRules {
+        let labels: PodLabels = pod
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter().map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str().unwrap_or_default()))).collect()
+            })
+            .unwrap_or_default();
+        let spec = pod.get("spec").unwrap_or(&Value::Null);
+        let tolerations = spec.get("tolerations").and_then(Value::as_array).map_or_else(Vec::new, |ts| {
+            ts.iter()
+                .map(|t| {
+                    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                    Toleration { key: s("key"), operator: s("operator"), value: s("value"), effect: s("effect") }
+                })
+                .collect()
+        });
+        let node_selector = spec.get("nodeSelector").and_then(Value::as_object).map_or_else(Vec::new, |m| {
+            m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()
+        });
+        let affinity = spec.get("affinity").unwrap_or(&Value::Null);
+        let node_affinity = affinity
+            .pointer("/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution")
+            .filter(|r| !r.is_null())
+            .map(|r| {
+                r.get("nodeSelectorTerms")
+                    .and_then(Value::as_array)
+                    .map_or_else(Vec::new, |ts| ts.iter().map(NodeTerm::of).collect())
+            });
+        let terms = |p: &str| {
+            affinity
+                .pointer(p)
+                .and_then(Value::as_array)
+                .map_or_else(Vec::new, |ts| ts.iter().map(|t| PodTerm::of(t, namespace)).collect())
+        };
+        let spread = spec.get("topologySpreadConstraints").and_then(Value::as_array).map_or_else(Vec::new, |cs| {
+            cs.iter()
+                .filter(|c| c.get("whenUnsatisfiable").and_then(Value::as_str) == Some("DoNotSchedule"))
+                .map(|c| Spread {
+                    max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1).max(1),
+                    topology_key: c.get("topologyKey").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    selector: selector_of(c.get("labelSelector")),
+                    min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
+                    honor_affinity: c.get("nodeAffinityPolicy").and_then(Value::as_str) != Some("Ignore"),
+                    honor_taints: c.get("nodeTaintsPolicy").and_then(Value::as_str) == Some("Honor"),
+                })
+                .collect()
+        });
+        PodRules {
+            namespace: namespace.to_string(),
+            labels,
+            requests,
+            tolerations,
+            node_selector,
+            node_affinity,
+            affinity: terms("/podAffinity/requiredDuringSchedulingIgnoredDuringExecution"),
+            anti_affinity: terms("/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution"),
+            spread,
+        }
+    }
+
+    /// A copy of the pod's rules with one more label (a label the controller adds per pod).
+    pub fn with_label(&self, key: &str, value: &str) -> PodRules {
+        let mut r = self.clone();
+        let mut labels: Vec<(Box<str>, Box<str>)> = r.labels.iter().filter(|(k, _)| &**k != key).cloned().collect();
+        labels.push((key.into(), value.into()));
+        r.labels = labels.into_boxed_slice();
+        r
+    }
+
+    /// Whether placing this pod depends on where other pods run.
+    pub fn counts_pods(&self) -> bool {
+        !self.affinity.is_empty() || !self.anti_affinity.is_empty() || !self.spread.is_empty()
+    }
+
+    fn tolerates(&self, t: &Taint) -> bool {
+        self.tolerations.iter().any(|x| x.tolerates(t))
+    }
+
+    /// The first NoSchedule or NoExecute taint of the node the pod does not tolerate.
+    fn untolerated<'n>(&self, node: &'n NodeInfo) -> Option<&'n Taint> {
+        node.taints.iter().find(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !self.tolerates(t))
+    }
+
+    /// Whether the node has PreferNoSchedule taints the pod does not tolerate (scored lower).
+    pub fn avoids(&self, node: &NodeInfo) -> bool {
+        node.taints.iter().any(|t| t.effect == "PreferNoSchedule" && !self.tolerates(t))
+    }
+
+    /// `nodeSelector` and required node affinity (the NodeAffinity filter).
+    fn selects(&self, node: &NodeInfo) -> bool {
+        self.node_selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
+            && self.node_affinity.as_ref().is_none_or(|terms| terms.iter().any(|t| t.matches(node)))
+    }
+
+    /// Where the DaemonSet controller runs a daemon pod: the node's taints are tolerated and
+    /// its labels selected (resources and other pods do not matter).
+    pub fn daemon_fits(&self, node: &NodeInfo) -> bool {
+        self.untolerated(node).is_none() && self.selects(node)
+    }
+
+    fn matches_own_affinity(&self) -> bool {
+        self.affinity.iter().all(|t| t.matches(&self.namespace, &self.labels))
+    }
+}
+
+/// Whether a filter's rejection could be undone by preempting pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unschedulable,
+    UnschedulableAndUnresolvable,
+}
+
+/// Why a node was rejected: the first failing filter's reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: Code,
+    pub reasons: Vec<String>,
+}
+
+fn reject(code: Code, reason: impl Into<String>) -> Rejection {
+    Rejection { code, reasons: vec![reason.into()] }
+}
+
+/// What the pod's inter-pod and spread filters compare against, computed once per pod
+/// (kube-scheduler's PreFilter state).
+#[derive(Debug, Default)]
+pub struct Prepared {
+    affinity_counts: HashMap<(String, String), i64>,
+    anti_counts: HashMap<(String, String), i64>,
+    /// Topology domains where a running pod's required anti-affinity rules this pod out.
+    existing_anti: HashSet<(String, String)>,
+    /// Per spread constraint: pods matching it per domain, and the smallest count.
+    spread: Vec<(HashMap<String, i64>, i64)>,
+}
+
+/// A running pod with required anti-affinity.
+#[derive(Debug, Clone)]
+struct AntiHolder {
+    node: usize,
+    terms: Vec<PodTerm>,
+}
+
+/// The nodes of a cluster and, read lazily, the bound pods the rules count.
+pub struct Snapshot<'s> {
+    store: &'s Store,
+    pub nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    /// Bound, live pods by namespace (node index, labels): namespaces read so far.
+    by_namespace: HashMap<String, Vec<(usize, PodLabels)>>,
+    all_namespaces: bool,
+    anti: Option<Vec<AntiHolder>>,
+}
+
+/// Whether a stored pod counts for the rules: bound, not terminating, not finished.
+fn live_bound(p: &Stored) -> bool {
+    !p.meta.node_name.is_empty() && !p.meta.terminating && !matches!(&*p.meta.phase, "Succeeded" | "Failed")
+}
+
+impl<'s> Snapshot<'s> {
+    pub fn new(store: &'s Store, nodes: Vec<NodeInfo>) -> Snapshot<'s> {
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        Snapshot { store, nodes, index, by_namespace: HashMap::new(), all_namespaces: false, anti: None }
+    }
+
+    pub fn index_of(&self, node: &str) -> Option<usize> {
+        self.index.get(node).copied()
+    }
+
+    /// Declares the running pods with required anti-affinity (so the store need not be scanned
+    /// for them); pods without any may be passed too.
+    pub fn set_anti_holders<'a>(&mut self, pods: impl IntoIterator<Item = &'a Arc<Stored>>) {
+        let mut holders = Vec::new();
+        for p in pods.into_iter().filter(|p| p.meta.required_anti_affinity && live_bound(p)) {
+            let Some(node) = self.index_of(&p.meta.node_name) else { continue };
+            let rules = PodRules::of(&p.meta.namespace, &p.value(), (0.0, 0.0));
+            if !rules.anti_affinity.is_empty() {
+                holders.push(AntiHolder { node, terms: rules.anti_affinity });
+            }
+        }
+        self.anti = Some(holders);
+    }
+
+    /// Reads the running pods with required anti-affinity from the store, unless declared.
+    fn anti_holders(&mut self) {
+        if self.anti.is_none() {
+            let pods = self.store.all(&StorageKey::core("pods"));
+            self.set_anti_holders(pods.iter());
+        }
+    }
+
+    fn load_namespace(&mut self, ns: &str) {
+        if self.all_namespaces || self.by_namespace.contains_key(ns) {
+            return;
+        }
+        let pods = self.store.in_namespace(&StorageKey::core("pods"), ns);
+        let list = pods
+            .iter()
+            .filter(|p| live_bound(p))
+            .filter_map(|p| Some((self.index_of(&p.meta.node_name)?, p.meta.labels.clone())))
+            .collect();
+        self.by_namespace.insert(ns.to_string(), list);
+    }
+
+    fn load_all(&mut self) {
+        if self.all_namespaces {
+            return;
+        }
+        let mut by_namespace: HashMap<String, Vec<(usize, PodLabels)>> = HashMap::new();
+        for p in self.store.all(&StorageKey::core("pods")).iter().filter(|p| live_bound(p)) {
+            if let Some(i) = self.index_of(&p.meta.node_name) {
+                by_namespace.entry(p.meta.namespace.to_string()).or_default().push((i, p.meta.labels.clone()));
+            }
+        }
+        // Pods bound in this pass but not yet in the store stay counted.
+        for (ns, list) in std::mem::take(&mut self.by_namespace) {
+            let stored = by_namespace.entry(ns).or_default();
+            for entry in list {
+                if !stored.contains(&entry) {
+                    stored.push(entry);
+                }
+            }
+        }
+        self.by_namespace = by_namespace;
+        self.all_namespaces = true;
+    }
+
+    fn topology_pair(&self, node: usize, key: &str) -> Option<(String, String)> {
+        self.nodes[node].labels.get(key).map(|v| (key.to_string(), v.clone()))
+    }
+
+    /// kube-scheduler's PreFilter for the pod: counts the pods its rules look at.
+    pub fn prepare(&mut self, pod: &PodRules) -> Prepared {
+        let mut prep = Prepared::default();
+        // Running pods whose required anti-affinity this pod matches (the symmetric rule).
+        self.anti_holders();
+        for h in self.anti.iter().flatten() {
+            for t in h.terms.iter().filter(|t| t.matches(&pod.namespace, &pod.labels)) {
+                if let Some(pair) = self.topology_pair(h.node, &t.topology_key) {
+                    prep.existing_anti.insert(pair);
+                }
+            }
+        }
+        if !pod.counts_pods() {
+            return prep;
+        }
+        let terms = pod.affinity.iter().chain(&pod.anti_affinity);
+        if terms.clone().any(|t| t.namespace_selector.is_some()) {
+            self.load_all();
+        } else {
+            let mut namespaces: Vec<String> = terms.flat_map(|t| t.namespaces.iter().cloned()).collect();
+            namespaces.push(pod.namespace.clone());
+            for ns in namespaces {
+                self.load_namespace(&ns);
+            }
+        }
+        let empty = Vec::new();
+        let candidates: Vec<(&String, &Vec<(usize, PodLabels)>)> = self.by_namespace.iter().collect();
+        for (ns, pods) in &candidates {
+            for (node, labels) in pods.iter() {
+                if !pod.affinity.is_empty() && pod.affinity.iter().all(|t| t.matches(ns, labels)) {
+                    for t in &pod.affinity {
+                        if let Some(pair) = self.topology_pair(*node, &t.topology_key) {
+                            *prep.affinity_counts.entry(pair).or_default() += 1;
+                        }
+                    }
+                }
+                for t in pod.anti_affinity.iter().filter(|t| t.matches(ns, labels)) {
+                    if let Some(pair) = self.topology_pair(*node, &t.topology_key) {
+                        *prep.anti_counts.entry(pair).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let own = self.by_namespace.get(&pod.namespace).unwrap_or(&empty);
+        for c in &pod.spread {
+            let eligible: Vec<bool> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    pod.spread.iter().all(|c| n.labels.contains_key(&c.topology_key))
+                        && (!c.honor_affinity || pod.selects(n))
+                        && (!c.honor_taints || pod.untolerated(n).is_none())
+                })
+                .collect();
+            let mut counts: HashMap<String, i64> = HashMap::new();
+            for (_, n) in self.nodes.iter().enumerate().filter(|(i, _)| eligible[*i]) {
+                counts.entry(n.labels[&c.topology_key].clone()).or_default();
+            }
+            for (node, labels) in own.iter().filter(|(node, _)| eligible[*node]) {
+                if c.selector.as_ref().is_some_and(|s| s.matches_labels(labels)) {
+                    *counts.entry(self.nodes[*node].labels[&c.topology_key].clone()).or_default() += 1;
+                }
+            }
+            let min = if (counts.len() as i64) < c.min_domains {
+                0
+            } else {
+                counts.values().copied().min().unwrap_or(i64::MAX)
+            };
+            prep.spread.push((counts, min));
+        }
+        prep
+    }
+
+    /// Runs the filters for one node, in kube-scheduler's order; the first failing one says why.
+    pub fn filter(&self, pod: &PodRules, prep: &Prepared, node: usize) -> Result<(), Rejection> {
+        use Code::*;
+        let n = &self.nodes[node];
+        let unschedulable_taint =
+            Taint { key: UNSCHEDULABLE_TAINT.into(), value: String::new(), effect: "NoSchedule".into() };
+        if n.unschedulable && !pod.tolerates(&unschedulable_taint) {
+            return Err(reject(UnschedulableAndUnresolvable, "node(s) were unschedulable"));
+        }
+        if let Some(t) = pod.untolerated(n) {
+            return Err(reject(
+                UnschedulableAndUnresolvable,
+                format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value),
+            ));
+        }
+        if !pod.selects(n) {
+            return Err(reject(UnschedulableAndUnresolvable, "node(s) didn't match Pod's node affinity/selector"));
+        }
+        let (cpu, mem) = pod.requests;
+        let mut short = Vec::new();
+        if n.pods < 1.0 {
+            short.push("Too many pods".to_string());
+        }
+        if cpu > 0.0 || mem > 0.0 {
+            const EPSILON: f64 = 1e-9;
+            if n.cpu + EPSILON < cpu {
+                short.push("Insufficient cpu".to_string());
+            }
+            if n.mem + EPSILON < mem {
+                short.push("Insufficient memory".to_string());
+            }
+        }
+        if !short.is_empty() {
+            return Err(Rejection { code: Unschedulable, reasons: short });
+        }
+        for (c, (counts, min)) in pod.spread.iter().zip(&prep.spread) {
+            let Some(domain) = n.labels.get(&c.topology_key) else {
+                return Err(reject(
+                    UnschedulableAndUnresolvable,
+                    "node(s) didn't match pod topology spread constraints (missing required label)",
+                ));
+            };
+            let self_match = i64::from(c.selector.as_ref().is_some_and(|s| s.matches_labels(&pod.labels)));
+            let skew = counts.get(domain).copied().unwrap_or(0) + self_match - min;
+            if skew > c.max_skew {
+                return Err(reject(Unschedulable, "node(s) didn't match pod topology spread constraints"));
+            }
+        }
+        if !pod.affinity.is_empty() {
+            let mut pods_exist = true;
+            for t in &pod.affinity {
+                match n.labels.get(&t.topology_key) {
+                    Some(v) => {
+                        if prep.affinity_counts.get(&(t.topology_key.clone(), v.clone())).copied().unwrap_or(0) <= 0 {
+                            pods_exist = false;
+                        }
+                    }
+                    None => {
+                        return Err(reject(UnschedulableAndUnresolvable, "node(s) didn't match pod affinity rules"));
+                    }
+                }
+            }
+            // The first of a group of pods with affinity to each other may go anywhere.
+            if !pods_exist && !(prep.affinity_counts.is_empty() && pod.matches_own_affinity()) {
+                return Err(reject(UnschedulableAndUnresolvable, "node(s) didn't match pod affinity rules"));
+            }
+        }
+        for t in &pod.anti_affinity {
+            if let Some(v) = n.labels.get(&t.topology_key)
+                && prep.anti_counts.get(&(t.topology_key.clone(), v.clone())).copied().unwrap_or(0) > 0
+            {
+                return Err(reject(Unschedulable, "node(s) didn't match pod anti-affinity rules"));
+            }
+        }
+        if prep.existing_anti.iter().any(|(k, v)| n.labels.get(k) == Some(v)) {
+            return Err(reject(Unschedulable, "node(s) didn't satisfy existing pods anti-affinity rules"));
+        }
+        Ok(())
+    }
+
+    /// Records the pod as bound to the node: its room, and the pods the rules count.
+    pub fn bind(&mut self, pod: &PodRules, node: usize) {
+        self.nodes[node].take(pod.requests);
+        if let Some(list) = self.by_namespace.get_mut(&pod.namespace) {
+            list.push((node, pod.labels.clone()));
+        } else if self.all_namespaces {
+            self.by_namespace.insert(pod.namespace.clone(), vec![(node, pod.labels.clone())]);
+        }
+        if !pod.anti_affinity.is_empty()
+            && let Some(holders) = &mut self.anti
+        {
+            holders.push(AntiHolder { node, terms: pod.anti_affinity.clone() });
+        }
+    }
+}
+
+/// kube-scheduler's message for a pod no node takes: each node counted under its rejection's
+/// reasons, `COUNT REASON` sorted as strings (as Go's `sort.Strings` does), then what
+/// preemption found (no victims where the pod's priority is no higher than anyone's, which the
+/// simulator assumes; nothing to gain where the rejection is unresolvable).
+pub fn fit_error<'r>(nodes: usize, rejections: impl IntoIterator<Item = &'r Rejection>) -> String {
+    if nodes == 0 {
+        return "no nodes available to schedule pods".into();
+    }
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut preemption: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rejections {
+        for reason in &r.reasons {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let p = match r.code {
+            Code::Unschedulable => "No preemption victims found for incoming pod",
+            Code::UnschedulableAndUnresolvable => "Preemption is not helpful for scheduling",
+        };
+        *preemption.entry(p).or_default() += 1;
+    }
+    let histogram = |m: BTreeMap<&str, usize>| {
+        let mut v: Vec<String> = m.into_iter().map(|(k, n)| format!("{n} {k}")).collect();
+        v.sort();
+        v.join(", ")
+    };
+    format!(
+        "0/{nodes} nodes are available: {}. preemption: 0/{nodes} nodes are available: {}.",
+        histogram(reasons),
+        histogram(preemption)
+    )
+}
