@@ -1206,4 +1206,79 @@ mod tests {
         assert!(after > before + 25 + 900 && after <= before + 25 + 1_100, "{after}");
         assert!(!sim.pod_ceiling_reached.load(Ordering::Relaxed));
     }
+
+    #[test]
+    fn replicas_anti_affinity_leaves_without_a_node_stay_pending_with_the_scheduler_s_message() {
+        let text = r#"
+name: t
+cluster: { version: "1.30.4", distro: kubeadm }
+nodePools:
+  - { name: cp, count: 1, roles: [control-plane], taints: [{ key: node-role.kubernetes.io/control-plane, effect: NoSchedule }] }
+  - { name: w, count: 3, names: [w-a, w-b, w-c], labels: { disk: ssd } }
+workloads:
+  - kind: Deployment
+    name: web
+    replicas: 5
+    affinity:
+      podAntiAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: { matchLabels: { app: web } }
+            topologyKey: kubernetes.io/hostname
+  - kind: Pod
+    name: pinned
+    replicas: 2
+    nodes: [w-c]
+    nodeSelector: { disk: hdd }
+"#;
+        let catalog = Arc::new(crate::catalog::Catalog::embedded().unwrap());
+        let scenario = super::super::Scenario::parse("t.yaml", text).unwrap();
+        let sim = super::super::scenario::build(scenario, catalog, 0.01).unwrap();
+        let web = |sim: &Sim| -> Vec<Arc<Stored>> {
+            sim.store
+                .in_namespace(&pods_key(), "default")
+                .into_iter()
+                .filter(|p| p.name().starts_with("web-"))
+                .collect()
+        };
+        let mut nodes: Vec<String> =
+            web(&sim).iter().filter(|p| !p.meta.node_name.is_empty()).map(|p| p.meta.node_name.to_string()).collect();
+        nodes.sort();
+        assert_eq!(nodes, ["w-a", "w-b", "w-c"], "one replica per worker, none on the control plane");
+        // Pinned where the copied cluster ran it, whatever its selector says; the next by the rules.
+        let pinned = |n: &str| sim.store.get(&pods_key(), "default", n).unwrap();
+        assert_eq!(&*pinned("pinned-0").meta.node_name, "w-c");
+        assert_eq!(&*pinned("pinned-1").meta.node_name, "");
+        schedule(&sim);
+        let expected = "0/4 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, \
+                        3 node(s) didn't match pod anti-affinity rules. preemption: 0/4 nodes are available: \
+                        1 Preemption is not helpful for scheduling, 3 No preemption victims found for incoming pod.";
+        let pending: Vec<Arc<Stored>> = web(&sim).into_iter().filter(|p| p.meta.node_name.is_empty()).collect();
+        assert_eq!(pending.len(), 2);
+        for p in &pending {
+            let v = p.value();
+            assert_eq!(v["status"]["phase"], "Pending");
+            assert_eq!(v["status"]["conditions"][0]["reason"], "Unschedulable");
+            assert_eq!(v["status"]["conditions"][0]["message"], expected);
+        }
+        // Written once: another pass leaves the pods alone.
+        let rv = sim.store.current_rv();
+        schedule(&sim);
+        assert_eq!(sim.store.current_rv(), rv);
+        // A cordoned worker is counted as unschedulable; freeing a node lets one replica in.
+        let _ = sim.store.mutate(&nodes_key(), "", "w-a", None, false, |n| {
+            n["spec"]["unschedulable"] = json!(true);
+            Ok(())
+        });
+        let on_b = web(&sim).into_iter().find(|p| &*p.meta.node_name == "w-b").unwrap();
+        sim.store.delete(&pods_key(), "default", on_b.name(), false).unwrap();
+        schedule(&sim);
+        let placed: Vec<Arc<Stored>> = web(&sim).into_iter().filter(|p| &*p.meta.node_name == "w-b").collect();
+        assert_eq!(placed.len(), 1);
+        let still = web(&sim).into_iter().find(|p| p.meta.node_name.is_empty()).unwrap();
+        let msg = still.value()["status"]["conditions"][0]["message"].as_str().unwrap().to_string();
+        assert!(
+            msg.starts_with("0/4 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 1 node(s) were unschedulable, 2 node(s) didn't match pod anti-affinity rules."),
+            "{msg}"
+        );
+    }
 }

@@ -610,10 +610,11 @@ impl<'s> Snapshot<'s> {
     pub fn filter(&self, pod: &PodRules, prep: &Prepared, node: usize) -> Result<(), Rejection> {
         use Code::*;
         let n = &self.nodes[node];
-        let unschedulable_taint =
-            Taint { key: UNSCHEDULABLE_TAINT.into(), value: String::new(), effect: "NoSchedule".into() };
-        if n.unschedulable && !pod.tolerates(&unschedulable_taint) {
-            return Err(reject(UnschedulableAndUnresolvable, "node(s) were unschedulable"));
+        if n.unschedulable {
+            let taint = Taint { key: UNSCHEDULABLE_TAINT.into(), value: String::new(), effect: "NoSchedule".into() };
+            if !pod.tolerates(&taint) {
+                return Err(reject(UnschedulableAndUnresolvable, "node(s) were unschedulable"));
+            }
         }
         if let Some(t) = pod.untolerated(n) {
             return Err(reject(
@@ -732,4 +733,292 @@ pub fn fit_error<'r>(nodes: usize, rejections: impl IntoIterator<Item = &'r Reje
         histogram(reasons),
         histogram(preemption)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, labels: Value) -> Value {
+        let mut l = labels;
+        l["kubernetes.io/hostname"] = json!(name);
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": l}, "spec": {},
+               "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "10"},
+                          "conditions": [{"type": "Ready", "status": "True"}]}})
+    }
+
+    /// Loads bound pods (namespace, name, labels, node, spec) and returns the snapshot of the nodes.
+    fn cluster<'s>(store: &'s Store, nodes: &[Value], pods: &[(&str, &str, Value, &str, Value)]) -> Snapshot<'s> {
+        for (ns, name, labels, node, spec) in pods {
+            let mut spec = spec.clone();
+            spec["nodeName"] = json!(node);
+            spec["containers"] = json!([{"name": "c", "image": "pause"}]);
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                             "metadata": {"namespace": ns, "name": name, "labels": labels},
+                             "spec": spec, "status": {"phase": "Running"}});
+            store.load(&StorageKey::core("pods"), pod).unwrap();
+        }
+        let mut infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::for_scheduler).collect();
+        for info in &mut infos {
+            for p in store.pods_on_node(&info.name) {
+                info.take(p.meta.requests);
+            }
+        }
+        Snapshot::new(store, infos)
+    }
+
+    fn rules(labels: Value, spec: Value) -> PodRules {
+        PodRules::of("default", &json!({"metadata": {"labels": labels}, "spec": spec}), (0.0, 0.0))
+    }
+
+    /// The nodes the pod may go to, or each node's first reason.
+    fn outcome(snap: &mut Snapshot<'_>, pod: &PodRules) -> Vec<Result<String, String>> {
+        let prep = snap.prepare(pod);
+        (0..snap.nodes.len())
+            .map(|i| match snap.filter(pod, &prep, i) {
+                Ok(()) => Ok(snap.nodes[i].name.clone()),
+                Err(r) => Err(r.reasons.join("; ")),
+            })
+            .collect()
+    }
+
+    fn fits(snap: &mut Snapshot<'_>, pod: &PodRules) -> Vec<String> {
+        outcome(snap, pod).into_iter().filter_map(Result::ok).collect()
+    }
+
+    fn required_nodes(terms: Value) -> Value {
+        json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}})
+    }
+
+    #[test]
+    fn required_node_affinity_ors_terms_ands_expressions_with_gt_lt_and_match_fields() {
+        let store = Store::new(1_000);
+        let nodes = [
+            node("a", json!({"zone": "z1", "cores": "8", "gpu": "yes"})),
+            node("b", json!({"zone": "z2", "cores": "16"})),
+            node("c", json!({"zone": "z3", "cores": "x"})),
+        ];
+        let mut snap = cluster(&store, &nodes, &[]);
+        let expr = |e: Value| required_nodes(json!([{"matchExpressions": e}]));
+        let case = |e: Value| rules(json!({}), expr(e));
+        assert_eq!(
+            fits(&mut snap, &case(json!([{"key": "zone", "operator": "In", "values": ["z1", "z2"]}]))),
+            ["a", "b"]
+        );
+        assert_eq!(fits(&mut snap, &case(json!([{"key": "zone", "operator": "NotIn", "values": ["z1"]}]))), ["b", "c"]);
+        assert_eq!(fits(&mut snap, &case(json!([{"key": "gpu", "operator": "Exists"}]))), ["a"]);
+        assert_eq!(fits(&mut snap, &case(json!([{"key": "gpu", "operator": "DoesNotExist"}]))), ["b", "c"]);
+        // Gt and Lt compare integers; a label that is not one matches neither.
+        assert_eq!(fits(&mut snap, &case(json!([{"key": "cores", "operator": "Gt", "values": ["8"]}]))), ["b"]);
+        assert_eq!(fits(&mut snap, &case(json!([{"key": "cores", "operator": "Lt", "values": ["16"]}]))), ["a"]);
+        // Expressions of a term are ANDed.
+        let both = json!([{"key": "zone", "operator": "In", "values": ["z1", "z2"]}, {"key": "cores", "operator": "Gt", "values": ["10"]}]);
+        assert_eq!(fits(&mut snap, &case(both)), ["b"]);
+        // Terms are ORed; matchFields select by name; an empty term matches nothing.
+        let terms = json!([
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]},
+            {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]},
+            {}
+        ]);
+        assert_eq!(fits(&mut snap, &rules(json!({}), required_nodes(terms))), ["a", "c"]);
+        let not_c = json!([{"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["c"]}]}]);
+        assert_eq!(fits(&mut snap, &rules(json!({}), required_nodes(not_c))), ["a", "b"]);
+        // nodeSelector too; preferred terms do not restrict.
+        let spec = json!({"nodeSelector": {"zone": "z2"}, "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}}]}}});
+        let out = outcome(&mut snap, &rules(json!({}), spec));
+        assert_eq!(out[1], Ok("b".to_string()));
+        assert_eq!(out[0], Err("node(s) didn't match Pod's node affinity/selector".to_string()));
+    }
+
+    #[test]
+    fn cordons_taints_not_ready_and_room_are_checked_in_the_scheduler_s_order() {
+        let store = Store::new(1_000);
+        let mut cordoned = node("cordoned", json!({}));
+        cordoned["spec"] = json!({"unschedulable": true, "taints": [{"key": "t", "effect": "NoSchedule"}]});
+        let mut tainted = node("tainted", json!({}));
+        tainted["spec"]["taints"] = json!([{"key": "soft", "effect": "PreferNoSchedule"}, {"key": "dedicated", "value": "db", "effect": "NoSchedule"}]);
+        let mut down = node("down", json!({}));
+        down["status"]["conditions"][0]["status"] = json!("False");
+        let mut full = node("full", json!({}));
+        full["status"]["allocatable"] = json!({"cpu": "1", "memory": "1Gi", "pods": "1"});
+        let nodes = [cordoned, tainted, down, full, node("free", json!({"other": "x"}))];
+        let mut snap = cluster(&store, &nodes, &[("default", "there", json!({}), "full", json!({}))]);
+        let mut pod = rules(json!({}), json!({"nodeSelector": {"other": "x"}}));
+        pod.requests = (2.0, 2.0 * 1024.0 * 1024.0 * 1024.0);
+        let out = outcome(&mut snap, &pod);
+        assert_eq!(
+            out,
+            [
+                Err("node(s) were unschedulable".to_string()),
+                Err("node(s) had untolerated taint {dedicated: db}".to_string()),
+                Err("node(s) had untolerated taint {node.kubernetes.io/not-ready: }".to_string()),
+                Err("node(s) didn't match Pod's node affinity/selector".to_string()),
+                Ok("free".to_string()),
+            ]
+        );
+        // Room: every short resource is a reason.
+        let mut big = rules(json!({}), json!({}));
+        big.requests = (2.0, 2.0 * 1024.0 * 1024.0 * 1024.0);
+        let prep = snap.prepare(&big);
+        let r = snap.filter(&big, &prep, 3).unwrap_err();
+        assert_eq!(r.reasons, ["Too many pods", "Insufficient cpu", "Insufficient memory"]);
+        assert_eq!(r.code, Code::Unschedulable);
+        // Tolerating everything passes the cordon, the taints and the not-ready taint.
+        let all = rules(json!({}), json!({"tolerations": [{"operator": "Exists"}]}));
+        assert_eq!(fits(&mut snap, &all), ["cordoned", "tainted", "down", "free"]);
+        let db = rules(
+            json!({}),
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
+        );
+        assert!(fits(&mut snap, &db).contains(&"tainted".to_string()));
+        assert!(db.avoids(&snap.nodes[1]) && !all.avoids(&snap.nodes[1]));
+    }
+
+    fn anti(labels: Value, key: &str) -> Value {
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": labels}, "topologyKey": key}]}}})
+    }
+
+    #[test]
+    fn required_anti_affinity_by_host_and_zone_and_the_running_pods_rules_too() {
+        let store = Store::new(1_000);
+        let nodes = [
+            node("a", json!({"zone": "z1"})),
+            node("b", json!({"zone": "z1"})),
+            node("c", json!({"zone": "z2"})),
+            node("d", json!({})),
+        ];
+        let mut snap = cluster(
+            &store,
+            &nodes,
+            &[
+                ("default", "web-1", json!({"app": "web"}), "a", json!({})),
+                ("other", "web-x", json!({"app": "web"}), "c", json!({})),
+            ],
+        );
+        let web = rules(json!({"app": "web"}), anti(json!({"app": "web"}), "kubernetes.io/hostname"));
+        let out = outcome(&mut snap, &web);
+        assert_eq!(out[0], Err("node(s) didn't match pod anti-affinity rules".to_string()));
+        // Another namespace's pods do not count unless the term names it.
+        assert_eq!(fits(&mut snap, &web), ["b", "c", "d"]);
+        let zone = rules(json!({"app": "web"}), anti(json!({"app": "web"}), "zone"));
+        // A node without the topology label is in no domain.
+        assert_eq!(fits(&mut snap, &zone), ["c", "d"]);
+        let mut everywhere = anti(json!({"app": "web"}), "zone");
+        everywhere["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["namespaces"] =
+            json!(["default", "other"]);
+        assert_eq!(fits(&mut snap, &rules(json!({}), everywhere)), ["d"]);
+        // Binding updates the counts.
+        snap.bind(&web, 1);
+        assert_eq!(fits(&mut snap, &web), ["c", "d"]);
+        // Symmetry: a running pod's required anti-affinity keeps matching pods out of its domain.
+        let store2 = Store::new(1_000);
+        let mut snap2 = cluster(
+            &store2,
+            &nodes,
+            &[("default", "db-0", json!({"app": "db"}), "a", anti(json!({"app": "batch"}), "zone"))],
+        );
+        let batch = rules(json!({"app": "batch"}), json!({}));
+        let out = outcome(&mut snap2, &batch);
+        assert_eq!(out[1], Err("node(s) didn't satisfy existing pods anti-affinity rules".to_string()));
+        assert_eq!(fits(&mut snap2, &batch), ["c", "d"]);
+        assert_eq!(fits(&mut snap2, &rules(json!({"app": "web"}), json!({}))), ["a", "b", "c", "d"]);
+        // Pods placed in the same pass with anti-affinity count for the next ones.
+        let store3 = Store::new(1_000);
+        let mut snap3 = cluster(&store3, &nodes, &[]);
+        let holder = rules(json!({"app": "db"}), anti(json!({"app": "batch"}), "kubernetes.io/hostname"));
+        assert_eq!(fits(&mut snap3, &holder).len(), 4);
+        snap3.bind(&holder, 2);
+        assert_eq!(fits(&mut snap3, &batch), ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn required_pod_affinity_needs_a_matching_pod_in_the_domain_except_for_the_first() {
+        let store = Store::new(1_000);
+        let nodes =
+            [node("a", json!({"zone": "z1"})), node("b", json!({"zone": "z1"})), node("c", json!({"zone": "z2"}))];
+        let mut snap = cluster(&store, &nodes, &[("default", "cache-0", json!({"app": "cache"}), "b", json!({}))]);
+        let near = |key: &str, sel: Value, labels: Value| {
+            rules(
+                labels,
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": sel}, "topologyKey": key}]}}}),
+            )
+        };
+        assert_eq!(fits(&mut snap, &near("zone", json!({"app": "cache"}), json!({}))), ["a", "b"]);
+        assert_eq!(fits(&mut snap, &near("kubernetes.io/hostname", json!({"app": "cache"}), json!({}))), ["b"]);
+        let out = outcome(&mut snap, &near("zone", json!({"app": "none"}), json!({})));
+        assert_eq!(out[0], Err("node(s) didn't match pod affinity rules".to_string()));
+        // The first of a group with affinity to itself may go anywhere the topology key exists.
+        assert_eq!(fits(&mut snap, &near("zone", json!({"app": "group"}), json!({"app": "group"}))), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn topology_spread_do_not_schedule_bounds_the_skew_over_eligible_domains() {
+        let store = Store::new(1_000);
+        let nodes = [
+            node("a", json!({"zone": "z1", "pool": "p"})),
+            node("b", json!({"zone": "z1", "pool": "p"})),
+            node("c", json!({"zone": "z2", "pool": "p"})),
+            node("d", json!({"zone": "z3"})),
+            node("e", json!({"pool": "p"})),
+        ];
+        let web = |n: &str, node: &'static str| ("default", n.to_string(), json!({"app": "web"}), node, json!({}));
+        let pods: Vec<(&str, String, Value, &str, Value)> = vec![web("w1", "a"), web("w2", "b"), web("w3", "c")];
+        let pods: Vec<(&str, &str, Value, &str, Value)> =
+            pods.iter().map(|(ns, n, l, node, s)| (*ns, n.as_str(), l.clone(), *node, s.clone())).collect();
+        let mut snap = cluster(&store, &nodes, &pods);
+        let spread = |skew: i64, when: &str, selector: Value| {
+            rules(
+                json!({"app": "web"}),
+                json!({"nodeSelector": {"pool": "p"}, "topologySpreadConstraints": [
+                    {"maxSkew": skew, "topologyKey": "zone", "whenUnsatisfiable": when, "labelSelector": {"matchLabels": selector}}]}),
+            )
+        };
+        // Domains z1 (2 pods) and z2 (1); z3's node is not in the pool, so not a domain.
+        let out = outcome(&mut snap, &spread(1, "DoNotSchedule", json!({"app": "web"})));
+        assert_eq!(out[0], Err("node(s) didn't match pod topology spread constraints".to_string()));
+        assert_eq!(out[2], Ok("c".to_string()));
+        assert_eq!(
+            out[4],
+            Err("node(s) didn't match pod topology spread constraints (missing required label)".to_string())
+        );
+        assert_eq!(fits(&mut snap, &spread(2, "DoNotSchedule", json!({"app": "web"}))), ["a", "b", "c"]);
+        // ScheduleAnyway does not restrict; a selector the pod does not match counts no self.
+        assert_eq!(fits(&mut snap, &spread(1, "ScheduleAnyway", json!({"app": "web"}))), ["a", "b", "c", "e"]);
+        assert_eq!(fits(&mut snap, &spread(1, "DoNotSchedule", json!({"app": "other"}))), ["a", "b", "c"]);
+        // Binding to z2 evens the domains out.
+        let pod = spread(1, "DoNotSchedule", json!({"app": "web"}));
+        snap.bind(&pod, 2);
+        assert_eq!(fits(&mut snap, &pod), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn the_message_counts_nodes_per_reason_sorted_as_strings_then_preemption() {
+        let r = |code, reasons: &[&str]| Rejection { code, reasons: reasons.iter().map(|s| s.to_string()).collect() };
+        let mut all = vec![
+            r(
+                Code::UnschedulableAndUnresolvable,
+                &["node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"]
+            );
+            3
+        ];
+        all.extend(vec![r(Code::Unschedulable, &["Insufficient memory"]); 10]);
+        all.extend(vec![r(Code::Unschedulable, &["node(s) didn't match pod anti-affinity rules"]); 20]);
+        assert_eq!(
+            fit_error(33, &all),
+            "0/33 nodes are available: 10 Insufficient memory, 20 node(s) didn't match pod anti-affinity rules, \
+             3 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. preemption: 0/33 nodes are \
+             available: 3 Preemption is not helpful for scheduling, 30 No preemption victims found for incoming pod."
+        );
+        let both = [r(Code::Unschedulable, &["Insufficient cpu", "Insufficient memory"])];
+        assert_eq!(
+            fit_error(1, &both),
+            "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory. preemption: 0/1 nodes are available: \
+             1 No preemption victims found for incoming pod."
+        );
+        assert_eq!(fit_error(0, &[]), "no nodes available to schedule pods");
+    }
 }

@@ -1679,4 +1679,88 @@ mod tests {
         let e = build("apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ok, namespace: '../etc' }\n");
         assert!(e.contains("refuses") && e.contains("Namespace \"../etc\" is invalid"), "{e}");
     }
+
+    #[test]
+    fn pool_names_and_scheduling_fields_are_loaded_and_checked() {
+        let s = Scenario::parse("s.yaml", &file("  - { name: w, count: 2, names: [node-x, node-y] }\n", "")).unwrap();
+        assert_eq!(s.node_pools[0].names, ["node-x", "node-y"]);
+        let e = refused(&file("  - { name: w, count: 3, names: [a, b] }\n", ""));
+        assert!(e.contains("field 'nodePools[0].names'") && e.contains("2 names for a pool of 3 nodes"), "{e}");
+        let e = refused(&file("  - { name: w, count: 2, names: [a, 'B'] }\n", ""));
+        assert!(e.contains("field 'nodePools[0].names[1]'") && e.contains("RFC 1123"), "{e}");
+        let e = refused(&file("  - { name: w, count: 2, names: [a, a] }\n", ""));
+        assert!(e.contains("field 'nodePools[0].names[1]'") && e.contains("unique"), "{e}");
+        let e = refused(&file("  - { name: w, count: 2 }\n  - { name: v, count: 1, names: [w-2] }\n", ""));
+        assert!(e.contains("field 'nodePools[1].names[0]'") && e.contains("a node of nodePools[0]"), "{e}");
+        let w = |fields: &str| format!("workloads:\n  - {{ kind: Deployment, name: web, replicas: 2, {fields} }}\n");
+        let ok = w(
+            "affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: web } }, topologyKey: kubernetes.io/hostname }] } }, \
+                    tolerations: [{ key: dedicated, operator: Equal, value: db, effect: NoSchedule }], \
+                    topologySpreadConstraints: [{ maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: { matchLabels: { app: web } } }], \
+                    nodes: [w-1]",
+        );
+        let s = Scenario::parse("s.yaml", &file(ONE_POOL, &ok)).unwrap();
+        assert!(s.workloads[0].affinity.is_some() && s.workloads[0].tolerations.len() == 1);
+        let expr = |op: &str, values: &str| {
+            w(&format!(
+                "affinity: {{ nodeAffinity: {{ requiredDuringSchedulingIgnoredDuringExecution: {{ nodeSelectorTerms: [{{ matchExpressions: [{{ key: zone, operator: {op}, values: {values} }}] }}] }} }} }}"
+            ))
+        };
+        let terms = "[".to_string() + &vec!["{ labelSelector: {}, topologyKey: zone }"; 101].join(", ") + "]";
+        for (extra, field, phrase) in [
+            (w("affinity: [x]"), "workloads[0].affinity", "must be an object"),
+            (w("affinity: { nodeAfinity: {} }"), "workloads[0].affinity", "unknown field"),
+            (
+                expr("Near", "[a]"),
+                "workloads[0].affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator",
+                "In, NotIn, Exists, DoesNotExist, Gt, Lt",
+            ),
+            (expr("Gt", "[a]"), "matchExpressions[0].values", "one integer"),
+            (expr("In", "[]"), "matchExpressions[0].values", "must be specified"),
+            (
+                w(
+                    "affinity: { podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: {}, topologyKey: '' }] } }",
+                ),
+                "workloads[0].affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey",
+                "can not be empty",
+            ),
+            (
+                w(&format!(
+                    "affinity: {{ podAntiAffinity: {{ requiredDuringSchedulingIgnoredDuringExecution: {terms} }} }}"
+                )),
+                "workloads[0].affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+                "at most 100",
+            ),
+            (
+                w("topologySpreadConstraints: [{ maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule }]"),
+                "workloads[0].topologySpreadConstraints[0].maxSkew",
+                "greater than zero",
+            ),
+            (
+                w("topologySpreadConstraints: [{ maxSkew: 1, topologyKey: zone, whenUnsatisfiable: Maybe }]"),
+                "workloads[0].topologySpreadConstraints[0].whenUnsatisfiable",
+                "DoNotSchedule",
+            ),
+            (
+                w("topologySpreadConstraints: [{ maxSkew: 1, topologyKey: '', whenUnsatisfiable: ScheduleAnyway }]"),
+                "workloads[0].topologySpreadConstraints[0].topologyKey",
+                "can not be empty",
+            ),
+            (
+                w("tolerations: [{ operator: Equal, value: x }]"),
+                "workloads[0].tolerations[0].operator",
+                "must be Exists",
+            ),
+            (w("nodes: [a, b, c]"), "workloads[0].nodes", "at most one node per replica"),
+            (w("nodes: ['A']"), "workloads[0].nodes[0]", "RFC 1123"),
+            (
+                "workloads: [{ kind: DaemonSet, name: d, nodes: [w-1] }]\n".to_string(),
+                "workloads[0].nodes",
+                "only a Deployment, StatefulSet or Pod",
+            ),
+        ] {
+            let e = refused(&file(ONE_POOL, &extra));
+            assert!(e.contains(&format!("{field}'")) && e.contains(phrase), "{extra}: {e}");
+        }
+    }
 }
