@@ -739,7 +739,12 @@ fn table(f: &Forecast) -> String {
     if f.unplaceable.is_empty() {
         let _ = writeln!(o, "Pods that find no node during the roll: none");
     } else {
-        let _ = writeln!(o, "Pods that find no node during the roll ({} workload{}):", f.unplaceable.len(), if f.unplaceable.len() == 1 { "" } else { "s" });
+        let _ = writeln!(
+            o,
+            "Pods that find no node during the roll ({} workload{}):",
+            f.unplaceable.len(),
+            if f.unplaceable.len() == 1 { "" } else { "s" }
+        );
         for u in f.unplaceable.iter().take(20) {
             let _ = writeln!(
                 o,

@@ -971,11 +971,13 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
                 timers.pod_gone_at.remove(&uid);
                 continue;
             }
-            // A pod that set no grace period of its own uses the simulator's default (real 30 s
-            // would make every demo drag); none waits longer than the cap.
+            // A pod at the API's default grace period (30 s, which every pod created through
+            // the API gets when it sets none) stops after the simulator's default, as most
+            // processes exit on SIGTERM well before their grace runs out; one that set another
+            // waits that long. None waits longer than the cap. (Pods built with the scenario
+            // and pods their controllers create later are treated alike.)
             let given = int_at(&pod.value(), "/metadata/deletionGracePeriodSeconds", 30) as f64;
-            let explicit = pod.value().pointer("/spec/terminationGracePeriodSeconds").is_some();
-            let grace = if explicit || given != 30.0 { given } else { sim.timings.default_grace_seconds }
+            let grace = if given != 30.0 { given } else { sim.timings.default_grace_seconds }
                 .min(sim.timings.max_grace_seconds);
             let at = *timers.pod_gone_at.entry(uid.clone()).or_insert_with(|| now + sim.scaled(grace));
             if at <= now {

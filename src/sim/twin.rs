@@ -424,3 +424,192 @@ pub fn from_inventory(inv: &Inventory, distro: &str, timings: TwinTimings) -> Re
     scenario.validate("twin").map_err(|e| e.message)?;
     Ok(Twin { scenario, pod_start, notes, placements })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::sim::InMemory;
+
+    const TIMINGS: TwinTimings =
+        TwinTimings { node_restart_seconds: 30.0, pod_start_seconds: None, pod_stop_seconds: 2.0 };
+
+    /// Where each workload's pods run, and each node's facts, as the collector reads them.
+    fn shape(inv: &Inventory) -> (BTreeMap<String, Vec<String>>, Vec<(String, Vec<String>, String, (f64, f64, f64))>) {
+        let c = inv.cluster.as_ref().unwrap();
+        let mut placed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in c.pods.iter().filter(|p| !p.mirror) {
+            placed
+                .entry(p.workload.clone().unwrap_or_else(|| format!("Pod/{}", p.name)))
+                .or_default()
+                .push(p.node.clone());
+        }
+        placed.values_mut().for_each(|v| v.sort());
+        let mut nodes: Vec<_> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    n.taints.clone(),
+                    n.kubelet.as_ref().map(|v| v.core()).unwrap_or_default(),
+                    n.allocatable,
+                )
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        (placed, nodes)
+    }
+
+    async fn collect(client: &kube::Client, catalog: &Catalog) -> Inventory {
+        crate::inventory::live::collect(client, catalog, &crate::inventory::live::CollectOptions::default())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_twin_of_a_cluster_has_its_nodes_pods_where_they_run_and_its_budgets() {
+        let catalog = Arc::new(Catalog::embedded().unwrap());
+        let live = InMemory::start(Scenario::load("pools").unwrap(), catalog.clone(), 1.0).unwrap();
+        let inv = collect(&live.client, &catalog).await;
+        let twin = from_inventory(&inv, "kubeadm", TIMINGS).unwrap();
+        // Alike nodes share a pool and keep their names.
+        let workers: Vec<&NodePool> = twin.scenario.node_pools.iter().filter(|p| p.roles == ["worker"]).collect();
+        assert_eq!(workers.len(), 3, "{:?}", twin.scenario.node_pools.iter().map(|p| &p.name).collect::<Vec<_>>());
+        assert!(workers.iter().any(|p| p.names.contains(&"memory-7".to_string()) && p.count == 10));
+        let copy = InMemory::start(twin.scenario.clone(), catalog.clone(), 1.0).unwrap();
+        let again = collect(&copy.client, &catalog).await;
+        let (live_pods, live_nodes) = shape(&inv);
+        let (twin_pods, twin_nodes) = shape(&again);
+        assert_eq!(twin_nodes, live_nodes);
+        // Every workload's pods on the same nodes (names differ: the twin's controllers made them).
+        let by_workload = |m: BTreeMap<String, Vec<String>>| -> BTreeMap<String, Vec<String>> {
+            m.into_iter().filter(|(k, _)| !k.starts_with("Pod/")).collect()
+        };
+        assert_eq!(by_workload(twin_pods), by_workload(live_pods));
+        let budgets = |i: &Inventory| -> Vec<(String, String, Option<Value>, Option<Value>)> {
+            let mut v: Vec<_> = i
+                .cluster
+                .as_ref()
+                .unwrap()
+                .pdbs
+                .iter()
+                .map(|b| (b.namespace.clone(), b.name.clone(), b.min_available.clone(), b.max_unavailable.clone()))
+                .collect();
+            v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            v
+        };
+        assert_eq!(budgets(&again), budgets(&inv));
+        // The same add-ons are found, so the plan is the same.
+        let addons = |i: &Inventory| {
+            i.cluster
+                .as_ref()
+                .unwrap()
+                .addons
+                .iter()
+                .map(|a| (a.name.clone(), a.version.clone()))
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(addons(&again), addons(&inv));
+    }
+
+    #[test]
+    fn placement_rules_and_bare_pods_are_copied_and_what_is_not_is_said() {
+        let rules = json!({
+            "nodeSelector": {"disk": "ssd"},
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        });
+        let node = |name: &str| NodeFacts {
+            name: name.into(),
+            roles: vec!["worker".into()],
+            kubelet: Some("1.30.4".parse().unwrap()),
+            ready: true,
+            taints: vec!["dedicated=db:NoSchedule".into(), "node.kubernetes.io/unschedulable=:NoSchedule".into()],
+            allocatable: (110.0, 4.0, 8.0 * 1024.0 * 1024.0 * 1024.0),
+            labels: [("disk".to_string(), "ssd".to_string()), ("kubernetes.io/hostname".to_string(), name.to_string())]
+                .into(),
+            ..Default::default()
+        };
+        let pod = |name: &str, node: &str, workload: Option<&str>| PodFacts {
+            namespace: "data".into(),
+            name: name.into(),
+            node: node.into(),
+            controller: workload.map(|w| w.replace("StatefulSet/", "StatefulSet/")),
+            workload: workload.map(str::to_string),
+            phase: "Running".into(),
+            ready: true,
+            labels: [
+                ("app".to_string(), "db".to_string()),
+                ("controller-revision-hash".to_string(), "db-5f7".to_string()),
+            ]
+            .into(),
+            requests: (0.5, 1024.0 * 1024.0 * 1024.0),
+            placement: workload.map(|_| rules.clone()),
+            start_seconds: Some(4.0),
+            ..Default::default()
+        };
+        let inv = Inventory {
+            cluster: Some(crate::inventory::ClusterFacts {
+                server_version: Some("1.30.4".parse().unwrap()),
+                nodes: vec![node("db-a"), node("db-b")],
+                workloads: vec![
+                    crate::inventory::WorkloadFacts {
+                        kind: "StatefulSet".into(),
+                        namespace: "data".into(),
+                        name: "db".into(),
+                        replicas: 2,
+                        ready: 2,
+                    },
+                    crate::inventory::WorkloadFacts {
+                        kind: "Job".into(),
+                        namespace: "data".into(),
+                        name: "backup".into(),
+                        replicas: 1,
+                        ready: 1,
+                    },
+                ],
+                pods: vec![
+                    pod("db-1", "db-b", Some("StatefulSet/db")),
+                    pod("db-0", "db-a", Some("StatefulSet/db")),
+                    pod("debug", "db-a", None),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let twin = from_inventory(&inv, "kubeadm", TIMINGS).unwrap();
+        let pools = &twin.scenario.node_pools;
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0].names, ["db-a", "db-b"]);
+        // The cordon taint is the simulator's to set; the pool's own taint stays.
+        assert_eq!(pools[0].taints.len(), 1);
+        assert_eq!((pools[0].taints[0].key.as_str(), pools[0].taints[0].value.as_deref()), ("dedicated", Some("db")));
+        assert_eq!(pools[0].capacity.memory, "8589934592");
+        let db = twin.scenario.workloads.iter().find(|w| w.name == "db").unwrap();
+        assert_eq!(db.kind, WorkloadKind::StatefulSet);
+        // Replica N on the node pod N runs on.
+        assert_eq!(db.nodes, ["db-a", "db-b"]);
+        assert_eq!(db.node_selector.get("disk").map(String::as_str), Some("ssd"));
+        assert!(db.affinity.as_ref().unwrap()["podAntiAffinity"].is_object());
+        assert_eq!(db.tolerations.len(), 1);
+        assert!(!db.labels.contains_key("controller-revision-hash"));
+        assert_eq!(db.requests.as_ref().unwrap().cpu.as_deref(), Some("500m"));
+        let bare = twin.scenario.workloads.iter().find(|w| w.name == "debug").unwrap();
+        assert_eq!((bare.kind, bare.nodes.as_slice()), (WorkloadKind::Pod, &["db-a".to_string()][..]));
+        assert_eq!(twin.pod_start.0, 4.0);
+        assert!(twin.notes.iter().any(|n| n.contains("1 Job(s) are not copied")), "{:?}", twin.notes);
+        // A twin is a scenario like any other: written out, it reads back.
+        let text = serde_saphyr::to_string(&twin.scenario).unwrap();
+        let back = Scenario::parse("twin.yaml", &text).unwrap();
+        assert_eq!(back.workloads.len(), twin.scenario.workloads.len());
+    }
+
+    #[test]
+    fn an_inventory_without_cluster_facts_is_refused_with_what_to_do() {
+        let e = from_inventory(&Inventory::default(), "kubeadm", TIMINGS).unwrap_err();
+        assert!(e.contains("k8s-upgrade inventory"), "{e}");
+    }
+}
