@@ -24,8 +24,10 @@ fn rehearse(c: &Cluster, args: &[&str]) -> Output {
     o
 }
 
-/// The cluster's resourceVersion once its own controllers are done (the same for 3 s).
+/// The cluster's resourceVersion once its own controllers are done (the same for 3 s). Read
+/// through the API: the first request a simulator serves makes its lazily created objects.
 fn settled(c: &Cluster) -> u64 {
+    let _ = c.get_json("/api/v1/namespaces");
     let mut last = c.sim().store.current_rv();
     let mut same = 0;
     while same < 6 {
