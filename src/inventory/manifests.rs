@@ -480,7 +480,9 @@ fn parse_document(file: &str, doc: &Document<'_>, inv: &mut Inventory) -> usize 
         });
         return 1;
     }
-    let options = || serde_saphyr::options! { with_snippet: false };
+    // `.inf` and `.nan` are YAML 1.2 floats: a document holding one somewhere is still read
+    // (the quick reader reads it too; the fuzz target holds the two to the same documents).
+    let options = || serde_saphyr::options! { with_snippet: false, non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough };
     let rejected = |e: serde_saphyr::Error, inv: &mut Inventory| {
         let e = match e {
             serde_saphyr::Error::WithSnippet { error, .. } => *error,
@@ -1046,7 +1048,7 @@ struct HeadMeta {
 pub(crate) type Identity = (Option<String>, Option<String>, Option<String>, Option<String>);
 
 pub(crate) fn parsed_identity(doc: &str) -> Result<Identity, String> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    let options = serde_saphyr::options! { with_snippet: false, non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough };
     let head: Head = serde_saphyr::from_str_with_options(doc, options).map_err(|e| e.to_string())?;
     let meta = head.metadata.unwrap_or(HeadMeta { name: None, namespace: None });
     Ok((head.api_version, head.kind, meta.name, meta.namespace))
@@ -1411,6 +1413,16 @@ mod tests {
         assert!(parsed_identity(nul).is_err(), "the parser rejects a NUL");
         let (n, inv) = parse("f.yaml", nul);
         assert_eq!((n, inv.warnings.len()), (0, 1), "{:?}", inv.warnings);
+    }
+
+    /// fuzz/regressions/manifests/inf-in-an-unread-field: the parser refused `.inf` anywhere in
+    /// a document (its default policy), so a document the quick reader read was one it rejected.
+    #[test]
+    fn a_non_finite_float_anywhere_in_a_document_does_not_make_it_unreadable() {
+        let doc = "apiVersion: v1\nkind: Pod\nmetatedata:\n  name: 0x1F\n  namespace: .inf\nspec:\n  x: .nan\n";
+        assert_eq!(parsed_identity(doc).unwrap(), (Some("v1".into()), Some("Pod".into()), None, None));
+        let (n, inv) = parse("f.yaml", doc);
+        assert_eq!((n, inv.warnings.len()), (1, 0), "{:?}", inv.warnings);
     }
 
     #[test]
