@@ -670,7 +670,8 @@ impl<'s> Snapshot<'s> {
                 }
             }
             // The first of a group of pods with affinity to each other may go anywhere.
-            if !pods_exist && !(prep.affinity_counts.is_empty() && pod.matches_own_affinity()) {
+            let first_of_group = prep.affinity_counts.is_empty() && pod.matches_own_affinity();
+            if !pods_exist && !first_of_group {
                 return Err(reject(UnschedulableAndUnresolvable, "node(s) didn't match pod affinity rules"));
             }
         }

@@ -1263,10 +1263,20 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
             pdb: a.pdb.clone(),
             never_ready: false,
             node_selector: BTreeMap::new(),
-            tolerate_all: kind == WorkloadKind::DaemonSet || (kind == WorkloadKind::Deployment && a.name == "coredns"),
+            tolerate_all: kind == WorkloadKind::DaemonSet,
             termination_grace_period_seconds: None,
             affinity: None,
-            tolerations: vec![],
+            // kubeadm's CoreDNS runs on control-plane nodes too (and, tolerating no more, is not
+            // scheduled back onto a cordoned node).
+            tolerations: if a.name == "coredns" {
+                vec![
+                    json!({"key": "CriticalAddonsOnly", "operator": "Exists"}),
+                    json!({"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}),
+                    json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}),
+                ]
+            } else {
+                vec![]
+            },
             topology_spread_constraints: vec![],
             nodes: vec![],
         };

@@ -656,7 +656,7 @@ fn check_spread(field: &str, c: &Value) -> Checked {
         check_label_selector(&format!("{field}.labelSelector"), sel)?;
     }
     if let Some(d) = m.get("minDomains") {
-        if !d.as_i64().is_some_and(|d| d >= 1) {
+        if d.as_i64().is_none_or(|d| d < 1) {
             return Err(refuse_json(format!("{field}.minDomains"), d, "must be greater than 0"));
         }
         if when != "DoNotSchedule" {

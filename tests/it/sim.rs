@@ -935,7 +935,9 @@ fn availability_oracle_tracks_dips_and_lost_pods() {
         pending["items"][0]["status"]["conditions"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("no Ready, schedulable node"),
+            .ends_with(
+                "3 node(s) were unschedulable. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+            ),
         "{pending}"
     );
     let stats = c.stats();
