@@ -410,6 +410,9 @@ async fn rehearse(
         .map(|s| (s.step.order, s.step.kind.as_str().to_string(), s.step.description.clone()))
         .collect();
     let unattended = Unattended;
+    let mut options = options;
+    // As apply: providers choose their own patches.
+    options.any_patch = matches!(plan.distro.as_str(), "eks" | "gke" | "aks");
     let executor = Executor::new(client.clone(), cache, journal, options, &unattended, events, Cancel::new())
         .with_store(JournalStore::File(path));
     let result = executor.run().await;
@@ -423,6 +426,9 @@ async fn rehearse(
         Err(e) => (false, one_line(&e.to_string())),
     };
     let stats = sim.sim.stats.snapshot();
+    let pending_before = stats["unschedulable"]
+        .as_array()
+        .map_or(0, |rs| rs.iter().filter(|r| r["since"].as_f64().is_some_and(|s| s < t0_unix)).count());
     let events = timeline.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let pods = sim.sim.store.count(&crate::sim::StorageKey::core("pods"));
     drop(sim);
@@ -441,7 +447,15 @@ async fn rehearse(
             pod_start_seconds: twin.pod_start.0,
             pod_start_source: twin.pod_start.1.clone(),
             pod_stop_seconds: args.pod_stop.as_secs_f64(),
-            notes: twin.notes.clone(),
+            notes: {
+                let mut notes = twin.notes.clone();
+                if pending_before > 0 {
+                    notes.push(format!(
+                        "{pending_before} pod(s) found no node in the twin before the run began (as pending pods of the cluster do, or because the twin could not place what the cluster runs); they are not counted below"
+                    ));
+                }
+                notes
+            },
         },
         blockers,
         finished,
@@ -526,11 +540,8 @@ fn stalls(events: &[(f64, Event)]) -> Vec<Stall> {
                 entry.1 = budget.clone();
                 entry.2 = one_line(why);
             }
-            Event::PodsLeft { node, left, .. } => {
-                // The drain moved on: pods it waited on that are no longer counted were evicted.
-                let _ = left;
-                close(&mut open, node, *at, &mut out);
-            }
+            // A refused pod is retried quietly (a refusal is sent when its reason changes), so
+            // its wait ends, at the latest, with the node's next milestone.
             Event::Node { node, .. } => close(&mut open, node, *at, &mut out),
             _ => {}
         }
@@ -576,6 +587,10 @@ fn unplaceable(
     for r in records {
         let workload = r["workload"].as_str().unwrap_or_default().to_string();
         let since = r["since"].as_f64().unwrap_or(started) - started;
+        // Pending before the run began: not the roll's doing (see `pending_before`).
+        if since < 0.0 {
+            continue;
+        }
         let until = r["until"].as_f64().map(|u| u - started);
         let seconds = until.unwrap_or(end) - since;
         let out = nodes_out_at(events, since.max(0.0));
@@ -775,4 +790,87 @@ fn table(f: &Forecast) -> String {
 
 fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(at: f64, node: &str, phase: NodeMilestone) -> (f64, Event) {
+        (
+            at,
+            Event::Node { step: 1, node: node.into(), phase, target: None, seconds: None, why: None, uncordoned: None },
+        )
+    }
+
+    fn refused(at: f64, node: &str, pod: &str) -> (f64, Event) {
+        (
+            at,
+            Event::EvictionRefused {
+                node: node.into(),
+                pod: pod.into(),
+                budget: Some("shop/web".into()),
+                why: "PodDisruptionBudget shop/web: currentHealthy 2/desiredHealthy 2".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_stall_lasts_from_the_first_refusal_to_the_node_s_next_milestone() {
+        let events = vec![
+            node(0.0, "a", NodeMilestone::Cordoned),
+            refused(1.0, "a", "shop/web-1"),
+            refused(5.0, "a", "shop/web-1"),
+            node(31.0, "a", NodeMilestone::Drained),
+            node(32.0, "b", NodeMilestone::Cordoned),
+            refused(40.0, "b", "shop/web-2"),
+            (50.0, Event::log("the run stops")),
+        ];
+        let s = stalls(&events);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].node.as_str(), s[0].pod.as_str(), s[0].seconds), ("a", "shop/web-1", 30.0));
+        assert_eq!(s[0].budget.as_deref(), Some("shop/web"));
+        // Still waiting when the run ended.
+        assert_eq!((s[1].node.as_str(), s[1].seconds), ("b", 10.0));
+    }
+
+    #[test]
+    fn unplaceable_pods_wait_for_the_nodes_out_that_ran_their_workload() {
+        let events = vec![
+            node(10.0, "w1", NodeMilestone::Cordoned),
+            node(10.0, "w2", NodeMilestone::Cordoned),
+            node(40.0, "w1", NodeMilestone::Done),
+            node(45.0, "w2", NodeMilestone::Done),
+        ];
+        let placements: BTreeMap<String, BTreeSet<String>> =
+            [("Deployment shop/big".to_string(), ["w1".to_string(), "w3".to_string()].into())].into();
+        let started = 1000.0;
+        let stats = json!({"unschedulable": [
+            {"pod": "shop/big-1", "workload": "Deployment shop/big", "message": "0/3 nodes are available: 2 Insufficient memory.", "since": 1012.0, "until": 1041.0},
+            {"pod": "shop/big-2", "workload": "Deployment shop/big", "message": "0/3 nodes are available: 2 Insufficient memory.", "since": 1012.0, "until": null},
+            {"pod": "shop/old", "workload": "Pod shop/old", "message": "x", "since": 990.0, "until": null},
+        ]});
+        let u = unplaceable(&stats, &events, &placements, started, 60.0);
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert_eq!(u[0].workload, "Deployment shop/big");
+        assert_eq!(u[0].pods, 2);
+        // Of the two nodes out, only w1 ran its pods.
+        assert_eq!(u[0].waits_for, ["w1"]);
+        assert!(u[0].still_pending);
+        assert_eq!(u[0].longest_seconds, 48.0);
+    }
+
+    #[test]
+    fn replicas_lost_are_the_dips_below_desired_most_first() {
+        let stats = json!({"minAvailable": {
+            "shop/Deployment/web": {"desired": 10, "minReady": 7},
+            "data/StatefulSet/db": {"desired": 3, "minReady": 2},
+            "shop/Deployment/calm": {"desired": 2, "minReady": 2},
+        }});
+        let r = replicas_lost(&stats);
+        let got: Vec<(&str, i64)> = r.iter().map(|r| (r.workload.as_str(), r.lost)).collect();
+        assert_eq!(got, [("Deployment shop/web", 3), ("StatefulSet data/db", 1)]);
+    }
 }
