@@ -1029,7 +1029,14 @@ pub fn build(s: Scenario, catalog: Arc<Catalog>, time_scale: f64) -> Result<Sim,
     let minor = version.minor_version();
     let docs: Vec<Value> = match &s.manifests {
         Some(text) => {
-            let options = serde_saphyr::options! { with_snippet: false };
+            // The parser's budget grows with the text (bounded by the scenario's own size
+            // limit), so a twin's 1,500 budgets, one document each, are read.
+            let mut budget = serde_saphyr::Budget::default();
+            budget.max_documents = budget.max_documents.max(text.len() / 16);
+            budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+            budget.max_nodes = budget.max_nodes.max(text.len());
+            budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(text.len());
+            let options = serde_saphyr::options! { budget: Some(budget), with_snippet: false };
             serde_saphyr::from_multiple_with_options::<Value>(text, options)
                 .map_err(|e| err(format!("field 'manifests': {}", e.to_string().lines().next().unwrap_or_default())))?
                 .into_iter()
