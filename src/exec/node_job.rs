@@ -587,7 +587,7 @@ async fn follow(
                 }
                 None => break,
             },
-            _ = tokio::time::sleep_until(drain_until.into()) => break,
+            _ = tokio::time::sleep_until(drain_until) => break,
         }
     }
     if let Some(r) = reader {

@@ -436,8 +436,11 @@ mod tests {
     const TIMINGS: TwinTimings =
         TwinTimings { node_restart_seconds: 30.0, pod_start_seconds: None, pod_stop_seconds: 2.0 };
 
+    /// A node as compared: name, taints, kubelet version, allocatable.
+    type NodeShape = (String, Vec<String>, String, (f64, f64, f64));
+
     /// Where each workload's pods run, and each node's facts, as the collector reads them.
-    fn shape(inv: &Inventory) -> (BTreeMap<String, Vec<String>>, Vec<(String, Vec<String>, String, (f64, f64, f64))>) {
+    fn shape(inv: &Inventory) -> (BTreeMap<String, Vec<String>>, Vec<NodeShape>) {
         let c = inv.cluster.as_ref().unwrap();
         let mut placed: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for p in c.pods.iter().filter(|p| !p.mirror) {
@@ -537,7 +540,7 @@ mod tests {
             namespace: "data".into(),
             name: name.into(),
             node: node.into(),
-            controller: workload.map(|w| w.replace("StatefulSet/", "StatefulSet/")),
+            controller: workload.map(str::to_string),
             workload: workload.map(str::to_string),
             phase: "Running".into(),
             ready: true,
