@@ -399,8 +399,25 @@ async fn rehearse(
     let timeline: Timeline = Arc::new(Mutex::new(Vec::new()));
     let events = {
         let timeline = timeline.clone();
+        let started = std::time::Instant::now();
         EventSink::new(move |e| {
             let at = t0.elapsed().as_secs_f64();
+            // Where the rehearsal is, in the twin's time and ours: a large cluster takes a while.
+            let progress = match &e {
+                Event::StepStart { step, total, description, .. } => {
+                    Some(format!("step {step}/{total}: {description}"))
+                }
+                Event::BatchStart { label, nodes } => Some(format!("{label}: {} node(s)", nodes.len())),
+                _ => None,
+            };
+            if let Some(what) = progress {
+                super::logging::say(&format!(
+                    "[twin {} | {:.1}s] {}",
+                    secs(at),
+                    started.elapsed().as_secs_f64(),
+                    one_line(&what)
+                ));
+            }
             timeline.lock().unwrap_or_else(|p| p.into_inner()).push((at, e));
         })
     };
