@@ -154,7 +154,9 @@ fn a_budget_its_operator_relaxes_is_waited_for_and_named() {
     // The plan warns and names the operator instead of refusing.
     let mut child = spawn_apply(&c, &["--to", "1.31"]);
     wait_event(&c, Duration::from_secs(60), |e| {
-        e["event"] == "log" && e["line"].as_str().is_some_and(|l| l.contains("managed by VirtualMachineInstance vm-1"))
+        e["event"] == "eviction-refused"
+            && e["budget"] == "default/kubevirt-disruption-budget-x"
+            && e["why"].as_str().is_some_and(|l| l.contains("managed by VirtualMachineInstance vm-1"))
     });
     // The operator relaxes it.
     let (status, body) = c.http(
