@@ -466,6 +466,39 @@ pub fn run(args: ApplyArgs) -> Result<Exit, CliError> {
     })
 }
 
+/// The plan apply runs on a cluster read into `inv`: from its oldest apiserver to `to`, through
+/// the waypoints of `via` still ahead, judging the pods --pod-selector selects. `distro`
+/// defaults to what the cluster shows. (`rehearse` plans its twin with this too.)
+pub(crate) fn plan_as_apply(
+    args: &ApplyArgs,
+    inv: &crate::inventory::Inventory,
+    catalog: &crate::catalog::Catalog,
+    today: crate::catalog::Date,
+    to: Target,
+    distro: Option<String>,
+    via: Vec<crate::version::Version>,
+) -> Result<Plan, CliError> {
+    let from = inv.cluster.as_ref().and_then(crate::checks::skew::oldest_apiserver);
+    let distro =
+        distro.or_else(|| super::source::infer_distro(inv).map(str::to_string)).unwrap_or_else(|| "generic".into());
+    let from = from.ok_or_else(|| CliError::error("the cluster did not report its version"))?;
+    // A waypoint the cluster has reached is behind it: the plan from here no longer passes it
+    // (and differs from the saved one, which the drift check then says).
+    let via = via.into_iter().filter(|v| *v > from).collect();
+    let req = PathRequest {
+        distro,
+        from,
+        to,
+        via,
+        kubelets: vec![],
+        facts: Facts { lts: args.lts, ..Facts::default() },
+        today,
+    };
+    // The drain evicts only what --pod-selector selects: the plan judges those pods.
+    let scope = args.pod_selector.as_deref().and_then(|s| crate::labels::LabelSelector::parse(s).ok());
+    crate::plan::plan_drain_scoped(inv, catalog, &req, scope.as_ref()).map_err(CliError::from)
+}
+
 /// Asks the cluster, with SelfSubjectAccessReview, for every permission this run will use, and
 /// refuses with the whole list of what is missing before anything is locked or cordoned.
 async fn preflight(
@@ -698,26 +731,7 @@ async fn apply(
             .await
             .map_err(|e| CliError::error(e.to_string().lines().next().unwrap_or_default().to_string()))?;
         let live_plan = |to: Target, distro: Option<String>, via: Vec<crate::version::Version>| {
-            let from = inv.cluster.as_ref().and_then(crate::checks::skew::oldest_apiserver);
-            let distro = distro
-                .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
-                .unwrap_or_else(|| "generic".into());
-            let from = from.ok_or_else(|| CliError::error("the cluster did not report its version"))?;
-            // A waypoint the cluster has reached is behind it: the plan from here no longer
-            // passes it (and differs from the saved one, which the drift check then says).
-            let via = via.into_iter().filter(|v| *v > from).collect();
-            let req = PathRequest {
-                distro,
-                from,
-                to,
-                via,
-                kubelets: vec![],
-                facts: Facts { lts: args.lts, ..Facts::default() },
-                today,
-            };
-            // The drain evicts only what --pod-selector selects: the plan judges those pods.
-            let scope = args.pod_selector.as_deref().and_then(|s| crate::labels::LabelSelector::parse(s).ok());
-            crate::plan::plan_drain_scoped(&inv, catalog, &req, scope.as_ref()).map_err(CliError::from)
+            plan_as_apply(args, &inv, catalog, today, to, distro, via)
         };
         let plan = if let Some(file) = &args.plan {
             let text = crate::limits::read_text(file, "--plan", crate::plan::MAX_DOCUMENT_BYTES)

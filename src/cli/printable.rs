@@ -36,6 +36,16 @@ pub fn one_line(text: &str) -> String {
     printable(&folded).into_owned()
 }
 
+/// At most `max` characters, the last one an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

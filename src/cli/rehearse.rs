@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::apply::{ApplyArgs, parse_duration};
-use super::printable::one_line;
+use super::printable::{clip, one_line};
 use super::{CliError, Exit};
 use crate::exec::command::humanize;
 use crate::exec::events::{Event, NodeMilestone};
@@ -28,7 +28,7 @@ use crate::exec::journal::Journal;
 use crate::exec::operator::Unattended;
 use crate::exec::store::JournalStore;
 use crate::exec::{Cancel, EventSink, Executor};
-use crate::graph::{Facts, PathRequest, Target};
+use crate::graph::Target;
 use crate::inventory::live;
 use crate::sim::twin::{self, Twin, TwinTimings};
 
@@ -353,26 +353,9 @@ async fn rehearse(
         CliError::error(format!("cannot read the twin: {}", e.to_string().lines().next().unwrap_or_default()))
     })?;
     let c = inv.cluster.as_ref().ok_or_else(|| CliError::error("the twin reported no cluster"))?;
-    let from = crate::checks::skew::oldest_apiserver(c)
-        .ok_or_else(|| CliError::error("the twin did not report its version"))?;
     let to_text = a.to.as_deref().unwrap_or("latest");
     let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
-    let distro = a
-        .distro
-        .clone()
-        .or_else(|| super::source::infer_distro(&inv).map(str::to_string))
-        .unwrap_or_else(|| "generic".into());
-    let req = PathRequest {
-        distro,
-        from,
-        to,
-        via: vec![],
-        kubelets: vec![],
-        facts: Facts { lts: a.lts, ..Facts::default() },
-        today,
-    };
-    let scope = a.pod_selector.as_deref().and_then(|s| crate::labels::LabelSelector::parse(s).ok());
-    let plan = crate::plan::plan_drain_scoped(&inv, catalog, &req, scope.as_ref()).map_err(CliError::from)?;
+    let plan = super::apply::plan_as_apply(a, &inv, catalog, today, to, a.distro.clone(), vec![])?;
     let blockers: Vec<String> = plan
         .unresolved_blockers()
         .iter()
@@ -803,10 +786,6 @@ fn table(f: &Forecast) -> String {
         }
     }
     o
-}
-
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use crate::checks::{Finding, FindingCode, Severity};
+use crate::cli::printable::clip;
 use crate::exec::journal::{Journal, JournalStep, NodePhase, NodeRecord, Stamp, StepStatus};
 use crate::plan::{Plan, Step, StepAction, StepKind};
 use crate::version::Version;
@@ -73,16 +74,6 @@ pub fn escape(s: &str) -> String {
 
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// At most `max` characters, the last one an ellipsis when cut.
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// Untrusted text, clipped and escaped.
