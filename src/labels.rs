@@ -432,6 +432,16 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
+    /// A `key=value` that every match must carry (to look matches up in a label index rather
+    /// than test every object), if the selector has one.
+    pub fn required_pair(&self) -> Option<(&str, &str)> {
+        self.0.iter().find_map(|r| match r {
+            LabelReq::Eq(k, v) => Some((k.as_str(), v.as_str())),
+            LabelReq::In(k, vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+            _ => None,
+        })
+    }
+
     /// Matches labels looked up through `get` (one rule for every label representation).
     fn matches_by<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {

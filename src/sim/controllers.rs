@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use serde_json::{Value, json};
 
 use super::clock::now_rfc3339;
+use super::delta::{Delta, Key};
 use super::pdb::{self, pods_key};
 use super::store::{StorageKey, Stored, name_suffix};
 use super::{Sim, UPGRADE_ANNOTATION, placement, replicas, volumes};
@@ -79,30 +80,59 @@ fn apiserver_on(sim: &Sim, node: &str) -> Option<Version> {
         .min()
 }
 
-#[derive(Default)]
+/// When something falls due, and the namespaced object it concerns.
+#[derive(Debug, Clone)]
+struct Due {
+    at: Instant,
+    key: Key,
+}
+
+#[derive(Default, Clone)]
 struct Timers {
     /// Pod uid → when it becomes Running and Ready.
-    pod_ready_at: HashMap<String, Instant>,
+    pod_ready_at: HashMap<String, Due>,
     /// Pod uid → when its graceful deletion completes.
-    pod_gone_at: HashMap<String, Instant>,
+    pod_gone_at: HashMap<String, Due>,
     /// Node name → when its kubelet restart completes.
     node_back_at: HashMap<String, Instant>,
-    /// Job pod uid → when it succeeds.
-    job_done_at: HashMap<String, Instant>,
+    /// Job pod uid → when it succeeds (the key is the Job's).
+    job_done_at: HashMap<String, Due>,
     /// VolumeAttachment name → when its volume has detached.
     volume_detach_at: HashMap<String, Instant>,
     /// The kubeadm upgrader's node jobs, by pod uid.
     node_jobs: super::node_jobs::Runs,
     /// When a managed pool upgrade next needs a pass.
     pools_due: Option<Instant>,
+    /// Each controller's place in the store's change log.
+    cursors: HashMap<&'static str, u64>,
+    /// This pass looks at everything (the faults changed).
+    force_full: bool,
+    /// The pod ceiling stopped pod creation before this pass: the workload controllers look at
+    /// every workload (room may come from a pod leaving or the ceiling rising).
+    starved: bool,
+    /// The scheduler's view of the nodes, kept between passes.
+    scheduler: SchedulerState,
+    /// Nodes whose status lists volumes (None: not known yet).
+    volume_status_nodes: Option<std::collections::BTreeSet<String>>,
+    /// Budgets whose status holds disruptions, which expire with time.
+    budgets_with_disruptions: std::collections::BTreeSet<Key>,
+}
+
+impl Timers {
+    /// What changed since the controller `name` last looked.
+    fn delta(&mut self, sim: &Sim, name: &'static str) -> Delta {
+        let cursor = self.cursors.entry(name).or_insert(0);
+        Delta::since(&sim.store, cursor, self.force_full)
+    }
 }
 
 impl Timers {
     fn next_due(&self) -> Option<Instant> {
-        [&self.pod_ready_at, &self.pod_gone_at, &self.node_back_at, &self.job_done_at, &self.volume_detach_at]
+        [&self.pod_ready_at, &self.pod_gone_at, &self.job_done_at]
             .iter()
             .flat_map(|m| m.values())
-            .copied()
+            .map(|d| d.at)
+            .chain([&self.node_back_at, &self.volume_detach_at].iter().flat_map(|m| m.values()).copied())
             .chain(self.node_jobs.next_due())
             .chain(self.pools_due)
             .min()
@@ -122,6 +152,8 @@ pub async fn run(sim: Arc<Sim>) {
         let epoch = sim.fault_epoch.load(std::sync::atomic::Ordering::Relaxed);
         let due = timers.next_due().is_some_and(|t| t <= Instant::now());
         if rv != seen_rv || due || epoch != seen_epoch {
+            // New faults change what every controller would do to objects that did not change.
+            timers.force_full = epoch != seen_epoch;
             seen_epoch = epoch;
             // Remember the version seen *before* reconciling: if this pass wrote anything, the
             // next pass runs too, until one pass changes nothing.
@@ -130,12 +162,13 @@ pub async fn run(sim: Arc<Sim>) {
             // simulator stops serving and reports it (see `super::supervise`). A cluster whose
             // controllers silently skipped a pass would go on answering as if all were well.
             reconcile(&sim, &mut timers);
-            observe(&sim);
+            timers.force_full = false;
             // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
             // once, the way a real controller reacts to its own writes; bounded so that a
             // controller that never settles cannot spin.
             if sim.store.current_rv() == seen_rv {
                 settling = 0;
+                audit(&sim, &timers);
             } else if settling < 50 {
                 settling += 1;
                 tokio::task::yield_now().await;
@@ -163,36 +196,85 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     if sim.test_panic_in_pass.load(std::sync::atomic::Ordering::Relaxed) {
         panic!("test fault: a controller pass panicked");
     }
-    unreachable_nodes(sim);
-    kubelets(sim, timers);
-    deployments(sim);
-    replica_sets(sim);
-    stateful_sets(sim);
-    daemon_sets(sim);
-    jobs(sim, timers);
-    garbage_collect(sim);
-    schedule(sim);
-    volumes::reconcile(sim, &mut timers.volume_detach_at);
-    pod_lifecycle(sim, timers);
-    super::node_jobs::reconcile(sim, &mut timers.node_jobs);
+    timers.starved = sim.pod_ceiling_reached.load(std::sync::atomic::Ordering::Relaxed);
+    let d = timers.delta(sim, "nodelifecycle");
+    unreachable_nodes(sim, &d);
+    let d = timers.delta(sim, "kubelet");
+    kubelets(sim, timers, &d);
+    let d = timers.delta(sim, "deployment");
+    deployments(sim, &d);
+    let d = timers.delta(sim, "replicaset");
+    replica_sets(sim, &d, timers.starved);
+    let d = timers.delta(sim, "statefulset");
+    stateful_sets(sim, &d, timers.starved);
+    let d = timers.delta(sim, "daemonset");
+    daemon_sets(sim, &d, timers.starved);
+    let d = timers.delta(sim, "job");
+    jobs(sim, timers, &d);
+    let d = timers.delta(sim, "garbagecollector");
+    garbage_collect(sim, &d);
+    let d = timers.delta(sim, "scheduler");
+    schedule(sim, &mut timers.scheduler, &d);
+    let d = timers.delta(sim, "attachdetach");
+    volumes::reconcile(sim, &mut timers.volume_detach_at, &mut timers.volume_status_nodes, &d);
+    let d = timers.delta(sim, "kubelet-pods");
+    pod_lifecycle(sim, timers, &d);
+    let d = timers.delta(sim, "nodejobs");
+    super::node_jobs::reconcile(sim, &mut timers.node_jobs, &d);
     namespaces(sim);
-    pdb::refresh_all(sim);
-    workload_status(sim);
+    let d = timers.delta(sim, "disruption");
+    pdb::refresh(sim, &d, &mut timers.budgets_with_disruptions);
+    let d = timers.delta(sim, "workloadstatus");
+    workload_status(sim, &d);
     timers.pools_due = super::pools::reconcile(sim);
+    let d = timers.delta(sim, "observe");
+    observe(sim, &d);
+}
+
+/// Debug builds check the incremental passes: once they settle, a full pass on a copy of the
+/// controllers' state must find nothing to do. Whatever it would write is an object the
+/// incremental controllers missed, so the check stops the simulator (see `super::supervise`)
+/// rather than let a test pass on a cluster that stopped reacting. Skipped above 20,000 pods,
+/// where a full pass in a debug build takes seconds.
+fn audit(sim: &Sim, timers: &Timers) {
+    if !cfg!(debug_assertions) || sim.store.count(&pods_key()) > 20_000 {
+        return;
+    }
+    // What falls due with time but has no timer (a budget's disruptions expiring, a volume's
+    // unmount showing) or falls due within the check itself would differ without a miss.
+    let soon = Instant::now() + Duration::from_secs(1);
+    if timers.next_due().is_some_and(|t| t <= soon)
+        || !timers.budgets_with_disruptions.is_empty()
+        || !timers.volume_detach_at.is_empty()
+    {
+        return;
+    }
+    let before = sim.store.current_rv();
+    let mut copy = timers.clone();
+    copy.force_full = true;
+    reconcile(sim, &mut copy);
+    let missed: Vec<String> = sim
+        .store
+        .changes_since(before)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| format!("{} {}/{}/{}", c.kind.as_str(), c.key.resource, c.object.namespace(), c.object.name()))
+        .collect();
+    assert!(missed.is_empty(), "the incremental controller passes missed what a full pass does: {missed:?}");
 }
 
 /// Whether a node is cut off (a `nodesUnreachable` fault) and not yet replaced by an upgrade.
 fn unreachable(sim: &Sim, node: &Value) -> bool {
     let name = str_at(node, "/metadata/name");
     sim.faults().nodes_unreachable.iter().any(|n| *n == name)
-        && node.pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1"))).is_none()
+        && upgrade_target(node).is_none()
 }
 
 /// What the node lifecycle controller does to a node whose kubelet stopped posting status:
 /// Ready becomes Unknown and the unreachable taint goes on; both leave once the node is back.
-fn unreachable_nodes(sim: &Sim) {
+fn unreachable_nodes(sim: &Sim, d: &Delta) {
     const TAINT: &str = "node.kubernetes.io/unreachable";
-    for node in sim.store.all(&nodes_key()) {
+    for node in changed_nodes(sim, d) {
         let v = node.value();
         let cut = unreachable(sim, &v);
         let tainted =
@@ -230,6 +312,24 @@ fn unreachable_nodes(sim: &Sim) {
             Ok(())
         });
     }
+}
+
+/// Every node on a full pass, else the nodes that changed (and still exist).
+fn changed_nodes(sim: &Sim, d: &Delta) -> Vec<Arc<Stored>> {
+    if d.full {
+        return sim.store.all(&nodes_key());
+    }
+    d.nodes().filter_map(|n| sim.store.get(&nodes_key(), "", n)).collect()
+}
+
+/// Objects of `key` with these keys that still exist.
+fn existing(sim: &Sim, key: &StorageKey, keys: impl IntoIterator<Item = Key>) -> Vec<Arc<Stored>> {
+    let keys: std::collections::BTreeSet<Key> = keys.into_iter().collect();
+    keys.iter().filter_map(|(ns, n)| sim.store.get(key, ns, n)).collect()
+}
+
+fn upgrade_target(node: &Value) -> Option<&str> {
+    node.get("metadata")?.get("annotations")?.get(UPGRADE_ANNOTATION)?.as_str()
 }
 
 /// The namespace controller's last step: a Terminating namespace goes once its pods are gone.
@@ -300,32 +400,30 @@ fn set_node_ready(sim: &Sim, name: &str, ready: bool, reason: &str, message: &st
 }
 
 /// The kubelet side of upgrades: restart, then come back at the new version (or refuse).
-fn kubelets(sim: &Sim, timers: &mut Timers) {
+fn kubelets(sim: &Sim, timers: &mut Timers, d: &Delta) {
     let now = Instant::now();
     // A restart whose node is gone, or whose upgrade annotation was withdrawn, is over: the
     // kubelet comes back at the version it runs.
-    let annotated: std::collections::HashSet<String> = sim
-        .store
-        .all(&nodes_key())
-        .iter()
-        .filter(|n| {
-            n.value().pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1"))).is_some()
-        })
-        .map(|n| n.name().to_string())
+    let withdrawn: Vec<String> = timers
+        .node_back_at
+        .keys()
+        .filter(|n| sim.store.get(&nodes_key(), "", n).is_none_or(|node| upgrade_target(&node.value()).is_none()))
+        .cloned()
         .collect();
-    let withdrawn: Vec<String> = timers.node_back_at.keys().filter(|n| !annotated.contains(*n)).cloned().collect();
     for name in withdrawn {
         timers.node_back_at.remove(&name);
         set_node_ready(sim, &name, true, "KubeletReady", "kubelet is posting ready status", |_| {});
     }
-    for node in sim.store.all(&nodes_key()) {
+    // The nodes that changed, and those restarting (their restart may be over).
+    let mut nodes = changed_nodes(sim, d);
+    if !d.full {
+        let seen: HashSet<String> = nodes.iter().map(|n| n.name().to_string()).collect();
+        let restarting: Vec<String> = timers.node_back_at.keys().filter(|n| !seen.contains(*n)).cloned().collect();
+        nodes.extend(restarting.iter().filter_map(|n| sim.store.get(&nodes_key(), "", n)));
+    }
+    for node in nodes {
         let name = node.name().to_string();
-        let Some(target) = node
-            .value()
-            .pointer(&format!("/metadata/annotations/{}", UPGRADE_ANNOTATION.replace('/', "~1")))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
+        let Some(target) = upgrade_target(&node.value()).map(str::to_string) else {
             continue;
         };
         let Ok(target) = target.parse::<Version>() else { continue };
@@ -481,32 +579,44 @@ pub(crate) fn template_hash(template: &Value) -> String {
     name_suffix(h).chars().chain(name_suffix(h >> 20).chars()).take(10).collect()
 }
 
-/// Pods by the uid of their controller.
-fn pods_by_owner(sim: &Sim) -> HashMap<String, Vec<Arc<Stored>>> {
-    by_owner(sim, &pods_key())
-}
-
-/// Objects of `key` by the uid of their controller.
-fn by_owner(sim: &Sim, key: &StorageKey) -> HashMap<String, Vec<Arc<Stored>>> {
-    let mut map: HashMap<String, Vec<Arc<Stored>>> = HashMap::new();
-    for o in sim.store.all(key) {
-        if let Some((_, _, uid)) = o.owner() {
-            map.entry(uid.to_string()).or_default().push(o.clone());
-        }
+/// The Deployment (namespace, name) that owns a ReplicaSet, from the store or, for one just
+/// deleted, from its last state.
+fn deployment_of_replica_set(sim: &Sim, d: &Delta, (ns, name): &Key) -> Option<Key> {
+    let rs = sim.store.get(&apps("replicasets"), ns, name).or_else(|| {
+        d.deleted.iter().find(|o| o.namespace() == ns && o.name() == name && o.meta.api_version.starts_with("apps/")).cloned()
+    })?;
+    match rs.owner() {
+        Some(("Deployment", dep, _)) => Some((ns.clone(), dep.to_string())),
+        _ => None,
     }
-    map
 }
 
-fn deployments(sim: &Sim) {
-    let rs_by_owner = by_owner(sim, &apps("replicasets"));
-    let pods = pods_by_owner(sim);
-    for dep in sim.store.all(&apps("deployments")) {
+/// The controllers of `kind` to look at: all on a full pass (or while the pod ceiling stops pod
+/// creation, `starved`), else those that changed or whose pods changed.
+fn workloads_to_sync(sim: &Sim, d: &Delta, key: &StorageKey, kind: &str, starved: bool) -> Vec<Arc<Stored>> {
+    if d.full || starved {
+        return sim.store.all(key);
+    }
+    existing(sim, key, d.changed(key).cloned().chain(d.pod_owners_of(kind)))
+}
+
+fn deployments(sim: &Sim, d: &Delta) {
+    let dirty: Vec<Arc<Stored>> = if d.full {
+        sim.store.all(&apps("deployments"))
+    } else {
+        let replica_sets: Vec<Key> =
+            d.changed(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
+        let owners = replica_sets.iter().filter_map(|rs| deployment_of_replica_set(sim, d, rs));
+        existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
+    };
+    for dep in dirty {
         let ns = dep.namespace().to_string();
         let uid = &*dep.meta.uid;
         let desired = int_at(&dep.value(), "/spec/replicas", 1);
         let template = dep.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
-        let owned: Vec<&Arc<Stored>> = rs_by_owner.get(uid).map(|v| v.iter().collect()).unwrap_or_default();
+        let owned_sets = sim.store.owned_by(&apps("replicasets"), uid);
+        let owned: Vec<&Arc<Stored>> = owned_sets.iter().collect();
         let current = owned.iter().find(|rs| rs.meta.label("pod-template-hash").unwrap_or_default() == hash);
         let rs_name = format!("{}-{hash}", dep.name());
         if current.is_none() {
@@ -525,9 +635,10 @@ fn deployments(sim: &Sim) {
             continue;
         }
         // Rolling: the new set grows to the desired count; old sets shrink as new pods get ready.
-        let new_ready = current
-            .and_then(|rs| pods.get(&*rs.meta.uid))
-            .map_or(0, |ps| ps.iter().filter(|p| p.meta.ready && !p.meta.terminating).count() as i64);
+        let new_ready = current.map_or(0, |rs| {
+            sim.store.owned_by(&pods_key(), &rs.meta.uid).iter().filter(|p| p.meta.ready && !p.meta.terminating).count()
+                as i64
+        });
         // Old sets give up, in turn, as many replicas as new ones became ready beyond the
         // desired count, so availability never drops below what the rollout can serve.
         let old_total: i64 = owned
@@ -570,13 +681,12 @@ fn new_pod(owner: &Value, owner_kind: &str, name: &str, template: &Value) -> Val
     pod
 }
 
-fn replica_sets(sim: &Sim) {
-    let pods = pods_by_owner(sim);
-    for rs in sim.store.all(&apps("replicasets")) {
+fn replica_sets(sim: &Sim, d: &Delta, starved: bool) {
+    for rs in workloads_to_sync(sim, d, &apps("replicasets"), "ReplicaSet", starved) {
         let desired = int_at(&rs.value(), "/spec/replicas", 1);
         let uid = &*rs.meta.uid;
-        let mut active: Vec<&Arc<Stored>> =
-            pods.get(uid).map(|v| v.iter().filter(|p| !p.meta.terminating).collect()).unwrap_or_default();
+        let pods = sim.store.owned_by(&pods_key(), uid);
+        let mut active: Vec<&Arc<Stored>> = pods.iter().filter(|p| !p.meta.terminating).collect();
         let have = active.len() as i64;
         let template = rs.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         // Like the real controller's burst limit: at most 500 new pods per pass.
@@ -598,8 +708,8 @@ fn replica_sets(sim: &Sim) {
     }
 }
 
-fn stateful_sets(sim: &Sim) {
-    for sts in sim.store.all(&apps("statefulsets")) {
+fn stateful_sets(sim: &Sim, d: &Delta, starved: bool) {
+    for sts in workloads_to_sync(sim, d, &apps("statefulsets"), "StatefulSet", starved) {
         let ns = sts.namespace().to_string();
         let desired = int_at(&sts.value(), "/spec/replicas", 1);
         let template = sts.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -621,29 +731,45 @@ fn stateful_sets(sim: &Sim) {
                 let _ = sim.store.create(&pods_key(), pod, false);
             }
         }
-        for p in sim.store.in_namespace(&pods_key(), &ns) {
-            if let Some((kind, owner, _)) = p.owner() {
-                let ordinal = p.name().rsplit_once('-').and_then(|(_, o)| o.parse::<i64>().ok());
-                if kind == "StatefulSet"
-                    && owner == sts.name()
-                    && ordinal.is_some_and(|o| o >= desired)
-                    && !p.meta.terminating
-                {
-                    let _ = pdb::delete_pod(sim, &ns, p.name(), None, false);
-                }
+        for p in sim.store.owned_by(&pods_key(), &sts.meta.uid) {
+            let ordinal = p.name().rsplit_once('-').and_then(|(_, o)| o.parse::<i64>().ok());
+            if ordinal.is_some_and(|o| o >= desired) && !p.meta.terminating {
+                let _ = pdb::delete_pod(sim, &ns, p.name(), None, false);
             }
         }
     }
 }
 
-fn daemon_sets(sim: &Sim) {
-    let nodes = sim.store.all(&nodes_key());
-    let pods = pods_by_owner(sim);
-    for ds in sim.store.all(&apps("daemonsets")) {
+/// A DaemonSet that changed, or whose pods did, is synced on every node; the others only on the
+/// nodes that changed (a DaemonSet's wish for a node depends on that node and its pods there).
+fn daemon_sets(sim: &Sim, d: &Delta, starved: bool) {
+    let key = apps("daemonsets");
+    if sim.store.count(&key) == 0 {
+        return;
+    }
+    let dirty: HashSet<Key> = d.changed(&key).cloned().chain(d.pod_owners_of("DaemonSet")).collect();
+    let changed_nodes: Vec<String> = d.nodes().map(str::to_string).collect();
+    if !d.full && !starved && dirty.is_empty() && changed_nodes.is_empty() {
+        return;
+    }
+    let mut all_nodes: Option<Vec<Arc<Stored>>> = None;
+    for ds in sim.store.all(&key) {
+        let whole = d.full || starved || dirty.contains(&(ds.namespace().to_string(), ds.name().to_string()));
         let uid = &*ds.meta.uid;
+        let (nodes, owned): (Vec<Arc<Stored>>, Vec<Arc<Stored>>) = if whole {
+            let nodes = all_nodes.get_or_insert_with(|| sim.store.all(&nodes_key())).clone();
+            (nodes, sim.store.owned_by(&pods_key(), uid))
+        } else {
+            let nodes = changed_nodes.iter().filter_map(|n| sim.store.get(&nodes_key(), "", n)).collect();
+            let owned = changed_nodes
+                .iter()
+                .flat_map(|n| sim.store.pods_on_node(n))
+                .filter(|p| p.owner().is_some_and(|(_, _, u)| u == uid))
+                .collect();
+            (nodes, owned)
+        };
         let template = ds.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
         let rules = placement::PodRules::of(ds.namespace(), &template, (0.0, 0.0));
-        let owned = pods.get(uid).cloned().unwrap_or_default();
         let mut wanted = HashSet::new();
         for node in &nodes {
             if !rules.daemon_fits(&placement::NodeInfo::of(&node.value())) {
@@ -676,12 +802,21 @@ fn daemon_sets(sim: &Sim) {
     }
 }
 
-fn jobs(sim: &Sim, timers: &mut Timers) {
+fn jobs(sim: &Sim, timers: &mut Timers, d: &Delta) {
     let key = StorageKey::new("batch", "jobs");
-    let pods = pods_by_owner(sim);
-    for job in sim.store.all(&key) {
+    let mut dirty = workloads_to_sync(sim, d, &key, "Job", timers.starved);
+    if !d.full {
+        for gone in &d.deleted {
+            timers.job_done_at.remove(&*gone.meta.uid);
+        }
+        let now = Instant::now();
+        let due: Vec<Key> = timers.job_done_at.values().filter(|t| t.at <= now).map(|t| t.key.clone()).collect();
+        let seen: HashSet<Key> = dirty.iter().map(|j| (j.namespace().to_string(), j.name().to_string())).collect();
+        dirty.extend(existing(sim, &key, due.into_iter().filter(|k| !seen.contains(k))));
+    }
+    for job in dirty {
         let uid = &*job.meta.uid;
-        let owned = pods.get(uid).cloned().unwrap_or_default();
+        let owned = sim.store.owned_by(&pods_key(), uid);
         // A Job remembers its completions (tracked with finalizers since 1.26): deleting a
         // finished pod, as a drain does, must not run the Job again.
         let succeeded = (owned.iter().filter(|p| &*p.meta.phase == "Succeeded").count() as i64).max(int_at(
@@ -715,7 +850,14 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(5.0);
-            let at = *timers.job_done_at.entry(uid.clone()).or_insert_with(|| Instant::now() + sim.scaled(run));
+            let at = timers
+                .job_done_at
+                .entry(uid.clone())
+                .or_insert_with(|| Due {
+                    at: Instant::now() + sim.scaled(run),
+                    key: (job.namespace().to_string(), job.name().to_string()),
+                })
+                .at;
             if at <= Instant::now() {
                 timers.job_done_at.remove(&uid);
                 let _ = sim.store.mutate(&pods_key(), p.namespace(), p.name(), None, false, |pod| {
@@ -736,8 +878,62 @@ fn jobs(sim: &Sim, timers: &mut Timers) {
     }
 }
 
-/// Deletes pods and replica sets whose controller is gone.
-fn garbage_collect(sim: &Sim) {
+/// The resource of a controller kind whose dependents the collector deletes.
+fn controller_resource(kind: &str) -> Option<StorageKey> {
+    match kind {
+        "ReplicaSet" => Some(apps("replicasets")),
+        "Deployment" => Some(apps("deployments")),
+        "StatefulSet" => Some(apps("statefulsets")),
+        "DaemonSet" => Some(apps("daemonsets")),
+        "Job" => Some(StorageKey::new("batch", "jobs")),
+        _ => None,
+    }
+}
+
+/// Deletes pods and replica sets whose controller is gone: on a full pass by looking at all of
+/// them, else the dependents of controllers just deleted and the objects that changed.
+fn garbage_collect(sim: &Sim, d: &Delta) {
+    if d.full {
+        return garbage_collect_all(sim);
+    }
+    let orphan = |o: &Stored| -> bool {
+        let Some((kind, name, uid)) = o.owner() else { return false };
+        let Some(key) = controller_resource(kind) else { return false };
+        sim.store.get(&key, o.namespace(), name).is_none_or(|c| &*c.meta.uid != uid)
+    };
+    let mut orphans: Vec<(StorageKey, Arc<Stored>)> = Vec::new();
+    for gone in &d.deleted {
+        for key in [apps("replicasets"), pods_key()] {
+            orphans.extend(sim.store.owned_by(&key, &gone.meta.uid).into_iter().map(|o| (key.clone(), o)));
+        }
+    }
+    for key in [apps("replicasets"), pods_key()] {
+        for (ns, name) in d.changed(&key) {
+            if let Some(o) = sim.store.get(&key, ns, name) {
+                orphans.push((key.clone(), o));
+            }
+        }
+    }
+    for (key, o) in orphans {
+        let collectable = match (key == pods_key(), o.owner()) {
+            (false, Some(("Deployment", _, _))) => true,
+            (true, Some((kind, _, _))) => matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job"),
+            _ => false,
+        };
+        if !collectable || !orphan(&o) {
+            continue;
+        }
+        if key == pods_key() {
+            if !o.meta.terminating {
+                let _ = pdb::delete_pod(sim, o.namespace(), o.name(), None, false);
+            }
+        } else {
+            let _ = sim.store.delete(&key, o.namespace(), o.name(), false);
+        }
+    }
+}
+
+fn garbage_collect_all(sim: &Sim) {
     let mut live: HashSet<String> = HashSet::new();
     for key in [
         apps("replicasets"),
@@ -769,39 +965,101 @@ fn garbage_collect(sim: &Sim) {
     }
 }
 
+/// The scheduler's cache of nodes, kept between passes and refreshed from what changed.
+#[derive(Default, Clone)]
+struct SchedulerState {
+    /// Nodes in name order, as read (their room is set from the pods' load on each pass).
+    nodes: Vec<placement::NodeInfo>,
+    /// Allocatable pod slots, CPU and memory of each node.
+    allocatable: Vec<(f64, f64, f64)>,
+    /// kube-scheduler's `nextStartNodeIndex`: where the next search for feasible nodes starts.
+    next_start: usize,
+}
+
+impl SchedulerState {
+    fn read(node: &Value) -> (placement::NodeInfo, (f64, f64, f64)) {
+        let info = placement::NodeInfo::for_scheduler(node);
+        let room = (info.pods, info.cpu, info.mem);
+        (info, room)
+    }
+
+    /// Brings the cache up to date: rereads changed nodes, or all of them when nodes came or went.
+    fn refresh(&mut self, sim: &Sim, d: &Delta) {
+        let mut rebuild = d.full || self.nodes.is_empty();
+        if !rebuild {
+            for name in d.nodes() {
+                match (self.nodes.binary_search_by(|n| n.name.as_str().cmp(name)), sim.store.get(&nodes_key(), "", name)) {
+                    (Ok(i), Some(node)) => (self.nodes[i], self.allocatable[i]) = Self::read(&node.value()),
+                    (Err(_), None) => {}
+                    _ => rebuild = true,
+                }
+            }
+        }
+        if rebuild {
+            (self.nodes, self.allocatable) = sim.store.all(&nodes_key()).iter().map(|n| Self::read(&n.value())).unzip();
+        }
+        let loads = sim.store.node_loads();
+        for (info, &(pods, cpu, mem)) in self.nodes.iter_mut().zip(&self.allocatable) {
+            let load = loads.get(info.name.as_str()).copied().unwrap_or_default();
+            let (used_cpu, used_mem) = load.requests();
+            info.pods = pods - f64::from(load.pods);
+            info.cpu = cpu - used_cpu;
+            info.mem = mem - used_mem;
+        }
+    }
+}
+
+/// kube-scheduler's `numFeasibleNodesToFind` at the default `percentageOfNodesToScore` (adaptive):
+/// every node below 100; above, 50% less 1% per 125 nodes, at least 5% and at least 100 nodes.
+/// The search for a pod's node stops once it found that many feasible ones.
+fn feasible_nodes_to_find(all: usize) -> usize {
+    const MIN_FEASIBLE_NODES: usize = 100;
+    const MIN_FEASIBLE_PERCENT: usize = 5;
+    if all < MIN_FEASIBLE_NODES {
+        return all;
+    }
+    let percent = 50usize.saturating_sub(all / 125).max(MIN_FEASIBLE_PERCENT);
+    (all * percent / 100).max(MIN_FEASIBLE_NODES)
+}
+
 /// Binds pending pods as kube-scheduler does: to a node that passes every filter of
 /// [`placement`] (the one with the most free pod slots among those whose PreferNoSchedule taints
-/// the pod tolerates); a pod no node takes gets kube-scheduler's Unschedulable message.
-fn schedule(sim: &Sim) {
-    let all = sim.store.all(&pods_key());
-    let pending: Vec<&Arc<Stored>> = all
-        .iter()
-        .filter(|p| p.meta.node_name.is_empty() && !p.meta.terminating && &*p.meta.phase != "Succeeded")
+/// the pod tolerates); a pod no node takes gets kube-scheduler's Unschedulable message. Like
+/// kube-scheduler, it looks at nodes from where the last search stopped and stops once it found
+/// [`feasible_nodes_to_find`] feasible ones; and a pod it could not place is tried again only
+/// once something changed that could make room: a node, or a pod that left.
+fn schedule(sim: &Sim, state: &mut SchedulerState, d: &Delta) {
+    let retry_all = d.full || d.pods_left || d.nodes().next().is_some();
+    let changed: HashSet<&Key> = d.changed(&pods_key()).collect();
+    let pending: Vec<Arc<Stored>> = sim
+        .store
+        .unbound_pods()
+        .into_iter()
+        .filter(|p| !p.meta.terminating && &*p.meta.phase != "Succeeded")
+        .filter(|p| retry_all || changed.contains(&(p.namespace().to_string(), p.name().to_string())))
         .collect();
+    state.refresh(sim, d);
     if pending.is_empty() {
         return;
     }
-    let nodes = sim.store.all(&nodes_key());
-    let mut infos = Vec::with_capacity(nodes.len());
-    for n in &nodes {
-        let mut info = placement::NodeInfo::for_scheduler(&n.value());
-        for p in sim.store.pods_on_node(n.name()).iter().filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed")) {
-            info.take(p.meta.requests);
-        }
-        infos.push(info);
-    }
-    let mut snapshot = placement::Snapshot::new(&sim.store, infos);
-    snapshot.set_anti_holders(all.iter().filter(|p| p.meta.required_anti_affinity));
-    for pod in pending {
+    let mut snapshot = placement::Snapshot::new(&sim.store, std::mem::take(&mut state.nodes));
+    snapshot.set_anti_holders(sim.store.anti_affinity_pods().iter());
+    let all = snapshot.nodes.len();
+    let to_find = feasible_nodes_to_find(all);
+    for pod in &pending {
         let value = pod.value();
         let rules = placement::PodRules::of(pod.namespace(), &value, pod.meta.requests);
         let prep = snapshot.prepare(&rules);
         let mut rejections = Vec::new();
         let mut best: Option<usize> = None;
-        for i in 0..snapshot.nodes.len() {
+        let (mut feasible, mut processed) = (0, 0);
+        for k in 0..all {
+            let i = (state.next_start + k) % all;
+            processed += 1;
             match snapshot.filter(&rules, &prep, i) {
                 Err(r) => rejections.push(r),
                 Ok(()) => {
+                    feasible += 1;
                     // kube-scheduler's TaintToleration scoring: a node whose PreferNoSchedule
                     // taints the pod does not tolerate scores lower; then the most room.
                     let better = best.is_none_or(|b| {
@@ -816,8 +1074,14 @@ fn schedule(sim: &Sim) {
                     if better {
                         best = Some(i);
                     }
+                    if feasible >= to_find {
+                        break;
+                    }
                 }
             }
+        }
+        if all > 0 {
+            state.next_start = (state.next_start + processed) % all;
         }
         match best {
             Some(i) => {
@@ -848,6 +1112,7 @@ fn schedule(sim: &Sim) {
             }
         }
     }
+    state.nodes = std::mem::take(&mut snapshot.nodes);
 }
 
 /// `Kind namespace/name` of the workload a pod belongs to (a ReplicaSet's pods to its
@@ -954,19 +1219,49 @@ fn statuses_names(p: &Value) -> Vec<&str> {
 }
 
 /// Kubelet work on pods: start bound pods, follow node readiness, finish graceful deletions.
-fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
+/// The pods the kubelets look at: all on a full pass, else the pods that changed, those whose
+/// timer fell due, and those on nodes that changed or whose volumes did.
+fn pods_for_kubelets(sim: &Sim, timers: &mut Timers, d: &Delta, now: Instant) -> Vec<Arc<Stored>> {
+    if d.full {
+        return sim.store.all(&pods_key());
+    }
+    for gone in &d.deleted {
+        timers.pod_ready_at.remove(&*gone.meta.uid);
+        timers.pod_gone_at.remove(&*gone.meta.uid);
+    }
+    let mut keys: std::collections::BTreeSet<Key> = d.changed(&pods_key()).cloned().collect();
+    for due in timers.pod_ready_at.values().chain(timers.pod_gone_at.values()).filter(|t| t.at <= now) {
+        keys.insert(due.key.clone());
+    }
+    let mut pods: Vec<Arc<Stored>> = keys.iter().filter_map(|(ns, n)| sim.store.get(&pods_key(), ns, n)).collect();
+    let nodes: std::collections::BTreeSet<&str> =
+        d.nodes().chain(d.attachment_nodes.iter().map(String::as_str)).collect();
+    for node in nodes {
+        pods.extend(
+            sim.store
+                .pods_on_node(node)
+                .into_iter()
+                .filter(|p| !keys.contains(&(p.namespace().to_string(), p.name().to_string()))),
+        );
+    }
+    pods
+}
+
+fn pod_lifecycle(sim: &Sim, timers: &mut Timers, d: &Delta) {
     let now = Instant::now();
     let faults = sim.faults();
-    let nodes: HashMap<String, Arc<Stored>> =
-        sim.store.all(&nodes_key()).into_iter().map(|n| (n.name().to_string(), n)).collect();
+    let mut nodes: HashMap<String, Option<Arc<Stored>>> = HashMap::new();
     let mut alive: HashSet<String> = HashSet::new();
-    for pod in sim.store.all(&pods_key()) {
+    for pod in pods_for_kubelets(sim, timers, d, now) {
+        let node = nodes
+            .entry(pod.meta.node_name.to_string())
+            .or_insert_with(|| sim.store.get(&nodes_key(), "", &pod.meta.node_name))
+            .clone();
         let uid = pod.meta.uid.to_string();
         alive.insert(uid.clone());
-        let node_name = &*pod.meta.node_name;
         if pod.meta.terminating {
             // A kubelet that cannot be reached never confirms the pod stopped.
-            let cut_off = nodes.get(node_name).is_some_and(|n| unreachable(sim, &n.value()));
+            let cut_off = node.as_ref().is_some_and(|n| unreachable(sim, &n.value()));
             if faults.pod_stuck(pod.namespace(), pod.name()) || cut_off {
                 timers.pod_gone_at.remove(&uid);
                 continue;
@@ -979,14 +1274,18 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             let given = int_at(&pod.value(), "/metadata/deletionGracePeriodSeconds", 30) as f64;
             let grace = if given != 30.0 { given } else { sim.timings.default_grace_seconds }
                 .min(sim.timings.max_grace_seconds);
-            let at = *timers.pod_gone_at.entry(uid.clone()).or_insert_with(|| now + sim.scaled(grace));
+            let at = timers
+                .pod_gone_at
+                .entry(uid.clone())
+                .or_insert_with(|| Due { at: now + sim.scaled(grace), key: pod_key(&pod) })
+                .at;
             if at <= now {
                 timers.pod_gone_at.remove(&uid);
                 let _ = sim.store.delete(&pods_key(), pod.namespace(), pod.name(), false);
             }
             continue;
         }
-        let Some(node) = nodes.get(node_name) else { continue };
+        let Some(node) = node else { continue };
         let phase = &*pod.meta.phase;
         if matches!(phase, "Succeeded" | "Failed") {
             continue;
@@ -1011,10 +1310,11 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
                 set_pull_backoff(sim, &pod, &image);
                 continue;
             }
-            let at = *timers
+            let at = timers
                 .pod_ready_at
                 .entry(uid.clone())
-                .or_insert_with(|| now + sim.scaled(sim.timings.pod_start_seconds));
+                .or_insert_with(|| Due { at: now + sim.scaled(sim.timings.pod_start_seconds), key: pod_key(&pod) })
+                .at;
             if at <= now {
                 timers.pod_ready_at.remove(&uid);
                 let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
@@ -1033,21 +1333,36 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers) {
             });
         }
     }
-    timers.pod_ready_at.retain(|k, _| alive.contains(k));
-    timers.pod_gone_at.retain(|k, _| alive.contains(k));
-    timers.job_done_at.retain(|k, _| alive.contains(k));
+    if d.full {
+        timers.pod_ready_at.retain(|k, _| alive.contains(k));
+        timers.pod_gone_at.retain(|k, _| alive.contains(k));
+        timers.job_done_at.retain(|k, _| alive.contains(k));
+    }
 }
 
-fn workload_status(sim: &Sim) {
-    let pods = pods_by_owner(sim);
+fn pod_key(pod: &Stored) -> Key {
+    (pod.namespace().to_string(), pod.name().to_string())
+}
+
+/// Status of the workloads that changed or whose pods did (all on a full pass).
+fn workload_status(sim: &Sim, d: &Delta) {
     let count = |uid: &str| -> (i64, i64) {
-        pods.get(uid).map_or((0, 0), |ps| {
-            let active: Vec<_> = ps.iter().filter(|p| !p.meta.terminating).collect();
-            (active.len() as i64, active.iter().filter(|p| p.meta.ready).count() as i64)
-        })
+        let ps = sim.store.owned_by(&pods_key(), uid);
+        let active: Vec<_> = ps.iter().filter(|p| !p.meta.terminating).collect();
+        (active.len() as i64, active.iter().filter(|p| p.meta.ready).count() as i64)
     };
-    let rs_all = sim.store.all(&apps("replicasets"));
-    let rs_by_owner = by_owner(sim, &apps("replicasets"));
+    let dirty = |key: &StorageKey, kind: &str| -> Vec<Arc<Stored>> {
+        if d.full { sim.store.all(key) } else { existing(sim, key, d.changed(key).cloned().chain(d.pod_owners_of(kind))) }
+    };
+    let rs_all = dirty(&apps("replicasets"), "ReplicaSet");
+    let deployments = if d.full {
+        sim.store.all(&apps("deployments"))
+    } else {
+        let replica_sets: Vec<Key> =
+            d.changed(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
+        let owners = replica_sets.iter().filter_map(|rs| deployment_of_replica_set(sim, d, rs));
+        existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
+    };
     for rs in &rs_all {
         let (n, ready) = count(&rs.meta.uid);
         update_status(
@@ -1057,11 +1372,11 @@ fn workload_status(sim: &Sim) {
             json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "fullyLabeledReplicas": n, "observedGeneration": rs.value().pointer("/metadata/generation")}),
         );
     }
-    for dep in sim.store.all(&apps("deployments")) {
+    for dep in deployments {
         let uid = &*dep.meta.uid;
         let tpl_hash = template_hash(&dep.value().pointer("/spec/template").cloned().unwrap_or(json!({})));
         let (mut n, mut ready, mut updated) = (0, 0, 0);
-        for rs in rs_by_owner.get(uid).into_iter().flatten() {
+        for rs in &sim.store.owned_by(&apps("replicasets"), uid) {
             let (rn, rr) = count(&rs.meta.uid);
             n += rn;
             ready += rr;
@@ -1080,7 +1395,7 @@ fn workload_status(sim: &Sim) {
             }),
         );
     }
-    for sts in sim.store.all(&apps("statefulsets")) {
+    for sts in dirty(&apps("statefulsets"), "StatefulSet") {
         let (n, ready) = count(&sts.meta.uid);
         update_status(
             sim,
@@ -1089,7 +1404,7 @@ fn workload_status(sim: &Sim) {
             json!({"replicas": n, "readyReplicas": ready, "availableReplicas": ready, "currentReplicas": n, "updatedReplicas": n, "observedGeneration": sts.value().pointer("/metadata/generation")}),
         );
     }
-    for ds in sim.store.all(&apps("daemonsets")) {
+    for ds in dirty(&apps("daemonsets"), "DaemonSet") {
         let (n, ready) = count(&ds.meta.uid);
         update_status(
             sim,
@@ -1110,9 +1425,10 @@ fn update_status(sim: &Sim, key: &StorageKey, obj: &Stored, status: Value) {
 }
 
 /// Records each workload's ready replicas for the availability oracle.
-fn observe(sim: &Sim) {
+fn observe(sim: &Sim, d: &Delta) {
     for (key, kind) in [(apps("deployments"), "Deployment"), (apps("statefulsets"), "StatefulSet")] {
-        for w in sim.store.all(&key) {
+        let changed = if d.full { sim.store.all(&key) } else { existing(sim, &key, d.changed(&key).cloned()) };
+        for w in changed {
             let desired = int_at(&w.value(), "/spec/replicas", 1);
             let ready = int_at(&w.value(), "/status/readyReplicas", 0);
             // Only once the workload first came up, so start-up does not count as a dip.
@@ -1250,7 +1566,7 @@ workloads:
         let pinned = |n: &str| sim.store.get(&pods_key(), "default", n).unwrap();
         assert_eq!(&*pinned("pinned-0").meta.node_name, "w-c");
         assert_eq!(&*pinned("pinned-1").meta.node_name, "");
-        schedule(&sim);
+        schedule(&sim, &mut SchedulerState::default(), &Delta::full());
         let expected = "0/4 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, \
                         3 node(s) didn't match pod anti-affinity rules. preemption: 0/4 nodes are available: \
                         1 Preemption is not helpful for scheduling, 3 No preemption victims found for incoming pod.";
@@ -1264,7 +1580,7 @@ workloads:
         }
         // Written once: another pass leaves the pods alone.
         let rv = sim.store.current_rv();
-        schedule(&sim);
+        schedule(&sim, &mut SchedulerState::default(), &Delta::full());
         assert_eq!(sim.store.current_rv(), rv);
         // A cordoned worker is counted as unschedulable; freeing a node lets one replica in.
         let _ = sim.store.mutate(&nodes_key(), "", "w-a", None, false, |n| {
@@ -1273,7 +1589,7 @@ workloads:
         });
         let on_b = web(&sim).into_iter().find(|p| &*p.meta.node_name == "w-b").unwrap();
         sim.store.delete(&pods_key(), "default", on_b.name(), false).unwrap();
-        schedule(&sim);
+        schedule(&sim, &mut SchedulerState::default(), &Delta::full());
         let placed: Vec<Arc<Stored>> = web(&sim).into_iter().filter(|p| &*p.meta.node_name == "w-b").collect();
         assert_eq!(placed.len(), 1);
         let still = web(&sim).into_iter().find(|p| p.meta.node_name.is_empty()).unwrap();

@@ -13,6 +13,7 @@ mod api;
 pub mod authn;
 mod clock;
 mod controllers;
+mod delta;
 pub mod faults;
 mod jobs;
 mod names;

@@ -54,6 +54,10 @@ impl PodLogs {
     }
 
     /// Forgets the logs of pods that are gone.
+    pub fn remove(&self, uid: &str) {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+    }
+
     pub fn retain(&self, alive: &std::collections::HashSet<String>) {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| alive.contains(k));
     }
@@ -75,10 +79,12 @@ pub struct Run {
     stage: Stage,
     next: Instant,
     started: Instant,
+    /// The pod's namespace and name.
+    key: (String, String),
 }
 
 /// Job runs by pod uid.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Runs {
     runs: HashMap<String, Run>,
 }
@@ -107,10 +113,22 @@ fn kubelet_of(node: &Value) -> Option<Version> {
 }
 
 /// Runs the node jobs one controller pass further.
-pub fn reconcile(sim: &Sim, runs: &mut Runs) {
+/// Looks at the pods that changed and those with a run (every pod on a full pass).
+pub fn reconcile(sim: &Sim, runs: &mut Runs, delta: &super::delta::Delta) {
     let now = Instant::now();
+    let pods = if delta.full {
+        sim.store.all(&pods_key())
+    } else {
+        for gone in &delta.deleted {
+            runs.runs.remove(&*gone.meta.uid);
+            sim.pod_logs.remove(&gone.meta.uid);
+        }
+        let keys: std::collections::BTreeSet<&(String, String)> =
+            delta.changed(&pods_key()).chain(runs.runs.values().map(|r| &r.key)).collect();
+        keys.into_iter().filter_map(|(ns, n)| sim.store.get(&pods_key(), ns, n)).collect()
+    };
     let mut alive = std::collections::HashSet::new();
-    for pod in sim.store.all(&pods_key()) {
+    for pod in pods {
         alive.insert(pod.meta.uid.to_string());
         let Some(kind) = pod.meta.label(LABEL).map(str::to_string) else { continue };
         if &*pod.meta.phase != "Running" || pod.meta.terminating {
@@ -118,7 +136,12 @@ pub fn reconcile(sim: &Sim, runs: &mut Runs) {
         }
         let uid = pod.meta.uid.to_string();
         let run =
-            runs.runs.entry(uid.clone()).or_insert_with(|| Run { stage: Stage::Packages, next: now, started: now });
+            runs.runs.entry(uid.clone()).or_insert_with(|| Run {
+            stage: Stage::Packages,
+            next: now,
+            started: now,
+            key: (pod.namespace().to_string(), pod.name().to_string()),
+        });
         let deadline = pod.value().pointer("/spec/activeDeadlineSeconds").and_then(Value::as_f64);
         if let Some(d) = deadline
             && now >= run.started + sim.scaled(d)
@@ -149,8 +172,10 @@ pub fn reconcile(sim: &Sim, runs: &mut Runs) {
             }
         }
     }
-    runs.runs.retain(|k, _| alive.contains(k));
-    sim.pod_logs.retain(&alive);
+    if delta.full {
+        runs.runs.retain(|k, _| alive.contains(k));
+        sim.pod_logs.retain(&alive);
+    }
 }
 
 enum Next {

@@ -13,8 +13,12 @@
 
 use serde_json::{Value, json};
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
 use super::Sim;
 use super::clock::now_rfc3339;
+use super::delta::{Delta, Key, Labels};
 use super::selectors::LabelSelector;
 use super::stats::Violation;
 use super::status::ApiError;
@@ -64,7 +68,13 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
 }
 
 pub fn compute(sim: &Sim, pdb: &Stored) -> PdbStatus {
-    compute_with(sim, pdb, &sim.store.in_namespace(&pods_key(), pdb.namespace()))
+    let selector = pdb.value().pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
+    // A selector with a `key=value` every match carries is answered from the label index.
+    let candidates = match selector.as_ref().and_then(LabelSelector::required_pair) {
+        Some((k, v)) => sim.store.pods_labelled(pdb.namespace(), k, v),
+        None => sim.store.in_namespace(&pods_key(), pdb.namespace()),
+    };
+    compute_with(sim, pdb, &candidates)
 }
 
 /// Status of `pdb` given the pods of its namespace (so a pass over many budgets reads each
@@ -130,17 +140,56 @@ fn live_disruptions(sim: &Sim, pdb: &Value) -> std::collections::BTreeMap<String
         .collect()
 }
 
-/// Writes computed status into every budget whose numbers changed.
-pub fn refresh_all(sim: &Sim) {
-    let mut by_ns: std::collections::BTreeMap<String, Vec<std::sync::Arc<Stored>>> = std::collections::BTreeMap::new();
-    for pdb in sim.store.all(&pdb_key()) {
-        by_ns.entry(pdb.namespace().to_string()).or_default().push(pdb);
-    }
-    for (ns, pdbs) in by_ns {
-        let pods = sim.store.in_namespace(&pods_key(), &ns);
-        for pdb in pdbs {
-            let s = compute_with(sim, &pdb, &pods);
-            write_status(sim, &pdb, s);
+/// The disruption controller's pass: writes computed status into the budgets whose numbers may
+/// have changed. That is all of them on a full pass; else those that changed, those that select
+/// a pod that changed (by its labels now or before the change), those that select the pods of a
+/// ReplicaSet or StatefulSet that changed (its scale is what the budget expects), and those
+/// holding disruptions, which expire with time (`with_disruptions`, kept up to date here).
+pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
+    let budgets: Vec<Arc<Stored>> = if d.full {
+        with_disruptions.clear();
+        sim.store.all(&pdb_key())
+    } else {
+        let mut keys: BTreeSet<Key> = d.changed(&pdb_key()).cloned().collect();
+        keys.extend(with_disruptions.iter().cloned());
+        let mut label_sets: BTreeMap<String, Vec<Labels>> = BTreeMap::new();
+        for (ns, labels) in &d.pod_labels {
+            label_sets.entry(ns.to_string()).or_default().push(labels.clone());
+        }
+        for key in [StorageKey::new("apps", "replicasets"), StorageKey::new("apps", "statefulsets")] {
+            for (ns, name) in d.changed(&key) {
+                let owner = sim.store.get(&key, ns, name).or_else(|| {
+                    d.deleted.iter().find(|o| o.namespace() == ns && o.name() == name && o.meta.api_version.starts_with("apps/")).cloned()
+                });
+                if let Some(owner) = owner {
+                    let labels = crate::labels::labels_of(owner.value().pointer("/spec/template").unwrap_or(&Value::Null));
+                    let labels: Labels = labels.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect();
+                    label_sets.entry(owner.namespace().to_string()).or_default().push(labels);
+                }
+            }
+        }
+        for (ns, sets) in &label_sets {
+            for pdb in sim.store.in_namespace(&pdb_key(), ns) {
+                let selector = pdb.value().pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
+                if selector.is_some_and(|sel| sets.iter().any(|l| sel.matches_labels(l))) {
+                    keys.insert((pdb.namespace().to_string(), pdb.name().to_string()));
+                }
+            }
+        }
+        keys.iter().filter_map(|(ns, n)| sim.store.get(&pdb_key(), ns, n)).collect()
+    };
+    for pdb in budgets {
+        let s = compute(sim, &pdb);
+        write_status(sim, &pdb, s);
+        let key = (pdb.namespace().to_string(), pdb.name().to_string());
+        let holds = sim
+            .store
+            .get(&pdb_key(), &key.0, &key.1)
+            .is_some_and(|p| p.value().pointer("/status/disruptedPods").is_some());
+        if holds {
+            with_disruptions.insert(key);
+        } else {
+            with_disruptions.remove(&key);
         }
     }
 }

@@ -330,6 +330,9 @@ pub struct Change {
     pub key: StorageKey,
     pub kind: EventType,
     pub object: Arc<Stored>,
+    /// The labels the object had before a modification that changed them (the controllers'
+    /// incremental passes need both to know which budgets a pod left; watches send `object`).
+    pub previous_labels: Option<Box<[(Box<str>, Box<str>)]>>,
 }
 
 type ObjKey = (String, String);
@@ -339,18 +342,102 @@ struct Bucket {
     objects: BTreeMap<ObjKey, Arc<Stored>>,
     /// Pods by `spec.nodeName` (only filled for pods).
     by_node: HashMap<String, BTreeSet<ObjKey>>,
+    /// Objects by the uid of their controller.
+    by_owner: HashMap<Box<str>, BTreeSet<ObjKey>>,
+    /// The indexes only pods have.
+    pods: PodIndexes,
+}
+
+/// Pod indexes that let the controllers answer "which pods?" without walking every pod.
+#[derive(Default)]
+struct PodIndexes {
+    /// Pods with no `spec.nodeName`.
+    unbound: BTreeSet<ObjKey>,
+    /// Pods with a required pod anti-affinity.
+    anti_affinity: BTreeSet<ObjKey>,
+    /// Pods that use PersistentVolumeClaims.
+    with_claims: BTreeSet<ObjKey>,
+    /// Pods by (namespace, label key, label value).
+    by_label: HashMap<(Box<str>, Box<str>, Box<str>), BTreeSet<ObjKey>>,
+    /// Per node, what its unfinished pods request (terminating ones included: they hold their
+    /// room until they are gone).
+    load: HashMap<Box<str>, NodeLoad>,
+}
+
+/// The requests of the unfinished pods on a node, in exact units (nanocores and bytes), so that
+/// adding and taking pods away leaves no rounding behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub pods: u32,
+    pub nanocores: i128,
+    pub bytes: i128,
+}
+
+impl NodeLoad {
+    fn apply(&mut self, (cpu, mem): (f64, f64), add: bool) {
+        let sign = if add { 1 } else { -1 };
+        self.pods = if add { self.pods + 1 } else { self.pods.saturating_sub(1) };
+        self.nanocores += sign * (cpu * 1e9).round() as i128;
+        self.bytes += sign * mem.round() as i128;
+    }
+
+    /// CPU cores and memory bytes.
+    pub fn requests(&self) -> (f64, f64) {
+        (self.nanocores as f64 / 1e9, self.bytes as f64)
+    }
+}
+
+fn set_index<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<ObjKey>>, key: K, k: &ObjKey, add: bool) {
+    if add {
+        map.entry(key).or_default().insert(k.clone());
+    } else if let Some(set) = map.get_mut(&key) {
+        set.remove(k);
+        if set.is_empty() {
+            map.remove(&key);
+        }
+    }
+}
+
+fn flag_index(set: &mut BTreeSet<ObjKey>, on: bool, k: &ObjKey, add: bool) {
+    if on {
+        if add {
+            set.insert(k.clone());
+        } else {
+            set.remove(k);
+        }
+    }
 }
 
 impl Bucket {
     fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Stored, add: bool) {
-        if key.group.is_empty() && key.resource == "pods" && !obj.meta.node_name.is_empty() {
-            let set = self.by_node.entry(obj.meta.node_name.to_string()).or_default();
-            if add {
-                set.insert(k.clone());
-            } else {
-                set.remove(k);
+        if let Some(owner) = &obj.meta.owner {
+            set_index(&mut self.by_owner, owner.uid.clone(), k, add);
+        }
+        if !(key.group.is_empty() && key.resource == "pods") {
+            return;
+        }
+        let m = &obj.meta;
+        if m.node_name.is_empty() {
+            flag_index(&mut self.pods.unbound, true, k, add);
+        } else {
+            set_index(&mut self.by_node, m.node_name.to_string(), k, add);
+            if !matches!(&*m.phase, "Succeeded" | "Failed") {
+                let load = self.pods.load.entry(m.node_name.clone()).or_default();
+                load.apply(m.requests, add);
+                if load.pods == 0 {
+                    self.pods.load.remove(&m.node_name);
+                }
             }
         }
+        flag_index(&mut self.pods.anti_affinity, m.required_anti_affinity, k, add);
+        flag_index(&mut self.pods.with_claims, !m.claims.is_empty(), k, add);
+        for (lk, lv) in m.labels.iter() {
+            set_index(&mut self.pods.by_label, (m.namespace.clone(), lk.clone(), lv.clone()), k, add);
+        }
+    }
+
+    fn fetch<'a>(&self, keys: impl IntoIterator<Item = &'a ObjKey>) -> Vec<Arc<Stored>> {
+        keys.into_iter().filter_map(|k| self.objects.get(k).cloned()).collect()
     }
 }
 
@@ -437,7 +524,9 @@ impl Store {
         if rv < st.compacted_rv {
             return Err(ApiError::gone(rv));
         }
-        Ok(st.history.iter().filter(|c| c.rv > rv).cloned().collect())
+        // History is in resourceVersion order.
+        let from = st.history.partition_point(|c| c.rv <= rv);
+        Ok(st.history.range(from..).cloned().collect())
     }
 
     /// Drops all history, like an etcd compaction: watches resuming from before now get 410.
@@ -448,8 +537,15 @@ impl Store {
         st.rv
     }
 
-    fn commit(&self, st: &mut State, key: &StorageKey, kind: EventType, object: Arc<Stored>) {
-        let change = Arc::new(Change { rv: st.rv, key: key.clone(), kind, object });
+    fn commit(
+        &self,
+        st: &mut State,
+        key: &StorageKey,
+        kind: EventType,
+        object: Arc<Stored>,
+        previous_labels: Option<Box<[(Box<str>, Box<str>)]>>,
+    ) {
+        let change = Arc::new(Change { rv: st.rv, key: key.clone(), kind, object, previous_labels });
         st.history.push_back(change.clone());
         while st.history.len() > st.history_cap {
             if let Some(dropped) = st.history.pop_front() {
@@ -523,7 +619,7 @@ impl Store {
         let bucket = st.buckets.entry(key.clone()).or_default();
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored.clone());
-        self.commit(&mut st, key, EventType::Added, stored.clone());
+        self.commit(&mut st, key, EventType::Added, stored.clone(), None);
         Ok(stored)
     }
 
@@ -597,7 +693,8 @@ impl Store {
         bucket.index(key, &k, current, false);
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored.clone());
-        self.commit(st, key, EventType::Modified, stored.clone());
+        let before = (current.meta.labels != stored.meta.labels).then(|| current.meta.labels.clone());
+        self.commit(st, key, EventType::Modified, stored.clone(), before);
         stored
     }
 
@@ -616,7 +713,7 @@ impl Store {
             bucket.index(key, k, current, false);
             bucket.objects.remove(k);
         }
-        self.commit(st, key, EventType::Deleted, stored.clone());
+        self.commit(st, key, EventType::Deleted, stored.clone(), None);
         stored
     }
 
@@ -752,6 +849,45 @@ impl Store {
             .get(node)
             .map(|keys| keys.iter().filter_map(|k| b.objects.get(k).cloned()).collect())
             .unwrap_or_default()
+    }
+
+    /// Objects of `key` whose controller has `uid`.
+    pub fn owned_by(&self, key: &StorageKey, uid: &str) -> Vec<Arc<Stored>> {
+        let st = self.read();
+        let Some(b) = st.buckets.get(key) else { return vec![] };
+        b.by_owner.get(uid).map(|keys| b.fetch(keys)).unwrap_or_default()
+    }
+
+    fn pod_index(&self, pick: impl FnOnce(&Bucket) -> Vec<Arc<Stored>>) -> Vec<Arc<Stored>> {
+        self.read().buckets.get(&StorageKey::core("pods")).map(pick).unwrap_or_default()
+    }
+
+    /// Pods not bound to a node.
+    pub fn unbound_pods(&self) -> Vec<Arc<Stored>> {
+        self.pod_index(|b| b.fetch(&b.pods.unbound))
+    }
+
+    /// Pods with a required pod anti-affinity.
+    pub fn anti_affinity_pods(&self) -> Vec<Arc<Stored>> {
+        self.pod_index(|b| b.fetch(&b.pods.anti_affinity))
+    }
+
+    /// Pods that use PersistentVolumeClaims.
+    pub fn pods_with_claims(&self) -> Vec<Arc<Stored>> {
+        self.pod_index(|b| b.fetch(&b.pods.with_claims))
+    }
+
+    /// Pods of `ns` labelled `key=value`.
+    pub fn pods_labelled(&self, ns: &str, key: &str, value: &str) -> Vec<Arc<Stored>> {
+        self.pod_index(|b| {
+            b.pods.by_label.get(&(Box::from(ns), Box::from(key), Box::from(value))).map(|k| b.fetch(k)).unwrap_or_default()
+        })
+    }
+
+    /// What the unfinished pods on each node request.
+    pub fn node_loads(&self) -> HashMap<Box<str>, NodeLoad> {
+        let st = self.read();
+        st.buckets.get(&StorageKey::core("pods")).map(|b| b.pods.load.clone()).unwrap_or_default()
     }
 
     /// How many objects a resource holds.

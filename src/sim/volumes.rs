@@ -12,6 +12,7 @@
 //! moved wait for them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use serde_json::{Value, json};
@@ -186,11 +187,26 @@ pub fn left_attached(sim: &Sim, node: &str) -> Vec<String> {
 /// elsewhere), detaches what no pod on a node uses any more once `detach_at` says the driver
 /// is done, and mirrors the attachments into each node's `status.volumesAttached`. A node named
 /// by the `volumesStuckAttached` fault never gets its volumes detached.
-pub fn reconcile(sim: &Sim, detach_at: &mut HashMap<String, Instant>) {
+///
+/// Only pods with claims are read. `shown` remembers the nodes whose status lists volumes, so
+/// that a pass writes just those and the ones gaining some (every node on a full pass, or when
+/// not known yet); with no attachment and no claim anywhere, there is nothing to do.
+pub fn reconcile(
+    sim: &Sim,
+    detach_at: &mut HashMap<String, Instant>,
+    shown: &mut Option<BTreeSet<String>>,
+    d: &super::delta::Delta,
+) {
     let now = Instant::now();
+    let claimants = sim.store.pods_with_claims();
+    let idle = claimants.is_empty() && sim.store.count(&attachments_key()) == 0;
+    if idle && !d.full && shown.as_ref().is_some_and(BTreeSet::is_empty) {
+        detach_at.clear();
+        return;
+    }
     // Volumes each node's pods use (terminating pods still hold theirs until they are gone).
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for pod in sim.store.all(&pods_key()) {
+    for pod in claimants {
         let node = &*pod.meta.node_name;
         if node.is_empty() || matches!(&*pod.meta.phase, "Succeeded" | "Failed") {
             continue;
@@ -261,8 +277,19 @@ pub fn reconcile(sim: &Sim, detach_at: &mut HashMap<String, Instant>) {
         }
         attached.entry(node).or_default().push(json!({"name": unique_name(pv), "devicePath": ""}));
     }
-    for node in sim.store.all(&nodes_key()) {
+    let nodes: Vec<Arc<Stored>> = match shown.as_ref().filter(|_| !d.full) {
+        Some(known) => {
+            let names: BTreeSet<&String> = known.iter().chain(attached.keys()).chain(in_use.keys()).collect();
+            names.into_iter().filter_map(|n| sim.store.get(&nodes_key(), "", n)).collect()
+        }
+        None => sim.store.all(&nodes_key()),
+    };
+    let mut now_shown = BTreeSet::new();
+    for node in nodes {
         let fields = [("volumesAttached", attached.remove(node.name())), ("volumesInUse", in_use.remove(node.name()))];
+        if fields.iter().any(|(_, want)| want.is_some()) {
+            now_shown.insert(node.name().to_string());
+        }
         let value = node.value();
         let changed = fields
             .iter()
@@ -284,6 +311,7 @@ pub fn reconcile(sim: &Sim, detach_at: &mut HashMap<String, Instant>) {
             });
         }
     }
+    *shown = Some(now_shown);
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! What changed in the store since a controller last looked: the working set of one incremental
+//! controller pass.
+//!
+//! Real controllers react to informer events rather than re-reading the cluster; ours do the same
+//! with the store's change log. Each controller keeps its own cursor (a resourceVersion), so it
+//! sees what earlier controllers wrote in the same pass. A cursor older than the log (the first
+//! pass, a compaction, a bulk load) or a change of faults makes the pass a full one: every object
+//! is looked at, as before there was a log.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::store::{Change, EventType, StorageKey, Stored};
+
+/// A namespaced object's key.
+pub type Key = (String, String);
+
+/// A label set as stored in `Meta`.
+pub type Labels = Box<[(Box<str>, Box<str>)]>;
+
+/// The changes since a cursor, sorted for the controllers.
+#[derive(Default)]
+pub struct Delta {
+    /// Look at everything.
+    pub full: bool,
+    /// Changed objects (deleted ones included) by resource.
+    changed: HashMap<StorageKey, BTreeSet<Key>>,
+    /// The last state of deleted objects.
+    pub deleted: Vec<Arc<Stored>>,
+    /// Nodes named by a changed pod (`spec.nodeName`).
+    pub pod_nodes: BTreeSet<String>,
+    /// (kind, namespace, name) of the controllers of changed pods.
+    pub pod_owners: BTreeSet<(String, String, String)>,
+    /// Namespace and labels (now and, when they changed, before) of changed pods.
+    pub pod_labels: Vec<(Box<str>, Labels)>,
+    /// A pod was deleted or finished: room and budgets were freed.
+    pub pods_left: bool,
+    /// Nodes named by a changed VolumeAttachment.
+    pub attachment_nodes: BTreeSet<String>,
+}
+
+impl Delta {
+    /// A delta that looks at everything.
+    pub fn full() -> Delta {
+        Delta { full: true, ..Delta::default() }
+    }
+
+    /// The changes after `*cursor`, moving the cursor past them; a full delta when the log no
+    /// longer reaches back that far.
+    pub fn since(store: &super::store::Store, cursor: &mut u64, force_full: bool) -> Delta {
+        let from = *cursor;
+        let latest = store.current_rv();
+        let changes = match store.changes_since(from) {
+            Ok(changes) if from > 0 && !force_full => changes,
+            _ => {
+                *cursor = latest;
+                return Delta::full();
+            }
+        };
+        if let Some(last) = changes.last() {
+            *cursor = last.rv;
+        }
+        let mut d = Delta::default();
+        for c in &changes {
+            d.add(c);
+        }
+        d
+    }
+
+    fn add(&mut self, c: &Change) {
+        let o = &c.object;
+        self.changed.entry(c.key.clone()).or_default().insert((o.namespace().to_string(), o.name().to_string()));
+        if c.kind == EventType::Deleted {
+            self.deleted.push(o.clone());
+        }
+        let resource = (c.key.group.as_str(), c.key.resource.as_str());
+        match resource {
+            ("", "pods") => {
+                if !o.meta.node_name.is_empty() {
+                    self.pod_nodes.insert(o.meta.node_name.to_string());
+                }
+                if let Some((kind, name, _)) = o.owner() {
+                    self.pod_owners.insert((kind.to_string(), o.namespace().to_string(), name.to_string()));
+                }
+                self.pod_labels.push((o.meta.namespace.clone(), o.meta.labels.clone()));
+                if let Some(before) = &c.previous_labels {
+                    self.pod_labels.push((o.meta.namespace.clone(), before.clone()));
+                }
+                if c.kind == EventType::Deleted || o.meta.terminating || matches!(&*o.meta.phase, "Succeeded" | "Failed")
+                {
+                    self.pods_left = true;
+                }
+            }
+            ("storage.k8s.io", "volumeattachments") => {
+                if let Some(node) = o.value().pointer("/spec/nodeName").and_then(serde_json::Value::as_str) {
+                    self.attachment_nodes.insert(node.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Keys of the changed objects of a resource.
+    pub fn changed<'a>(&'a self, key: &StorageKey) -> impl Iterator<Item = &'a Key> + use<'a> {
+        self.changed.get(key).into_iter().flatten()
+    }
+
+    /// Names of changed nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.changed(&StorageKey::core("nodes")).map(|(_, n)| n.as_str())
+    }
+
+    /// Names of the controllers of changed pods that are of `kind`, in `namespace/name` keys.
+    pub fn pod_owners_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = Key> + 'a {
+        self.pod_owners.iter().filter(move |(k, _, _)| k == kind).map(|(_, ns, n)| (ns.clone(), n.clone()))
+    }
+}
