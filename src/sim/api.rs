@@ -1463,7 +1463,13 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
             let page = sim.store.list(&def.storage, t.namespace.as_deref(), None, None, None, |_| true);
             if let Ok(page) = page {
                 for item in &page.items {
-                    let c = Change { rv: 0, key: def.storage.clone(), kind: EventType::Added, object: item.clone(), previous_labels: None };
+                    let c = Change {
+                        rv: 0,
+                        key: def.storage.clone(),
+                        kind: EventType::Added,
+                        object: item.clone(),
+                        previous_labels: None,
+                    };
                     if matches(&c, &def) {
                         initial.push(watch_event("ADDED", &as_served(&def, item)));
                     }

@@ -86,7 +86,9 @@ impl Delta {
                 if let Some(before) = &c.previous_labels {
                     self.pod_labels.push((o.meta.namespace.clone(), before.clone()));
                 }
-                if c.kind == EventType::Deleted || o.meta.terminating || matches!(&*o.meta.phase, "Succeeded" | "Failed")
+                if c.kind == EventType::Deleted
+                    || o.meta.terminating
+                    || matches!(&*o.meta.phase, "Succeeded" | "Failed")
                 {
                     self.pods_left = true;
                 }

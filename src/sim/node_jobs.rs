@@ -135,8 +135,7 @@ pub fn reconcile(sim: &Sim, runs: &mut Runs, delta: &super::delta::Delta) {
             continue;
         }
         let uid = pod.meta.uid.to_string();
-        let run =
-            runs.runs.entry(uid.clone()).or_insert_with(|| Run {
+        let run = runs.runs.entry(uid.clone()).or_insert_with(|| Run {
             stage: Stage::Packages,
             next: now,
             started: now,

@@ -159,11 +159,16 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
         for key in [StorageKey::new("apps", "replicasets"), StorageKey::new("apps", "statefulsets")] {
             for (ns, name) in d.changed(&key) {
                 let owner = sim.store.get(&key, ns, name).or_else(|| {
-                    d.deleted.iter().find(|o| o.namespace() == ns && o.name() == name && o.meta.api_version.starts_with("apps/")).cloned()
+                    d.deleted
+                        .iter()
+                        .find(|o| o.namespace() == ns && o.name() == name && o.meta.api_version.starts_with("apps/"))
+                        .cloned()
                 });
                 if let Some(owner) = owner {
-                    let labels = crate::labels::labels_of(owner.value().pointer("/spec/template").unwrap_or(&Value::Null));
-                    let labels: Labels = labels.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect();
+                    let labels =
+                        crate::labels::labels_of(owner.value().pointer("/spec/template").unwrap_or(&Value::Null));
+                    let labels: Labels =
+                        labels.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect();
                     label_sets.entry(owner.namespace().to_string()).or_default().push(labels);
                 }
             }

@@ -880,7 +880,11 @@ impl Store {
     /// Pods of `ns` labelled `key=value`.
     pub fn pods_labelled(&self, ns: &str, key: &str, value: &str) -> Vec<Arc<Stored>> {
         self.pod_index(|b| {
-            b.pods.by_label.get(&(Box::from(ns), Box::from(key), Box::from(value))).map(|k| b.fetch(k)).unwrap_or_default()
+            b.pods
+                .by_label
+                .get(&(Box::from(ns), Box::from(key), Box::from(value)))
+                .map(|k| b.fetch(k))
+                .unwrap_or_default()
         })
     }
 
