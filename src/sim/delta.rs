@@ -15,8 +15,7 @@ use super::store::{Change, EventType, StorageKey, Stored};
 /// A namespaced object's key.
 pub type Key = (String, String);
 
-/// A label set as stored in `Meta`.
-pub type Labels = Box<[(Box<str>, Box<str>)]>;
+pub use super::store::Labels;
 
 /// The changes since a cursor, sorted for the controllers.
 #[derive(Default)]

@@ -332,10 +332,16 @@ pub struct Change {
     pub object: Arc<Stored>,
     /// The labels the object had before a modification that changed them (the controllers'
     /// incremental passes need both to know which budgets a pod left; watches send `object`).
-    pub previous_labels: Option<Box<[(Box<str>, Box<str>)]>>,
+    pub previous_labels: Option<Labels>,
 }
 
 type ObjKey = (String, String);
+
+/// Labels as extracted into [`Meta`].
+pub type Labels = Box<[(Box<str>, Box<str>)]>;
+
+/// (namespace, label key, label value).
+type LabelKey = (Box<str>, Box<str>, Box<str>);
 
 #[derive(Default)]
 struct Bucket {
@@ -358,7 +364,7 @@ struct PodIndexes {
     /// Pods that use PersistentVolumeClaims.
     with_claims: BTreeSet<ObjKey>,
     /// Pods by (namespace, label key, label value).
-    by_label: HashMap<(Box<str>, Box<str>, Box<str>), BTreeSet<ObjKey>>,
+    by_label: HashMap<LabelKey, BTreeSet<ObjKey>>,
     /// Per node, what its unfinished pods request (terminating ones included: they hold their
     /// room until they are gone).
     load: HashMap<Box<str>, NodeLoad>,
@@ -543,7 +549,7 @@ impl Store {
         key: &StorageKey,
         kind: EventType,
         object: Arc<Stored>,
-        previous_labels: Option<Box<[(Box<str>, Box<str>)]>>,
+        previous_labels: Option<Labels>,
     ) {
         let change = Arc::new(Change { rv: st.rv, key: key.clone(), kind, object, previous_labels });
         st.history.push_back(change.clone());
