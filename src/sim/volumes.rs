@@ -18,7 +18,6 @@ use tokio::time::Instant;
 use serde_json::{Value, json};
 
 use super::Sim;
-use super::pdb::pods_key;
 use super::store::{StorageKey, Store, Stored};
 
 /// The CSI driver of the simulated block volumes.
@@ -166,9 +165,9 @@ pub fn attached_for(sim: &Sim, pod: &Stored) -> bool {
 pub fn left_attached(sim: &Sim, node: &str) -> Vec<String> {
     let used: BTreeSet<String> = sim
         .store
-        .all(&pods_key())
+        .pods_on_node(node)
         .iter()
-        .filter(|p| &*p.meta.node_name == node && !matches!(&*p.meta.phase, "Succeeded" | "Failed"))
+        .filter(|p| !matches!(&*p.meta.phase, "Succeeded" | "Failed"))
         .flat_map(|p| pod_volumes(sim, p))
         .collect();
     sim.store
