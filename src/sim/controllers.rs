@@ -610,15 +610,20 @@ fn workloads_to_sync(sim: &Sim, d: &Delta, key: &StorageKey, kind: &str, starved
     existing(sim, key, d.changed(key).cloned().chain(d.pod_owners_of(kind)))
 }
 
+/// Deployments to look at: all on a full pass, else those that changed or whose ReplicaSets or
+/// their pods did.
+fn deployments_to_sync(sim: &Sim, d: &Delta) -> Vec<Arc<Stored>> {
+    if d.full {
+        return sim.store.all(&apps("deployments"));
+    }
+    let replica_sets: Vec<Key> =
+        d.changed(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
+    let owners = replica_sets.iter().filter_map(|rs| deployment_of_replica_set(sim, d, rs));
+    existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
+}
+
 fn deployments(sim: &Sim, d: &Delta) {
-    let dirty: Vec<Arc<Stored>> = if d.full {
-        sim.store.all(&apps("deployments"))
-    } else {
-        let replica_sets: Vec<Key> =
-            d.changed(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
-        let owners = replica_sets.iter().filter_map(|rs| deployment_of_replica_set(sim, d, rs));
-        existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
-    };
+    let dirty = deployments_to_sync(sim, d);
     for dep in dirty {
         let ns = dep.namespace().to_string();
         let uid = &*dep.meta.uid;
@@ -1372,14 +1377,7 @@ fn workload_status(sim: &Sim, d: &Delta) {
         }
     };
     let rs_all = dirty(&apps("replicasets"), "ReplicaSet");
-    let deployments = if d.full {
-        sim.store.all(&apps("deployments"))
-    } else {
-        let replica_sets: Vec<Key> =
-            d.changed(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
-        let owners = replica_sets.iter().filter_map(|rs| deployment_of_replica_set(sim, d, rs));
-        existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
-    };
+    let deployments = deployments_to_sync(sim, d);
     for rs in &rs_all {
         let (n, ready) = count(&rs.meta.uid);
         update_status(
