@@ -917,7 +917,13 @@ async fn apply(
     };
     let started = std::time::Instant::now();
     let result = executor.run().await;
-    lock_loss.abort();
+    // The executor can notice the lost lock at a step boundary before the watcher task runs:
+    // let the task say why the run stops rather than cutting it off mid-message.
+    if lock.as_ref().and_then(|l| l.watch().lost()).is_some() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), lock_loss).await;
+    } else {
+        lock_loss.abort();
+    }
     // A wait cut short because the lock was lost is that, not an interruption.
     let result = match (result, lock.as_ref().and_then(|l| l.watch().lost())) {
         (Err(ExecError::Interrupted(what)), Some(why)) => Err(ExecError::LockLost(format!(

@@ -26,7 +26,6 @@ use crate::exec::command::humanize;
 use crate::exec::events::{Event, NodeMilestone};
 use crate::exec::journal::Journal;
 use crate::exec::operator::Unattended;
-use crate::exec::store::JournalStore;
 use crate::exec::{Cancel, EventSink, Executor};
 use crate::graph::Target;
 use crate::inventory::live;
@@ -307,32 +306,6 @@ pub fn run(args: RehearseArgs) -> Result<Exit, CliError> {
     Ok(if clean { Exit::Success } else { Exit::Blockers })
 }
 
-/// A private directory for the twin's journal, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Scratch, CliError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = std::env::temp_dir().join(format!(
-            "k8s-upgrade-rehearsal-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        // Created, not reused: a path someone else made (or a symlink) is refused.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| CliError::error(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Events with the virtual moment they happened, seconds from the start.
 type Timeline = Arc<Mutex<Vec<(f64, Event)>>>;
 
@@ -361,10 +334,9 @@ async fn rehearse(
         .iter()
         .map(|f| one_line(&format!("{} {}: {}", f.code, f.subject, f.message)))
         .collect();
-    let scratch = Scratch::new()?;
-    let path = scratch.0.join("journal.json");
     let run_id = format!("rehearsal-{:x}", fastrand::u64(..));
-    let mut journal = Journal::new(path.clone(), &run_id, "twin", &plan);
+    // The twin's journal lives in memory and goes with the twin: nothing to resume.
+    let mut journal = Journal::new(PathBuf::from("rehearsal"), &run_id, "twin", &plan);
     for order in &a.acknowledge {
         if journal.steps.iter().any(|s| s.step.order == *order) {
             journal.acknowledged.insert(*order);
@@ -413,8 +385,8 @@ async fn rehearse(
     let mut options = options;
     // As apply: providers choose their own patches.
     options.any_patch = matches!(plan.distro.as_str(), "eks" | "gke" | "aks");
-    let executor = Executor::new(client.clone(), cache, journal, options, &unattended, events, Cancel::new())
-        .with_store(JournalStore::File(path));
+    let executor =
+        Executor::new(client.clone(), cache, journal, options, &unattended, events, Cancel::new()).in_memory();
     let result = executor.run().await;
     let predicted = t0.elapsed().as_secs_f64();
     if sim.controllers_stopped() {

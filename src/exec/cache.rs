@@ -22,6 +22,8 @@ use kube::runtime::reflector::{ObjectRef, Store, store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use crate::labels::LabelSelector;
+
 /// The kinds the run watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -50,6 +52,142 @@ impl Kind {
 /// Kinds whose watch is failing or relisting, with the last error.
 type Health = Arc<Mutex<BTreeMap<Kind, String>>>;
 
+/// A lookup kept beside a reflector store by its watch task, so that a question about one node
+/// or one namespace reads what concerns it rather than every object of the cluster: on a
+/// 150,000-pod cluster, a drain's "which pods are on this node" and "which budgets cover this
+/// pod" are asked thousands of times.
+trait Index<K>: Default + Send + 'static {
+    fn apply(&mut self, o: &K);
+    fn delete(&mut self, o: &K);
+}
+
+/// An index and, while its watch relists, the one being built from the new list: swapped in
+/// when the list is complete, as the reflector swaps its store.
+struct Indexed<I> {
+    live: I,
+    relisting: Option<I>,
+}
+
+impl<I: Default> Default for Indexed<I> {
+    fn default() -> Self {
+        Indexed { live: I::default(), relisting: None }
+    }
+}
+
+impl<I> Indexed<I> {
+    fn on_event<K>(&mut self, event: &watcher::Event<K>)
+    where
+        I: Index<K>,
+    {
+        match event {
+            watcher::Event::Init => self.relisting = Some(I::default()),
+            watcher::Event::InitApply(o) => self.relisting.get_or_insert_with(I::default).apply(o),
+            watcher::Event::InitDone => {
+                if let Some(next) = self.relisting.take() {
+                    self.live = next;
+                }
+            }
+            watcher::Event::Apply(o) => self.live.apply(o),
+            watcher::Event::Delete(o) => self.live.delete(o),
+        }
+    }
+}
+
+type Shared<I> = Arc<Mutex<Indexed<I>>>;
+
+fn namespaced_key<K: Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+}
+
+/// Pods by the node they are bound to.
+#[derive(Default)]
+struct PodsByNode {
+    node_of: std::collections::HashMap<(String, String), String>,
+    on: std::collections::HashMap<String, std::collections::BTreeSet<(String, String)>>,
+}
+
+impl Index<Pod> for PodsByNode {
+    fn apply(&mut self, p: &Pod) {
+        let key = namespaced_key(p);
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        if self.node_of.get(&key) == node.as_ref() {
+            return;
+        }
+        self.delete(p);
+        if let Some(node) = node {
+            self.on.entry(node.clone()).or_default().insert(key.clone());
+            self.node_of.insert(key, node);
+        }
+    }
+
+    fn delete(&mut self, p: &Pod) {
+        let key = namespaced_key(p);
+        if let Some(node) = self.node_of.remove(&key)
+            && let Some(set) = self.on.get_mut(&node)
+        {
+            set.remove(&key);
+            if set.is_empty() {
+                self.on.remove(&node);
+            }
+        }
+    }
+}
+
+/// A budget's selector as the disruption controller reads it: none (a null selector) selects
+/// no pod, an empty one every pod of the namespace; one that cannot be parsed, none.
+struct BudgetSelector {
+    raw: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    compiled: Option<LabelSelector>,
+}
+
+impl BudgetSelector {
+    fn of(b: &PodDisruptionBudget) -> BudgetSelector {
+        let raw = b.spec.as_ref().and_then(|s| s.selector.clone());
+        let compiled =
+            raw.as_ref().and_then(|s| serde_json::to_value(s).ok()).and_then(|v| LabelSelector::from_json(&v).ok());
+        BudgetSelector { raw, compiled }
+    }
+
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.compiled.as_ref().is_some_and(|s| s.matches_map(labels))
+    }
+}
+
+/// Budgets by namespace, with their selectors compiled once (a status update, which every
+/// eviction causes, keeps the compiled selector).
+#[derive(Default)]
+struct BudgetsByNamespace(std::collections::HashMap<String, BTreeMap<String, BudgetSelector>>);
+
+impl Index<PodDisruptionBudget> for BudgetsByNamespace {
+    fn apply(&mut self, b: &PodDisruptionBudget) {
+        let (ns, name) = namespaced_key(b);
+        let in_ns = self.0.entry(ns).or_default();
+        let fresh = b.spec.as_ref().and_then(|s| s.selector.as_ref());
+        if in_ns.get(&name).is_none_or(|s| s.raw.as_ref() != fresh) {
+            in_ns.insert(name, BudgetSelector::of(b));
+        }
+    }
+
+    fn delete(&mut self, b: &PodDisruptionBudget) {
+        let (ns, name) = namespaced_key(b);
+        if let Some(in_ns) = self.0.get_mut(&ns) {
+            in_ns.remove(&name);
+            if in_ns.is_empty() {
+                self.0.remove(&ns);
+            }
+        }
+    }
+}
+
+/// An index no one reads.
+#[derive(Default)]
+struct NoIndex;
+
+impl<K> Index<K> for NoIndex {
+    fn apply(&mut self, _: &K) {}
+    fn delete(&mut self, _: &K) {}
+}
+
 pub struct Cache {
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
@@ -60,6 +198,8 @@ pub struct Cache {
     pub attachments: Option<Store<VolumeAttachment>>,
     changes: tokio::sync::watch::Receiver<u64>,
     health: Health,
+    pods_by_node: Shared<PodsByNode>,
+    budgets_by_namespace: Shared<BudgetsByNamespace>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -142,15 +282,17 @@ fn trim_attachment(va: &mut VolumeAttachment) {
     }
 }
 
-fn spawn_watch<K>(
+fn spawn_watch<K, I>(
     client: &Client,
     kind: Kind,
     trim: fn(&mut K),
     changed: Arc<tokio::sync::watch::Sender<u64>>,
     health: Health,
+    index: Shared<I>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    I: Index<K>,
 {
     let (reader, mut writer) = store::<K>();
     let api: Api<K> = Api::all(client.clone());
@@ -175,6 +317,7 @@ where
                     }
                 };
                 writer.apply_watcher_event(&event);
+                index.lock().unwrap_or_else(|e| e.into_inner()).on_event(&event);
                 let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
                 match &event {
                     watcher::Event::Init | watcher::Event::InitApply(_) => {
@@ -209,22 +352,62 @@ impl Cache {
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let tx = Arc::new(tx);
         let health: Health = Arc::default();
-        let (nodes, t1) = spawn_watch::<Node>(client, Kind::Nodes, trim_node, tx.clone(), health.clone());
-        let (pods, t2) = spawn_watch::<Pod>(client, Kind::Pods, trim_pod, tx.clone(), health.clone());
-        let (deployments, t3) =
-            spawn_watch::<Deployment>(client, Kind::Deployments, trim_deployment, tx.clone(), health.clone());
-        let (statefulsets, t4) =
-            spawn_watch::<StatefulSet>(client, Kind::StatefulSets, trim_statefulset, tx.clone(), health.clone());
-        let (budgets, t5) =
-            spawn_watch::<PodDisruptionBudget>(client, Kind::Budgets, |_| {}, tx.clone(), health.clone());
+        let pods_by_node: Shared<PodsByNode> = Arc::default();
+        let budgets_by_namespace: Shared<BudgetsByNamespace> = Arc::default();
+        let none = || -> Shared<NoIndex> { Arc::default() };
+        let (nodes, t1) = spawn_watch::<Node, _>(client, Kind::Nodes, trim_node, tx.clone(), health.clone(), none());
+        let (pods, t2) =
+            spawn_watch::<Pod, _>(client, Kind::Pods, trim_pod, tx.clone(), health.clone(), pods_by_node.clone());
+        let (deployments, t3) = spawn_watch::<Deployment, _>(
+            client,
+            Kind::Deployments,
+            trim_deployment,
+            tx.clone(),
+            health.clone(),
+            none(),
+        );
+        let (statefulsets, t4) = spawn_watch::<StatefulSet, _>(
+            client,
+            Kind::StatefulSets,
+            trim_statefulset,
+            tx.clone(),
+            health.clone(),
+            none(),
+        );
+        let (budgets, t5) = spawn_watch::<PodDisruptionBudget, _>(
+            client,
+            Kind::Budgets,
+            |_| {},
+            tx.clone(),
+            health.clone(),
+            budgets_by_namespace.clone(),
+        );
         let mut tasks = vec![t1, t2, t3, t4, t5];
         let attachments = attachments.then(|| {
-            let (store, task) =
-                spawn_watch::<VolumeAttachment>(client, Kind::VolumeAttachments, trim_attachment, tx, health.clone());
+            let (store, task) = spawn_watch::<VolumeAttachment, _>(
+                client,
+                Kind::VolumeAttachments,
+                trim_attachment,
+                tx,
+                health.clone(),
+                none(),
+            );
             tasks.push(task);
             store
         });
-        let cache = Cache { nodes, pods, deployments, statefulsets, budgets, attachments, changes, health, tasks };
+        let cache = Cache {
+            nodes,
+            pods,
+            deployments,
+            statefulsets,
+            budgets,
+            attachments,
+            changes,
+            health,
+            pods_by_node,
+            budgets_by_namespace,
+            tasks,
+        };
         let ready = async {
             let _ = futures::join!(
                 cache.nodes.wait_until_ready(),
@@ -287,13 +470,38 @@ impl Cache {
         self.budgets.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// The pods bound to `node`.
+    /// The pods bound to `node`, by namespace and name.
     pub fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
-        self.pods.state_filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        let keys: Vec<(String, String)> = {
+            let index = self.pods_by_node.lock().unwrap_or_else(|e| e.into_inner());
+            index.live.on.get(node).map(|set| set.iter().cloned().collect()).unwrap_or_default()
+        };
+        keys.into_iter()
+            .filter_map(|(ns, name)| self.pod(&ns, &name))
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+            .collect()
     }
 
-    pub fn budgets_in(&self, namespace: &str) -> Vec<Arc<PodDisruptionBudget>> {
-        self.budgets.state_filter(|b| b.namespace().as_deref() == Some(namespace))
+    /// The budgets whose selector matches a pod with `labels` in `namespace` (`ns/name`).
+    pub fn budget_keys_matching(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let index = self.budgets_by_namespace.lock().unwrap_or_else(|e| e.into_inner());
+        index.live.0.get(namespace).map_or_else(Vec::new, |in_ns| {
+            in_ns.iter().filter(|(_, s)| s.matches(labels)).map(|(name, _)| format!("{namespace}/{name}")).collect()
+        })
+    }
+
+    /// The budgets covering `pod`.
+    pub fn budgets_of(&self, pod: &Pod) -> Vec<Arc<PodDisruptionBudget>> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let names: Vec<String> = {
+            let index = self.budgets_by_namespace.lock().unwrap_or_else(|e| e.into_inner());
+            index.live.0.get(ns).map_or_else(Vec::new, |in_ns| {
+                in_ns.iter().filter(|(_, s)| s.matches(labels)).map(|(name, _)| name.clone()).collect()
+            })
+        };
+        names.iter().filter_map(|name| self.budget(ns, name)).collect()
     }
 
     /// Waits for the next change to any store, or `max`, whichever comes first.

@@ -418,16 +418,15 @@ pub async fn drain(
 
 /// The budgets covering a pod (from the run's watch while it is healthy).
 async fn budgets_of(client: &Client, cache: &Cache, pod: &Pod) -> Vec<PodDisruptionBudget> {
+    if !cache.is_stale(Kind::Budgets) {
+        return cache.budgets_of(pod).iter().map(|b| PodDisruptionBudget::clone(b)).collect();
+    }
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let all: Vec<PodDisruptionBudget> = if cache.is_stale(Kind::Budgets) {
-        let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-        let Ok(list) = api.list(&ListParams::default()).await else { return vec![] };
-        list.items
-    } else {
-        cache.budgets_in(&ns).iter().map(|b| PodDisruptionBudget::clone(b)).collect()
-    };
+    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let Ok(list) = api.list(&ListParams::default()).await else { return vec![] };
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    all.into_iter()
+    list.items
+        .into_iter()
         .filter(|b| {
             let Some(sel) = b.spec.as_ref().and_then(|s| s.selector.as_ref()) else { return false };
             let Ok(v) = serde_json::to_value(sel) else { return false };

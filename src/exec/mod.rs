@@ -39,6 +39,7 @@ pub mod window;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -121,8 +122,14 @@ pub struct Executor<'a> {
     durations: Mutex<Vec<f64>>,
     outcome: Mutex<Outcome>,
     saving: tokio::sync::Mutex<()>,
+    /// Changes made to the journal so far, and how many of them the store holds: a save finds
+    /// its change already written when a save that began after it wrote the whole journal.
+    changes: AtomicU64,
+    written: AtomicU64,
     /// Where each save goes (the journal's file unless [`Executor::with_store`] says otherwise).
     store: store::JournalStore,
+    /// Whether saves reach the store (a rehearsal's journal is thrown away with its twin).
+    persist: bool,
 }
 
 impl<'a> Executor<'a> {
@@ -149,8 +156,18 @@ impl<'a> Executor<'a> {
             durations: Mutex::new(durations),
             outcome: Mutex::new(Outcome::default()),
             saving: tokio::sync::Mutex::new(()),
+            changes: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             store,
+            persist: true,
         }
+    }
+
+    /// Keeps the journal in memory only: for a run whose cluster is thrown away after it (a
+    /// rehearsal's twin), where there is no crash to recover from.
+    pub fn in_memory(mut self) -> Self {
+        self.persist = false;
+        self
     }
 
     /// Keeps the journal in `store` (a cluster journal, say) instead of its file.
@@ -177,19 +194,31 @@ impl<'a> Executor<'a> {
         self.emit(Event::log(line));
     }
 
+    /// Changes the journal and returns once the change is in the store. Nodes rolling together
+    /// change it at once: one write carries every change made before it began (a group commit),
+    /// so a batch of many nodes costs a few writes of the whole journal, not one per change.
     async fn save<F: FnOnce(&mut Journal)>(&self, f: F) -> Result<(), ExecError> {
-        // One save at a time, in the order of the changes: nodes rolling together share the
-        // journal, its temp file and the ConfigMap's resourceVersion.
-        let _one = self.saving.lock().await;
-        let mut j = self.journal.lock().await;
-        f(&mut j);
-        if self.options.dry_run {
+        let mine = {
+            let mut j = self.journal.lock().await;
+            f(&mut j);
+            self.changes.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        if self.options.dry_run || !self.persist {
             return Ok(());
         }
-        let copy = j.clone();
-        drop(j);
+        // One write at a time: they share the journal's temp file and the ConfigMap's
+        // resourceVersion, and a later write must never be overtaken by an earlier one.
+        let _one = self.saving.lock().await;
+        if self.written.load(Ordering::SeqCst) >= mine {
+            return Ok(());
+        }
+        let (copy, upto) = {
+            let j = self.journal.lock().await;
+            (j.clone(), self.changes.load(Ordering::SeqCst))
+        };
         let started = Instant::now();
         self.store.save(&copy).await?;
+        self.written.store(upto, Ordering::SeqCst);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal written");
         Ok(())
     }

@@ -4,7 +4,10 @@
 //! ones that upgraded are uncordoned before anything else is reported, then a health gate
 //! decides whether the next batch may start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
 
 use super::drain;
 use super::journal::{NodePhase, NodeRecord};
@@ -187,7 +190,7 @@ impl Executor<'_> {
             let batch: Vec<(String, Version)> = if i == 0 {
                 vec![remaining.remove(0)]
             } else {
-                let (per_node, allowed) = self.budget_state();
+                let (per_node, allowed) = self.budget_state(remaining.iter().map(|(n, _)| n.as_str()));
                 let candidates: Vec<Candidate> = remaining
                     .iter()
                     .map(|(name, target)| Candidate {
@@ -286,36 +289,43 @@ impl Executor<'_> {
         Ok(None)
     }
 
-    /// From the run's watches: per node, the pods of each budget on it; per budget, the
-    /// disruptions it allows now.
-    fn budget_state(&self) -> (BTreeMap<String, BTreeMap<String, u32>>, BTreeMap<String, u32>) {
-        let mut per_node: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-        let (pods, pdbs) = (self.cache.pods.state(), self.cache.budgets.state());
-        let mut allowed = BTreeMap::new();
-        let selectors: Vec<(String, String, kube::core::Selector)> = pdbs
+    /// From the run's watches: per node of `nodes`, the pods of each budget on it; per budget,
+    /// the disruptions it allows now. Pods of one workload share their labels, so each distinct
+    /// label set is matched against its namespace's budgets once.
+    fn budget_state<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> (BTreeMap<String, BTreeMap<String, u32>>, BTreeMap<String, u32>) {
+        let allowed: BTreeMap<String, u32> = self
+            .cache
+            .budgets
+            .state()
             .iter()
+            .filter(|b| b.spec.as_ref().is_some_and(|s| s.selector.is_some()))
             .filter_map(|b| {
-                let sel = b.spec.as_ref()?.selector.clone()?;
-                let ns = b.metadata.namespace.clone()?;
-                let key = format!("{ns}/{}", b.metadata.name.clone()?);
-                allowed.insert(
-                    key.clone(),
-                    b.status.as_ref().map_or(0, |s| u32::try_from(s.disruptions_allowed).unwrap_or(0)),
-                );
-                Some((ns, key, kube::core::Selector::try_from(sel).ok()?))
+                let key = format!("{}/{}", b.metadata.namespace.as_deref()?, b.metadata.name.as_deref()?);
+                let n = b.status.as_ref().map_or(0, |s| u32::try_from(s.disruptions_allowed).unwrap_or(0));
+                Some((key, n))
             })
             .collect();
-        for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-            let (Some(node), Some(ns)) =
-                (p.spec.as_ref().and_then(|s| s.node_name.clone()), p.metadata.namespace.clone())
-            else {
+        let pods: Vec<(&str, Arc<Pod>)> = nodes
+            .into_iter()
+            .flat_map(|node| self.cache.pods_on(node).into_iter().map(move |p| (node, p)))
+            .filter(|(_, p)| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let mut per_node: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        let empty = BTreeMap::new();
+        let mut matched: HashMap<(&str, &BTreeMap<String, String>), Vec<String>> = HashMap::new();
+        for (node, p) in &pods {
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            let labels = p.metadata.labels.as_ref().unwrap_or(&empty);
+            let budgets = matched.entry((ns, labels)).or_insert_with(|| self.cache.budget_keys_matching(ns, labels));
+            if budgets.is_empty() {
                 continue;
-            };
-            let Some(labels) = &p.metadata.labels else { continue };
-            for (bns, key, sel) in &selectors {
-                if *bns == ns && kube::core::SelectorExt::matches(sel, labels) {
-                    *per_node.entry(node.clone()).or_default().entry(key.clone()).or_default() += 1;
-                }
+            }
+            let on_node = per_node.entry(node.to_string()).or_default();
+            for b in budgets.iter() {
+                *on_node.entry(b.clone()).or_default() += 1;
             }
         }
         (per_node, allowed)

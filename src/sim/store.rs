@@ -9,7 +9,7 @@
 //! lock is held across an await.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -343,13 +343,17 @@ pub type Labels = Box<[(Box<str>, Box<str>)]>;
 /// (namespace, label key, label value).
 type LabelKey = (Box<str>, Box<str>, Box<str>);
 
+/// Objects by key: an index entry holds the object itself (replaced on every write, as the
+/// index is), so reading through an index costs no second lookup among all objects.
+type Entries = BTreeMap<ObjKey, Arc<Stored>>;
+
 #[derive(Default)]
 struct Bucket {
-    objects: BTreeMap<ObjKey, Arc<Stored>>,
+    objects: Entries,
     /// Pods by `spec.nodeName` (only filled for pods).
-    by_node: HashMap<String, BTreeSet<ObjKey>>,
+    by_node: HashMap<String, Entries>,
     /// Objects by the uid of their controller.
-    by_owner: HashMap<Box<str>, BTreeSet<ObjKey>>,
+    by_owner: HashMap<Box<str>, Entries>,
     /// The indexes only pods have.
     pods: PodIndexes,
 }
@@ -358,13 +362,13 @@ struct Bucket {
 #[derive(Default)]
 struct PodIndexes {
     /// Pods with no `spec.nodeName`.
-    unbound: BTreeSet<ObjKey>,
+    unbound: Entries,
     /// Pods with a required pod anti-affinity.
-    anti_affinity: BTreeSet<ObjKey>,
+    anti_affinity: Entries,
     /// Pods that use PersistentVolumeClaims.
-    with_claims: BTreeSet<ObjKey>,
+    with_claims: Entries,
     /// Pods by (namespace, label key, label value).
-    by_label: HashMap<LabelKey, BTreeSet<ObjKey>>,
+    by_label: HashMap<LabelKey, Entries>,
     /// Per node, what its unfinished pods request (terminating ones included: they hold their
     /// room until they are gone).
     load: HashMap<Box<str>, NodeLoad>,
@@ -393,9 +397,9 @@ impl NodeLoad {
     }
 }
 
-fn set_index<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<ObjKey>>, key: K, k: &ObjKey, add: bool) {
+fn set_index<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Entries>, key: K, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
     if add {
-        map.entry(key).or_default().insert(k.clone());
+        map.entry(key).or_default().insert(k.clone(), obj.clone());
     } else if let Some(set) = map.get_mut(&key) {
         set.remove(k);
         if set.is_empty() {
@@ -404,10 +408,10 @@ fn set_index<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<ObjKey>>, ke
     }
 }
 
-fn flag_index(set: &mut BTreeSet<ObjKey>, on: bool, k: &ObjKey, add: bool) {
+fn flag_index(set: &mut Entries, on: bool, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
     if on {
         if add {
-            set.insert(k.clone());
+            set.insert(k.clone(), obj.clone());
         } else {
             set.remove(k);
         }
@@ -415,18 +419,18 @@ fn flag_index(set: &mut BTreeSet<ObjKey>, on: bool, k: &ObjKey, add: bool) {
 }
 
 impl Bucket {
-    fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Stored, add: bool) {
+    fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
         if let Some(owner) = &obj.meta.owner {
-            set_index(&mut self.by_owner, owner.uid.clone(), k, add);
+            set_index(&mut self.by_owner, owner.uid.clone(), k, obj, add);
         }
         if !(key.group.is_empty() && key.resource == "pods") {
             return;
         }
         let m = &obj.meta;
         if m.node_name.is_empty() {
-            flag_index(&mut self.pods.unbound, true, k, add);
+            flag_index(&mut self.pods.unbound, true, k, obj, add);
         } else {
-            set_index(&mut self.by_node, m.node_name.to_string(), k, add);
+            set_index(&mut self.by_node, m.node_name.to_string(), k, obj, add);
             if !matches!(&*m.phase, "Succeeded" | "Failed") {
                 let load = self.pods.load.entry(m.node_name.clone()).or_default();
                 load.apply(m.requests, add);
@@ -435,15 +439,15 @@ impl Bucket {
                 }
             }
         }
-        flag_index(&mut self.pods.anti_affinity, m.required_anti_affinity, k, add);
-        flag_index(&mut self.pods.with_claims, !m.claims.is_empty(), k, add);
+        flag_index(&mut self.pods.anti_affinity, m.required_anti_affinity, k, obj, add);
+        flag_index(&mut self.pods.with_claims, !m.claims.is_empty(), k, obj, add);
         for (lk, lv) in m.labels.iter() {
-            set_index(&mut self.pods.by_label, (m.namespace.clone(), lk.clone(), lv.clone()), k, add);
+            set_index(&mut self.pods.by_label, (m.namespace.clone(), lk.clone(), lv.clone()), k, obj, add);
         }
     }
 
-    fn fetch<'a>(&self, keys: impl IntoIterator<Item = &'a ObjKey>) -> Vec<Arc<Stored>> {
-        keys.into_iter().filter_map(|k| self.objects.get(k).cloned()).collect()
+    fn fetch(entries: &Entries) -> Vec<Arc<Stored>> {
+        entries.values().cloned().collect()
     }
 }
 
@@ -809,11 +813,9 @@ impl Store {
         };
         match node {
             Some(n) => {
-                if let Some(keys) = bucket.by_node.get(n) {
-                    for k in keys.range((lower, std::ops::Bound::Unbounded)) {
-                        if let Some(obj) = bucket.objects.get(k)
-                            && !visit(k, obj)
-                        {
+                if let Some(entries) = bucket.by_node.get(n) {
+                    for (k, obj) in entries.range((lower, std::ops::Bound::Unbounded)) {
+                        if !visit(k, obj) {
                             break;
                         }
                     }
@@ -851,17 +853,14 @@ impl Store {
     pub fn pods_on_node(&self, node: &str) -> Vec<Arc<Stored>> {
         let st = self.read();
         let Some(b) = st.buckets.get(&StorageKey::core("pods")) else { return vec![] };
-        b.by_node
-            .get(node)
-            .map(|keys| keys.iter().filter_map(|k| b.objects.get(k).cloned()).collect())
-            .unwrap_or_default()
+        b.by_node.get(node).map(Bucket::fetch).unwrap_or_default()
     }
 
     /// Objects of `key` whose controller has `uid`.
     pub fn owned_by(&self, key: &StorageKey, uid: &str) -> Vec<Arc<Stored>> {
         let st = self.read();
         let Some(b) = st.buckets.get(key) else { return vec![] };
-        b.by_owner.get(uid).map(|keys| b.fetch(keys)).unwrap_or_default()
+        b.by_owner.get(uid).map(Bucket::fetch).unwrap_or_default()
     }
 
     fn pod_index(&self, pick: impl FnOnce(&Bucket) -> Vec<Arc<Stored>>) -> Vec<Arc<Stored>> {
@@ -870,17 +869,17 @@ impl Store {
 
     /// Pods not bound to a node.
     pub fn unbound_pods(&self) -> Vec<Arc<Stored>> {
-        self.pod_index(|b| b.fetch(&b.pods.unbound))
+        self.pod_index(|b| Bucket::fetch(&b.pods.unbound))
     }
 
     /// Pods with a required pod anti-affinity.
     pub fn anti_affinity_pods(&self) -> Vec<Arc<Stored>> {
-        self.pod_index(|b| b.fetch(&b.pods.anti_affinity))
+        self.pod_index(|b| Bucket::fetch(&b.pods.anti_affinity))
     }
 
     /// Pods that use PersistentVolumeClaims.
     pub fn pods_with_claims(&self) -> Vec<Arc<Stored>> {
-        self.pod_index(|b| b.fetch(&b.pods.with_claims))
+        self.pod_index(|b| Bucket::fetch(&b.pods.with_claims))
     }
 
     /// Pods of `ns` labelled `key=value`.
@@ -889,7 +888,7 @@ impl Store {
             b.pods
                 .by_label
                 .get(&(Box::from(ns), Box::from(key), Box::from(value)))
-                .map(|k| b.fetch(k))
+                .map(Bucket::fetch)
                 .unwrap_or_default()
         })
     }
