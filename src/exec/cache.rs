@@ -55,67 +55,43 @@ type Health = Arc<Mutex<BTreeMap<Kind, String>>>;
 /// A lookup kept beside a reflector store by its watch task, so that a question about one node
 /// or one namespace reads what concerns it rather than every object of the cluster: on a
 /// 150,000-pod cluster, a drain's "which pods are on this node" and "which budgets cover this
-/// pod" are asked thousands of times.
+/// pod" are asked thousands of times. Entries are the store's own objects: an index follows
+/// each event the store applied, and is rebuilt from the store when a relist completes.
 trait Index<K>: Default + Send + 'static {
-    fn apply(&mut self, o: &K);
+    fn apply(&mut self, o: Arc<K>);
     fn delete(&mut self, o: &K);
-}
-
-/// An index and, while its watch relists, the one being built from the new list: swapped in
-/// when the list is complete, as the reflector swaps its store.
-struct Indexed<I> {
-    live: I,
-    relisting: Option<I>,
-}
-
-impl<I: Default> Default for Indexed<I> {
-    fn default() -> Self {
-        Indexed { live: I::default(), relisting: None }
-    }
-}
-
-impl<I> Indexed<I> {
-    fn on_event<K>(&mut self, event: &watcher::Event<K>)
-    where
-        I: Index<K>,
-    {
-        match event {
-            watcher::Event::Init => self.relisting = Some(I::default()),
-            watcher::Event::InitApply(o) => self.relisting.get_or_insert_with(I::default).apply(o),
-            watcher::Event::InitDone => {
-                if let Some(next) = self.relisting.take() {
-                    self.live = next;
-                }
-            }
-            watcher::Event::Apply(o) => self.live.apply(o),
-            watcher::Event::Delete(o) => self.live.delete(o),
+    fn rebuild(&mut self, all: Vec<Arc<K>>) {
+        *self = Self::default();
+        for o in all {
+            self.apply(o);
         }
     }
 }
 
-type Shared<I> = Arc<Mutex<Indexed<I>>>;
+type Shared<I> = Arc<Mutex<I>>;
 
-fn namespaced_key<K: Resource>(o: &K) -> (String, String) {
+type NamespacedKey = (String, String);
+
+fn namespaced_key<K: Resource>(o: &K) -> NamespacedKey {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
 /// Pods by the node they are bound to.
 #[derive(Default)]
 struct PodsByNode {
-    node_of: std::collections::HashMap<(String, String), String>,
-    on: std::collections::HashMap<String, std::collections::BTreeSet<(String, String)>>,
+    node_of: std::collections::HashMap<NamespacedKey, String>,
+    on: std::collections::HashMap<String, BTreeMap<NamespacedKey, Arc<Pod>>>,
 }
 
 impl Index<Pod> for PodsByNode {
-    fn apply(&mut self, p: &Pod) {
-        let key = namespaced_key(p);
+    fn apply(&mut self, p: Arc<Pod>) {
+        let key = namespaced_key(&*p);
         let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        if self.node_of.get(&key) == node.as_ref() {
-            return;
+        if self.node_of.get(&key) != node.as_ref() {
+            self.delete(&p);
         }
-        self.delete(p);
         if let Some(node) = node {
-            self.on.entry(node.clone()).or_default().insert(key.clone());
+            self.on.entry(node.clone()).or_default().insert(key.clone(), p);
             self.node_of.insert(key, node);
         }
     }
@@ -123,10 +99,10 @@ impl Index<Pod> for PodsByNode {
     fn delete(&mut self, p: &Pod) {
         let key = namespaced_key(p);
         if let Some(node) = self.node_of.remove(&key)
-            && let Some(set) = self.on.get_mut(&node)
+            && let Some(pods) = self.on.get_mut(&node)
         {
-            set.remove(&key);
-            if set.is_empty() {
+            pods.remove(&key);
+            if pods.is_empty() {
                 self.on.remove(&node);
             }
         }
@@ -135,36 +111,38 @@ impl Index<Pod> for PodsByNode {
 
 /// A budget's selector as the disruption controller reads it: none (a null selector) selects
 /// no pod, an empty one every pod of the namespace; one that cannot be parsed, none.
-struct BudgetSelector {
-    raw: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-    compiled: Option<LabelSelector>,
+struct CompiledBudget {
+    budget: Arc<PodDisruptionBudget>,
+    selector: Option<LabelSelector>,
 }
 
-impl BudgetSelector {
-    fn of(b: &PodDisruptionBudget) -> BudgetSelector {
-        let raw = b.spec.as_ref().and_then(|s| s.selector.clone());
-        let compiled =
-            raw.as_ref().and_then(|s| serde_json::to_value(s).ok()).and_then(|v| LabelSelector::from_json(&v).ok());
-        BudgetSelector { raw, compiled }
-    }
-
+impl CompiledBudget {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.compiled.as_ref().is_some_and(|s| s.matches_map(labels))
+        self.selector.as_ref().is_some_and(|s| s.matches_map(labels))
     }
+}
+
+fn selector_of(b: &PodDisruptionBudget) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
+    b.spec.as_ref().and_then(|s| s.selector.as_ref())
 }
 
 /// Budgets by namespace, with their selectors compiled once (a status update, which every
 /// eviction causes, keeps the compiled selector).
 #[derive(Default)]
-struct BudgetsByNamespace(std::collections::HashMap<String, BTreeMap<String, BudgetSelector>>);
+struct BudgetsByNamespace(std::collections::HashMap<String, BTreeMap<String, CompiledBudget>>);
 
 impl Index<PodDisruptionBudget> for BudgetsByNamespace {
-    fn apply(&mut self, b: &PodDisruptionBudget) {
-        let (ns, name) = namespaced_key(b);
+    fn apply(&mut self, b: Arc<PodDisruptionBudget>) {
+        let (ns, name) = namespaced_key(&*b);
         let in_ns = self.0.entry(ns).or_default();
-        let fresh = b.spec.as_ref().and_then(|s| s.selector.as_ref());
-        if in_ns.get(&name).is_none_or(|s| s.raw.as_ref() != fresh) {
-            in_ns.insert(name, BudgetSelector::of(b));
+        match in_ns.get_mut(&name) {
+            Some(c) if selector_of(&c.budget) == selector_of(&b) => c.budget = b,
+            _ => {
+                let selector = selector_of(&b)
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| LabelSelector::from_json(&v).ok());
+                in_ns.insert(name, CompiledBudget { budget: b, selector });
+            }
         }
     }
 
@@ -184,8 +162,9 @@ impl Index<PodDisruptionBudget> for BudgetsByNamespace {
 struct NoIndex;
 
 impl<K> Index<K> for NoIndex {
-    fn apply(&mut self, _: &K) {}
+    fn apply(&mut self, _: Arc<K>) {}
     fn delete(&mut self, _: &K) {}
+    fn rebuild(&mut self, _: Vec<Arc<K>>) {}
 }
 
 pub struct Cache {
@@ -296,6 +275,7 @@ where
 {
     let (reader, mut writer) = store::<K>();
     let api: Api<K> = Api::all(client.clone());
+    let store = reader.clone();
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         loop {
@@ -317,7 +297,16 @@ where
                     }
                 };
                 writer.apply_watcher_event(&event);
-                index.lock().unwrap_or_else(|e| e.into_inner()).on_event(&event);
+                match &event {
+                    watcher::Event::Apply(o) => {
+                        if let Some(stored) = store.get(&ObjectRef::from_obj(o)) {
+                            index.lock().unwrap_or_else(|e| e.into_inner()).apply(stored);
+                        }
+                    }
+                    watcher::Event::Delete(o) => index.lock().unwrap_or_else(|e| e.into_inner()).delete(o),
+                    watcher::Event::InitDone => index.lock().unwrap_or_else(|e| e.into_inner()).rebuild(store.state()),
+                    watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                }
                 let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
                 match &event {
                     watcher::Event::Init | watcher::Event::InitApply(_) => {
@@ -472,21 +461,15 @@ impl Cache {
 
     /// The pods bound to `node`, by namespace and name.
     pub fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
-        let keys: Vec<(String, String)> = {
-            let index = self.pods_by_node.lock().unwrap_or_else(|e| e.into_inner());
-            index.live.on.get(node).map(|set| set.iter().cloned().collect()).unwrap_or_default()
-        };
-        keys.into_iter()
-            .filter_map(|(ns, name)| self.pod(&ns, &name))
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-            .collect()
+        let index = self.pods_by_node.lock().unwrap_or_else(|e| e.into_inner());
+        index.on.get(node).map(|pods| pods.values().cloned().collect()).unwrap_or_default()
     }
 
     /// The budgets whose selector matches a pod with `labels` in `namespace` (`ns/name`).
     pub fn budget_keys_matching(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
         let index = self.budgets_by_namespace.lock().unwrap_or_else(|e| e.into_inner());
-        index.live.0.get(namespace).map_or_else(Vec::new, |in_ns| {
-            in_ns.iter().filter(|(_, s)| s.matches(labels)).map(|(name, _)| format!("{namespace}/{name}")).collect()
+        index.0.get(namespace).map_or_else(Vec::new, |in_ns| {
+            in_ns.iter().filter(|(_, b)| b.matches(labels)).map(|(name, _)| format!("{namespace}/{name}")).collect()
         })
     }
 
@@ -495,13 +478,10 @@ impl Cache {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let empty = BTreeMap::new();
         let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let names: Vec<String> = {
-            let index = self.budgets_by_namespace.lock().unwrap_or_else(|e| e.into_inner());
-            index.live.0.get(ns).map_or_else(Vec::new, |in_ns| {
-                in_ns.iter().filter(|(_, s)| s.matches(labels)).map(|(name, _)| name.clone()).collect()
-            })
-        };
-        names.iter().filter_map(|name| self.budget(ns, name)).collect()
+        let index = self.budgets_by_namespace.lock().unwrap_or_else(|e| e.into_inner());
+        index.0.get(ns).map_or_else(Vec::new, |in_ns| {
+            in_ns.values().filter(|b| b.matches(labels)).map(|b| b.budget.clone()).collect()
+        })
     }
 
     /// Waits for the next change to any store, or `max`, whichever comes first.

@@ -68,7 +68,15 @@ impl Delta {
 
     fn add(&mut self, c: &Change) {
         let o = &c.object;
-        self.changed.entry(c.key.clone()).or_default().insert((o.namespace().to_string(), o.name().to_string()));
+        let key = (o.namespace().to_string(), o.name().to_string());
+        match self.changed.get_mut(&c.key) {
+            Some(keys) => {
+                keys.insert(key);
+            }
+            None => {
+                self.changed.insert(c.key.clone(), BTreeSet::from([key]));
+            }
+        }
         if c.kind == EventType::Deleted {
             self.deleted.push(o.clone());
         }

@@ -68,9 +68,8 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
 }
 
 pub fn compute(sim: &Sim, pdb: &Stored) -> PdbStatus {
-    let selector = pdb.value().pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
     // A selector with a `key=value` every match carries is answered from the label index.
-    let candidates = match selector.as_ref().and_then(LabelSelector::required_pair) {
+    let candidates = match pdb.meta.selector.as_deref().and_then(LabelSelector::required_pair) {
         Some((k, v)) => sim.store.pods_labelled(pdb.namespace(), k, v),
         None => sim.store.in_namespace(&pods_key(), pdb.namespace()),
     };
@@ -82,8 +81,7 @@ pub fn compute(sim: &Sim, pdb: &Stored) -> PdbStatus {
 fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored>]) -> PdbStatus {
     let spec = pdb.value();
     let ns = pdb.namespace();
-    let selector = spec.pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
-    let pods: Vec<&std::sync::Arc<Stored>> = match &selector {
+    let pods: Vec<&std::sync::Arc<Stored>> = match &pdb.meta.selector {
         // policy/v1: an empty selector matches every pod in the namespace.
         Some(sel) => namespace_pods.iter().filter(|p| sel.matches_labels(&p.meta.labels)).collect(),
         None => vec![],
@@ -152,9 +150,18 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
     } else {
         let mut keys: BTreeSet<Key> = d.changed(&pdb_key()).cloned().collect();
         keys.extend(with_disruptions.iter().cloned());
-        let mut label_sets: BTreeMap<String, Vec<Labels>> = BTreeMap::new();
+        // Pods of one workload share their labels: each distinct set is matched once.
+        let mut label_sets: BTreeMap<String, BTreeSet<Labels>> = BTreeMap::new();
         for (ns, labels) in &d.pod_labels {
-            label_sets.entry(ns.to_string()).or_default().push(labels.clone());
+            match label_sets.get_mut(&**ns) {
+                Some(sets) if sets.contains(labels) => {}
+                Some(sets) => {
+                    sets.insert(labels.clone());
+                }
+                None => {
+                    label_sets.insert(ns.to_string(), BTreeSet::from([labels.clone()]));
+                }
+            }
         }
         for key in [StorageKey::new("apps", "replicasets"), StorageKey::new("apps", "statefulsets")] {
             for (ns, name) in d.changed(&key) {
@@ -169,14 +176,13 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
                         crate::labels::labels_of(owner.value().pointer("/spec/template").unwrap_or(&Value::Null));
                     let labels: Labels =
                         labels.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect();
-                    label_sets.entry(owner.namespace().to_string()).or_default().push(labels);
+                    label_sets.entry(owner.namespace().to_string()).or_default().insert(labels);
                 }
             }
         }
         for (ns, sets) in &label_sets {
             for pdb in sim.store.in_namespace(&pdb_key(), ns) {
-                let selector = pdb.value().pointer("/spec/selector").map(LabelSelector::from_json).and_then(Result::ok);
-                if selector.is_some_and(|sel| sets.iter().any(|l| sel.matches_labels(l))) {
+                if pdb.meta.selector.as_ref().is_some_and(|sel| sets.iter().any(|l| sel.matches_labels(l))) {
                     keys.insert((pdb.namespace().to_string(), pdb.name().to_string()));
                 }
             }
@@ -244,13 +250,7 @@ pub fn covering(sim: &Sim, pod: &Value) -> Vec<std::sync::Arc<Stored>> {
     sim.store
         .in_namespace(&pdb_key(), ns)
         .into_iter()
-        .filter(|pdb| {
-            pdb.value()
-                .pointer("/spec/selector")
-                .map(LabelSelector::from_json)
-                .and_then(Result::ok)
-                .is_some_and(|sel| sel.matches_value(pod))
-        })
+        .filter(|pdb| pdb.meta.selector.as_ref().is_some_and(|sel| sel.matches_value(pod)))
         .collect()
 }
 

@@ -25,7 +25,7 @@ use crate::labels::LabelSelector;
 pub type Labels = BTreeMap<String, String>;
 
 /// Extracted pod labels, as the store keeps them.
-type PodLabels = Box<[(Box<str>, Box<str>)]>;
+type PodLabels = super::store::Labels;
 
 const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
@@ -368,7 +368,7 @@ impl PodRules {
         let mut r = self.clone();
         let mut labels: Vec<(Box<str>, Box<str>)> = r.labels.iter().filter(|(k, _)| &**k != key).cloned().collect();
         labels.push((key.into(), value.into()));
-        r.labels = labels.into_boxed_slice();
+        r.labels = labels.into();
         r
     }
 

@@ -53,7 +53,8 @@ pub struct Meta {
     pub name: Box<str>,
     pub uid: Box<str>,
     pub rv: u64,
-    pub labels: Box<[(Box<str>, Box<str>)]>,
+    /// Shared: the controllers' change log and passes hold on to a pod's labels.
+    pub labels: Labels,
     pub owner: Option<Owner>,
     /// `spec.nodeName` (pods).
     pub node_name: Box<str>,
@@ -72,6 +73,9 @@ pub struct Meta {
     /// It has required pod anti-affinity terms (pods), which the scheduler must honour for
     /// pods placed after it.
     pub required_anti_affinity: bool,
+    /// `spec.selector`, parsed (PodDisruptionBudgets: every eviction and every disruption
+    /// controller pass matches pods against it). `None`: no selector, or one that does not parse.
+    pub selector: Option<Arc<crate::labels::LabelSelector>>,
 }
 
 pub use crate::quantity::parse_quantity;
@@ -90,7 +94,7 @@ fn boxed(v: &Value, p: &str) -> Box<str> {
 
 impl Meta {
     fn of(v: &Value) -> Meta {
-        let labels: Box<[(Box<str>, Box<str>)]> = v
+        let labels: Labels = v
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
             .map(|m| {
@@ -142,6 +146,7 @@ impl Meta {
                 .pointer("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty()),
+            selector: None,
         }
     }
 
@@ -269,7 +274,14 @@ impl Stored {
     pub(crate) fn new(key: &StorageKey, value: Value) -> Arc<Self> {
         let (value, type_prefix) = type_meta_first(value);
         let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        let meta = Meta::of(&value);
+        let mut meta = Meta::of(&value);
+        if key.resource == "poddisruptionbudgets" {
+            meta.selector = value
+                .pointer("/spec/selector")
+                .map(crate::labels::LabelSelector::from_json)
+                .and_then(Result::ok)
+                .map(Arc::new);
+        }
         let is_pod = key.group.is_empty() && key.resource == "pods";
         Arc::new(Stored { json, meta, cached: (!is_pod).then_some(value), type_prefix })
     }
@@ -338,7 +350,7 @@ pub struct Change {
 type ObjKey = (String, String);
 
 /// Labels as extracted into [`Meta`].
-pub type Labels = Box<[(Box<str>, Box<str>)]>;
+pub type Labels = Arc<[(Box<str>, Box<str>)]>;
 
 /// (namespace, label key, label value).
 type LabelKey = (Box<str>, Box<str>, Box<str>);
@@ -657,7 +669,9 @@ impl Store {
             return Err(ApiError::conflict(&key.resource, name));
         }
         let old = current.value();
-        let mut next = old.clone().into_owned();
+        // Finalizer state before the change, read from the one parse of a pod.
+        let was_held = has_finalizers(&old) && old.pointer("/metadata/deletionTimestamp").is_some();
+        let mut next = Value::clone(&old);
         f(&mut next)?;
         // Identity fields are immutable.
         for field in ["uid", "creationTimestamp", "name", "namespace"] {
@@ -679,9 +693,6 @@ impl Store {
         }
         // The last finalizer of an object marked deleted with no grace left is gone: so is the
         // object (the apiserver's shouldDeleteDuringUpdate).
-        let was = current.value();
-        let was_held = has_finalizers(&was) && was.pointer("/metadata/deletionTimestamp").is_some();
-        drop(was);
         if finalizes(key) && was_held && marked_deleted(&next) && !has_finalizers(&next) {
             return Ok(self.remove(&mut st, key, &k, &current, next));
         }
