@@ -187,7 +187,10 @@ impl Executor<'_> {
         let mut i = 0;
         while !remaining.is_empty() {
             // Chosen afresh before each batch: pods have moved and budgets recovered since.
-            let batch: Vec<(String, Version)> = if i == 0 {
+            // One node at a time (the defaults): the next node, with no need to weigh budgets
+            // over every pod of the cluster before each node.
+            let one_at_a_time = limit.values().sum::<usize>().min(self.options.max_parallel.unwrap_or(usize::MAX)) <= 1;
+            let batch: Vec<(String, Version)> = if i == 0 || one_at_a_time {
                 vec![remaining.remove(0)]
             } else {
                 let (per_node, allowed) = self.budget_state(remaining.iter().map(|(n, _)| n.as_str()));

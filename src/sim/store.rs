@@ -384,6 +384,16 @@ struct PodIndexes {
     /// Per node, what its unfinished pods request (terminating ones included: they hold their
     /// room until they are gone).
     load: HashMap<Box<str>, NodeLoad>,
+    /// Per controller uid, its pods that are not terminating and how many of those are Ready
+    /// (what a workload's status counts, without reading its pods).
+    by_owner_counts: HashMap<Box<str>, PodCounts>,
+}
+
+/// A controller's pods that are not terminating, and how many of them are Ready.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodCounts {
+    pub active: u32,
+    pub ready: u32,
 }
 
 /// The requests of the unfinished pods on a node, in exact units (nanocores and bytes), so that
@@ -449,6 +459,19 @@ impl Bucket {
                 if load.pods == 0 {
                     self.pods.load.remove(&m.node_name);
                 }
+            }
+        }
+        if let Some(owner) = &m.owner
+            && !m.terminating
+        {
+            let counts = self.pods.by_owner_counts.entry(owner.uid.clone()).or_default();
+            let step = |n: u32| if add { n + 1 } else { n.saturating_sub(1) };
+            counts.active = step(counts.active);
+            if m.ready {
+                counts.ready = step(counts.ready);
+            }
+            if counts.active == 0 {
+                self.pods.by_owner_counts.remove(&owner.uid);
             }
         }
         flag_index(&mut self.pods.anti_affinity, m.required_anti_affinity, k, obj, add);
@@ -878,6 +901,15 @@ impl Store {
         self.read().buckets.get(&StorageKey::core("pods")).map(pick).unwrap_or_default()
     }
 
+    /// The pods of the controller with `uid` that are not terminating, and the Ready ones.
+    pub fn pod_counts(&self, uid: &str) -> PodCounts {
+        let st = self.read();
+        st.buckets
+            .get(&StorageKey::core("pods"))
+            .and_then(|b| b.pods.by_owner_counts.get(uid).copied())
+            .unwrap_or_default()
+    }
+
     /// Pods not bound to a node.
     pub fn unbound_pods(&self) -> Vec<Arc<Stored>> {
         self.pod_index(|b| Bucket::fetch(&b.pods.unbound))
@@ -1008,4 +1040,62 @@ fn decode_continue(t: &str) -> Result<(ObjKey, u64), ApiError> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
     let (ns, name, rv): (String, String, u64) = serde_json::from_slice(&raw).map_err(|_| bad())?;
     Ok(((ns, name), rv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, owner_uid: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop", "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": owner_uid, "controller": true}
+            ]},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+        })
+    }
+
+    fn set_ready(store: &Store, name: &str, ready: bool) {
+        store
+            .mutate(&StorageKey::core("pods"), "shop", name, None, false, |p| {
+                p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_controllers_pod_counts_follow_every_write_of_its_pods() {
+        let store = Store::new(1000);
+        let pods = StorageKey::core("pods");
+        let counts = |active, ready| PodCounts { active, ready };
+        for name in ["a", "b", "c"] {
+            store.create(&pods, pod(name, "rs-uid"), false).unwrap();
+        }
+        store.create(&pods, pod("other", "rs-other"), false).unwrap();
+        assert_eq!(store.pod_counts("rs-uid"), counts(3, 0));
+        set_ready(&store, "a", true);
+        set_ready(&store, "b", true);
+        assert_eq!(store.pod_counts("rs-uid"), counts(3, 2));
+        set_ready(&store, "b", false);
+        assert_eq!(store.pod_counts("rs-uid"), counts(3, 1));
+        // A terminating pod no longer counts, ready or not.
+        store
+            .mutate(&pods, "shop", "a", None, false, |p| {
+                p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.pod_counts("rs-uid"), counts(2, 0));
+        store.delete(&pods, "shop", "a", false).unwrap();
+        store.delete(&pods, "shop", "c", false).unwrap();
+        assert_eq!(store.pod_counts("rs-uid"), counts(1, 0));
+        store.delete(&pods, "shop", "b", false).unwrap();
+        assert_eq!(store.pod_counts("rs-uid"), PodCounts::default());
+        assert_eq!(store.pod_counts("rs-other"), counts(1, 0));
+        // Dry runs change nothing.
+        store.create(&pods, pod("d", "rs-uid"), true).unwrap();
+        assert_eq!(store.pod_counts("rs-uid"), PodCounts::default());
+    }
 }
