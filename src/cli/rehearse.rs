@@ -39,7 +39,16 @@ pub enum ForecastFormat {
 }
 
 #[derive(Debug, Clone, Args)]
+// apply's flags that a rehearsal refuses (see `run`) stay out of its help.
 #[command(
+    mut_arg("resume", |a| a.hide(true)),
+    mut_arg("resume_or_start", |a| a.hide(true)),
+    mut_arg("journal", |a| a.hide(true)),
+    mut_arg("break_lock", |a| a.hide(true)),
+    mut_arg("dry_run", |a| a.hide(true)),
+    mut_arg("plan", |a| a.hide(true)),
+    mut_arg("save_html", |a| a.hide(true)),
+    mut_arg("events", |a| a.hide(true)),
     after_help = "Exit codes: 0 the rehearsal finished within the window with no budget broken, 1 error, 2 usage, 3 the run would not start (blockers), stall, stop or miss the window.\n\nExamples:\n  k8s-upgrade rehearse --to 1.33 --window-end 2026-12-05T04:00:00Z\n  k8s-upgrade rehearse --simulate blocked --to 1.32\n  k8s-upgrade rehearse --inventory inv.yaml --to 1.32 --node-restart 3m -o json"
 )]
 pub struct RehearseArgs {

@@ -158,3 +158,28 @@ fn the_predicted_time_of_the_pools_roll_is_within_a_fifth_of_the_measured_apply(
         unplaced_live
     );
 }
+
+#[test]
+fn apply_only_flags_are_not_offered_in_help_and_are_refused_by_name() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_k8s-upgrade")).args(args).stdin(Stdio::null()).output().expect("run")
+    };
+    let help = stdout(&run(&["rehearse", "--help"]));
+    assert!(help.contains("--max-unavailable") && help.contains("--node-restart"), "{help}");
+    for flag in [
+        "--resume",
+        "--resume-or-start",
+        "--journal",
+        "--break-lock",
+        "--dry-run",
+        "--plan ",
+        "--save-html",
+        "--events",
+    ] {
+        assert!(!help.contains(&format!("  {flag}")), "rehearse --help offers {flag}:\n{help}");
+    }
+    assert!(stdout(&run(&["apply", "--help"])).contains("--journal"));
+    let o = run(&["rehearse", "--simulate", "demo", "--to", "1.31", "--journal", "j.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--journal is for apply"), "{}", stderr(&o));
+}
