@@ -86,14 +86,16 @@ struct PodsByNode {
 impl Index<Pod> for PodsByNode {
     fn apply(&mut self, p: Arc<Pod>) {
         let key = namespaced_key(&*p);
-        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        if self.node_of.get(&key) != node.as_ref() {
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
             self.delete(&p);
+            return;
+        };
+        // Most updates leave the pod where it was: only its entry is replaced.
+        if self.node_of.get(&key) != Some(&node) {
+            self.delete(&p);
+            self.node_of.insert(key.clone(), node.clone());
         }
-        if let Some(node) = node {
-            self.on.entry(node.clone()).or_default().insert(key.clone(), p);
-            self.node_of.insert(key, node);
-        }
+        self.on.entry(node).or_default().insert(key, p);
     }
 
     fn delete(&mut self, p: &Pod) {
@@ -126,6 +128,11 @@ fn selector_of(b: &PodDisruptionBudget) -> Option<&k8s_openapi::apimachinery::pk
     b.spec.as_ref().and_then(|s| s.selector.as_ref())
 }
 
+/// A budget's selector, parsed (see [`CompiledBudget`] for what `None` means).
+pub fn budget_selector(b: &PodDisruptionBudget) -> Option<LabelSelector> {
+    selector_of(b).and_then(|s| serde_json::to_value(s).ok()).and_then(|v| LabelSelector::from_json(&v).ok())
+}
+
 /// Budgets by namespace, with their selectors compiled once (a status update, which every
 /// eviction causes, keeps the compiled selector).
 #[derive(Default)]
@@ -138,9 +145,7 @@ impl Index<PodDisruptionBudget> for BudgetsByNamespace {
         match in_ns.get_mut(&name) {
             Some(c) if selector_of(&c.budget) == selector_of(&b) => c.budget = b,
             _ => {
-                let selector = selector_of(&b)
-                    .and_then(|s| serde_json::to_value(s).ok())
-                    .and_then(|v| LabelSelector::from_json(&v).ok());
+                let selector = budget_selector(&b);
                 in_ns.insert(name, CompiledBudget { budget: b, selector });
             }
         }

@@ -22,7 +22,6 @@ use super::cancel::Cancel;
 use super::events::{Event, EventSink};
 use crate::k8s::pod::{self as pods, reference as pod_ref};
 use crate::kubeapi::retry::{jitter, transient, with_retries};
-use crate::labels::LabelSelector;
 
 pub use crate::k8s::annotations::{
     CORDONED_BY as ANNOTATION_CORDONED_BY, PHASE as ANNOTATION_PHASE, QUARANTINED as LABEL_QUARANTINED,
@@ -427,11 +426,7 @@ async fn budgets_of(client: &Client, cache: &Cache, pod: &Pod) -> Vec<PodDisrupt
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     list.items
         .into_iter()
-        .filter(|b| {
-            let Some(sel) = b.spec.as_ref().and_then(|s| s.selector.as_ref()) else { return false };
-            let Ok(v) = serde_json::to_value(sel) else { return false };
-            LabelSelector::from_json(&v).is_ok_and(|s| s.matches_map(&labels))
-        })
+        .filter(|b| super::cache::budget_selector(b).is_some_and(|s| s.matches_map(&labels)))
         .collect()
 }
 

@@ -184,12 +184,12 @@ impl Executor<'_> {
         let widen = todo.len() > 1 && recorded.is_empty();
         let total = todo.len();
         let mut remaining = todo.clone();
+        // One node at a time (the defaults): the next node, with no need to weigh budgets over
+        // every pod of the cluster before each node.
+        let one_at_a_time = limit.values().sum::<usize>().min(self.options.max_parallel.unwrap_or(usize::MAX)) <= 1;
         let mut i = 0;
         while !remaining.is_empty() {
             // Chosen afresh before each batch: pods have moved and budgets recovered since.
-            // One node at a time (the defaults): the next node, with no need to weigh budgets
-            // over every pod of the cluster before each node.
-            let one_at_a_time = limit.values().sum::<usize>().min(self.options.max_parallel.unwrap_or(usize::MAX)) <= 1;
             let batch: Vec<(String, Version)> = if i == 0 || one_at_a_time {
                 vec![remaining.remove(0)]
             } else {
