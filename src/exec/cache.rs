@@ -162,6 +162,40 @@ impl Index<PodDisruptionBudget> for BudgetsByNamespace {
     }
 }
 
+/// Signals for tasks that wait on one object each (a drain waits for each evicted pod to go, and
+/// for the budget that refused a pod to allow again): an event wakes the waiters of its object
+/// only. With one signal for every change, each of a batch's thousands of waiters would wake on
+/// every event of the cluster and look its object up again.
+#[derive(Default)]
+struct ObjectSignals {
+    senders: std::collections::HashMap<NamespacedKey, tokio::sync::watch::Sender<u64>>,
+    /// Entries after the last sweep of signals nobody waits on any more.
+    swept_to: usize,
+}
+
+impl ObjectSignals {
+    fn subscribe(&mut self, key: NamespacedKey) -> tokio::sync::watch::Receiver<u64> {
+        if self.senders.len() >= 2 * self.swept_to.max(64) {
+            self.senders.retain(|_, s| s.receiver_count() > 0);
+            self.swept_to = self.senders.len();
+        }
+        self.senders.entry(key).or_insert_with(|| tokio::sync::watch::channel(0).0).subscribe()
+    }
+
+    fn notify(&self, key: &NamespacedKey) {
+        if let Some(s) = self.senders.get(key) {
+            s.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// After a relist: objects may have gone without a delete event.
+    fn notify_all(&self) {
+        for s in self.senders.values() {
+            s.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
 /// An index no one reads.
 #[derive(Default)]
 struct NoIndex;
@@ -184,6 +218,8 @@ pub struct Cache {
     health: Health,
     pods_by_node: Shared<PodsByNode>,
     budgets_by_namespace: Shared<BudgetsByNamespace>,
+    pod_signals: Shared<ObjectSignals>,
+    budget_signals: Shared<ObjectSignals>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -273,6 +309,7 @@ fn spawn_watch<K, I>(
     changed: Arc<tokio::sync::watch::Sender<u64>>,
     health: Health,
     index: Shared<I>,
+    signals: Shared<ObjectSignals>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -307,9 +344,16 @@ where
                         if let Some(stored) = store.get(&ObjectRef::from_obj(o)) {
                             index.lock().unwrap_or_else(|e| e.into_inner()).apply(stored);
                         }
+                        signals.lock().unwrap_or_else(|e| e.into_inner()).notify(&namespaced_key(o));
                     }
-                    watcher::Event::Delete(o) => index.lock().unwrap_or_else(|e| e.into_inner()).delete(o),
-                    watcher::Event::InitDone => index.lock().unwrap_or_else(|e| e.into_inner()).rebuild(store.state()),
+                    watcher::Event::Delete(o) => {
+                        index.lock().unwrap_or_else(|e| e.into_inner()).delete(o);
+                        signals.lock().unwrap_or_else(|e| e.into_inner()).notify(&namespaced_key(o));
+                    }
+                    watcher::Event::InitDone => {
+                        index.lock().unwrap_or_else(|e| e.into_inner()).rebuild(store.state());
+                        signals.lock().unwrap_or_else(|e| e.into_inner()).notify_all();
+                    }
                     watcher::Event::Init | watcher::Event::InitApply(_) => {}
                 }
                 let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
@@ -348,10 +392,21 @@ impl Cache {
         let health: Health = Arc::default();
         let pods_by_node: Shared<PodsByNode> = Arc::default();
         let budgets_by_namespace: Shared<BudgetsByNamespace> = Arc::default();
+        let pod_signals: Shared<ObjectSignals> = Arc::default();
+        let budget_signals: Shared<ObjectSignals> = Arc::default();
         let none = || -> Shared<NoIndex> { Arc::default() };
-        let (nodes, t1) = spawn_watch::<Node, _>(client, Kind::Nodes, trim_node, tx.clone(), health.clone(), none());
-        let (pods, t2) =
-            spawn_watch::<Pod, _>(client, Kind::Pods, trim_pod, tx.clone(), health.clone(), pods_by_node.clone());
+        let unread = || -> Shared<ObjectSignals> { Arc::default() };
+        let (nodes, t1) =
+            spawn_watch::<Node, _>(client, Kind::Nodes, trim_node, tx.clone(), health.clone(), none(), unread());
+        let (pods, t2) = spawn_watch::<Pod, _>(
+            client,
+            Kind::Pods,
+            trim_pod,
+            tx.clone(),
+            health.clone(),
+            pods_by_node.clone(),
+            pod_signals.clone(),
+        );
         let (deployments, t3) = spawn_watch::<Deployment, _>(
             client,
             Kind::Deployments,
@@ -359,6 +414,7 @@ impl Cache {
             tx.clone(),
             health.clone(),
             none(),
+            unread(),
         );
         let (statefulsets, t4) = spawn_watch::<StatefulSet, _>(
             client,
@@ -367,6 +423,7 @@ impl Cache {
             tx.clone(),
             health.clone(),
             none(),
+            unread(),
         );
         let (budgets, t5) = spawn_watch::<PodDisruptionBudget, _>(
             client,
@@ -375,6 +432,7 @@ impl Cache {
             tx.clone(),
             health.clone(),
             budgets_by_namespace.clone(),
+            budget_signals.clone(),
         );
         let mut tasks = vec![t1, t2, t3, t4, t5];
         let attachments = attachments.then(|| {
@@ -385,6 +443,7 @@ impl Cache {
                 tx,
                 health.clone(),
                 none(),
+                unread(),
             );
             tasks.push(task);
             store
@@ -400,6 +459,8 @@ impl Cache {
             health,
             pods_by_node,
             budgets_by_namespace,
+            pod_signals,
+            budget_signals,
             tasks,
         };
         let ready = async {
@@ -489,11 +550,65 @@ impl Cache {
         })
     }
 
-    /// Waits for the next change to any store, or `max`, whichever comes first.
+    /// A receiver that wakes on every event about one pod (and after every relist of pods).
+    pub fn pod_changes(&self, namespace: &str, name: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.pod_signals.lock().unwrap_or_else(|e| e.into_inner()).subscribe((namespace.into(), name.into()))
+    }
+
+    /// A receiver that wakes on every event about one budget (and after every relist of budgets).
+    pub fn budget_changes(&self, namespace: &str, name: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.budget_signals.lock().unwrap_or_else(|e| e.into_inner()).subscribe((namespace.into(), name.into()))
+    }
+
+    /// Waits for the next change a receiver signals, or `max`, whichever comes first.
     pub async fn next_change(rx: &mut tokio::sync::watch::Receiver<u64>, max: Duration) {
         if let Ok(Err(_)) = tokio::time::timeout(max, rx.changed()).await {
             // Every watch has ended (the run is shutting down): do not spin.
             tokio::time::sleep(max).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> NamespacedKey {
+        ("team".into(), name.into())
+    }
+
+    #[test]
+    fn an_event_wakes_the_waiters_of_its_object_only() {
+        let mut signals = ObjectSignals::default();
+        let mut a = signals.subscribe(key("a"));
+        let mut a_too = signals.subscribe(key("a"));
+        let mut b = signals.subscribe(key("b"));
+        signals.notify(&key("a"));
+        assert!(a.has_changed().unwrap() && a_too.has_changed().unwrap(), "both waiters of a are woken");
+        assert!(!b.has_changed().unwrap(), "b's waiter sleeps through a's event");
+        a.borrow_and_update();
+        a_too.borrow_and_update();
+        // An object nobody waits on costs nothing and wakes nobody.
+        signals.notify(&key("c"));
+        assert!(!a.has_changed().unwrap() && !b.has_changed().unwrap());
+        // A relist may have dropped objects without a delete event: every waiter looks again.
+        signals.notify_all();
+        assert!(a.has_changed().unwrap() && a_too.has_changed().unwrap() && b.has_changed().unwrap());
+    }
+
+    #[test]
+    fn signals_nobody_waits_on_are_swept_as_waiters_come_and_go() {
+        let mut signals = ObjectSignals::default();
+        for i in 0..10_000 {
+            // Each waiter is done (its receiver dropped) before the next one comes.
+            drop(signals.subscribe(key(&format!("pod-{i}"))));
+        }
+        assert!(signals.senders.len() <= 128, "{} signals kept for 10,000 finished waits", signals.senders.len());
+        let live = signals.subscribe(key("kept"));
+        for i in 0..1_000 {
+            drop(signals.subscribe(key(&format!("later-{i}"))));
+        }
+        assert!(signals.senders.contains_key(&key("kept")), "a signal someone waits on is never swept");
+        drop(live);
     }
 }

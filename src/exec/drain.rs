@@ -591,7 +591,7 @@ async fn evict_one(
                 // Backoff is the longest wait; the budget's own status, once it changes to allow a
                 // disruption, is the signal to try again at once.
                 Some((pdb, seen)) if !cache.is_stale(Kind::Budgets) => {
-                    let mut changes = cache.changes();
+                    let mut changes = cache.budget_changes(&ns, &pdb);
                     loop {
                         changes.borrow_and_update();
                         let allows = cache.budget(&ns, &pdb).is_some_and(|b| {
@@ -602,7 +602,10 @@ async fn evict_one(
                         if allows || now >= until || cancel.is_abort_requested() {
                             break;
                         }
-                        Cache::next_change(&mut changes, until - now).await;
+                        tokio::select! {
+                            _ = Cache::next_change(&mut changes, until - now) => {}
+                            _ = cancel.abort_requested() => {}
+                        }
                     }
                 }
                 _ => {
@@ -621,7 +624,7 @@ async fn evict_one(
     left.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone(), "terminating".into());
     // Gone is seen through the run's pod watch (a new UID under the same name counts as gone);
     // while that watch cannot be trusted, the pod is read directly.
-    let mut changes = cache.changes();
+    let mut changes = cache.pod_changes(&ns, &name);
     let same_pod = |p: &Pod| p.metadata.uid.as_deref() == Some(uid.as_str());
     // A pod the watch never showed (created just before the drain listed it) is not taken as
     // gone on the watch's word alone.
@@ -651,7 +654,10 @@ async fn evict_one(
             Some(p) if same_pod(&p) => {
                 let nap =
                     if policy.skip_wait_for_delete.is_some() { Duration::from_secs(1) } else { Duration::from_secs(5) };
-                Cache::next_change(&mut changes, remaining.min(nap)).await
+                tokio::select! {
+                    _ = Cache::next_change(&mut changes, remaining.min(nap)) => {}
+                    _ = cancel.abort_requested() => {}
+                }
             }
             _ => return Ok(()),
         }

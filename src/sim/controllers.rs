@@ -174,10 +174,25 @@ pub async fn run(sim: Arc<Sim>) {
             // Remember the version seen *before* reconciling: if this pass wrote anything, the
             // next pass runs too, until one pass changes nothing.
             seen_rv = rv;
-            // No panic is caught here: a controller that panics ends this task, and the
-            // simulator stops serving and reports it (see `super::supervise`). A cluster whose
+            // The pass runs on a thread of its own, so clients are served while it works (a
+            // real control plane's controllers do not stop the apiserver either), and a paused
+            // clock does not advance while it runs (tokio holds virtual time for blocking work).
+            // No panic is caught: a controller that panics ends this task, and the simulator
+            // stops serving and reports it (see `super::supervise`). A cluster whose
             // controllers silently skipped a pass would go on answering as if all were well.
-            reconcile(&sim, &mut timers);
+            let pass = {
+                let sim = sim.clone();
+                tokio::task::spawn_blocking(move || {
+                    reconcile(&sim, &mut timers);
+                    timers
+                })
+            };
+            timers = match pass.await {
+                Ok(timers) => timers,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down: nothing is left to reconcile for.
+                Err(_) => return,
+            };
             timers.force_full = false;
             // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
             // once, the way a real controller reacts to its own writes; bounded so that a
