@@ -442,6 +442,12 @@ impl LabelSelector {
         })
     }
 
+    /// Whether the selector is nothing but its [`Self::required_pair`] (what the pair's index
+    /// returns then needs no further test).
+    pub fn is_only_required_pair(&self) -> bool {
+        self.0.len() == 1 && self.required_pair().is_some()
+    }
+
     /// Matches labels looked up through `get` (one rule for every label representation).
     fn matches_by<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {

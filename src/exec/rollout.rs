@@ -311,24 +311,37 @@ impl Executor<'_> {
                 Some((key, n))
             })
             .collect();
-        let pods: Vec<(&str, Arc<Pod>)> = nodes
-            .into_iter()
-            .flat_map(|node| self.cache.pods_on(node).into_iter().map(move |p| (node, p)))
-            .filter(|(_, p)| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        let mut per_node: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        let nodes: Vec<(&str, Vec<Arc<Pod>>)> = nodes.into_iter().map(|n| (n, self.cache.pods_on(n))).collect();
         let empty = BTreeMap::new();
-        let mut matched: HashMap<(&str, &BTreeMap<String, String>), Vec<String>> = HashMap::new();
-        for (node, p) in &pods {
-            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
-            let labels = p.metadata.labels.as_ref().unwrap_or(&empty);
-            let budgets = matched.entry((ns, labels)).or_insert_with(|| self.cache.budget_keys_matching(ns, labels));
-            if budgets.is_empty() {
-                continue;
+        // Budgets are counted by number while nodes are read, and named once at the end.
+        let mut budget_names: Vec<String> = Vec::new();
+        let mut budget_ids: HashMap<String, usize> = HashMap::new();
+        let mut matched: HashMap<(&str, &BTreeMap<String, String>), Vec<usize>> = HashMap::new();
+        let mut per_node: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        for (node, pods) in &nodes {
+            let mut on_node: BTreeMap<usize, u32> = BTreeMap::new();
+            for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+                let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+                let labels = p.metadata.labels.as_ref().unwrap_or(&empty);
+                let budgets = matched.entry((ns, labels)).or_insert_with(|| {
+                    self.cache
+                        .budget_keys_matching(ns, labels)
+                        .into_iter()
+                        .map(|key| {
+                            *budget_ids.entry(key).or_insert_with_key(|key| {
+                                budget_names.push(key.clone());
+                                budget_names.len() - 1
+                            })
+                        })
+                        .collect()
+                });
+                for &b in budgets.iter() {
+                    *on_node.entry(b).or_default() += 1;
+                }
             }
-            let on_node = per_node.entry(node.to_string()).or_default();
-            for b in budgets.iter() {
-                *on_node.entry(b.clone()).or_default() += 1;
+            if !on_node.is_empty() {
+                per_node
+                    .insert(node.to_string(), on_node.into_iter().map(|(b, n)| (budget_names[b].clone(), n)).collect());
             }
         }
         (per_node, allowed)

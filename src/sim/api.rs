@@ -463,7 +463,8 @@ fn escalation(
                 "ClusterRole" => ("clusterroles", String::new()),
                 _ => ("roles", namespace.clone()),
             };
-            let stored = sim.store.get(&super::store::StorageKey::new(&def.group, resource), &key_ns, role);
+            let stored =
+                sim.store.get(&super::store::StorageKey::new(def.group.clone(), resource.to_string()), &key_ns, role);
             let rules = stored.map(|o| o.value().get("rules").cloned().unwrap_or(Value::Null)).unwrap_or(Value::Null);
             (rules, may("bind", resource, role), format!("{kind} {role}"))
         }
@@ -1435,7 +1436,7 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
             )));
         }
     };
-    let mut rx = sim.store.subscribe();
+    let mut rx = sim.store.subscribe(&def.storage);
     let ns = t.namespace.clone();
     let matches = move |c: &Change, def: &ResourceDef| -> bool {
         c.key == def.storage

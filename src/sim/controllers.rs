@@ -24,7 +24,7 @@ use crate::version::Version;
 
 const NODES: &str = "nodes";
 
-fn apps(resource: &str) -> StorageKey {
+fn apps(resource: &'static str) -> StorageKey {
     StorageKey::new("apps", resource)
 }
 
@@ -116,6 +116,9 @@ struct Timers {
     volume_status_nodes: Option<std::collections::BTreeSet<String>>,
     /// Budgets whose status holds disruptions, which expire with time.
     budgets_with_disruptions: std::collections::BTreeSet<Key>,
+    /// Each Deployment's pod template hash, by uid, with the generation it was computed at
+    /// (the template only changes with the generation; every status write makes a new version).
+    template_hashes: TemplateHashes,
     /// The last incremental delta with the log range it covers: the next controller whose
     /// cursor is where it began, with nothing written since, gets the same one (most
     /// controllers write nothing in most passes).
@@ -174,25 +177,10 @@ pub async fn run(sim: Arc<Sim>) {
             // Remember the version seen *before* reconciling: if this pass wrote anything, the
             // next pass runs too, until one pass changes nothing.
             seen_rv = rv;
-            // The pass runs on a thread of its own, so clients are served while it works (a
-            // real control plane's controllers do not stop the apiserver either), and a paused
-            // clock does not advance while it runs (tokio holds virtual time for blocking work).
-            // No panic is caught: a controller that panics ends this task, and the simulator
-            // stops serving and reports it (see `super::supervise`). A cluster whose
+            // No panic is caught here: a controller that panics ends this task, and the
+            // simulator stops serving and reports it (see `super::supervise`). A cluster whose
             // controllers silently skipped a pass would go on answering as if all were well.
-            let pass = {
-                let sim = sim.clone();
-                tokio::task::spawn_blocking(move || {
-                    reconcile(&sim, &mut timers);
-                    timers
-                })
-            };
-            timers = match pass.await {
-                Ok(timers) => timers,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // The runtime is shutting down: nothing is left to reconcile for.
-                Err(_) => return,
-            };
+            reconcile(&sim, &mut timers);
             timers.force_full = false;
             // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
             // once, the way a real controller reacts to its own writes; bounded so that a
@@ -233,7 +221,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     let d = timers.delta(sim, "kubelet");
     kubelets(sim, timers, &d);
     let d = timers.delta(sim, "deployment");
-    deployments(sim, &d);
+    deployments(sim, &d, &mut timers.template_hashes);
     let d = timers.delta(sim, "replicaset");
     replica_sets(sim, &d, timers.starved);
     let d = timers.delta(sim, "statefulset");
@@ -256,7 +244,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
     let d = timers.delta(sim, "disruption");
     pdb::refresh(sim, &d, &mut timers.budgets_with_disruptions);
     let d = timers.delta(sim, "workloadstatus");
-    workload_status(sim, &d);
+    workload_status(sim, &d, &mut timers.template_hashes);
     timers.pools_due = super::pools::reconcile(sim);
     let d = timers.delta(sim, "observe");
     observe(sim, &d);
@@ -607,6 +595,33 @@ fn upgrade_static_pods(sim: &Sim, node: &str, tag: &str) {
     }
 }
 
+#[derive(Default, Clone)]
+struct TemplateHashes(HashMap<Box<str>, (i64, String)>);
+
+impl TemplateHashes {
+    /// `dep`'s template hash, computed once per generation.
+    fn of(&mut self, dep: &Stored) -> String {
+        let value = dep.value();
+        let Some(generation) = value.pointer("/metadata/generation").and_then(Value::as_i64) else {
+            // Without a generation a changed template could not be told apart.
+            return template_hash(value.pointer("/spec/template").unwrap_or(&json!({})));
+        };
+        if let Some((g, hash)) = self.0.get(&*dep.meta.uid)
+            && *g == generation
+        {
+            return hash.clone();
+        }
+        // Deleted Deployments leave entries behind; the map is started over before it grows
+        // far past what the cluster holds.
+        if self.0.len() >= 100_000 {
+            self.0.clear();
+        }
+        let hash = template_hash(value.pointer("/spec/template").unwrap_or(&json!({})));
+        self.0.insert(dep.meta.uid.clone(), (generation, hash.clone()));
+        hash
+    }
+}
+
 pub(crate) fn template_hash(template: &Value) -> String {
     let bytes = serde_json::to_vec(template).unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -653,19 +668,19 @@ fn deployments_to_sync(sim: &Sim, d: &Delta) -> Vec<Arc<Stored>> {
     existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
 }
 
-fn deployments(sim: &Sim, d: &Delta) {
+fn deployments(sim: &Sim, d: &Delta, hashes: &mut TemplateHashes) {
     let dirty = deployments_to_sync(sim, d);
     for dep in dirty {
         let ns = dep.namespace().to_string();
         let uid = &*dep.meta.uid;
         let desired = int_at(&dep.value(), "/spec/replicas", 1);
-        let template = dep.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let hash = template_hash(&template);
+        let hash = hashes.of(&dep);
         let owned_sets = sim.store.owned_by(&apps("replicasets"), uid);
         let owned: Vec<&Arc<Stored>> = owned_sets.iter().collect();
         let current = owned.iter().find(|rs| rs.meta.label("pod-template-hash").unwrap_or_default() == hash);
-        let rs_name = format!("{}-{hash}", dep.name());
         if current.is_none() {
+            let rs_name = format!("{}-{hash}", dep.name());
+            let template = dep.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
             let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
             labels["pod-template-hash"] = json!(hash);
             let mut tpl = template.clone();
@@ -681,10 +696,8 @@ fn deployments(sim: &Sim, d: &Delta) {
             continue;
         }
         // Rolling: the new set grows to the desired count; old sets shrink as new pods get ready.
-        let new_ready = current.map_or(0, |rs| {
-            sim.store.owned_by(&pods_key(), &rs.meta.uid).iter().filter(|p| p.meta.ready && !p.meta.terminating).count()
-                as i64
-        });
+        // The store counts each controller's Ready pods that are not terminating.
+        let new_ready = current.map_or(0, |rs| i64::from(sim.store.pod_counts(&rs.meta.uid).ready));
         // Old sets give up, in turn, as many replicas as new ones became ready beyond the
         // desired count, so availability never drops below what the rollout can serve.
         let old_total: i64 = owned
@@ -949,11 +962,11 @@ fn garbage_collect(sim: &Sim, d: &Delta) {
     };
     let mut orphans: Vec<(StorageKey, Arc<Stored>)> = Vec::new();
     for gone in &d.deleted {
-        for key in [apps("replicasets"), pods_key()] {
+        for key in [apps("replicasets"), pods_key().clone()] {
             orphans.extend(sim.store.owned_by(&key, &gone.meta.uid).into_iter().map(|o| (key.clone(), o)));
         }
     }
-    for key in [apps("replicasets"), pods_key()] {
+    for key in [apps("replicasets"), pods_key().clone()] {
         for (ns, name) in d.changed(&key) {
             if let Some(o) = sim.store.get(&key, ns, name) {
                 orphans.push((key.clone(), o));
@@ -961,7 +974,7 @@ fn garbage_collect(sim: &Sim, d: &Delta) {
         }
     }
     for (key, o) in orphans {
-        let collectable = match (key == pods_key(), o.owner()) {
+        let collectable = match (key == *pods_key(), o.owner()) {
             (false, Some(("Deployment", _, _))) => true,
             (true, Some((kind, _, _))) => matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job"),
             _ => false,
@@ -969,7 +982,7 @@ fn garbage_collect(sim: &Sim, d: &Delta) {
         if !collectable || !orphan(&o) {
             continue;
         }
-        if key == pods_key() {
+        if key == *pods_key() {
             if !o.meta.terminating {
                 let _ = pdb::delete_pod(sim, o.namespace(), o.name(), None, false);
             }
@@ -1394,7 +1407,7 @@ fn pod_key(pod: &Stored) -> Key {
 }
 
 /// Status of the workloads that changed or whose pods did (all on a full pass).
-fn workload_status(sim: &Sim, d: &Delta) {
+fn workload_status(sim: &Sim, d: &Delta, hashes: &mut TemplateHashes) {
     let count = |uid: &str| -> (i64, i64) {
         let c = sim.store.pod_counts(uid);
         (i64::from(c.active), i64::from(c.ready))
@@ -1419,7 +1432,7 @@ fn workload_status(sim: &Sim, d: &Delta) {
     }
     for dep in deployments {
         let uid = &*dep.meta.uid;
-        let tpl_hash = template_hash(&dep.value().pointer("/spec/template").cloned().unwrap_or(json!({})));
+        let tpl_hash = hashes.of(&dep);
         let (mut n, mut ready, mut updated) = (0, 0, 0);
         for rs in &sim.store.owned_by(&apps("replicasets"), uid) {
             let (rn, rr) = count(&rs.meta.uid);

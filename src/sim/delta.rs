@@ -80,7 +80,7 @@ impl Delta {
         if c.kind == EventType::Deleted {
             self.deleted.push(o.clone());
         }
-        let resource = (c.key.group.as_str(), c.key.resource.as_str());
+        let resource = (&*c.key.group, &*c.key.resource);
         match resource {
             ("", "pods") => {
                 if !o.meta.node_name.is_empty() {

@@ -26,24 +26,26 @@ use super::store::{StorageKey, Stored};
 use axum::body::Bytes;
 use axum::response::Response;
 
-pub fn pods_key() -> StorageKey {
-    StorageKey::core("pods")
+// Keys read on every write and every controller pass are made once.
+pub fn pods_key() -> &'static StorageKey {
+    static KEY: std::sync::LazyLock<StorageKey> = std::sync::LazyLock::new(|| StorageKey::core("pods"));
+    &KEY
 }
 
-pub fn pdb_key() -> StorageKey {
-    StorageKey::new("policy", "poddisruptionbudgets")
+pub fn pdb_key() -> &'static StorageKey {
+    static KEY: std::sync::LazyLock<StorageKey> =
+        std::sync::LazyLock::new(|| StorageKey::new("policy", "poddisruptionbudgets"));
+    &KEY
 }
 
-pub fn is_terminating(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp").is_some()
+fn replica_sets_key() -> &'static StorageKey {
+    static KEY: std::sync::LazyLock<StorageKey> = std::sync::LazyLock::new(|| StorageKey::new("apps", "replicasets"));
+    &KEY
 }
 
-pub fn is_ready(pod: &Value) -> bool {
-    super::controllers::ready_in(pod)
-}
-
-pub fn is_healthy(pod: &Value) -> bool {
-    is_ready(pod) && !is_terminating(pod)
+fn stateful_sets_key() -> &'static StorageKey {
+    static KEY: std::sync::LazyLock<StorageKey> = std::sync::LazyLock::new(|| StorageKey::new("apps", "statefulsets"));
+    &KEY
 }
 
 /// The computed status of one budget.
@@ -69,40 +71,48 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
 
 pub fn compute(sim: &Sim, pdb: &Stored) -> PdbStatus {
     // A selector with a `key=value` every match carries is answered from the label index.
-    let candidates = match pdb.meta.selector.as_deref().and_then(LabelSelector::required_pair) {
-        Some((k, v)) => sim.store.pods_labelled(pdb.namespace(), k, v),
-        None => sim.store.in_namespace(&pods_key(), pdb.namespace()),
+    let selector = pdb.meta.selector.as_deref();
+    let (candidates, all_match) = match selector.and_then(LabelSelector::required_pair) {
+        Some((k, v)) => {
+            (sim.store.pods_labelled(pdb.namespace(), k, v), selector.is_some_and(|s| s.is_only_required_pair()))
+        }
+        None => (sim.store.in_namespace(&pods_key(), pdb.namespace()), false),
     };
-    compute_with(sim, pdb, &candidates)
+    compute_with(sim, pdb, &candidates, all_match)
 }
 
-/// Status of `pdb` given the pods of its namespace (so a pass over many budgets reads each
-/// namespace once). Works on extracted pod fields only: no pod is parsed.
-fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored>]) -> PdbStatus {
+/// Status of `pdb` given the candidate pods of its namespace (`all_match`: the selector was
+/// answered exactly by the label index). Works on extracted pod fields only: no pod is parsed.
+fn compute_with(sim: &Sim, pdb: &Stored, candidates: &[std::sync::Arc<Stored>], all_match: bool) -> PdbStatus {
     let spec = pdb.value();
     let ns = pdb.namespace();
     let pods: Vec<&std::sync::Arc<Stored>> = match &pdb.meta.selector {
+        Some(_) if all_match => candidates.iter().collect(),
         // policy/v1: an empty selector matches every pod in the namespace.
-        Some(sel) => namespace_pods.iter().filter(|p| sel.matches_labels(&p.meta.labels)).collect(),
+        Some(sel) => candidates.iter().filter(|p| sel.matches_labels(&p.meta.labels)).collect(),
         None => vec![],
     };
     // As the disruption controller counts: maxUnavailable and a percentage minAvailable against
     // the scale of the pods' controllers (pods without one add nothing; each controller is read
-    // once), an integer minAvailable against the pods the selector matches.
-    let mut owners: std::collections::BTreeMap<(&str, &str), i64> = std::collections::BTreeMap::new();
+    // once), an integer minAvailable against the pods the selector matches. The pods of a
+    // budget mostly share one controller: a short list beats a map.
+    let mut owners: Vec<(&str, &str)> = Vec::new();
     for p in &pods {
-        if let Some((kind @ ("ReplicaSet" | "StatefulSet"), name, _)) = p.owner() {
-            owners.entry((kind, name)).or_insert(0);
+        if let Some((kind @ ("ReplicaSet" | "StatefulSet"), name, _)) = p.owner()
+            && !owners.contains(&(kind, name))
+        {
+            owners.push((kind, name));
         }
     }
-    for ((kind, name), replicas) in owners.iter_mut() {
-        let resource = if *kind == "ReplicaSet" { "replicasets" } else { "statefulsets" };
-        *replicas = sim
-            .store
-            .get(&StorageKey::new("apps", resource), ns, name)
-            .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1));
-    }
-    let scale = owners.values().sum::<i64>();
+    let scale = owners
+        .iter()
+        .map(|(kind, name)| {
+            let key = if *kind == "ReplicaSet" { replica_sets_key() } else { stateful_sets_key() };
+            sim.store
+                .get(key, ns, name)
+                .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1))
+        })
+        .sum::<i64>();
     let disrupted = live_disruptions(sim, &spec);
     let current_healthy =
         pods.iter().filter(|p| p.meta.ready && !p.meta.terminating && !disrupted.contains_key(p.name())).count() as i64;
@@ -112,7 +122,7 @@ fn compute_with(sim: &Sim, pdb: &Stored, namespace_pods: &[std::sync::Arc<Stored
         (None, Some(min)) => (pods.len() as i64, int_or_percent(min, pods.len() as i64, true).unwrap_or(0)),
         (None, None) => (pods.len() as i64, 0),
     };
-    let never = sim.faults().pdbs_never_allow.iter().any(|p| *p == format!("{ns}/{}", pdb.name()));
+    let never = sim.faults().pdbs_never_allow.iter().any(|p| p.split_once('/') == Some((ns, pdb.name())));
     // Nothing is allowed while nothing is expected (pods whose controllers have no scale).
     let allowed = if never || expected <= 0 { 0 } else { (current_healthy - desired_healthy).max(0) };
     PdbStatus { expected, current_healthy, desired_healthy, disruptions_allowed: allowed }
@@ -244,14 +254,18 @@ fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str
     }
 }
 
-/// The budgets that select `pod`.
-pub fn covering(sim: &Sim, pod: &Value) -> Vec<std::sync::Arc<Stored>> {
-    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+/// The budgets that select `pod` (read from its extracted labels: no pod is parsed).
+pub fn covering(sim: &Sim, pod: &Stored) -> Vec<std::sync::Arc<Stored>> {
     sim.store
-        .in_namespace(&pdb_key(), ns)
+        .in_namespace(&pdb_key(), pod.namespace())
         .into_iter()
-        .filter(|pdb| pdb.meta.selector.as_ref().is_some_and(|sel| sel.matches_value(pod)))
+        .filter(|pdb| pdb.meta.selector.as_ref().is_some_and(|sel| sel.matches_labels(&pod.meta.labels)))
         .collect()
+}
+
+/// Ready and not terminating, from the extracted fields.
+fn healthy(pod: &Stored) -> bool {
+    pod.meta.ready && !pod.meta.terminating
 }
 
 fn created_status() -> Response {
@@ -286,7 +300,7 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
         }
         return Ok(created_status());
     }
-    let pdbs = covering(sim, &pod.value());
+    let pdbs = covering(sim, &pod);
     if pdbs.len() > 1 {
         return Err(ApiError::internal_unreasoned(
             "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
@@ -294,7 +308,7 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
     }
     if let Some(pdb) = pdbs.first() {
         let s = compute(sim, pdb);
-        let healthy = is_healthy(&pod.value());
+        let healthy = healthy(&pod);
         let policy = pdb
             .value()
             .pointer("/spec/unhealthyPodEvictionPolicy")
@@ -357,10 +371,10 @@ fn check_eviction_preconditions(options: &Value, pod: &Stored) -> Result<(), Api
 /// Counts a plain DELETE of a healthy pod whose budget allows no disruption.
 pub fn account_direct_delete(sim: &Sim, ns: &str, name: &str) {
     let Some(pod) = sim.store.get(&pods_key(), ns, name) else { return };
-    if !is_healthy(&pod.value()) {
+    if !healthy(&pod) {
         return;
     }
-    for pdb in covering(sim, &pod.value()) {
+    for pdb in covering(sim, &pod) {
         if compute(sim, &pdb).disruptions_allowed <= 0 {
             sim.stats.violation(Violation { pod: format!("{ns}/{name}"), pdb: format!("{ns}/{}", pdb.name()) });
         }
@@ -377,10 +391,8 @@ pub fn delete_pod(
     dry_run: bool,
 ) -> Result<std::sync::Arc<Stored>, ApiError> {
     let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
-    let bound = pod.value().pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let grace = grace
-        .or_else(|| pod.value().pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
-        .unwrap_or(30);
+    let bound = !pod.meta.node_name.is_empty();
+    let grace = grace.or(pod.meta.grace_seconds).unwrap_or(30);
     if grace <= 0 || !bound {
         let gone = sim.store.delete(&pods_key(), ns, name, dry_run)?;
         if !dry_run {

@@ -23,15 +23,17 @@ use super::status::ApiError;
 /// Where objects of one resource live, whatever version they are served as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StorageKey {
-    pub group: String,
-    pub resource: String,
+    pub group: Cow<'static, str>,
+    pub resource: Cow<'static, str>,
 }
 
 impl StorageKey {
-    pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_string(), resource: resource.to_string() }
+    /// Built-in resources are named by literals, which cost no allocation: controllers make
+    /// these keys on every pass.
+    pub fn new(group: impl Into<Cow<'static, str>>, resource: impl Into<Cow<'static, str>>) -> Self {
+        Self { group: group.into(), resource: resource.into() }
     }
-    pub fn core(resource: &str) -> Self {
+    pub fn core(resource: impl Into<Cow<'static, str>>) -> Self {
         Self::new("", resource)
     }
 }
@@ -73,6 +75,8 @@ pub struct Meta {
     /// It has required pod anti-affinity terms (pods), which the scheduler must honour for
     /// pods placed after it.
     pub required_anti_affinity: bool,
+    /// `spec.terminationGracePeriodSeconds` (pods).
+    pub grace_seconds: Option<i64>,
     /// `spec.selector`, parsed (PodDisruptionBudgets: every eviction and every disruption
     /// controller pass matches pods against it). `None`: no selector, or one that does not parse.
     pub selector: Option<Arc<crate::labels::LabelSelector>>,
@@ -146,6 +150,7 @@ impl Meta {
                 .pointer("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty()),
+            grace_seconds: v.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64),
             selector: None,
         }
     }
@@ -489,6 +494,9 @@ impl Bucket {
 struct State {
     rv: u64,
     buckets: HashMap<StorageKey, Bucket>,
+    /// One channel per resource, made when the first watch of it subscribes: a write wakes the
+    /// watches of its own resource only.
+    watchers: HashMap<StorageKey, broadcast::Sender<Arc<Change>>>,
     history: VecDeque<Arc<Change>>,
     history_cap: usize,
     /// Changes up to this version are no longer in history.
@@ -498,9 +506,11 @@ struct State {
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
     state: RwLock<State>,
-    tx: broadcast::Sender<Arc<Change>>,
     uid: AtomicU64,
 }
+
+/// How many changes a watch may fall behind before it is ended with 410 Gone (and relists).
+const WATCH_BUFFER: usize = 65_536;
 
 /// A page of a list.
 pub struct ListPage {
@@ -519,16 +529,15 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
 
 impl Store {
     pub fn new(history_cap: usize) -> Arc<Self> {
-        let (tx, _) = broadcast::channel(65_536);
         Arc::new(Store {
             state: RwLock::new(State {
                 rv: 1,
                 buckets: HashMap::new(),
+                watchers: HashMap::new(),
                 history: VecDeque::new(),
                 history_cap,
                 compacted_rv: 0,
             }),
-            tx,
             uid: AtomicU64::new(1),
         })
     }
@@ -559,8 +568,10 @@ impl Store {
         self.read().rv
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
-        self.tx.subscribe()
+    /// The changes to one resource from now on.
+    pub fn subscribe(&self, key: &StorageKey) -> broadcast::Receiver<Arc<Change>> {
+        let mut st = self.write();
+        st.watchers.entry(key.clone()).or_insert_with(|| broadcast::channel(WATCH_BUFFER).0).subscribe()
     }
 
     /// Changes after `rv` from history, or `Err` when `rv` is older than what history holds.
@@ -597,7 +608,11 @@ impl Store {
                 st.compacted_rv = dropped.rv;
             }
         }
-        let _ = self.tx.send(change);
+        if let Some(tx) = st.watchers.get(key)
+            && tx.receiver_count() > 0
+        {
+            let _ = tx.send(change);
+        }
     }
 
     fn stamp(&self, st: &mut State, v: &mut Value) {
@@ -647,10 +662,7 @@ impl Store {
             let m = obj["metadata"].as_object_mut().expect("metadata is an object");
             m.insert("uid".into(), Value::String(self.new_uid()));
             m.entry("creationTimestamp").or_insert_with(|| Value::String(now_rfc3339()));
-            if !matches!(
-                key.resource.as_str(),
-                "pods" | "nodes" | "namespaces" | "events" | "secrets" | "configmaps" | "leases"
-            ) {
+            if has_generation(key) {
                 m.insert("generation".into(), json!(1));
             }
         }
@@ -698,15 +710,17 @@ impl Store {
         f(&mut next)?;
         // Identity fields are immutable.
         for field in ["uid", "creationTimestamp", "name", "namespace"] {
-            if let Some(v) = old.pointer(&format!("/metadata/{field}")) {
+            if let Some(v) = old.get("metadata").and_then(|m| m.get(field))
+                && next.get("metadata").and_then(|m| m.get(field)) != Some(v)
+            {
                 next["metadata"][field] = v.clone();
             }
         }
         if next == *old {
             return Ok(current);
         }
-        if old.get("spec") != next.get("spec")
-            && let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64)
+        if let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64)
+            && old.get("spec") != next.get("spec")
         {
             next["metadata"]["generation"] = json!(g + 1);
         }
@@ -967,6 +981,10 @@ impl Store {
         if obj.pointer("/metadata/creationTimestamp").is_none() {
             obj["metadata"]["creationTimestamp"] = Value::String(now_rfc3339());
         }
+        // As if created: the apiserver gives every object with a spec its generation.
+        if has_generation(key) && obj.pointer("/metadata/generation").is_none() {
+            obj["metadata"]["generation"] = json!(1);
+        }
         st.rv += 1;
         // Loaded objects never enter history, so nothing before them can be resumed from.
         st.compacted_rv = st.rv;
@@ -978,6 +996,12 @@ impl Store {
         bucket.objects.insert(k, stored);
         Ok(())
     }
+}
+
+/// Whether the apiserver keeps `metadata.generation` for the resource (its strategy counts spec
+/// changes).
+fn has_generation(key: &StorageKey) -> bool {
+    !matches!(&*key.resource, "pods" | "nodes" | "namespaces" | "events" | "secrets" | "configmaps" | "leases")
 }
 
 /// Whether `metadata.finalizers` hold a deletion of this resource (namespaces have their own
