@@ -582,7 +582,7 @@ mod tests {
         let mut signals = ObjectSignals::default();
         let mut a = signals.subscribe(key("a"));
         let mut a_too = signals.subscribe(key("a"));
-        let mut b = signals.subscribe(key("b"));
+        let b = signals.subscribe(key("b"));
         signals.notify(&key("a"));
         assert!(a.has_changed().unwrap() && a_too.has_changed().unwrap(), "both waiters of a are woken");
         assert!(!b.has_changed().unwrap(), "b's waiter sleeps through a's event");

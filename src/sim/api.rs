@@ -1543,7 +1543,7 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
 fn pod_log(sim: Arc<Sim>, t: &Target, q: &HashMap<String, String>) -> Response {
     let ns = target_ns(t);
     let name = t.name.clone().unwrap_or_default();
-    let Some(pod) = sim.store.get(&pdb::pods_key(), &ns, &name) else {
+    let Some(pod) = sim.store.get(pdb::pods_key(), &ns, &name) else {
         return error_response(&ApiError::not_found("pods", &name));
     };
     let value = pod.value();
@@ -1647,7 +1647,7 @@ fn pod_log(sim: Arc<Sim>, t: &Target, q: &HashMap<String, String>) -> Response {
     let pod_uid = uid.clone();
     let finished = move |sim: &Sim| {
         sim.store
-            .get(&pdb::pods_key(), &ns, &name)
+            .get(pdb::pods_key(), &ns, &name)
             .is_none_or(|p| p.meta.uid.as_ref() != pod_uid || matches!(&*p.meta.phase, "Succeeded" | "Failed"))
     };
     let text = |body: Body| {

@@ -64,7 +64,7 @@ fn image_version(image: &str) -> Option<Version> {
 /// The oldest kube-apiserver among control-plane mirror pods, if the cluster runs its own.
 pub fn oldest_apiserver(sim: &Sim) -> Option<Version> {
     sim.store
-        .in_namespace(&pods_key(), "kube-system")
+        .in_namespace(pods_key(), "kube-system")
         .iter()
         .filter(|p| p.meta.label("component").unwrap_or_default() == "kube-apiserver")
         .filter_map(|p| image_version(str_at(&p.value(), "/spec/containers/0/image")))
@@ -256,7 +256,7 @@ fn reconcile(sim: &Sim, timers: &mut Timers) {
 /// rather than let a test pass on a cluster that stopped reacting. Skipped above 20,000 pods,
 /// where a full pass in a debug build takes seconds.
 fn audit(sim: &Sim, timers: &Timers) {
-    if !cfg!(debug_assertions) || sim.store.count(&pods_key()) > 20_000 {
+    if !cfg!(debug_assertions) || sim.store.count(pods_key()) > 20_000 {
         return;
     }
     // On a multi-threaded runtime, clients write while the check runs, and the full pass would
@@ -362,7 +362,7 @@ fn upgrade_target(node: &Value) -> Option<&str> {
 fn namespaces(sim: &Sim) {
     let key = StorageKey::core("namespaces");
     for ns in sim.store.all(&key).iter().filter(|n| n.meta.terminating) {
-        if sim.store.in_namespace(&pods_key(), ns.name()).is_empty() {
+        if sim.store.in_namespace(pods_key(), ns.name()).is_empty() {
             let _ = sim.store.delete(&key, "", ns.name(), false);
         }
     }
@@ -568,7 +568,7 @@ fn upgrade_static_pods(sim: &Sim, node: &str, tag: &str) {
             _ => continue,
         };
         if new_image != image {
-            let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+            let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                 p["spec"]["containers"][0]["image"] = json!(new_image);
                 Ok(())
             });
@@ -744,7 +744,7 @@ fn replica_sets(sim: &Sim, d: &Delta, starved: bool) {
     for rs in workloads_to_sync(sim, d, &apps("replicasets"), "ReplicaSet", starved) {
         let desired = int_at(&rs.value(), "/spec/replicas", 1);
         let uid = &*rs.meta.uid;
-        let pods = sim.store.owned_by(&pods_key(), uid);
+        let pods = sim.store.owned_by(pods_key(), uid);
         let mut active: Vec<&Arc<Stored>> = pods.iter().filter(|p| !p.meta.terminating).collect();
         let have = active.len() as i64;
         let template = rs.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -755,7 +755,7 @@ fn replica_sets(sim: &Sim, d: &Delta, starved: bool) {
             }
             let seed = sim.store.current_rv().wrapping_add(i as u64).wrapping_mul(31);
             let name = format!("{}-{}", rs.name(), name_suffix(seed ^ uid.len() as u64 ^ (i as u64) << 40));
-            let _ = sim.store.create(&pods_key(), new_pod(&rs.value(), "ReplicaSet", &name, &template), false);
+            let _ = sim.store.create(pods_key(), new_pod(&rs.value(), "ReplicaSet", &name, &template), false);
         }
         if have > desired {
             // Scale down: not-ready and unscheduled pods go first, like the real controller.
@@ -779,7 +779,7 @@ fn stateful_sets(sim: &Sim, d: &Delta, starved: bool) {
                 break;
             }
             let name = format!("{}-{i}", sts.name());
-            if sim.store.get(&pods_key(), &ns, &name).is_none() {
+            if sim.store.get(pods_key(), &ns, &name).is_none() {
                 if !replicas::may_create_pod(sim) {
                     break;
                 }
@@ -787,10 +787,10 @@ fn stateful_sets(sim: &Sim, d: &Delta, starved: bool) {
                 let mut pod = new_pod(&sts.value(), "StatefulSet", &name, &template);
                 pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(name);
                 volumes::add_to_pod(&mut pod, volumes::ensure_claims(&sim.store, &sts.value(), &ns, &name));
-                let _ = sim.store.create(&pods_key(), pod, false);
+                let _ = sim.store.create(pods_key(), pod, false);
             }
         }
-        for p in sim.store.owned_by(&pods_key(), &sts.meta.uid) {
+        for p in sim.store.owned_by(pods_key(), &sts.meta.uid) {
             let ordinal = p.name().rsplit_once('-').and_then(|(_, o)| o.parse::<i64>().ok());
             if ordinal.is_some_and(|o| o >= desired) && !p.meta.terminating {
                 let _ = pdb::delete_pod(sim, &ns, p.name(), None, false);
@@ -817,7 +817,7 @@ fn daemon_sets(sim: &Sim, d: &Delta, starved: bool) {
         let uid = &*ds.meta.uid;
         let (nodes, owned): (Vec<Arc<Stored>>, Vec<Arc<Stored>>) = if whole {
             let nodes = all_nodes.get_or_insert_with(|| sim.store.all(&nodes_key())).clone();
-            (nodes, sim.store.owned_by(&pods_key(), uid))
+            (nodes, sim.store.owned_by(pods_key(), uid))
         } else {
             let nodes = changed_nodes.iter().filter_map(|n| sim.store.get(&nodes_key(), "", n)).collect();
             let owned = changed_nodes
@@ -853,7 +853,7 @@ fn daemon_sets(sim: &Sim, d: &Delta, starved: bool) {
             }
             let mut pod = new_pod(&ds.value(), "DaemonSet", &name, &template);
             pod["spec"]["nodeName"] = json!(node.name());
-            let _ = sim.store.create(&pods_key(), pod, false);
+            let _ = sim.store.create(pods_key(), pod, false);
         }
         for p in owned.iter().filter(|p| !wanted.contains(&*p.meta.node_name) && !p.meta.terminating) {
             let _ = pdb::delete_pod(sim, p.namespace(), p.name(), Some(0), false);
@@ -875,7 +875,7 @@ fn jobs(sim: &Sim, timers: &mut Timers, d: &Delta) {
     }
     for job in dirty {
         let uid = &*job.meta.uid;
-        let owned = sim.store.owned_by(&pods_key(), uid);
+        let owned = sim.store.owned_by(pods_key(), uid);
         // A Job remembers its completions (tracked with finalizers since 1.26): deleting a
         // finished pod, as a drain does, must not run the Job again.
         let succeeded = (owned.iter().filter(|p| &*p.meta.phase == "Succeeded").count() as i64).max(int_at(
@@ -890,7 +890,7 @@ fn jobs(sim: &Sim, timers: &mut Timers, d: &Delta) {
         if succeeded + active < completions && active == 0 && replicas::may_create_pod(sim) {
             let template = job.value().pointer("/spec/template").cloned().unwrap_or(json!({}));
             let name = format!("{}-{}", job.name(), name_suffix(sim.store.current_rv()));
-            let _ = sim.store.create(&pods_key(), new_pod(&job.value(), "Job", &name, &template), false);
+            let _ = sim.store.create(pods_key(), new_pod(&job.value(), "Job", &name, &template), false);
         }
         if int_at(&job.value(), "/status/succeeded", -1) != succeeded
             || int_at(&job.value(), "/status/active", -1) != active
@@ -919,7 +919,7 @@ fn jobs(sim: &Sim, timers: &mut Timers, d: &Delta) {
                 .at;
             if at <= Instant::now() {
                 timers.job_done_at.remove(&uid);
-                let _ = sim.store.mutate(&pods_key(), p.namespace(), p.name(), None, false, |pod| {
+                let _ = sim.store.mutate(pods_key(), p.namespace(), p.name(), None, false, |pod| {
                     pod["status"]["phase"] = json!("Succeeded");
                     if let Some(cs) = pod.pointer_mut("/status/containerStatuses").and_then(Value::as_array_mut) {
                         for c in cs {
@@ -1013,7 +1013,7 @@ fn garbage_collect_all(sim: &Sim) {
             let _ = sim.store.delete(&apps("replicasets"), rs.namespace(), rs.name(), false);
         }
     }
-    for p in sim.store.all(&pods_key()) {
+    for p in sim.store.all(pods_key()) {
         if let Some((kind, _, uid)) = p.owner()
             && matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
             && !live.contains(uid)
@@ -1092,7 +1092,7 @@ fn feasible_nodes_to_find(all: usize) -> usize {
 /// once something changed that could make room: a node, or a pod that left.
 fn schedule(sim: &Sim, state: &mut SchedulerState, d: &Delta) {
     let retry_all = d.full || d.pods_left || d.nodes().next().is_some();
-    let changed: HashSet<&Key> = d.changed(&pods_key()).collect();
+    let changed: HashSet<&Key> = d.changed(pods_key()).collect();
     let pending: Vec<Arc<Stored>> = sim
         .store
         .unbound_pods()
@@ -1152,7 +1152,7 @@ fn schedule(sim: &Sim, state: &mut SchedulerState, d: &Delta) {
                     sim.stats.placed(&format!("{}/{}", pod.namespace(), pod.name()));
                 }
                 let node = snapshot.nodes[i].name.clone();
-                let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                     p["spec"]["nodeName"] = json!(node);
                     let mut conds: Vec<Value> =
                         p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -1165,7 +1165,7 @@ fn schedule(sim: &Sim, state: &mut SchedulerState, d: &Delta) {
                 let msg = placement::fit_error(snapshot.nodes.len(), &rejections);
                 if str_at(&value, "/status/conditions/0/message") != msg {
                     sim.stats.unschedulable(&format!("{}/{}", pod.namespace(), pod.name()), &workload_of(pod), &msg);
-                    let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                    let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                         p["status"]["phase"] = json!("Pending");
                         p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now_rfc3339()}]);
                         Ok(())
@@ -1253,7 +1253,7 @@ fn set_pull_backoff(sim: &Sim, pod: &Stored, image: &str) {
     let message = format!(
         "Back-off pulling image \"{image}\": ErrImagePull: failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": not found"
     );
-    let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+    let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
         let statuses: Vec<Value> = p
             .pointer("/spec/containers")
             .and_then(Value::as_array)
@@ -1285,17 +1285,17 @@ fn statuses_names(p: &Value) -> Vec<&str> {
 /// timer fell due, and those on nodes that changed or whose volumes did.
 fn pods_for_kubelets(sim: &Sim, timers: &mut Timers, d: &Delta, now: Instant) -> Vec<Arc<Stored>> {
     if d.full {
-        return sim.store.all(&pods_key());
+        return sim.store.all(pods_key());
     }
     for gone in &d.deleted {
         timers.pod_ready_at.remove(&*gone.meta.uid);
         timers.pod_gone_at.remove(&*gone.meta.uid);
     }
-    let mut keys: std::collections::BTreeSet<Key> = d.changed(&pods_key()).cloned().collect();
+    let mut keys: std::collections::BTreeSet<Key> = d.changed(pods_key()).cloned().collect();
     for due in timers.pod_ready_at.values().chain(timers.pod_gone_at.values()).filter(|t| t.at <= now) {
         keys.insert(due.key.clone());
     }
-    let mut pods: Vec<Arc<Stored>> = keys.iter().filter_map(|(ns, n)| sim.store.get(&pods_key(), ns, n)).collect();
+    let mut pods: Vec<Arc<Stored>> = keys.iter().filter_map(|(ns, n)| sim.store.get(pods_key(), ns, n)).collect();
     let nodes: std::collections::BTreeSet<&str> =
         d.nodes().chain(d.attachment_nodes.iter().map(String::as_str)).collect();
     for node in nodes {
@@ -1343,7 +1343,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers, d: &Delta) {
                 .at;
             if at <= now {
                 timers.pod_gone_at.remove(&uid);
-                let _ = sim.store.delete(&pods_key(), pod.namespace(), pod.name(), false);
+                let _ = sim.store.delete(pods_key(), pod.namespace(), pod.name(), false);
             }
             continue;
         }
@@ -1379,7 +1379,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers, d: &Delta) {
                 .at;
             if at <= now {
                 timers.pod_ready_at.remove(&uid);
-                let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+                let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                     set_pod_running(p, true, &node_ip);
                     Ok(())
                 });
@@ -1389,7 +1389,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers, d: &Delta) {
         // Running pods follow their node's readiness (a restarting kubelet reports none ready).
         let never_ready = pod.meta.never_ready;
         if pod.meta.ready != (node_up && !never_ready) {
-            let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+            let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
                 set_pod_running(p, node_up, &node_ip);
                 Ok(())
             });
@@ -1533,9 +1533,9 @@ pub fn stats_document(sim: &Sim) -> Value {
     doc["poolUpgrades"] = json!(super::pools::summary(sim));
     doc["objects"] = json!({
         "nodes": sim.store.count(&nodes_key()),
-        "pods": sim.store.count(&pods_key()),
+        "pods": sim.store.count(pods_key()),
         "deployments": sim.store.count(&apps("deployments")),
-        "poddisruptionbudgets": sim.store.count(&pdb::pdb_key()),
+        "poddisruptionbudgets": sim.store.count(pdb::pdb_key()),
     });
     doc
 }
@@ -1550,7 +1550,7 @@ mod tests {
         let catalog = Arc::new(crate::catalog::Catalog::embedded().unwrap());
         let scenario = super::super::Scenario::load("demo").unwrap();
         let sim = super::super::scenario::build(scenario, catalog, 0.01).unwrap();
-        let before = sim.store.count(&pods_key());
+        let before = sim.store.count(pods_key());
         sim.pod_ceiling.store(before + 25, Ordering::Relaxed);
         let dep = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
@@ -1570,14 +1570,14 @@ mod tests {
         for _ in 0..5 {
             reconcile(&sim, &mut timers);
         }
-        assert_eq!(sim.store.count(&pods_key()), before + 25, "the ceiling holds");
+        assert_eq!(sim.store.count(pods_key()), before + 25, "the ceiling holds");
         assert!(sim.pod_ceiling_reached.load(Ordering::Relaxed));
         let stats = stats_document(&sim);
         assert_eq!(stats["podCeilingReached"], true, "{stats}");
         // Room again: creating resumes, in bursts.
         sim.pod_ceiling.store(before + 2_000, Ordering::Relaxed);
         reconcile(&sim, &mut timers);
-        let after = sim.store.count(&pods_key());
+        let after = sim.store.count(pods_key());
         // Two bursts of 500 (the ReplicaSet's and the StatefulSet's), and whatever else a pass starts.
         assert!(after > before + 25 + 900 && after <= before + 25 + 1_100, "{after}");
         assert!(!sim.pod_ceiling_reached.load(Ordering::Relaxed));
@@ -1610,18 +1610,14 @@ workloads:
         let scenario = super::super::Scenario::parse("t.yaml", text).unwrap();
         let sim = super::super::scenario::build(scenario, catalog, 0.01).unwrap();
         let web = |sim: &Sim| -> Vec<Arc<Stored>> {
-            sim.store
-                .in_namespace(&pods_key(), "default")
-                .into_iter()
-                .filter(|p| p.name().starts_with("web-"))
-                .collect()
+            sim.store.in_namespace(pods_key(), "default").into_iter().filter(|p| p.name().starts_with("web-")).collect()
         };
         let mut nodes: Vec<String> =
             web(&sim).iter().filter(|p| !p.meta.node_name.is_empty()).map(|p| p.meta.node_name.to_string()).collect();
         nodes.sort();
         assert_eq!(nodes, ["w-a", "w-b", "w-c"], "one replica per worker, none on the control plane");
         // Pinned where the copied cluster ran it, whatever its selector says; the next by the rules.
-        let pinned = |n: &str| sim.store.get(&pods_key(), "default", n).unwrap();
+        let pinned = |n: &str| sim.store.get(pods_key(), "default", n).unwrap();
         assert_eq!(&*pinned("pinned-0").meta.node_name, "w-c");
         assert_eq!(&*pinned("pinned-1").meta.node_name, "");
         schedule(&sim, &mut SchedulerState::default(), &Delta::full());
@@ -1646,7 +1642,7 @@ workloads:
             Ok(())
         });
         let on_b = web(&sim).into_iter().find(|p| &*p.meta.node_name == "w-b").unwrap();
-        sim.store.delete(&pods_key(), "default", on_b.name(), false).unwrap();
+        sim.store.delete(pods_key(), "default", on_b.name(), false).unwrap();
         schedule(&sim, &mut SchedulerState::default(), &Delta::full());
         let placed: Vec<Arc<Stored>> = web(&sim).into_iter().filter(|p| &*p.meta.node_name == "w-b").collect();
         assert_eq!(placed.len(), 1);

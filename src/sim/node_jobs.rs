@@ -117,15 +117,15 @@ fn kubelet_of(node: &Value) -> Option<Version> {
 pub fn reconcile(sim: &Sim, runs: &mut Runs, delta: &super::delta::Delta) {
     let now = Instant::now();
     let pods = if delta.full {
-        sim.store.all(&pods_key())
+        sim.store.all(pods_key())
     } else {
         for gone in &delta.deleted {
             runs.runs.remove(&*gone.meta.uid);
             sim.pod_logs.remove(&gone.meta.uid);
         }
         let keys: std::collections::BTreeSet<&(String, String)> =
-            delta.changed(&pods_key()).chain(runs.runs.values().map(|r| &r.key)).collect();
-        keys.into_iter().filter_map(|(ns, n)| sim.store.get(&pods_key(), ns, n)).collect()
+            delta.changed(pods_key()).chain(runs.runs.values().map(|r| &r.key)).collect();
+        keys.into_iter().filter_map(|(ns, n)| sim.store.get(pods_key(), ns, n)).collect()
     };
     let mut alive = std::collections::HashSet::new();
     for pod in pods {
@@ -293,7 +293,7 @@ fn upgrade(sim: &Sim, pod: &Stored, stage: Stage) -> Next {
 /// follows.
 fn finish(sim: &Sim, pod: &Stored, code: Option<i32>, reason: &str, message: &str) {
     let ok = code == Some(0);
-    let _ = sim.store.mutate(&pods_key(), pod.namespace(), pod.name(), None, false, |p| {
+    let _ = sim.store.mutate(pods_key(), pod.namespace(), pod.name(), None, false, |p| {
         p["status"]["phase"] = json!(if ok { "Succeeded" } else { "Failed" });
         if code.is_none() {
             p["status"]["reason"] = json!(reason);

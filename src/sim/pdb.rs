@@ -76,7 +76,7 @@ pub fn compute(sim: &Sim, pdb: &Stored) -> PdbStatus {
         Some((k, v)) => {
             (sim.store.pods_labelled(pdb.namespace(), k, v), selector.is_some_and(|s| s.is_only_required_pair()))
         }
-        None => (sim.store.in_namespace(&pods_key(), pdb.namespace()), false),
+        None => (sim.store.in_namespace(pods_key(), pdb.namespace()), false),
     };
     compute_with(sim, pdb, &candidates, all_match)
 }
@@ -143,7 +143,7 @@ fn live_disruptions(sim: &Sim, pdb: &Value) -> std::collections::BTreeMap<String
         .filter(|(_, at)| {
             at.as_str().and_then(super::clock::parse_rfc3339).is_some_and(|t| ((now - t) as f64) < timeout)
         })
-        .filter(|(pod, _)| sim.store.get(&pods_key(), ns, pod).is_some_and(|p| !p.meta.terminating))
+        .filter(|(pod, _)| sim.store.get(pods_key(), ns, pod).is_some_and(|p| !p.meta.terminating))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -156,9 +156,9 @@ fn live_disruptions(sim: &Sim, pdb: &Value) -> std::collections::BTreeMap<String
 pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
     let budgets: Vec<Arc<Stored>> = if d.full {
         with_disruptions.clear();
-        sim.store.all(&pdb_key())
+        sim.store.all(pdb_key())
     } else {
-        let mut keys: BTreeSet<Key> = d.changed(&pdb_key()).cloned().collect();
+        let mut keys: BTreeSet<Key> = d.changed(pdb_key()).cloned().collect();
         keys.extend(with_disruptions.iter().cloned());
         // Pods of one workload share their labels: each distinct set is matched once.
         let mut label_sets: BTreeMap<String, BTreeSet<Labels>> = BTreeMap::new();
@@ -191,13 +191,13 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
             }
         }
         for (ns, sets) in &label_sets {
-            for pdb in sim.store.in_namespace(&pdb_key(), ns) {
+            for pdb in sim.store.in_namespace(pdb_key(), ns) {
                 if pdb.meta.selector.as_ref().is_some_and(|sel| sets.iter().any(|l| sel.matches_labels(l))) {
                     keys.insert((pdb.namespace().to_string(), pdb.name().to_string()));
                 }
             }
         }
-        keys.iter().filter_map(|(ns, n)| sim.store.get(&pdb_key(), ns, n)).collect()
+        keys.iter().filter_map(|(ns, n)| sim.store.get(pdb_key(), ns, n)).collect()
     };
     for pdb in budgets {
         let s = compute(sim, &pdb);
@@ -205,7 +205,7 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
         let key = (pdb.namespace().to_string(), pdb.name().to_string());
         let holds = sim
             .store
-            .get(&pdb_key(), &key.0, &key.1)
+            .get(pdb_key(), &key.0, &key.1)
             .is_some_and(|p| p.value().pointer("/status/disruptedPods").is_some());
         if holds {
             with_disruptions.insert(key);
@@ -247,7 +247,7 @@ fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str
         .iter()
         .all(|k| pdb.value().pointer(&format!("/status/{k}")) == status.get(*k));
     if !same {
-        let _ = sim.store.mutate(&pdb_key(), pdb.namespace(), pdb.name(), None, false, |v| {
+        let _ = sim.store.mutate(pdb_key(), pdb.namespace(), pdb.name(), None, false, |v| {
             v["status"] = status;
             Ok(())
         });
@@ -257,7 +257,7 @@ fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str
 /// The budgets that select `pod` (read from its extracted labels: no pod is parsed).
 pub fn covering(sim: &Sim, pod: &Stored) -> Vec<std::sync::Arc<Stored>> {
     sim.store
-        .in_namespace(&pdb_key(), pod.namespace())
+        .in_namespace(pdb_key(), pod.namespace())
         .into_iter()
         .filter(|pdb| pdb.meta.selector.as_ref().is_some_and(|sel| sel.matches_labels(&pod.meta.labels)))
         .collect()
@@ -285,7 +285,7 @@ pub fn evict(sim: &Sim, ns: &str, name: &str, body: &Bytes, query_dry_run: bool)
         query_dry_run || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
     let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
     let _one_at_a_time = sim.eviction_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
+    let pod = sim.store.get(pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
     if pod.meta.terminating {
         check_eviction_preconditions(&opts, &pod)?;
         return Ok(created_status());
@@ -370,7 +370,7 @@ fn check_eviction_preconditions(options: &Value, pod: &Stored) -> Result<(), Api
 
 /// Counts a plain DELETE of a healthy pod whose budget allows no disruption.
 pub fn account_direct_delete(sim: &Sim, ns: &str, name: &str) {
-    let Some(pod) = sim.store.get(&pods_key(), ns, name) else { return };
+    let Some(pod) = sim.store.get(pods_key(), ns, name) else { return };
     if !healthy(&pod) {
         return;
     }
@@ -390,17 +390,17 @@ pub fn delete_pod(
     grace: Option<i64>,
     dry_run: bool,
 ) -> Result<std::sync::Arc<Stored>, ApiError> {
-    let pod = sim.store.get(&pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
+    let pod = sim.store.get(pods_key(), ns, name).ok_or_else(|| ApiError::not_found("pods", name))?;
     let bound = !pod.meta.node_name.is_empty();
     let grace = grace.or(pod.meta.grace_seconds).unwrap_or(30);
     if grace <= 0 || !bound {
-        let gone = sim.store.delete(&pods_key(), ns, name, dry_run)?;
+        let gone = sim.store.delete(pods_key(), ns, name, dry_run)?;
         if !dry_run {
             sim.changed.notify_waiters();
         }
         return Ok(gone);
     }
-    let stored = sim.store.mutate(&pods_key(), ns, name, None, dry_run, |p| {
+    let stored = sim.store.mutate(pods_key(), ns, name, None, dry_run, |p| {
         if p.pointer("/metadata/deletionTimestamp").is_none() {
             p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
             p["metadata"]["deletionGracePeriodSeconds"] = json!(grace);

@@ -375,7 +375,7 @@ fn drained(sim: &Sim, node: &str) -> bool {
 /// The node's instance is terminated: its remaining pods go with it.
 fn remove_node(sim: &Sim, node: &str) {
     for p in sim.store.pods_on_node(node) {
-        let _ = sim.store.delete(&pods_key(), p.namespace(), p.name(), false);
+        let _ = sim.store.delete(pods_key(), p.namespace(), p.name(), false);
     }
     let _ = sim.store.delete(&nodes_key(), "", node, false);
     sim.changed.notify_waiters();

@@ -117,7 +117,7 @@ pub fn refusal(kind: &str, group: &str, version: &str, name: &str, patched: Opti
 /// below it again, creating resumes and a later refusal is reported anew.
 pub fn may_create_pod(sim: &Sim) -> bool {
     use std::sync::atomic::Ordering;
-    let pods = sim.store.count(&super::pdb::pods_key());
+    let pods = sim.store.count(super::pdb::pods_key());
     let ceiling = sim.pod_ceiling.load(Ordering::Relaxed);
     if pods < ceiling {
         sim.pod_ceiling_reached.store(false, Ordering::Relaxed);
