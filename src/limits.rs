@@ -37,29 +37,31 @@ pub enum ReadError {
 
 /// Reads `path` (`what` names it in errors, e.g. "--plan") up to the limit for `default`.
 pub fn read(path: &Path, what: &str, default: u64) -> Result<Vec<u8>, ReadError> {
-    let shown = || path.display().to_string();
-    let io = |e: std::io::Error| ReadError::Io { what: what.into(), path: shown(), message: e.to_string() };
-    let limit = limit(default);
-    let file = std::fs::File::open(path).map_err(io)?;
-    // The reported length only sizes the buffer: a device or a pipe reports 0.
-    let hint = file.metadata().map(|m| m.len()).unwrap_or(0).min(limit).min(64 * 1024 * 1024);
-    let mut bytes = Vec::with_capacity(hint as usize);
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(ReadError::TooLarge { what: what.into(), path: shown(), limit });
-    }
-    Ok(bytes)
+    read_bounded(path, what, default, false)
 }
 
 /// [`read`] for text (YAML, JSON): the read also stops at the first NUL byte, which no text
 /// input holds, so a device such as `/dev/zero` is refused at once instead of at the limit.
 pub fn read_text(path: &Path, what: &str, default: u64) -> Result<String, ReadError> {
+    let bytes = read_bounded(path, what, default, true)?;
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText { what: what.into(), path: path.display().to_string() })
+}
+
+/// The read behind [`read`] and [`read_text`]. A chunk that would take the input past the limit
+/// is refused before it is kept. What does not fit the buffer sized from the reported length (all
+/// of a pipe's input) is kept in chunks and joined once at the end: a buffer doubled as it fills
+/// leaves each smaller copy behind, and an allocator may hold on to them, so an endless pipe
+/// would cost several times the limit instead of about once.
+fn read_bounded(path: &Path, what: &str, default: u64, text: bool) -> Result<Vec<u8>, ReadError> {
     let shown = || path.display().to_string();
     let io = |e: std::io::Error| ReadError::Io { what: what.into(), path: shown(), message: e.to_string() };
     let limit = limit(default);
     let mut file = std::fs::File::open(path).map_err(io)?;
+    // The reported length only sizes the buffer: a device or a pipe reports 0.
     let hint = file.metadata().map(|m| m.len()).unwrap_or(0).min(limit).min(64 * 1024 * 1024);
     let mut bytes = Vec::with_capacity(hint as usize);
+    let mut spill: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0usize;
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match file.read(&mut chunk) {
@@ -68,15 +70,26 @@ pub fn read_text(path: &Path, what: &str, default: u64) -> Result<String, ReadEr
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io(e)),
         };
-        if let Some(at) = chunk[..n].iter().position(|b| *b == 0) {
-            return Err(ReadError::Binary { what: what.into(), path: shown(), offset: (bytes.len() + at) as u64 });
+        if text && let Some(at) = chunk[..n].iter().position(|b| *b == 0) {
+            return Err(ReadError::Binary { what: what.into(), path: shown(), offset: (total + at) as u64 });
         }
-        bytes.extend_from_slice(&chunk[..n]);
-        if bytes.len() as u64 > limit {
+        if (total + n) as u64 > limit {
             return Err(ReadError::TooLarge { what: what.into(), path: shown(), limit });
         }
+        if spill.is_empty() && bytes.len() + n <= bytes.capacity() {
+            bytes.extend_from_slice(&chunk[..n]);
+        } else {
+            spill.push(chunk[..n].to_vec());
+        }
+        total += n;
     }
-    String::from_utf8(bytes).map_err(|_| ReadError::NotText { what: what.into(), path: shown() })
+    if !spill.is_empty() {
+        bytes.reserve_exact(total - bytes.len());
+        for c in spill {
+            bytes.extend_from_slice(&c);
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

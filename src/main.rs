@@ -7,8 +7,8 @@ use clap::FromArgMatches;
 use clap::error::ErrorKind;
 
 /// The simulator keeps every object of a cluster in memory (150,000 pods and more) and replaces
-/// one on every write, from the controllers' thread and the API's: glibc's allocator spends much
-/// of a large rehearsal consolidating its free lists; mimalloc does not.
+/// one on every write: glibc's allocator spends much of a large rehearsal consolidating its free
+/// lists (the `large` rehearsal: 229 s, against 179 s with mimalloc).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
