@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -33,7 +34,14 @@ struct PodView {
     evicted: bool,
     managed: bool,
     terminating: bool,
+    uid: String,
+    /// When this watcher first saw this pod (this UID).
+    seen_at: Instant,
 }
+
+/// A pod that appeared within this long of its same-name predecessor's removal, and went within
+/// this long of appearing, was removed by kwok's second delete by name (see [`World::gone`]).
+const NAME_RACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Budget {
@@ -47,6 +55,8 @@ struct World {
     budgets: HashMap<(String, String), Budget>,
     /// Watches that have finished their first list.
     listed: usize,
+    /// When the last pod of each name was removed.
+    removed_at: HashMap<(String, String), Instant>,
     report: Report,
 }
 
@@ -61,11 +71,19 @@ impl World {
     /// `before` stopped counting (it began terminating, or went away): through the eviction API,
     /// and did a budget fall below its minimum? Otherwise, was it a controller's pod (lost)?
     fn gone(&mut self, ns: &str, name: &str, before: &PodView, evicted: bool) {
+        self.gone_racing(ns, name, before, evicted, false)
+    }
+
+    /// `name_race`: the pod appeared right after its same-name predecessor was removed and went
+    /// right after (kwok, unlike a kubelet, deletes by name without a UID precondition; a second
+    /// delete of the old pod removed the StatefulSet's replacement, which kwok had already
+    /// marked Ready within milliseconds: seen in kwok's log as two "Delete pod" for one name).
+    fn gone_racing(&mut self, ns: &str, name: &str, before: &PodView, evicted: bool, name_race: bool) {
         if !evicted {
             // Running work of a controller, gone without the eviction API. A replacement that
             // never ran is not lost work (kwok, unlike a kubelet, deletes by name without a UID
             // precondition, and so may remove a StatefulSet's fresh replacement).
-            if before.managed && before.healthy {
+            if before.managed && before.healthy && !name_race {
                 self.report.lost.push(format!("{ns}/{name}"));
             } else if before.managed {
                 self.report.unstarted_deleted += 1;
@@ -114,6 +132,8 @@ fn view(p: &Pod) -> PodView {
         evicted,
         managed: matches!(owner, Some("ReplicaSet" | "StatefulSet")),
         terminating,
+        uid: p.metadata.uid.clone().unwrap_or_default(),
+        seen_at: Instant::now(),
     }
 }
 
@@ -198,6 +218,9 @@ async fn watch_pods(api: Api<Pod>, world: Arc<Mutex<World>>) {
                 // before the condition is set again.
                 if let Some(prev) = w.pods.get(&k) {
                     now.evicted |= prev.evicted;
+                    if prev.uid == now.uid {
+                        now.seen_at = prev.seen_at;
+                    }
                 }
                 let before = w.pods.insert(k.clone(), now.clone());
                 if let Some(before) = before
@@ -210,10 +233,13 @@ async fn watch_pods(api: Api<Pod>, world: Arc<Mutex<World>>) {
             Event::Delete(p) => {
                 let k = key(&p.metadata);
                 let now = view(&p);
+                let predecessor_removed = w.removed_at.insert(k.clone(), Instant::now());
                 if let Some(before) = w.pods.remove(&k)
                     && !before.terminating
                 {
-                    w.gone(&k.0, &k.1, &before, now.evicted || before.evicted);
+                    let name_race = before.seen_at.elapsed() < NAME_RACE
+                        && predecessor_removed.is_some_and(|t| before.seen_at.saturating_duration_since(t) < NAME_RACE);
+                    w.gone_racing(&k.0, &k.1, &before, now.evicted || before.evicted, name_race);
                 }
             }
             Event::Init => relisted = Some(HashSet::new()),
