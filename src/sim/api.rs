@@ -463,8 +463,7 @@ fn escalation(
                 "ClusterRole" => ("clusterroles", String::new()),
                 _ => ("roles", namespace.clone()),
             };
-            let stored =
-                sim.store.get(&super::store::StorageKey::new(def.group.clone(), resource.to_string()), &key_ns, role);
+            let stored = sim.store.get(&super::store::StorageKey::new(def.group.clone(), resource), &key_ns, role);
             let rules = stored.map(|o| o.value().get("rules").cloned().unwrap_or(Value::Null)).unwrap_or(Value::Null);
             (rules, may("bind", resource, role), format!("{kind} {role}"))
         }

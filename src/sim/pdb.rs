@@ -38,16 +38,6 @@ pub fn pdb_key() -> &'static StorageKey {
     &KEY
 }
 
-fn replica_sets_key() -> &'static StorageKey {
-    static KEY: std::sync::LazyLock<StorageKey> = std::sync::LazyLock::new(|| StorageKey::new("apps", "replicasets"));
-    &KEY
-}
-
-fn stateful_sets_key() -> &'static StorageKey {
-    static KEY: std::sync::LazyLock<StorageKey> = std::sync::LazyLock::new(|| StorageKey::new("apps", "statefulsets"));
-    &KEY
-}
-
 /// The computed status of one budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PdbStatus {
@@ -107,9 +97,9 @@ fn compute_with(sim: &Sim, pdb: &Stored, candidates: &[std::sync::Arc<Stored>], 
     let scale = owners
         .iter()
         .map(|(kind, name)| {
-            let key = if *kind == "ReplicaSet" { replica_sets_key() } else { stateful_sets_key() };
+            let resource = if *kind == "ReplicaSet" { "replicasets" } else { "statefulsets" };
             sim.store
-                .get(key, ns, name)
+                .get(&StorageKey::new("apps", resource), ns, name)
                 .map_or(0, |o| o.value().pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1))
         })
         .sum::<i64>();
