@@ -12,26 +12,7 @@ use clap::error::ErrorKind;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How long freed memory stays with the process before mimalloc gives it back to the system.
-/// At its default (10 ms) a rehearsal's churn of replaced objects hands pages back and takes
-/// them again within the same second, and the kernel zeroes every page taken again: 13% of a
-/// 1,000-node rehearsal went on zeroing pages. A second keeps the churn in the process and
-/// still returns memory once a run settles.
-const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 1_000;
-
-/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v2 and v3 alike); the bindings name
-/// the options around it but not this one.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-#[allow(unsafe_code)]
-fn tune_allocator() {
-    // SAFETY: mi_option_set stores a value in mimalloc's option table (an atomic store); the
-    // option is valid for the linked mimalloc, and no pointer crosses the call.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
     let argv0 = std::env::args_os().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let parsed = k8s_upgrade::cli::conventions::command(&argv0)
         .try_get_matches()
