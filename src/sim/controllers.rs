@@ -1475,10 +1475,7 @@ fn workload_status(sim: &Sim, d: &Delta, hashes: &mut TemplateHashes) {
 
 fn update_status(sim: &Sim, key: &StorageKey, obj: &Stored, status: Value) {
     if obj.value().get("status") != Some(&status) {
-        let _ = sim.store.mutate(key, obj.namespace(), obj.name(), None, false, |o| {
-            o["status"] = status;
-            Ok(())
-        });
+        let _ = sim.store.write_status(key, obj.namespace(), obj.name(), status);
     }
 }
 

@@ -237,10 +237,7 @@ fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str
         .iter()
         .all(|k| pdb.value().pointer(&format!("/status/{k}")) == status.get(*k));
     if !same {
-        let _ = sim.store.mutate(pdb_key(), pdb.namespace(), pdb.name(), None, false, |v| {
-            v["status"] = status;
-            Ok(())
-        });
+        let _ = sim.store.write_status(pdb_key(), pdb.namespace(), pdb.name(), status);
     }
 }
 
