@@ -1227,11 +1227,13 @@ fn set_pod_running(p: &mut Value, ready: bool, node_ip: &str) {
 }
 
 /// The first container image of a pod that no node can pull (a fault).
-fn unpullable_image(pod: &Value, faults: &super::faults::Faults) -> Option<String> {
+fn unpullable_image(pod: &Stored, faults: &super::faults::Faults) -> Option<String> {
+    // Without the fault no pod is parsed.
     if faults.unpullable_images.is_empty() {
         return None;
     }
-    pod.pointer("/spec/containers")
+    pod.value()
+        .pointer("/spec/containers")
         .and_then(Value::as_array)?
         .iter()
         .filter_map(|c| c.get("image").and_then(Value::as_str))
@@ -1333,7 +1335,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers, d: &Delta) {
             // processes exit on SIGTERM well before their grace runs out; one that set another
             // waits that long. None waits longer than the cap. (Pods built with the scenario
             // and pods their controllers create later are treated alike.)
-            let given = int_at(&pod.value(), "/metadata/deletionGracePeriodSeconds", 30) as f64;
+            let given = pod.meta.deletion_grace_seconds.unwrap_or(30) as f64;
             let grace = if given != 30.0 { given } else { sim.timings.default_grace_seconds }
                 .min(sim.timings.max_grace_seconds);
             let at = timers
@@ -1367,7 +1369,7 @@ fn pod_lifecycle(sim: &Sim, timers: &mut Timers, d: &Delta) {
                 timers.pod_ready_at.remove(&uid);
                 continue;
             }
-            if let Some(image) = unpullable_image(&pod.value(), &faults) {
+            if let Some(image) = unpullable_image(&pod, &faults) {
                 timers.pod_ready_at.remove(&uid);
                 set_pull_backoff(sim, &pod, &image);
                 continue;

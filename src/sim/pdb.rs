@@ -191,12 +191,8 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
     };
     for pdb in budgets {
         let s = compute(sim, &pdb);
-        write_status(sim, &pdb, s);
+        let holds = write_status(sim, &pdb, s);
         let key = (pdb.namespace().to_string(), pdb.name().to_string());
-        let holds = sim
-            .store
-            .get(pdb_key(), &key.0, &key.1)
-            .is_some_and(|p| p.value().pointer("/status/disruptedPods").is_some());
         if holds {
             with_disruptions.insert(key);
         } else {
@@ -205,18 +201,38 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
     }
 }
 
-fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) {
+/// Writes the status; true when the budget holds disruptions after it.
+fn write_status(sim: &Sim, pdb: &Stored, s: PdbStatus) -> bool {
     write_status_with(sim, pdb, s, None)
 }
 
-/// Writes the status, with `evicted` added to `disruptedPods` (an eviction just allowed).
-fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str>) {
-    let mut disrupted = live_disruptions(sim, &pdb.value());
+/// Writes the status, with `evicted` added to `disruptedPods` (an eviction just allowed), unless
+/// its numbers and disruptions are those stored (the condition's time alone is no change). True
+/// when the budget holds disruptions after it.
+fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str>) -> bool {
+    let stored = pdb.value();
+    let mut disrupted = live_disruptions(sim, &stored);
     if let Some(pod) = evicted {
         disrupted.insert(pod.to_string(), json!(now_rfc3339()));
     }
+    let old = stored.get("status");
+    let number = |k: &str| old.and_then(|o| o.get(k)).and_then(Value::as_i64);
+    let same_disruptions = match (old.and_then(|o| o.get("disruptedPods")), disrupted.is_empty()) {
+        (None, true) => true,
+        (Some(Value::Object(m)), false) => m.len() == disrupted.len() && disrupted.iter().all(|(k, v)| m.get(k) == Some(v)),
+        _ => false,
+    };
+    let same = same_disruptions
+        && number("disruptionsAllowed") == Some(s.disruptions_allowed)
+        && number("currentHealthy") == Some(s.current_healthy)
+        && number("desiredHealthy") == Some(s.desired_healthy)
+        && number("expectedPods") == Some(s.expected);
+    if same {
+        return !disrupted.is_empty();
+    }
+    let holds = !disrupted.is_empty();
     let mut status = json!({
-        "observedGeneration": pdb.value().pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        "observedGeneration": stored.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         "disruptionsAllowed": s.disruptions_allowed,
         "currentHealthy": s.current_healthy,
         "desiredHealthy": s.desired_healthy,
@@ -227,18 +243,14 @@ fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str
             "reason": if s.disruptions_allowed > 0 { "SufficientPods" } else { "InsufficientPods" },
             "message": "",
             "lastTransitionTime": now_rfc3339(),
-            "observedGeneration": pdb.value().pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "observedGeneration": stored.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         }],
     });
-    if !disrupted.is_empty() {
+    if holds {
         status["disruptedPods"] = json!(disrupted);
     }
-    let same = ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods", "disruptedPods"]
-        .iter()
-        .all(|k| pdb.value().pointer(&format!("/status/{k}")) == status.get(*k));
-    if !same {
-        let _ = sim.store.write_status(pdb_key(), pdb.namespace(), pdb.name(), status);
-    }
+    let _ = sim.store.write_status(pdb_key(), pdb.namespace(), pdb.name(), status);
+    holds
 }
 
 /// The budgets that select `pod` (read from its extracted labels: no pod is parsed).

@@ -77,6 +77,8 @@ pub struct Meta {
     pub required_anti_affinity: bool,
     /// `spec.terminationGracePeriodSeconds` (pods).
     pub grace_seconds: Option<i64>,
+    /// `metadata.deletionGracePeriodSeconds`: the grace a deletion gave (pods being deleted).
+    pub deletion_grace_seconds: Option<i64>,
     /// `spec.selector`, parsed (PodDisruptionBudgets: every eviction and every disruption
     /// controller pass matches pods against it). `None`: no selector, or one that does not parse.
     pub selector: Option<Arc<crate::labels::LabelSelector>>,
@@ -97,38 +99,38 @@ fn boxed(v: &Value, p: &str) -> Box<str> {
 }
 
 impl Meta {
+    /// Runs on every write: each part of the object is looked up once, not per field.
     fn of(v: &Value) -> Meta {
-        let labels: Labels = v
-            .pointer("/metadata/labels")
+        let metadata = v.get("metadata");
+        let spec = v.get("spec");
+        let meta = |f: &str| metadata.and_then(|m| m.get(f));
+        let spec_field = |f: &str| spec.and_then(|s| s.get(f));
+        let text = |x: Option<&Value>| -> Box<str> { x.and_then(Value::as_str).unwrap_or_default().into() };
+        let labels: Labels = meta("labels")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter().map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str().unwrap_or_default()))).collect()
             })
             .unwrap_or_default();
-        let owner = v
-            .pointer("/metadata/ownerReferences")
+        let owner = meta("ownerReferences")
             .and_then(Value::as_array)
             .and_then(|os| os.iter().find(|o| o["controller"] == true))
             .map(|o| Owner { kind: boxed(o, "/kind"), name: boxed(o, "/name"), uid: boxed(o, "/uid") });
         Meta {
-            api_version: boxed(v, "/apiVersion"),
-            namespace: boxed(v, "/metadata/namespace"),
-            name: boxed(v, "/metadata/name"),
-            uid: boxed(v, "/metadata/uid"),
-            rv: v
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
+            api_version: text(v.get("apiVersion")),
+            namespace: text(meta("namespace")),
+            name: text(meta("name")),
+            uid: text(meta("uid")),
+            rv: meta("resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0),
             labels,
             owner,
-            node_name: boxed(v, "/spec/nodeName"),
-            phase: boxed(v, "/status/phase"),
+            node_name: text(spec_field("nodeName")),
+            phase: text(v.get("status").and_then(|s| s.get("phase"))),
             ready: super::controllers::ready_in(v),
-            terminating: v.pointer("/metadata/deletionTimestamp").is_some(),
-            never_ready: v.pointer("/metadata/annotations/sim.k8s-upgrade.dev~1never-ready").and_then(Value::as_str)
+            terminating: meta("deletionTimestamp").is_some(),
+            never_ready: meta("annotations").and_then(|a| a.get("sim.k8s-upgrade.dev/never-ready")).and_then(Value::as_str)
                 == Some("true"),
-            requests: v.pointer("/spec/containers").and_then(Value::as_array).map_or((0.0, 0.0), |cs| {
+            requests: spec_field("containers").and_then(Value::as_array).map_or((0.0, 0.0), |cs| {
                 cs.iter().fold((0.0, 0.0), |(c, m), ctr| {
                     (
                         c + quantity(ctr.pointer("/resources/requests/cpu")),
@@ -136,8 +138,7 @@ impl Meta {
                     )
                 })
             }),
-            claims: v
-                .pointer("/spec/volumes")
+            claims: spec_field("volumes")
                 .and_then(Value::as_array)
                 .map(|vs| {
                     vs.iter()
@@ -146,11 +147,12 @@ impl Meta {
                         .collect()
                 })
                 .unwrap_or_default(),
-            required_anti_affinity: v
-                .pointer("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution")
+            required_anti_affinity: spec_field("affinity")
+                .and_then(|a| a.pointer("/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution"))
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty()),
-            grace_seconds: v.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64),
+            grace_seconds: spec_field("terminationGracePeriodSeconds").and_then(Value::as_i64),
+            deletion_grace_seconds: meta("deletionGracePeriodSeconds").and_then(Value::as_i64),
             selector: None,
         }
     }
@@ -253,6 +255,15 @@ fn default_pod(pod: &mut Value) {
 /// follows them).
 fn type_meta_first(value: Value) -> (Value, usize) {
     let Value::Object(mut map) = value else { return (value, 0) };
+    // Objects the store wrote before come back in order (most writes): nothing to move.
+    let mut first_two = map.iter();
+    if let (Some((k0, kind)), Some((k1, api_version))) = (first_two.next(), first_two.next())
+        && k0 == "kind"
+        && k1 == "apiVersion"
+    {
+        let prefix = if map.len() == 2 { 0 } else { format!("{{\"kind\":{kind},\"apiVersion\":{api_version},").len() };
+        return (Value::Object(map), prefix);
+    }
     // shift_remove keeps the order of the other fields (remove would swap the last one in).
     let (kind, api_version) = match (map.shift_remove("kind"), map.shift_remove("apiVersion")) {
         (Some(kind), Some(api_version)) => (kind, api_version),
@@ -854,19 +865,21 @@ impl Store {
         if dry_run {
             return Ok(current);
         }
-        if finalizes(key) && has_finalizers(&current.value()) {
+        // One parse of a pod serves the finalizer check and the object's last state.
+        let value = current.value();
+        if finalizes(key) && has_finalizers(&value) {
             // Marked deleted with no grace left; the last finalizer's removal then deletes it.
-            if marked_deleted(&current.value()) {
+            if marked_deleted(&value) {
                 return Ok(current);
             }
-            let mut marked = current.value().into_owned();
+            let mut marked = value.into_owned();
             if marked.pointer("/metadata/deletionTimestamp").is_none() {
                 marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
             }
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             return Ok(self.replace(&mut st, key, k, &current, marked));
         }
-        let gone = current.value().into_owned();
+        let gone = value.into_owned();
         Ok(self.remove(&mut st, key, &k, &current, gone))
     }
 
