@@ -1469,6 +1469,7 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
                         kind: EventType::Added,
                         object: item.clone(),
                         previous_labels: None,
+                        status_only: false,
                     };
                     if matches(&c, &def) {
                         initial.push(watch_event("ADDED", &as_served(&def, item)));

@@ -653,7 +653,7 @@ fn workloads_to_sync(sim: &Sim, d: &Delta, key: &StorageKey, kind: &str, starved
     if d.full || starved {
         return sim.store.all(key);
     }
-    existing(sim, key, d.changed(key).cloned().chain(d.pod_owners_of(kind)))
+    existing(sim, key, d.changed_beyond_status(key).cloned().chain(d.pod_owners_of(kind)))
 }
 
 /// Deployments to look at: all on a full pass, else those that changed or whose ReplicaSets or
@@ -663,9 +663,9 @@ fn deployments_to_sync(sim: &Sim, d: &Delta) -> Vec<Arc<Stored>> {
         return sim.store.all(&apps("deployments"));
     }
     let replica_sets: Vec<Key> =
-        d.changed(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
+        d.changed_beyond_status(&apps("replicasets")).cloned().chain(d.pod_owners_of("ReplicaSet")).collect();
     let owners = replica_sets.iter().filter_map(|rs| deployment_of_replica_set(sim, d, rs));
-    existing(sim, &apps("deployments"), d.changed(&apps("deployments")).cloned().chain(owners))
+    existing(sim, &apps("deployments"), d.changed_beyond_status(&apps("deployments")).cloned().chain(owners))
 }
 
 fn deployments(sim: &Sim, d: &Delta, hashes: &mut TemplateHashes) {
@@ -806,7 +806,7 @@ fn daemon_sets(sim: &Sim, d: &Delta, starved: bool) {
     if sim.store.count(&key) == 0 {
         return;
     }
-    let dirty: HashSet<Key> = d.changed(&key).cloned().chain(d.pod_owners_of("DaemonSet")).collect();
+    let dirty: HashSet<Key> = d.changed_beyond_status(&key).cloned().chain(d.pod_owners_of("DaemonSet")).collect();
     let changed_nodes: Vec<String> = d.nodes().map(str::to_string).collect();
     if !d.full && !starved && dirty.is_empty() && changed_nodes.is_empty() {
         return;
@@ -967,7 +967,7 @@ fn garbage_collect(sim: &Sim, d: &Delta) {
         }
     }
     for key in [apps("replicasets"), pods_key().clone()] {
-        for (ns, name) in d.changed(&key) {
+        for (ns, name) in d.changed_beyond_status(&key) {
             if let Some(o) = sim.store.get(&key, ns, name) {
                 orphans.push((key.clone(), o));
             }
@@ -1418,7 +1418,7 @@ fn workload_status(sim: &Sim, d: &Delta, hashes: &mut TemplateHashes) {
         if d.full {
             sim.store.all(key)
         } else {
-            existing(sim, key, d.changed(key).cloned().chain(d.pod_owners_of(kind)))
+            existing(sim, key, d.changed_beyond_status(key).cloned().chain(d.pod_owners_of(kind)))
         }
     };
     let rs_all = dirty(&apps("replicasets"), "ReplicaSet");

@@ -7,7 +7,7 @@
 //! pass, a compaction, a bulk load) or a change of faults makes the pass a full one: every object
 //! is looked at, as before there was a log.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::store::{Change, EventType, StorageKey, Stored};
@@ -22,8 +22,9 @@ pub use super::store::Labels;
 pub struct Delta {
     /// Look at everything.
     pub full: bool,
-    /// Changed objects (deleted ones included) by resource.
-    changed: HashMap<StorageKey, BTreeSet<Key>>,
+    /// Changed objects (deleted ones included) by resource, each with whether anything but its
+    /// status changed (false: only controllers' status writes).
+    changed: HashMap<StorageKey, BTreeMap<Key, bool>>,
     /// The last state of deleted objects.
     pub deleted: Vec<Arc<Stored>>,
     /// Nodes named by a changed pod (`spec.nodeName`).
@@ -69,12 +70,13 @@ impl Delta {
     fn add(&mut self, c: &Change) {
         let o = &c.object;
         let key = (o.namespace().to_string(), o.name().to_string());
+        let beyond_status = !c.status_only;
         match self.changed.get_mut(&c.key) {
             Some(keys) => {
-                keys.insert(key);
+                *keys.entry(key).or_default() |= beyond_status;
             }
             None => {
-                self.changed.insert(c.key.clone(), BTreeSet::from([key]));
+                self.changed.insert(c.key.clone(), BTreeMap::from([(key, beyond_status)]));
             }
         }
         if c.kind == EventType::Deleted {
@@ -111,7 +113,14 @@ impl Delta {
 
     /// Keys of the changed objects of a resource.
     pub fn changed<'a>(&'a self, key: &StorageKey) -> impl Iterator<Item = &'a Key> + use<'a> {
-        self.changed.get(key).into_iter().flatten()
+        self.changed.get(key).into_iter().flatten().map(|(k, _)| k)
+    }
+
+    /// Keys of the objects of a resource of which more than the status changed: what a
+    /// controller that acts on spec, labels and ownership (and writes the status itself) reacts
+    /// to. Status written through the API counts as more (it is not a controller's own).
+    pub fn changed_beyond_status<'a>(&'a self, key: &StorageKey) -> impl Iterator<Item = &'a Key> + use<'a> {
+        self.changed.get(key).into_iter().flatten().filter(|(_, beyond)| **beyond).map(|(k, _)| k)
     }
 
     /// Names of changed nodes.

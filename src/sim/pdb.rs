@@ -164,7 +164,7 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
             }
         }
         for key in [StorageKey::new("apps", "replicasets"), StorageKey::new("apps", "statefulsets")] {
-            for (ns, name) in d.changed(&key) {
+            for (ns, name) in d.changed_beyond_status(&key) {
                 let owner = sim.store.get(&key, ns, name).or_else(|| {
                     d.deleted
                         .iter()

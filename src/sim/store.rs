@@ -361,6 +361,9 @@ pub struct Change {
     /// The labels the object had before a modification that changed them (the controllers'
     /// incremental passes need both to know which budgets a pod left; watches send `object`).
     pub previous_labels: Option<Labels>,
+    /// A controller's status write ([`Store::write_status`]): nothing but `status` changed, so
+    /// the controllers that act on spec and ownership have nothing to look at.
+    pub status_only: bool,
 }
 
 type ObjKey = (String, String);
@@ -641,8 +644,9 @@ impl Store {
         kind: EventType,
         object: Arc<Stored>,
         previous_labels: Option<Labels>,
+        status_only: bool,
     ) {
-        let change = Arc::new(Change { rv: st.rv, key: key.clone(), kind, object, previous_labels });
+        let change = Arc::new(Change { rv: st.rv, key: key.clone(), kind, object, previous_labels, status_only });
         st.history.push_back(change.clone());
         while st.history.len() > st.history_cap {
             if let Some(dropped) = st.history.pop_front() {
@@ -717,7 +721,7 @@ impl Store {
         let bucket = st.buckets.entry(key.clone()).or_default();
         bucket.index(key, &k, &stored, true);
         bucket.insert_new(k, stored.clone());
-        self.commit(&mut st, key, EventType::Added, stored.clone(), None);
+        self.commit(&mut st, key, EventType::Added, stored.clone(), None, false);
         Ok(stored)
     }
 
@@ -774,7 +778,7 @@ impl Store {
         if finalizes(key) && was_held && marked_deleted(&next) && !has_finalizers(&next) {
             return Ok(self.remove(&mut st, key, &k, &current, next));
         }
-        Ok(self.replace(&mut st, key, k, &current, next))
+        Ok(self.replace(&mut st, key, k, &current, next, false))
     }
 
     /// Replaces an object's `status`, as a controller writes its status subresource: the rest
@@ -813,7 +817,7 @@ impl Store {
                 next
             }
         };
-        Ok(self.replace(&mut st, key, obj_key(ns, name), &current, next))
+        Ok(self.replace(&mut st, key, obj_key(ns, name), &current, next, true))
     }
 
     /// Stores `next` in place of `current` (stamped, reindexed) and sends it as Modified.
@@ -824,6 +828,7 @@ impl Store {
         k: ObjKey,
         current: &Arc<Stored>,
         mut next: Value,
+        status_only: bool,
     ) -> Arc<Stored> {
         self.stamp(st, &mut next);
         let stored = Stored::new(key, next);
@@ -832,7 +837,7 @@ impl Store {
         bucket.index(key, &k, &stored, true);
         bucket.objects.insert(k, stored.clone());
         let before = (current.meta.labels != stored.meta.labels).then(|| current.meta.labels.clone());
-        self.commit(st, key, EventType::Modified, stored.clone(), before);
+        self.commit(st, key, EventType::Modified, stored.clone(), before, status_only);
         stored
     }
 
@@ -851,7 +856,7 @@ impl Store {
             bucket.index(key, k, current, false);
             bucket.take_out(k);
         }
-        self.commit(st, key, EventType::Deleted, stored.clone(), None);
+        self.commit(st, key, EventType::Deleted, stored.clone(), None, false);
         stored
     }
 
@@ -877,7 +882,7 @@ impl Store {
                 marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
             }
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            return Ok(self.replace(&mut st, key, k, &current, marked));
+            return Ok(self.replace(&mut st, key, k, &current, marked, false));
         }
         let gone = value.into_owned();
         Ok(self.remove(&mut st, key, &k, &current, gone))
