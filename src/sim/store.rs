@@ -368,6 +368,13 @@ pub struct Change {
 
 type ObjKey = (String, String);
 
+/// The hasher of the store's maps, looked up several times on every write and read. Keys are
+/// names from clients; the simulator serves loopback only, and a seeded fast hash is enough there.
+type Hasher = foldhash::fast::RandomState;
+
+/// A hash map with the store's hasher.
+pub type FastMap<K, V> = HashMap<K, V, Hasher>;
+
 /// An [`ObjKey`] borrowed from a request: point reads look an object up without building its
 /// key. Hashes as the owned key does (a tuple hashes its fields in order, `String` as `str`).
 #[derive(Hash)]
@@ -393,13 +400,13 @@ type Entries = BTreeMap<ObjKey, Arc<Stored>>;
 struct Bucket {
     /// Every object by key. A hash map: reads and replacements (most writes) cost one hash,
     /// where a tree of 150,000 pods costs some twenty string comparisons.
-    objects: indexmap::IndexMap<ObjKey, Arc<Stored>>,
+    objects: indexmap::IndexMap<ObjKey, Arc<Stored>, Hasher>,
     /// The keys in the order lists return them (etcd's key order); changes on create and delete.
     order: BTreeSet<ObjKey>,
     /// Pods by `spec.nodeName` (only filled for pods).
-    by_node: HashMap<String, Entries>,
+    by_node: FastMap<String, Entries>,
     /// Objects by the uid of their controller.
-    by_owner: HashMap<Box<str>, Entries>,
+    by_owner: FastMap<Box<str>, Entries>,
     /// The indexes only pods have.
     pods: PodIndexes,
 }
@@ -414,13 +421,13 @@ struct PodIndexes {
     /// Pods that use PersistentVolumeClaims.
     with_claims: Entries,
     /// Pods by (namespace, label key, label value).
-    by_label: HashMap<LabelKey, Entries>,
+    by_label: FastMap<LabelKey, Entries>,
     /// Per node, what its unfinished pods request (terminating ones included: they hold their
     /// room until they are gone).
-    load: HashMap<Box<str>, NodeLoad>,
+    load: FastMap<Box<str>, NodeLoad>,
     /// Per controller uid, its pods that are not terminating and how many of those are Ready
     /// (what a workload's status counts, without reading its pods).
-    by_owner_counts: HashMap<Box<str>, PodCounts>,
+    by_owner_counts: FastMap<Box<str>, PodCounts>,
 }
 
 /// A controller's pods that are not terminating, and how many of them are Ready.
@@ -453,7 +460,7 @@ impl NodeLoad {
     }
 }
 
-fn set_index<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Entries>, key: K, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
+fn set_index<K: std::hash::Hash + Eq>(map: &mut FastMap<K, Entries>, key: K, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
     if add {
         map.entry(key).or_default().insert(k.clone(), obj.clone());
     } else if let Some(set) = map.get_mut(&key) {
@@ -537,10 +544,10 @@ impl Bucket {
 
 struct State {
     rv: u64,
-    buckets: HashMap<StorageKey, Bucket>,
+    buckets: FastMap<StorageKey, Bucket>,
     /// One channel per resource, made when the first watch of it subscribes: a write wakes the
     /// watches of its own resource only.
-    watchers: HashMap<StorageKey, broadcast::Sender<Arc<Change>>>,
+    watchers: FastMap<StorageKey, broadcast::Sender<Arc<Change>>>,
     history: VecDeque<Arc<Change>>,
     history_cap: usize,
     /// Changes up to this version are no longer in history.
@@ -576,8 +583,8 @@ impl Store {
         Arc::new(Store {
             state: RwLock::new(State {
                 rv: 1,
-                buckets: HashMap::new(),
-                watchers: HashMap::new(),
+                buckets: FastMap::default(),
+                watchers: FastMap::default(),
                 history: VecDeque::new(),
                 history_cap,
                 compacted_rv: 0,
@@ -1038,7 +1045,7 @@ impl Store {
     }
 
     /// What the unfinished pods on each node request.
-    pub fn node_loads(&self) -> HashMap<Box<str>, NodeLoad> {
+    pub fn node_loads(&self) -> FastMap<Box<str>, NodeLoad> {
         let st = self.read();
         st.buckets.get(&StorageKey::core("pods")).map(|b| b.pods.load.clone()).unwrap_or_default()
     }
