@@ -316,7 +316,10 @@ impl Executor<'_> {
         // Budgets are counted by number while nodes are read, and named once at the end.
         let mut budget_names: Vec<String> = Vec::new();
         let mut budget_ids: HashMap<String, usize> = HashMap::new();
-        let mut matched: HashMap<(&str, &BTreeMap<String, String>), Vec<usize>> = HashMap::new();
+        // Hashed once per pod of every node left, before each batch: a fast hash, as the keys
+        // are the cluster's labels and this map lives for one call.
+        let mut matched: HashMap<(&str, &BTreeMap<String, String>), Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut per_node: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
         for (node, pods) in &nodes {
             let mut on_node: BTreeMap<usize, u32> = BTreeMap::new();

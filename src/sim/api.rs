@@ -1397,11 +1397,21 @@ fn scale(
 
 fn watch_event(kind: &str, object: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(object.len() + 32);
-    out.extend_from_slice(format!("{{\"type\":\"{kind}\",\"object\":").as_bytes());
-    out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
+    push_watch_event(&mut out, kind, object);
     Bytes::from(out)
 }
+
+/// Appends one watch event line to `out`.
+fn push_watch_event(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+}
+
+/// How much of a watch's backlog goes out in one chunk of the stream.
+const WATCH_CHUNK_EVENTS: usize = 256;
 
 fn bookmark(def: &ResourceDef, rv: u64) -> Bytes {
     let obj = json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
@@ -1495,16 +1505,16 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
         if bookmarks && reached(&sim2, last_rv) && tx.send(bookmark(&def2, last_rv)).await.is_err() {
             return;
         }
-        let deadline = timeout.map(|d| opened + d);
+        let deadline = timeout.map_or(opened + std::time::Duration::from_secs(86_400), |d| opened + d);
+        let expired = tokio::time::sleep_until(deadline);
+        tokio::pin!(expired);
         let mut ticker = tokio::time::interval(bookmark_every);
         ticker.tick().await;
         // Faults can change while a stream is open, so the drop rule is checked as it goes.
         let mut fault_check = tokio::time::interval(std::time::Duration::from_millis(50));
         loop {
-            let sleep_until =
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(86_400));
             tokio::select! {
-                _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = &mut expired => return,
                 _ = fault_check.tick() => {
                     if let Some(every) = sim2.faults().drop_watches_every_seconds
                         && opened.elapsed() >= sim2.scaled(every) {
@@ -1516,9 +1526,35 @@ async fn watch(sim: Arc<Sim>, def: ResourceDef, t: Target, q: HashMap<String, St
                 }
                 msg = rx.recv() => match msg {
                     Ok(c) => {
-                        if c.rv <= last_rv { continue; }
-                        last_rv = c.rv;
-                        if matches(&c, &def2) && tx.send(watch_event(c.kind.as_str(), &as_served(&def2, &c.object))).await.is_err() {
+                        // What else is queued already goes out in the same chunk: a client reads
+                        // events by line, whatever the chunks, and a burst of writes costs one
+                        // wake-up of the stream rather than one per event.
+                        let mut chunk = Vec::new();
+                        let mut next = Some(c);
+                        let mut lagged = false;
+                        let mut taken = 0;
+                        while let Some(c) = next.take() {
+                            taken += 1;
+                            if c.rv > last_rv {
+                                last_rv = c.rv;
+                                if matches(&c, &def2) {
+                                    push_watch_event(&mut chunk, c.kind.as_str(), &as_served(&def2, &c.object));
+                                }
+                            }
+                            if taken < WATCH_CHUNK_EVENTS {
+                                match rx.try_recv() {
+                                    Ok(c) => next = Some(c),
+                                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                                    Err(_) => {}
+                                }
+                            }
+                        }
+                        if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                            return;
+                        }
+                        if lagged {
+                            let gone = ApiError::gone(last_rv);
+                            let _ = tx.send(watch_event("ERROR", &serde_json::to_vec(&gone.status_json()).unwrap_or_default())).await;
                             return;
                         }
                     }
