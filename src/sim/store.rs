@@ -392,6 +392,19 @@ pub type Labels = Arc<[(Box<str>, Box<str>)]>;
 /// (namespace, label key, label value).
 type LabelKey = (Box<str>, Box<str>, Box<str>);
 
+/// A [`LabelKey`] borrowed from a pod's extracted fields. Hashes as the owned key does.
+#[derive(Hash)]
+struct LabelRef<'a>(&'a str, &'a str, &'a str);
+
+impl indexmap::Equivalent<LabelKey> for LabelRef<'_> {
+    fn equivalent(&self, key: &LabelKey) -> bool {
+        self.0 == &*key.0 && self.1 == &*key.1 && self.2 == &*key.2
+    }
+}
+
+/// Pods by (namespace, label key, label value).
+type LabelIndex = indexmap::IndexMap<LabelKey, Entries, Hasher>;
+
 /// Objects by key: an index entry holds the object itself (replaced on every write, as the
 /// index is), so reading through an index costs no second lookup among all objects.
 type Entries = BTreeMap<ObjKey, Arc<Stored>>;
@@ -421,7 +434,7 @@ struct PodIndexes {
     /// Pods that use PersistentVolumeClaims.
     with_claims: Entries,
     /// Pods by (namespace, label key, label value).
-    by_label: FastMap<LabelKey, Entries>,
+    by_label: LabelIndex,
     /// Per node, what its unfinished pods request (terminating ones included: they hold their
     /// room until they are gone).
     load: FastMap<Box<str>, NodeLoad>,
@@ -460,13 +473,52 @@ impl NodeLoad {
     }
 }
 
-fn set_index<K: std::hash::Hash + Eq>(map: &mut FastMap<K, Entries>, key: K, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
+/// Puts `obj` under `k`: in place when `k` is there (a replacement), else as a new entry.
+fn put(entries: &mut Entries, k: &ObjKey, obj: &Arc<Stored>) {
+    match entries.get_mut(k) {
+        Some(slot) => *slot = obj.clone(),
+        None => {
+            entries.insert(k.clone(), obj.clone());
+        }
+    }
+}
+
+/// Adds `obj` under `k` to the entries of `key` (made when missing), or takes it away (the
+/// entries go once empty). Looked up by the borrowed key: nothing is copied for entries that exist.
+fn set_index<K, Q>(map: &mut FastMap<K, Entries>, key: &Q, k: &ObjKey, obj: &Arc<Stored>, add: bool)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq + for<'a> From<&'a Q>,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     if add {
-        map.entry(key).or_default().insert(k.clone(), obj.clone());
-    } else if let Some(set) = map.get_mut(&key) {
-        set.remove(k);
-        if set.is_empty() {
-            map.remove(&key);
+        match map.get_mut(key) {
+            Some(entries) => put(entries, k, obj),
+            None => {
+                map.insert(K::from(key), Entries::from([(k.clone(), obj.clone())]));
+            }
+        }
+    } else if let Some(entries) = map.get_mut(key) {
+        entries.remove(k);
+        if entries.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// [`set_index`] for the label index, looked up by a borrowed [`LabelRef`].
+fn label_index(map: &mut LabelIndex, label: LabelRef<'_>, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
+    if add {
+        match map.get_mut(&label) {
+            Some(entries) => put(entries, k, obj),
+            None => {
+                let LabelRef(ns, key, value) = label;
+                map.insert((ns.into(), key.into(), value.into()), Entries::from([(k.clone(), obj.clone())]));
+            }
+        }
+    } else if let Some(entries) = map.get_mut(&label) {
+        entries.remove(k);
+        if entries.is_empty() {
+            map.swap_remove(&label);
         }
     }
 }
@@ -474,9 +526,62 @@ fn set_index<K: std::hash::Hash + Eq>(map: &mut FastMap<K, Entries>, key: K, k: 
 fn flag_index(set: &mut Entries, on: bool, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
     if on {
         if add {
-            set.insert(k.clone(), obj.clone());
+            put(set, k, obj);
         } else {
             set.remove(k);
+        }
+    }
+}
+
+/// A flag index as an object goes from `was` to `is`.
+fn flag_move(set: &mut Entries, was: bool, is: bool, k: &ObjKey, obj: &Arc<Stored>) {
+    match (was, is) {
+        (true, true) | (false, true) => put(set, k, obj),
+        (true, false) => {
+            set.remove(k);
+        }
+        (false, false) => {}
+    }
+}
+
+fn is_pods(key: &StorageKey) -> bool {
+    key.group.is_empty() && key.resource == "pods"
+}
+
+/// The node whose room a pod takes, and what it requests (unbound and finished pods take none).
+fn counted_load(m: &Meta) -> Option<(&str, (f64, f64))> {
+    (!m.node_name.is_empty() && !matches!(&*m.phase, "Succeeded" | "Failed")).then_some((&*m.node_name, m.requests))
+}
+
+/// What a pod adds to its controller's counts: nothing while terminating, else whether it is Ready.
+fn counted_as(m: &Meta) -> Option<bool> {
+    (!m.terminating).then_some(m.ready)
+}
+
+impl PodIndexes {
+    fn load_apply(&mut self, node: &str, requests: (f64, f64), add: bool) {
+        let load = match self.load.get_mut(node) {
+            Some(load) => load,
+            None => self.load.entry(Box::from(node)).or_default(),
+        };
+        load.apply(requests, add);
+        if load.pods == 0 {
+            self.load.remove(node);
+        }
+    }
+
+    fn count_apply(&mut self, owner_uid: &str, ready: bool, add: bool) {
+        let counts = match self.by_owner_counts.get_mut(owner_uid) {
+            Some(counts) => counts,
+            None => self.by_owner_counts.entry(Box::from(owner_uid)).or_default(),
+        };
+        let step = |n: u32| if add { n + 1 } else { n.saturating_sub(1) };
+        counts.active = step(counts.active);
+        if ready {
+            counts.ready = step(counts.ready);
+        }
+        if counts.active == 0 {
+            self.by_owner_counts.remove(owner_uid);
         }
     }
 }
@@ -484,41 +589,95 @@ fn flag_index(set: &mut Entries, on: bool, k: &ObjKey, obj: &Arc<Stored>, add: b
 impl Bucket {
     fn index(&mut self, key: &StorageKey, k: &ObjKey, obj: &Arc<Stored>, add: bool) {
         if let Some(owner) = &obj.meta.owner {
-            set_index(&mut self.by_owner, owner.uid.clone(), k, obj, add);
+            set_index(&mut self.by_owner, &*owner.uid, k, obj, add);
         }
-        if !(key.group.is_empty() && key.resource == "pods") {
+        if !is_pods(key) {
             return;
         }
         let m = &obj.meta;
         if m.node_name.is_empty() {
             flag_index(&mut self.pods.unbound, true, k, obj, add);
         } else {
-            set_index(&mut self.by_node, m.node_name.to_string(), k, obj, add);
-            if !matches!(&*m.phase, "Succeeded" | "Failed") {
-                let load = self.pods.load.entry(m.node_name.clone()).or_default();
-                load.apply(m.requests, add);
-                if load.pods == 0 {
-                    self.pods.load.remove(&m.node_name);
-                }
-            }
+            set_index(&mut self.by_node, &*m.node_name, k, obj, add);
         }
-        if let Some(owner) = &m.owner
-            && !m.terminating
-        {
-            let counts = self.pods.by_owner_counts.entry(owner.uid.clone()).or_default();
-            let step = |n: u32| if add { n + 1 } else { n.saturating_sub(1) };
-            counts.active = step(counts.active);
-            if m.ready {
-                counts.ready = step(counts.ready);
-            }
-            if counts.active == 0 {
-                self.pods.by_owner_counts.remove(&owner.uid);
-            }
+        if let Some((node, requests)) = counted_load(m) {
+            self.pods.load_apply(node, requests, add);
+        }
+        if let (Some(owner), Some(ready)) = (&m.owner, counted_as(m)) {
+            self.pods.count_apply(&owner.uid, ready, add);
         }
         flag_index(&mut self.pods.anti_affinity, m.required_anti_affinity, k, obj, add);
         flag_index(&mut self.pods.with_claims, !m.claims.is_empty(), k, obj, add);
         for (lk, lv) in m.labels.iter() {
-            set_index(&mut self.pods.by_label, (m.namespace.clone(), lk.clone(), lv.clone()), k, obj, add);
+            label_index(&mut self.pods.by_label, LabelRef(&m.namespace, lk, lv), k, obj, add);
+        }
+    }
+
+    /// The indexes as `old` becomes `new` under `k`: what did not move is replaced in place, so
+    /// a write that changes no indexed field copies no key and rebalances no tree.
+    fn reindex(&mut self, key: &StorageKey, k: &ObjKey, old: &Arc<Stored>, new: &Arc<Stored>) {
+        let (o, n) = (&old.meta, &new.meta);
+        let owner_uid = |m: &Meta| m.owner.as_ref().map(|x| x.uid.clone());
+        if owner_uid(o) != owner_uid(n) || o.namespace != n.namespace {
+            self.index(key, k, old, false);
+            self.index(key, k, new, true);
+            return;
+        }
+        if let Some(owner) = &n.owner {
+            set_index(&mut self.by_owner, &*owner.uid, k, new, true);
+        }
+        if !is_pods(key) {
+            return;
+        }
+        if o.node_name == n.node_name {
+            if n.node_name.is_empty() {
+                put(&mut self.pods.unbound, k, new);
+            } else {
+                set_index(&mut self.by_node, &*n.node_name, k, new, true);
+            }
+        } else {
+            if o.node_name.is_empty() {
+                self.pods.unbound.remove(k);
+            } else {
+                set_index(&mut self.by_node, &*o.node_name, k, old, false);
+            }
+            if n.node_name.is_empty() {
+                put(&mut self.pods.unbound, k, new);
+            } else {
+                set_index(&mut self.by_node, &*n.node_name, k, new, true);
+            }
+        }
+        if counted_load(o) != counted_load(n) {
+            if let Some((node, requests)) = counted_load(o) {
+                self.pods.load_apply(node, requests, false);
+            }
+            if let Some((node, requests)) = counted_load(n) {
+                self.pods.load_apply(node, requests, true);
+            }
+        }
+        if let Some(owner) = &n.owner
+            && counted_as(o) != counted_as(n)
+        {
+            if let Some(ready) = counted_as(o) {
+                self.pods.count_apply(&owner.uid, ready, false);
+            }
+            if let Some(ready) = counted_as(n) {
+                self.pods.count_apply(&owner.uid, ready, true);
+            }
+        }
+        flag_move(&mut self.pods.anti_affinity, o.required_anti_affinity, n.required_anti_affinity, k, new);
+        flag_move(&mut self.pods.with_claims, !o.claims.is_empty(), !n.claims.is_empty(), k, new);
+        if o.labels == n.labels {
+            for (lk, lv) in n.labels.iter() {
+                label_index(&mut self.pods.by_label, LabelRef(&n.namespace, lk, lv), k, new, true);
+            }
+        } else {
+            for (lk, lv) in o.labels.iter() {
+                label_index(&mut self.pods.by_label, LabelRef(&o.namespace, lk, lv), k, old, false);
+            }
+            for (lk, lv) in n.labels.iter() {
+                label_index(&mut self.pods.by_label, LabelRef(&n.namespace, lk, lv), k, new, true);
+            }
         }
     }
 
@@ -840,8 +999,7 @@ impl Store {
         self.stamp(st, &mut next);
         let stored = Stored::new(key, next);
         let bucket = st.buckets.entry(key.clone()).or_default();
-        bucket.index(key, &k, current, false);
-        bucket.index(key, &k, &stored, true);
+        bucket.reindex(key, &k, current, &stored);
         bucket.objects.insert(k, stored.clone());
         let before = (current.meta.labels != stored.meta.labels).then(|| current.meta.labels.clone());
         self.commit(st, key, EventType::Modified, stored.clone(), before, status_only);
@@ -1038,7 +1196,7 @@ impl Store {
         self.pod_index(|b| {
             b.pods
                 .by_label
-                .get(&(Box::from(ns), Box::from(key), Box::from(value)))
+                .get(&LabelRef(ns, key, value))
                 .map(Bucket::fetch)
                 .unwrap_or_default()
         })
