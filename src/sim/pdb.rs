@@ -219,7 +219,9 @@ fn write_status_with(sim: &Sim, pdb: &Stored, s: PdbStatus, evicted: Option<&str
     let number = |k: &str| old.and_then(|o| o.get(k)).and_then(Value::as_i64);
     let same_disruptions = match (old.and_then(|o| o.get("disruptedPods")), disrupted.is_empty()) {
         (None, true) => true,
-        (Some(Value::Object(m)), false) => m.len() == disrupted.len() && disrupted.iter().all(|(k, v)| m.get(k) == Some(v)),
+        (Some(Value::Object(m)), false) => {
+            m.len() == disrupted.len() && disrupted.iter().all(|(k, v)| m.get(k) == Some(v))
+        }
         _ => false,
     };
     let same = same_disruptions

@@ -128,7 +128,9 @@ impl Meta {
             phase: text(v.get("status").and_then(|s| s.get("phase"))),
             ready: super::controllers::ready_in(v),
             terminating: meta("deletionTimestamp").is_some(),
-            never_ready: meta("annotations").and_then(|a| a.get("sim.k8s-upgrade.dev/never-ready")).and_then(Value::as_str)
+            never_ready: meta("annotations")
+                .and_then(|a| a.get("sim.k8s-upgrade.dev/never-ready"))
+                .and_then(Value::as_str)
                 == Some("true"),
             requests: spec_field("containers").and_then(Value::as_array).map_or((0.0, 0.0), |cs| {
                 cs.iter().fold((0.0, 0.0), |(c, m), ctr| {
@@ -686,7 +688,10 @@ impl Bucket {
     }
 
     /// The objects whose keys `keys` yields, in that order.
-    fn in_order<'a>(&'a self, keys: impl Iterator<Item = &'a ObjKey> + 'a) -> impl Iterator<Item = (&'a ObjKey, &'a Arc<Stored>)> + 'a {
+    fn in_order<'a>(
+        &'a self,
+        keys: impl Iterator<Item = &'a ObjKey> + 'a,
+    ) -> impl Iterator<Item = (&'a ObjKey, &'a Arc<Stored>)> + 'a {
         keys.filter_map(|k| self.objects.get(k).map(|o| (k, o)))
     }
 
@@ -964,7 +969,9 @@ impl Store {
                 let mut status = Some(status);
                 let mut next: serde_json::Map<String, Value> = fields
                     .iter()
-                    .map(|(k, v)| (k.clone(), if k == "status" { status.take().unwrap_or_default() } else { v.clone() }))
+                    .map(|(k, v)| {
+                        (k.clone(), if k == "status" { status.take().unwrap_or_default() } else { v.clone() })
+                    })
                     .collect();
                 if let Some(status) = status {
                     next.insert("status".into(), status);
@@ -1193,13 +1200,7 @@ impl Store {
 
     /// Pods of `ns` labelled `key=value`.
     pub fn pods_labelled(&self, ns: &str, key: &str, value: &str) -> Vec<Arc<Stored>> {
-        self.pod_index(|b| {
-            b.pods
-                .by_label
-                .get(&LabelRef(ns, key, value))
-                .map(Bucket::fetch)
-                .unwrap_or_default()
-        })
+        self.pod_index(|b| b.pods.by_label.get(&LabelRef(ns, key, value)).map(Bucket::fetch).unwrap_or_default())
     }
 
     /// What the unfinished pods on each node request.
