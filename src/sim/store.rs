@@ -619,8 +619,7 @@ impl Bucket {
     /// a write that changes no indexed field copies no key and rebalances no tree.
     fn reindex(&mut self, key: &StorageKey, k: &ObjKey, old: &Arc<Stored>, new: &Arc<Stored>) {
         let (o, n) = (&old.meta, &new.meta);
-        let owner_uid = |m: &Meta| m.owner.as_ref().map(|x| x.uid.clone());
-        if owner_uid(o) != owner_uid(n) || o.namespace != n.namespace {
+        if o.owner.as_ref().map(|x| &x.uid) != n.owner.as_ref().map(|x| &x.uid) || o.namespace != n.namespace {
             self.index(key, k, old, false);
             self.index(key, k, new, true);
             return;
