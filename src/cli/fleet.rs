@@ -502,6 +502,7 @@ fn plan_one(args: &FleetPlanArgs, inputs: &PlanInputs, catalog: &crate::catalog:
         max_manifest_bytes: 64 * 1024 * 1024,
         dry_run_evictions: false,
         quiet: true,
+        node_events: false,
     };
     let inv = match source.collect(catalog, true) {
         Ok(inv) => inv,

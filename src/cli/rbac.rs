@@ -13,6 +13,8 @@ pub enum RbacJob {
     Plan,
     /// What `apply` needs beyond `plan` (bind both roles to the operator).
     Apply,
+    /// What `rehearse` reads beyond `plan`: Node events, for how long node restarts take.
+    Rehearse,
     /// Reading Helm release Secrets, so `plan` can check Helm manifests for removed APIs.
     HelmReleases,
     /// Rewriting Helm releases: `helm-fix`, and `apply` for its Helm release steps (unless
@@ -30,7 +32,7 @@ pub enum JournalPlace {
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for apply --journal cluster --service-account kube-system:k8s-upgrade\n  k8s-upgrade rbac --for helm-releases --user alice@example.com\n  k8s-upgrade rbac --for helm-fix --user alice@example.com"
+    after_help = "Every rule carries a comment saying why it exists. Discovery, /version and /readyz are granted\nto every authenticated user by the default roles system:discovery and system:public-info-viewer.\n\nExamples:\n  k8s-upgrade rbac --for plan --group platform-team | kubectl apply -f -\n  k8s-upgrade rbac --for apply --service-account ops:upgrader | kubectl apply -f -\n  k8s-upgrade rbac --for apply --journal cluster --service-account kube-system:k8s-upgrade\n  k8s-upgrade rbac --for rehearse --group platform-team\n  k8s-upgrade rbac --for helm-releases --user alice@example.com\n  k8s-upgrade rbac --for helm-fix --user alice@example.com"
 )]
 pub struct RbacArgs {
     /// Which job the roles are for.
@@ -86,6 +88,7 @@ pub(crate) fn role(
             }
             ("k8s-upgrade-apply", rules)
         }
+        RbacJob::Rehearse => ("k8s-upgrade-rehearse", permissions::rehearse_rules()),
         RbacJob::HelmReleases => ("k8s-upgrade-helm-releases", permissions::helm_rules()),
         RbacJob::HelmFix => ("k8s-upgrade-helm-fix", permissions::helm_fix_rules()),
     }
@@ -107,6 +110,9 @@ pub fn run(args: RbacArgs) -> Result<Exit, CliError> {
     let header = match args.job {
         RbacJob::Plan => "# k8s-upgrade plan: read-only. Bind it to whoever plans upgrades.\n",
         RbacJob::Apply => "# k8s-upgrade apply: what apply needs beyond the k8s-upgrade-plan role; bind both.\n",
+        RbacJob::Rehearse => {
+            "# k8s-upgrade rehearse: what rehearse reads beyond the k8s-upgrade-plan role (Node events: how long node restarts take); bind both.\n"
+        }
         RbacJob::HelmReleases => {
             "# k8s-upgrade plan, Helm releases: lets plan read Helm release Secrets (their manifests only).\n# RBAC cannot grant one type of Secret, so this reads every Secret: grant it only where that is acceptable.\n"
         }

@@ -61,9 +61,10 @@ pub struct RehearseArgs {
     pub inventory: Option<PathBuf>,
 
     /// How long one node's upgrade takes, from the upgrade action to Ready at the new version
-    /// (the API cannot tell; measure one node and give it here).
-    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
-    pub node_restart: Duration,
+    /// (default: the median of the node restarts in the cluster's Node events, from NotReady
+    /// to Ready, else 90s; events live an hour, so measure one node and give it here).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub node_restart: Option<Duration>,
 
     /// How long a pod takes from being placed to Ready (default: the median of the cluster's
     /// running pods, from their start time to their Ready condition).
@@ -129,6 +130,7 @@ pub struct TwinSummary {
     pub workloads: usize,
     pub budgets: usize,
     pub node_restart_seconds: f64,
+    pub node_restart_source: String,
     pub pod_start_seconds: f64,
     pub pod_start_source: String,
     pub pod_stop_seconds: f64,
@@ -236,6 +238,7 @@ pub fn run(args: RehearseArgs) -> Result<Exit, CliError> {
         max_manifest_bytes: 64 * 1024 * 1024,
         dry_run_evictions: false,
         quiet: false,
+        node_events: true,
     };
     let cluster = match (&args.inventory, &a.simulate) {
         (Some(p), _) => format!("inventory {}", p.display()),
@@ -247,7 +250,7 @@ pub fn run(args: RehearseArgs) -> Result<Exit, CliError> {
     };
     let inv = source.collect(&catalog, true)?;
     let timings = TwinTimings {
-        node_restart_seconds: args.node_restart.as_secs_f64(),
+        node_restart_seconds: args.node_restart.map(|d| d.as_secs_f64()),
         pod_start_seconds: args.pod_start.map(|d| d.as_secs_f64()),
         pod_stop_seconds: args.pod_stop.as_secs_f64(),
     };
@@ -424,7 +427,8 @@ async fn rehearse(
             pods,
             workloads: twin.scenario.workloads.len(),
             budgets: c.pdbs.len(),
-            node_restart_seconds: args.node_restart.as_secs_f64(),
+            node_restart_seconds: twin.node_restart.0,
+            node_restart_source: twin.node_restart.1.clone(),
             pod_start_seconds: twin.pod_start.0,
             pod_start_source: twin.pod_start.1.clone(),
             pod_stop_seconds: args.pod_stop.as_secs_f64(),
@@ -565,6 +569,9 @@ fn unplaceable(
 ) -> Vec<Unplaceable> {
     let Some(records) = stats["unschedulable"].as_array() else { return vec![] };
     let mut by: BTreeMap<String, Unplaceable> = BTreeMap::new();
+    // In the order they began to wait, so the nodes waited for come in the order of the roll.
+    let mut records: Vec<&serde_json::Value> = records.iter().collect();
+    records.sort_by(|a, b| a["since"].as_f64().unwrap_or(0.0).total_cmp(&b["since"].as_f64().unwrap_or(0.0)));
     for r in records {
         let workload = r["workload"].as_str().unwrap_or_default().to_string();
         let since = r["since"].as_f64().unwrap_or(started) - started;
@@ -646,8 +653,9 @@ fn table(f: &Forecast) -> String {
     );
     let _ = writeln!(
         o,
-        "Assumed: a node's upgrade takes {} (--node-restart), pods start in {} ({}), pods stop in {} (--pod-stop)",
+        "Assumed: a node's upgrade takes {} ({}), pods start in {} ({}), pods stop in {} (--pod-stop)",
         secs(f.twin.node_restart_seconds),
+        f.twin.node_restart_source,
         secs(f.twin.pod_start_seconds),
         f.twin.pod_start_source,
         secs(f.twin.pod_stop_seconds)

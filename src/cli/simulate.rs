@@ -42,9 +42,10 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
     pub from_inventory: Option<PathBuf>,
 
-    /// With --from-inventory: how long a node's upgrade takes in the twin.
-    #[arg(long, value_name = "DURATION", default_value = "90s", requires = "from_inventory", value_parser = super::apply::parse_duration)]
-    pub node_restart: std::time::Duration,
+    /// With --from-inventory: how long a node's upgrade takes in the twin (default: the median
+    /// of the node restarts the inventory holds, else 90s).
+    #[arg(long, value_name = "DURATION", requires = "from_inventory", value_parser = super::apply::parse_duration)]
+    pub node_restart: Option<std::time::Duration>,
 
     /// With --from-inventory: write the twin's scenario to FILE (YAML), to read, edit or serve
     /// again with --scenario FILE.
@@ -78,7 +79,7 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             let inv = super::source::read_inventory(path, "--from-inventory")?;
             let distro = super::source::infer_distro(&inv).unwrap_or("generic");
             let timings = sim::twin::TwinTimings {
-                node_restart_seconds: args.node_restart.as_secs_f64(),
+                node_restart_seconds: args.node_restart.map(|d| d.as_secs_f64()),
                 pod_start_seconds: None,
                 pod_stop_seconds: 5.0,
             };

@@ -44,6 +44,10 @@ pub struct SourceArgs {
     /// each as one line.
     #[arg(skip)]
     pub quiet: bool,
+
+    /// Also read the Node events, for how long recent node restarts took (`rehearse`).
+    #[arg(skip)]
+    pub node_events: bool,
 }
 
 /// Largest inventory file read.
@@ -144,7 +148,11 @@ impl SourceArgs {
     /// Collector options, with a spinner that counts what has been listed when stderr is a
     /// terminal (nothing otherwise, so logs and pipes stay clean).
     fn collect_options(&self) -> (live::CollectOptions, Option<indicatif::ProgressBar>) {
-        let mut options = live::CollectOptions { dry_run_evictions: self.dry_run_evictions, progress: None };
+        let mut options = live::CollectOptions {
+            dry_run_evictions: self.dry_run_evictions,
+            node_events: self.node_events,
+            progress: None,
+        };
         if self.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) || super::logging::logs_on_stderr() {
             return (options, None);
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use futures::future::try_join5;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, ObjectList};
@@ -44,6 +44,8 @@ pub type Progress = std::sync::Arc<dyn Fn(&str, usize) + Send + Sync>;
 pub struct CollectOptions {
     /// Ask the apiserver, with server dry-run evictions, whether each budget would let a pod go.
     pub dry_run_evictions: bool,
+    /// Read the Node events, for how long the cluster's recent node restarts took (a rehearsal).
+    pub node_events: bool,
     pub progress: Option<Progress>,
 }
 
@@ -412,7 +414,7 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
     for g in &groups.groups {
         facts.served_group_versions.extend(g.versions.iter().map(|v| v.group_version.clone()));
     }
-    let access = Access::preflight(client, options.dry_run_evictions).await;
+    let access = Access::preflight(client, options).await;
     let list = |resource: &str, group: &str| list_check(resource, group);
     const WORKLOADS: &str = "pod owners and add-on versions: drain, add-on and workload checks are incomplete";
     let (nodes, pods, deployments, replicasets, pdbs) = try_join5(
@@ -794,9 +796,62 @@ pub async fn collect(client: &Client, catalog: &Catalog, options: &CollectOption
             facts.eviction_probes = probe_evictions(client, &facts, &mut inv.warnings).await;
         }
     }
+    if options.node_events {
+        let events = access
+            .read(
+                "Node events",
+                list_check("events", ""),
+                "node restart times: a rehearsal assumes the --node-restart default (grant `k8s-upgrade rbac --for rehearse`)",
+                false,
+                list_node_events(client, &mut inv.warnings),
+            )
+            .await?;
+        facts.node_restarts = super::node_events::restarts(&events);
+    }
     facts.access_gaps = access.into_gaps();
     inv.cluster = Some(facts);
     Ok(inv)
+}
+
+/// The Node events (`involvedObject.kind=Node`, every namespace), page by page, up to
+/// [`MAX_NODE_EVENTS`](super::node_events::MAX_NODE_EVENTS): only what the restart times need.
+async fn list_node_events(
+    client: &Client,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<super::node_events::NodeEvent>, LiveError> {
+    use super::node_events::{MAX_NODE_EVENTS, NodeEvent};
+    let api: Api<Event> = Api::all(client.clone());
+    let mut lp = ListParams::default().fields("involvedObject.kind=Node").limit(PAGE);
+    let mut out = Vec::new();
+    loop {
+        let page = with_retries(|| api.list(&lp)).await.map_err(|e| read_error("Node events", e))?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        for e in page.items {
+            let at = e
+                .event_time
+                .map(|t| t.0)
+                .or(e.last_timestamp.map(|t| t.0))
+                .or(e.first_timestamp.map(|t| t.0))
+                .or(e.metadata.creation_timestamp.map(|t| t.0));
+            let (Some(node), Some(reason), Some(at)) = (e.involved_object.name, e.reason, at) else { continue };
+            // A node name is a DNS subdomain; a reason is a short CamelCase word.
+            if node.len() > 253 || reason.len() > 128 {
+                continue;
+            }
+            let at = at.as_second() as f64 + f64::from(at.subsec_nanosecond()) / 1e9;
+            out.push(NodeEvent { node, reason, at });
+        }
+        if out.len() >= MAX_NODE_EVENTS {
+            warnings
+                .push(format!("read the first {MAX_NODE_EVENTS} Node events only; node restart times come from those"));
+            break;
+        }
+        match next {
+            Some(c) => lp.continue_token = Some(c),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 fn list_check(resource: &str, group: &str) -> Check {
@@ -814,7 +869,7 @@ struct Access {
 impl Access {
     /// The deprecated-API reads are not asked about: there may be a dozen, each is one list, and
     /// a 403 on it is recorded the same way.
-    async fn preflight(client: &Client, evictions: bool) -> Access {
+    async fn preflight(client: &Client, options: &CollectOptions) -> Access {
         let mut checks = vec![
             list_check("nodes", ""),
             list_check("pods", ""),
@@ -825,8 +880,11 @@ impl Access {
         for r in ["deployments", "replicasets", "statefulsets", "daemonsets"] {
             checks.push(list_check(r, "apps"));
         }
-        if evictions {
+        if options.dry_run_evictions {
             checks.push(Check::cluster_wide("create", "", "pods/eviction"));
+        }
+        if options.node_events {
+            checks.push(list_check("events", ""));
         }
         let denied = crate::kubeapi::permissions::review(client, &checks)
             .await

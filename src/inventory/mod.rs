@@ -8,6 +8,7 @@
 
 pub mod live;
 pub mod manifests;
+pub mod node_events;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,20 @@ pub struct ClusterFacts {
     /// plan cannot check without it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_gaps: Vec<AccessGap>,
+    /// Node restarts in the cluster's recent Node events (read for a rehearsal): how long each
+    /// took from going down to Ready again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_restarts: Vec<NodeRestart>,
+}
+
+/// One node restart seen in the cluster's events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRestart {
+    pub node: String,
+    pub seconds: f64,
+    /// The event it began with: `NodeNotReady`, `Starting` or `Rebooted`.
+    pub from: String,
 }
 
 /// One read the collector could not make for want of a permission.

@@ -185,6 +185,17 @@ pub fn deprecated_reads(catalog: &Catalog) -> (BTreeSet<String>, BTreeSet<String
     (groups, resources)
 }
 
+/// What `rehearse` reads beyond `plan`: the Node events, for how long the cluster's recent node
+/// restarts took. Kept apart so the plan role stays what `plan` reads.
+pub fn rehearse_rules() -> Vec<Rule> {
+    vec![Rule::resource(
+        &["list"],
+        "",
+        &["events"],
+        "Node events (NodeNotReady, Starting, Rebooted, NodeReady): how long the cluster's recent node restarts took, the rehearsal's node upgrade time",
+    )]
+}
+
 /// Helm v3 keeps each release in a Secret of type `helm.sh/release.v1`; there is no RBAC rule
 /// for one type of Secret, so this grants reading all of them and is kept apart.
 pub fn helm_rules() -> Vec<Rule> {

@@ -425,6 +425,29 @@ fn set_node_ready(sim: &Sim, name: &str, ready: bool, reason: &str, message: &st
     });
 }
 
+/// An Event about a node, as a kubelet records it: in `default`, named after the node and the
+/// moment, with a time of whole seconds (a rehearsal reads restart times off these).
+fn record_node_event(sim: &Sim, node: &str, reason: &str, message: &str) {
+    let now = crate::clock::now();
+    let stamp = super::clock::rfc3339(now.as_second());
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": format!("{node}.{:x}", now.as_nanosecond()), "namespace": "default"},
+        "involvedObject": {"kind": "Node", "name": node, "uid": node},
+        "reason": reason,
+        "message": message,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "type": "Normal",
+        "reportingComponent": "kubelet",
+        "reportingInstance": node,
+    });
+    let _ = sim.store.create(&StorageKey::core("events"), event, false);
+}
+
 /// The kubelet side of upgrades: restart, then come back at the new version (or refuse).
 fn kubelets(sim: &Sim, timers: &mut Timers, d: &Delta) {
     let now = Instant::now();
@@ -477,6 +500,7 @@ fn kubelets(sim: &Sim, timers: &mut Timers, d: &Delta) {
                     &format!("kubelet is restarting to upgrade to {target_tag}"),
                     |_| {},
                 );
+                record_node_event(sim, &name, "NodeNotReady", &format!("Node {name} status is now: NodeNotReady"));
                 if control_plane {
                     sim.start_blip();
                 }
@@ -517,6 +541,8 @@ fn kubelets(sim: &Sim, timers: &mut Timers, d: &Delta) {
                             n["status"]["nodeInfo"]["kubeletVersion"] = json!(target_tag);
                             n["status"]["nodeInfo"]["kubeProxyVersion"] = json!(target_tag);
                         });
+                        record_node_event(sim, &name, "Starting", "Starting kubelet.");
+                        record_node_event(sim, &name, "NodeReady", &format!("Node {name} status is now: NodeReady"));
                     }
                 }
             }
@@ -1113,30 +1139,16 @@ fn schedule(sim: &Sim, state: &mut SchedulerState, d: &Delta) {
         let rules = placement::PodRules::of(pod.namespace(), &value, pod.meta.requests);
         let prep = snapshot.prepare(&rules);
         let mut rejections = Vec::new();
-        let mut best: Option<usize> = None;
-        let (mut feasible, mut processed) = (0, 0);
+        let mut feasible = Vec::new();
+        let mut processed = 0;
         for k in 0..all {
             let i = (state.next_start + k) % all;
             processed += 1;
             match snapshot.filter(&rules, &prep, i) {
                 Err(r) => rejections.push(r),
                 Ok(()) => {
-                    feasible += 1;
-                    // kube-scheduler's TaintToleration scoring: a node whose PreferNoSchedule
-                    // taints the pod does not tolerate scores lower; then the most room.
-                    let better = best.is_none_or(|b| {
-                        let (a, b) = (&snapshot.nodes[i], &snapshot.nodes[b]);
-                        rules
-                            .avoids(b)
-                            .cmp(&rules.avoids(a))
-                            .then_with(|| a.pods.partial_cmp(&b.pods).unwrap_or(std::cmp::Ordering::Equal))
-                            .then_with(|| b.name.cmp(&a.name))
-                            .is_gt()
-                    });
-                    if better {
-                        best = Some(i);
-                    }
-                    if feasible >= to_find {
+                    feasible.push(i);
+                    if feasible.len() >= to_find {
                         break;
                     }
                 }
@@ -1145,6 +1157,19 @@ fn schedule(sim: &Sim, state: &mut SchedulerState, d: &Delta) {
         if all > 0 {
             state.next_start = (state.next_start + processed) % all;
         }
+        // The cluster's default spread counts the pods of the same controller.
+        let siblings: Option<Vec<usize>> = match pod.owner() {
+            Some(("ReplicaSet" | "StatefulSet" | "ReplicationController", _, uid)) if feasible.len() > 1 => Some(
+                sim.store
+                    .owned_by(pods_key(), uid)
+                    .iter()
+                    .filter(|p| !p.meta.node_name.is_empty() && !p.meta.terminating)
+                    .filter_map(|p| snapshot.index_of(&p.meta.node_name))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let best = snapshot.best(&rules, siblings.as_deref(), &feasible);
         match best {
             Some(i) => {
                 snapshot.bind(&rules, i);

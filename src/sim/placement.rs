@@ -8,7 +8,11 @@
 //! NodeResourcesFit (pods, CPU, memory), PodTopologySpread (`DoNotSchedule` constraints) and
 //! InterPodAffinity (required pod affinity and anti-affinity, and the required anti-affinity of
 //! pods already running). A pod that fits nowhere gets the scheduler's own message
-//! ([`fit_error`]).
+//! ([`fit_error`]). Among the nodes that pass, [`Snapshot::best`] scores as kube-scheduler's
+//! default plugins do (taints preferred against, preferred node and pod affinity, least
+//! allocated and balanced resources, soft and default topology spread), so that a pod displaced
+//! by a drain lands where a real scheduler would put it, and a twin's later drains meet the same
+//! budgets.
 //!
 //! Pods without affinity or spread rules cost nothing extra: the pods a rule counts are read
 //! from the store only when a pod with such a rule is placed, by namespace, and kept up to date
@@ -19,7 +23,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::store::{StorageKey, Store, Stored};
+use super::store::{FastMap, StorageKey, Store, Stored};
 use crate::labels::LabelSelector;
 
 pub type Labels = BTreeMap<String, String>;
@@ -82,7 +86,14 @@ pub struct NodeInfo {
     pub pods: f64,
     pub cpu: f64,
     pub mem: f64,
+    /// Allocatable CPU cores and memory bytes (what the resource scores divide by).
+    pub cpu_allocatable: f64,
+    pub mem_allocatable: f64,
+    /// The `topology.kubernetes.io/zone` label, read once (the default spread weighs it).
+    zone: Option<String>,
 }
+
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 fn quantity_at(v: &Value, p: &str) -> f64 {
     match v.pointer(p) {
@@ -96,9 +107,11 @@ impl NodeInfo {
     /// A node object with all its allocatable room free, its taints as they are (the DaemonSet
     /// controller's view).
     pub fn of(node: &Value) -> NodeInfo {
+        let labels = crate::labels::labels_of(node);
         NodeInfo {
             name: node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
-            labels: crate::labels::labels_of(node),
+            zone: labels.get(ZONE_LABEL).cloned(),
+            labels,
             taints: node
                 .pointer("/spec/taints")
                 .and_then(Value::as_array)
@@ -107,6 +120,8 @@ impl NodeInfo {
             pods: quantity_at(node, "/status/allocatable/pods").max(1.0),
             cpu: quantity_at(node, "/status/allocatable/cpu"),
             mem: quantity_at(node, "/status/allocatable/memory"),
+            cpu_allocatable: quantity_at(node, "/status/allocatable/cpu"),
+            mem_allocatable: quantity_at(node, "/status/allocatable/memory"),
         }
     }
 
@@ -298,6 +313,22 @@ pub struct PodRules {
     affinity: Vec<PodTerm>,
     anti_affinity: Vec<PodTerm>,
     spread: Vec<Spread>,
+    /// What the scoring plugins weigh (preferred terms, `ScheduleAnyway` constraints).
+    soft: Soft,
+}
+
+/// A pod's preferences: rules kube-scheduler scores nodes by instead of filtering them.
+#[derive(Debug, Clone, Default)]
+struct Soft {
+    /// Preferred node affinity: weight and term.
+    node_terms: Vec<(i64, NodeTerm)>,
+    /// Preferred pod affinity (positive weight) and anti-affinity (negative weight).
+    pod_terms: Vec<(i64, PodTerm)>,
+    /// `ScheduleAnyway` topology spread constraints.
+    spread: Vec<Spread>,
+    /// Whether the pod has topology spread constraints of its own (then the cluster's default
+    /// constraints do not apply).
+    own_spread: bool,
 }
 
 impl PodRules {
@@ -350,6 +381,47 @@ impl PodRules {
                 })
                 .collect()
         });
+        let weighted = |p: &str, sign: i64| -> Vec<(i64, PodTerm)> {
+            affinity.pointer(p).and_then(Value::as_array).map_or_else(Vec::new, |ts| {
+                ts.iter()
+                    .filter_map(|t| {
+                        let w = t.get("weight").and_then(Value::as_i64)?;
+                        Some((sign * w, PodTerm::of(t.get("podAffinityTerm")?, namespace)))
+                    })
+                    .collect()
+            })
+        };
+        let mut pod_terms = weighted("/podAffinity/preferredDuringSchedulingIgnoredDuringExecution", 1);
+        pod_terms.extend(weighted("/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution", -1));
+        let node_terms = affinity
+            .pointer("/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array)
+            .map_or_else(Vec::new, |ts| {
+                ts.iter()
+                    .filter_map(|t| {
+                        Some((t.get("weight").and_then(Value::as_i64)?, NodeTerm::of(t.get("preference")?)))
+                    })
+                    .collect()
+            });
+        let constraints = spec.get("topologySpreadConstraints").and_then(Value::as_array);
+        let soft = Soft {
+            node_terms,
+            pod_terms,
+            spread: constraints.map_or_else(Vec::new, |cs| {
+                cs.iter()
+                    .filter(|c| c.get("whenUnsatisfiable").and_then(Value::as_str) == Some("ScheduleAnyway"))
+                    .map(|c| Spread {
+                        max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1).max(1),
+                        topology_key: c.get("topologyKey").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        selector: selector_of(c.get("labelSelector")),
+                        min_domains: 1,
+                        honor_affinity: c.get("nodeAffinityPolicy").and_then(Value::as_str) != Some("Ignore"),
+                        honor_taints: c.get("nodeTaintsPolicy").and_then(Value::as_str) == Some("Honor"),
+                    })
+                    .collect()
+            }),
+            own_spread: constraints.is_some_and(|cs| !cs.is_empty()),
+        };
         PodRules {
             namespace: namespace.to_string(),
             labels,
@@ -360,6 +432,7 @@ impl PodRules {
             affinity: terms("/podAffinity/requiredDuringSchedulingIgnoredDuringExecution"),
             anti_affinity: terms("/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution"),
             spread,
+            soft,
         }
     }
 
@@ -384,11 +457,6 @@ impl PodRules {
     /// The first NoSchedule or NoExecute taint of the node the pod does not tolerate.
     fn untolerated<'n>(&self, node: &'n NodeInfo) -> Option<&'n Taint> {
         node.taints.iter().find(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !self.tolerates(t))
-    }
-
-    /// Whether the node has PreferNoSchedule taints the pod does not tolerate (scored lower).
-    pub fn avoids(&self, node: &NodeInfo) -> bool {
-        node.taints.iter().any(|t| t.effect == "PreferNoSchedule" && !self.tolerates(t))
     }
 
     /// `nodeSelector` and required node affinity (the NodeAffinity filter).
@@ -449,7 +517,7 @@ struct AntiHolder {
 pub struct Snapshot<'s> {
     store: &'s Store,
     pub nodes: Vec<NodeInfo>,
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
     /// Bound, live pods by namespace (node index, labels): namespaces read so far.
     by_namespace: HashMap<String, Vec<(usize, PodLabels)>>,
     all_namespaces: bool,
@@ -688,6 +756,208 @@ impl<'s> Snapshot<'s> {
         Ok(())
     }
 
+    /// kube-scheduler's scoring of the nodes that passed the filters, with its default plugins
+    /// and weights: TaintToleration (3: untolerated PreferNoSchedule taints), NodeAffinity (2:
+    /// preferred node affinity), NodeResourcesFit (1: least allocated CPU and memory),
+    /// PodTopologySpread (2: `ScheduleAnyway` constraints, or the cluster's default ones, at most
+    /// 3 apart by node and 5 by zone, over the pods of the same controller, for a pod without
+    /// constraints of its own), InterPodAffinity (2: preferred pod affinity and anti-affinity)
+    /// and NodeResourcesBalancedAllocation (1). Not scored: ImageLocality (the simulator keeps
+    /// no images on nodes) and other pods' preferred terms towards this pod. `siblings` are the
+    /// nodes of the pods of the pod's controller, if it has one. kube-scheduler picks at random
+    /// among the best; here the node with the most free pod slots, then the first by name.
+    pub fn best(&mut self, pod: &PodRules, siblings: Option<&[usize]>, feasible: &[usize]) -> Option<usize> {
+        if feasible.len() <= 1 {
+            return feasible.first().copied();
+        }
+        let mut total = vec![0i64; feasible.len()];
+        let add = |total: &mut Vec<i64>, scores: Vec<i64>, weight: i64| {
+            for (t, s) in total.iter_mut().zip(scores) {
+                *t += weight * s;
+            }
+        };
+        let taints: Vec<i64> = feasible
+            .iter()
+            .map(|&i| {
+                self.nodes[i].taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !pod.tolerates(t)).count()
+                    as i64
+            })
+            .collect();
+        add(&mut total, normalize_default(taints, true), 3);
+        if !pod.soft.node_terms.is_empty() {
+            let raw = feasible
+                .iter()
+                .map(|&i| pod.soft.node_terms.iter().filter(|(_, t)| t.matches(&self.nodes[i])).map(|(w, _)| *w).sum())
+                .collect();
+            add(&mut total, normalize_default(raw, false), 2);
+        }
+        let (cpu, mem) = pod.requests;
+        for (t, &i) in total.iter_mut().zip(feasible) {
+            let n = &self.nodes[i];
+            // The share of the allocatable requested once the pod runs there.
+            let share = |alloc: f64, free: f64, req: f64| if alloc > 0.0 { (alloc - free + req) / alloc } else { 1.0 };
+            let (cpu_share, mem_share) = (share(n.cpu_allocatable, n.cpu, cpu), share(n.mem_allocatable, n.mem, mem));
+            let least = |share: f64| (((1.0 - share) * 100.0).floor() as i64).clamp(0, 100);
+            *t += (least(cpu_share) + least(mem_share)) / 2;
+            if cpu > 0.0 || mem > 0.0 {
+                let deviation = (cpu_share.min(1.0) - mem_share.min(1.0)).abs() / 2.0;
+                *t += ((1.0 - deviation) * 100.0) as i64;
+            }
+        }
+        if let Some(scores) = self.spread_scores(pod, siblings, feasible) {
+            add(&mut total, scores, 2);
+        }
+        if !pod.soft.pod_terms.is_empty() {
+            let scores = self.pod_affinity_scores(pod, feasible);
+            add(&mut total, scores, 2);
+        }
+        let mut best = 0;
+        for k in 1..feasible.len() {
+            let (a, b) = (&self.nodes[feasible[k]], &self.nodes[feasible[best]]);
+            let better =
+                total[k].cmp(&total[best]).then_with(|| a.pods.total_cmp(&b.pods)).then_with(|| b.name.cmp(&a.name));
+            if better.is_gt() {
+                best = k;
+            }
+        }
+        Some(feasible[best])
+    }
+
+    /// PodTopologySpread's scores: fewer matching pods in a node's domains scores higher.
+    fn spread_scores(&mut self, pod: &PodRules, siblings: Option<&[usize]>, feasible: &[usize]) -> Option<Vec<i64>> {
+        if pod.soft.own_spread {
+            if pod.soft.spread.is_empty() {
+                return None;
+            }
+            return Some(self.own_spread_scores(pod, feasible));
+        }
+        // The cluster's default constraints over the controller's pods: by host at most 3 apart,
+        // by zone at most 5; a node without the zone label just scores nothing for it.
+        let siblings = siblings?;
+        let mut on_node: FastMap<usize, i64> = FastMap::default();
+        let mut in_zone: FastMap<&str, i64> = FastMap::default();
+        for &node in siblings {
+            let n = &self.nodes[node];
+            if pod.selects(n) {
+                *on_node.entry(node).or_default() += 1;
+                if let Some(zone) = &n.zone {
+                    *in_zone.entry(zone.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let host_weight = (feasible.len() as f64 + 2.0).ln();
+        let zones: std::collections::HashSet<&str> =
+            feasible.iter().filter_map(|&i| self.nodes[i].zone.as_deref()).collect();
+        let zone_weight = (zones.len() as f64 + 2.0).ln();
+        let raw: Vec<i64> = feasible
+            .iter()
+            .map(|&i| {
+                let mut score = *on_node.get(&i).unwrap_or(&0) as f64 * host_weight + 2.0;
+                if let Some(zone) = &self.nodes[i].zone {
+                    score += *in_zone.get(zone.as_str()).unwrap_or(&0) as f64 * zone_weight + 4.0;
+                }
+                score.round() as i64
+            })
+            .collect();
+        Some(normalize_spread(&raw, &vec![false; raw.len()]))
+    }
+
+    /// The scores of the pod's own `ScheduleAnyway` constraints: nodes without a constraint's
+    /// topology label are left out (score 0).
+    fn own_spread_scores(&mut self, pod: &PodRules, feasible: &[usize]) -> Vec<i64> {
+        self.load_namespace(&pod.namespace);
+        let own = self.by_namespace.get(&pod.namespace).map_or(&[][..], Vec::as_slice);
+        // (topology key, max skew, matching pods per domain)
+        let mut constraints: Vec<(&str, i64, HashMap<&str, i64>)> = Vec::new();
+        for c in &pod.soft.spread {
+            let mut counts: HashMap<&str, i64> = HashMap::new();
+            for (node, labels) in own {
+                let n = &self.nodes[*node];
+                if (c.honor_affinity && !pod.selects(n)) || (c.honor_taints && pod.untolerated(n).is_some()) {
+                    continue;
+                }
+                if c.selector.as_ref().is_some_and(|s| s.matches_labels(labels))
+                    && let Some(domain) = n.labels.get(&c.topology_key)
+                {
+                    *counts.entry(domain.as_str()).or_default() += 1;
+                }
+            }
+            constraints.push((c.topology_key.as_str(), c.max_skew, counts));
+        }
+        let ignored: Vec<bool> = feasible
+            .iter()
+            .map(|&i| constraints.iter().any(|(key, ..)| !self.nodes[i].labels.contains_key(*key)))
+            .collect();
+        let weights: Vec<f64> = constraints
+            .iter()
+            .map(|(key, ..)| {
+                let domains: std::collections::HashSet<&str> = feasible
+                    .iter()
+                    .zip(&ignored)
+                    .filter(|(_, ignored)| !**ignored)
+                    .filter_map(|(&i, _)| self.nodes[i].labels.get(*key).map(String::as_str))
+                    .collect();
+                (domains.len() as f64 + 2.0).ln()
+            })
+            .collect();
+        let raw: Vec<i64> = feasible
+            .iter()
+            .map(|&i| {
+                let n = &self.nodes[i];
+                let mut score = 0.0;
+                for ((key, max_skew, counts), weight) in constraints.iter().zip(&weights) {
+                    if let Some(domain) = n.labels.get(*key) {
+                        score += *counts.get(domain.as_str()).unwrap_or(&0) as f64 * weight + (*max_skew - 1) as f64;
+                    }
+                }
+                score.round() as i64
+            })
+            .collect();
+        normalize_spread(&raw, &ignored)
+    }
+
+    /// InterPodAffinity's scores: the weights of the preferred terms the pods in a node's
+    /// domains match, affinity adding and anti-affinity taking away, scaled to 0..=100.
+    fn pod_affinity_scores(&mut self, pod: &PodRules, feasible: &[usize]) -> Vec<i64> {
+        if pod.soft.pod_terms.iter().any(|(_, t)| t.namespace_selector.is_some()) {
+            self.load_all();
+        } else {
+            let mut namespaces: Vec<String> =
+                pod.soft.pod_terms.iter().flat_map(|(_, t)| t.namespaces.iter().cloned()).collect();
+            namespaces.push(pod.namespace.clone());
+            for ns in namespaces {
+                self.load_namespace(&ns);
+            }
+        }
+        let mut by_domain: HashMap<(&str, &str), i64> = HashMap::new();
+        for (ns, pods) in &self.by_namespace {
+            for (node, labels) in pods {
+                for (weight, t) in pod.soft.pod_terms.iter().filter(|(_, t)| t.matches(ns, labels)) {
+                    if let Some(domain) = self.nodes[*node].labels.get(&t.topology_key) {
+                        *by_domain.entry((t.topology_key.as_str(), domain.as_str())).or_default() += weight;
+                    }
+                }
+            }
+        }
+        let mut keys: Vec<&str> = pod.soft.pod_terms.iter().map(|(_, t)| t.topology_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let raw: Vec<i64> = feasible
+            .iter()
+            .map(|&i| {
+                keys.iter()
+                    .filter_map(|k| {
+                        self.nodes[i].labels.get(*k).map(|v| by_domain.get(&(*k, v.as_str())).unwrap_or(&0))
+                    })
+                    .sum()
+            })
+            .collect();
+        let (min, max) = (raw.iter().copied().min().unwrap_or(0), raw.iter().copied().max().unwrap_or(0));
+        raw.iter()
+            .map(|&s| if max > min { (100.0 * (s - min) as f64 / (max - min) as f64) as i64 } else { 0 })
+            .collect()
+    }
+
     /// Records the pod as bound to the node: its room, and the pods the rules count.
     pub fn bind(&mut self, pod: &PodRules, node: usize) {
         self.nodes[node].take(pod.requests);
@@ -702,6 +972,34 @@ impl<'s> Snapshot<'s> {
             holders.push(AntiHolder { node, terms: pod.anti_affinity.clone() });
         }
     }
+}
+
+/// PodTopologySpread's normalisation: the fewest matching pods scores 100; nodes left out, 0.
+fn normalize_spread(raw: &[i64], ignored: &[bool]) -> Vec<i64> {
+    let kept = || raw.iter().zip(ignored).filter(|(_, ignored)| !**ignored).map(|(s, _)| *s);
+    let (min, max) = (kept().min().unwrap_or(0), kept().max().unwrap_or(0));
+    raw.iter()
+        .zip(ignored)
+        .map(|(&s, &ignored)| match () {
+            _ if ignored => 0,
+            _ if max == 0 => 100,
+            _ => 100 * (max + min - s) / max,
+        })
+        .collect()
+}
+
+/// kube-scheduler's `DefaultNormalizeScore`: scores scaled to 0..=100 by the highest, reversed
+/// (fewer is better) when asked; all zero scores stay zero, or become 100 when reversed.
+fn normalize_default(raw: Vec<i64>, reverse: bool) -> Vec<i64> {
+    let max = raw.iter().copied().max().unwrap_or(0);
+    raw.into_iter()
+        .map(|s| match (max, reverse) {
+            (0, true) => 100,
+            (0, false) => 0,
+            (_, true) => 100 - 100 * s / max,
+            (_, false) => 100 * s / max,
+        })
+        .collect()
 }
 
 /// kube-scheduler's message for a pod no node takes: each node counted under its rejection's
@@ -874,7 +1172,63 @@ mod tests {
             json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
         );
         assert!(fits(&mut snap, &db).contains(&"tainted".to_string()));
-        assert!(db.avoids(&snap.nodes[1]) && !all.avoids(&snap.nodes[1]));
+        // The PreferNoSchedule taint the pod does not tolerate costs the tainted node the choice.
+        snap.nodes[4].take((3.0, 0.0));
+        assert_eq!(snap.best(&db, None, &[1, 4]), Some(4));
+        assert_eq!(snap.best(&all, None, &[1, 4]), Some(1));
+    }
+
+    fn pick(snap: &mut Snapshot<'_>, pod: &PodRules, siblings: Option<&[usize]>, feasible: &[usize]) -> String {
+        let picked = snap.best(pod, siblings, feasible);
+        picked.map(|i| snap.nodes[i].name.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn scoring_prefers_the_node_without_a_preferred_anti_affinity_match_and_with_fewer_siblings() {
+        let store = Store::new(1_000);
+        let nodes = [node("a", json!({})), node("b", json!({})), node("c", json!({}))];
+        let api = json!({"app": "api"});
+        let mut snap = cluster(
+            &store,
+            &nodes,
+            &[("default", "api-1", api.clone(), "a", json!({})), ("default", "api-2", api.clone(), "b", json!({}))],
+        );
+        let all = [0, 1, 2];
+        // Preferred anti-affinity by host: the node with no api pod.
+        let spec = json!({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": api}, "topologyKey": "kubernetes.io/hostname"}}]}}});
+        assert_eq!(pick(&mut snap, &rules(api.clone(), spec), None, &all), "c");
+        // Preferred affinity: a node with one.
+        let spec = json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": api}, "topologyKey": "kubernetes.io/hostname"}}]}}});
+        assert_eq!(pick(&mut snap, &rules(json!({}), spec), None, &all), "a");
+        // No rules of its own: the cluster's default spread over the controller's pods (two on
+        // a, one on c) sends it to b.
+        let plain = rules(json!({}), json!({}));
+        assert_eq!(pick(&mut snap, &plain, Some(&[0, 0, 2]), &all), "b");
+        // ScheduleAnyway spread of its own counts the pods its selector picks (api on a and b).
+        let spec = json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": api}}]});
+        assert_eq!(pick(&mut snap, &rules(api.clone(), spec), Some(&[2, 2]), &all), "c");
+        // Preferred node affinity.
+        let spec = json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}}]}}});
+        assert_eq!(pick(&mut snap, &rules(json!({}), spec), None, &all), "b");
+    }
+
+    #[test]
+    fn scoring_prefers_the_least_allocated_node_and_breaks_ties_by_free_slots_then_name() {
+        let store = Store::new(1_000);
+        let nodes = [node("a", json!({})), node("b", json!({})), node("c", json!({}))];
+        let mut snap = cluster(&store, &nodes, &[("default", "x", json!({}), "a", json!({}))]);
+        let mut pod = rules(json!({}), json!({}));
+        pod.requests = (1.0, 1024.0 * 1024.0 * 1024.0);
+        // b and c alike: the first by name; a runs a pod.
+        assert_eq!(pick(&mut snap, &pod, None, &[0, 1, 2]), "b");
+        snap.nodes[1].take((2.0, 0.0));
+        assert_eq!(pick(&mut snap, &pod, None, &[0, 1, 2]), "c");
+        snap.nodes[2].take((3.0, 4.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(pick(&mut snap, &pod, None, &[0, 1, 2]), "a");
     }
 
     fn anti(labels: Value, key: &str) -> Value {

@@ -17,11 +17,15 @@ use super::Timings;
 use super::scenario::{Capacity, ClusterSpec, NodePool, Requests, Scenario, Taint, Workload, WorkloadKind};
 use crate::inventory::{Inventory, NodeFacts, PodFacts};
 
+/// A node's upgrade time when neither the operator nor the cluster's events tell it.
+pub const DEFAULT_NODE_RESTART_SECONDS: f64 = 90.0;
+
 /// What the inventory does not say and the rehearsal assumes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TwinTimings {
-    /// A node's upgrade, from the upgrade action to Ready at the new version.
-    pub node_restart_seconds: f64,
+    /// A node's upgrade, from the upgrade action to Ready at the new version; `None`: the
+    /// median of the inventory's node restarts.
+    pub node_restart_seconds: Option<f64>,
     /// A pod's start, from binding to Ready; `None`: measured from the inventory's pods.
     pub pod_start_seconds: Option<f64>,
     /// A pod's stop after SIGTERM (at most its grace period).
@@ -32,6 +36,8 @@ pub struct TwinTimings {
 #[derive(Debug, Clone)]
 pub struct Twin {
     pub scenario: Scenario,
+    /// Node upgrade time used, and how it was found.
+    pub node_restart: (f64, String),
     /// Pod start time used, and how it was found.
     pub pod_start: (f64, String),
     /// What differs from the live cluster, one line each.
@@ -397,13 +403,33 @@ pub fn from_inventory(inv: &Inventory, distro: &str, timings: TwinTimings) -> Re
             (Timings::default().pod_start_seconds, "assumed (no pod reported its start); pass --pod-start".into())
         }
     };
+    let restarts = &cluster.node_restarts;
+    let node_restart = match (timings.node_restart_seconds, median(restarts.iter().map(|r| r.seconds).collect())) {
+        (Some(s), _) => (s, "given with --node-restart".to_string()),
+        (None, Some(m)) => (
+            m.clamp(1.0, 3600.0),
+            format!(
+                "the median of {} node restart{} in the cluster's Node events, from down to Ready",
+                restarts.len(),
+                if restarts.len() == 1 { "" } else { "s" }
+            ),
+        ),
+        (None, None) => {
+            let why = if cluster.access_gaps.iter().any(|g| g.what == "Node events") {
+                "the cluster refused to list its events (grant `k8s-upgrade rbac --for rehearse`)"
+            } else {
+                "no node restart in the cluster's recent Node events"
+            };
+            (DEFAULT_NODE_RESTART_SECONDS, format!("assumed: {why}; pass --node-restart"))
+        }
+    };
     let scenario = Scenario {
         name: "twin".into(),
         description: format!("twin of a {distro} cluster at {version} ({} nodes)", cluster.nodes.len()),
         cluster: ClusterSpec { version: version.core(), distro, etcd_version: None },
         timings: Some(Timings {
             pod_start_seconds: pod_start.0,
-            node_restart_seconds: timings.node_restart_seconds,
+            node_restart_seconds: node_restart.0,
             default_grace_seconds: timings.pod_stop_seconds,
             max_grace_seconds: timings.pod_stop_seconds,
             ..Timings::default()
@@ -422,7 +448,7 @@ pub fn from_inventory(inv: &Inventory, distro: &str, timings: TwinTimings) -> Re
     // Held to what a scenario file is held to, so a twin that the simulator could not build
     // faithfully is refused here with the field named.
     scenario.validate("twin").map_err(|e| e.message)?;
-    Ok(Twin { scenario, pod_start, notes, placements })
+    Ok(Twin { scenario, node_restart, pod_start, notes, placements })
 }
 
 #[cfg(test)]
@@ -434,7 +460,7 @@ mod tests {
     use crate::sim::InMemory;
 
     const TIMINGS: TwinTimings =
-        TwinTimings { node_restart_seconds: 30.0, pod_start_seconds: None, pod_stop_seconds: 2.0 };
+        TwinTimings { node_restart_seconds: Some(30.0), pod_start_seconds: None, pod_stop_seconds: 2.0 };
 
     /// A node as compared: name, taints, kubelet version, allocatable.
     type NodeShape = (String, Vec<String>, String, (f64, f64, f64));
@@ -608,6 +634,41 @@ mod tests {
         let text = serde_saphyr::to_string(&twin.scenario).unwrap();
         let back = Scenario::parse("twin.yaml", &text).unwrap();
         assert_eq!(back.workloads.len(), twin.scenario.workloads.len());
+    }
+
+    #[test]
+    fn the_node_restart_is_given_else_the_median_of_the_events_else_assumed_and_said_so() {
+        use crate::inventory::{ClusterFacts, NodeRestart};
+        let node = |name: &str| NodeFacts {
+            name: name.into(),
+            roles: vec!["worker".into()],
+            kubelet: "1.30.8".parse().ok(),
+            ready: true,
+            allocatable: (110.0, 4.0, 8.0 * 1024.0 * 1024.0 * 1024.0),
+            ..Default::default()
+        };
+        let restart =
+            |node: &str, seconds: f64| NodeRestart { node: node.into(), seconds, from: "NodeNotReady".into() };
+        let mut inv = Inventory {
+            cluster: Some(ClusterFacts {
+                server_version: "1.31.4".parse().ok(),
+                nodes: vec![node("a"), node("b"), node("c")],
+                node_restarts: vec![restart("a", 40.0), restart("b", 75.0), restart("c", 300.0)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let unset = TwinTimings { node_restart_seconds: None, ..TIMINGS };
+        let twin = from_inventory(&inv, "kubeadm", unset).unwrap();
+        assert_eq!(twin.node_restart.0, 75.0);
+        assert!(twin.node_restart.1.contains("median of 3 node restarts"), "{}", twin.node_restart.1);
+        assert_eq!(twin.scenario.timings.as_ref().unwrap().node_restart_seconds, 75.0);
+        let given = from_inventory(&inv, "kubeadm", TIMINGS).unwrap();
+        assert_eq!(given.node_restart, (30.0, "given with --node-restart".to_string()));
+        inv.cluster.as_mut().unwrap().node_restarts.clear();
+        let assumed = from_inventory(&inv, "kubeadm", unset).unwrap();
+        assert_eq!(assumed.node_restart.0, DEFAULT_NODE_RESTART_SECONDS);
+        assert!(assumed.node_restart.1.contains("pass --node-restart"), "{}", assumed.node_restart.1);
     }
 
     #[test]

@@ -616,7 +616,7 @@ fn a_password_in_the_server_url_never_reaches_output_journal_or_events() {
 #[test]
 fn rbac_prints_valid_yaml_with_a_reason_for_every_rule() {
     let c = cluster();
-    for job in ["plan", "apply", "helm-releases", "helm-fix"] {
+    for job in ["plan", "apply", "rehearse", "helm-releases", "helm-fix"] {
         let o = tool(&c, &["rbac", "--for", job]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let text = stdout(&o);
@@ -917,4 +917,64 @@ fn the_kubeadm_upgrader_needs_exactly_its_node_job_rules_and_uses_each() {
             .all(|n| n["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().starts_with("v1.25.")),
         "every node upgraded through its job"
     );
+}
+
+#[test]
+fn the_rehearse_role_lets_a_rehearsal_time_node_restarts_from_events_and_without_it_says_so() {
+    let c = cluster();
+    bind(&c, &["--for", "plan", "--user", "planner"]);
+    let planner = kubeconfig_for(&c, "planner.kubeconfig", &Credential::Token(PLANNER_TOKEN.into()));
+    let rehearse = |c: &Cluster| -> Value {
+        let o = tool(c, &["rehearse", "--kubeconfig", planner.to_str().unwrap(), "--to", "1.25", "-o", "json"]);
+        assert_no_secrets(c, &[&stdout(&o), &stderr(&o)]);
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&o), stderr(&o)))
+    };
+    // Two workers restarted within the hour, as their kubelets and the node controller report
+    // it: 40 s and 44 s from NotReady to Ready (written as the admin, as those components would).
+    let workers: Vec<String> = c.get_json("/api/v1/nodes")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .filter(|n| !n.contains("cp"))
+        .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let now = jiff::Timestamp::now().as_second() - 600;
+    for (i, (node, took)) in workers.iter().zip([40, 44]).enumerate() {
+        for (j, (reason, at)) in
+            [("NodeNotReady", now), ("Starting", now + 30), ("NodeReady", now + took)].iter().enumerate()
+        {
+            let stamp = jiff::Timestamp::from_second(*at).unwrap().to_string();
+            let event = json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": format!("{node}.restart-{i}-{j}"), "namespace": "default"},
+                "involvedObject": {"kind": "Node", "name": node, "uid": node},
+                "reason": reason, "message": format!("Node {node} status is now: {reason}"),
+                "source": {"component": "kubelet", "host": node},
+                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1, "type": "Normal"
+            });
+            let (status, body) =
+                c.http("POST", "/api/v1/namespaces/default/events", "application/json", &event.to_string());
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+
+    // With the plan role only: the events go unread, the default is used and the forecast says
+    // why and what to grant.
+    let f = rehearse(&c);
+    assert_eq!(f["twin"]["nodeRestartSeconds"], 90.0, "{f:#}");
+    let source = f["twin"]["nodeRestartSource"].as_str().unwrap();
+    assert!(source.contains("refused") && source.contains("rbac --for rehearse"), "{source}");
+
+    // With the rehearse role too: the median of the two restarts.
+    let yaml = bind(&c, &["--for", "rehearse", "--user", "planner"]);
+    assert!(yaml.contains(r#"resources: ["events"]"#), "{yaml}");
+    let f = rehearse(&c);
+    assert_eq!(f["twin"]["nodeRestartSeconds"], 44.0, "{f:#}");
+    let source = f["twin"]["nodeRestartSource"].as_str().unwrap();
+    assert!(source.contains("median of 2 node restarts"), "{source}");
+    // Nothing else was asked for, and the rehearsal wrote nothing.
+    let writes: Vec<String> =
+        mutations(&c).into_iter().filter(|m| !m.contains("events") && !m.contains("clusterrole")).collect();
+    assert!(writes.is_empty(), "{writes:?}");
 }

@@ -260,7 +260,23 @@ fn the_job_s_command_run_as_its_pod_would_run_it_upgrades_the_cluster_and_a_retr
         cmd.args(&args).stdin(Stdio::null()).output().unwrap()
     };
 
-    let o = run_pod("k8s-upgrade-abcde");
+    // As the pod the Job controller made (the scheduler prefers a control-plane node for it, so
+    // the drain of that node must know the pod it runs in and leave it be).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let own = loop {
+        let pods = c.get_json("/api/v1/namespaces/kube-system/pods");
+        let placed = pods["items"].as_array().unwrap().iter().find(|p| {
+            p["metadata"]["ownerReferences"][0]["kind"] == "Job"
+                && p["metadata"]["ownerReferences"][0]["name"] == "k8s-upgrade"
+                && p["spec"]["nodeName"].is_string()
+        });
+        if let Some(pod) = placed {
+            break pod["metadata"]["name"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the Job controller made no pod that was placed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let o = run_pod(&own);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("journal ConfigMap kube-system/k8s-upgrade-journal"), "{}", stderr(&o));
     c.assert_finished_clean("1.25");

@@ -157,6 +157,13 @@ fn the_predicted_time_of_the_pools_roll_is_within_a_fifth_of_the_measured_apply(
         f["unplaceable"].as_array().unwrap().iter().map(|u| u["pods"].as_u64().unwrap()).sum::<u64>() as usize,
         unplaced_live
     );
+    // The run's node restarts are in the cluster's Node events now, as a kubelet records them:
+    // a rehearsal told nothing takes their median (2.5 s here; event times are whole seconds).
+    let f = forecast(&rehearse(&c, &["--to", "1.31", "-o", "json"]));
+    let restart = f["twin"]["nodeRestartSeconds"].as_f64().unwrap();
+    let source = f["twin"]["nodeRestartSource"].as_str().unwrap();
+    assert!(source.contains("node restarts in the cluster's Node events"), "{source}");
+    assert!((2.0..=4.0).contains(&restart), "{restart}: {source}");
 }
 
 #[test]

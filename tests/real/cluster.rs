@@ -74,11 +74,21 @@ pub struct Options<'a> {
     pub kubelet: &'a str,
     /// The apiserver's `--etcd-compaction-interval` (default 5m).
     pub compaction: &'a str,
+    /// An audit log of the admin's requests, in `logs/audit.log` of the cluster's directory.
+    pub audit: bool,
 }
 
 impl Default for Options<'static> {
     fn default() -> Self {
-        Options { version: "", workers: 6, runtime_config: "", feature_gates: "", kubelet: "", compaction: "5m" }
+        Options {
+            version: "",
+            workers: 6,
+            runtime_config: "",
+            feature_gates: "",
+            kubelet: "",
+            compaction: "5m",
+            audit: false,
+        }
     }
 }
 
@@ -91,6 +101,7 @@ impl RealCluster {
             .env("K8S_UPGRADE_E2E_RUNTIME_CONFIG", options.runtime_config)
             .env("K8S_UPGRADE_E2E_FEATURE_GATES", options.feature_gates)
             .env("K8S_UPGRADE_E2E_COMPACTION_INTERVAL", options.compaction)
+            .env("K8S_UPGRADE_E2E_AUDIT", if options.audit { "1" } else { "0" })
             .env(
                 "K8S_UPGRADE_E2E_KUBELET_VERSION",
                 if options.kubelet.is_empty() { options.version } else { options.kubelet },

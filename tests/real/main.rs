@@ -10,4 +10,5 @@ mod helm;
 mod node_jobs;
 mod plan;
 mod rbac;
+mod rehearse;
 mod watcher;

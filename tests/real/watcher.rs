@@ -3,7 +3,7 @@
 //! below the budget's minimum, and the running pods of a controller that disappeared without an
 //! eviction (lost).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub struct Report {
     pub evictions: usize,
     /// Pods of a controller deleted before they ever ran (not a disruption).
     pub unstarted_deleted: usize,
+    /// `namespace/name` of the pods the scheduler found no node for, at some point.
+    pub unschedulable: BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -137,6 +139,14 @@ fn view(p: &Pod) -> PodView {
     }
 }
 
+/// The scheduler marked it PodScheduled=False for want of a node.
+fn unschedulable(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+    })
+}
+
 fn key(meta: &kube::api::ObjectMeta) -> (String, String) {
     (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
@@ -208,6 +218,9 @@ async fn watch_pods(api: Api<Pod>, world: Arc<Mutex<World>>) {
         match event {
             Event::Apply(p) | Event::InitApply(p) => {
                 let k = key(&p.metadata);
+                if unschedulable(&p) {
+                    w.report.unschedulable.insert(format!("{}/{}", k.0, k.1));
+                }
                 if let Some(seen) = relisted.as_mut() {
                     seen.insert(k.clone());
                 }
