@@ -287,7 +287,7 @@ impl PodTerm {
     }
 }
 
-/// A `DoNotSchedule` topology spread constraint.
+/// A topology spread constraint (`DoNotSchedule` ones filter, `ScheduleAnyway` ones score).
 #[derive(Debug, Clone)]
 struct Spread {
     max_skew: i64,
@@ -298,6 +298,24 @@ struct Spread {
     honor_affinity: bool,
     /// `nodeTaintsPolicy: Honor`: only nodes whose taints the pod tolerates are domains.
     honor_taints: bool,
+}
+
+impl Spread {
+    /// The pod's `topologySpreadConstraints` with this `whenUnsatisfiable`.
+    fn all(constraints: Option<&Vec<Value>>, when: &str) -> Vec<Spread> {
+        let Some(cs) = constraints else { return vec![] };
+        cs.iter()
+            .filter(|c| c.get("whenUnsatisfiable").and_then(Value::as_str) == Some(when))
+            .map(|c| Spread {
+                max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1).max(1),
+                topology_key: c.get("topologyKey").and_then(Value::as_str).unwrap_or_default().to_string(),
+                selector: selector_of(c.get("labelSelector")),
+                min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
+                honor_affinity: c.get("nodeAffinityPolicy").and_then(Value::as_str) != Some("Ignore"),
+                honor_taints: c.get("nodeTaintsPolicy").and_then(Value::as_str) == Some("Honor"),
+            })
+            .collect()
+    }
 }
 
 /// What the filters need of a pod, read once from its spec.
@@ -368,19 +386,8 @@ impl PodRules {
                 .and_then(Value::as_array)
                 .map_or_else(Vec::new, |ts| ts.iter().map(|t| PodTerm::of(t, namespace)).collect())
         };
-        let spread = spec.get("topologySpreadConstraints").and_then(Value::as_array).map_or_else(Vec::new, |cs| {
-            cs.iter()
-                .filter(|c| c.get("whenUnsatisfiable").and_then(Value::as_str) == Some("DoNotSchedule"))
-                .map(|c| Spread {
-                    max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1).max(1),
-                    topology_key: c.get("topologyKey").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    selector: selector_of(c.get("labelSelector")),
-                    min_domains: c.get("minDomains").and_then(Value::as_i64).unwrap_or(1),
-                    honor_affinity: c.get("nodeAffinityPolicy").and_then(Value::as_str) != Some("Ignore"),
-                    honor_taints: c.get("nodeTaintsPolicy").and_then(Value::as_str) == Some("Honor"),
-                })
-                .collect()
-        });
+        let constraints = spec.get("topologySpreadConstraints").and_then(Value::as_array);
+        let spread = Spread::all(constraints, "DoNotSchedule");
         let weighted = |p: &str, sign: i64| -> Vec<(i64, PodTerm)> {
             affinity.pointer(p).and_then(Value::as_array).map_or_else(Vec::new, |ts| {
                 ts.iter()
@@ -403,23 +410,10 @@ impl PodRules {
                     })
                     .collect()
             });
-        let constraints = spec.get("topologySpreadConstraints").and_then(Value::as_array);
         let soft = Soft {
             node_terms,
             pod_terms,
-            spread: constraints.map_or_else(Vec::new, |cs| {
-                cs.iter()
-                    .filter(|c| c.get("whenUnsatisfiable").and_then(Value::as_str) == Some("ScheduleAnyway"))
-                    .map(|c| Spread {
-                        max_skew: c.get("maxSkew").and_then(Value::as_i64).unwrap_or(1).max(1),
-                        topology_key: c.get("topologyKey").and_then(Value::as_str).unwrap_or_default().to_string(),
-                        selector: selector_of(c.get("labelSelector")),
-                        min_domains: 1,
-                        honor_affinity: c.get("nodeAffinityPolicy").and_then(Value::as_str) != Some("Ignore"),
-                        honor_taints: c.get("nodeTaintsPolicy").and_then(Value::as_str) == Some("Honor"),
-                    })
-                    .collect()
-            }),
+            spread: Spread::all(constraints, "ScheduleAnyway"),
             own_spread: constraints.is_some_and(|cs| !cs.is_empty()),
         };
         PodRules {
