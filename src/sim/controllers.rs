@@ -433,7 +433,9 @@ fn record_node_event(sim: &Sim, node: &str, reason: &str, message: &str) {
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": format!("{node}.{:x}", now.as_nanosecond()), "namespace": "default"},
+        // A kubelet names its events NODE.HEX-NANOS; the reason is added so that two recorded at
+        // one instant (the twin's virtual clock stands still between them) do not collide.
+        "metadata": {"name": format!("{node}.{:x}.{}", now.as_nanosecond(), reason.to_ascii_lowercase()), "namespace": "default"},
         "involvedObject": {"kind": "Node", "name": node, "uid": node},
         "reason": reason,
         "message": message,
