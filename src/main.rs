@@ -12,13 +12,38 @@ use clap::error::ErrorKind;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's documented setting for how long freed memory is kept before it goes back to the
+/// system (milliseconds; -1: never).
+const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+
+/// A rehearsal frees and reallocates gigabytes within moments while its twin runs: returned to
+/// the system at mimalloc's default delay, each page comes back through a page fault that clears
+/// it again (a tenth of the `large` rehearsal). A rehearsal is short-lived and its peak is what
+/// it needs, so it keeps what it freed. The allocator reads its settings when the process
+/// starts, so the rehearsal starts itself again with the setting made, once; should that fail it
+/// runs as it is, only slower.
+fn keep_freed_memory(argv0: &str) {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(PURGE_DELAY).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    // `exec` returns only when it failed; logging is not set up yet, and nothing is lost.
+    let _ = std::process::Command::new(exe).arg0(argv0).args(std::env::args_os().skip(1)).env(PURGE_DELAY, "-1").exec();
+}
+
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let parsed = k8s_upgrade::cli::conventions::command(&argv0)
         .try_get_matches()
         .and_then(|m| k8s_upgrade::cli::Cli::from_arg_matches(&m));
     match parsed {
-        Ok(cli) => k8s_upgrade::cli::run_as(cli, &argv0).into(),
+        Ok(cli) => {
+            if matches!(cli.command, k8s_upgrade::cli::Command::Rehearse(_)) {
+                keep_freed_memory(&argv0);
+            }
+            k8s_upgrade::cli::run_as(cli, &argv0).into()
+        }
         // Help and version are ours to print as clap styles them.
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),

@@ -76,23 +76,32 @@ fn namespaced_key<K: Resource>(o: &K) -> NamespacedKey {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
-/// Pods by the node they are bound to.
+/// Pods by the node they are bound to, and the pods in phase Pending (what a gate compares
+/// with its baseline, so that no gate reads every pod of the cluster).
 #[derive(Default)]
 struct PodsByNode {
     node_of: std::collections::HashMap<NamespacedKey, String>,
     on: std::collections::HashMap<String, BTreeMap<NamespacedKey, Arc<Pod>>>,
+    pending: std::collections::BTreeSet<NamespacedKey>,
 }
 
 impl Index<Pod> for PodsByNode {
     fn apply(&mut self, p: Arc<Pod>) {
         let key = namespaced_key(&*p);
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending") {
+            if !self.pending.contains(&key) {
+                self.pending.insert(key.clone());
+            }
+        } else {
+            self.pending.remove(&key);
+        }
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-            self.delete(&p);
+            self.unbind(&key);
             return;
         };
         // Most updates leave the pod where it was: only its entry is replaced.
         if self.node_of.get(&key) != Some(&node) {
-            self.delete(&p);
+            self.unbind(&key);
             self.node_of.insert(key.clone(), node.clone());
         }
         self.on.entry(node).or_default().insert(key, p);
@@ -100,10 +109,18 @@ impl Index<Pod> for PodsByNode {
 
     fn delete(&mut self, p: &Pod) {
         let key = namespaced_key(p);
-        if let Some(node) = self.node_of.remove(&key)
+        self.pending.remove(&key);
+        self.unbind(&key);
+    }
+}
+
+impl PodsByNode {
+    /// Takes the pod off the node it was on.
+    fn unbind(&mut self, key: &NamespacedKey) {
+        if let Some(node) = self.node_of.remove(key)
             && let Some(pods) = self.on.get_mut(&node)
         {
-            pods.remove(&key);
+            pods.remove(key);
             if pods.is_empty() {
                 self.on.remove(&node);
             }
@@ -529,6 +546,12 @@ impl Cache {
     pub fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
         let index = self.pods_by_node.lock().unwrap_or_else(|e| e.into_inner());
         index.on.get(node).map(|pods| pods.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The pods in phase Pending, as `ns/name`.
+    pub fn pending_pods(&self) -> std::collections::BTreeSet<String> {
+        let index = self.pods_by_node.lock().unwrap_or_else(|e| e.into_inner());
+        index.pending.iter().map(|(ns, name)| format!("{ns}/{name}")).collect()
     }
 
     /// The budgets whose selector matches a pod with `labels` in `namespace` (`ns/name`).

@@ -129,10 +129,13 @@ impl Baseline {
 
     /// The cluster as the run's watches see it now.
     pub fn from_cache(cache: &Cache) -> Baseline {
-        let (d, s, b, p) =
-            (cache.deployments.state(), cache.statefulsets.state(), cache.budgets.state(), cache.pods.state());
-        Baseline::of(d.iter().map(|x| &**x), s.iter().map(|x| &**x), b.iter().map(|x| &**x), p.iter().map(|x| &**x))
-            .with_nodes(cache.nodes.state().iter().map(|n| &**n))
+        let (d, s, b) = (cache.deployments.state(), cache.statefulsets.state(), cache.budgets.state());
+        // Pending pods from the cache's index: a gate polls, and the cluster may hold 150,000 pods.
+        let mut baseline =
+            Baseline::of(d.iter().map(|x| &**x), s.iter().map(|x| &**x), b.iter().map(|x| &**x), std::iter::empty());
+        baseline.pending_pods = cache.pending_pods();
+        baseline.pending = baseline.pending_pods.len();
+        baseline.with_nodes(cache.nodes.state().iter().map(|n| &**n))
     }
 
     /// What got worse than `self` in `now`, with nodes that are not Ready (and were before).

@@ -180,7 +180,24 @@ pub async fn run(sim: Arc<Sim>) {
             // No panic is caught here: a controller that panics ends this task, and the
             // simulator stops serving and reports it (see `super::supervise`). A cluster whose
             // controllers silently skipped a pass would go on answering as if all were well.
-            reconcile(&sim, &mut timers);
+            // On a thread of its own, as a controller manager runs beside the apiserver: the
+            // clients' requests and watches go on meanwhile (a paused clock does not advance
+            // while a pass runs). A panic in a pass ends this task as if it happened here.
+            let pass = {
+                let sim = sim.clone();
+                let mut timers = std::mem::take(&mut timers);
+                tokio::task::spawn_blocking(move || {
+                    let _held = sim.store.hold_watches();
+                    reconcile(&sim, &mut timers);
+                    timers
+                })
+            };
+            timers = match pass.await {
+                Ok(timers) => timers,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down.
+                Err(_) => return,
+            };
             timers.force_full = false;
             // A pass that wrote (a pod gone on its timer, say) runs the controllers again at
             // once, the way a real controller reacts to its own writes; bounded so that a

@@ -715,12 +715,38 @@ struct State {
     history_cap: usize,
     /// Changes up to this version are no longer in history.
     compacted_rv: u64,
+    /// While a controller pass holds the watches: the changes committed since, in order.
+    held: Option<Vec<Arc<Change>>>,
 }
 
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
     state: RwLock<State>,
     uid: AtomicU64,
+}
+
+/// Watch events sent together while a pass holds them (see [`Store::hold_watches`]).
+const HELD_BURST: usize = 256;
+
+fn send(watchers: &FastMap<StorageKey, broadcast::Sender<Arc<Change>>>, change: Arc<Change>) {
+    if let Some(tx) = watchers.get(&change.key)
+        && tx.receiver_count() > 0
+    {
+        let _ = tx.send(change);
+    }
+}
+
+/// Sends the held watch events when dropped (see [`Store::hold_watches`]), also when the pass
+/// that held them panicked.
+pub struct HeldWatches(Arc<Store>);
+
+impl Drop for HeldWatches {
+    fn drop(&mut self) {
+        let mut st = self.0.write();
+        for change in st.held.take().unwrap_or_default() {
+            send(&st.watchers, change);
+        }
+    }
 }
 
 /// How many changes a watch may fall behind before it is ended with 410 Gone (and relists).
@@ -751,6 +777,7 @@ impl Store {
                 history: VecDeque::new(),
                 history_cap,
                 compacted_rv: 0,
+                held: None,
             }),
             uid: AtomicU64::new(1),
         })
@@ -823,11 +850,31 @@ impl Store {
                 st.compacted_rv = dropped.rv;
             }
         }
-        if let Some(tx) = st.watchers.get(key)
-            && tx.receiver_count() > 0
-        {
-            let _ = tx.send(change);
+        match &mut st.held {
+            Some(held) if held.len() + 1 < HELD_BURST => held.push(change),
+            Some(held) => {
+                let burst = std::mem::take(held);
+                for change in burst.into_iter().chain([change]) {
+                    send(&st.watchers, change);
+                }
+            }
+            None => send(&st.watchers, change),
         }
+    }
+
+    /// Holds back the watch events of every write (whoever makes it) until the guard is
+    /// dropped, sending them in bursts of [`HELD_BURST`] meanwhile, in the order they were
+    /// committed. A controller pass runs on a thread of its own: sent one by one, each of its
+    /// thousands of writes would wake the watches' thread on its own; held to the end of the
+    /// pass, the watches would wait idle while it runs. Reads, lists and new watches see every
+    /// write at once (new watches read the history; what they read twice is dropped by its
+    /// version).
+    pub fn hold_watches(self: &Arc<Self>) -> HeldWatches {
+        let mut st = self.write();
+        if st.held.is_none() {
+            st.held = Some(Vec::new());
+        }
+        HeldWatches(self.clone())
     }
 
     fn stamp(&self, st: &mut State, v: &mut Value) {
