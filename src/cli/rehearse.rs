@@ -28,7 +28,6 @@ use crate::exec::journal::Journal;
 use crate::exec::operator::Unattended;
 use crate::exec::{Cancel, EventSink, Executor};
 use crate::graph::Target;
-use crate::inventory::live;
 use crate::sim::twin::{self, Twin, TwinTimings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -275,7 +274,7 @@ pub fn run(args: RehearseArgs) -> Result<Exit, CliError> {
         inv.cluster.as_ref().map_or(0, |c| c.nodes.len()),
         inv.cluster.as_ref().map_or(0, |c| c.pods.len())
     ));
-    let mut forecast = runtime.block_on(rehearse(&args, &catalog, today, &twin, options, cluster))?;
+    let mut forecast = runtime.block_on(rehearse(&args, &catalog, today, &inv, &twin, options, cluster))?;
     forecast.rehearsal_seconds = started.elapsed().as_secs_f64();
     if let Some(end) = window_end {
         let start = std::time::SystemTime::now();
@@ -325,22 +324,21 @@ async fn rehearse(
     args: &RehearseArgs,
     catalog: &crate::catalog::Catalog,
     today: crate::catalog::Date,
+    inv: &crate::inventory::Inventory,
     twin: &Twin,
     options: crate::exec::Options,
     cluster: String,
 ) -> Result<Forecast, CliError> {
     let a = &args.apply;
+    let c = inv.cluster.as_ref().ok_or_else(|| CliError::error("the inventory holds no cluster to rehearse"))?;
+    let to_text = a.to.as_deref().unwrap_or("latest");
+    let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
+    // The plan is apply's plan of the cluster itself (its blockers, steps and nodes; the twin
+    // keeps the node and workload names), carried out on the twin.
+    let plan = super::apply::plan_as_apply(a, inv, catalog, today, to, a.distro.clone(), vec![])?;
     let sim = crate::sim::InMemory::start(twin.scenario.clone(), Arc::new(catalog.clone()), 1.0)
         .map_err(|e| CliError::error(format!("cannot build the twin: {e}")))?;
     let client = sim.client.clone();
-    // The twin is planned as apply plans the cluster.
-    let inv = live::collect(&client, catalog, &live::CollectOptions::default()).await.map_err(|e| {
-        CliError::error(format!("cannot read the twin: {}", e.to_string().lines().next().unwrap_or_default()))
-    })?;
-    let c = inv.cluster.as_ref().ok_or_else(|| CliError::error("the twin reported no cluster"))?;
-    let to_text = a.to.as_deref().unwrap_or("latest");
-    let to = to_text.parse::<Target>().map_err(|e| CliError::usage(format!("--to: {e} (or `latest`)")))?;
-    let plan = super::apply::plan_as_apply(a, &inv, catalog, today, to, a.distro.clone(), vec![])?;
     let blockers: Vec<String> = plan
         .unresolved_blockers()
         .iter()
