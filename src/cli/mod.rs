@@ -139,7 +139,8 @@ pub enum Command {
     /// Serve a simulated Kubernetes cluster on loopback (real kubectl works against it).
     ///
     /// Built-in scenarios: demo (a kubeadm cluster a few minors behind), blocked (a budget that
-    /// never allows a disruption) and large (5,000 nodes, 150,000 pods).
+    /// never allows a disruption), pools (30 workers in three pools, budgets on every workload)
+    /// and large (5,000 nodes, 150,000 pods).
     Simulate(simulate::SimulateArgs),
 
     /// Rehearse an upgrade on a simulated twin of the cluster and forecast it: time per step

@@ -637,11 +637,16 @@ fn table(f: &Forecast) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let p = |s: &str| one_line(s);
+    // The plan's versions are the control plane's: when it is there already, what moves is the
+    // kubelets (or nothing).
+    let what = match (f.from == f.to, f.steps.is_empty()) {
+        (false, _) => format!("{} → {}", f.from, f.to),
+        (true, false) => format!("the roll to {} (the control plane runs it already)", f.to),
+        (true, true) => format!("{} (nothing to upgrade: the cluster runs it already)", f.to),
+    };
     let _ = writeln!(
         o,
-        "Rehearsal of {} → {} on the twin of {} ({} nodes, {} pods, {} workloads, {} budgets), in {:.1}s of wall time",
-        f.from,
-        f.to,
+        "Rehearsal of {what} on the twin of {} ({} nodes, {} pods, {} workloads, {} budgets), in {:.1}s of wall time",
         p(&f.cluster),
         f.twin.nodes,
         f.twin.pods,

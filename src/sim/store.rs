@@ -928,6 +928,9 @@ impl Store {
                 m.insert("generation".into(), json!(1));
             }
         }
+        if key.group == "batch" && key.resource == "jobs" {
+            generate_job_selector(&mut obj);
+        }
         if dry_run {
             let mut preview = obj;
             preview["metadata"]["resourceVersion"] = Value::String(String::new());
@@ -1299,6 +1302,49 @@ impl Store {
 
 /// Whether the apiserver keeps `metadata.generation` for the resource (its strategy counts spec
 /// changes).
+/// As the Job strategy does on create unless `spec.manualSelector` is true: the template gets
+/// the job's name and uid as labels (the legacy keys and the `batch.kubernetes.io/` ones, each
+/// unless already set) and the selector matches the uid, so each Job's pods carry them.
+fn generate_job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let name = meta_str(job, "name").to_string();
+    let uid = meta_str(job, "uid").to_string();
+    if !job.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    let spec = &mut job["spec"];
+    if !spec.get("template").is_some_and(Value::is_object) {
+        spec["template"] = json!({});
+    }
+    if !spec["template"].get("metadata").is_some_and(Value::is_object) {
+        spec["template"]["metadata"] = json!({});
+    }
+    if !spec["template"]["metadata"].get("labels").is_some_and(Value::is_object) {
+        spec["template"]["metadata"]["labels"] = json!({});
+    }
+    if let Some(labels) = spec["template"]["metadata"]["labels"].as_object_mut() {
+        for (key, value) in [
+            ("job-name", &name),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/controller-uid", &uid),
+        ] {
+            labels.entry(key).or_insert_with(|| Value::String(value.clone()));
+        }
+    }
+    if !spec.get("selector").is_some_and(Value::is_object) {
+        spec["selector"] = json!({});
+    }
+    if !spec["selector"].get("matchLabels").is_some_and(Value::is_object) {
+        spec["selector"]["matchLabels"] = json!({});
+    }
+    if let Some(match_labels) = spec["selector"]["matchLabels"].as_object_mut() {
+        match_labels.entry("batch.kubernetes.io/controller-uid").or_insert_with(|| Value::String(uid));
+    }
+}
+
 fn has_generation(key: &StorageKey) -> bool {
     !matches!(&*key.resource, "pods" | "nodes" | "namespaces" | "events" | "secrets" | "configmaps" | "leases")
 }
@@ -1386,6 +1432,31 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn a_new_job_selects_its_pods_by_its_uid_as_the_job_strategy_does() {
+        let store = Store::new(100);
+        let jobs = StorageKey::new("batch", "jobs");
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "backup", "namespace": "ops"},
+            "spec": {"template": {"metadata": {"labels": {"app": "backup", "job-name": "kept"}}, "spec": {"containers": []}}}});
+        let stored = store.create(&jobs, job, false).unwrap();
+        let v = stored.value();
+        let uid = v["metadata"]["uid"].as_str().unwrap();
+        let labels = &v["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["app"], "backup");
+        assert_eq!(labels["job-name"], "kept", "a label already set stays");
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "backup");
+        assert_eq!(labels["controller-uid"], uid);
+        assert_eq!(labels["batch.kubernetes.io/controller-uid"], uid);
+        assert_eq!(v["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+        // manualSelector: the user's selector and labels as given.
+        let manual = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "own", "namespace": "ops"},
+            "spec": {"manualSelector": true, "selector": {"matchLabels": {"app": "own"}},
+                     "template": {"metadata": {"labels": {"app": "own"}}, "spec": {"containers": []}}}});
+        let v = store.create(&jobs, manual, false).unwrap().value().into_owned();
+        assert_eq!(v["spec"]["selector"], json!({"matchLabels": {"app": "own"}}));
+        assert_eq!(v["spec"]["template"]["metadata"]["labels"], json!({"app": "own"}));
     }
 
     #[test]
