@@ -1300,8 +1300,6 @@ impl Store {
     }
 }
 
-/// Whether the apiserver keeps `metadata.generation` for the resource (its strategy counts spec
-/// changes).
 /// As the Job strategy does on create unless `spec.manualSelector` is true: the template gets
 /// the job's name and uid as labels (the legacy keys and the `batch.kubernetes.io/` ones, each
 /// unless already set) and the selector matches the uid, so each Job's pods carry them.
@@ -1345,6 +1343,8 @@ fn generate_job_selector(job: &mut Value) {
     }
 }
 
+/// Whether the apiserver keeps `metadata.generation` for the resource (its strategy counts spec
+/// changes).
 fn has_generation(key: &StorageKey) -> bool {
     !matches!(&*key.resource, "pods" | "nodes" | "namespaces" | "events" | "secrets" | "configmaps" | "leases")
 }
