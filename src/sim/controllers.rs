@@ -165,6 +165,8 @@ pub async fn run(sim: Arc<Sim>) {
     let mut seen_epoch = 0u64;
     let idle = Duration::from_millis(500);
     let mut settling = 0u32;
+    let hold_watches =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
     loop {
         let notified = sim.changed.notified();
         let rv = sim.store.current_rv();
@@ -182,12 +184,14 @@ pub async fn run(sim: Arc<Sim>) {
             // controllers silently skipped a pass would go on answering as if all were well.
             // On a thread of its own, as a controller manager runs beside the apiserver: the
             // clients' requests and watches go on meanwhile (a paused clock does not advance
-            // while a pass runs). A panic in a pass ends this task as if it happened here.
+            // while a pass runs). A panic in a pass ends this task as if it happened here. On a
+            // single-threaded runtime (a rehearsal's twin) every watch event would wake that
+            // thread from this one: the pass sends them in bursts.
             let pass = {
                 let sim = sim.clone();
                 let mut timers = std::mem::take(&mut timers);
                 tokio::task::spawn_blocking(move || {
-                    let _held = sim.store.hold_watches();
+                    let _held = hold_watches.then(|| sim.store.hold_watches());
                     reconcile(&sim, &mut timers);
                     timers
                 })

@@ -190,9 +190,18 @@ pub fn refresh(sim: &Sim, d: &Delta, with_disruptions: &mut BTreeSet<Key>) {
         keys.iter().filter_map(|(ns, n)| sim.store.get(pdb_key(), ns, n)).collect()
     };
     for pdb in budgets {
+        // Evictions wait while a budget's status is computed and written, and the budget is
+        // read again first: an eviction allowed since it was read wrote its disruption into the
+        // status, which this write must keep (the disruption controller's update would conflict
+        // and be retried with the budget as it is now).
+        let _evictions = sim.eviction_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (pdb.namespace().to_string(), pdb.name().to_string());
+        let Some(pdb) = sim.store.get(pdb_key(), &key.0, &key.1) else {
+            with_disruptions.remove(&key);
+            continue;
+        };
         let s = compute(sim, &pdb);
         let holds = write_status(sim, &pdb, s);
-        let key = (pdb.namespace().to_string(), pdb.name().to_string());
         if holds {
             with_disruptions.insert(key);
         } else {

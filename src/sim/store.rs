@@ -864,9 +864,10 @@ impl Store {
 
     /// Holds back the watch events of every write (whoever makes it) until the guard is
     /// dropped, sending them in bursts of [`HELD_BURST`] meanwhile, in the order they were
-    /// committed. A controller pass runs on a thread of its own: sent one by one, each of its
-    /// thousands of writes would wake the watches' thread on its own; held to the end of the
-    /// pass, the watches would wait idle while it runs. Reads, lists and new watches see every
+    /// committed. A controller pass runs on a thread of its own: on a single-threaded runtime,
+    /// sent one by one, each of its thousands of writes would wake the runtime's thread on its
+    /// own; held to the end of the pass, the watches would wait idle while it runs. (A client's
+    /// write during a pass waits for the burst too: a real watch cache delivers late as well.) Reads, lists and new watches see every
     /// write at once (new watches read the history; what they read twice is dropped by its
     /// version).
     pub fn hold_watches(self: &Arc<Self>) -> HeldWatches {
