@@ -1310,38 +1310,35 @@ fn generate_job_selector(job: &mut Value) {
     }
     let name = meta_str(job, "name").to_string();
     let uid = meta_str(job, "uid").to_string();
-    if !job.get("spec").is_some_and(Value::is_object) {
-        return;
+    let Some(spec) = job.get_mut("spec").filter(|s| s.is_object()) else { return };
+    let labels = object_at(spec, &["template", "metadata", "labels"]);
+    for (key, value) in [
+        ("job-name", &name),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/controller-uid", &uid),
+    ] {
+        labels.entry(key).or_insert_with(|| Value::String(value.clone()));
     }
-    let spec = &mut job["spec"];
-    if !spec.get("template").is_some_and(Value::is_object) {
-        spec["template"] = json!({});
-    }
-    if !spec["template"].get("metadata").is_some_and(Value::is_object) {
-        spec["template"]["metadata"] = json!({});
-    }
-    if !spec["template"]["metadata"].get("labels").is_some_and(Value::is_object) {
-        spec["template"]["metadata"]["labels"] = json!({});
-    }
-    if let Some(labels) = spec["template"]["metadata"]["labels"].as_object_mut() {
-        for (key, value) in [
-            ("job-name", &name),
-            ("batch.kubernetes.io/job-name", &name),
-            ("controller-uid", &uid),
-            ("batch.kubernetes.io/controller-uid", &uid),
-        ] {
-            labels.entry(key).or_insert_with(|| Value::String(value.clone()));
+    object_at(spec, &["selector", "matchLabels"])
+        .entry("batch.kubernetes.io/controller-uid")
+        .or_insert_with(|| Value::String(uid));
+}
+
+/// The object at `path` under `v`, made (in place of anything that is not an object) where
+/// missing.
+fn object_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut serde_json::Map<String, Value> {
+    let mut at = v;
+    for key in path {
+        if !at.get(key).is_some_and(Value::is_object) {
+            at[key] = json!({});
         }
+        at = &mut at[key];
     }
-    if !spec.get("selector").is_some_and(Value::is_object) {
-        spec["selector"] = json!({});
+    if !at.is_object() {
+        *at = json!({});
     }
-    if !spec["selector"].get("matchLabels").is_some_and(Value::is_object) {
-        spec["selector"]["matchLabels"] = json!({});
-    }
-    if let Some(match_labels) = spec["selector"]["matchLabels"].as_object_mut() {
-        match_labels.entry("batch.kubernetes.io/controller-uid").or_insert_with(|| Value::String(uid));
-    }
+    at.as_object_mut().expect("made an object above")
 }
 
 /// Whether the apiserver keeps `metadata.generation` for the resource (its strategy counts spec
